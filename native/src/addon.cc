@@ -1,0 +1,528 @@
+// wasp_native: TUN/TAP and underlay sockets for the batch loop, reading and writing packets
+// straight into slots of the wasm linear memory (one JS->native call per batch, no copies).
+// Failures come back as -errno (openTun/openUnderlay also say which step failed); src/io/
+// turns them into sentences. Only argument misuse throws here.
+#include <napi.h>
+#include <uv.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <string>
+
+namespace {
+
+// ╒═══ batch slot, 32 bytes, little-endian (assembly/abi.ts) ═══╕
+//  0 u32 data | 4 u32 len | 8 u16 flags | 10 u8 verdict | 11 u8 reason | 12 u32 peer
+// 16 u32 bufStart | 20 u32 bufEnd | 24 u32 service | 28 u32 note
+constexpr uint32_t SLOT_SIZE = 32;
+constexpr uint32_t SLOT_DATA = 0, SLOT_LEN = 4, SLOT_FLAGS = 8, SLOT_VERDICT = 10, SLOT_PEER = 12,
+                   SLOT_BUF_START = 16, SLOT_BUF_END = 20;
+constexpr uint16_t FLAG_FROM_OVERLAY = 1, FLAG_VNET = 2;
+constexpr uint32_t VNET_HDR_LEN = 10;  // struct virtio_net_hdr without num_buffers
+constexpr unsigned MMSG_CHUNK = 64;    // messages per recvmmsg/sendmmsg call
+
+// Per-env state: worker threads each load their own instance, so no process-wide counters.
+struct State {
+  uint32_t writeErrors = 0;
+  int writeErrno = 0;
+};
+
+// x86/arm hosts are little-endian like wasm, but memcpy keeps unaligned access defined.
+inline uint32_t ld32(const uint8_t* m, uint64_t a) { uint32_t v; memcpy(&v, m + a, 4); return v; }
+inline uint16_t ld16(const uint8_t* m, uint64_t a) { uint16_t v; memcpy(&v, m + a, 2); return v; }
+inline void st32(uint8_t* m, uint64_t a, uint32_t v) { memcpy(m + a, &v, 4); }
+inline void st16(uint8_t* m, uint64_t a, uint16_t v) { memcpy(m + a, &v, 2); }
+
+struct Mem {
+  uint8_t* base;
+  uint64_t size;
+};
+
+bool GetMem(const Napi::CallbackInfo& info, size_t i, Mem* out) {
+  if (!info[i].IsArrayBuffer()) {
+    Napi::TypeError::New(info.Env(), "memory must be an ArrayBuffer (WebAssembly.Memory.buffer)")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  auto ab = info[i].As<Napi::ArrayBuffer>();
+  out->base = static_cast<uint8_t*>(ab.Data());
+  out->size = ab.ByteLength();
+  return true;
+}
+
+bool GetU32(const Napi::CallbackInfo& info, size_t i, uint32_t* out) {
+  if (!info[i].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " must be a number")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = info[i].As<Napi::Number>().Uint32Value();
+  return true;
+}
+
+bool GetFd(const Napi::CallbackInfo& info, size_t i, int* out) {
+  if (!info[i].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "fd must be a number").ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = info[i].As<Napi::Number>().Int32Value();
+  return true;
+}
+
+// The slot table itself must lie inside memory (64-bit sums: no u32 wrap-around).
+bool SlotsInside(const Mem& m, uint32_t slotsAddr, uint32_t count) {
+  return uint64_t(slotsAddr) + uint64_t(count) * SLOT_SIZE <= m.size;
+}
+
+// Runs fn inside the network namespace at path (when given) and always returns to the
+// caller's namespace. setns() switches only this thread, which is the JS thread: nothing
+// else runs on it meanwhile. Sockets and TUN devices stay in the namespace they were made in.
+template <typename Fn>
+int InNetns(const std::string& path, const char** stage, Fn fn) {
+  if (path.empty()) return fn();
+  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (self < 0) { *stage = "netns-self"; return -errno; }
+  int target = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (target < 0) { int e = errno; close(self); *stage = "netns"; return -e; }
+  if (setns(target, CLONE_NEWNET) < 0) {
+    int e = errno; close(target); close(self); *stage = "netns"; return -e;
+  }
+  close(target);
+  int r = fn();
+  if (setns(self, CLONE_NEWNET) < 0) {
+    // Staying in the wrong namespace would silently put every later device and socket there.
+    fprintf(stderr, "wasp_native: cannot return to the original network namespace: %s\n",
+            strerror(errno));
+    abort();
+  }
+  close(self);
+  return r;
+}
+
+// openTun(name, tap, vnetHdr, multiQueue, netns) -> { fd } | { errno, stage }
+Napi::Value OpenTun(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) {
+    Napi::TypeError::New(env, "name must be a string").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  bool tap = info[1].ToBoolean(), vnet = info[2].ToBoolean(), mq = info[3].ToBoolean();
+  std::string ns = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
+  const char* stage = "";
+  int r = InNetns(ns, &stage, [&]() -> int {
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) { stage = "open"; return -errno; }
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_flags = short((tap ? IFF_TAP : IFF_TUN) | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0) |
+                          (mq ? IFF_MULTI_QUEUE : 0));
+    snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name.c_str());
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) { int e = errno; close(fd); stage = "setiff"; return -e; }
+    if (vnet) {
+      int hlen = VNET_HDR_LEN;
+      if (ioctl(fd, TUNSETVNETHDRSZ, &hlen) < 0) {
+        int e = errno; close(fd); stage = "vnethdr"; return -e;
+      }
+      // With these the kernel hands over GSO super-packets (up to 64 KiB) with partial checksums.
+      unsigned off = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+      if (ioctl(fd, TUNSETOFFLOAD, off) < 0) { int e = errno; close(fd); stage = "offload"; return -e; }
+    }
+    return fd;
+  });
+  Napi::Object out = Napi::Object::New(env);
+  if (r < 0) {
+    out.Set("errno", Napi::Number::New(env, -r));
+    out.Set("stage", Napi::String::New(env, stage));
+  } else {
+    out.Set("fd", Napi::Number::New(env, r));
+  }
+  return out;
+}
+
+// readBatch(fd, memory, slotsAddr, count, vnet) -> packets read (>= 0), or -errno when the
+// first read fails with anything but EAGAIN. -EFAULT: a slot points outside memory (nothing read).
+Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd; Mem m; uint32_t slots, count;
+  if (!GetFd(info, 0, &fd) || !GetMem(info, 1, &m) || !GetU32(info, 2, &slots) ||
+      !GetU32(info, 3, &count))
+    return env.Undefined();
+  const uint32_t hdr = info[4].ToBoolean() ? VNET_HDR_LEN : 0;
+  if (!SlotsInside(m, slots, count)) return Napi::Number::New(env, -EFAULT);
+  // Check every slot before the first read: a bad batch writes nothing at all.
+  for (uint32_t i = 0; i < count; i++) {
+    uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
+    uint32_t data = ld32(m.base, s + SLOT_DATA), bs = ld32(m.base, s + SLOT_BUF_START),
+             be = ld32(m.base, s + SLOT_BUF_END);
+    if (data < hdr || data - hdr < bs || data >= be || be > m.size)
+      return Napi::Number::New(env, -EFAULT);
+  }
+  uint32_t n = 0;
+  while (n < count) {
+    uint64_t s = uint64_t(slots) + uint64_t(n) * SLOT_SIZE;
+    uint32_t at = ld32(m.base, s + SLOT_DATA) - hdr, end = ld32(m.base, s + SLOT_BUF_END);
+    ssize_t got = read(fd, m.base + at, end - at);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || n > 0) break;  // a later error shows up again on the next call
+      return Napi::Number::New(env, -errno);
+    }
+    uint32_t len = uint32_t(got) > hdr ? uint32_t(got) - hdr : 0;
+    st32(m.base, s + SLOT_LEN, len);
+    if (hdr) st16(m.base, s + SLOT_FLAGS, ld16(m.base, s + SLOT_FLAGS) | FLAG_VNET);
+    n++;
+  }
+  return Napi::Number::New(env, n);
+}
+
+inline bool Selected(const uint8_t* m, uint64_t s, uint32_t mask) {
+  uint8_t v = m[s + SLOT_VERDICT];
+  return v < 32 && ((1u << v) & mask);
+}
+
+// writeBatch(fd, memory, slotsAddr, count, verdictMask, vnet) -> packets written, or -errno for
+// a broken fd. A refused packet (EAGAIN, ENOBUFS, EINVAL...) is dropped and counted; see
+// lastWriteErrors(). -EFAULT: a selected slot points outside memory (nothing written).
+Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd; Mem m; uint32_t slots, count, mask;
+  if (!GetFd(info, 0, &fd) || !GetMem(info, 1, &m) || !GetU32(info, 2, &slots) ||
+      !GetU32(info, 3, &count) || !GetU32(info, 4, &mask))
+    return env.Undefined();
+  const uint32_t hdr = info[5].ToBoolean() ? VNET_HDR_LEN : 0;
+  State* st = env.GetInstanceData<State>();
+  st->writeErrors = 0;
+  st->writeErrno = 0;
+  if (!SlotsInside(m, slots, count)) return Napi::Number::New(env, -EFAULT);
+  for (uint32_t i = 0; i < count; i++) {
+    uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
+    if (!Selected(m.base, s, mask)) continue;
+    uint32_t data = ld32(m.base, s + SLOT_DATA), len = ld32(m.base, s + SLOT_LEN);
+    if (data < hdr || uint64_t(data) + len > m.size) return Napi::Number::New(env, -EFAULT);
+  }
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
+    if (!Selected(m.base, s, mask)) continue;
+    uint32_t at = ld32(m.base, s + SLOT_DATA) - hdr, len = ld32(m.base, s + SLOT_LEN) + hdr;
+    ssize_t put;
+    do put = write(fd, m.base + at, len); while (put < 0 && errno == EINTR);
+    if (put < 0) {
+      if (errno == EBADF) return Napi::Number::New(env, -EBADF);
+      // A TUN write is all or nothing; a full queue or a malformed packet loses this one only.
+      st->writeErrors++;
+      st->writeErrno = errno;
+      continue;
+    }
+    n++;
+  }
+  return Napi::Number::New(env, n);
+}
+
+// lastWriteErrors() -> [dropped, errno of the last drop] for the previous writeBatch/sendBatch.
+Napi::Value LastWriteErrors(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  State* st = env.GetInstanceData<State>();
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(uint32_t(0), Napi::Number::New(env, st->writeErrors));
+  a.Set(uint32_t(1), Napi::Number::New(env, st->writeErrno));
+  return a;
+}
+
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!GetFd(info, 0, &fd)) return info.Env().Undefined();
+  // Linux closes the fd even when close() reports EINTR: never retry.
+  return Napi::Number::New(info.Env(), close(fd) < 0 ? -errno : 0);
+}
+
+// openUnderlay(bindIp, port, netns) -> { udpFd, rawFd } | { errno, stage }
+Napi::Value OpenUnderlay(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t port;
+  if (!info[0].IsString() || !GetU32(info, 1, &port)) {
+    if (!env.IsExceptionPending())
+      Napi::TypeError::New(env, "bindIp must be a string").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string bindIp = info[0].As<Napi::String>().Utf8Value();
+  std::string ns = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(uint16_t(port));
+  const char* stage = "";
+  int rawFd = -1;
+  int r;
+  if (port > 65535 || inet_pton(AF_INET, bindIp.c_str(), &sa.sin_addr) != 1) {
+    r = -EINVAL;
+    stage = "address";
+  } else {
+    r = InNetns(ns, &stage, [&]() -> int {
+      int u = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (u < 0) { stage = "udp"; return -errno; }
+      int one = 1;
+      setsockopt(u, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      // Bursts of VXLAN from many peers arrive between two polls: give them room.
+      int rcv = 8 << 20;
+      if (setsockopt(u, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) < 0)
+        setsockopt(u, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+      if (bind(u, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) {
+        int e = errno; close(u); stage = "bind"; return -e;
+      }
+      // IPPROTO_RAW implies IP_HDRINCL: the engine sends the whole outer IPv4 packet.
+      int w = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_RAW);
+      if (w < 0) { int e = errno; close(u); stage = "raw"; return -e; }
+      int snd = 8 << 20;
+      if (setsockopt(w, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof snd) < 0)
+        setsockopt(w, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
+      rawFd = w;
+      return u;
+    });
+  }
+  Napi::Object out = Napi::Object::New(env);
+  if (r < 0) {
+    out.Set("errno", Napi::Number::New(env, -r));
+    out.Set("stage", Napi::String::New(env, stage));
+  } else {
+    out.Set("udpFd", Napi::Number::New(env, r));
+    out.Set("rawFd", Napi::Number::New(env, rawFd));
+  }
+  return out;
+}
+
+// recvBatch(udpFd, memory, slotsAddr, count) -> datagrams received, or -errno (first call only).
+// Payload (the VXLAN header on) lands at data; peer = sender IPv4 in host order.
+Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd; Mem m; uint32_t slots, count;
+  if (!GetFd(info, 0, &fd) || !GetMem(info, 1, &m) || !GetU32(info, 2, &slots) ||
+      !GetU32(info, 3, &count))
+    return env.Undefined();
+  if (!SlotsInside(m, slots, count)) return Napi::Number::New(env, -EFAULT);
+  for (uint32_t i = 0; i < count; i++) {
+    uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
+    uint32_t data = ld32(m.base, s + SLOT_DATA), bs = ld32(m.base, s + SLOT_BUF_START),
+             be = ld32(m.base, s + SLOT_BUF_END);
+    if (data < bs || data >= be || be > m.size) return Napi::Number::New(env, -EFAULT);
+  }
+  struct mmsghdr msgs[MMSG_CHUNK];
+  struct iovec iov[MMSG_CHUNK];
+  struct sockaddr_in from[MMSG_CHUNK];
+  uint32_t n = 0;
+  while (n < count) {
+    unsigned k = count - n < MMSG_CHUNK ? count - n : MMSG_CHUNK;
+    for (unsigned j = 0; j < k; j++) {
+      uint64_t s = uint64_t(slots) + uint64_t(n + j) * SLOT_SIZE;
+      uint32_t data = ld32(m.base, s + SLOT_DATA), be = ld32(m.base, s + SLOT_BUF_END);
+      iov[j].iov_base = m.base + data;
+      iov[j].iov_len = be - data;
+      memset(&msgs[j].msg_hdr, 0, sizeof msgs[j].msg_hdr);
+      msgs[j].msg_hdr.msg_iov = &iov[j];
+      msgs[j].msg_hdr.msg_iovlen = 1;
+      msgs[j].msg_hdr.msg_name = &from[j];
+      msgs[j].msg_hdr.msg_namelen = sizeof from[j];
+    }
+    int got = recvmmsg(fd, msgs, k, MSG_DONTWAIT, nullptr);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || n > 0) break;
+      return Napi::Number::New(env, -errno);
+    }
+    for (int j = 0; j < got; j++) {
+      uint64_t s = uint64_t(slots) + uint64_t(n + j) * SLOT_SIZE;
+      st32(m.base, s + SLOT_LEN, msgs[j].msg_len);
+      st32(m.base, s + SLOT_PEER, ntohl(from[j].sin_addr.s_addr));
+      st16(m.base, s + SLOT_FLAGS, ld16(m.base, s + SLOT_FLAGS) | FLAG_FROM_OVERLAY);
+    }
+    n += got;
+    if (unsigned(got) < k) break;  // the queue is empty
+  }
+  return Napi::Number::New(env, n);
+}
+
+// sendBatch(rawFd, memory, slotsAddr, count, verdictMask) -> packets sent, or -errno for a
+// broken fd. Each selected slot holds a whole IPv4 packet; it goes to peer (host order).
+// Refused packets are dropped and counted (lastWriteErrors()).
+Napi::Value SendBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd; Mem m; uint32_t slots, count, mask;
+  if (!GetFd(info, 0, &fd) || !GetMem(info, 1, &m) || !GetU32(info, 2, &slots) ||
+      !GetU32(info, 3, &count) || !GetU32(info, 4, &mask))
+    return env.Undefined();
+  State* st = env.GetInstanceData<State>();
+  st->writeErrors = 0;
+  st->writeErrno = 0;
+  if (!SlotsInside(m, slots, count)) return Napi::Number::New(env, -EFAULT);
+  for (uint32_t i = 0; i < count; i++) {
+    uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
+    if (!Selected(m.base, s, mask)) continue;
+    uint32_t data = ld32(m.base, s + SLOT_DATA), len = ld32(m.base, s + SLOT_LEN);
+    if (uint64_t(data) + len > m.size) return Napi::Number::New(env, -EFAULT);
+  }
+  struct mmsghdr msgs[MMSG_CHUNK];
+  struct iovec iov[MMSG_CHUNK];
+  struct sockaddr_in to[MMSG_CHUNK];
+  uint32_t sent = 0, i = 0;
+  while (i < count) {
+    unsigned k = 0;
+    for (; i < count && k < MMSG_CHUNK; i++) {
+      uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
+      if (!Selected(m.base, s, mask)) continue;
+      iov[k].iov_base = m.base + ld32(m.base, s + SLOT_DATA);
+      iov[k].iov_len = ld32(m.base, s + SLOT_LEN);
+      memset(&to[k], 0, sizeof to[k]);
+      to[k].sin_family = AF_INET;
+      to[k].sin_addr.s_addr = htonl(ld32(m.base, s + SLOT_PEER));
+      memset(&msgs[k].msg_hdr, 0, sizeof msgs[k].msg_hdr);
+      msgs[k].msg_hdr.msg_iov = &iov[k];
+      msgs[k].msg_hdr.msg_iovlen = 1;
+      msgs[k].msg_hdr.msg_name = &to[k];
+      msgs[k].msg_hdr.msg_namelen = sizeof to[k];
+      k++;
+    }
+    unsigned off = 0;
+    while (off < k) {
+      int r = sendmmsg(fd, msgs + off, k - off, MSG_DONTWAIT);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EBADF || errno == ENOTSOCK) return Napi::Number::New(env, -errno);
+        // sendmmsg reports only the first failure: drop that packet, go on with the rest.
+        st->writeErrors++;
+        st->writeErrno = errno;
+        off++;
+        continue;
+      }
+      sent += r;
+      off += r;
+    }
+  }
+  return Napi::Number::New(env, sent);
+}
+
+// Poller(fd, callback): readiness through libuv (epoll), so the event loop stays free while
+// the device is idle. Level-triggered: callback(status) runs on every loop turn while data
+// waits, so the callback should drain the fd. status < 0 is a libuv error (-errno).
+class Poller : public Napi::ObjectWrap<Poller> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Poller",
+                       {InstanceMethod("start", &Poller::Start), InstanceMethod("stop", &Poller::Stop),
+                        InstanceMethod("close", &Poller::Close)});
+  }
+
+  Poller(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<Poller>(info), context_(info.Env(), "wasp.Poller") {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber() || !info[1].IsFunction()) {
+      Napi::TypeError::New(env, "Poller(fd: number, callback: function)").ThrowAsJavaScriptException();
+      return;
+    }
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+      Napi::Error::New(env, "no libuv loop").ThrowAsJavaScriptException();
+      return;
+    }
+    handle_ = new uv_poll_t;
+    int r = uv_poll_init(loop, handle_, info[0].As<Napi::Number>().Int32Value());
+    if (r < 0) {
+      delete handle_;
+      handle_ = nullptr;
+      Napi::Error e = Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(r));
+      e.Set("errno", Napi::Number::New(env, -r));
+      e.ThrowAsJavaScriptException();
+      return;
+    }
+    handle_->data = this;
+    callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+  }
+
+  ~Poller() override { CloseHandle(); }
+
+ private:
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    if (!handle_) return Napi::Number::New(info.Env(), -EBADF);
+    if (active_) return Napi::Number::New(info.Env(), 0);
+    int r = uv_poll_start(handle_, UV_READABLE, OnPoll);
+    if (r < 0) return Napi::Number::New(info.Env(), r);
+    active_ = true;
+    Ref();  // an active poller must outlive its last JS reference: its callback may still fire
+    return Napi::Number::New(info.Env(), 0);
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    StopPolling();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    StopPolling();
+    CloseHandle();
+    return info.Env().Undefined();
+  }
+
+  void StopPolling() {
+    if (!active_) return;
+    uv_poll_stop(handle_);
+    active_ = false;
+    Unref();
+  }
+
+  void CloseHandle() {
+    if (!handle_) return;
+    handle_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(handle_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    handle_ = nullptr;
+  }
+
+  static void OnPoll(uv_poll_t* h, int status, int events) {
+    auto* self = static_cast<Poller*>(h->data);
+    if (!self || !self->active_) return;
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    // MakeCallback: microtasks (promise continuations) run right after, as for any libuv callback.
+    self->callback_.MakeCallback(env.Global(), {Napi::Number::New(env, status)}, self->context_);
+    if (env.IsExceptionPending()) {
+      Napi::Error e = env.GetAndClearPendingException();
+      napi_fatal_exception(env, e.Value());  // surfaces as process 'uncaughtException'
+    }
+  }
+
+  uv_poll_t* handle_ = nullptr;
+  bool active_ = false;
+  Napi::FunctionReference callback_;
+  Napi::AsyncContext context_;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new State());
+  exports.Set("openTun", Napi::Function::New(env, OpenTun, "openTun"));
+  exports.Set("readBatch", Napi::Function::New(env, ReadBatch, "readBatch"));
+  exports.Set("writeBatch", Napi::Function::New(env, WriteBatch, "writeBatch"));
+  exports.Set("lastWriteErrors", Napi::Function::New(env, LastWriteErrors, "lastWriteErrors"));
+  exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("openUnderlay", Napi::Function::New(env, OpenUnderlay, "openUnderlay"));
+  exports.Set("recvBatch", Napi::Function::New(env, RecvBatch, "recvBatch"));
+  exports.Set("sendBatch", Napi::Function::New(env, SendBatch, "sendBatch"));
+  exports.Set("Poller", Poller::Init(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(wasp_native, Init)

@@ -1,0 +1,58 @@
+// Loads native/build/Release/wasp_native.node lazily, so importing src/io never fails on a
+// machine without the addon until a device is actually opened.
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export interface OpenResult { fd?: number; udpFd?: number; rawFd?: number; errno?: number; stage?: string }
+
+export interface NativePoller {
+  /** 0, or -errno from libuv. */
+  start(): number;
+  stop(): void;
+  close(): void;
+}
+
+/** The addon's surface; every number result below 0 is -errno. */
+export interface Native {
+  openTun(name: string, tap: boolean, vnetHdr: boolean, multiQueue: boolean, netns?: string): OpenResult;
+  readBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, vnet: boolean): number;
+  writeBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, verdictMask: number,
+    vnet: boolean): number;
+  /** [dropped, errno of the last drop] of the previous writeBatch or sendBatch. */
+  lastWriteErrors(): [number, number];
+  close(fd: number): number;
+  openUnderlay(bindIp: string, port: number, netns?: string): OpenResult;
+  recvBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number): number;
+  sendBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, verdictMask: number): number;
+  Poller: new (fd: number, callback: (status: number) => void) => NativePoller;
+}
+
+const ADDON_PATH = join("native", "build", "Release", "wasp_native.node");
+let loaded: Native | undefined;
+
+/** WASP_NATIVE (the packaged binary), else the first native/build/... above this file. */
+export function addonPath(): string {
+  if (process.env.WASP_NATIVE) return process.env.WASP_NATIVE;
+  // src/io/ in development, dist/js/src/io/ when compiled: walk up to the repository.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, ADDON_PATH);
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", ADDON_PATH);
+}
+
+export function native(): Native {
+  if (loaded) return loaded;
+  const path = addonPath();
+  try {
+    loaded = createRequire(import.meta.url)(path) as Native;
+  } catch (e) {
+    throw new Error(`cannot load the native addon ${path}: ${(e as Error).message}. ` +
+      "Build it (npm run build:native) or point WASP_NATIVE at the packaged wasp_native.node");
+  }
+  return loaded;
+}

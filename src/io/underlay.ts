@@ -1,0 +1,108 @@
+// The VXLAN underlay: a UDP socket receives (recvmmsg), a raw IPv4 socket sends the complete
+// outer packets the engine built (sendmmsg), both straight from and into wasm memory.
+import { EAGAIN, EFAULT, EINVAL, IoError, errnoCode, ioError, NEED_ROOT } from "./errno.js";
+import { bufferOf, slotsOutsideMemory, type BatchMemory } from "./memory.js";
+import { native, type NativePoller } from "./native.js";
+
+export interface UnderlayOptions {
+  /** This node's underlay IPv4 address (or 0.0.0.0). */
+  bindIp: string;
+  /** The VXLAN UDP port (8472 on Linux and flannel, 4789 IANA). */
+  port: number;
+  /** A network namespace file (/var/run/netns/NAME); both sockets are made there. */
+  netns?: string;
+}
+
+function openFix(stage: string, code: string, opts: UnderlayOptions): string {
+  if (code === "EPERM" || code === "EACCES") return NEED_ROOT;
+  if (code === "EADDRINUSE") {
+    return "Another VXLAN endpoint (a kernel vxlan device, flannel, another wasp) uses the port; " +
+      "stop it or pick another port";
+  }
+  if (code === "EADDRNOTAVAIL") return `${opts.bindIp} is on no interface of the namespace; add it or fix bindIp`;
+  return "";
+}
+
+export class UnderlaySocket {
+  /** Packets refused by the kernel in the last sendBatch (no route, full buffer). */
+  lastDropped = 0;
+  /** The errno code of the last refused packet, '' when none. */
+  lastDropCode = "";
+  private poller: NativePoller | undefined;
+  private closed = false;
+  private readonly label: string;
+
+  private constructor(readonly udpFd: number, readonly rawFd: number, readonly bindIp: string,
+    readonly port: number) {
+    this.label = `underlay socket ${bindIp}:${port}`;
+  }
+
+  static open(opts: UnderlayOptions): UnderlaySocket {
+    const r = native().openUnderlay(opts.bindIp, opts.port, opts.netns);
+    if (r.udpFd !== undefined && r.rawFd !== undefined) {
+      return new UnderlaySocket(r.udpFd, r.rawFd, opts.bindIp, opts.port);
+    }
+    const errno = r.errno ?? 0, stage = r.stage ?? "", code = errnoCode(errno);
+    if (stage === "address") {
+      throw new IoError(`cannot open underlay socket ${opts.bindIp}:${opts.port}: not an IPv4 address and ` +
+        "a port 0-65535 (EINVAL). Fix bindIp and port", errno || EINVAL);
+    }
+    if (stage === "netns") {
+      const ns = opts.netns ?? "";
+      const hint = code === "ENOENT" ? `Create it (ip netns add ${ns.split("/").pop()}) or fix the path` : "";
+      throw ioError(`cannot enter network namespace ${ns}`, errno, hint || openFix(stage, code, opts));
+    }
+    const what = stage === "bind" ? `cannot bind underlay UDP socket to ${opts.bindIp}:${opts.port}`
+      : stage === "raw" ? "cannot open the underlay's raw IPv4 socket"
+      : `cannot open underlay UDP socket for ${opts.bindIp}:${opts.port}`;
+    throw ioError(what, errno, openFix(stage, code, opts));
+  }
+
+  /**
+   * Receives up to count datagrams: payload (the VXLAN header on) at each slot's data, len,
+   * peer = sender IPv4 (host order), FROM_OVERLAY in flags. Returns how many, 0 when none waits.
+   */
+  recvBatch(memory: BatchMemory, slotsAddr: number, count: number): number {
+    const buffer = bufferOf(memory);
+    const n = native().recvBatch(this.udpFd, buffer, slotsAddr, count);
+    if (n >= 0) return n;
+    if (n === -EAGAIN) return 0;
+    if (n === -EFAULT) throw slotsOutsideMemory("recvBatch", this.label, buffer, slotsAddr, count);
+    throw ioError(`cannot receive on ${this.label}`, -n);
+  }
+
+  /** Sends every selected slot's [data, data+len), a whole IPv4 packet, to its peer (host order). */
+  sendBatch(memory: BatchMemory, slotsAddr: number, count: number, verdictMask: number): number {
+    const nat = native(), buffer = bufferOf(memory);
+    const n = nat.sendBatch(this.rawFd, buffer, slotsAddr, count, verdictMask);
+    const [dropped, errno] = nat.lastWriteErrors();
+    this.lastDropped = dropped;
+    this.lastDropCode = dropped ? errnoCode(errno) : "";
+    if (n >= 0) return n;
+    if (n === -EFAULT) throw slotsOutsideMemory("sendBatch", this.label, buffer, slotsAddr, count);
+    throw ioError(`cannot send on ${this.label}`, -n);
+  }
+
+  /** Calls cb from the event loop whenever datagrams wait (level-triggered: drain them in cb). */
+  onReadable(cb: (err?: IoError) => void): void {
+    this.poller ??= new (native().Poller)(this.udpFd, (status) => {
+      if (status < 0) cb(ioError(`cannot poll ${this.label}`, -status));
+      else cb();
+    });
+    const r = this.poller.start();
+    if (r < 0) throw ioError(`cannot poll ${this.label}`, -r);
+  }
+
+  stop(): void {
+    this.poller?.stop();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.poller?.close();
+    this.poller = undefined;
+    native().close(this.udpFd);
+    native().close(this.rawFd);
+  }
+}
