@@ -1,0 +1,183 @@
+// TunDevice against the kernel: a TUN inside a test namespace, pinged from that namespace.
+import { strict as assert } from "node:assert";
+import { type ChildProcess } from "node:child_process";
+import { Verdict } from "../../src/engine/abi.js";
+import { TunDevice } from "../../src/io/index.js";
+import { deleteAllNs, ip, makeNs, spawnInNs, stop, sysctl } from "../helpers/netns.js";
+import { echoReply, layout, packet, parseIpv4, put, slot, waitFor } from "../unit/io/batch.js";
+
+const nsPath = (ns: string) => `/var/run/netns/${ns}`;
+
+/** Starts `busybox ping` in ns; resolves to its exit code. */
+function ping(ns: string, args: string[], started: ChildProcess[]): Promise<number> {
+  const child = spawnInNs(ns, "busybox", ["ping", ...args]);
+  started.push(child);
+  return new Promise((resolve) => child.once("exit", (code) => resolve(code ?? -1)));
+}
+
+/** Resolves at the next readiness callback of dev, then stops polling. */
+function nextReadable(dev: TunDevice): Promise<void> {
+  return new Promise((resolve, reject) => dev.onReadable((err) => {
+    dev.stop();
+    if (err) reject(err); else resolve();
+  }));
+}
+
+describe("io: TUN device (integration, needs root)", function () {
+  this.timeout(30000);
+  let ns = "";
+  const devices: TunDevice[] = [];
+  const children: ChildProcess[] = [];
+
+  before(() => {
+    ns = makeNs("tun");
+    // IPv6 would put router solicitations into the TUN; these tests look at IPv4 only.
+    sysctl(ns, "net.ipv6.conf.all.disable_ipv6", 1);
+    sysctl(ns, "net.ipv6.conf.default.disable_ipv6", 1);
+  });
+  afterEach(async () => {
+    for (const c of children.splice(0)) await stop(c);
+    for (const d of devices.splice(0)) d.close();
+  });
+  after(() => deleteAllNs());
+
+  function open(name: string, up = true): TunDevice {
+    const dev = TunDevice.open({ name, netns: nsPath(ns) });
+    devices.push(dev);
+    if (up) {
+      ip(ns, "addr", "add", "10.77.0.1/24", "dev", name);
+      ip(ns, "link", "set", name, "up");
+    }
+    return dev;
+  }
+
+  describe("errors name the thing, the errno and the fix", () => {
+    it("a nonexistent namespace path gives ENOENT naming the path", () => {
+      const path = `/var/run/netns/wasp-t-${process.pid}-missing`;
+      assert.throws(() => TunDevice.open({ name: "wt0", netns: path }), (e: Error & { code?: string }) => {
+        assert.equal(e.code, "ENOENT");
+        assert.equal(e.message, `cannot enter network namespace ${path}: no such file (ENOENT). ` +
+          `Create it (ip netns add wasp-t-${process.pid}-missing) or fix the path`);
+        return true;
+      });
+    });
+
+    it("a TUN name another fd holds (no multiQueue) gives EBUSY, as the kernel reports", () => {
+      open("wtbusy", false);
+      assert.throws(() => TunDevice.open({ name: "wtbusy", netns: nsPath(ns) }),
+        (e: Error & { code?: string }) => {
+          assert.equal(e.code, "EBUSY");
+          assert.match(e.message, /^cannot create TUN device wtbusy: device or resource busy \(EBUSY\)\. Another process holds it/);
+          return true;
+        });
+    });
+
+    it("a name the kernel would cut (over 15 bytes) is refused with EINVAL", () => {
+      assert.throws(() => TunDevice.open({ name: "wasp-0123456789ab", netns: nsPath(ns) }), { code: "EINVAL" });
+    });
+
+    it("the same name opens twice with multiQueue (one queue per worker)", () => {
+      const a = TunDevice.open({ name: "wtmq", multiQueue: true, netns: nsPath(ns) });
+      devices.push(a);
+      const b = TunDevice.open({ name: "wtmq", multiQueue: true, netns: nsPath(ns) });
+      devices.push(b);
+      assert.notEqual(a.fd, b.fd);
+    });
+
+    it("readBatch with a slot beyond memory refuses the whole batch and writes nothing", async () => {
+      const dev = open("wtbound");
+      const memory = new WebAssembly.Memory({ initial: 64 });
+      const b = layout(memory, 4, 2048);
+      const dv = new DataView(memory.buffer);
+      const exit = ping(ns, ["-c", "1", "-W", "5", "10.77.0.2"], children);
+      await nextReadable(dev); // a packet waits: a read now would fill slot 0
+      dv.setUint32(b.slotsAddr + 3 * 32 + 20, memory.buffer.byteLength + 1, true); // slot 3 bufEnd
+      const before = new Uint8Array(memory.buffer).slice();
+      assert.throws(() => dev.readBatch(memory, b.slotsAddr, 4), (e: Error & { code?: string }) => {
+        assert.ok(e instanceof RangeError);
+        assert.equal(e.code, "EFAULT");
+        assert.match(e.message, /^readBatch on device wtbound refused: .* outside the wasm memory \(4194304 bytes\); nothing was transferred/);
+        return true;
+      });
+      // The slot table itself past the end is refused too.
+      assert.throws(() => dev.readBatch(memory, memory.buffer.byteLength - 40, 2), { code: "EFAULT" });
+      assert.deepEqual(new Uint8Array(memory.buffer), before, "memory changed");
+      // The packet was there all along: a valid batch reads it.
+      assert.equal(dev.readBatch(memory, b.slotsAddr, 3), 1);
+      assert.equal(parseIpv4(packet(b, 0)).dst, "10.77.0.2");
+      await stop(children.pop()!);
+      await exit;
+    });
+  });
+
+  it("reads the kernel's ICMP echo request and a written echo reply makes ping succeed", async () => {
+    const dev = open("wtping");
+    const memory = new WebAssembly.Memory({ initial: 64 });
+    const b = layout(memory, 8, 2048);
+    const exit = ping(ns, ["-c", "1", "-W", "10", "-s", "100", "10.77.0.2"], children);
+    let request: Uint8Array | undefined;
+    dev.onReadable(() => {
+      const n = dev.readBatch(memory, b.slotsAddr, b.count);
+      for (let i = 0; i < n && !request; i++) {
+        const p = packet(b, i), f = parseIpv4(p);
+        if (f.version === 4 && f.proto === 1 && p[f.ihl] === 8) request = p.slice();
+      }
+    });
+    await waitFor(() => request !== undefined, "the echo request in the TUN");
+    dev.stop();
+    const f = parseIpv4(request!);
+    assert.equal(f.version, 4);
+    assert.equal(f.ihl, 20);
+    assert.equal(f.proto, 1);
+    assert.equal(f.src, "10.77.0.1");
+    assert.equal(f.dst, "10.77.0.2");
+    assert.equal(f.totalLen, 20 + 8 + 100);
+    assert.equal(request!.length, f.totalLen, "len is the packet without any header before it");
+    assert.ok(f.headerOk, "IPv4 header checksum");
+    assert.equal(slot(b, 0).flags & 2, 0, "no VNET flag without vnetHdr");
+
+    // Slot 0: the reply (Tun); slot 1: a copy marked Drop that must not be written.
+    const reply = echoReply(request!);
+    put(b, 0, reply, Verdict.Tun);
+    put(b, 1, reply, Verdict.Drop);
+    assert.equal(dev.writeBatch(memory, b.slotsAddr, 2, 1 << Verdict.Tun), 1);
+    assert.equal(dev.lastDropped, 0);
+    assert.equal(await exit, 0, "busybox ping exit code: the kernel accepted the reply");
+  });
+
+  it("onReadable fires when a packet is queued, and the event loop keeps turning while idle", async () => {
+    const dev = open("wtpoll");
+    const memory = new WebAssembly.Memory({ initial: 64 });
+    const b = layout(memory, 4, 2048);
+    let ticks = 0, spinning = true, fired = 0, ticksAtFire = -1;
+    const spin = () => { ticks++; if (spinning) setImmediate(spin); };
+    setImmediate(spin);
+    try {
+      dev.onReadable(() => {
+        fired++;
+        if (ticksAtFire < 0) ticksAtFire = ticks;
+        while (dev.readBatch(memory, b.slotsAddr, b.count) > 0) { /* drain */ }
+      });
+      // Idle with an armed poller: setImmediate callbacks still run (nothing blocks the loop).
+      await waitFor(() => ticks >= 200, "200 setImmediate turns while polling an idle TUN");
+      assert.equal(fired, 0, "no readiness without a packet");
+      const exit = ping(ns, ["-c", "1", "-W", "1", "10.77.0.2"], children);
+      await waitFor(() => fired > 0, "the readiness callback");
+      const after = ticks;
+      await waitFor(() => ticks >= after + 200, "the loop to keep turning after the callback");
+      assert.ok(ticksAtFire >= 200);
+      await exit; // no reply is written: ping gives up after 1 s
+    } finally {
+      spinning = false;
+      dev.stop();
+    }
+  });
+
+  it("close() stops polling and the kernel removes the device", async () => {
+    const dev = open("wtclose");
+    dev.onReadable(() => undefined);
+    dev.close();
+    dev.close(); // twice is harmless
+    assert.throws(() => ip(ns, "link", "show", "wtclose"), /does not exist/);
+  });
+});
