@@ -1,0 +1,105 @@
+// ADD in routed mode: a veth pair, the pod end as CNI_IFNAME with a /32 (/128), a link-local
+// gateway answered by the host end, and a host route per pod address. Nothing is left half-made:
+// every step pushes its undo, and a failure runs the undo list in reverse.
+import { writeFileSync } from "node:fs";
+import { allocate, PoolExhaustedError, StoreError } from "../ipam/index.js";
+import { Code, CniError } from "./errors.js";
+import { GW4, GW6, openStore, owner, pools, type Ctx } from "./context.js";
+import { ipBatch, ipBatchForce, IpError, localLinks, SELF, type Ns } from "./ip.js";
+import { hostVethName, randomMac } from "./names.js";
+import { mergeResults, parseResult, type Result } from "./result.js";
+
+export async function cmdAdd(ctx: Ctx): Promise<Result> {
+  const { env, conf } = ctx;
+  const pod: Ns = { kind: "path", path: env.netns };
+  const host = hostVethName(env.containerId, env.ifname);
+  const store = await openStore(conf);
+  const undo: Array<() => Promise<unknown>> = [];
+  try {
+    // A veth of this attachment can only be left over from an ADD that was killed: remove it.
+    if (localLinks().has(host)) await ipBatchForce(SELF, [`link del ${host}`], `cannot remove the leftover veth ${host}`);
+
+    const ips: Array<{ ip: string; v6: boolean }> = [];
+    undo.push(() => store.release(owner(env)));
+    for (const [range, pool] of pools(conf).entries()) {
+      const a = await allocate(store, pool, owner(env), range);
+      ips.push({ ip: a.ip, v6: pool.family === 6 });
+    }
+    const v4 = ips.filter((x) => !x.v6).map((x) => x.ip);
+    const v6 = ips.filter((x) => x.v6).map((x) => x.ip);
+
+    const hostMac = randomMac(), podMac = randomMac();
+    undo.push(() => ipBatchForce(SELF, [`link del ${host}`], `cannot remove veth ${host}`));
+    await ipBatch(SELF, [
+      // The peer is created straight inside the pod's namespace with its final name and MTU.
+      `link add ${host} mtu ${conf.mtu} address ${hostMac} type veth peer name ${env.ifname} mtu ${conf.mtu} address ${podMac} netns ${env.netns}`,
+      ...v6.map(() => `addr add ${GW6}/64 dev ${host} nodad`),
+      `link set ${host} up`,
+      ...v4.map((ip) => `route replace ${ip}/32 dev ${host} scope link`),
+      ...v6.map((ip) => `route replace ${ip}/128 dev ${host}`),
+    ], `cannot create veth ${host} <-> ${env.ifname} in ${env.netns}`);
+
+    // proxy_arp: the host end answers ARP for 169.254.1.1 (for any address it routes elsewhere);
+    // proxy_delay 0: answer at once instead of after a random delay of up to 0.8 s.
+    sysctl(`ipv4/conf/${host}/proxy_arp`, "1");
+    sysctl(`ipv4/neigh/${host}/proxy_delay`, "0");
+
+    await ipBatch(pod, [
+      ...v4.map((ip) => `addr add ${ip}/32 dev ${env.ifname}`),
+      ...v6.map((ip) => `addr add ${ip}/128 dev ${env.ifname} nodad`),
+      `link set ${env.ifname} up`,
+      ...(v4.length ? [
+        `route add ${GW4} dev ${env.ifname} scope link`,
+        `route add default via ${GW4} dev ${env.ifname} onlink`,
+        // The gateway's MAC is known: a permanent entry spares the first packet an ARP round trip
+        // and does not depend on the node having a route that makes proxy_arp answer.
+        `neigh replace ${GW4} lladdr ${hostMac} dev ${env.ifname} nud permanent`,
+      ] : []),
+      ...(v6.length ? [
+        `route add default via ${GW6} dev ${env.ifname} onlink`,
+        `neigh replace ${GW6} lladdr ${hostMac} dev ${env.ifname} nud permanent`,
+      ] : []),
+    ], `cannot configure ${env.ifname} in ${env.netns}`);
+
+    const ours: Result = {
+      cniVersion: ctx.version,
+      interfaces: [
+        { name: host, mac: hostMac, mtu: conf.mtu },
+        { name: env.ifname, mac: podMac, mtu: conf.mtu, sandbox: env.netns },
+      ],
+      ips: [
+        ...v4.map((ip) => ({ address: `${ip}/32`, gateway: GW4, interface: 1 })),
+        ...v6.map((ip) => ({ address: `${ip}/128`, gateway: GW6, interface: 1 })),
+      ],
+      routes: [
+        ...(v4.length ? [{ dst: "0.0.0.0/0", gw: GW4 }] : []),
+        ...(v6.length ? [{ dst: "::/0", gw: GW6 }] : []),
+      ],
+      dns: conf.dns,
+    };
+    return mergeResults(conf.prevResult ? parseResult(conf.prevResult) : undefined, ours);
+  } catch (e) {
+    for (const u of undo.reverse()) {
+      try { await u(); } catch { /* best effort: GC removes what is left */ }
+    }
+    throw toCniError(e);
+  }
+}
+
+function sysctl(key: string, value: string): void {
+  try {
+    writeFileSync(`/proc/sys/net/${key}`, value);
+  } catch (e) {
+    throw new IpError(`cannot set net.${key.replace(/\//g, ".")}=${value}`, (e as Error).message);
+  }
+}
+
+export function toCniError(e: unknown): CniError {
+  if (e instanceof CniError) return e;
+  if (e instanceof PoolExhaustedError) return new CniError(Code.TryAgainLater, e.message, "every pod address is in use; it frees up when pods are deleted (or run GC)");
+  if (e instanceof StoreError) return new CniError(e.retryable ? Code.TryAgainLater : Code.Io, e.message);
+  if (e instanceof IpError) return new CniError(Code.Internal, e.message);
+  const err = e as NodeJS.ErrnoException;
+  if (err.code && err.syscall) return new CniError(Code.Io, `${err.syscall} ${err.path ?? ""}: ${err.message}`.replace(/ {2}/, " "));
+  return new CniError(Code.Internal, err.message ?? String(e));
+}

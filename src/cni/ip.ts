@@ -1,0 +1,64 @@
+// iproute2 as the netlink client for now: one `ip -batch -` process per namespace touched.
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+
+/** Where a command runs: the plugin's own ("node") namespace, or a pod's namespace by path. */
+export type Ns = { kind: "self" } | { kind: "path"; path: string };
+export const SELF: Ns = { kind: "self" };
+
+export class IpError extends Error {
+  constructor(readonly what: string, readonly stderr: string) {
+    super(`${what}: ${stderr.trim().split("\n").filter((l) => !/^Command failed/.test(l)).join("; ") || "failed"}`);
+  }
+}
+
+// `ip -n NAME` only takes names under /var/run/netns; any other path (/proc/PID/ns/net) goes via nsenter.
+function argv(ns: Ns, args: string[]): [string, string[]] {
+  if (ns.kind === "self") return ["ip", args];
+  const m = /^\/(?:var\/)?run\/netns\/([^/]+)$/.exec(ns.path);
+  if (m) return ["ip", ["-n", m[1]!, ...args]];
+  return ["nsenter", [`--net=${ns.path}`, "ip", ...args]];
+}
+
+function run(ns: Ns, args: string[], input: string | undefined, what: string): Promise<string> {
+  const [cmd, a] = argv(ns, args);
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, a, { stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+    let out = "", err = "";
+    p.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
+    p.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d));
+    p.on("error", (e) => reject(new IpError(what, `cannot run ${cmd}: ${e.message}`)));
+    p.on("close", (code) => (code === 0 ? resolve(out) : reject(new IpError(what, err || `${cmd} exited with ${code}`))));
+    if (p.stdin) {
+      p.stdin.on("error", () => { /* ip exited before reading all of it; its exit status tells */ });
+      p.stdin.end(input);
+    }
+  });
+}
+
+/** Runs the lines as one `ip -batch -`; stops at the first failing line. */
+export function ipBatch(ns: Ns, lines: string[], what: string): Promise<string> {
+  return run(ns, ["-batch", "-"], lines.join("\n") + "\n", what);
+}
+
+/** Like ipBatch but goes on past failing lines (for cleanup, where "already gone" is fine). */
+export function ipBatchForce(ns: Ns, lines: string[], what: string): Promise<string> {
+  return run(ns, ["-force", "-batch", "-"], lines.join("\n") + "\n", what);
+}
+
+export async function ipJson<T>(ns: Ns, args: string[], what: string): Promise<T> {
+  const out = await run(ns, ["-j", ...args], undefined, what);
+  return (out.trim() ? JSON.parse(out) : []) as T;
+}
+
+/** Interface names of the caller's namespace, read from /proc (no process spawned). */
+export function localLinks(): Set<string> {
+  // /proc/self/net is the net namespace of this process, whatever /sys is mounted from.
+  const text = readFileSync("/proc/self/net/dev", "utf8");
+  const names = new Set<string>();
+  for (const line of text.split("\n").slice(2)) {
+    const i = line.indexOf(":");
+    if (i > 0) names.add(line.slice(0, i).trim());
+  }
+  return names;
+}

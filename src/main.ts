@@ -1,0 +1,22 @@
+// One executable: the CNI plugin when a runtime execs it (CNI_COMMAND set), otherwise the CLI.
+const USAGE = `usage: wasp <command>
+
+  As a CNI plugin, wasp is run by the container runtime with CNI_COMMAND set
+  (ADD, DEL, CHECK, VERSION, GC, STATUS) and the network config on stdin.
+
+  The daemon and the operator commands (daemon, status, services, backends,
+  conntrack, routes, counters, trace, doctor) are not built yet.
+`;
+
+if (process.env.CNI_COMMAND !== undefined) {
+  const { runCni } = await import("./cni/index.js");
+  await runCni();
+} else {
+  const cmd = process.argv[2];
+  if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
+    process.stdout.write(USAGE);
+  } else {
+    process.stderr.write(`wasp: unknown command ${JSON.stringify(cmd)} (only the CNI plugin exists so far)\n\n${USAGE}`);
+    process.exitCode = 2;
+  }
+}
