@@ -1,0 +1,126 @@
+// The wasm core's exports: init, the batch entry point, table commits, counters, and test hooks.
+// Memory map after init(), from __heap_base: slots | packet buffers | stage | counters | trace |
+// service stats | conntrack | affinity | the two table generations. Nothing grows after init().
+import {
+  InitResult, CommitResult, CFG_MAX_BATCH, CFG_CT_CAPACITY, CFG_MAX_SERVICES, CFG_MAX_BACKENDS, CFG_MAX_ROUTES,
+  CFG_MAGLEV_CELLS, CFG_MODE, CFG_UNDERLAY_IP, CFG_VNI, CFG_VXLAN_PORT, CFG_UNDERLAY_MTU, CFG_SEED, SLOT_SIZE,
+  HEADROOM, SLOT_PACKET_ROOM, COUNTER_COUNT, C_GENERATION,
+} from "./abi";
+import * as st from "./state";
+import * as ct from "./table/conntrack";
+import * as gen from "./table/generation";
+import { processBatch } from "./pipeline/process";
+import { statsInit, statsAddr, statsReset as resetStats } from "./pipeline/svcstats";
+import { affinityInit } from "./pipeline/affinity";
+import { fragClear } from "./pipeline/frag";
+import * as trace from "./pipeline/trace";
+
+const PAGE: usize = 65536;
+const TRACE_BYTES: u32 = 4 + 64 * 16;
+
+/** Where the host writes the init config block (CFG_* offsets) before calling init(). */
+export function configAddr(): usize { return st.CONFIG; }
+
+function ensureMemory(end: usize): bool {
+  const have = <usize>memory.size() * PAGE;
+  if (end <= have) return true;
+  const pages = <i32>((end - have + PAGE - 1) / PAGE);
+  return memory.grow(pages) >= 0;
+}
+
+@inline function cfg(off: u32): u32 { return load<u32>(st.CONFIG + off); }
+@inline function align(p: usize, a: usize): usize { return (p + a - 1) & ~(a - 1); }
+
+/** Lays out every region from the config block. Call once. */
+export function init(): InitResult {
+  if (st.initialized) return InitResult.AlreadyInitialized;
+  const maxBatch = cfg(CFG_MAX_BATCH), ctCap = cfg(CFG_CT_CAPACITY), maxSvc = cfg(CFG_MAX_SERVICES),
+    maxBe = cfg(CFG_MAX_BACKENDS), maxRoutes = cfg(CFG_MAX_ROUTES), mgCells = cfg(CFG_MAGLEV_CELLS);
+  if (maxBatch == 0 || maxBatch > 4096 || ctCap < 16 || ctCap > (1 << 24) || maxSvc == 0 || maxSvc > (1 << 20) ||
+      maxBe > (1 << 22) || maxRoutes == 0 || maxRoutes > (1 << 16) || mgCells > (1 << 28) ||
+      cfg(CFG_UNDERLAY_MTU) < 576 || cfg(CFG_UNDERLAY_MTU) > 65535 || cfg(CFG_VNI) > 0xffffff ||
+      cfg(CFG_VXLAN_PORT) == 0 || cfg(CFG_VXLAN_PORT) > 65535) return InitResult.BadConfig;
+  const stride: u32 = <u32>align(HEADROOM + SLOT_PACKET_ROOM, 64);
+  let p = align(__heap_base, 64);
+  const slots = p; p = align(p + <usize>maxBatch * SLOT_SIZE, 64);
+  const bufs = p; p += <usize>maxBatch * stride;
+  const stageCap: u32 = 1 << 20 + 0;
+  const stage = align(p, 64);
+  const stageBytes = <usize>(1 << 20) + <usize>maxSvc * 64 + <usize>maxBe * 20;
+  p = stage + stageBytes;
+  const counters = align(p, 64); p = counters + <usize>COUNTER_COUNT * 8;
+  const traceA = align(p, 64); p = traceA + TRACE_BYTES;
+  const statsAt = align(p, 64); p = statsAt + <usize>maxSvc * 24;
+  const ctAt = align(p, 64); p = ctAt + ct.ctBytesNeeded(ctCap);
+  const affAt = align(p, 64); p = affAt + (<usize>ctCap / 4 + 64) * 32 + 64;
+  const genAt = align(p, 64);
+  const end = genAt + gen.genBytesNeeded(maxSvc, maxBe, maxRoutes, mgCells);
+  if (!ensureMemory(end)) return InitResult.OutOfMemory;
+  memory.fill(slots, 0, <usize>maxBatch * SLOT_SIZE);
+  memory.fill(counters, 0, <usize>COUNTER_COUNT * 8);
+  st.setRegions(slots, maxBatch, bufs, stride, stage, <u32>stageBytes, counters, traceA, TRACE_BYTES);
+  st.setNode(cfg(CFG_MODE) == 1, cfg(CFG_UNDERLAY_IP), cfg(CFG_VNI), cfg(CFG_VXLAN_PORT), cfg(CFG_UNDERLAY_MTU), cfg(CFG_SEED));
+  statsInit(statsAt, maxSvc);
+  ct.ctInit(ctAt, ctCap);
+  affinityInit(affAt, ctCap / 4 + 64);
+  gen.genInit(genAt, maxSvc, maxBe, maxRoutes, mgCells);
+  fragClear();
+  st.setInitialized();
+  return InitResult.Ok + <InitResult>(stageCap & 0);
+}
+
+/** Runs the `count` slots at slotsAddr() through the pipeline at time nowSec (seconds, any epoch
+ *  that only moves forward). Returns how many were not dropped. One call per batch. */
+export function process(count: u32, nowSec: u32): u32 {
+  if (!st.initialized) return 0;
+  trace.reset();
+  return processBatch(count, nowSec);
+}
+
+/** Applies `bytes` of ops staged at stageAddr() as one new generation (all or nothing). */
+export function commit(bytes: u32): CommitResult {
+  if (!st.initialized) return CommitResult.NotInitialized;
+  if (bytes > st.stageCap) return CommitResult.BadOp;
+  const r = gen.genCommit(st.stageArea, bytes);
+  if (r == CommitResult.Ok) store<u64>(st.counters + (<usize>C_GENERATION << 3), <u64>gen.generationNumber());
+  return r;
+}
+
+/** Expires up to `budget` timed-out flows; the host calls it about once a second. */
+export function sweep(nowSec: u32, budget: u32): u32 {
+  if (!st.initialized) return 0;
+  return ct.ctExpire(nowSec, budget);
+}
+
+export function slotsAddr(): usize { return st.slots; }
+export function maxBatch(): u32 { return st.maxBatch; }
+export function bufferAddr(): usize { return st.bufArea; }
+export function bufferStride(): u32 { return st.bufStride; }
+export function stageAddr(): usize { return st.stageArea; }
+export function stageCapacity(): u32 { return st.stageCap; }
+export function countersAddr(): usize { return st.counters; }
+export function traceAddr(): usize { return st.traceArea; }
+export function serviceStatsAddr(): usize { return statsAddr(); }
+export function serviceStatsReset(id: u32): void { resetStats(id); }
+export function generation(): u32 { return gen.generationNumber(); }
+export function serviceCount(): u32 { return gen.genServiceCount(); }
+export function routeCount(): u32 { return gen.genRouteCount(); }
+
+// ── conntrack inspection (wasp conntrack, tests) ───────────────────────────────────────────
+export function ctCapacity(): u32 { return ct.ctCapacity(); }
+export function ctCount(): u32 { return ct.ctUsed(); }
+/** Address of flow record i (ct.REC bytes, layout in table/conntrack.ts), 0 when unused. */
+export function ctRecord(i: u32): usize {
+  if (i >= ct.ctCapacity()) return 0;
+  const r = ct.rec(i);
+  return (load<u8>(r + ct.FLAGS) & ct.FlowFlag.USED) != 0 ? r : 0;
+}
+export function ctFlush(): void { ct.ctClear(); fragClear(); }
+
+/** 0 when every table invariant holds, else a code naming the first broken one (tests, fuzz). */
+export function checkInvariants(): u32 {
+  if (!st.initialized) return 0;
+  const c = ct.ctCheck();
+  if (c != 0) return c;
+  return gen.genCheck();
+}

@@ -1,0 +1,41 @@
+// sessionAffinity: ClientIP: (service entry id, client address) -> the backend it was given, for
+// timeoutSeconds after the last new connection (kube-proxy's "recent" match does the same).
+// Direct-mapped: a collision forgets an older client's affinity; it never traps.
+import { addrCopy, addrEq } from "../mem";
+import { hashAddrWord, pow2AtLeast } from "../table/hash";
+
+const A_CLIENT = 0, A_SVC = 16, A_BACKEND = 20, A_LAST = 24, A_USED = 28, ENTRY = 32;
+let base: usize = 0;
+let mask: u32 = 0;
+let lastEntry: usize = 0;
+
+export function affinityInit(at: usize, n: u32): usize {
+  const cap = pow2AtLeast(n);
+  base = (at + 31) & ~31; mask = cap - 1;
+  memory.fill(base, 0, <usize>cap * ENTRY);
+  return base + <usize>cap * ENTRY;
+}
+
+@inline function entryFor(svc: u32, client: usize): usize {
+  return base + <usize>(hashAddrWord(client, <u64>svc, 0xaff1) & mask) * ENTRY;
+}
+
+/** The remembered backend index, or -1. */
+export function lookup(svc: u32, client: usize, now: u32, timeoutSec: u32): i32 {
+  const e = entryFor(svc, client);
+  lastEntry = e;
+  if (load<u32>(e + A_USED) == 0 || load<u32>(e + A_SVC) != svc || !addrEq(e + A_CLIENT, client)) return -1;
+  if (now - load<u32>(e + A_LAST) >= timeoutSec) return -1;
+  return <i32>load<u32>(e + A_BACKEND);
+}
+
+export function touch(now: u32): void { store<u32>(lastEntry + A_LAST, now); }
+
+export function remember(svc: u32, client: usize, backend: u32, now: u32): void {
+  const e = entryFor(svc, client);
+  addrCopy(e + A_CLIENT, client);
+  store<u32>(e + A_SVC, svc);
+  store<u32>(e + A_BACKEND, backend);
+  store<u32>(e + A_LAST, now);
+  store<u32>(e + A_USED, 1);
+}

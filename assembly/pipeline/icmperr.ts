@@ -1,0 +1,125 @@
+// ICMP errors about a NATed flow (destination unreachable, fragmentation needed / packet too big,
+// time exceeded, parameter problem): the quoted packet is translated back to what the receiver
+// sent or saw, and the outer addresses follow, as the kernel's nf_nat_icmp_reply_translation does.
+// That is what makes path MTU discovery work through a service VIP.
+import { ld8, ld16, ld32, st16, st32, addrFromV4Be, addrCopy, addrEq } from "../mem";
+import { csum, csumReplace16, csumReplace32 } from "../wire/checksum";
+import { ipv6PseudoSum } from "../wire/ipv6";
+import {
+  PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6, ICMP_CHECK, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED,
+  ICMP_PARAM_PROBLEM, ICMP6_DEST_UNREACH, ICMP6_PACKET_TOO_BIG, ICMP6_TIME_EXCEEDED, ICMP6_PARAM_PROBLEM,
+  ICMP_ECHO, ICMP_ECHO_REPLY, ICMP6_ECHO, ICMP6_ECHO_REPLY,
+} from "../wire/l4";
+import * as pkt from "./packet";
+import * as ct from "../table/conntrack";
+
+const ISRC: usize = memory.data(16, 16);
+const IDST: usize = memory.data(16, 16);
+const NEW_SRC: usize = memory.data(16, 16);
+const NEW_DST: usize = memory.data(16, 16);
+
+export function isIcmpError(): bool {
+  if (pkt.l4 == 0) return false;
+  const t = pkt.icmpType;
+  if (pkt.proto == PROTO_ICMP) return t == ICMP_DEST_UNREACH || t == ICMP_TIME_EXCEEDED || t == ICMP_PARAM_PROBLEM;
+  if (pkt.proto == PROTO_ICMPV6) return t == ICMP6_DEST_UNREACH || t == ICMP6_PACKET_TOO_BIG || t == ICMP6_TIME_EXCEEDED || t == ICMP6_PARAM_PROBLEM;
+  return false;
+}
+
+/** Result of translate(): -1 malformed, 0 not about a tracked flow, else the flow's idx + 1. */
+export let flowIdx: i32 = -1;
+
+/** Translates the ICMP error in the current packet when it quotes a tracked flow.
+ *  Returns -1 (malformed quote), 0 (not ours: route it unchanged) or 1 (translated). */
+export function translateIcmpError(): i32 {
+  const q = pkt.l4 + 8;                           // the quoted packet
+  const qlen = pkt.l4Len - 8;
+  let qproto: u32 = 0, ql4: usize = 0, qhl: u32 = 0;
+  if (!pkt.v6) {
+    if (qlen < 20 || (ld8(q) >> 4) != 4) return -1;
+    qhl = (ld8(q) & 15) << 2;
+    if (qhl < 20 || qhl + 8 > qlen) return -1;
+    qproto = ld8(q + 9);
+    addrFromV4Be(ISRC, load<u32>(q, 12));
+    addrFromV4Be(IDST, load<u32>(q, 16));
+  } else {
+    if (qlen < 48 || (ld8(q) >> 4) != 6) return -1;
+    qhl = 40;                                      // extension headers in quotes are not followed
+    qproto = ld8(q + 6);
+    addrCopy(ISRC, q + 8);
+    addrCopy(IDST, q + 24);
+  }
+  ql4 = q + qhl;
+  let qs: u32 = 0, qd: u32 = 0, qcsum: usize = 0;
+  if (qproto == PROTO_TCP || qproto == PROTO_UDP) {
+    qs = ld16(ql4); qd = ld16(ql4 + 2);
+    const off: u32 = qproto == PROTO_TCP ? 16 : 6;
+    if (qhl + off + 2 <= qlen) qcsum = ql4 + off;
+    if (qproto == PROTO_UDP && qcsum != 0 && !pkt.v6 && ld16(qcsum) == 0) qcsum = 0;
+  } else if (qproto == PROTO_ICMP || qproto == PROTO_ICMPV6) {
+    const t = ld8(ql4);
+    if (t != ICMP_ECHO && t != ICMP_ECHO_REPLY && t != ICMP6_ECHO && t != ICMP6_ECHO_REPLY) return 0;
+    qs = ld16(ql4 + 4); qd = 0;
+    qcsum = ql4 + 2;
+  } else {
+    return 0;
+  }
+  // The quoted packet went the other way; its inverse is a tuple of the flow.
+  const ref = ct.ctFind(IDST, ISRC, qd, qs, qproto);
+  if (ref == 0) return 0;
+  const idx = (ref >> 1) - 1, dir = ref & 1, r = ct.rec(idx);
+  // dir 1: the quoted packet was a forward packet after DNAT (client -> backend); undo to client -> VIP.
+  // dir 0: the quoted packet was a reply after reverse NAT (VIP -> client); redo to backend -> client.
+  let qSrcNew: usize, qDstNew: usize, qSportNew: u32, qDportNew: u32;
+  if (dir == 1) { qSrcNew = r + ct.F_SRC; qDstNew = r + ct.F_DST; qSportNew = <u32>load<u16>(r + ct.F_SPORT); qDportNew = <u32>load<u16>(r + ct.F_DPORT); }
+  else { qSrcNew = r + ct.R_SRC; qDstNew = r + ct.R_DST; qSportNew = <u32>load<u16>(r + ct.R_SPORT); qDportNew = <u32>load<u16>(r + ct.R_DPORT); }
+  addrCopy(NEW_SRC, qSrcNew); addrCopy(NEW_DST, qDstNew);
+  // quoted addresses and their checksums
+  if (!pkt.v6) {
+    rewriteQuoted4(q, 12, ld32(NEW_SRC + 12), qproto, qcsum);
+    rewriteQuoted4(q, 16, ld32(NEW_DST + 12), qproto, qcsum);
+    st16(q + 10, 0);
+    st16(q + 10, csum(q, qhl, 0));
+  } else {
+    rewriteQuoted6(q + 8, NEW_SRC, qcsum);
+    rewriteQuoted6(q + 24, NEW_DST, qcsum);
+  }
+  // quoted ports (ICMP echo: the identifier)
+  if (qproto == PROTO_TCP || qproto == PROTO_UDP) {
+    rewriteQuotedPort(ql4, qSportNew, qcsum);
+    rewriteQuotedPort(ql4 + 2, qDportNew, qcsum);
+  } else {
+    rewriteQuotedPort(ql4 + 4, qSportNew, qcsum);
+  }
+  // Outer: the error goes to whoever sent the quoted packet (its new source); it comes from the
+  // quoted destination when that host made it, else from a router on the path (left as it is).
+  const fromQuotedDst = addrEq(pkt.SRC, IDST);
+  pkt.setAddr(false, NEW_SRC);
+  if (fromQuotedDst) pkt.setAddr(true, NEW_DST);
+  // the ICMP checksum covers the whole message (and for ICMPv6 the pseudo-header): sum it anew
+  st16(pkt.l4 + ICMP_CHECK, 0);
+  st16(pkt.l4 + ICMP_CHECK, pkt.v6 ? csum(pkt.l4, pkt.l4Len, ipv6PseudoSum(pkt.ip, PROTO_ICMPV6, pkt.l4Len)) : csum(pkt.l4, pkt.l4Len, 0));
+  flowIdx = <i32>idx;
+  return 1;
+}
+
+function rewriteQuoted4(q: usize, off: u32, to: u32, qproto: u32, qcsum: usize): void {
+  const from = ld32(q + off);
+  if (from == to) return;
+  st32(q + off, to);
+  if (qcsum != 0 && qproto != PROTO_ICMP) st16(qcsum, csumReplace32(ld16(qcsum), from, to));
+}
+
+function rewriteQuoted6(field: usize, to: usize, qcsum: usize): void {
+  for (let i: usize = 0; i < 16; i += 4) {
+    const from = ld32(field + i), t = ld32(to + i);
+    if (from != t) { st32(field + i, t); if (qcsum != 0) st16(qcsum, csumReplace32(ld16(qcsum), from, t)); }
+  }
+}
+
+function rewriteQuotedPort(at: usize, to: u32, qcsum: usize): void {
+  const from = ld16(at);
+  if (from == to) return;
+  st16(at, to);
+  if (qcsum != 0) st16(qcsum, csumReplace16(ld16(qcsum), from, to));
+}

@@ -1,0 +1,62 @@
+// Engine-wide state set once by init(): where each region lies and the node's settings.
+// Everything lives in linear memory laid out by hand; nothing here allocates after init.
+import { CFG_SIZE } from "./abi";
+
+export const CONFIG: usize = memory.data(CFG_SIZE, 16);
+/** Scratch for one packet's keys (conntrack tuple, service key), 64 bytes. */
+export const KEY: usize = memory.data(64, 16);
+/** Second scratch key (reply tuple, embedded tuple of ICMP errors). */
+export const KEY2: usize = memory.data(64, 16);
+/** A zero address: the "any local address" key of NodePort entries. */
+export const ANY_ADDR: usize = memory.data(16, 16);
+
+export let initialized = false;
+export function setInitialized(): void { initialized = true; }
+
+// Regions
+export let slots: usize = 0;
+export let maxBatch: u32 = 0;
+export let bufArea: usize = 0;
+export let bufAreaEnd: usize = 0;
+export let bufStride: u32 = 0;
+export let stageArea: usize = 0;
+export let stageCap: u32 = 0;
+export let counters: usize = 0;
+export let traceArea: usize = 0;
+export let traceCap: u32 = 0;
+
+export function setRegions(s: usize, mb: u32, ba: usize, bs: u32, sa: usize, sc: u32, c: usize, ta: usize, tc: u32): void {
+  slots = s; maxBatch = mb; bufArea = ba; bufStride = bs; bufAreaEnd = ba + <usize>bs * <usize>mb;
+  stageArea = sa; stageCap = sc; counters = c; traceArea = ta; traceCap = tc;
+}
+
+// Node settings (copied from CONFIG at init)
+export let modeTap = false;
+export let underlayIp: u32 = 0;       // host order
+export let vni: u32 = 1;
+export let vxlanPort: u32 = 8472;
+export let underlayMtu: u32 = 1500;
+export let rngState: u64 = 0x9e3779b97f4a7c15;
+export let ipId: u32 = 0;
+export let nowSec: u32 = 0;
+
+export function setNode(tap: bool, uip: u32, v: u32, port: u32, mtu: u32, seed: u32): void {
+  modeTap = tap; underlayIp = uip; vni = v; vxlanPort = port; underlayMtu = mtu;
+  rngState ^= (<u64>seed << 17) | 1;
+}
+export function setNow(t: u32): void { nowSec = t; }
+@inline export function nextIpId(): u32 { ipId = (ipId + 1) & 0xffff; return ipId; }
+
+/** xorshift64*: the per-flow random choice of the "random" backend selection. */
+export function random32(): u32 {
+  let x = rngState;
+  x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+  rngState = x;
+  return <u32>((x * 0x2545f4914f6cdd1d) >> 32);
+}
+
+/** Bumps a u64 counter. */
+@inline export function count(idx: u32, by: u64 = 1): void {
+  const p = counters + (<usize>idx << 3);
+  store<u64>(p, load<u64>(p) + by);
+}

@@ -1,0 +1,493 @@
+// The tables a reload replaces: services, their backends and Maglev lookup tables, routes, the
+// node's own addresses and the known peers. Two copies ("generations") live side by side; a commit
+// applies the staged ops to the idle copy, flips one index, then replays them on the other copy
+// (the left-right scheme), so a packet sees the old tables or the new ones, never half of each,
+// and an update costs work proportional to what changed.
+//
+// Every pointer stored inside a generation is an offset from that generation's base, so the two
+// copies are byte-identical after a commit and one memory.copy restores a copy after a failure.
+import { addrCopy, addrEq, addrMask, ld8, ld16 } from "../mem";
+import { hashAddrWord, pow2AtLeast, mix, finish } from "./hash";
+import { CommitResult, Op, Select } from "../abi";
+
+// ╒═══ generation header ═══╕
+const H_SVC_COUNT = 0, H_ROUTE_COUNT = 4, H_LOCAL_COUNT = 8, H_PEER_COUNT = 12, H_BE_BUMP = 16, H_MG_BUMP = 20,
+  H_BE_FREE = 32 /* 24 u32 */, H_MG_FREE = 128 /* 24 u32 */, H_LEN_COUNT = 256 /* 129 u32 */,
+  H_LENS = 784 /* up to 129 u8, longest first */, H_NLENS = 916, HDR = 1024;
+
+// ╒═══ service entry, 64 bytes ═══╕
+export const S_ADDR = 0, S_PORT = 16, S_PROTO = 18, S_USED = 19, S_KIND = 20, S_SELECT = 21, S_FLAGS = 22,
+  S_ID = 24, S_AFFINITY = 28, S_BACKENDS = 32, S_COUNT = 36, S_ELIGIBLE = 40, S_MAGLEV = 44, S_MAGLEV_SIZE = 48,
+  S_HASH = 52, S_BE_BYTES = 56, S_MG_BYTES = 60, SVC = 64;
+// ╒═══ backend, 32 bytes ═══╕  addr16 | port u16 | weight u16
+export const B_ADDR = 0, B_PORT = 16, BE = 32;
+// ╒═══ route entry, 48 bytes ═══╕
+export const R_PREFIX = 0, R_LEN = 16, R_KIND = 17, R_NODE = 18, R_UNDERLAY = 20, R_MAC = 24, R_USED = 30,
+  R_HASH = 32, ROUTE = 48;
+// ╒═══ local address (32 bytes: addr16 | used u8) and peer (16 bytes: underlay u32 | refs u32 | used u8) ═══╕
+const L_USED = 16, LOCAL = 32, LOCAL_CAP: u32 = 256;
+const P_IP = 0, P_REFS = 4, P_USED = 8, PEER = 16;
+
+let gens: usize = 0;            // base of copy 0; copy 1 follows at gens + genSize
+let genSize: usize = 0;
+let active: u32 = 0;
+let svcCap: u32 = 0, routeCap: u32 = 0, peerCap: u32 = 0;
+let offSvc: usize = 0, offRoute: usize = 0, offLocal: usize = 0, offPeer: usize = 0, offBe: usize = 0, offMg: usize = 0;
+let beArena: u32 = 0, mgArena: u32 = 0;
+let maglevScratch: usize = 0;   // u32 per backend: the Maglev "next" array
+let maxBackendsPerService: u32 = 0;
+let generation: u32 = 0;
+
+export function genBytesNeeded(maxServices: u32, maxBackends: u32, maxRoutes: u32, maglevCells: u32): usize {
+  const sc = pow2AtLeast(maxServices * 2), rc = pow2AtLeast(maxRoutes * 2 + 2), pc = rc;
+  // size classes round up to a power of two: twice the exact need covers the worst rounding
+  const one = <usize>HDR + <usize>sc * SVC + <usize>rc * ROUTE + <usize>LOCAL_CAP * LOCAL + <usize>pc * PEER +
+    <usize>maxBackends * BE * 2 + <usize>maglevCells * 2 * 2 + 64 * 6;
+  return one * 2 + <usize>maxBackends * 4 + 64;
+}
+
+export function genInit(base: usize, maxServices: u32, maxBackends: u32, maxRoutes: u32, maglevCells: u32): usize {
+  svcCap = pow2AtLeast(maxServices * 2);
+  routeCap = pow2AtLeast(maxRoutes * 2 + 2);
+  peerCap = routeCap;
+  beArena = maxBackends * BE * 2;
+  mgArena = maglevCells * 2 * 2;
+  maxBackendsPerService = maxBackends;
+  offSvc = HDR;
+  offRoute = offSvc + <usize>svcCap * SVC;
+  offLocal = offRoute + <usize>routeCap * ROUTE;
+  offPeer = offLocal + <usize>LOCAL_CAP * LOCAL;
+  offBe = (offPeer + <usize>peerCap * PEER + 63) & ~63;
+  offMg = (offBe + beArena + 63) & ~63;
+  genSize = (offMg + mgArena + 63) & ~63;
+  gens = (base + 63) & ~63;
+  memory.fill(gens, 0, genSize * 2);
+  maglevScratch = gens + genSize * 2;
+  active = 0;
+  generation = 0;
+  return maglevScratch + <usize>maxBackends * 4;
+}
+
+@inline export function activeGen(): usize { return gens + <usize>active * genSize; }
+export function generationNumber(): u32 { return generation; }
+
+// ── arena: segregated free lists of power-of-two blocks, offsets relative to the generation ──
+
+function arenaAlloc(g: usize, bytes: u32, bumpAt: usize, freeAt: usize, base: usize, size: u32): u32 {
+  if (bytes == 0) return 0;
+  const cls = bytes <= 16 ? 4 : 32 - clz<u32>(bytes - 1);
+  if (cls >= 24) return 0;
+  const blk: u32 = 1 << cls;
+  const headAt = g + freeAt + (<usize>cls << 2);
+  // blocks are named by offset + 1 (0 means "none"); a free block holds the next one's name
+  const head = load<u32>(headAt);
+  if (head != 0) {
+    store<u32>(headAt, load<u32>(g + <usize>head - 1));
+    return head;
+  }
+  const bump = load<u32>(g + bumpAt);
+  if (<u64>bump + blk > <u64>size) return 0;
+  store<u32>(g + bumpAt, bump + blk);
+  return <u32>base + bump + 1;
+}
+
+function arenaFree(g: usize, off1: u32, bytes: u32, freeAt: usize): void {
+  if (off1 == 0 || bytes == 0) return;
+  const cls = bytes <= 16 ? 4 : 32 - clz<u32>(bytes - 1);
+  const headAt = g + freeAt + (<usize>cls << 2);
+  store<u32>(g + <usize>off1 - 1, load<u32>(headAt));
+  store<u32>(headAt, off1);
+}
+
+// ── services ───────────────────────────────────────────────────────────────────────────
+
+@inline function svcHash(addr: usize, port: u32, proto: u32): u32 {
+  return hashAddrWord(addr, (<u64>port << 8) | <u64>proto, 0x5eed);
+}
+
+/** The service entry for (addr, port, proto) in generation g, or 0. */
+export function svcFind(g: usize, addr: usize, port: u32, proto: u32): usize {
+  const h = svcHash(addr, port, proto), mask = svcCap - 1;
+  let b = h & mask;
+  while (true) {
+    const e = g + offSvc + <usize>b * SVC;
+    if (load<u8>(e + S_USED) == 0) return 0;
+    if (load<u32>(e + S_HASH) == h && <u32>load<u16>(e + S_PORT) == port && <u32>load<u8>(e + S_PROTO) == proto &&
+        addrEq(e + S_ADDR, addr)) return e;
+    b = (b + 1) & mask;
+  }
+}
+
+function svcRemoveSlot(g: usize, e: usize): void {
+  const mask = svcCap - 1, tbl = g + offSvc;
+  let hole = <u32>((e - tbl) / SVC);
+  let j = (hole + 1) & mask;
+  while (true) {
+    const ej = tbl + <usize>j * SVC;
+    if (load<u8>(ej + S_USED) == 0) break;
+    const home = load<u32>(ej + S_HASH) & mask;
+    if (((j - home) & mask) >= ((j - hole) & mask)) {
+      memory.copy(tbl + <usize>hole * SVC, ej, SVC);
+      hole = j;
+    }
+    j = (j + 1) & mask;
+  }
+  memory.fill(tbl + <usize>hole * SVC, 0, SVC);
+}
+
+// Maglev (Eisenbud et al., NSDI 2016, §3.4): each backend walks its own permutation of the table
+// and claims the next free cell, round-robin, until the table is full.
+const MAGLEV_PRIMES: usize = memory.data<u32>([251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65537]);
+export function maglevSizeFor(n: u32, asked: u32): u32 {
+  if (asked >= 2) return asked;
+  for (let i: u32 = 0; i < 9; i++) {
+    const p = load<u32>(MAGLEV_PRIMES + (<usize>i << 2));
+    if (p >= n * 100) return p;
+  }
+  return 65537;
+}
+
+function maglevFill(table: usize, m: u32, backends: usize, n: u32): void {
+  memory.fill(table, 0xff, <usize>m * 2);
+  for (let i: u32 = 0; i < n; i++) store<u32>(maglevScratch + (<usize>i << 2), 0);
+  let filled: u32 = 0;
+  while (true) {
+    for (let i: u32 = 0; i < n; i++) {
+      const b = backends + <usize>i * BE;
+      const w = <u64>load<u16>(b + B_PORT);
+      const h1 = hashAddrWord(b + B_ADDR, w, 0x0ff5e7), h2 = hashAddrWord(b + B_ADDR, w, 0x5c1b);
+      const offset = h1 % m, skip = h2 % (m - 1) + 1;
+      let next = load<u32>(maglevScratch + (<usize>i << 2));
+      let c = <u32>((<u64>offset + <u64>next * <u64>skip) % <u64>m);
+      while (load<u16>(table + (<usize>c << 1)) != 0xffff) {
+        next++;
+        c = <u32>((<u64>offset + <u64>next * <u64>skip) % <u64>m);
+      }
+      store<u16>(table + (<usize>c << 1), <u16>i);
+      store<u32>(maglevScratch + (<usize>i << 2), next + 1);
+      if (++filled == m) return;
+    }
+  }
+}
+
+function svcFreeStorage(g: usize, e: usize): void {
+  arenaFree(g, load<u32>(e + S_BACKENDS), load<u32>(e + S_BE_BYTES), H_BE_FREE);
+  arenaFree(g, load<u32>(e + S_MAGLEV), load<u32>(e + S_MG_BYTES), H_MG_FREE);
+}
+
+function svcUpsert(g: usize, op: usize, size: u32): CommitResult {
+  // op: 8 addr16 | 24 port u16 | 26 proto u8 | 27 kind u8 | 28 id u32 | 32 select u8 | 33 flags u8 |
+  //     36 affinitySec u32 | 40 maglevSize u32 | 44 count u32 | 48 eligible u32 | 52 backends (20 bytes each)
+  if (size < 52) return CommitResult.BadOp;
+  const addr = op + 8, port = <u32>ld16(op + 24), proto = ld8(op + 26);
+  const n = load<u32>(op + 44), eligible = load<u32>(op + 48);
+  if (eligible > n || n > maxBackendsPerService || <u64>52 + <u64>n * 20 > <u64>size) return CommitResult.BadOp;
+  let e = svcFind(g, addr, port, proto);
+  if (e != 0) {
+    svcFreeStorage(g, e);
+  } else {
+    if (load<u32>(g + H_SVC_COUNT) * 2 >= svcCap) return CommitResult.ServicesFull;
+    const h = svcHash(addr, port, proto), mask = svcCap - 1;
+    let b = h & mask;
+    while (load<u8>(g + offSvc + <usize>b * SVC + S_USED) != 0) b = (b + 1) & mask;
+    e = g + offSvc + <usize>b * SVC;
+    addrCopy(e + S_ADDR, addr);
+    store<u16>(e + S_PORT, <u16>port);
+    store<u8>(e + S_PROTO, <u8>proto);
+    store<u8>(e + S_USED, 1);
+    store<u32>(e + S_HASH, h);
+    store<u32>(g + H_SVC_COUNT, load<u32>(g + H_SVC_COUNT) + 1);
+  }
+  store<u8>(e + S_KIND, load<u8>(op + 27));
+  store<u32>(e + S_ID, load<u32>(op + 28));
+  store<u8>(e + S_SELECT, load<u8>(op + 32));
+  store<u8>(e + S_FLAGS, load<u8>(op + 33));
+  store<u32>(e + S_AFFINITY, load<u32>(op + 36));
+  store<u32>(e + S_COUNT, n);
+  store<u32>(e + S_ELIGIBLE, eligible);
+  store<u32>(e + S_BACKENDS, 0); store<u32>(e + S_BE_BYTES, 0);
+  store<u32>(e + S_MAGLEV, 0); store<u32>(e + S_MG_BYTES, 0); store<u32>(e + S_MAGLEV_SIZE, 0);
+  if (n > 0) {
+    const bytes = n * BE;
+    const off = arenaAlloc(g, bytes, H_BE_BUMP, H_BE_FREE, offBe, beArena);
+    if (off == 0) { svcDeleteEntry(g, e); return CommitResult.BackendsFull; }
+    store<u32>(e + S_BACKENDS, off); store<u32>(e + S_BE_BYTES, bytes);
+    const bl = g + <usize>off - 1;
+    for (let i: u32 = 0; i < n; i++) {
+      const src = op + 52 + <usize>i * 20, dst = bl + <usize>i * BE;
+      addrCopy(dst + B_ADDR, src);
+      store<u16>(dst + B_PORT, <u16>ld16(src + 16));
+      store<u16>(dst + B_PORT + 2, <u16>ld16(src + 18));
+    }
+  }
+  if (load<u8>(op + 32) == <u8>Select.Maglev && eligible > 0) {
+    const m = maglevSizeFor(eligible, load<u32>(op + 40)), bytes = m * 2;
+    const off = arenaAlloc(g, bytes, H_MG_BUMP, H_MG_FREE, offMg, mgArena);
+    if (off == 0) { svcDeleteEntry(g, e); return CommitResult.BackendsFull; }
+    store<u32>(e + S_MAGLEV, off); store<u32>(e + S_MG_BYTES, bytes); store<u32>(e + S_MAGLEV_SIZE, m);
+    maglevFill(g + <usize>off - 1, m, g + <usize>load<u32>(e + S_BACKENDS) - 1, eligible);
+  }
+  return CommitResult.Ok;
+}
+
+function svcDeleteEntry(g: usize, e: usize): void {
+  svcFreeStorage(g, e);
+  svcRemoveSlot(g, e);
+  store<u32>(g + H_SVC_COUNT, load<u32>(g + H_SVC_COUNT) - 1);
+}
+
+/** The address of backend i of entry e (in the generation that holds e). */
+@inline export function svcBackend(g: usize, e: usize, i: u32): usize {
+  return g + <usize>load<u32>(e + S_BACKENDS) - 1 + <usize>i * BE;
+}
+/** Maglev cell for hash h: the index of the chosen eligible backend. */
+@inline export function svcMaglevPick(g: usize, e: usize, h: u32): u32 {
+  const m = load<u32>(e + S_MAGLEV_SIZE);
+  return <u32>load<u16>(g + <usize>load<u32>(e + S_MAGLEV) - 1 + (<usize>(h % m) << 1));
+}
+
+// ── routes: longest prefix match by hashing per configured prefix length ────────────────
+
+@inline function routeHash(prefix: usize, len: u32): u32 { return hashAddrWord(prefix, <u64>len, 0x7007e); }
+
+const MASKED: usize = memory.data(16, 16);
+
+/** The route entry for the longest prefix holding addr in generation g, or 0. */
+export function routeLookup(g: usize, addr: usize): usize {
+  const nl = load<u32>(g + H_NLENS), mask = routeCap - 1;
+  for (let i: u32 = 0; i < nl; i++) {
+    const len = <u32>load<u8>(g + H_LENS + i);
+    addrMask(MASKED, addr, len);
+    const h = routeHash(MASKED, len);
+    let b = h & mask;
+    while (true) {
+      const e = g + offRoute + <usize>b * ROUTE;
+      if (load<u8>(e + R_USED) == 0) break;
+      if (load<u32>(e + R_HASH) == h && <u32>load<u8>(e + R_LEN) == len && addrEq(e + R_PREFIX, MASKED)) return e;
+      b = (b + 1) & mask;
+    }
+  }
+  return 0;
+}
+
+function routeFindExact(g: usize, prefix: usize, len: u32): usize {
+  const h = routeHash(prefix, len), mask = routeCap - 1;
+  let b = h & mask;
+  while (true) {
+    const e = g + offRoute + <usize>b * ROUTE;
+    if (load<u8>(e + R_USED) == 0) return 0;
+    if (load<u32>(e + R_HASH) == h && <u32>load<u8>(e + R_LEN) == len && addrEq(e + R_PREFIX, prefix)) return e;
+    b = (b + 1) & mask;
+  }
+}
+
+function rebuildLens(g: usize): void {
+  let n: u32 = 0;
+  for (let len: i32 = 128; len >= 0; len--) {
+    if (load<u32>(g + H_LEN_COUNT + (<usize>len << 2)) != 0) { store<u8>(g + H_LENS + n, <u8>len); n++; }
+  }
+  store<u32>(g + H_NLENS, n);
+}
+
+function peerAdjust(g: usize, ip: u32, delta: i32): bool {
+  if (ip == 0) return true;
+  const mask = peerCap - 1;
+  let b = finish(mix(0x9ee7, <u64>ip)) & mask;
+  while (true) {
+    const e = g + offPeer + <usize>b * PEER;
+    if (load<u8>(e + P_USED) == 0) {
+      if (delta < 0) return true;
+      if (load<u32>(g + H_PEER_COUNT) * 2 >= peerCap) return false;
+      store<u32>(e + P_IP, ip); store<u32>(e + P_REFS, 1); store<u8>(e + P_USED, 1);
+      store<u32>(g + H_PEER_COUNT, load<u32>(g + H_PEER_COUNT) + 1);
+      return true;
+    }
+    if (load<u32>(e + P_IP) == ip) {
+      const refs = <i32>load<u32>(e + P_REFS) + delta;
+      if (refs > 0) { store<u32>(e + P_REFS, <u32>refs); return true; }
+      // last reference: backward-shift delete
+      let hole = b, j = (b + 1) & mask;
+      while (true) {
+        const ej = g + offPeer + <usize>j * PEER;
+        if (load<u8>(ej + P_USED) == 0) break;
+        const home = finish(mix(0x9ee7, <u64>load<u32>(ej + P_IP))) & mask;
+        if (((j - home) & mask) >= ((j - hole) & mask)) {
+          memory.copy(g + offPeer + <usize>hole * PEER, ej, PEER);
+          hole = j;
+        }
+        j = (j + 1) & mask;
+      }
+      memory.fill(g + offPeer + <usize>hole * PEER, 0, PEER);
+      store<u32>(g + H_PEER_COUNT, load<u32>(g + H_PEER_COUNT) - 1);
+      return true;
+    }
+    b = (b + 1) & mask;
+  }
+}
+
+/** Is ip (host order) the underlay address of a known node? */
+export function peerKnown(g: usize, ip: u32): bool {
+  const mask = peerCap - 1;
+  let b = finish(mix(0x9ee7, <u64>ip)) & mask;
+  while (true) {
+    const e = g + offPeer + <usize>b * PEER;
+    if (load<u8>(e + P_USED) == 0) return false;
+    if (load<u32>(e + P_IP) == ip) return true;
+    b = (b + 1) & mask;
+  }
+}
+
+function routeDelete(g: usize, e: usize): void {
+  const mask = routeCap - 1, tbl = g + offRoute, len = <u32>load<u8>(e + R_LEN);
+  peerAdjust(g, load<u32>(e + R_UNDERLAY), -1);
+  const lc = g + H_LEN_COUNT + (<usize>len << 2);
+  store<u32>(lc, load<u32>(lc) - 1);
+  let hole = <u32>((e - tbl) / ROUTE), j = (hole + 1) & mask;
+  while (true) {
+    const ej = tbl + <usize>j * ROUTE;
+    if (load<u8>(ej + R_USED) == 0) break;
+    const home = load<u32>(ej + R_HASH) & mask;
+    if (((j - home) & mask) >= ((j - hole) & mask)) { memory.copy(tbl + <usize>hole * ROUTE, ej, ROUTE); hole = j; }
+    j = (j + 1) & mask;
+  }
+  memory.fill(tbl + <usize>hole * ROUTE, 0, ROUTE);
+  store<u32>(g + H_ROUTE_COUNT, load<u32>(g + H_ROUTE_COUNT) - 1);
+  rebuildLens(g);
+}
+
+function routeUpsert(g: usize, op: usize, size: u32): CommitResult {
+  // op: 8 prefix16 | 24 len u8 | 25 kind u8 | 26 nodeId u16 | 28 underlay u32 (host order) | 32 mac 6
+  if (size < 40) return CommitResult.BadOp;
+  const len = ld8(op + 24);
+  if (len > 128) return CommitResult.BadOp;
+  addrMask(MASKED, op + 8, len);
+  let e = routeFindExact(g, MASKED, len);
+  if (e != 0) routeDelete(g, e);
+  if (load<u32>(g + H_ROUTE_COUNT) * 2 + 2 >= routeCap) return CommitResult.RoutesFull;
+  const underlay = load<u32>(op + 28);
+  if (!peerAdjust(g, underlay, 1)) return CommitResult.RoutesFull;
+  const h = routeHash(MASKED, len), mask = routeCap - 1;
+  let b = h & mask;
+  while (load<u8>(g + offRoute + <usize>b * ROUTE + R_USED) != 0) b = (b + 1) & mask;
+  e = g + offRoute + <usize>b * ROUTE;
+  addrCopy(e + R_PREFIX, MASKED);
+  store<u8>(e + R_LEN, <u8>len);
+  store<u8>(e + R_KIND, load<u8>(op + 25));
+  store<u16>(e + R_NODE, load<u16>(op + 26));
+  store<u32>(e + R_UNDERLAY, underlay);
+  memory.copy(e + R_MAC, op + 32, 6);
+  store<u8>(e + R_USED, 1);
+  store<u32>(e + R_HASH, h);
+  store<u32>(g + H_ROUTE_COUNT, load<u32>(g + H_ROUTE_COUNT) + 1);
+  const lc = g + H_LEN_COUNT + (<usize>len << 2);
+  store<u32>(lc, load<u32>(lc) + 1);
+  rebuildLens(g);
+  return CommitResult.Ok;
+}
+
+// ── local addresses (a handful: linear is O(1) here, bounded by LOCAL_CAP) ───────────────
+
+export function localHas(g: usize, addr: usize): bool {
+  const n = load<u32>(g + H_LOCAL_COUNT);
+  for (let i: u32 = 0; i < n; i++) if (addrEq(g + offLocal + <usize>i * LOCAL, addr)) return true;
+  return false;
+}
+
+function localAdd(g: usize, addr: usize): CommitResult {
+  if (localHas(g, addr)) return CommitResult.Ok;
+  const n = load<u32>(g + H_LOCAL_COUNT);
+  if (n >= LOCAL_CAP) return CommitResult.LocalAddrsFull;
+  addrCopy(g + offLocal + <usize>n * LOCAL, addr);
+  store<u8>(g + offLocal + <usize>n * LOCAL + L_USED, 1);
+  store<u32>(g + H_LOCAL_COUNT, n + 1);
+  return CommitResult.Ok;
+}
+
+function localDelete(g: usize, addr: usize): void {
+  const n = load<u32>(g + H_LOCAL_COUNT);
+  for (let i: u32 = 0; i < n; i++) {
+    const e = g + offLocal + <usize>i * LOCAL;
+    if (addrEq(e, addr)) {
+      memory.copy(e, g + offLocal + <usize>(n - 1) * LOCAL, LOCAL);
+      memory.fill(g + offLocal + <usize>(n - 1) * LOCAL, 0, LOCAL);
+      store<u32>(g + H_LOCAL_COUNT, n - 1);
+      return;
+    }
+  }
+}
+
+function genClear(g: usize): void { memory.fill(g, 0, genSize); }
+
+// ── commit ─────────────────────────────────────────────────────────────────────────────
+
+function applyOps(g: usize, ops: usize, bytes: u32): CommitResult {
+  let p: u32 = 0;
+  while (p + 8 <= bytes) {
+    const op = ops + p, code = ld8(op), size = load<u32>(op + 4);
+    if (code == Op.End) return CommitResult.Ok;
+    if (size < 8 || (size & 3) != 0 || p + size > bytes) return CommitResult.BadOp;
+    let r = CommitResult.Ok;
+    switch (code) {
+      case Op.UpsertService: r = svcUpsert(g, op, size); break;
+      case Op.DeleteService: {
+        if (size < 28) return CommitResult.BadOp;
+        const e = svcFind(g, op + 8, <u32>ld16(op + 24), ld8(op + 26));
+        if (e != 0) svcDeleteEntry(g, e);
+        break;
+      }
+      case Op.UpsertRoute: r = routeUpsert(g, op, size); break;
+      case Op.DeleteRoute: {
+        if (size < 28) return CommitResult.BadOp;
+        const len = ld8(op + 24);
+        if (len > 128) return CommitResult.BadOp;
+        addrMask(MASKED, op + 8, len);
+        const e = routeFindExact(g, MASKED, len);
+        if (e != 0) routeDelete(g, e);
+        break;
+      }
+      case Op.AddLocalAddr: if (size < 24) return CommitResult.BadOp; r = localAdd(g, op + 8); break;
+      case Op.DeleteLocalAddr: if (size < 24) return CommitResult.BadOp; localDelete(g, op + 8); break;
+      case Op.Clear: genClear(g); break;
+      default: return CommitResult.BadOp;
+    }
+    if (r != CommitResult.Ok) return r;
+    p += size;
+  }
+  return CommitResult.Ok;
+}
+
+/** Applies `bytes` of staged ops to both copies; on failure nothing changes. */
+export function genCommit(ops: usize, bytes: u32): CommitResult {
+  const idle = gens + <usize>(active ^ 1) * genSize, live = activeGen();
+  const r = applyOps(idle, ops, bytes);
+  if (r != CommitResult.Ok) { memory.copy(idle, live, genSize); return r; }
+  active ^= 1;
+  generation++;
+  // Replaying the same ops on the old copy cannot fail: it held the same state as the idle one.
+  applyOps(live, ops, bytes);
+  return CommitResult.Ok;
+}
+
+export function genServiceCount(): u32 { return load<u32>(activeGen() + H_SVC_COUNT); }
+export function genRouteCount(): u32 { return load<u32>(activeGen() + H_ROUTE_COUNT); }
+export function genSvcTable(): usize { return activeGen() + offSvc; }
+export function genSvcCap(): u32 { return svcCap; }
+export function genRouteTable(): usize { return activeGen() + offRoute; }
+export function genRouteCap(): u32 { return routeCap; }
+
+/** 0 when both copies are identical and every used entry is findable; else a violation code. */
+export function genCheck(): u32 {
+  const a = gens, b = gens + genSize;
+  if (memory.compare(a, b, genSize) != 0) return 10;
+  const g = activeGen();
+  let n: u32 = 0;
+  for (let i: u32 = 0; i < svcCap; i++) {
+    const e = g + offSvc + <usize>i * SVC;
+    if (load<u8>(e + S_USED) == 0) continue;
+    n++;
+    if (svcFind(g, e + S_ADDR, <u32>load<u16>(e + S_PORT), <u32>load<u8>(e + S_PROTO)) != e) return 11;
+    if (load<u32>(e + S_ELIGIBLE) > load<u32>(e + S_COUNT)) return 12;
+  }
+  if (n != load<u32>(g + H_SVC_COUNT)) return 13;
+  return 0;
+}
