@@ -1,0 +1,110 @@
+// The config from a local file, reloaded when it changes. The directory is watched, not the file:
+// editors and kubectl-style writers replace a file by renaming a new one over it (and ConfigMap
+// mounts swap a `..data` symlink), which a watch on the old inode would never see.
+
+import { watch, type FSWatcher } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import { loadConfigText } from "./parse.js";
+import type { Config, Problem } from "./schema.js";
+
+/** What a config source reports: a valid new config to apply, or a rejected one (the running config stays). */
+export type ConfigEvent = { kind: "config"; config: Config } | { kind: "rejected"; problems: Problem[] };
+
+/** A source of configs (this file now, the Kubernetes API later). */
+export interface ConfigSource {
+  /** Reports the current config at once, then every change, until close(). */
+  start(listener: (event: ConfigEvent) => void): void;
+  close(): void;
+}
+
+const ERRNO_WORDS: Record<string, string> = {
+  ENOENT: "no such file",
+  EACCES: "permission denied",
+  EISDIR: "is a directory",
+};
+
+function readProblem(err: NodeJS.ErrnoException): Problem {
+  const code = err.code ?? "EIO";
+  return { path: "", message: `cannot be read: ${ERRNO_WORDS[code] ?? err.message} (${code})` };
+}
+
+/** Reads and validates a config file once. */
+export async function loadConfigFile(path: string): Promise<{ config: Config } | { problems: Problem[] }> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (e) {
+    return { problems: [readProblem(e as NodeJS.ErrnoException)] };
+  }
+  return loadConfigText(text, path);
+}
+
+export interface FileSourceOptions {
+  /** Quiet time after the last change before reading: a write often comes as several events. */
+  debounceMs?: number;
+}
+
+export class FileConfigSource implements ConfigSource {
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private listener: ((event: ConfigEvent) => void) | undefined;
+  /** The text (or read error) last reported: an event that changes nothing is not reported again. */
+  private last: string | undefined;
+  private reading = false;
+  private again = false;
+  private closed = false;
+  private readonly debounceMs: number;
+
+  constructor(readonly path: string, options: FileSourceOptions = {}) {
+    this.debounceMs = options.debounceMs ?? 75;
+  }
+
+  start(listener: (event: ConfigEvent) => void): void {
+    this.listener = listener;
+    // Any event in the directory triggers a read: the name in the event is the renamed temp file or
+    // the swapped symlink as often as it is our file, and comparing the text makes extra reads harmless.
+    this.watcher = watch(dirname(this.path), { persistent: false }, () => this.schedule());
+    this.watcher.on("error", () => this.schedule());
+    void this.check();
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.watcher?.close();
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.check(), this.debounceMs);
+  }
+
+  private async check(): Promise<void> {
+    if (this.reading) { this.again = true; return; }
+    this.reading = true;
+    try {
+      do {
+        this.again = false;
+        let text: string | undefined, problem: Problem | undefined;
+        try {
+          text = await readFile(this.path, "utf8");
+        } catch (e) {
+          problem = readProblem(e as NodeJS.ErrnoException);
+        }
+        const seen = text ?? `\0${problem?.message ?? ""}`;
+        if (this.closed || seen === this.last) continue;
+        this.last = seen;
+        if (text === undefined) {
+          this.listener?.({ kind: "rejected", problems: [problem as Problem] });
+        } else {
+          const r = loadConfigText(text, this.path);
+          this.listener?.("config" in r ? { kind: "config", config: r.config } : { kind: "rejected", problems: r.problems });
+        }
+      } while (this.again && !this.closed);
+    } finally {
+      this.reading = false;
+    }
+  }
+}

@@ -1,0 +1,60 @@
+// Config text to a document: YAML, or JSON (which YAML 1.2 reads too, with positions in its errors).
+
+import { extname } from "node:path";
+import { parseDocument } from "yaml";
+import type { Config, Problem } from "./schema.js";
+import { validateConfig } from "./validate.js";
+
+/** Parses YAML or JSON text (chosen by the extension, else by the first character). A syntax error becomes a Problem with its line and column. */
+export function parseConfigText(text: string, fileName = "config"): { value: unknown } | { problems: Problem[] } {
+  const ext = extname(fileName).toLowerCase();
+  const json = ext === ".json" || (ext !== ".yaml" && ext !== ".yml" && /^\s*[{[]/.test(text));
+  if (json) {
+    try {
+      return { value: JSON.parse(text) as unknown };
+    } catch (e) {
+      return { problems: [jsonProblem(text, (e as Error).message)] };
+    }
+  }
+  return parseYaml(text);
+}
+
+// V8 names a character offset for most JSON errors ("... in JSON at position 9"), and quotes the
+// whole text for an unexpected token, which is cut here.
+function jsonProblem(text: string, v8Message: string): Problem {
+  const at = /\s+in JSON at position (\d+).*$/s.exec(v8Message);
+  const message = `is not valid JSON: ${v8Message.replace(/\s+in JSON at position \d+.*$/s, "").replace(/, ".*" is not valid JSON$/s, "")}`;
+  if (!at) return { path: "", message };
+  const before = text.slice(0, Number(at[1]));
+  const line = before.split("\n").length;
+  return { path: "", message, line, column: before.length - before.lastIndexOf("\n") };
+}
+
+function parseYaml(text: string): { value: unknown } | { problems: Problem[] } {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    return {
+      problems: doc.errors.map((err) => {
+        const pos = err.linePos?.[0];
+        const first = err.message.split("\n")[0] ?? err.message;
+        const message = `is not valid YAML: ${first.replace(/ at line \d+, column \d+:?$/, "")}`;
+        return pos ? { path: "", message, line: pos.line, column: pos.col } : { path: "", message };
+      }),
+    };
+  }
+  return { value: doc.toJS({ maxAliasCount: 100 }) as unknown };
+}
+
+/** Parse, then validate. */
+export function loadConfigText(text: string, fileName = "config"): { config: Config } | { problems: Problem[] } {
+  const parsed = parseConfigText(text, fileName);
+  return "problems" in parsed ? parsed : validateConfig(parsed.value);
+}
+
+/** One line per problem: `/etc/wasp/config.yaml: services[2].ports[0].port is 70000; a port is 1-65535`. */
+export function formatProblems(file: string, problems: readonly Problem[]): string[] {
+  return problems.map((p) => {
+    const where = p.line !== undefined ? `${file}:${p.line}:${p.column ?? 1}` : file;
+    return `${where}: ${p.path ? `${p.path} ` : ""}${p.message}`;
+  });
+}

@@ -1,0 +1,121 @@
+import { strict as assert } from "node:assert";
+import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FileConfigSource, loadConfigFile, type ConfigEvent } from "../../../src/config/index.js";
+
+const valid = (port: number) =>
+  `node: { name: n1, underlayIP: 10.99.0.1, podCIDR: 10.244.1.0/24 }\nservices:\n  - { name: web, clusterIP: 10.96.0.10, ports: [{ port: ${port} }] }\n`;
+
+/** Collects a source's events and waits for the next one. */
+class Events {
+  private readonly queue: ConfigEvent[] = [];
+  private waiter: ((e: ConfigEvent) => void) | undefined;
+  readonly listener = (e: ConfigEvent) => {
+    if (this.waiter) { const w = this.waiter; this.waiter = undefined; w(e); } else this.queue.push(e);
+  };
+  next(timeoutMs = 3000): Promise<ConfigEvent> {
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(queued);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no config event within ${timeoutMs} ms`)), timeoutMs);
+      this.waiter = (e) => { clearTimeout(t); resolve(e); };
+    });
+  }
+  get pending(): number { return this.queue.length; }
+}
+
+const portOf = (e: ConfigEvent) => (e.kind === "config" ? e.config.services[0]!.ports[0]!.port : -1);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("config/file-source", () => {
+  let dir: string;
+  let source: FileConfigSource | undefined;
+  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), "wasp-cfg-")); });
+  afterEach(async () => { source?.close(); source = undefined; await rm(dir, { recursive: true, force: true }); });
+
+  it("loads a file once: a valid one gives the config, a missing one a sentence with the errno", async () => {
+    const file = join(dir, "config.yaml");
+    await writeFile(file, valid(80));
+    const r = await loadConfigFile(file);
+    assert.ok("config" in r);
+    const missing = await loadConfigFile(join(dir, "nope.yaml"));
+    assert.deepEqual(missing, { problems: [{ path: "", message: "cannot be read: no such file (ENOENT)" }] });
+  });
+
+  it("reports valid, then rejected, then valid versions written in place and by atomic rename", async () => {
+    const file = join(dir, "config.yaml");
+    await writeFile(file, valid(80));
+    const events = new Events();
+    source = new FileConfigSource(file, { debounceMs: 30 });
+    source.start(events.listener);
+    assert.equal(portOf(await events.next()), 80);
+
+    await writeFile(file, valid(70000)); // in place
+    const rejected = await events.next();
+    assert.equal(rejected.kind, "rejected");
+    assert.deepEqual(rejected.kind === "rejected" && rejected.problems.map((p) => p.path), ["services[0].ports[0].port"]);
+
+    // As editors and kubectl-style writers do: write a temp file, rename it over the config.
+    await writeFile(join(dir, ".config.yaml.tmp"), valid(81));
+    await rename(join(dir, ".config.yaml.tmp"), file);
+    assert.equal(portOf(await events.next()), 81);
+
+    await writeFile(join(dir, ".config.yaml.tmp"), valid(82));
+    await rename(join(dir, ".config.yaml.tmp"), file);
+    assert.equal(portOf(await events.next()), 82);
+  });
+
+  it("reports a burst of writes once, with the last content", async () => {
+    const file = join(dir, "config.yaml");
+    await writeFile(file, valid(80));
+    const events = new Events();
+    source = new FileConfigSource(file, { debounceMs: 80 });
+    source.start(events.listener);
+    await events.next();
+    for (const port of [90, 91, 92, 93]) await writeFile(file, valid(port));
+    assert.equal(portOf(await events.next()), 93);
+    await sleep(300);
+    assert.equal(events.pending, 0);
+  });
+
+  it("does not report a rewrite that changes nothing", async () => {
+    const file = join(dir, "config.yaml");
+    await writeFile(file, valid(80));
+    const events = new Events();
+    source = new FileConfigSource(file, { debounceMs: 30 });
+    source.start(events.listener);
+    await events.next();
+    await writeFile(file, valid(80));
+    await sleep(250);
+    assert.equal(events.pending, 0);
+  });
+
+  it("reports a deleted file as rejected and its return as a config", async () => {
+    const file = join(dir, "config.yaml");
+    await writeFile(file, valid(80));
+    const events = new Events();
+    source = new FileConfigSource(file, { debounceMs: 30 });
+    source.start(events.listener);
+    await events.next();
+    await rm(file);
+    const gone = await events.next();
+    assert.equal(gone.kind, "rejected");
+    assert.match(gone.kind === "rejected" ? gone.problems[0]!.message : "", /ENOENT/);
+    await writeFile(file, valid(84));
+    assert.equal(portOf(await events.next()), 84);
+  });
+
+  it("reports nothing after close()", async () => {
+    const file = join(dir, "config.yaml");
+    await writeFile(file, valid(80));
+    const events = new Events();
+    source = new FileConfigSource(file, { debounceMs: 30 });
+    source.start(events.listener);
+    await events.next();
+    source.close();
+    await writeFile(file, valid(85));
+    await sleep(200);
+    assert.equal(events.pending, 0);
+  });
+});
