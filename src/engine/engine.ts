@@ -1,0 +1,268 @@
+// Loads the wasm core and gives the host typed access to its memory regions.
+// One Engine per worker: the batch loop fills slots, calls process() once per batch, reads verdicts.
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import * as abi from "./abi.js";
+
+export interface EngineOptions {
+  maxBatch?: number;
+  conntrackCapacity?: number;
+  maxServices?: number;
+  maxBackends?: number;
+  maxRoutes?: number;
+  maglevCells?: number;
+  mode?: "tun" | "tap";
+  /** This node's underlay IPv4 (dotted quad). */
+  underlayIp?: string;
+  vni?: number;
+  vxlanPort?: number;
+  underlayMtu?: number;
+  seed?: number;
+  vtepMac?: string;
+  tapPeerMac?: string;
+  engineMac?: string;
+  /** Source address for hairpin and masquerade (IPv4 / IPv6). */
+  masqAddr4?: string;
+  masqAddr6?: string;
+  serviceCidr4?: string;
+  serviceCidr6?: string;
+  clusterCidr4?: string;
+  clusterCidr6?: string;
+  /** Path of the .wasm file; defaults to build/wasp.wasm beside the sources (or WASP_WASM). */
+  wasmPath?: string;
+}
+
+interface CoreExports {
+  memory: WebAssembly.Memory;
+  configAddr(): number;
+  init(): number;
+  process(count: number, nowSec: number): number;
+  commit(bytes: number): number;
+  sweep(nowSec: number, budget: number): number;
+  slotsAddr(): number;
+  maxBatch(): number;
+  bufferAddr(): number;
+  bufferStride(): number;
+  stageAddr(): number;
+  stageCapacity(): number;
+  countersAddr(): number;
+  traceAddr(): number;
+  serviceStatsAddr(): number;
+  serviceStatsReset(id: number): void;
+  generation(): number;
+  serviceCount(): number;
+  routeCount(): number;
+  ctCapacity(): number;
+  ctCount(): number;
+  ctRecord(i: number): number;
+  ctFlush(): void;
+  checkInvariants(): number;
+}
+
+const here = fileURLToPath(new URL(".", import.meta.url));
+
+export function defaultWasmPath(): string {
+  return process.env.WASP_WASM ?? fileURLToPath(new URL("../../build/wasp.wasm", `file://${here}`));
+}
+
+let compiled: WebAssembly.Module | undefined;
+let compiledPath = "";
+
+function compile(path: string): WebAssembly.Module {
+  if (!compiled || compiledPath !== path) {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(path);
+    } catch (e) {
+      throw new Error(`cannot read the wasm core ${path}: ${(e as Error).message}. Build it: npm run build:wasm`);
+    }
+    compiled = new WebAssembly.Module(new Uint8Array(bytes));
+    compiledPath = path;
+  }
+  return compiled;
+}
+
+export function parseIpv4(s: string): number {
+  const parts = s.split(".");
+  if (parts.length !== 4) throw new Error(`${s} is not an IPv4 address`);
+  let v = 0;
+  for (const p of parts) {
+    const n = Number(p);
+    if (!/^\d{1,3}$/.test(p) || n > 255) throw new Error(`${s} is not an IPv4 address`);
+    v = v * 256 + n;
+  }
+  return v >>> 0;
+}
+
+/** 16-byte form of an address (IPv4 as ::ffff:a.b.c.d), network order. */
+export function addr16(s: string): Uint8Array {
+  const out = new Uint8Array(16);
+  if (s.includes(":")) {
+    const [head = "", tail = ""] = s.split("::");
+    const h = head ? head.split(":") : [];
+    const t = s.includes("::") ? (tail ? tail.split(":") : []) : [];
+    const words = [...h, ...Array(8 - h.length - t.length).fill("0"), ...t];
+    if (!s.includes("::") && h.length !== 8) throw new Error(`${s} is not an IPv6 address`);
+    words.forEach((w, i) => { const n = parseInt(w, 16); out[i * 2] = n >> 8; out[i * 2 + 1] = n & 0xff; });
+    return out;
+  }
+  const v = parseIpv4(s);
+  out[10] = 0xff; out[11] = 0xff;
+  out[12] = v >>> 24; out[13] = (v >>> 16) & 0xff; out[14] = (v >>> 8) & 0xff; out[15] = v & 0xff;
+  return out;
+}
+
+export function macBytes(s: string): Uint8Array {
+  const parts = s.split(":");
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new Error(`${s} is not a MAC address`);
+  return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
+}
+
+function cidr16(s: string): { prefix: Uint8Array; bits: number } {
+  const [a = "", l = ""] = s.split("/");
+  const prefix = addr16(a);
+  const bits = Number(l) + (a.includes(":") ? 0 : 96);
+  return { prefix, bits };
+}
+
+export class Engine {
+  readonly exports: CoreExports;
+  readonly maxBatch: number;
+  readonly slots: number;
+  readonly bufferBase: number;
+  readonly bufferStride: number;
+  readonly stage: number;
+  readonly stageCapacity: number;
+
+  constructor(opts: EngineOptions = {}) {
+    const mod = compile(opts.wasmPath ?? defaultWasmPath());
+    const inst = new WebAssembly.Instance(mod, {});
+    this.exports = inst.exports as unknown as CoreExports;
+    const e = this.exports;
+    const cfg = new DataView(e.memory.buffer, e.configAddr(), abi.CFG_SIZE);
+    const u32 = (off: number, v: number) => cfg.setUint32(off, v >>> 0, true);
+    u32(abi.CFG_MAX_BATCH, opts.maxBatch ?? 64);
+    u32(abi.CFG_CT_CAPACITY, opts.conntrackCapacity ?? 65536);
+    u32(abi.CFG_MAX_SERVICES, opts.maxServices ?? 4096);
+    u32(abi.CFG_MAX_BACKENDS, opts.maxBackends ?? 16384);
+    u32(abi.CFG_MAX_ROUTES, opts.maxRoutes ?? 1024);
+    u32(abi.CFG_MAGLEV_CELLS, opts.maglevCells ?? 1 << 20);
+    u32(abi.CFG_MODE, opts.mode === "tap" ? 1 : 0);
+    u32(abi.CFG_UNDERLAY_IP, opts.underlayIp ? parseIpv4(opts.underlayIp) : 0);
+    u32(abi.CFG_VNI, opts.vni ?? 1);
+    u32(abi.CFG_VXLAN_PORT, opts.vxlanPort ?? 8472);
+    u32(abi.CFG_UNDERLAY_MTU, opts.underlayMtu ?? 1500);
+    u32(abi.CFG_SEED, opts.seed ?? (Math.random() * 2 ** 32) >>> 0);
+    const bytesAt = (off: number, b: Uint8Array) => new Uint8Array(e.memory.buffer, e.configAddr() + off, b.length).set(b);
+    bytesAt(abi.CFG_VTEP_MAC, macBytes(opts.vtepMac ?? "02:00:00:00:00:01"));
+    bytesAt(abi.CFG_TAP_PEER_MAC, macBytes(opts.tapPeerMac ?? "02:00:00:00:00:02"));
+    bytesAt(abi.CFG_ENGINE_MAC, macBytes(opts.engineMac ?? "02:77:61:73:70:01"));
+    bytesAt(abi.CFG_MASQ_ADDR4, addr16(opts.masqAddr4 ?? "169.254.1.2"));
+    bytesAt(abi.CFG_MASQ_ADDR6, addr16(opts.masqAddr6 ?? "fe80::2"));
+    const cidrAt = (off: number, s: string | undefined) => {
+      if (!s) return;
+      const c = cidr16(s);
+      bytesAt(off, c.prefix);
+      u32(off + 16, c.bits);
+    };
+    cidrAt(abi.CFG_SERVICE_CIDR4, opts.serviceCidr4 ?? "10.96.0.0/12");
+    cidrAt(abi.CFG_SERVICE_CIDR6, opts.serviceCidr6);
+    cidrAt(abi.CFG_CLUSTER_CIDR4, opts.clusterCidr4 ?? "10.244.0.0/16");
+    cidrAt(abi.CFG_CLUSTER_CIDR6, opts.clusterCidr6);
+    const r = e.init();
+    if (r !== abi.InitResult.Ok) throw new Error(`the wasm core refused its configuration: ${abi.InitResult[r] ?? r}`);
+    this.maxBatch = e.maxBatch();
+    this.slots = e.slotsAddr();
+    this.bufferBase = e.bufferAddr();
+    this.bufferStride = e.bufferStride();
+    this.stage = e.stageAddr();
+    this.stageCapacity = e.stageCapacity();
+  }
+
+  get memory(): ArrayBuffer { return this.exports.memory.buffer; }
+
+  /** A fresh DataView of memory (memory never grows after init, so views stay valid). */
+  view(): DataView { return new DataView(this.exports.memory.buffer); }
+
+  /** Address of slot i's packet room (after the headroom), where a packet (or its vnet header) goes. */
+  packetAddr(i: number, vnet = false): number {
+    return this.bufferBase + i * this.bufferStride + abi.HEADROOM + (vnet ? abi.VNET_HDR_LEN : 0);
+  }
+
+  /** Prepares slot i for a packet of len bytes already written at packetAddr(i, vnet). */
+  setSlot(i: number, len: number, flags = 0, peer = 0): void {
+    const v = this.view(), s = this.slots + i * abi.SLOT_SIZE, buf = this.bufferBase + i * this.bufferStride;
+    v.setUint32(s + abi.SLOT_DATA, this.packetAddr(i, (flags & abi.SlotFlag.VNET) !== 0), true);
+    v.setUint32(s + abi.SLOT_LEN, len, true);
+    v.setUint16(s + abi.SLOT_FLAGS, flags, true);
+    v.setUint8(s + abi.SLOT_VERDICT, 0);
+    v.setUint8(s + abi.SLOT_REASON, 0);
+    v.setUint32(s + abi.SLOT_PEER, peer >>> 0, true);
+    v.setUint32(s + abi.SLOT_BUF_START, buf, true);
+    v.setUint32(s + abi.SLOT_BUF_END, buf + this.bufferStride, true);
+    v.setUint32(s + abi.SLOT_SERVICE, 0, true);
+    v.setUint32(s + abi.SLOT_NOTE, 0, true);
+  }
+
+  /** Copies a packet into slot i (tests, replay, trace; the datapath reads straight into memory). */
+  putPacket(i: number, bytes: Uint8Array, flags = 0, peer = 0): void {
+    const vnet = (flags & abi.SlotFlag.VNET) !== 0;
+    new Uint8Array(this.memory, this.packetAddr(i, vnet) - (vnet ? abi.VNET_HDR_LEN : 0), bytes.length)
+      .set(bytes);
+    this.setSlot(i, vnet ? bytes.length - abi.VNET_HDR_LEN : bytes.length, flags, peer);
+  }
+
+  process(count: number, nowSec: number): number { return this.exports.process(count, nowSec >>> 0); }
+
+  slot(i: number): SlotView {
+    const v = this.view(), s = this.slots + i * abi.SLOT_SIZE;
+    return {
+      data: v.getUint32(s + abi.SLOT_DATA, true),
+      len: v.getUint32(s + abi.SLOT_LEN, true),
+      flags: v.getUint16(s + abi.SLOT_FLAGS, true),
+      verdict: v.getUint8(s + abi.SLOT_VERDICT) as abi.Verdict,
+      reason: v.getUint8(s + abi.SLOT_REASON) as abi.Drop,
+      peer: v.getUint32(s + abi.SLOT_PEER, true),
+      service: v.getUint32(s + abi.SLOT_SERVICE, true),
+      note: v.getUint32(s + abi.SLOT_NOTE, true),
+    };
+  }
+
+  /** The bytes the core left in slot i (a copy). */
+  output(i: number): Uint8Array {
+    const s = this.slot(i);
+    return new Uint8Array(this.memory, s.data, s.len).slice();
+  }
+
+  /** Writes raw op bytes into the stage area and commits them as one generation. */
+  commitOps(ops: Uint8Array): abi.CommitResult {
+    if (ops.length > this.stageCapacity) throw new Error(`ops of ${ops.length} bytes exceed the stage area (${this.stageCapacity})`);
+    new Uint8Array(this.memory, this.stage, ops.length).set(ops);
+    return this.exports.commit(ops.length);
+  }
+
+  counter(idx: number): number {
+    return Number(this.view().getBigUint64(this.exports.countersAddr() + idx * 8, true));
+  }
+
+  counters(): { verdicts: Record<string, number>; drops: Record<string, number>; named: Record<string, number> } {
+    const verdicts: Record<string, number> = {}, drops: Record<string, number> = {};
+    abi.VERDICT_NAMES.forEach((n, i) => { verdicts[n] = this.counter(i); });
+    abi.DROP_NAMES.forEach((n, i) => { if (i > 0) drops[n] = this.counter(abi.C_DROP_BASE + i); });
+    const named = {
+      bytes_in: this.counter(abi.C_BYTES_IN), packets_in: this.counter(abi.C_PACKETS_IN),
+      new_flows: this.counter(abi.C_NEW_FLOWS), ct_evicted: this.counter(abi.C_CT_EVICTED),
+      ct_expired: this.counter(abi.C_CT_EXPIRED), ct_entries: this.counter(abi.C_CT_ENTRIES),
+      generation: this.counter(abi.C_GENERATION), batches: this.counter(abi.C_BATCHES),
+      stale_udp_flushed: this.counter(abi.C_STALE_UDP_FLUSHED), replies_made: this.counter(abi.C_REPLIES_MADE),
+      icmp_translated: this.counter(abi.C_ICMP_TRANSLATED), frag_tracked: this.counter(abi.C_FRAG_TRACKED),
+    };
+    return { verdicts, drops, named };
+  }
+
+  checkInvariants(): number { return this.exports.checkInvariants(); }
+}
+
+export interface SlotView {
+  data: number; len: number; flags: number; verdict: abi.Verdict; reason: abi.Drop; peer: number; service: number; note: number;
+}
