@@ -69,7 +69,6 @@ function isPrime(n: number): boolean {
 }
 export const MAGLEV_MIN = 7;
 export const MAGLEV_MAX = 131071;
-export const DEFAULT_MAGLEV_TABLE_SIZE = 1021;
 const MAGLEV_RULE = `a Maglev table size is a prime ${MAGLEV_MIN}-${MAGLEV_MAX} (e.g. 1021, 16381, 65521)`;
 const MaglevSizeSchema = int(MAGLEV_MIN, MAGLEV_MAX, MAGLEV_RULE).refine(isPrime, rule(MAGLEV_RULE));
 
@@ -233,7 +232,8 @@ export interface Config {
   clusterCIDRv6?: string;
   vxlan: { vni: number; port: number };
   conntrack: { capacity: number };
-  loadBalancing: { mode: "random" | "maglev"; maglevTableSize: number };
+  /** maglevTableSize absent: the core picks a prime at least 100 times each service's backend count. */
+  loadBalancing: { mode: "random" | "maglev"; maglevTableSize?: number };
   services: ServiceConfig[];
   /** The other nodes of the cluster. */
   nodes: PeerNodeConfig[];

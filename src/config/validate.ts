@@ -4,7 +4,7 @@
 import type { z } from "zod";
 import { cidrContains, cidrsOverlap, formatIp, parseCidr, parseIp, type Cidr, type Family, type Ip } from "../model/addr.js";
 import {
-  BackendSchema, DEFAULT_AFFINITY_TIMEOUT_SEC, DEFAULT_MAGLEV_TABLE_SIZE, describe, PeerNodeSchema, ServiceSchema, TOP_LEVEL,
+  BackendSchema, DEFAULT_AFFINITY_TIMEOUT_SEC, describe, PeerNodeSchema, ServiceSchema, TOP_LEVEL,
   type BackendConfig, type Config, type NodeConfig, type PeerNodeConfig, type Problem, type ServiceConfig, type ServiceInput,
 } from "./schema.js";
 
@@ -75,10 +75,7 @@ export function validateConfig(raw: unknown): { config: Config } | { problems: P
       ...(top.clusterCIDRv6 !== undefined && { clusterCIDRv6: top.clusterCIDRv6 }),
       vxlan: top.vxlan ?? { vni: 1, port: 8472 },
       conntrack: top.conntrack ?? { capacity: 262144 },
-      loadBalancing: {
-        mode: top.loadBalancing?.mode ?? "random",
-        maglevTableSize: top.loadBalancing?.maglevTableSize ?? DEFAULT_MAGLEV_TABLE_SIZE,
-      },
+      loadBalancing: top.loadBalancing ?? { mode: "random" },
       services: services.map((x) => x.s),
       nodes: nodes.map((x) => x.n),
     },
@@ -330,13 +327,13 @@ class CrossCheck {
 
   private checkMaglev(): void {
     const lb = this.top.loadBalancing;
-    if (lb?.mode !== "maglev") return;
-    const size = lb.maglevTableSize ?? DEFAULT_MAGLEV_TABLE_SIZE;
+    if (lb?.mode !== "maglev" || lb.maglevTableSize === undefined) return;
+    const size = lb.maglevTableSize;
     for (const { i, s } of this.services) {
       // Maglev gives each backend about size/N cells; the paper (NSDI '16 §3.4) wants size ≫ N.
       if (s.backends.length >= size) {
-        this.problem(lb.maglevTableSize === undefined ? "loadBalancing.mode" : "loadBalancing.maglevTableSize",
-          `gives a Maglev table of ${size} cells, not more than the ${s.backends.length} backends of services[${i}]; use a prime at least 100 times the largest backend count`);
+        this.problem("loadBalancing.maglevTableSize",
+          `is ${size}, not more than the ${s.backends.length} backends of services[${i}]; use a prime at least 100 times the largest backend count, or leave it out to let the engine choose`);
       }
     }
   }
