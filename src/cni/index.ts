@@ -38,7 +38,8 @@ export async function handle(io: CniIo): Promise<{ stdout: string; exitCode: num
     if (env.command === "VERSION") return { stdout: JSON.stringify(versionResult(requested)), exitCode: 0 };
 
     if (typeof requested === "string" && !isSupported(requested)) {
-      throw new CniError(Code.IncompatibleVersion, `incompatible CNI version ${requested}; wasp supports ${SUPPORTED_VERSIONS.join(", ")}`);
+      throw new CniError(Code.IncompatibleVersion, `incompatible CNI version ${requested}; wasp supports ${SUPPORTED_VERSIONS.join(", ")}`,
+        `the config says cniVersion ${JSON.stringify(requested)}; set it to one of ${SUPPORTED_VERSIONS.join(", ")}`);
     }
     const v = validateNetConf(raw);
     if ("problems" in v) throw new CniError(Code.InvalidConfig, describeProblems(v.problems));
