@@ -1,0 +1,9 @@
+export {
+  buildModel, diffModel, fullDelta, applyDelta, isEmptyDelta, orderBackends, deriveVtepMac, IdAllocator, EMPTY_MODEL, PROTO,
+  ServiceKind, Select, ServiceFlag, RouteKind,
+  type Model, type ModelDelta, type ServiceEntry, type ServiceKey, type ModelBackend, type Route,
+} from "./model.js";
+export {
+  parseIp, formatIp, canonicalIp, parseCidr, formatCidr, canonicalCidr, cidrContains, cidrsOverlap, mappedPrefixLen,
+  writeAddr16, readAddr16, ipv4ToU32, u32ToIpv4, isV4Mapped, type Ip, type Cidr, type Family,
+} from "./addr.js";

@@ -1,0 +1,353 @@
+// The internal model: what the engine's tables should hold, in the engine's own keys. Every config
+// source (the file now, the Kubernetes API later) produces a Config; buildModel turns it into entries,
+// and diffModel into the few ops a reload needs.
+
+import { ServiceKind, Select, ServiceFlag, RouteKind } from "../engine/abi.js";
+import type { Config, Protocol, ServiceConfig, BackendConfig } from "../config/schema.js";
+import { cidrContains, formatCidr, formatIp, ipv4ToU32, mappedPrefixLen, parseCidr, parseIp, type Cidr, type Family, type Ip } from "./addr.js";
+
+export { ServiceKind, Select, ServiceFlag, RouteKind };
+
+/** IANA protocol numbers, as the engine's key holds them. */
+export const PROTO: Record<Protocol, number> = { TCP: 6, UDP: 17 };
+
+export interface ModelBackend {
+  /** Canonical address text. */
+  readonly addr: string;
+  /** 16 bytes, network order, IPv4-mapped for IPv4: what the op carries. */
+  readonly addr16: Uint8Array;
+  readonly port: number;
+  readonly weight: number;
+}
+
+/** The key of an engine service entry: (address, port, protocol). */
+export interface ServiceKey {
+  /** `10.96.0.10:80/TCP`, `[fd00::a]:80/TCP`; a NodePort entry has the all-zero address, `[::]:30080/TCP`. */
+  readonly key: string;
+  readonly addr: string;
+  readonly addr16: Uint8Array;
+  /** The family of the key and of the backends; for a NodePort entry, the service's primary family. */
+  readonly family: Family;
+  readonly port: number;
+  readonly protocol: Protocol;
+}
+
+/** One engine service entry. */
+export interface ServiceEntry extends ServiceKey {
+  readonly kind: ServiceKind;
+  /** Stable while the key exists; the engine reports it back (+1) in each packet's slot. */
+  readonly id: number;
+  readonly select: Select;
+  /** Maglev table size (a prime) when configured; 0 lets the core choose (a prime ≥ 100 × eligible). */
+  readonly maglevSize: number;
+  /** ServiceFlag.* bits. */
+  readonly flags: number;
+  /** ClientIP affinity timeout; 0 without affinity. */
+  readonly affinitySec: number;
+  /** [eligible for new flows..., terminating-but-serving (keep their flows only)...] */
+  readonly backends: readonly ModelBackend[];
+  readonly eligible: number;
+  /** `namespace/name` and the port's name or number, for people (CLI, logs). */
+  readonly service: string;
+  readonly portName: string;
+  /** Everything the engine gets except the id, as one string: equal entries have equal signatures. */
+  readonly sig: string;
+}
+
+/** A route for a pod prefix: to this node (Local) or through VXLAN to another node (Remote). */
+export interface Route {
+  /** Canonical prefix text, the key. */
+  readonly key: string;
+  readonly prefix16: Uint8Array;
+  /** Counted of 128: an IPv4 /24 is 120. */
+  readonly prefixLen128: number;
+  readonly family: Family;
+  readonly kind: RouteKind;
+  /** 0 for this node; 1.. for the others, stable per node name. */
+  readonly nodeId: number;
+  readonly nodeName: string;
+  /** Underlay IPv4 of the node as a host-order u32; 0 for a Local route. */
+  readonly underlay: number;
+  /** The node's VTEP MAC, `02:0a:63:00:02:01`; all zero for a Local route. */
+  readonly vtepMac: string;
+  readonly sig: string;
+}
+
+export interface Model {
+  readonly services: ReadonlyMap<string, ServiceEntry>;
+  readonly routes: ReadonlyMap<string, Route>;
+  /** Canonical address texts NodePorts answer on. */
+  readonly localAddrs: ReadonlySet<string>;
+  /** Node name → node id (this node is 0). */
+  readonly nodeIds: ReadonlyMap<string, number>;
+}
+
+export interface ModelDelta {
+  /** Drop everything in the engine first (a full load). */
+  readonly clear: boolean;
+  readonly deleteServices: readonly ServiceKey[];
+  readonly upsertServices: readonly ServiceEntry[];
+  readonly deleteRoutes: readonly Route[];
+  readonly upsertRoutes: readonly Route[];
+  readonly deleteLocalAddrs: readonly string[];
+  readonly addLocalAddrs: readonly string[];
+}
+
+export const EMPTY_MODEL: Model = { services: new Map(), routes: new Map(), localAddrs: new Set(), nodeIds: new Map() };
+
+/**
+ * Hands out small integer ids, reusing freed ones lowest first so ids stay dense (they index engine
+ * tables). Ids of keys that persist are reserved up front, then new keys take the gaps.
+ */
+export class IdAllocator {
+  private readonly used = new Set<number>();
+  private next: number;
+
+  constructor(private readonly first = 0) {
+    this.next = first;
+  }
+
+  reserve(id: number): void {
+    this.used.add(id);
+  }
+
+  allocate(): number {
+    while (this.used.has(this.next)) this.next++;
+    this.used.add(this.next);
+    return this.next++;
+  }
+}
+
+/**
+ * The VTEP MAC of a node that does not name one: 02:a:b:c:d:01 for underlay a.b.c.d. 0x02 marks a
+ * locally administered unicast address (IEEE 802: bit 1 of the first octet set, bit 0 clear), the
+ * next four octets make it unique per underlay address, and the last is 01 for the first VTEP.
+ * Every wasp node derives the same MAC for a peer, so no exchange is needed.
+ */
+export function deriveVtepMac(underlayIPv4: string): string {
+  const ip = parseIp(underlayIPv4);
+  if (!ip || ip.family !== 4) throw new TypeError(`"${underlayIPv4}" is not an IPv4 address`);
+  const hex = (n: number | undefined) => (n ?? 0).toString(16).padStart(2, "0");
+  return `02:${hex(ip.bytes[12])}:${hex(ip.bytes[13])}:${hex(ip.bytes[14])}:${hex(ip.bytes[15])}:01`;
+}
+
+const ZERO_MAC = "00:00:00:00:00:00";
+/** The all-zero address: the core's ANY_ADDR, the key address of NodePort entries for both families. */
+const ANY_ADDR16 = new Uint8Array(16);
+
+function serviceKey(addr: string, port: number, protocol: Protocol): string {
+  return `${addr.includes(":") ? `[${addr}]` : addr}:${port}/${protocol}`;
+}
+
+/**
+ * Orders a service's endpoints as kube-proxy chooses them: new flows go to the ready ones; when none
+ * is ready, to those that are serving and terminating; endpoints that are neither take no traffic.
+ * Serving terminating endpoints that are not chosen follow the chosen ones, to keep their flows.
+ */
+export function orderBackends<B extends Pick<BackendConfig, "ready" | "serving" | "terminating">>(endpoints: readonly B[]): { backends: B[]; eligible: number } {
+  const ready: B[] = [], servingTerminating: B[] = [];
+  for (const e of endpoints) {
+    if (e.ready && !e.terminating) ready.push(e);
+    else if (e.serving && e.terminating) servingTerminating.push(e);
+  }
+  if (ready.length > 0) return { backends: [...ready, ...servingTerminating], eligible: ready.length };
+  return { backends: servingTerminating, eligible: servingTerminating.length };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/**
+ * The engine tables a config asks for. Pure: the same config (and prev) give the same model. Entries
+ * whose key is in `prev` keep its id; an entry that did not change is `prev`'s own object, so
+ * diffModel(prev, next) sees it unchanged by identity.
+ */
+export function buildModel(config: Config, prev: Model = EMPTY_MODEL): Model {
+  const node = config.node;
+  const podCidrs = [node.podCIDR, node.podCIDRv6].flatMap((t) => (t === undefined ? [] : [parseCidr(t) as Cidr]));
+  // An endpoint is on this node when it says so, or, without a nodeName, when its address is in this node's pod CIDR.
+  const isLocal = (b: BackendConfig): boolean =>
+    b.nodeName !== undefined ? b.nodeName === node.name : podCidrs.some((c) => cidrContains(c, parseIp(b.ip) as Ip));
+  const select = config.loadBalancing.mode === "maglev" ? Select.Maglev : Select.Random;
+  const maglevSize = select === Select.Maglev ? config.loadBalancing.maglevTableSize ?? 0 : 0;
+
+  // Collect the entries first, ids after: a key present in prev must keep its id even when a new key
+  // that comes earlier in this config would have taken that number.
+  type Draft = Omit<ServiceEntry, "id" | "sig">;
+  const drafts = new Map<string, Draft>();
+  for (const s of config.services) {
+    if (!s.ignored) addServiceDrafts(s, drafts, { isLocal, select, maglevSize });
+  }
+
+  const ids = new IdAllocator(0);
+  for (const key of drafts.keys()) {
+    const old = prev.services.get(key);
+    if (old) ids.reserve(old.id);
+  }
+  const services = new Map<string, ServiceEntry>();
+  for (const [key, d] of drafts) {
+    const old = prev.services.get(key);
+    const sig = serviceSig(d);
+    if (old && old.sig === sig) services.set(key, old);
+    else services.set(key, { ...d, id: old ? old.id : ids.allocate(), sig });
+  }
+
+  // Routes: this node's pod prefixes are Local, every other node's are Remote with a stable node id.
+  const nodeIdAlloc = new IdAllocator(1);
+  for (const n of config.nodes) {
+    const old = prev.nodeIds.get(n.name);
+    if (old !== undefined && old !== 0) nodeIdAlloc.reserve(old);
+  }
+  const nodeIds = new Map<string, number>([[node.name, 0]]);
+  const routes = new Map<string, Route>();
+  const addRoute = (prefix: string, kind: RouteKind, nodeId: number, nodeName: string, underlay: number, vtepMac: string) => {
+    const c = parseCidr(prefix) as Cidr;
+    const key = formatCidr(c);
+    const sig = `${kind}|${nodeId}|${nodeName}|${underlay}|${vtepMac}`;
+    const old = prev.routes.get(key);
+    routes.set(key, old && old.sig === sig ? old : {
+      key, prefix16: c.bytes, prefixLen128: mappedPrefixLen(c), family: c.family, kind, nodeId, nodeName, underlay, vtepMac, sig,
+    });
+  };
+  for (const p of [node.podCIDR, node.podCIDRv6]) if (p !== undefined) addRoute(p, RouteKind.Local, 0, node.name, 0, ZERO_MAC);
+  for (const n of config.nodes) {
+    const old = prev.nodeIds.get(n.name);
+    const id = old !== undefined && old !== 0 ? old : nodeIdAlloc.allocate();
+    nodeIds.set(n.name, id);
+    const mac = (n.vtepMAC ?? deriveVtepMac(n.underlayIP)).toLowerCase();
+    const underlay = ipv4ToU32(parseIp(n.underlayIP) as Ip);
+    for (const p of [n.podCIDR, n.podCIDRv6]) if (p !== undefined) addRoute(p, RouteKind.Remote, id, n.name, underlay, mac);
+  }
+
+  const localAddrs = new Set(node.nodeAddresses.map((a) => formatIp(parseIp(a) as Ip)));
+  return { services, routes, localAddrs, nodeIds };
+}
+
+interface DraftContext {
+  isLocal: (b: BackendConfig) => boolean;
+  select: Select;
+  maglevSize: number;
+}
+
+function addServiceDrafts(s: ServiceConfig, out: Map<string, Omit<ServiceEntry, "id" | "sig">>, ctx: DraftContext): void {
+  const affinity = s.sessionAffinity === "ClientIP";
+  // The primary family (of the first cluster IP) is the one a NodePort serves: the core looks NodePorts
+  // up by port alone under one all-zero address, so one entry, of one family, per port.
+  const primary = (parseIp(s.clusterIPs[0] ?? "0.0.0.0") as Ip).family;
+  const name = `${s.namespace}/${s.name}`;
+
+  for (const p of s.ports) {
+    const portName = p.name ?? String(p.port);
+    // Backends of one family per entry (the engine does not translate between families), filtered by
+    // the traffic policy that applies to the entry, then ordered as kube-proxy picks them.
+    const backendsFor = (family: Family, policy: "Cluster" | "Local") => {
+      const usable = s.backends.filter((b) => (parseIp(b.ip) as Ip).family === family && (policy === "Cluster" || ctx.isLocal(b)));
+      const { backends, eligible } = orderBackends(usable);
+      return {
+        eligible,
+        backends: backends.map((b): ModelBackend => {
+          const ip = parseIp(b.ip) as Ip;
+          return { addr: formatIp(ip), addr16: ip.bytes, port: b.port ?? p.targetPort ?? p.port, weight: 1 };
+        }),
+      };
+    };
+    const add = (addr: string, addr16: Uint8Array, family: Family, port: number, kind: ServiceKind, flags: number, policy: "Cluster" | "Local") => {
+      const key = serviceKey(addr, port, p.protocol);
+      if (out.has(key)) return; // the same address listed twice in one service (validation rejects it across services)
+      out.set(key, {
+        key, addr, addr16, family, port, protocol: p.protocol,
+        kind, select: ctx.select, maglevSize: ctx.maglevSize,
+        flags: flags | (affinity ? ServiceFlag.AFFINITY : 0), affinitySec: affinity ? s.affinityTimeoutSec : 0,
+        ...backendsFor(family, policy), service: name, portName,
+      });
+    };
+    const addIp = (text: string, kind: ServiceKind, flags: number, policy: "Cluster" | "Local") => {
+      const ip = parseIp(text) as Ip;
+      add(formatIp(ip), ip.bytes, ip.family, p.port, kind, flags, policy);
+    };
+    // kube-proxy masquerades traffic from outside the cluster to a ClusterIP (with --cluster-cidr) and to
+    // the external kinds under externalTrafficPolicy Cluster; Local keeps the client's source address.
+    const external = s.externalTrafficPolicy;
+    const extFlags = external === "Cluster" ? ServiceFlag.MASQUERADE_EXTERNAL : 0;
+    for (const t of s.clusterIPs) addIp(t, ServiceKind.ClusterIp, ServiceFlag.MASQUERADE_EXTERNAL, s.internalTrafficPolicy);
+    for (const t of s.externalIPs) addIp(t, ServiceKind.ExternalIp, extFlags, external);
+    for (const t of s.loadBalancerIPs) addIp(t, ServiceKind.LoadBalancer, extFlags, external);
+    if (p.nodePort !== undefined && s.type !== "ClusterIP") {
+      add("::", ANY_ADDR16, primary, p.nodePort, ServiceKind.NodePort, extFlags | ServiceFlag.ANY_LOCAL_ADDR, external);
+    }
+  }
+}
+
+function serviceSig(d: Omit<ServiceEntry, "id" | "sig">): string {
+  let s = `${d.family}|${d.kind}|${d.select}|${d.maglevSize}|${d.flags}|${d.affinitySec}|${d.eligible}|${d.service}|${d.portName}`;
+  for (const b of d.backends) s += `|${b.addr},${b.port},${b.weight}`;
+  return s;
+}
+
+function sameService(a: ServiceEntry, b: ServiceEntry): boolean {
+  return a === b || (a.id === b.id && a.sig === b.sig && sameBytes(a.addr16, b.addr16));
+}
+
+function sameRoute(a: Route, b: Route): boolean {
+  return a === b || a.sig === b.sig;
+}
+
+/**
+ * What changed from prev to next: upserts for new or changed entries, deletes for vanished ones.
+ * Unchanged entries cost one map lookup and an identity compare (buildModel reuses prev's objects).
+ */
+export function diffModel(prev: Model, next: Model): ModelDelta {
+  const deleteServices: ServiceKey[] = [], upsertServices: ServiceEntry[] = [];
+  for (const [key, e] of next.services) {
+    const old = prev.services.get(key);
+    if (!old || !sameService(old, e)) upsertServices.push(e);
+  }
+  for (const [key, e] of prev.services) if (!next.services.has(key)) deleteServices.push(e);
+
+  const deleteRoutes: Route[] = [], upsertRoutes: Route[] = [];
+  for (const [key, r] of next.routes) {
+    const old = prev.routes.get(key);
+    if (!old || !sameRoute(old, r)) upsertRoutes.push(r);
+  }
+  for (const [key, r] of prev.routes) if (!next.routes.has(key)) deleteRoutes.push(r);
+
+  const addLocalAddrs = [...next.localAddrs].filter((a) => !prev.localAddrs.has(a));
+  const deleteLocalAddrs = [...prev.localAddrs].filter((a) => !next.localAddrs.has(a));
+  return { clear: false, deleteServices, upsertServices, deleteRoutes, upsertRoutes, deleteLocalAddrs, addLocalAddrs };
+}
+
+/** A full load: Clear, then every entry of the model. */
+export function fullDelta(model: Model): ModelDelta {
+  return {
+    clear: true,
+    deleteServices: [], upsertServices: [...model.services.values()],
+    deleteRoutes: [], upsertRoutes: [...model.routes.values()],
+    deleteLocalAddrs: [], addLocalAddrs: [...model.localAddrs],
+  };
+}
+
+/** True when a delta changes nothing. */
+export function isEmptyDelta(d: ModelDelta): boolean {
+  return !d.clear && d.deleteServices.length === 0 && d.upsertServices.length === 0 && d.deleteRoutes.length === 0 &&
+    d.upsertRoutes.length === 0 && d.deleteLocalAddrs.length === 0 && d.addLocalAddrs.length === 0;
+}
+
+/**
+ * What the engine holds after applying `delta` to `model` (node ids as its routes say): the
+ * host's record of the engine's tables, and the check that diff(a, b) applied to a gives b.
+ */
+export function applyDelta(model: Model, delta: ModelDelta): Model {
+  const services = new Map(delta.clear ? [] : model.services);
+  const routes = new Map(delta.clear ? [] : model.routes);
+  const localAddrs = new Set(delta.clear ? [] : model.localAddrs);
+  for (const k of delta.deleteServices) services.delete(k.key);
+  for (const e of delta.upsertServices) services.set(e.key, e);
+  for (const r of delta.deleteRoutes) routes.delete(r.key);
+  for (const r of delta.upsertRoutes) routes.set(r.key, r);
+  for (const a of delta.deleteLocalAddrs) localAddrs.delete(a);
+  for (const a of delta.addLocalAddrs) localAddrs.add(a);
+  const nodeIds = new Map<string, number>();
+  for (const r of routes.values()) nodeIds.set(r.nodeName, r.nodeId);
+  return { services, routes, localAddrs, nodeIds };
+}

@@ -1,0 +1,264 @@
+import { strict as assert } from "node:assert";
+import fc from "fast-check";
+import { defaultConfig, validateConfig, type Config } from "../../../src/config/index.js";
+import {
+  applyDelta, buildModel, deriveVtepMac, diffModel, fullDelta, IdAllocator, isEmptyDelta, orderBackends,
+  RouteKind, Select, ServiceFlag, ServiceKind, type Model, type ServiceEntry,
+} from "../../../src/model/index.js";
+import { configArb } from "./arbitrary.js";
+
+function cfg(raw: Record<string, any>): Config {
+  const r = validateConfig(raw);
+  if ("problems" in r) assert.fail(JSON.stringify(r.problems, null, 1));
+  return r.config;
+}
+
+function base(): Record<string, any> {
+  return {
+    node: { name: "n1", underlayIP: "10.99.0.1", podCIDR: "10.244.1.0/24" },
+    services: [
+      { name: "a", clusterIP: "10.96.0.1", ports: [{ port: 80, targetPort: 8080 }], backends: [{ ip: "10.244.1.10" }, { ip: "10.244.2.10" }] },
+      { name: "b", clusterIP: "10.96.0.2", ports: [{ port: 53, protocol: "UDP" }], backends: [{ ip: "10.244.1.20" }] },
+      { name: "c", clusterIP: "10.96.0.3", ports: [{ port: 443 }], backends: [{ ip: "10.244.2.30" }] },
+    ],
+    nodes: [{ name: "n2", underlayIP: "10.99.0.2", podCIDR: "10.244.2.0/24" }],
+  };
+}
+
+const svc = (m: Model, key: string): ServiceEntry => {
+  const e = m.services.get(key);
+  assert.ok(e, `no entry ${key}; have ${[...m.services.keys()].join(", ")}`);
+  return e;
+};
+const backendsOf = (e: ServiceEntry) => e.backends.map((b) => `${b.addr}:${b.port}`);
+
+/** What the engine would hold: everything but object identity. */
+function engineView(m: Model) {
+  const s = [...m.services.values()].map((e) => ({ key: e.key, id: e.id, sig: e.sig, addr16: [...e.addr16] })).sort((a, b) => a.key.localeCompare(b.key));
+  const r = [...m.routes.values()].map((x) => ({ key: x.key, sig: x.sig })).sort((a, b) => a.key.localeCompare(b.key));
+  return { s, r, l: [...m.localAddrs].sort() };
+}
+
+describe("model", () => {
+  describe("buildModel", () => {
+    it("turns the demo config into five entries, one Local route and the node address", () => {
+      const m = buildModel(defaultConfig());
+      assert.deepEqual([...m.services.keys()], ["10.96.0.10:80/TCP", "10.96.0.53:53/UDP", "10.96.0.53:53/TCP", "10.96.0.11:80/TCP", "[::]:30080/TCP"]);
+      assert.deepEqual([...m.services.values()].map((e) => e.id), [0, 1, 2, 3, 4]);
+      const web = svc(m, "10.96.0.10:80/TCP");
+      assert.deepEqual(backendsOf(web), ["10.244.1.10:8080", "10.244.1.11:8080"]);
+      assert.equal(web.kind, ServiceKind.ClusterIp);
+      assert.equal(web.eligible, 2);
+      assert.deepEqual(backendsOf(svc(m, "10.96.0.53:53/UDP")), ["10.244.1.12:53"]);
+      const np = svc(m, "[::]:30080/TCP");
+      assert.equal(np.kind, ServiceKind.NodePort);
+      assert.equal(np.flags, ServiceFlag.ANY_LOCAL_ADDR | ServiceFlag.MASQUERADE_EXTERNAL);
+      assert.deepEqual([...np.addr16], new Array(16).fill(0));
+      assert.equal(np.family, 4);
+      assert.deepEqual(backendsOf(np), ["10.244.1.10:8080", "10.244.1.11:8080"]);
+      assert.deepEqual([...m.routes.keys()], ["10.244.1.0/24"]);
+      assert.equal(m.routes.get("10.244.1.0/24")!.kind, RouteKind.Local);
+      assert.deepEqual([...m.localAddrs], ["10.99.0.1"]);
+    });
+
+    it("routes other nodes' pod CIDRs through VXLAN with their underlay IP and a MAC derived from it", () => {
+      const raw = base();
+      raw.nodes.push({ name: "n3", underlayIP: "10.99.0.3", podCIDR: "10.244.3.0/24", vtepMAC: "AA:BB:CC:DD:EE:F0" });
+      const m = buildModel(cfg(raw));
+      const r2 = m.routes.get("10.244.2.0/24")!;
+      assert.deepEqual([r2.kind, r2.nodeId, r2.underlay, r2.vtepMac, r2.prefixLen128], [RouteKind.Remote, 1, 0x0a630002, "02:0a:63:00:02:01", 120]);
+      const r3 = m.routes.get("10.244.3.0/24")!;
+      assert.deepEqual([r3.nodeId, r3.vtepMac], [2, "aa:bb:cc:dd:ee:f0"]);
+    });
+
+    it("derives a locally administered unicast VTEP MAC 02:<underlay IPv4>:01", () => {
+      assert.equal(deriveVtepMac("192.168.10.254"), "02:c0:a8:0a:fe:01");
+      const first = parseInt(deriveVtepMac("10.0.0.1").slice(0, 2), 16);
+      assert.equal(first & 0b11, 0b10); // IEEE 802: U/L bit set, I/G bit clear
+    });
+
+    it("falls back to serving terminating endpoints when none is ready, as kube-proxy does", () => {
+      const raw = base();
+      raw.services[0].backends = [
+        { ip: "10.244.1.10", ready: false, serving: true, terminating: true },
+        { ip: "10.244.1.11", ready: false, serving: false, terminating: true }, // neither: left out
+        { ip: "10.244.1.12", ready: false, serving: true, terminating: true },
+      ];
+      const e = svc(buildModel(cfg(raw)), "10.96.0.1:80/TCP");
+      assert.deepEqual(backendsOf(e), ["10.244.1.10:8080", "10.244.1.12:8080"]);
+      assert.equal(e.eligible, 2);
+    });
+
+    it("sends new flows to ready endpoints only and keeps serving terminating ones after them for their flows", () => {
+      const raw = base();
+      raw.services[0].backends = [
+        { ip: "10.244.1.10", ready: false, serving: true, terminating: true },
+        { ip: "10.244.1.11", ready: true },
+        { ip: "10.244.1.12", ready: false },                                      // not ready, not terminating: left out
+        { ip: "10.244.1.13", ready: true, terminating: true, serving: false },   // terminating and not serving: left out
+      ];
+      const e = svc(buildModel(cfg(raw)), "10.96.0.1:80/TCP");
+      assert.deepEqual(backendsOf(e), ["10.244.1.11:8080", "10.244.1.10:8080"]);
+      assert.equal(e.eligible, 1);
+    });
+
+    it("orderBackends keeps the given order within each group", () => {
+      const E = (id: number, ready: boolean, serving: boolean, terminating: boolean) => ({ id, ready, serving, terminating });
+      const r = orderBackends([E(1, false, true, true), E(2, true, true, false), E(3, false, true, true), E(4, true, true, false)]);
+      assert.deepEqual([r.backends.map((b) => b.id), r.eligible], [[2, 4, 1, 3], 2]);
+      assert.deepEqual(orderBackends([E(1, false, false, false)]), { backends: [], eligible: 0 });
+    });
+
+    it("externalTrafficPolicy Local keeps node-local backends and the client source on NodePort entries only", () => {
+      const raw = base();
+      Object.assign(raw.services[0], { type: "NodePort", externalTrafficPolicy: "Local" });
+      raw.services[0].ports[0].nodePort = 30080;
+      const m = buildModel(cfg(raw));
+      const np = svc(m, "[::]:30080/TCP");
+      assert.deepEqual(backendsOf(np), ["10.244.1.10:8080"]);
+      assert.equal(np.flags & ServiceFlag.MASQUERADE_EXTERNAL, 0);
+      assert.deepEqual(backendsOf(svc(m, "10.96.0.1:80/TCP")), ["10.244.1.10:8080", "10.244.2.10:8080"]);
+    });
+
+    it("internalTrafficPolicy Local keeps only this node's backends on the ClusterIP entry, by nodeName or pod CIDR", () => {
+      const raw = base();
+      raw.services[0].internalTrafficPolicy = "Local";
+      raw.services[0].backends = [{ ip: "10.244.1.10" }, { ip: "10.244.2.10" }, { ip: "10.99.0.1", nodeName: "n1" }, { ip: "10.99.0.2", nodeName: "n2" }];
+      assert.deepEqual(backendsOf(svc(buildModel(cfg(raw)), "10.96.0.1:80/TCP")), ["10.244.1.10:8080", "10.99.0.1:8080"]);
+    });
+
+    it("makes ExternalIp and LoadBalancer entries with the external masquerade flag", () => {
+      const raw = base();
+      Object.assign(raw.services[0], { type: "LoadBalancer", externalIPs: ["192.0.2.10"], loadBalancerIPs: ["198.51.100.1"] });
+      const m = buildModel(cfg(raw));
+      assert.equal(svc(m, "192.0.2.10:80/TCP").kind, ServiceKind.ExternalIp);
+      assert.equal(svc(m, "198.51.100.1:80/TCP").kind, ServiceKind.LoadBalancer);
+      assert.equal(svc(m, "198.51.100.1:80/TCP").flags, ServiceFlag.MASQUERADE_EXTERNAL);
+    });
+
+    it("sets the affinity flag and timeout for ClientIP, and Maglev selection with the configured size", () => {
+      const raw = base();
+      raw.services[0].sessionAffinity = "ClientIP";
+      raw.services[0].sessionAffinityConfig = { clientIP: { timeoutSeconds: 600 } };
+      raw.loadBalancing = { mode: "maglev", maglevTableSize: 16381 };
+      const e = svc(buildModel(cfg(raw)), "10.96.0.1:80/TCP");
+      assert.equal(e.flags & ServiceFlag.AFFINITY, ServiceFlag.AFFINITY);
+      assert.deepEqual([e.affinitySec, e.select, e.maglevSize], [600, Select.Maglev, 16381]);
+      const b = svc(buildModel(cfg(raw)), "10.96.0.2:53/UDP");
+      assert.deepEqual([b.flags & ServiceFlag.AFFINITY, b.affinitySec], [0, 0]);
+    });
+
+    it("puts IPv6 backends on the IPv6 entry and IPv4 ones on the IPv4 entry of a dual-stack service", () => {
+      const raw = base();
+      raw.serviceCIDRv6 = "fd00:96::/112";
+      raw.services[0].clusterIPs = ["10.96.0.1", "fd00:96::1"];
+      delete raw.services[0].clusterIP;
+      raw.services[0].backends = [{ ip: "10.244.1.10" }, { ip: "fd00:10:244:1::a" }];
+      const m = buildModel(cfg(raw));
+      assert.deepEqual(backendsOf(svc(m, "10.96.0.1:80/TCP")), ["10.244.1.10:8080"]);
+      assert.deepEqual(backendsOf(svc(m, "[fd00:96::1]:80/TCP")), ["fd00:10:244:1::a:8080"]);
+    });
+
+    it("programmes nothing for headless and ExternalName services", () => {
+      const raw = base();
+      raw.services = [{ name: "h", clusterIP: "None", ports: [{ port: 80 }], backends: [{ ip: "10.244.1.1" }] }, { name: "x", type: "ExternalName", externalName: "example.org" }];
+      assert.equal(buildModel(cfg(raw)).services.size, 0);
+    });
+  });
+
+  describe("diffModel", () => {
+    it("a change of one service's backends diffs to one upsert", () => {
+      const raw = base();
+      const a = buildModel(cfg(raw));
+      raw.services[1].backends.push({ ip: "10.244.1.21" });
+      const b = buildModel(cfg(raw), a);
+      const d = diffModel(a, b);
+      assert.deepEqual(d.upsertServices.map((e) => e.key), ["10.96.0.2:53/UDP"]);
+      assert.deepEqual([d.deleteServices, d.upsertRoutes, d.deleteRoutes, d.addLocalAddrs, d.deleteLocalAddrs], [[], [], [], [], []]);
+      assert.equal(d.upsertServices[0]!.id, svc(a, "10.96.0.2:53/UDP").id);
+    });
+
+    it("an unchanged reload diffs to nothing and reuses the previous entries", () => {
+      const a = buildModel(cfg(base()));
+      const b = buildModel(cfg(base()), a);
+      assert.ok(isEmptyDelta(diffModel(a, b)));
+      for (const [k, e] of b.services) assert.equal(e, a.services.get(k));
+    });
+
+    it("a reload keeps the ids of unchanged entries and gives a new entry the lowest freed id", () => {
+      const raw = base();
+      const a = buildModel(cfg(raw));
+      assert.deepEqual([...a.services.values()].map((e) => [e.key, e.id]), [["10.96.0.1:80/TCP", 0], ["10.96.0.2:53/UDP", 1], ["10.96.0.3:443/TCP", 2]]);
+      raw.services.splice(1, 1);                                                           // frees id 1
+      raw.services.unshift({ name: "new", clusterIP: "10.96.0.9", ports: [{ port: 80 }] }); // first in the file
+      const b = buildModel(cfg(raw), a);
+      assert.deepEqual([...b.services.values()].map((e) => [e.key, e.id]), [["10.96.0.9:80/TCP", 1], ["10.96.0.1:80/TCP", 0], ["10.96.0.3:443/TCP", 2]]);
+      const d = diffModel(a, b);
+      assert.deepEqual(d.deleteServices.map((k) => k.key), ["10.96.0.2:53/UDP"]);
+      assert.deepEqual(d.upsertServices.map((k) => k.key), ["10.96.0.9:80/TCP"]);
+    });
+
+    it("a removed node deletes its route, an added one gets the lowest free node id, the others keep theirs", () => {
+      const raw = base();
+      raw.nodes.push({ name: "n3", underlayIP: "10.99.0.3", podCIDR: "10.244.3.0/24" });
+      const a = buildModel(cfg(raw));
+      raw.nodes.shift(); // n2 (id 1) goes
+      raw.services.forEach((s: any) => { s.backends = []; });
+      raw.nodes.push({ name: "n4", underlayIP: "10.99.0.4", podCIDR: "10.244.4.0/24" });
+      const b = buildModel(cfg(raw), a);
+      const d = diffModel(a, b);
+      assert.deepEqual(d.deleteRoutes.map((r) => r.key), ["10.244.2.0/24"]);
+      assert.deepEqual(d.upsertRoutes.map((r) => [r.key, r.nodeId]), [["10.244.4.0/24", 1]]);
+      assert.equal(b.nodeIds.get("n3"), 2);
+    });
+
+    it("a change of node addresses diffs to local address adds and deletes only", () => {
+      const raw = base();
+      const a = buildModel(cfg(raw));
+      raw.node.nodeAddresses = ["192.0.2.1"];
+      const d = diffModel(a, buildModel(cfg(raw), a));
+      assert.deepEqual([d.addLocalAddrs, d.deleteLocalAddrs, d.upsertServices.length, d.upsertRoutes.length], [["192.0.2.1"], ["10.99.0.1"], 0, 0]);
+    });
+
+    it("a full delta clears and upserts everything", () => {
+      const m = buildModel(defaultConfig());
+      const d = fullDelta(m);
+      assert.equal(d.clear, true);
+      assert.deepEqual(engineView(applyDelta(buildModel(cfg(base())), d)), engineView(m));
+    });
+
+    it("diff(a, b) applied to a gives b, for random configs a and b", () => {
+      fc.assert(fc.property(configArb, configArb, (ca, cb) => {
+        const a = buildModel(ca);
+        const b = buildModel(cb, a);
+        assert.deepEqual(engineView(applyDelta(a, diffModel(a, b))), engineView(b));
+      }), { seed: 1624, numRuns: 150 });
+    });
+
+    it("ids stay unique and keys keep their ids across a chain of random reloads", () => {
+      fc.assert(fc.property(fc.array(configArb, { minLength: 2, maxLength: 5 }), (configs) => {
+        let prev = buildModel(configs[0]!);
+        for (const c of configs.slice(1)) {
+          const next = buildModel(c, prev);
+          const ids = [...next.services.values()].map((e) => e.id);
+          assert.equal(new Set(ids).size, ids.length, "duplicate id");
+          assert.ok(Math.max(-1, ...ids) < Math.max(next.services.size, prev.services.size) + prev.services.size, "ids stay dense");
+          for (const [k, e] of next.services) {
+            const old = prev.services.get(k);
+            if (old) assert.equal(e.id, old.id, `${k} changed id`);
+          }
+          prev = next;
+        }
+      }), { seed: 7, numRuns: 150 });
+    });
+  });
+
+  describe("IdAllocator", () => {
+    it("hands out the lowest id not reserved", () => {
+      const ids = new IdAllocator(0);
+      ids.reserve(0);
+      ids.reserve(2);
+      assert.deepEqual([ids.allocate(), ids.allocate(), ids.allocate()], [1, 3, 4]);
+    });
+  });
+});
