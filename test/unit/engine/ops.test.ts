@@ -1,0 +1,240 @@
+import { strict as assert } from "node:assert";
+import { existsSync } from "node:fs";
+import fc from "fast-check";
+import { defaultConfig, validateConfig, type Config } from "../../../src/config/index.js";
+import { CommitResult, Op } from "../../../src/engine/abi.js";
+import { decodeOps, encodeModel, encodeOps, measureOps, type DecodedOp } from "../../../src/engine/ops.js";
+import { buildModel, diffModel, fullDelta, PROTO, RouteKind, ServiceFlag, ServiceKind, type Model, type ModelDelta } from "../../../src/model/index.js";
+import { OpWriter } from "../../helpers/ops.js";
+import { packet, parse, TCP } from "../../helpers/packets.js";
+import { configArb } from "../model/arbitrary.js";
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+const EMPTY: ModelDelta = { clear: false, deleteServices: [], upsertServices: [], deleteRoutes: [], upsertRoutes: [], deleteLocalAddrs: [], addLocalAddrs: [] };
+
+function cfg(raw: Record<string, any>): Config {
+  const r = validateConfig(raw);
+  if ("problems" in r) assert.fail(JSON.stringify(r.problems));
+  return r.config;
+}
+
+function encode(delta: ModelDelta, end = true): Uint8Array {
+  const out = new Uint8Array(measureOps(delta, { end }));
+  assert.equal(encodeOps(delta, out, 0, { end }), out.length);
+  return out;
+}
+
+const twoNodes = () => cfg({
+  node: { name: "n1", underlayIP: "10.99.0.1", podCIDR: "10.244.1.0/24" },
+  services: [{ name: "web", clusterIP: "10.96.0.10", ports: [{ port: 80, targetPort: 8080 }], backends: [{ ip: "10.244.1.10" }] }],
+  nodes: [{ name: "n2", underlayIP: "10.99.0.2", podCIDR: "10.244.2.0/24" }],
+});
+
+describe("engine/ops", () => {
+  // Expected bytes below are written by hand from the "control ops" comment of assembly/abi.ts and the
+  // byte order assembly/table/generation.ts reads (ports and weights with ld16: network order).
+  it("encodes an UpsertRoute as abi.ts lays it out: 40 bytes, ::ffff:10.244.2.0, len 120, Remote, node 1", () => {
+    const m = buildModel(twoNodes());
+    const bytes = encode({ ...EMPTY, upsertRoutes: [m.routes.get("10.244.2.0/24")!] }, false);
+    assert.equal(hex(bytes),
+      "03000000" + "28000000" +                        // code 3, size 40
+      "00000000000000000000ffff0af40200" +             // prefix, IPv4-mapped
+      "78" + "01" + "0100" +                           // len 120 (of 128), Remote, nodeId 1
+      "0200630a" +                                     // underlay 10.99.0.2 as a u32 (0x0a630002), little-endian
+      "020a63000201" + "0000");                        // VTEP MAC 02:<10.99.0.2>:01, padding
+  });
+
+  it("encodes an UpsertService as abi.ts lays it out: 52 bytes then 20 per backend", () => {
+    const m = buildModel(twoNodes());
+    const bytes = encode({ ...EMPTY, upsertServices: [m.services.get("10.96.0.10:80/TCP")!] }, false);
+    assert.equal(hex(bytes),
+      "01000000" + "48000000" +                        // code 1, size 72
+      "00000000000000000000ffff0a60000a" +             // 10.96.0.10
+      "0050" + "06" + "00" +                           // port 80 (network order), TCP, ClusterIp
+      "00000000" +                                     // id 0
+      "00" + "01" + "0000" +                           // Random, MASQUERADE_EXTERNAL, padding
+      "00000000" + "00000000" +                        // affinitySec 0, maglevSize 0
+      "01000000" + "01000000" +                        // count 1, eligible 1
+      "00000000000000000000ffff0af4010a" + "1f90" + "0001"); // 10.244.1.10, port 8080, weight 1
+  });
+
+  it("encodes deletes, local addresses, Clear and End with their fixed sizes", () => {
+    const m = buildModel(twoNodes());
+    const d: ModelDelta = {
+      clear: true, upsertServices: [], upsertRoutes: [],
+      deleteServices: [m.services.get("10.96.0.10:80/TCP")!], deleteRoutes: [m.routes.get("10.244.2.0/24")!],
+      deleteLocalAddrs: ["10.99.0.1"], addLocalAddrs: ["2001:db8::1"],
+    };
+    assert.equal(hex(encode(d)),
+      "07000000" + "08000000" +                                                                  // Clear
+      "02000000" + "1c000000" + "00000000000000000000ffff0a60000a" + "0050" + "06" + "00" +      // DeleteService
+      "04000000" + "1c000000" + "00000000000000000000ffff0af40200" + "78" + "00" + "0000" +      // DeleteRoute
+      "06000000" + "18000000" + "00000000000000000000ffff0a630001" +                            // DeleteLocalAddr
+      "05000000" + "18000000" + "20010db8000000000000000000000001" +                            // AddLocalAddr
+      "00000000" + "08000000");                                                                  // End
+  });
+
+  it("writes the same bytes as the test helper's independent OpWriter for a service and a route", () => {
+    const m = buildModel(twoNodes());
+    const w = new OpWriter()
+      .route("10.244.2.0", 24, 1, 0x0a630002, [0x02, 0x0a, 0x63, 0x00, 0x02, 0x01], 1)
+      .service({ vip: "10.96.0.10", port: 80, proto: "tcp", kind: 0, id: 0, flags: ServiceFlag.MASQUERADE_EXTERNAL, backends: [{ ip: "10.244.1.10", port: 8080 }] });
+    const mine = encode({ ...EMPTY, upsertRoutes: [m.routes.get("10.244.2.0/24")!], upsertServices: [m.services.get("10.96.0.10:80/TCP")!] }, false);
+    assert.equal(hex(mine), hex(w.bytes()));
+  });
+
+  it("puts Clear first, then deletes, then additions", () => {
+    const a = buildModel(defaultConfig());
+    const raw = structuredClone(defaultConfig()) as any;
+    raw.services[0].backends.pop();
+    raw.services.splice(1, 1);
+    raw.node.nodeAddresses = ["10.99.0.7"];
+    raw.nodes = [{ name: "n2", underlayIP: "10.99.0.2", podCIDR: "10.244.2.0/24" }];
+    const b = buildModel(raw as Config, a);
+    const ops = decodeOps(encode({ ...diffModel(a, b), clear: true })).map((o) => Op[o.op]);
+    assert.deepEqual(ops, ["Clear", "DeleteService", "DeleteService", "DeleteLocalAddr", "AddLocalAddr", "UpsertRoute", "UpsertService", "End"]);
+  });
+
+  it("measureOps equals the bytes written, and every op size is a multiple of 4", () => {
+    fc.assert(fc.property(configArb, (c) => {
+      const d = fullDelta(buildModel(c));
+      const bytes = encode(d);
+      for (const op of decodeOps(bytes)) assert.equal(op.size % 4, 0);
+    }), { seed: 3, numRuns: 100 });
+  });
+
+  it("writes at an offset of a larger buffer or DataView and touches nothing outside the ops", () => {
+    const d = fullDelta(buildModel(defaultConfig()));
+    const n = measureOps(d);
+    const buf = new Uint8Array(n + 64).fill(0xee);
+    assert.equal(encodeOps(d, new DataView(buf.buffer, 16), 16), n);
+    assert.ok(buf.subarray(0, 32).every((x) => x === 0xee));
+    assert.ok(buf.subarray(32 + n).every((x) => x === 0xee));
+    assert.deepEqual(decodeOps(buf.subarray(32, 32 + n)), decodeOps(encode(d)));
+  });
+
+  it("refuses with a RangeError, writing nothing, when the ops do not fit the staging area", () => {
+    const d = fullDelta(buildModel(defaultConfig()));
+    const buf = new Uint8Array(measureOps(d) - 4);
+    assert.throws(() => encodeOps(d, buf, 0), /control ops need \d+ bytes at offset 0; the staging area has \d+/);
+    assert.ok(buf.every((x) => x === 0));
+  });
+
+  it("decodeOps refuses unknown codes, wrong sizes and non-zero reserved bytes", () => {
+    const good = encode({ ...EMPTY, addLocalAddrs: ["10.0.0.1"] });
+    const bad = (f: (b: Uint8Array) => void) => { const b = good.slice(); f(b); return b; };
+    assert.throws(() => decodeOps(bad((b) => { b[0] = 99; })), /unknown op code/);
+    assert.throws(() => decodeOps(bad((b) => { b[4] = 22; })), /size/);
+    assert.throws(() => decodeOps(bad((b) => { b[1] = 1; })), /reserved/);
+  });
+
+  it("round-trips a full model field by field through encode and decode, for random configs", () => {
+    fc.assert(fc.property(configArb, (c) => {
+      const m = buildModel(c);
+      const ops = decodeOps(encode(fullDelta(m)));
+      assert.equal(ops[0]!.op, Op.Clear);
+      assert.equal(ops[ops.length - 1]!.op, Op.End);
+      checkAgainstModel(ops, m);
+    }), { seed: 99, numRuns: 150 });
+  });
+
+  it("round-trips a diff between random configs as exactly its deletes and upserts", () => {
+    fc.assert(fc.property(configArb, configArb, (ca, cb) => {
+      const a = buildModel(ca), b = buildModel(cb, a), d = diffModel(a, b);
+      const ops = decodeOps(encode(d));
+      const keys = (code: Op) => ops.filter((o) => o.op === code);
+      assert.equal(keys(Op.DeleteService).length, d.deleteServices.length);
+      assert.equal(keys(Op.UpsertService).length, d.upsertServices.length);
+      assert.equal(keys(Op.DeleteRoute).length, d.deleteRoutes.length);
+      assert.equal(keys(Op.UpsertRoute).length, d.upsertRoutes.length);
+      d.deleteServices.forEach((k, i) => {
+        const o = keys(Op.DeleteService)[i] as Extract<DecodedOp, { op: Op.DeleteService }>;
+        assert.deepEqual([o.addr, o.port, o.proto], [k.addr, k.port, PROTO[k.protocol]]);
+      });
+    }), { seed: 5, numRuns: 100 });
+  });
+
+  describe("with the wasm core", function () {
+    let Engine: typeof import("../../../src/engine/engine.js").Engine | undefined;
+    before(async function () {
+      const { defaultWasmPath, Engine: E } = await import("../../../src/engine/engine.js");
+      if (!existsSync(defaultWasmPath())) this.skip(); // npm run build:wasm first
+      Engine = E;
+    });
+
+    const newEngine = () => new Engine!({
+      maxBatch: 8, conntrackCapacity: 1024, maxServices: 256, maxBackends: 1024, maxRoutes: 64, maglevCells: 1 << 16,
+      underlayIp: "10.99.0.1", seed: 1, serviceCidr4: "10.96.0.0/16", clusterCidr4: "10.244.0.0/16",
+    });
+    const commit = (e: InstanceType<NonNullable<typeof Engine>>, write: (out: Uint8Array, at: number) => number) =>
+      e.exports.commit(write(new Uint8Array(e.memory), e.stage));
+
+    it("the core accepts the demo model as one commit and DNATs web's VIP to a backend on 8080", () => {
+      const e = newEngine();
+      const m = buildModel(defaultConfig());
+      assert.equal(CommitResult[commit(e, (out, at) => encodeModel(m, out, at))], "Ok");
+      assert.equal(e.exports.serviceCount(), 5);
+      assert.equal(e.exports.routeCount(), 1);
+      e.putPacket(0, packet({ src: "10.244.1.50", dst: "10.96.0.10" }, { proto: "tcp", sport: 40000, dport: 80, flags: TCP.SYN }));
+      e.process(1, 100);
+      const out = parse(e.output(0));
+      assert.ok(["10.244.1.10", "10.244.1.11"].includes(out.dst), out.dst);
+      assert.equal(out.dport, 8080);
+      assert.equal(e.slot(0).service, m.services.get("10.96.0.10:80/TCP")!.id + 1);
+    });
+
+    it("the core finds the NodePort entry (all-zero key) for a packet to the node address on 30080", () => {
+      const e = newEngine();
+      const m = buildModel(defaultConfig());
+      assert.equal(commit(e, (out, at) => encodeModel(m, out, at)), CommitResult.Ok);
+      e.putPacket(0, packet({ src: "10.244.1.50", dst: "10.99.0.1" }, { proto: "tcp", sport: 40002, dport: 30080, flags: TCP.SYN }));
+      e.process(1, 100);
+      assert.equal(e.slot(0).service, m.services.get("[::]:30080/TCP")!.id + 1);
+      const out = parse(e.output(0));
+      assert.ok(["10.244.1.10", "10.244.1.11"].includes(out.dst), out.dst);
+      assert.equal(out.dport, 8080);
+    });
+
+    it("the core accepts a reload diff, and a service deleted by it no longer DNATs", () => {
+      const e = newEngine();
+      const a = buildModel(defaultConfig());
+      assert.equal(commit(e, (out, at) => encodeModel(a, out, at)), CommitResult.Ok);
+      const c = defaultConfig();
+      c.services.shift(); // web goes
+      c.nodes = [{ name: "n2", underlayIP: "10.99.0.2", podCIDR: "10.244.2.0/24" }];
+      const b = buildModel(c, a);
+      assert.equal(CommitResult[commit(e, (out, at) => encodeOps(diffModel(a, b), out, at))], "Ok");
+      assert.equal(e.exports.serviceCount(), 4);
+      assert.equal(e.exports.routeCount(), 2);
+      e.putPacket(0, packet({ src: "10.244.1.50", dst: "10.96.0.10" }, { proto: "tcp", sport: 40001, dport: 80, flags: TCP.SYN }));
+      e.process(1, 100);
+      assert.notEqual(e.slot(0).service, a.services.get("10.96.0.10:80/TCP")!.id + 1);
+    });
+  });
+});
+
+/** Every decoded op equals the model entry with its key, field by field. */
+function checkAgainstModel(ops: DecodedOp[], m: Model): void {
+  const services = ops.filter((o): o is Extract<DecodedOp, { op: Op.UpsertService }> => o.op === Op.UpsertService);
+  const routes = ops.filter((o): o is Extract<DecodedOp, { op: Op.UpsertRoute }> => o.op === Op.UpsertRoute);
+  const addrs = ops.filter((o): o is Extract<DecodedOp, { op: Op.AddLocalAddr }> => o.op === Op.AddLocalAddr);
+  assert.equal(services.length, m.services.size);
+  assert.equal(routes.length, m.routes.size);
+  assert.deepEqual(addrs.map((a) => a.addr).sort(), [...m.localAddrs].sort());
+  const entries = [...m.services.values()];
+  services.forEach((o, i) => {
+    const e = entries[i]!;
+    assert.deepEqual(
+      [o.addr, o.port, o.proto, o.kind, o.id, o.select, o.flags, o.affinitySec, o.maglevSize, o.count, o.eligible],
+      [e.addr, e.port, PROTO[e.protocol], e.kind, e.id, e.select, e.flags, e.affinitySec, e.maglevSize, e.backends.length, e.eligible]);
+    assert.deepEqual(o.backends, e.backends.map((b) => ({ addr: b.addr, port: b.port, weight: b.weight })));
+    if (e.kind === ServiceKind.NodePort) assert.equal(o.addr, "::");
+  });
+  const rs = [...m.routes.values()];
+  routes.forEach((o, i) => {
+    const r = rs[i]!;
+    assert.equal(`${o.prefix}/${r.family === 4 ? o.prefixLen128 - 96 : o.prefixLen128}`, r.key);
+    assert.deepEqual([o.kind, o.nodeId, o.vtepMac], [r.kind, r.nodeId, r.vtepMac]);
+    if (r.kind === RouteKind.Remote) assert.equal(o.underlay, `10.99.0.${r.nodeId + 1}`); // the generator's numbering
+  });
+}
