@@ -217,7 +217,7 @@ describe("engine/ops", () => {
 function checkAgainstModel(ops: DecodedOp[], m: Model): void {
   const services = ops.filter((o): o is Extract<DecodedOp, { op: Op.UpsertService }> => o.op === Op.UpsertService);
   const routes = ops.filter((o): o is Extract<DecodedOp, { op: Op.UpsertRoute }> => o.op === Op.UpsertRoute);
-  const addrs = ops.filter((o): o is Extract<DecodedOp, { op: Op.AddLocalAddr }> => o.op === Op.AddLocalAddr);
+  const addrs = ops.filter((o): o is Extract<DecodedOp, { op: Op.AddLocalAddr | Op.DeleteLocalAddr }> => o.op === Op.AddLocalAddr);
   assert.equal(services.length, m.services.size);
   assert.equal(routes.length, m.routes.size);
   assert.deepEqual(addrs.map((a) => a.addr).sort(), [...m.localAddrs].sort());
