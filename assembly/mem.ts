@@ -39,15 +39,13 @@ const V4_MAPPED_MID: u32 = 0xffff0000; // bytes 8..11 = 00 00 ff ff, read little
 /** The IPv4 address in network order (as stored on the wire) of an IPv4-mapped address. */
 @inline export function addrV4Be(a: usize): u32 { return load<u32>(a, 12); }
 
-/** Copies `a` masked to its first `bits` bits into dst. */
+/** Copies `a` masked to its first `bits` bits (of 128) into dst. Two 64-bit ANDs: the bytes are in
+ *  network order, so a little-endian load sees the first byte lowest and the mask is byte-swapped. */
 export function addrMask(dst: usize, a: usize, bits: u32): void {
-  for (let i: u32 = 0; i < 16; i++) {
-    let b = ld8(a + i);
-    if (bits >= 8) { bits -= 8; }
-    else if (bits == 0) { b = 0; }
-    else { b &= (0xff << (8 - bits)) & 0xff; bits = 0; }
-    st8(dst + i, b);
-  }
+  const hi: u64 = bits >= 64 ? <u64>-1 : (bits == 0 ? 0 : bswap<u64>(<u64>-1 << (64 - <u64>bits)));
+  const lo: u64 = bits >= 128 ? <u64>-1 : (bits <= 64 ? 0 : bswap<u64>(<u64>-1 << (128 - <u64>bits)));
+  store<u64>(dst, load<u64>(a) & hi);
+  store<u64>(dst, load<u64>(a, 8) & lo, 8);
 }
 
 /** True when `a` lies inside prefix/bits (bits counted of 128). */

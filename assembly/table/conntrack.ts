@@ -174,8 +174,10 @@ function listAppend(idx: u32, c: u32): void {
 /** Marks the flow seen now, in class c (moves it to the tail of that class's list). */
 export function ctTouch(idx: u32, c: u32, now: u32): void {
   const r = rec(idx);
+  // Seen already this second in the same class: the list stays ordered by second-granular
+  // lastSeen without moving it, so a busy flow touches only its own record.
+  if (load<u32>(r + LAST) == now && <u32>load<u8>(r + CLS) == c) return;
   store<u32>(r + LAST, now);
-  // already the tail of its class: nothing to move (the common case for a busy flow)
   if (<u32>load<u8>(r + CLS) == c && load<u32>(TAILS + (<usize>c << 2)) == idx + 1) return;
   listUnlink(idx);
   listAppend(idx, c);
