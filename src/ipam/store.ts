@@ -135,7 +135,7 @@ export class Store {
    * read-then-unlink of a release never races another release or GC of the same file (between
    * the read and the unlink nobody else may unlink, so nobody can re-claim the address either).
    */
-  async withLock<T>(fn: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
+  async withLock<T>(fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
     const path = join(this.dir, LOCK);
     const deadline = Date.now() + timeoutMs;
     for (let attempt = 0; ; attempt++) {
@@ -158,7 +158,7 @@ export class Store {
       if (Date.now() > deadline) {
         throw new StoreError(`the IPAM lock ${path} is held by PID ${holder || "?"} for more than ${timeoutMs} ms`, true);
       }
-      await sleep(2 + Math.random() * Math.min(20, 2 + attempt));
+      await sleep(1 + Math.random() * Math.min(10, 1 + attempt));
     }
     try {
       return await fn();
@@ -169,10 +169,20 @@ export class Store {
 
   /** Removes the records of `owner`; idempotent. Returns the addresses released. */
   async release(owner: Owner): Promise<string[]> {
+    // Find the candidates without the lock (a DEL of nothing never waits), then hold it only for
+    // the re-read and unlink of those few files: under load the lock is held for microseconds.
+    const candidates = (await this.list()).filter((a) => sameOwner(a, owner)).map((a) => a.ip);
+    if (!candidates.length) return [];
     return this.withLock(async () => {
-      const mine = (await this.list()).filter((a) => sameOwner(a, owner));
-      for (const a of mine) await fs.rm(join(this.dir, a.ip), { force: true });
-      return mine.map((a) => a.ip);
+      const released: string[] = [];
+      for (const ip of candidates) {
+        const path = join(this.dir, ip);
+        const o = parseRecord(await fs.readFile(path, "utf8").catch(() => ""));
+        if (!o || !sameOwner(o, owner)) continue; // released (and maybe re-claimed) meanwhile
+        await fs.rm(path, { force: true });
+        released.push(ip);
+      }
+      return released;
     });
   }
 
