@@ -22,19 +22,39 @@ export interface Cidr {
 
 const V4_MAPPED_PREFIX = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] as const;
 
-/** Parses an IPv4 or IPv6 address (compressed forms and a trailing dotted quad included); undefined if it is not one. Zones (%eth0) are refused. */
+// A config names the same addresses again and again (validation, build, every reload): parsed ones are
+// kept, and their bytes shared, so they must never be written to. Bounded: cleared when full.
+const parsed = new Map<string, Ip>();
+const PARSED_MAX = 1 << 17;
+
+/**
+ * Parses an IPv4 or IPv6 address (compressed forms and a trailing dotted quad included); undefined if
+ * it is not one. Zones (%eth0) are refused. The result is shared: do not modify its bytes.
+ */
 export function parseIp(text: string): Ip | undefined {
+  const hit = parsed.get(text);
+  if (hit) return hit;
   const family = isIP(text);
-  if (family === 4) return { family: 4, bytes: v4Bytes(text) };
-  if (family === 6 && !text.includes("%")) return { family: 6, bytes: v6Bytes(text) };
-  return undefined;
+  let ip: Ip;
+  if (family === 4) ip = { family: 4, bytes: v4Bytes(text) };
+  else if (family === 6 && !text.includes("%")) ip = { family: 6, bytes: v6Bytes(text) };
+  else return undefined;
+  if (parsed.size >= PARSED_MAX) parsed.clear();
+  parsed.set(text, ip);
+  return ip;
 }
 
+// Called only on text that isIP() accepted as IPv4.
 function v4Bytes(text: string): Uint8Array {
   const b = new Uint8Array(16);
-  b.set(V4_MAPPED_PREFIX);
-  const parts = text.split(".");
-  for (let i = 0; i < 4; i++) b[12 + i] = Number(parts[i]);
+  b[10] = 0xff;
+  b[11] = 0xff;
+  let at = 12, v = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46 /* . */) { b[at++] = v; v = 0; } else v = v * 10 + (c - 48);
+  }
+  b[at] = v;
   return b;
 }
 

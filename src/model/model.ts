@@ -167,8 +167,8 @@ export function buildModel(config: Config, prev: Model = EMPTY_MODEL): Model {
   const node = config.node;
   const podCidrs = [node.podCIDR, node.podCIDRv6].flatMap((t) => (t === undefined ? [] : [parseCidr(t) as Cidr]));
   // An endpoint is on this node when it says so, or, without a nodeName, when its address is in this node's pod CIDR.
-  const isLocal = (b: BackendConfig): boolean =>
-    b.nodeName !== undefined ? b.nodeName === node.name : podCidrs.some((c) => cidrContains(c, parseIp(b.ip) as Ip));
+  const isLocal = (b: BackendConfig, ip: Ip): boolean =>
+    b.nodeName !== undefined ? b.nodeName === node.name : podCidrs.some((c) => cidrContains(c, ip));
   const select = config.loadBalancing.mode === "maglev" ? Select.Maglev : Select.Random;
   const maglevSize = select === Select.Maglev ? config.loadBalancing.maglevTableSize ?? 0 : 0;
 
@@ -225,7 +225,7 @@ export function buildModel(config: Config, prev: Model = EMPTY_MODEL): Model {
 }
 
 interface DraftContext {
-  isLocal: (b: BackendConfig) => boolean;
+  isLocal: (b: BackendConfig, ip: Ip) => boolean;
   select: Select;
   maglevSize: number;
 }
@@ -236,21 +236,30 @@ function addServiceDrafts(s: ServiceConfig, out: Map<string, Omit<ServiceEntry, 
   // up by port alone under one all-zero address, so one entry, of one family, per port.
   const primary = (parseIp(s.clusterIPs[0] ?? "0.0.0.0") as Ip).family;
   const name = `${s.namespace}/${s.name}`;
+  // Each endpoint parsed once per service, not once per entry.
+  const endpoints = s.backends.map((b) => {
+    const ip = parseIp(b.ip) as Ip;
+    return { ready: b.ready, serving: b.serving, terminating: b.terminating, port: b.port, ip, addr: formatIp(ip), local: ctx.isLocal(b, ip) };
+  });
 
   for (const p of s.ports) {
     const portName = p.name ?? String(p.port);
     // Backends of one family per entry (the engine does not translate between families), filtered by
-    // the traffic policy that applies to the entry, then ordered as kube-proxy picks them.
+    // the traffic policy that applies to the entry, then ordered as kube-proxy picks them. Entries of
+    // one port with the same family and policy share one list.
+    const lists = new Map<string, { backends: ModelBackend[]; eligible: number }>();
     const backendsFor = (family: Family, policy: "Cluster" | "Local") => {
-      const usable = s.backends.filter((b) => (parseIp(b.ip) as Ip).family === family && (policy === "Cluster" || ctx.isLocal(b)));
+      const listKey = `${family}${policy}`;
+      const cached = lists.get(listKey);
+      if (cached) return cached;
+      const usable = endpoints.filter((b) => b.ip.family === family && (policy === "Cluster" || b.local));
       const { backends, eligible } = orderBackends(usable);
-      return {
+      const list = {
         eligible,
-        backends: backends.map((b): ModelBackend => {
-          const ip = parseIp(b.ip) as Ip;
-          return { addr: formatIp(ip), addr16: ip.bytes, port: b.port ?? p.targetPort ?? p.port, weight: 1 };
-        }),
+        backends: backends.map((b): ModelBackend => ({ addr: b.addr, addr16: b.ip.bytes, port: b.port ?? p.targetPort ?? p.port, weight: 1 })),
       };
+      lists.set(listKey, list);
+      return list;
     };
     const add = (addr: string, addr16: Uint8Array, family: Family, port: number, kind: ServiceKind, flags: number, policy: "Cluster" | "Local") => {
       const key = serviceKey(addr, port, p.protocol);
