@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FileConfigSource, loadConfigFile, type ConfigEvent } from "../../../src/config/index.js";
@@ -64,6 +64,23 @@ describe("config/file-source", () => {
     await writeFile(join(dir, ".config.yaml.tmp"), valid(82));
     await rename(join(dir, ".config.yaml.tmp"), file);
     assert.equal(portOf(await events.next()), 82);
+  });
+
+  it("follows a ConfigMap volume update: the ..data symlink swapped to a new directory, as kubelet's atomic writer does", async () => {
+    await mkdir(join(dir, "..v1"));
+    await writeFile(join(dir, "..v1", "config.yaml"), valid(80));
+    await symlink("..v1", join(dir, "..data"));
+    await symlink("..data/config.yaml", join(dir, "config.yaml"));
+    const events = new Events();
+    source = new FileConfigSource(join(dir, "config.yaml"), { debounceMs: 30 });
+    source.start(events.listener);
+    assert.equal(portOf(await events.next()), 80);
+    await mkdir(join(dir, "..v2"));
+    await writeFile(join(dir, "..v2", "config.yaml"), valid(86));
+    await symlink("..v2", join(dir, "..data_tmp"));
+    await rename(join(dir, "..data_tmp"), join(dir, "..data"));
+    await rm(join(dir, "..v1"), { recursive: true });
+    assert.equal(portOf(await events.next()), 86);
   });
 
   it("reports a burst of writes once, with the last content", async () => {
