@@ -60,11 +60,17 @@ export class FileConfigSource implements ConfigSource {
     this.debounceMs = options.debounceMs ?? 75;
   }
 
+  /** Throws when the file's directory cannot be watched (it does not exist, say). */
   start(listener: (event: ConfigEvent) => void): void {
     this.listener = listener;
     // Any event in the directory triggers a read: the name in the event is the renamed temp file or
     // the swapped symlink as often as it is our file, and comparing the text makes extra reads harmless.
-    this.watcher = watch(dirname(this.path), { persistent: false }, () => this.schedule());
+    try {
+      this.watcher = watch(dirname(this.path), { persistent: false }, () => this.schedule());
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException, code = err.code ?? "EIO";
+      throw new Error(`cannot watch ${dirname(this.path)} for changes to ${this.path}: ${ERRNO_WORDS[code] ?? err.message} (${code})`);
+    }
     this.watcher.on("error", () => this.schedule());
     void this.check();
   }

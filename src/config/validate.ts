@@ -40,10 +40,11 @@ export function validateConfig(raw: unknown): { config: Config } | { problems: P
     if (!(key in TOP_LEVEL)) problems.push({ path: key, message: "is not a known setting (misspelt?)" });
   }
   const top: Top = {};
+  const failed = new Set<string>(); // top-level settings with problems: rules that need them are skipped, not guessed
   for (const [key, schema] of Object.entries(TOP_LEVEL)) {
     const r = schema.safeParse(doc[key]);
     if (r.success) (top as Record<string, unknown>)[key] = r.data;
-    else addIssues(problems, [key], r.error.issues);
+    else { addIssues(problems, [key], r.error.issues); failed.add(key); }
   }
 
   const services: ServiceItem[] = [];
@@ -60,7 +61,9 @@ export function validateConfig(raw: unknown): { config: Config } | { problems: P
     else addIssues(problems, ["nodes", i], r.error.issues);
   });
 
-  new CrossCheck(top, services, nodes, problems).run();
+  // Rules that relate a list item to others see every item that parsed: a broken item has its own
+  // problems reported and is left out, so it cannot cause a second, misleading one.
+  new CrossCheck(top, failed, services, nodes, problems).run();
   if (problems.length > 0 || !top.node || top.services === undefined || top.nodes === undefined) {
     return { problems };
   }
@@ -127,6 +130,7 @@ class CrossCheck {
 
   constructor(
     private readonly top: Top,
+    private readonly failed: ReadonlySet<string>,
     private readonly services: ServiceItem[],
     private readonly nodes: Array<{ i: number; n: PeerNodeConfig }>,
     private readonly problems: Problem[],
@@ -224,6 +228,8 @@ class CrossCheck {
     const nodePortOwner = new Map<string, string>();
     const nodeNames = new Set<string>(this.nodes.map((x) => x.n.name));
     if (this.top.node) nodeNames.add(this.top.node.name);
+    // With node or nodes[] broken, a nodeName cannot be judged unknown.
+    const nodesKnown = this.top.node !== undefined && (this.top.nodes ?? []).length === this.nodes.length;
 
     for (const { i, s, ipKey } of this.services) {
       const at = `services[${i}]`, who = `${at} (${s.namespace}/${s.name})`;
@@ -245,7 +251,7 @@ class CrossCheck {
         if (families.has(a.family)) this.problem(path, `is ${describe(text)}, a second IPv${a.family} address; a service has at most one cluster IP per family`);
         families.add(a.family);
         const sc = this.svc[a.family], scKey = a.family === 4 ? "serviceCIDR" : "serviceCIDRv6";
-        if (!sc && a.family === 6 && this.top.serviceCIDR !== undefined) this.problem(path, `is ${describe(text)}, an IPv6 address, but serviceCIDRv6 is not set`);
+        if (!sc && a.family === 6 && !this.failed.has("serviceCIDRv6")) this.problem(path, `is ${describe(text)}, an IPv6 address, but serviceCIDRv6 is not set`);
         else if (sc && !cidrContains(sc, a)) this.problem(path, `is ${describe(text)}, outside ${scKey} ${this.top[scKey]}; a cluster IP is taken from the service CIDR`);
         const canon = formatIp(a), owner = clusterIpOwner.get(canon);
         if (owner) this.problem(path, `is ${describe(text)}, already the cluster IP of ${owner}; each service has its own`);
@@ -312,7 +318,7 @@ class CrossCheck {
         }
         const sc = this.svc[a.family];
         if (sc && cidrContains(sc, a)) this.problem(`${bat}.ip`, `is ${describe(b.ip)}, inside the service CIDR; a backend is a pod or node address`);
-        if (b.nodeName !== undefined && !nodeNames.has(b.nodeName)) {
+        if (b.nodeName !== undefined && nodesKnown && !nodeNames.has(b.nodeName)) {
           this.problem(`${bat}.nodeName`, `is ${describe(b.nodeName)}, neither this node (node.name) nor one of nodes[]`);
         }
         if (b.port !== undefined && targets.size > 1) {

@@ -123,6 +123,11 @@ describe("config/file-source", () => {
     assert.equal(portOf(await events.next()), 84);
   });
 
+  it("refuses to start on a directory that does not exist, naming it and the errno", () => {
+    source = new FileConfigSource(join(dir, "nope", "config.yaml"));
+    assert.throws(() => source!.start(() => {}), /^Error: cannot watch .*nope for changes to .*config\.yaml: no such file \(ENOENT\)$/);
+  });
+
   it("reports nothing after close()", async () => {
     const file = join(dir, "config.yaml");
     await writeFile(file, valid(80));

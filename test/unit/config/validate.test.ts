@@ -290,6 +290,12 @@ describe("config/validate", () => {
     assert.match(only(raw, "services[0].externalIPs[0]").message, /IPv4-mapped IPv6 address; write it as IPv4/);
   });
 
+  it("does not call a backend's node unknown when the node list itself is broken", () => {
+    const raw = base();
+    raw.nodes[0].underlayIP = "not-an-ip";
+    assert.deepEqual(problems(raw).map((p) => p.path), ["nodes[0].underlayIP"]);
+  });
+
   it("keeps nodeAddresses when given", () => {
     const raw = base();
     raw.node.nodeAddresses = ["10.99.0.1", "192.0.2.1"];
