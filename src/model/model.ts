@@ -131,6 +131,11 @@ export function deriveVtepMac(underlayIPv4: string): string {
   return `02:${hex(ip.bytes[12])}:${hex(ip.bytes[13])}:${hex(ip.bytes[14])}:${hex(ip.bytes[15])}:01`;
 }
 
+/** This node's VTEP MAC: the configured one, else the one every peer derives from its underlay IP. */
+export function localVtepMac(node: { underlayIP: string; vtepMAC?: string | undefined }): string {
+  return (node.vtepMAC ?? deriveVtepMac(node.underlayIP)).toLowerCase();
+}
+
 const ZERO_MAC = "00:00:00:00:00:00";
 /** The all-zero address: the core's ANY_ADDR, the key address of NodePort entries for both families. */
 const ANY_ADDR16 = new Uint8Array(16);

@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import fc from "fast-check";
 import { defaultConfig, validateConfig, type Config } from "../../../src/config/index.js";
 import {
-  applyDelta, buildModel, deriveVtepMac, diffModel, fullDelta, IdAllocator, isEmptyDelta, orderBackends,
+  applyDelta, buildModel, deriveVtepMac, localVtepMac, diffModel, fullDelta, IdAllocator, isEmptyDelta, orderBackends,
   RouteKind, Select, ServiceFlag, ServiceKind, type Model, type ServiceEntry,
 } from "../../../src/model/index.js";
 import { configArb } from "./arbitrary.js";
@@ -75,6 +75,11 @@ describe("model", () => {
       assert.equal(deriveVtepMac("192.168.10.254"), "02:c0:a8:0a:fe:01");
       const first = parseInt(deriveVtepMac("10.0.0.1").slice(0, 2), 16);
       assert.equal(first & 0b11, 0b10); // IEEE 802: U/L bit set, I/G bit clear
+    });
+
+    it("gives this node the configured VTEP MAC, else the derived one", () => {
+      assert.equal(localVtepMac({ underlayIP: "10.99.0.1" }), "02:0a:63:00:01:01");
+      assert.equal(localVtepMac({ underlayIP: "10.99.0.1", vtepMAC: "02:AA:00:00:00:01" }), "02:aa:00:00:00:01");
     });
 
     it("falls back to serving terminating endpoints when none is ready, as kube-proxy does", () => {
