@@ -1,5 +1,4 @@
 // The network configuration of a "wasp" network: schema and pure validation (no files, no clock).
-import { z } from "zod";
 import { parseCidr } from "../ipam/cidr.js";
 
 export interface Dns {
@@ -38,34 +37,81 @@ export const DEFAULT_UNDERLAY_MTU = 1500;
 /** RFC 7348 VXLAN over IPv4: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
 export const VXLAN_OVERHEAD = 50;
 
-const strList = z.array(z.string());
-const attachment = z.object({ containerID: z.string().min(1), ifname: z.string().min(1) });
+// Hand-written rather than zod: the plugin is a short-lived process on every pod start, and
+// loading zod cost 75-100 ms of it (measured with a bundled build); these checks cost nothing.
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+const shown = (v: unknown) => JSON.stringify(v);
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.\-]*$/;
 
-const schema = z.looseObject({
-  cniVersion: z.string(),
+function kind(v: unknown): string {
+  return Array.isArray(v) ? "array" : v === null ? "null" : typeof v;
+}
+
+/** Checks c[key] against a type; records "missing" or "wrong type" problems; true when usable. */
+function want(c: Obj, key: string, type: "string" | "number" | "object" | "string[]", required: boolean, out: Problem[], at = ""): boolean {
+  const path = at + key, v = c[key];
+  if (v === undefined) {
+    if (required) out.push({ path, message: `${path} is missing` });
+    return false;
+  }
+  const ok = type === "string[]" ? Array.isArray(v) && v.every((x) => typeof x === "string")
+    : type === "object" ? isObj(v)
+    : type === "number" ? typeof v === "number" && Number.isFinite(v)
+    : typeof v === type;
+  if (!ok) out.push({ path, message: `${path} (${shown(v)}): expected ${type === "string[]" ? "a list of strings" : type === "object" ? "an object" : `a ${type}`}, got ${kind(v)}` });
+  return ok;
+}
+
+function intIn(c: Obj, key: string, lo: number, hi: number, out: Problem[]): void {
+  if (!want(c, key, "number", false, out)) return;
+  const v = c[key] as number;
+  if (!Number.isInteger(v) || v < lo || v > hi) out.push({ path: key, message: `${key} (${v}): must be a whole number from ${lo} to ${hi}` });
+}
+
+function absPath(c: Obj, key: string, out: Problem[]): void {
+  if (want(c, key, "string", false, out) && !(c[key] as string).startsWith("/")) {
+    out.push({ path: key, message: `${key} (${shown(c[key])}): must be an absolute path` });
+  }
+}
+
+function attachments(c: Obj, key: string, out: Problem[]): void {
+  const v = c[key];
+  if (v === undefined) return;
+  if (!Array.isArray(v)) { out.push({ path: key, message: `${key} (${shown(v)}): expected a list of {containerID, ifname}` }); return; }
+  v.forEach((a, i) => {
+    const at = `${key}[${i}].`;
+    if (!isObj(a)) { out.push({ path: `${key}[${i}]`, message: `${key}[${i}] (${shown(a)}): expected an object` }); return; }
+    want(a, "containerID", "string", true, out, at);
+    want(a, "ifname", "string", true, out, at);
+  });
+}
+
+function structural(c: Obj): Problem[] {
+  const out: Problem[] = [];
+  want(c, "cniVersion", "string", true, out);
   // CNI spec: a network name starts with an alphanumeric, then alphanumerics, '_', '.', '-'.
-  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.\-]*$/, "must start with a letter or digit, then letters, digits, '_', '.', '-'"),
-  type: z.string().min(1),
-  podCIDR: z.string(),
-  podCIDRv6: z.string().optional(),
-  mtu: z.number().int().min(576).max(65535).optional(),
-  underlayMTU: z.number().int().min(626).max(65535).optional(),
-  dataDir: z.string().startsWith("/", "must be an absolute path").optional(),
-  dns: z.object({ nameservers: strList.optional(), domain: z.string().optional(), search: strList.optional(), options: strList.optional() }).optional(),
-  daemonSocket: z.string().startsWith("/", "must be an absolute path").optional(),
-  runtimeConfig: z.record(z.string(), z.unknown()).optional(),
-  prevResult: z.record(z.string(), z.unknown()).optional(),
-  "cni.dev/valid-attachments": z.array(attachment).optional(),
+  if (want(c, "name", "string", true, out) && !NAME_RE.test(c.name as string)) {
+    out.push({ path: "name", message: `name (${shown(c.name)}): must start with a letter or digit, then letters, digits, '_', '.', '-'` });
+  }
+  if (want(c, "type", "string", true, out) && c.type === "") out.push({ path: "type", message: "type is empty" });
+  want(c, "podCIDR", "string", true, out);
+  want(c, "podCIDRv6", "string", false, out);
+  intIn(c, "mtu", 576, 65535, out);
+  intIn(c, "underlayMTU", 626, 65535, out);
+  absPath(c, "dataDir", out);
+  absPath(c, "daemonSocket", out);
+  if (want(c, "dns", "object", false, out)) {
+    const d = c.dns as Obj;
+    for (const k of ["nameservers", "search", "options"]) want(d, k, "string[]", false, out, "dns.");
+    want(d, "domain", "string", false, out, "dns.");
+  }
+  want(c, "runtimeConfig", "object", false, out);
+  want(c, "prevResult", "object", false, out);
+  attachments(c, "cni.dev/valid-attachments", out);
   // libcni sends the same list under this name too (the spec's earlier spelling).
-  "cni.dev/attachments": z.array(attachment).optional(),
-});
-
-function issueText(i: z.core.$ZodIssue): Problem {
-  const path = i.path.map((p) => (typeof p === "number" ? `[${p}]` : String(p))).join(".").replace(/\.\[/g, "[") || "(config)";
-  if (i.code === "invalid_type" && !("input" in i && i.input !== undefined)) return { path, message: `${path} is missing` };
-  const shown = "input" in i && i.input !== undefined ? ` (${JSON.stringify(i.input)})` : "";
-  const why = i.message.replace(/^Invalid input: /, "");
-  return { path, message: `${path}${shown}: ${why}` };
+  attachments(c, "cni.dev/attachments", out);
+  return out;
 }
 
 /** Validates a parsed network config; reports every problem at once. */
@@ -73,9 +119,8 @@ export function validateNetConf(raw: unknown): { config: NetConf } | { problems:
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     return { problems: [{ path: "(config)", message: "the network config is not a JSON object" }] };
   }
-  const r = schema.safeParse(raw, { reportInput: true });
-  const problems: Problem[] = r.success ? [] : r.error.issues.map(issueText);
-  const c = raw as Record<string, unknown>;
+  const c = raw as Obj;
+  const problems = structural(c);
   if (typeof c.podCIDR === "string") {
     const p = parseCidr(c.podCIDR);
     if (!p) problems.push({ path: "podCIDR", message: `podCIDR ${c.podCIDR} is not a CIDR` });
@@ -96,8 +141,12 @@ export function validateNetConf(raw: unknown): { config: NetConf } | { problems:
   if (typeof c.podCIDRv6 === "string" && mtu < 1280) {
     problems.push({ path: "mtu", message: `mtu ${mtu} is below IPv6's minimum 1280 (RFC 8200 §5) and podCIDRv6 is set` });
   }
-  if (!r.success || problems.length) return { problems };
-  const d = r.data;
+  if (problems.length) return { problems };
+  const d = c as Obj & {
+    cniVersion: string; name: string; type: string; podCIDR: string; podCIDRv6?: string; dataDir?: string; dns?: Dns;
+    daemonSocket?: string; runtimeConfig?: Obj; prevResult?: Obj;
+    "cni.dev/valid-attachments"?: NetConf["validAttachments"]; "cni.dev/attachments"?: NetConf["validAttachments"];
+  };
   return {
     config: {
       cniVersion: d.cniVersion, name: d.name, type: d.type, podCIDR: d.podCIDR, podCIDRv6: d.podCIDRv6,

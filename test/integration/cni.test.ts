@@ -8,7 +8,7 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { addList, checkList, delList, execPlugin, type CniCall, type Conflist } from "../helpers/cni-driver.js";
-import { deleteAllNs, deleteNs, inNs, ip, makeNs, sh, sysctl } from "../helpers/netns.js";
+import { deleteAllNs, deleteNs, inNs, ip, makeNs, sh, spawnInNs, stop, sysctl } from "../helpers/netns.js";
 import { hostVethName } from "../../src/cni/names.js";
 
 const WASP = new URL("../../bin/wasp-dev", import.meta.url).pathname;
@@ -179,6 +179,24 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
     // Negative control: after DEL of B, A cannot reach B's address any more.
     await call("DEL", b, conf());
     assert.equal(ping(a, ipB), false);
+  });
+
+  it("a sandbox given as /proc/<pid>/ns/net (containerd's form) works for ADD, CHECK and DEL", async () => {
+    const pod = makeNs("pod");
+    const holder = spawnInNs(pod, "sleep", ["60"]); // `ip netns exec` execs sleep: same PID
+    try {
+      const netns = `/proc/${holder.pid}/ns/net`;
+      const r = await call("ADD", pod, conf(), { netns });
+      assert.equal(r.exitCode, 0, r.stdout);
+      assert.equal(r.json.interfaces[1].sandbox, netns);
+      assert.ok(links(pod).some((l) => l.ifname === "eth0"));
+      assert.ok(ping(node, "10.244.1.2"));
+      assert.equal((await call("CHECK", pod, { ...conf(), prevResult: r.json }, { netns })).exitCode, 0);
+      assert.equal((await call("DEL", pod, conf(), { netns })).exitCode, 0);
+      assert.deepEqual(waspLinks(node), []);
+    } finally {
+      await stop(holder);
+    }
   });
 
   it("proxy_arp on the host veth answers ARP for 169.254.1.1 with the host veth's MAC (pod without a static entry)", async () => {
