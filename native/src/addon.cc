@@ -15,8 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <linux/io_uring.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -34,10 +38,144 @@ constexpr uint16_t FLAG_FROM_OVERLAY = 1, FLAG_VNET = 2;
 constexpr uint32_t VNET_HDR_LEN = 10;  // struct virtio_net_hdr without num_buffers
 constexpr unsigned MMSG_CHUNK = 64;    // messages per recvmmsg/sendmmsg call
 
+// An io_uring used synchronously: a batch of reads or writes is submitted and reaped in one
+// io_uring_enter. Every request carries RWF_NOWAIT, so it completes inline with data or
+// -EAGAIN (O_NONBLOCK alone is not enough: io_uring arms a poll for a pollable file and the
+// read would wait for the next packet). No buffer stays in the kernel's hands after a call.
+class Ring {
+ public:
+  static constexpr unsigned ENTRIES = 256;
+
+  ~Ring() {
+    if (sqes_) munmap(sqes_, sqesSize_);
+    if (cqPtr_ && cqPtr_ != sqPtr_) munmap(cqPtr_, cqSize_);
+    if (sqPtr_) munmap(sqPtr_, sqSize_);
+    if (fd_ >= 0) close(fd_);
+  }
+
+  /** 0, or -errno (ENOSYS: no io_uring; EPERM: disabled by kernel.io_uring_disabled). */
+  int Setup() {
+    if (fd_ >= 0) return 0;
+    if (setupErrno_) return -setupErrno_;
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    int fd = int(syscall(__NR_io_uring_setup, ENTRIES, &p));
+    if (fd < 0) return -(setupErrno_ = errno);
+    fd_ = fd;
+    sqSize_ = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    cqSize_ = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    bool single = p.features & IORING_FEAT_SINGLE_MMAP;
+    if (single) sqSize_ = cqSize_ = sqSize_ > cqSize_ ? sqSize_ : cqSize_;
+    sqPtr_ = mmap(nullptr, sqSize_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
+    if (sqPtr_ == MAP_FAILED) { sqPtr_ = nullptr; return Fail(); }
+    cqPtr_ = single ? sqPtr_
+                    : mmap(nullptr, cqSize_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
+                           IORING_OFF_CQ_RING);
+    if (cqPtr_ == MAP_FAILED) { cqPtr_ = nullptr; return Fail(); }
+    sqesSize_ = p.sq_entries * sizeof(struct io_uring_sqe);
+    void* sqes = mmap(nullptr, sqesSize_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
+    if (sqes == MAP_FAILED) return Fail();
+    sqes_ = static_cast<struct io_uring_sqe*>(sqes);
+    auto* sq = static_cast<uint8_t*>(sqPtr_);
+    auto* cq = static_cast<uint8_t*>(cqPtr_);
+    sqTail_ = reinterpret_cast<unsigned*>(sq + p.sq_off.tail);
+    sqMask_ = *reinterpret_cast<unsigned*>(sq + p.sq_off.ring_mask);
+    sqArray_ = reinterpret_cast<unsigned*>(sq + p.sq_off.array);
+    cqHead_ = reinterpret_cast<unsigned*>(cq + p.cq_off.head);
+    cqTail_ = reinterpret_cast<unsigned*>(cq + p.cq_off.tail);
+    cqMask_ = *reinterpret_cast<unsigned*>(cq + p.cq_off.ring_mask);
+    cqes_ = reinterpret_cast<struct io_uring_cqe*>(cq + p.cq_off.cqes);
+    entries_ = (p.sq_entries < ENTRIES ? p.sq_entries : ENTRIES) - 1;
+    return 0;
+  }
+
+  static constexpr uint64_t CANCEL_TAG = ~uint64_t(0);
+
+  /** Queues a cancel of every request in flight; they complete with -ECANCELED. */
+  void PrepCancelAll() {
+    unsigned tail = *sqTail_, i = tail & sqMask_;
+    struct io_uring_sqe* e = &sqes_[i];
+    memset(e, 0, sizeof *e);
+    e->opcode = IORING_OP_ASYNC_CANCEL;
+    e->fd = -1;
+    e->cancel_flags = IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL;
+    e->user_data = CANCEL_TAG;
+    sqArray_[i] = i;
+    __atomic_store_n(sqTail_, tail + 1, __ATOMIC_RELEASE);
+  }
+
+  /** Requests one SubmitAndWait may carry (one SQ entry stays free for a cancel). */
+  unsigned Entries() const { return entries_; }
+
+  /** Queues op on fd for [buf, buf+len); the completion reports index. */
+  void Prep(uint8_t op, int fd, void* buf, uint32_t len, uint64_t index) {
+    unsigned tail = *sqTail_, i = tail & sqMask_;
+    struct io_uring_sqe* e = &sqes_[i];
+    memset(e, 0, sizeof *e);
+    e->opcode = op;
+    e->fd = fd;
+    e->addr = reinterpret_cast<uint64_t>(buf);
+    e->len = len;
+    e->off = uint64_t(-1);  // "current position", as read()/write(): a TUN or socket has none
+    e->rw_flags = RWF_NOWAIT;
+    e->user_data = index;
+    sqArray_[i] = i;
+    __atomic_store_n(sqTail_, tail + 1, __ATOMIC_RELEASE);
+  }
+
+  /** Submits the k queued requests, waits for all k, stores each result at res[index]. */
+  int SubmitAndWait(unsigned k, int* res) {
+    unsigned done = 0, toSubmit = k, expect = k;
+    bool cancelled = false;
+    while (done < expect) {
+      // Bounded wait: should a request still end up waiting for data (a kernel that ignores
+      // RWF_NOWAIT here), cancel everything rather than freeze the event loop.
+      struct __kernel_timespec ts = {0, 200 * 1000 * 1000};
+      struct io_uring_getevents_arg arg;
+      memset(&arg, 0, sizeof arg);
+      arg.ts = reinterpret_cast<uint64_t>(&ts);
+      int r = int(syscall(__NR_io_uring_enter, fd_, toSubmit, expect - done,
+                          IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg));
+      int e = r < 0 ? errno : 0;
+      if (r > 0) toSubmit -= unsigned(r) < toSubmit ? unsigned(r) : toSubmit;
+      unsigned head = *cqHead_, tail = __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE);
+      for (; head != tail; head++, done++) {
+        const struct io_uring_cqe& c = cqes_[head & cqMask_];
+        if (c.user_data != CANCEL_TAG) res[c.user_data] = c.res;
+      }
+      __atomic_store_n(cqHead_, head, __ATOMIC_RELEASE);
+      if (r >= 0 || e == EINTR) continue;
+      if (e != ETIME || cancelled) return -e;
+      PrepCancelAll();
+      toSubmit = 1;
+      expect++;
+      cancelled = true;
+    }
+    return 0;
+  }
+
+ private:
+  int Fail() {
+    int e = errno;
+    close(fd_);
+    fd_ = -1;
+    return -(setupErrno_ = e);
+  }
+
+  int fd_ = -1, setupErrno_ = 0;
+  void *sqPtr_ = nullptr, *cqPtr_ = nullptr;
+  size_t sqSize_ = 0, cqSize_ = 0, sqesSize_ = 0;
+  struct io_uring_sqe* sqes_ = nullptr;
+  unsigned *sqTail_ = nullptr, *sqArray_ = nullptr, *cqHead_ = nullptr, *cqTail_ = nullptr;
+  unsigned sqMask_ = 0, cqMask_ = 0, entries_ = 0;
+  struct io_uring_cqe* cqes_ = nullptr;
+};
+
 // Per-env state: worker threads each load their own instance, so no process-wide counters.
 struct State {
   uint32_t writeErrors = 0;
   int writeErrno = 0;
+  Ring ring;
 };
 
 // x86/arm hosts are little-endian like wasm, but memcpy keeps unaligned access defined.
@@ -153,8 +291,54 @@ Napi::Value OpenTun(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// readBatch(fd, memory, slotsAddr, count, vnet) -> packets read (>= 0), or -errno when the
-// first read fails with anything but EAGAIN. -EFAULT: a slot points outside memory (nothing read).
+inline void SetRead(const Mem& m, uint64_t s, uint32_t got, uint32_t hdr) {
+  st32(m.base, s + SLOT_LEN, got > hdr ? got - hdr : 0);
+  if (hdr) st16(m.base, s + SLOT_FLAGS, ld16(m.base, s + SLOT_FLAGS) | FLAG_VNET);
+}
+
+// The reads of a batch through io_uring, one io_uring_enter per Ring::Entries() slots. They run
+// in order, so the packets fill a prefix; one that arrived between a read's EAGAIN and a later
+// read is moved down into the first free slot (dropped if that buffer is smaller).
+int32_t ReadRing(Napi::Env env, int fd, const Mem& m, uint32_t slots, uint32_t count, uint32_t hdr) {
+  Ring& ring = env.GetInstanceData<State>()->ring;
+  int r = ring.Setup();
+  if (r < 0) return r;
+  int res[Ring::ENTRIES];
+  uint32_t n = 0;
+  while (n < count) {
+    unsigned k = count - n < ring.Entries() ? count - n : ring.Entries();
+    for (unsigned j = 0; j < k; j++) {
+      uint64_t s = uint64_t(slots) + uint64_t(n + j) * SLOT_SIZE;
+      uint32_t at = ld32(m.base, s + SLOT_DATA) - hdr, end = ld32(m.base, s + SLOT_BUF_END);
+      ring.Prep(IORING_OP_READ, fd, m.base + at, end - at, j);
+    }
+    r = ring.SubmitAndWait(k, res);
+    if (r < 0) return n ? int32_t(n) : r;
+    unsigned got = 0;
+    for (unsigned j = 0; j < k; j++) {
+      if (res[j] < 0) {
+        // -ECANCELED: the read waited after all and was cancelled; no packet was lost.
+        if (res[j] != -EAGAIN && res[j] != -ECANCELED && n == 0 && got == 0) return res[j];
+        continue;
+      }
+      uint64_t to = uint64_t(slots) + uint64_t(n + got) * SLOT_SIZE;
+      if (j != got) {
+        uint64_t from = uint64_t(slots) + uint64_t(n + j) * SLOT_SIZE;
+        uint32_t src = ld32(m.base, from + SLOT_DATA) - hdr, dst = ld32(m.base, to + SLOT_DATA) - hdr;
+        if (uint64_t(dst) + uint32_t(res[j]) > ld32(m.base, to + SLOT_BUF_END)) continue;
+        memmove(m.base + dst, m.base + src, uint32_t(res[j]));
+      }
+      SetRead(m, to, uint32_t(res[j]), hdr);
+      got++;
+    }
+    n += got;
+    if (got < k) break;
+  }
+  return int32_t(n);
+}
+
+// readBatch(fd, memory, slotsAddr, count, vnet, uring) -> packets read (>= 0), or -errno when
+// the first read fails with anything but EAGAIN. uring: the reads go through one io_uring_enter. -EFAULT: a slot points outside memory (nothing read).
 Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd; Mem m; uint32_t slots, count;
@@ -171,6 +355,7 @@ Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
     if (data < hdr || data - hdr < bs || data >= be || be > m.size)
       return Napi::Number::New(env, -EFAULT);
   }
+  if (info[5].ToBoolean()) return Napi::Number::New(env, ReadRing(env, fd, m, slots, count, hdr));
   uint32_t n = 0;
   while (n < count) {
     uint64_t s = uint64_t(slots) + uint64_t(n) * SLOT_SIZE;
@@ -181,9 +366,7 @@ Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
       if (errno == EAGAIN || n > 0) break;  // a later error shows up again on the next call
       return Napi::Number::New(env, -errno);
     }
-    uint32_t len = uint32_t(got) > hdr ? uint32_t(got) - hdr : 0;
-    st32(m.base, s + SLOT_LEN, len);
-    if (hdr) st16(m.base, s + SLOT_FLAGS, ld16(m.base, s + SLOT_FLAGS) | FLAG_VNET);
+    SetRead(m, s, uint32_t(got), hdr);
     n++;
   }
   return Napi::Number::New(env, n);
@@ -194,7 +377,36 @@ inline bool Selected(const uint8_t* m, uint64_t s, uint32_t mask) {
   return v < 32 && ((1u << v) & mask);
 }
 
-// writeBatch(fd, memory, slotsAddr, count, verdictMask, vnet) -> packets written, or -errno for
+// The writes of a batch through io_uring; like the write() loop, a refused packet is counted.
+int32_t WriteRing(State* st, int fd, const Mem& m, uint32_t slots, uint32_t count, uint32_t mask,
+                  uint32_t hdr) {
+  Ring& ring = st->ring;
+  int r = ring.Setup();
+  if (r < 0) return r;
+  int res[Ring::ENTRIES];
+  uint32_t n = 0, i = 0;
+  while (i < count) {
+    unsigned k = 0;
+    for (; i < count && k < ring.Entries(); i++) {
+      uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
+      if (!Selected(m.base, s, mask)) continue;
+      uint32_t at = ld32(m.base, s + SLOT_DATA) - hdr, len = ld32(m.base, s + SLOT_LEN) + hdr;
+      ring.Prep(IORING_OP_WRITE, fd, m.base + at, len, k++);
+    }
+    if (k == 0) break;
+    r = ring.SubmitAndWait(k, res);
+    if (r < 0) return r;
+    for (unsigned j = 0; j < k; j++) {
+      if (res[j] >= 0) { n++; continue; }
+      if (res[j] == -EBADF) return -EBADF;
+      st->writeErrors++;
+      st->writeErrno = -res[j];
+    }
+  }
+  return int32_t(n);
+}
+
+// writeBatch(fd, memory, slotsAddr, count, verdictMask, vnet, uring) -> packets written, or -errno for
 // a broken fd. A refused packet (EAGAIN, ENOBUFS, EINVAL...) is dropped and counted; see
 // lastWriteErrors(). -EFAULT: a selected slot points outside memory (nothing written).
 Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
@@ -214,6 +426,7 @@ Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
     uint32_t data = ld32(m.base, s + SLOT_DATA), len = ld32(m.base, s + SLOT_LEN);
     if (data < hdr || uint64_t(data) + len > m.size) return Napi::Number::New(env, -EFAULT);
   }
+  if (info[6].ToBoolean()) return Napi::Number::New(env, WriteRing(st, fd, m, slots, count, mask, hdr));
   uint32_t n = 0;
   for (uint32_t i = 0; i < count; i++) {
     uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
@@ -241,6 +454,11 @@ Napi::Value LastWriteErrors(const Napi::CallbackInfo& info) {
   a.Set(uint32_t(0), Napi::Number::New(env, st->writeErrors));
   a.Set(uint32_t(1), Napi::Number::New(env, st->writeErrno));
   return a;
+}
+
+// probeUring() -> 0 when this thread's io_uring is set up, else -errno (ENOSYS, EPERM).
+Napi::Value ProbeUring(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), info.Env().GetInstanceData<State>()->ring.Setup());
 }
 
 Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -516,6 +734,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("writeBatch", Napi::Function::New(env, WriteBatch, "writeBatch"));
   exports.Set("lastWriteErrors", Napi::Function::New(env, LastWriteErrors, "lastWriteErrors"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("probeUring", Napi::Function::New(env, ProbeUring, "probeUring"));
   exports.Set("openUnderlay", Napi::Function::New(env, OpenUnderlay, "openUnderlay"));
   exports.Set("recvBatch", Napi::Function::New(env, RecvBatch, "recvBatch"));
   exports.Set("sendBatch", Napi::Function::New(env, SendBatch, "sendBatch"));

@@ -36,6 +36,7 @@ const WORDS: Readonly<Record<string, string>> = {
   ENOBUFS: "no buffer space available",
   ECONNREFUSED: "connection refused",
   EHOSTUNREACH: "no route to host",
+  ECANCELED: "operation canceled",
 };
 
 const CODES = new Map<number, string>(

@@ -17,9 +17,12 @@ export interface NativePoller {
 /** The addon's surface; every number result below 0 is -errno. */
 export interface Native {
   openTun(name: string, tap: boolean, vnetHdr: boolean, multiQueue: boolean, netns?: string): OpenResult;
-  readBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, vnet: boolean): number;
+  readBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, vnet: boolean,
+    uring: boolean): number;
   writeBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, verdictMask: number,
-    vnet: boolean): number;
+    vnet: boolean, uring: boolean): number;
+  /** 0 when io_uring works on this thread, else -errno. */
+  probeUring(): number;
   /** [dropped, errno of the last drop] of the previous writeBatch or sendBatch. */
   lastWriteErrors(): [number, number];
   close(fd: number): number;

@@ -15,6 +15,9 @@ export interface TunOptions {
   multiQueue?: boolean;
   /** A network namespace file (/var/run/netns/NAME); the device is created there. */
   netns?: string;
+  /** Batch the reads and writes through io_uring (one io_uring_enter per batch) instead of a
+   *  read()/write() per packet. */
+  ioUring?: boolean;
 }
 
 function openFix(stage: string, code: string, opts: TunOptions): string {
@@ -40,7 +43,7 @@ export class TunDevice {
   private closed = false;
 
   private constructor(readonly name: string, readonly fd: number, readonly vnet: boolean,
-    readonly tap: boolean) {}
+    readonly tap: boolean, readonly ioUring: boolean) {}
 
   static open(opts: TunOptions): TunDevice {
     const kind = opts.tap ? "TAP" : "TUN";
@@ -50,8 +53,15 @@ export class TunDevice {
       throw new IoError(`cannot create ${kind} device "${opts.name}": invalid argument (EINVAL). An ` +
         "interface name is 1-15 bytes without spaces, '/' or ':'", EINVAL);
     }
+    if (opts.ioUring) {
+      const u = native().probeUring();
+      if (u < 0) {
+        throw ioError(`cannot use io_uring for ${kind} device ${opts.name}`, -u,
+          "Allow it (sysctl kernel.io_uring_disabled=0) or open without ioUring");
+      }
+    }
     const r = native().openTun(opts.name, !!opts.tap, !!opts.vnetHdr, !!opts.multiQueue, opts.netns);
-    if (r.fd !== undefined) return new TunDevice(opts.name, r.fd, !!opts.vnetHdr, !!opts.tap);
+    if (r.fd !== undefined) return new TunDevice(opts.name, r.fd, !!opts.vnetHdr, !!opts.tap, !!opts.ioUring);
     const errno = r.errno ?? 0, stage = r.stage ?? "", code = errnoCode(errno);
     if (stage === "netns") {
       const ns = opts.netns ?? "";
@@ -73,7 +83,7 @@ export class TunDevice {
    */
   readBatch(memory: BatchMemory, slotsAddr: number, count: number): number {
     const buffer = bufferOf(memory);
-    const n = native().readBatch(this.fd, buffer, slotsAddr, count, this.vnet);
+    const n = native().readBatch(this.fd, buffer, slotsAddr, count, this.vnet, this.ioUring);
     if (n >= 0) return n;
     if (n === -EAGAIN) return 0;
     if (n === -EFAULT) throw slotsOutsideMemory("readBatch", `device ${this.name}`, buffer, slotsAddr, count);
@@ -84,7 +94,7 @@ export class TunDevice {
   /** Writes every slot whose verdict bit is set in verdictMask; returns how many the kernel took. */
   writeBatch(memory: BatchMemory, slotsAddr: number, count: number, verdictMask: number): number {
     const nat = native(), buffer = bufferOf(memory);
-    const n = nat.writeBatch(this.fd, buffer, slotsAddr, count, verdictMask, this.vnet);
+    const n = nat.writeBatch(this.fd, buffer, slotsAddr, count, verdictMask, this.vnet, this.ioUring);
     const [dropped, errno] = nat.lastWriteErrors();
     this.lastDropped = dropped;
     this.lastDropCode = dropped ? errnoCode(errno) : "";

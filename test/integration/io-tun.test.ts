@@ -41,8 +41,8 @@ describe("io: TUN device (integration, needs root)", function () {
   });
   after(() => deleteAllNs());
 
-  function open(name: string, up = true): TunDevice {
-    const dev = TunDevice.open({ name, netns: nsPath(ns) });
+  function open(name: string, up = true, ioUring = false): TunDevice {
+    const dev = TunDevice.open({ name, ioUring, netns: nsPath(ns) });
     devices.push(dev);
     if (up) {
       ip(ns, "addr", "add", "10.77.0.1/24", "dev", name);
@@ -110,8 +110,9 @@ describe("io: TUN device (integration, needs root)", function () {
     });
   });
 
-  it("reads the kernel's ICMP echo request and a written echo reply makes ping succeed", async () => {
-    const dev = open("wtping");
+  for (const ioUring of [false, true]) {
+  it(`reads the kernel's ICMP echo request and a written echo reply makes ping succeed (${ioUring ? "io_uring" : "read/write"})`, async () => {
+    const dev = open("wtping", true, ioUring);
     const memory = new WebAssembly.Memory({ initial: 64 });
     const b = layout(memory, 8, 2048);
     const exit = ping(ns, ["-c", "1", "-W", "10", "-s", "100", "10.77.0.2"], children);
@@ -144,6 +145,7 @@ describe("io: TUN device (integration, needs root)", function () {
     assert.equal(dev.lastDropped, 0);
     assert.equal(await exit, 0, "busybox ping exit code: the kernel accepted the reply");
   });
+  }
 
   it("onReadable fires when a packet is queued, and the event loop keeps turning while idle", async () => {
     const dev = open("wtpoll");

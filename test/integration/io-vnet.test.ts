@@ -67,21 +67,24 @@ describe("io: TUN with vnet header and TSO (integration, needs root)", function 
     sysctl(node, "net.ipv4.ip_forward", 1);
     sysctl(node, "net.ipv6.conf.all.disable_ipv6", 1);
     sysctl(node, "net.ipv6.conf.default.disable_ipv6", 1);
-  });
-  after(async () => {
-    for (const c of children.splice(0)) await stop(c);
-    dev?.close();
-    deleteAllNs();
-  });
-
-  it("a 32 MiB TCP stream forwarded through the TUN arrives as GSO super-packets (TCPV4, > 1500 B) and intact", async () => {
-    dev = TunDevice.open({ name: "wt0", vnetHdr: true, netns: `/var/run/netns/${node}` });
-    ip(node, "link", "set", "wt0", "up");
-    // Everything arriving from the two veths goes into the TUN; what the loop writes back
-    // enters on wt0 and takes the main table. rp_filter would drop it (source is not via wt0).
-    ip(node, "route", "add", "default", "dev", "wt0", "table", "100");
+    // Everything arriving from the two veths goes into the TUN (table 100); what the loop
+    // writes back enters on wt0 and takes the main table.
     ip(node, "rule", "add", "iif", "vc", "lookup", "100");
     ip(node, "rule", "add", "iif", "vs", "lookup", "100");
+  });
+  afterEach(async () => {
+    for (const c of children.splice(0)) await stop(c);
+    dev?.close();
+    dev = undefined;
+  });
+  after(() => deleteAllNs());
+
+  for (const ioUring of [false, true]) {
+  it(`a 32 MiB TCP stream forwarded through the TUN (${ioUring ? "io_uring" : "read/write"}) arrives as GSO super-packets (TCPV4, > 1500 B) and intact`, async () => {
+    dev = TunDevice.open({ name: "wt0", vnetHdr: true, ioUring, netns: `/var/run/netns/${node}` });
+    ip(node, "link", "set", "wt0", "up");
+    ip(node, "route", "add", "default", "dev", "wt0", "table", "100");
+    // rp_filter would drop what the loop writes back: its source is not routed via wt0.
     for (const d of ["all", "default", "wt0", "vc", "vs"]) sysctl(node, `net.ipv4.conf.${d}.rp_filter`, 0);
 
     const memory = new WebAssembly.Memory({ initial: 64 });
@@ -133,4 +136,5 @@ describe("io: TUN with vnet header and TSO (integration, needs root)", function 
       `${gsoTcp4} TCPV4 GSO, largest ${maxLen} B, average ${Math.round(bytes / packets)} B, ` +
       `${drops} write drops; ${(BYTES * 8 / seconds / 1e9).toFixed(2)} Gbit/s incl. process start`);
   });
+  }
 });
