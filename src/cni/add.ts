@@ -25,6 +25,7 @@ export async function cmdAdd(ctx: Ctx): Promise<Result> {
       const a = await allocate(store, pool, owner(env), range);
       ips.push({ ip: a.ip, v6: pool.family === 6 });
     }
+    failpoint("after-claim");
     const v4 = ips.filter((x) => !x.v6).map((x) => x.ip);
     const v6 = ips.filter((x) => x.v6).map((x) => x.ip);
 
@@ -43,6 +44,7 @@ export async function cmdAdd(ctx: Ctx): Promise<Result> {
     // proxy_delay 0: answer at once instead of after a random delay of up to 0.8 s.
     sysctl(`ipv4/conf/${host}/proxy_arp`, "1");
     sysctl(`ipv4/neigh/${host}/proxy_delay`, "0");
+    failpoint("after-veth");
 
     await ipBatch(pod, [
       ...v4.map((ip) => `addr add ${ip}/32 dev ${env.ifname}`),
@@ -60,6 +62,7 @@ export async function cmdAdd(ctx: Ctx): Promise<Result> {
         `neigh replace ${GW6} lladdr ${hostMac} dev ${env.ifname} nud permanent`,
       ] : []),
     ], `cannot configure ${env.ifname} in ${env.netns}`);
+    failpoint("after-pod");
 
     const ours: Result = {
       cniVersion: ctx.version,
@@ -84,6 +87,14 @@ export async function cmdAdd(ctx: Ctx): Promise<Result> {
     }
     throw toCniError(e);
   }
+}
+
+/**
+ * Crash testing: WASP_CNI_FAILPOINT=<name> makes the plugin kill itself with SIGKILL at that step,
+ * exactly as `kill -9` would, so tests can prove that every intermediate state is cleaned up.
+ */
+function failpoint(name: string): void {
+  if (process.env.WASP_CNI_FAILPOINT === name) process.kill(process.pid, "SIGKILL");
 }
 
 function sysctl(key: string, value: string): void {

@@ -21,6 +21,8 @@ export interface CniCall {
   /** Run inside this namespace (ip netns exec), as a runtime on that node would. */
   nodeNs?: string;
   timeoutMs?: number;
+  /** Extra variables for the plugin's environment (not CNI_*; e.g. a test failpoint). */
+  extraEnv?: Record<string, string>;
 }
 
 export interface CniOutcome {
@@ -44,7 +46,7 @@ function envFor(call: CniCall): NodeJS.ProcessEnv {
   set("CNI_IFNAME", call.ifname);
   set("CNI_ARGS", call.args);
   set("CNI_PATH", call.path);
-  return env;
+  return { ...env, ...call.extraEnv };
 }
 
 /** Starts the plugin; the caller may kill `child` (by its PID) before `done` settles. */

@@ -54,6 +54,33 @@ describe("cni plugin at scale: parallel ADD/DEL and kill -9", function () {
     assert.deepEqual(waspLinks(node), []);
   });
 
+  for (const [point, leaves] of [["after-claim", "an address record"], ["after-veth", "a record and a veth"], ["after-pod", "a complete attachment"]] as const) {
+    it(`SIGKILL ${point.replace("-", " ")} leaves ${leaves}; a retried ADD reuses the address, and GC without that attachment removes all of it`, async () => {
+      const pod = makeNs("pod");
+      const k = await execPlugin(WASP, { ...run("ADD", pod, conf()), extraEnv: { WASP_CNI_FAILPOINT: point } });
+      assert.equal(k.signal, "SIGKILL");
+      assert.deepEqual(records(), ["10.244.1.2"], "the claim survived the kill");
+      assert.equal(waspLinks(node).length, point === "after-claim" ? 0 : 1);
+
+      // A retried ADD of the same attachment (what a runtime does) gets the address back and a fresh veth.
+      const retry = await execPlugin(WASP, run("ADD", pod, conf()));
+      assert.equal(retry.exitCode, 0, retry.stdout);
+      assert.equal(retry.json.ips[0].address, "10.244.1.2/32");
+      assert.deepEqual(waspLinks(node), [hostVethName(`cid-${pod}`, "eth0")]);
+      assert.ok(ping(node, "10.244.1.2"));
+
+      // Killed again, and this time the runtime has given up on the pod: GC removes everything.
+      const k2 = await execPlugin(WASP, { ...run("ADD", pod, conf()), extraEnv: { WASP_CNI_FAILPOINT: point } });
+      assert.equal(k2.signal, "SIGKILL");
+      const gc = await execPlugin(WASP, { ...run("GC", undefined, { ...conf(), "cni.dev/valid-attachments": [] }), containerId: undefined, ifname: undefined, netns: undefined });
+      assert.equal(gc.exitCode, 0, gc.stdout);
+      assert.deepEqual(records(), []);
+      assert.deepEqual(waspLinks(node), []);
+      assert.deepEqual(storeFiles().filter((f) => f.startsWith(".tmp-") || f === "lock"), []);
+      assert.deepEqual((JSON.parse(ip(pod, "-j", "link", "show")) as Array<{ ifname: string }>).map((l) => l.ifname), ["lo"]);
+    });
+  }
+
   it("kill -9 of plugins in the middle of ADD, then GC with the survivors as valid attachments: no leaked address, veth, temp file or lock", async () => {
     const pods = Array.from({ length: 20 }, () => makeNs("pod"));
     const started = pods.map((p) => startPlugin(WASP, run("ADD", p, conf())));

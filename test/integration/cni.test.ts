@@ -336,6 +336,15 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
       }
     });
 
+    it("VERSION answers like the reference's: {cniVersion, supportedVersions}, with 0.4.0 and 1.0.0 in both lists", async () => {
+      const w = await execPlugin(WASP, { command: "VERSION", config: { cniVersion: "1.0.0" }, nodeNs: node });
+      const b = await execPlugin(`${REF}/bridge`, { command: "VERSION", config: { cniVersion: "1.0.0" }, nodeNs: node });
+      assert.deepEqual(Object.keys(w.json).sort(), Object.keys(b.json).sort());
+      assert.equal(w.json.cniVersion, b.json.cniVersion);
+      for (const v of ["0.4.0", "1.0.0"]) assert.ok(w.json.supportedVersions.includes(v) && b.json.supportedVersions.includes(v));
+      assert.deepEqual(w.json.supportedVersions, ["0.4.0", "1.0.0", "1.1.0"]);
+    });
+
     it("DEL without ADD and a repeated DEL: both plugins exit 0 with empty stdout", async () => {
       const pod = makeNs("pod");
       for (const f of [call, ref]) {
