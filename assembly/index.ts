@@ -14,6 +14,7 @@ import { statsInit, statsAddr, statsReset as resetStats } from "./pipeline/svcst
 import { affinityInit } from "./pipeline/affinity";
 import { fragClear } from "./pipeline/frag";
 import * as trace from "./pipeline/trace";
+import { csum } from "./wire/checksum";
 
 const PAGE: usize = 65536;
 const TRACE_BYTES: u32 = 4 + 64 * 16;
@@ -124,3 +125,7 @@ export function checkInvariants(): u32 {
   if (c != 0) return c;
   return gen.genCheck();
 }
+
+// ── test hooks ─────────────────────────────────────────────────────────────────────────────
+/** Test only: the RFC 1071 checksum field value of `len` bytes at `addr` (test/unit/wire/checksum.test.ts). */
+export function csumForTest(addr: usize, len: u32): u32 { return csum(addr, len, 0); }

@@ -64,7 +64,8 @@ export function tsharkValid(packets: Uint8Array[], linktype = LINKTYPE_RAW): Dis
     for (const f of ["ip.checksum.status", "tcp.checksum.status", "udp.checksum.status", "icmp.checksum.status", "icmpv6.checksum.status"]) {
       for (const s of d.all(f)) assert.equal(s, CHECKSUM_GOOD, `packet ${i}: ${f} (expert: ${d.expert().join("; ")})`);
     }
-    const bad = d.expert().filter((m) => /checksum|malformed|bogus|invalid/i.test(m));
+    // application dissectors may call random payloads malformed; only the headers are ours
+    const bad = d.expert().filter((m) => /checksum|bogus|invalid/i.test(m));
     assert.deepEqual(bad, [], `packet ${i}: tshark expert info`);
   });
   return ds;
