@@ -26,6 +26,7 @@ export interface Allocation extends Owner {
 
 const TMP_PREFIX = ".tmp-";
 const LOCK = "lock";
+const STALE_LOCK_MS = 15_000;
 
 export class StoreError extends Error {
   constructor(message: string, readonly retryable = false) {
@@ -145,12 +146,14 @@ export class Store {
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
       }
-      // The holder may have been killed: a lock whose PID is gone is stale and is broken.
-      let holder = "";
+      // The holder may have been killed: a lock whose PID is gone is stale and is broken. A holder
+      // keeps it for milliseconds, so one older than STALE_LOCK_MS is stale too (its PID reused).
+      let holder = "", ageMs = 0;
       try {
         holder = (await fs.readFile(path, "utf8")).trim();
+        ageMs = Date.now() - (await fs.stat(path)).mtimeMs;
       } catch { /* released meanwhile */ }
-      if (holder !== "" && !pidAlive(Number(holder))) {
+      if (holder !== "" && (!pidAlive(Number(holder)) || ageMs > STALE_LOCK_MS)) {
         const again = await fs.readFile(path, "utf8").catch(() => "");
         if (again.trim() === holder) await fs.rm(path, { force: true });
         continue;

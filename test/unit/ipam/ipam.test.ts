@@ -118,6 +118,16 @@ describe("ipam: allocation store", () => {
     assert.deepEqual(files(), ["last_reserved_ip.0"]);
   });
 
+  it("breaks a lock older than 15 s even when its PID is alive again (PID reuse after a crash)", async () => {
+    const store = await Store.open(dataDir, "net");
+    await allocate(store, poolFromCidr("10.244.1.0/24")!, owner("x"), 0);
+    const lock = join(dataDir, "net", "lock");
+    fs.writeFileSync(lock, String(process.pid));
+    const old = new Date(Date.now() - 60_000);
+    fs.utimesSync(lock, old, old);
+    assert.deepEqual(await store.release(owner("x")), ["10.244.1.2"]);
+  });
+
   it("a release that finds no record does not wait for a held lock (DEL of nothing is instant)", async () => {
     const store = await Store.open(dataDir, "net");
     fs.writeFileSync(join(dataDir, "net", "lock"), String(process.pid));
