@@ -338,6 +338,8 @@ function flowStillValid(g: usize, idx: u32, dir: u32, now: u32): bool {
 function applyFlow(idx: u32, dir: u32, now: u32): void {
   const r = ct.rec(idx);
   service = load<u32>(r + ct.SERVICE);
+  // keyed by the addresses as they arrived: the later fragments still carry them
+  if (pkt.isFrag && pkt.fragFirst) { frag.remember(idx, dir); st.count(C_FRAG_TRACKED); }
   if (dir == 0) {
     // forward: to the reply tuple's source (the backend), from its destination (client or masq)
     pkt.setAddr(false, r + ct.R_SRC);
@@ -359,7 +361,6 @@ function applyFlow(idx: u32, dir: u32, now: u32): void {
     store<u8>(r + ct.FLAGS, load<u8>(r + ct.FLAGS) | ct.FlowFlag.REPLIED);
   }
   svcstats.packet(service, pkt.ipLen);
-  if (pkt.isFrag && pkt.fragFirst) { frag.remember(idx, dir); st.count(C_FRAG_TRACKED); }
   trace.step(trace.NAT, dir, idx);
   ct.ctTouch(idx, nextClass(r, dir), now);
 }
