@@ -1,0 +1,164 @@
+// IPv4 (RFC 791) as the core parses it: header length and total length checks, options, TTL expiry
+// (RFC 792 time exceeded) and fragments of a NATed datagram.
+import assert from "node:assert/strict";
+import { packet, ipv4, parse, rfc1071, TCP } from "../../helpers/packets.js";
+import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, tsharkValid, referenceValid, Verdict, Drop, MASQ4 } from "../pipeline/setup.js";
+
+function refreshHeaderChecksum(b: Uint8Array): Uint8Array {
+  const hl = (b[0]! & 15) * 4;
+  b[10] = 0; b[11] = 0;
+  const c = rfc1071(b.subarray(0, Math.max(hl, 0)));
+  b[10] = c >> 8; b[11] = c & 0xff;
+  return b;
+}
+
+describe("wire/ipv4", () => {
+  let e: ReturnType<typeof newEngine>;
+  beforeEach(() => {
+    e = newEngine();
+    commit(e, clusterRoutes()
+      .service({ vip: "10.96.0.10", port: 53, proto: "udp", id: 1, backends: [{ ip: "10.244.1.20", port: 5353 }] })
+      .service({ vip: "10.96.0.10", port: 80, proto: "tcp", id: 2, backends: [{ ip: "10.244.1.21", port: 8080 }] }));
+  });
+
+  it("drops an IPv4 header with IHL 4 as BadIpv4Header (RFC 791: min 5)", () => {
+    const p = packet({ src: "10.244.1.5", dst: "10.244.1.6" }, { proto: "udp" });
+    p[0] = 0x44; refreshHeaderChecksum(p);
+    expectVerdict(runOne(e, p), Verdict.Drop, Drop.BadIpv4Header);
+  });
+
+  for (const ihl of [0, 1, 3]) {
+    it(`drops IHL ${ihl} as BadIpv4Header`, () => {
+      const p = packet({ src: "10.244.1.5", dst: "10.244.1.6" }, { proto: "udp" });
+      p[0] = 0x40 | ihl;
+      expectVerdict(runOne(e, p), Verdict.Drop, Drop.BadIpv4Header);
+    });
+  }
+
+  it("drops a packet whose total length exceeds the bytes received as BadIpv4Header", () => {
+    const p = packet({ src: "10.244.1.5", dst: "10.244.1.6" }, { proto: "udp", payload: new Uint8Array(20) });
+    new DataView(p.buffer).setUint16(2, p.length + 1); refreshHeaderChecksum(p);
+    expectVerdict(runOne(e, p), Verdict.Drop, Drop.BadIpv4Header);
+  });
+
+  it("drops a total length shorter than the header (IHL 15, total 40) as BadIpv4Header", () => {
+    const p = packet({ src: "10.244.1.5", dst: "10.244.1.6", options: new Array(40).fill(1) }, { proto: "udp" });
+    new DataView(p.buffer).setUint16(2, 40); refreshHeaderChecksum(p);
+    expectVerdict(runOne(e, p), Verdict.Drop, Drop.BadIpv4Header);
+  });
+
+  it("drops fewer than 20 bytes as TooShort and a version 5 header as BadIpVersion", () => {
+    const p = packet({ src: "10.244.1.5", dst: "10.244.1.6" }, { proto: "udp" });
+    expectVerdict(runOne(e, p.subarray(0, 19).slice()), Verdict.Drop, Drop.TooShort);
+    const q = p.slice(); q[0] = 0x55;
+    expectVerdict(runOne(e, q), Verdict.Drop, Drop.BadIpVersion);
+    expectVerdict(runOne(e, new Uint8Array(0)), Verdict.Drop, Drop.TooShort);
+  });
+
+  it("cuts link-layer padding: the output is total-length bytes long", () => {
+    const p = packet({ src: "10.244.1.5", dst: "10.244.1.6" }, { proto: "udp", payload: new Uint8Array(2) });
+    const padded = new Uint8Array(p.length + 16); padded.set(p); padded.fill(0xee, p.length);
+    const o = runOne(e, padded);
+    expectVerdict(o, Verdict.Tun);
+    assert.equal(o.bytes.length, p.length);
+  });
+
+  for (const ihl of [6, 7, 10, 15]) {
+    it(`parses IHL ${ihl} (options) and DNATs the ports behind them, every checksum valid`, () => {
+      // RFC 791 options: NOPs padded with End of Option List
+      const opts = new Array((ihl - 5) * 4).fill(1); opts[opts.length - 1] = 0;
+      const p = packet({ src: "10.244.1.5", dst: "10.96.0.10", options: opts }, { proto: "tcp", sport: 41000 + ihl, dport: 80, flags: TCP.SYN, payload: new Uint8Array(10).fill(ihl) });
+      const o = runOne(e, p);
+      expectVerdict(o, Verdict.Tun);
+      const q = parse(o.bytes);
+      assert.equal(q.l4Off, ihl * 4);
+      assert.deepEqual([q.dst, q.dport, q.src, q.sport], ["10.244.1.21", 8080, "10.244.1.5", 41000 + ihl]);
+      assert.deepEqual([...o.bytes.subarray(20, ihl * 4)], opts, "options unchanged");
+      referenceValid(o.bytes);
+      const [d] = tsharkValid([o.bytes]);
+      assert.equal(d!.get("ip.hdr_len"), String(ihl * 4));
+      assert.equal(d!.get("tcp.dstport"), "8080");
+    });
+  }
+
+  it("answers TTL 1 with ICMP time exceeded (type 11 code 0) from the masq address, quoting the packet", () => {
+    const p = packet({ src: "10.244.1.5", dst: "10.96.0.10", ttl: 1 }, { proto: "udp", sport: 4000, dport: 53, payload: new Uint8Array(30).fill(7) });
+    const o = runOne(e, p);
+    expectVerdict(o, Verdict.Tun, Drop.TtlExceeded);
+    const q = parse(o.bytes);
+    assert.deepEqual([q.src, q.dst, q.proto, q.icmpType, q.icmpCode], [MASQ4, "10.244.1.5", 1, 11, 0]);
+    // RFC 792: the quote is the original IP header plus at least 64 bits of its data, as received
+    assert.deepEqual([...o.bytes.subarray(28, 28 + p.length)], [...p]);
+    referenceValid(o.bytes);
+    const [d] = tsharkValid([o.bytes]);
+    assert.deepEqual([d!.get("icmp.type"), d!.get("icmp.code")], ["11", "0"]);
+    assert.deepEqual(d!.all("ip.src"), [MASQ4, "10.244.1.5"], "outer, then quoted source");
+    assert.deepEqual(d!.all("ip.dst"), ["10.244.1.5", "10.96.0.10"]);
+    assert.ok(d!.all("ip.checksum.status").length === 2, "tshark verified the quoted header too");
+  });
+
+  it("TTL 0 is answered like TTL 1, and TTL 2 is forwarded with TTL 1 and a valid header checksum", () => {
+    const p0 = packet({ src: "10.244.1.5", dst: "10.244.1.6", ttl: 0 }, { proto: "udp" });
+    expectVerdict(runOne(e, p0), Verdict.Tun, Drop.TtlExceeded);
+    const p2 = packet({ src: "10.244.1.5", dst: "10.244.1.6", ttl: 2 }, { proto: "udp" });
+    const o = runOne(e, p2);
+    expectVerdict(o, Verdict.Tun, Drop.None);
+    assert.equal(parse(o.bytes).ttl, 1);
+    referenceValid(o.bytes);
+  });
+
+  it("a TTL 1 ICMP error is not answered with another error (RFC 1812 §4.3.2.7): dropped", () => {
+    const inner = packet({ src: "10.244.1.6", dst: "10.244.1.99" }, { proto: "udp" });
+    const err = packet({ src: "10.244.1.99", dst: "10.244.1.5", ttl: 1 }, { proto: "icmp", type: 3, code: 3, rest: 0, payload: inner });
+    expectVerdict(runOne(e, err), Verdict.Drop, Drop.TtlExceeded);
+  });
+
+  describe("fragments (RFC 791 §2.3)", () => {
+    // one UDP datagram of 8 + 100 bytes to the VIP, cut after 56 bytes of IP payload (7 units of 8)
+    const whole = packet({ src: "10.244.1.5", dst: "10.96.0.10" }, { proto: "udp", sport: 4444, dport: 53, payload: Uint8Array.from({ length: 100 }, (_, i) => i) });
+    const l4 = whole.subarray(20);
+    const first = ipv4({ src: "10.244.1.5", dst: "10.96.0.10", id: 0x7777, mf: true }, 17, l4.subarray(0, 56));
+    const second = ipv4({ src: "10.244.1.5", dst: "10.96.0.10", id: 0x7777, fragOffset: 7 }, 17, l4.subarray(56));
+
+    it("the first fragment is DNATed and the later one (no ports) gets the same address rewrite; tshark reassembles a valid datagram", () => {
+      const [a, b] = run(e, [first, second]);
+      expectVerdict(a!, Verdict.Tun); expectVerdict(b!, Verdict.Tun);
+      assert.deepEqual([parse(a!.bytes).dst, parse(a!.bytes).dport], ["10.244.1.20", 5353]);
+      assert.equal(parse(b!.bytes).dst, "10.244.1.20");
+      assert.ok(e.slot(1).note & 4096, "Note.FRAGMENT");
+      assert.equal(e.counters().named.frag_tracked, 1);
+      const ds = tsharkValid([a!.bytes, b!.bytes]);
+      // the reassembled datagram's UDP checksum covers the new addresses and port
+      const last = ds[1]!;
+      assert.equal(last.get("udp.dstport"), "5353");
+      assert.equal(last.get("udp.checksum.status"), "1");
+    });
+
+    it("the later fragments also arrive in separate batches and out of order after the first", () => {
+      const third = ipv4({ src: "10.244.1.5", dst: "10.96.0.10", id: 0x7777, fragOffset: 7 }, 17, l4.subarray(56));
+      expectVerdict(runOne(e, first), Verdict.Tun);
+      const o = runOne(e, third, 101);
+      expectVerdict(o, Verdict.Tun);
+      assert.equal(parse(o.bytes).dst, "10.244.1.20");
+    });
+
+    it("a later fragment to a VIP whose first fragment was never seen is dropped as FragmentUntracked", () => {
+      const orphan = ipv4({ src: "10.244.1.5", dst: "10.96.0.10", id: 0x1111, fragOffset: 7 }, 17, l4.subarray(56));
+      expectVerdict(runOne(e, orphan), Verdict.Drop, Drop.FragmentUntracked);
+    });
+
+    it("a later fragment whose first fragment had another id is FragmentUntracked", () => {
+      runOne(e, first);
+      const other = ipv4({ src: "10.244.1.5", dst: "10.96.0.10", id: 0x7778, fragOffset: 7 }, 17, l4.subarray(56));
+      expectVerdict(runOne(e, other), Verdict.Drop, Drop.FragmentUntracked);
+    });
+
+    it("fragments between pods (not to a service) are routed unchanged", () => {
+      const f = ipv4({ src: "10.244.1.5", dst: "10.244.1.6", id: 9, fragOffset: 7 }, 17, l4.subarray(56));
+      const o = runOne(e, f);
+      expectVerdict(o, Verdict.Tun);
+      assert.equal(parse(o.bytes).dst, "10.244.1.6");
+      assert.equal(rfc1071(o.bytes.subarray(0, 20)), 0, "IP header checksum");
+    });
+  });
+});
