@@ -1,0 +1,136 @@
+// IPv6 (RFC 8200) as the core parses it: extension headers on the way to TCP/UDP, truncated ones,
+// service DNAT with IPv6 VIP and backends (checksums over the RFC 8200 §8.1 pseudo-header), ICMPv6
+// echo (RFC 4443).
+import assert from "node:assert/strict";
+import { packet, ipv6, parse, TCP } from "../../helpers/packets.js";
+import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, tsharkValid, referenceValid, Verdict, Drop } from "../pipeline/setup.js";
+
+const POD = "fd44:0:0:1::5", POD_F = "fd44:0:0:1:0:0:0:5";
+const VIP = "fd96::10", VIP_F = "fd96:0:0:0:0:0:0:10";
+const BE = "fd44:0:0:1::20", BE_F = "fd44:0:0:1:0:0:0:20";
+
+const HOP = 0, DEST = 60, FRAG = 44;
+/** An 8-byte option header (hop-by-hop or destination options) holding one PadN option. */
+const optsHeader = (next: number) => [next, 0, 1, 4, 0, 0, 0, 0];
+const fragHeader = (next: number, offset8: number, more: boolean, id: number) =>
+  [next, 0, (offset8 << 3) >> 8, ((offset8 << 3) & 0xf8) | (more ? 1 : 0), id >>> 24, (id >>> 16) & 255, (id >>> 8) & 255, id & 255];
+
+/** The same upper-layer segment behind a chain of extension headers (its checksum does not change:
+ *  the pseudo-header holds the final addresses, the upper-layer length and the upper protocol). */
+function withExt(src: string, dst: string, seg: Uint8Array, chain: number[][], first: number): Uint8Array {
+  const ext = chain.flat();
+  const body = new Uint8Array(ext.length + seg.length); body.set(ext); body.set(seg, ext.length);
+  return ipv6({ src, dst }, first, body);
+}
+
+describe("wire/ipv6", () => {
+  let e: ReturnType<typeof newEngine>;
+  beforeEach(() => {
+    e = newEngine();
+    commit(e, clusterRoutes()
+      .service({ vip: VIP, port: 80, proto: "tcp", id: 1, backends: [{ ip: BE, port: 8080 }] })
+      .service({ vip: VIP, port: 53, proto: "udp", id: 2, backends: [{ ip: BE, port: 5353 }] })
+      .service({ vip: VIP, port: 0, proto: 0, id: 3, backends: [] }));
+  });
+
+  it("DNATs TCP to an IPv6 VIP to an IPv6 backend and reverse-NATs the reply; tshark verifies both", () => {
+    const syn = packet({ src: POD, dst: VIP }, { proto: "tcp", sport: 40000, dport: 80, flags: TCP.SYN, payload: new Uint8Array(33).fill(9) });
+    const o = runOne(e, syn);
+    expectVerdict(o, Verdict.Tun);
+    const q = parse(o.bytes);
+    assert.deepEqual([q.src, q.sport, q.dst, q.dport, q.ttl], [POD_F, 40000, BE_F, 8080, 63]);
+    referenceValid(o.bytes);
+    const reply = packet({ src: BE, dst: POD }, { proto: "tcp", sport: 8080, dport: 40000, flags: TCP.SYN | TCP.ACK });
+    const r = runOne(e, reply, 101);
+    expectVerdict(r, Verdict.Tun);
+    const rq = parse(r.bytes);
+    assert.deepEqual([rq.src, rq.sport, rq.dst, rq.dport], [VIP_F, 80, POD_F, 40000]);
+    const [d1, d2] = tsharkValid([o.bytes, r.bytes]);
+    assert.equal(d1!.get("ipv6.dst"), BE);
+    assert.equal(d1!.get("tcp.checksum.status"), "1");
+    assert.equal(d2!.get("ipv6.src"), VIP);
+  });
+
+  it("DNATs UDP to an IPv6 VIP with a valid checksum (tshark)", () => {
+    const o = runOne(e, packet({ src: POD, dst: VIP }, { proto: "udp", sport: 3333, dport: 53, payload: new Uint8Array(17).fill(1) }));
+    expectVerdict(o, Verdict.Tun);
+    assert.deepEqual([parse(o.bytes).dst, parse(o.bytes).dport], [BE_F, 5353]);
+    referenceValid(o.bytes);
+    const [d] = tsharkValid([o.bytes]);
+    assert.equal(d!.get("udp.checksum.status"), "1");
+  });
+
+  it("skips hop-by-hop and destination options headers to reach TCP, and DNATs it", () => {
+    const seg = packet({ src: POD, dst: VIP }, { proto: "tcp", sport: 40001, dport: 80, flags: TCP.SYN }).subarray(40);
+    const p = withExt(POD, VIP, seg, [optsHeader(DEST), optsHeader(6)], HOP);
+    const o = runOne(e, p);
+    expectVerdict(o, Verdict.Tun);
+    assert.deepEqual([...o.bytes.subarray(40, 56)], [...p.subarray(40, 56)], "extension headers unchanged");
+    const [d] = tsharkValid([o.bytes]);
+    assert.deepEqual([d!.get("tcp.srcport"), d!.get("tcp.dstport")], ["40001", "8080"]);
+    assert.equal(d!.get("tcp.checksum.status"), "1");
+  });
+
+  it("skips a fragment header (atomic fragment, offset 0) to reach UDP, and DNATs it", () => {
+    const seg = packet({ src: POD, dst: VIP }, { proto: "udp", sport: 3334, dport: 53, payload: new Uint8Array(8).fill(2) }).subarray(40);
+    const p = withExt(POD, VIP, seg, [optsHeader(FRAG), fragHeader(17, 0, false, 0xabcd)], HOP);
+    const o = runOne(e, p);
+    expectVerdict(o, Verdict.Tun);
+    const [d] = tsharkValid([o.bytes]);
+    assert.deepEqual([d!.get("udp.srcport"), d!.get("udp.dstport")], ["3334", "5353"]);
+    assert.equal(d!.get("udp.checksum.status"), "1");
+  });
+
+  it("drops a hop-by-hop header whose length runs past the packet as BadIpv6Header", () => {
+    const seg = packet({ src: POD, dst: VIP }, { proto: "tcp", sport: 40002, dport: 80 }).subarray(40);
+    const hbh = optsHeader(6); hbh[1] = 5;    // says 48 bytes; 8 + 20 remain
+    expectVerdict(runOne(e, withExt(POD, VIP, seg, [hbh], HOP)), Verdict.Drop, Drop.BadIpv6Header);
+  });
+
+  it("drops an extension header cut off after 4 bytes as BadIpv6Header", () => {
+    const p = ipv6({ src: POD, dst: VIP }, DEST, Uint8Array.from([6, 0, 1, 0]));
+    expectVerdict(runOne(e, p), Verdict.Drop, Drop.BadIpv6Header);
+  });
+
+  it("drops a payload length beyond the bytes received as BadIpv6Header, and a 39-byte packet as TooShort", () => {
+    const p = packet({ src: POD, dst: VIP }, { proto: "udp", sport: 1, dport: 53 });
+    new DataView(p.buffer).setUint16(4, 100);
+    expectVerdict(runOne(e, p), Verdict.Drop, Drop.BadIpv6Header);
+    expectVerdict(runOne(e, p.slice(0, 39)), Verdict.Drop, Drop.TooShort);
+  });
+
+  it("drops a chain of 9 extension headers (beyond what it walks) instead of looping", () => {
+    const seg = packet({ src: POD, dst: VIP }, { proto: "udp", sport: 5, dport: 53 }).subarray(40);
+    const chain = Array.from({ length: 9 }, (_, i) => optsHeader(i === 8 ? 17 : DEST));
+    expectVerdict(runOne(e, withExt(POD, VIP, seg, chain, DEST)), Verdict.Drop, Drop.BadIpv6Header);
+  });
+
+  it("answers an ICMPv6 echo request to a VIP with a marker entry by an echo reply (type 129) from the VIP", () => {
+    const p = packet({ src: POD, dst: VIP }, { proto: "icmp", type: 128, rest: 0x00420007, payload: new Uint8Array(24).fill(0x61) });
+    const o = runOne(e, p);
+    expectVerdict(o, Verdict.Tun);
+    const q = parse(o.bytes);
+    assert.deepEqual([q.src, q.dst, q.icmpType], [VIP_F, POD_F, 129]);
+    assert.deepEqual([...o.bytes.subarray(44, 48)], [0, 0x42, 0, 7], "identifier and sequence kept");
+    referenceValid(o.bytes);
+    const [d] = tsharkValid([o.bytes]);
+    assert.equal(d!.get("icmpv6.type"), "129");
+    assert.equal(d!.get("icmpv6.checksum.status"), "1");
+  });
+
+  it("forwards an ICMPv6 echo between pods unchanged except the hop limit", () => {
+    const p = packet({ src: POD, dst: "fd44:0:0:1::6" }, { proto: "icmp", type: 128 });
+    const o = runOne(e, p);
+    expectVerdict(o, Verdict.Tun);
+    assert.equal(parse(o.bytes).ttl, 63);
+    assert.deepEqual([...o.bytes.subarray(8)], [...p.subarray(8)]);
+  });
+
+  it("an IPv6 service with only IPv4 backends rejects (no family translation)", () => {
+    const w = clusterRoutes().service({ vip: VIP, port: 81, proto: "tcp", id: 9, backends: [{ ip: "10.244.1.20", port: 80 }] });
+    commit(e, w);
+    const [o] = run(e, [packet({ src: POD, dst: VIP }, { proto: "tcp", sport: 1, dport: 81, flags: TCP.SYN })]);
+    assert.equal(o!.slot.reason, Drop.NoBackend);
+    assert.notEqual(o!.slot.verdict, Verdict.Host);
+  });
+});
