@@ -40,6 +40,7 @@ export class TunDevice {
   /** The errno code of the last refused packet, '' when none. */
   lastDropCode = "";
   private poller: NativePoller | undefined;
+  private readable: (err?: IoError) => void = () => undefined;
   private closed = false;
 
   private constructor(readonly name: string, readonly fd: number, readonly vnet: boolean,
@@ -105,9 +106,10 @@ export class TunDevice {
 
   /** Calls cb from the event loop whenever packets wait (level-triggered: drain them in cb). */
   onReadable(cb: (err?: IoError) => void): void {
+    this.readable = cb;
     this.poller ??= new (native().Poller)(this.fd, (status) => {
-      if (status < 0) cb(ioError(`cannot poll device ${this.name}`, -status));
-      else cb();
+      if (status < 0) this.readable(ioError(`cannot poll device ${this.name}`, -status));
+      else this.readable();
     });
     const r = this.poller.start();
     if (r < 0) throw ioError(`cannot poll device ${this.name}`, -r);

@@ -29,6 +29,7 @@ export class UnderlaySocket {
   /** The errno code of the last refused packet, '' when none. */
   lastDropCode = "";
   private poller: NativePoller | undefined;
+  private readable: (err?: IoError) => void = () => undefined;
   private closed = false;
   private readonly label: string;
 
@@ -85,9 +86,10 @@ export class UnderlaySocket {
 
   /** Calls cb from the event loop whenever datagrams wait (level-triggered: drain them in cb). */
   onReadable(cb: (err?: IoError) => void): void {
+    this.readable = cb;
     this.poller ??= new (native().Poller)(this.udpFd, (status) => {
-      if (status < 0) cb(ioError(`cannot poll ${this.label}`, -status));
-      else cb();
+      if (status < 0) this.readable(ioError(`cannot poll ${this.label}`, -status));
+      else this.readable();
     });
     const r = this.poller.start();
     if (r < 0) throw ioError(`cannot poll ${this.label}`, -r);

@@ -3,7 +3,7 @@ import { strict as assert } from "node:assert";
 import { type ChildProcess } from "node:child_process";
 import { Verdict } from "../../src/engine/abi.js";
 import { TunDevice } from "../../src/io/index.js";
-import { deleteAllNs, ip, makeNs, spawnInNs, stop, sysctl } from "../helpers/netns.js";
+import { deleteAllNs, inNs, ip, makeNs, spawnInNs, stop, sysctl } from "../helpers/netns.js";
 import { echoReply, layout, packet, parseIpv4, put, slot, waitFor } from "../unit/io/batch.js";
 
 const nsPath = (ns: string) => `/var/run/netns/${ns}`;
@@ -70,6 +70,20 @@ describe("io: TUN device (integration, needs root)", function () {
           assert.match(e.message, /^cannot create TUN device wtbusy: device or resource busy \(EBUSY\)\. Another process holds it/);
           return true;
         });
+    });
+
+    it("without CAP_NET_ADMIN the open fails with EPERM and says to run as root", () => {
+      // A child inside the test namespace with CAP_NET_ADMIN removed from its bounding set.
+      const io = new URL("../../src/io/index.ts", import.meta.url).pathname;
+      const script = `import { TunDevice } from ${JSON.stringify(io)};
+        try { TunDevice.open({ name: "wtperm" }); console.log("opened"); }
+        catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
+      const out = inNs(ns, "setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin", process.execPath,
+        "--import", "tsx", "--input-type=module", "-e", script);
+      const r = JSON.parse(out.trim().split("\n").pop()!) as { code: string; message: string };
+      assert.equal(r.code, "EPERM");
+      assert.equal(r.message, "cannot create TUN device wtperm: operation not permitted (EPERM). " +
+        "Run as root or with CAP_NET_ADMIN (raw sockets: CAP_NET_RAW)");
     });
 
     it("a name the kernel would cut (over 15 bytes) is refused with EINVAL", () => {
@@ -171,6 +185,24 @@ describe("io: TUN device (integration, needs root)", function () {
       await exit; // no reply is written: ping gives up after 1 s
     } finally {
       spinning = false;
+      dev.stop();
+    }
+  });
+
+  it("onReadable after stop() calls the new callback, not the old one", async () => {
+    const dev = open("wtcb");
+    const memory = new WebAssembly.Memory({ initial: 64 });
+    const b = layout(memory, 4, 2048);
+    let old = 0, now = 0;
+    dev.onReadable(() => { old++; });
+    dev.stop();
+    dev.onReadable(() => { now++; while (dev.readBatch(memory, b.slotsAddr, b.count) > 0) { /* drain */ } });
+    try {
+      const exit = ping(ns, ["-c", "1", "-W", "1", "10.77.0.2"], children);
+      await waitFor(() => now > 0, "the second callback");
+      assert.equal(old, 0);
+      await exit;
+    } finally {
       dev.stop();
     }
   });
