@@ -10,16 +10,17 @@ import { LINKTYPE_RAW } from "../../helpers/pcap.js";
 
 export { Verdict, Drop, SlotFlag };
 
-// The cluster every test starts from: this node 10.99.0.1 with pods 10.244.1.0/24; node 2 at
-// 10.99.0.2 with pods 10.244.2.0/24 (VTEP MAC 02:00:00:00:00:09); services in 10.96.0.0/12.
-export const NODE2 = "10.99.0.2";
+// The cluster every test starts from: this node 192.168.100.1 with pods 10.244.1.0/24; node 2 at
+// 192.168.100.2 with pods 10.244.2.0/24 (VTEP MAC 02:00:00:00:00:09); services in 10.96.0.0/12.
+export const NODE1 = "192.168.100.1";
+export const NODE2 = "192.168.100.2";
 export const NODE2_MAC = [0x02, 0, 0, 0, 0, 0x09];
 export const MASQ4 = "169.254.1.2";
 
 export function newEngine(opts: EngineOptions = {}): Engine {
   return new Engine({
     maxBatch: 64, conntrackCapacity: 1024, maxServices: 1024, maxBackends: 4096, maxRoutes: 256, maglevCells: 1 << 18,
-    underlayIp: "10.99.0.1", vni: 1, underlayMtu: 1500, seed: 42, masqAddr4: MASQ4, masqAddr6: "fd00::2",
+    underlayIp: NODE1, vni: 1, underlayMtu: 1500, seed: 42, masqAddr4: MASQ4, masqAddr6: "fd00::2",
     serviceCidr4: "10.96.0.0/12", clusterCidr4: "10.244.0.0/16", serviceCidr6: "fd96::/108", clusterCidr6: "fd44::/48",
     ...opts,
   });
