@@ -21,6 +21,7 @@ export class Dissected {
 // Wireshark's proto_checksum_enum_e: 0 bad, 1 good, 2 unverified, 3 not present, 4 illegal.
 export const CHECKSUM_GOOD = "1";
 export const CHECKSUM_BAD = "0";
+export const CHECKSUM_NOT_PRESENT = "3";
 
 function flatten(o: unknown, into: Map<string, string[]>, key = ""): void {
   if (o === null || o === undefined) return;

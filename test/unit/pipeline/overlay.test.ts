@@ -1,0 +1,133 @@
+// VXLAN (RFC 7348) between nodes: what the core encapsulates must decode in tshark as a Linux vxlan
+// device would send it; what it decapsulates must come from a known node, on our VNI, with an inner
+// source inside that node's pod CIDR.
+import assert from "node:assert/strict";
+import { packet, parse, TCP } from "../../helpers/packets.js";
+import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, tsharkValid, referenceValid, Verdict, Drop, SlotFlag, NODE1, NODE2 } from "./setup.js";
+import { parseIpv4, Note } from "../../../src/engine/index.js";
+import { dissectOne } from "../../helpers/tshark.js";
+
+const POD = "10.244.1.5", REMOTE = "10.244.2.7";
+
+/** A VXLAN payload as the underlay socket delivers it: VXLAN header, inner Ethernet, inner IP. */
+function vxlanPayload(vni: number, inner: Uint8Array, type = 0x0800): Uint8Array {
+  const b = new Uint8Array(8 + 14 + inner.length);
+  b[0] = 0x08; b[4] = vni >>> 16; b[5] = (vni >>> 8) & 255; b[6] = vni & 255;
+  b.set([0x02, 0x77, 0x61, 0x73, 0x70, 0x01], 8); b.set([0x02, 0, 0, 0, 0, 0x09], 14);
+  b[20] = type >> 8; b[21] = type & 255;
+  b.set(inner, 22);
+  return b;
+}
+
+describe("pipeline: VXLAN overlay", () => {
+  let e: ReturnType<typeof newEngine>;
+  beforeEach(() => { e = newEngine({ vni: 4242 }); commit(e, clusterRoutes()); });
+
+  describe("encapsulation", () => {
+    it("decodes in tshark as IPv4/UDP to 8472, VXLAN with the VNI, inner Ethernet to the VTEP MAC, inner IP intact", () => {
+      const inner = packet({ src: POD, dst: REMOTE }, { proto: "tcp", sport: 40000, dport: 80, flags: TCP.SYN, payload: new Uint8Array(100).fill(1) });
+      const o = runOne(e, inner);
+      expectVerdict(o, Verdict.Overlay);
+      assert.ok(o.slot.note & Note.ENCAP);
+      assert.equal(o.bytes.length, inner.length + 50, "inner + 50 bytes");
+      assert.equal(o.slot.peer, parseIpv4(NODE2));
+      const innerOut = o.bytes.subarray(50);
+      const expected = inner.slice(); expected[8]! -= 1;
+      assert.deepEqual(parse(innerOut), parse(expected));
+      referenceValid(innerOut);
+      const [d] = tsharkValid([o.bytes]);
+      assert.deepEqual(d!.all("ip.src"), [NODE1, POD]);
+      assert.deepEqual(d!.all("ip.dst"), [NODE2, REMOTE]);
+      assert.equal(d!.get("ip.checksum.status"), "1", "outer IPv4 header checksum");
+      assert.equal(d!.get("udp.dstport"), "8472");
+      assert.equal(d!.get("udp.checksum"), "0x0000", "RFC 7348: zero UDP checksum over IPv4");
+      assert.equal(d!.get("udp.length"), String(inner.length + 30));
+      assert.equal(d!.get("vxlan.vni"), "4242");
+      assert.equal(d!.get("eth.dst"), "02:00:00:00:00:09");
+      assert.equal(d!.get("eth.type"), "0x0800");
+      assert.equal(d!.get("tcp.checksum.status"), "1", "inner TCP");
+      const sport = Number(d!.get("udp.srcport"));
+      assert.ok(sport >= 49152 && sport <= 65535, `source port ${sport} (RFC 7348 §5)`);
+    });
+
+    it("packets of one flow share the outer source port; 100 flows use many ports", () => {
+      const port = (o: { bytes: Uint8Array }) => new DataView(o.bytes.buffer).getUint16(20);
+      const same = run(e, Array.from({ length: 5 }, () => packet({ src: POD, dst: REMOTE }, { proto: "udp", sport: 999, dport: 53 })));
+      assert.equal(new Set(same.map(port)).size, 1);
+      const ports = new Set<number>();
+      for (let b = 0; b < 2; b++) {
+        for (const o of run(e, Array.from({ length: 50 }, (_, i) => packet({ src: POD, dst: REMOTE }, { proto: "udp", sport: 1000 + b * 50 + i, dport: 53 })))) {
+          ports.add(port(o));
+          assert.ok(port(o) >= 49152);
+        }
+      }
+      assert.ok(ports.size > 80, `${ports.size} distinct ports`);
+    });
+
+    it("a DF packet too big for the tunnel (inner + 50 > underlay MTU) gets fragmentation needed with MTU - 50", () => {
+      const big = packet({ src: POD, dst: REMOTE, df: true }, { proto: "tcp", sport: 40001, dport: 80, flags: TCP.ACK, payload: new Uint8Array(1500 - 40 - 49) });
+      assert.equal(big.length, 1451);
+      const o = runOne(e, big);
+      expectVerdict(o, Verdict.Tun, Drop.TooBig);
+      const q = parse(o.bytes);
+      assert.deepEqual([q.dst, q.proto, q.icmpType, q.icmpCode], [POD, 1, 3, 4]);
+      assert.equal(new DataView(o.bytes.buffer).getUint16(26), 1450, "next-hop MTU (RFC 1191)");
+      // RFC 1812 §4.3.2.3: the quote is cut to fit 576 bytes, so only headers can be verified in it
+      assert.equal(o.bytes.length, 576);
+      assert.deepEqual([...o.bytes.subarray(28 + 12)], [...big.subarray(12, 576 - 28)], "quoted packet");
+      const d = dissectOne(o.bytes);
+      assert.deepEqual(d.all("ip.checksum.status"), ["1", "1"]);
+      assert.equal(d.get("icmp.checksum.status"), "1");
+      assert.equal(d.get("icmp.mtu"), "1450");
+      const fits = packet({ src: POD, dst: REMOTE, df: true }, { proto: "tcp", sport: 40001, dport: 80, flags: TCP.ACK, payload: new Uint8Array(1450 - 40) });
+      expectVerdict(runOne(e, fits), Verdict.Overlay);
+    });
+  });
+
+  describe("decapsulation", () => {
+    const fromRemote = (src = REMOTE, dst = POD) => packet({ src, dst }, { proto: "udp", sport: 5000, dport: 6000, payload: new Uint8Array(10).fill(4) });
+
+    it("a packet from a known node on our VNI goes to the TUN as the inner IP packet", () => {
+      const inner = fromRemote();
+      const o = runOne(e, vxlanPayload(4242, inner), 100, SlotFlag.FROM_OVERLAY, parseIpv4(NODE2));
+      expectVerdict(o, Verdict.Tun);
+      assert.ok(o.slot.note & Note.DECAP);
+      const q = parse(o.bytes);
+      assert.deepEqual([q.src, q.dst, q.sport, q.dport, q.totalLen], [REMOTE, POD, 5000, 6000, inner.length]);
+      referenceValid(o.bytes);
+      tsharkValid([o.bytes]);
+    });
+
+    it("a wrong VNI is dropped as UnknownVni", () => {
+      const o = runOne(e, vxlanPayload(4243, fromRemote()), 100, SlotFlag.FROM_OVERLAY, parseIpv4(NODE2));
+      expectVerdict(o, Verdict.Drop, Drop.UnknownVni);
+    });
+
+    it("a sender that is no known node is dropped as UnknownPeer", () => {
+      const o = runOne(e, vxlanPayload(4242, fromRemote()), 100, SlotFlag.FROM_OVERLAY, parseIpv4("192.168.100.66"));
+      expectVerdict(o, Verdict.Drop, Drop.UnknownPeer);
+    });
+
+    it("an inner source outside the sending node's pod CIDR is dropped as SpoofedInnerSource", () => {
+      for (const src of ["10.244.1.9", "10.244.3.1", "8.8.8.8"]) {
+        const o = runOne(e, vxlanPayload(4242, fromRemote(src)), 100, SlotFlag.FROM_OVERLAY, parseIpv4(NODE2));
+        expectVerdict(o, Verdict.Drop, Drop.SpoofedInnerSource);
+      }
+    });
+
+    it("a VXLAN header without the I flag is BadVxlan; a header cut short too", () => {
+      const p = vxlanPayload(4242, fromRemote()); p[0] = 0;
+      expectVerdict(runOne(e, p, 100, SlotFlag.FROM_OVERLAY, parseIpv4(NODE2)), Verdict.Drop, Drop.BadVxlan);
+      expectVerdict(runOne(e, Uint8Array.from([8, 0, 0]), 100, SlotFlag.FROM_OVERLAY, parseIpv4(NODE2)), Verdict.Drop, Drop.BadVxlan);
+    });
+
+    it("decapsulated traffic to a service VIP is DNATed like local traffic", () => {
+      commit(e, clusterRoutes().service({ vip: "10.96.0.10", port: 53, proto: "udp", id: 1, backends: [{ ip: "10.244.1.20", port: 5353 }] }));
+      const inner = packet({ src: REMOTE, dst: "10.96.0.10" }, { proto: "udp", sport: 5000, dport: 53 });
+      const o = runOne(e, vxlanPayload(4242, inner), 100, SlotFlag.FROM_OVERLAY, parseIpv4(NODE2));
+      expectVerdict(o, Verdict.Tun);
+      assert.deepEqual([parse(o.bytes).dst, parse(o.bytes).dport], ["10.244.1.20", 5353]);
+      tsharkValid([o.bytes]);
+    });
+  });
+});
