@@ -1,0 +1,114 @@
+// virtio_net_hdr (include/uapi/linux/virtio_net.h) with IFF_VNET_HDR: a GSO super-packet or a packet
+// with NEEDS_CSUM carries a partial checksum, the folded pseudo-header sum the kernel leaves in the
+// L4 field (tcp_v4_send_check: th->check = ~tcp_v4_check(len, saddr, daddr, 0)). After DNAT that
+// field must hold the partial sum for the new addresses, or the kernel finishes a wrong checksum.
+import assert from "node:assert/strict";
+import { packet, parse, rfc1071, TCP } from "../../helpers/packets.js";
+import { newEngine, clusterRoutes, commit, expectVerdict, Verdict, Drop, SlotFlag } from "./setup.js";
+import { VNET_HDR_LEN, Note } from "../../../src/engine/index.js";
+
+const CLIENT = "10.244.1.5", VIP = "10.96.0.10", BE = "10.244.1.10";
+const NEEDS_CSUM = 1, GSO_TCPV4 = 1, GSO_NONE = 0;
+
+/** Folded, uncomplemented sum of the IPv4 pseudo-header (RFC 793 §3.1) for `len` bytes of L4. */
+function pseudoPartial(src: string, dst: string, proto: number, len: number): number {
+  const b = [...src.split(".").map(Number), ...dst.split(".").map(Number)];
+  let s = proto + len;
+  for (let i = 0; i < 8; i += 2) s += (b[i]! << 8) | b[i + 1]!;
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  return s;
+}
+
+function vnetHeader(flags: number, gsoType: number, hdrLen: number, gsoSize: number, csumStart: number, csumOffset: number): Uint8Array {
+  const h = new Uint8Array(VNET_HDR_LEN), d = new DataView(h.buffer);
+  h[0] = flags; h[1] = gsoType;
+  d.setUint16(2, hdrLen, true); d.setUint16(4, gsoSize, true); d.setUint16(6, csumStart, true); d.setUint16(8, csumOffset, true);
+  return h;
+}
+
+/** The packet as the kernel hands it over: the L4 checksum field holds the partial sum. */
+function withPartial(p: Uint8Array, csumOffset: number): Uint8Array {
+  const q = parse(p);
+  const c = pseudoPartial(q.src, q.dst, q.proto, p.length - q.l4Off);
+  p[q.l4Off + csumOffset] = c >> 8; p[q.l4Off + csumOffset + 1] = c & 0xff;
+  return p;
+}
+
+describe("pipeline: virtio_net_hdr, GSO and partial checksums", () => {
+  let e: ReturnType<typeof newEngine>;
+  beforeEach(() => {
+    e = newEngine({ maxBatch: 4 });
+    commit(e, clusterRoutes()
+      .service({ vip: VIP, port: 80, proto: "tcp", id: 1, backends: [{ ip: BE, port: 8080 }] })
+      .service({ vip: VIP, port: 53, proto: "udp", id: 2, backends: [{ ip: BE, port: 5353 }] }));
+  });
+
+  function put(vnet: Uint8Array, p: Uint8Array): void {
+    const b = new Uint8Array(vnet.length + p.length); b.set(vnet); b.set(p, vnet.length);
+    e.putPacket(0, b, SlotFlag.VNET);
+    e.process(1, 100);
+  }
+
+  it("a 30000-byte TCPV4 super-packet to a VIP: partial sum for the new addresses, vnet header unchanged, IP header valid", () => {
+    const payload = Uint8Array.from({ length: 30000 }, (_, i) => i * 7);
+    const p = withPartial(packet({ src: CLIENT, dst: VIP, df: true }, { proto: "tcp", sport: 40000, dport: 80, flags: TCP.ACK | TCP.PSH, seq: 1, ack: 1, payload }), 16);
+    const vnet = vnetHeader(NEEDS_CSUM, GSO_TCPV4, 40, 1448, 20, 16);
+    put(vnet, p);
+    const s = e.slot(0);
+    assert.equal(s.verdict, Verdict.Tun, Drop[s.reason]);
+    assert.ok(s.note & Note.GSO && s.note & Note.DNAT);
+    const out = e.output(0);
+    assert.equal(out.length, p.length);
+    const q = parse(out);
+    assert.deepEqual([q.dst, q.dport, q.src, q.sport], [BE, 8080, CLIENT, 40000]);
+    assert.equal(new DataView(out.buffer).getUint16(36), pseudoPartial(CLIENT, BE, 6, 20 + 30000), "partial checksum field");
+    assert.equal(rfc1071(out.subarray(0, 20)), 0, "IP header checksum");
+    assert.deepEqual([...new Uint8Array(e.memory, s.data - VNET_HDR_LEN, VNET_HDR_LEN)], [...vnet], "vnet header");
+    assert.deepEqual([...out.subarray(40)], [...payload], "payload untouched");
+  });
+
+  it("the reply super-packet from the backend gets the partial sum for VIP -> client", () => {
+    put(vnetHeader(NEEDS_CSUM, GSO_TCPV4, 40, 1448, 20, 16),
+      withPartial(packet({ src: CLIENT, dst: VIP }, { proto: "tcp", sport: 40000, dport: 80, flags: TCP.SYN }), 16));
+    const r = withPartial(packet({ src: BE, dst: CLIENT }, { proto: "tcp", sport: 8080, dport: 40000, flags: TCP.ACK, payload: new Uint8Array(20000).fill(3) }), 16);
+    put(vnetHeader(NEEDS_CSUM, GSO_TCPV4, 40, 1448, 20, 16), r);
+    const out = e.output(0), q = parse(out);
+    assert.deepEqual([q.src, q.sport], [VIP, 80]);
+    assert.equal(new DataView(out.buffer).getUint16(36), pseudoPartial(VIP, CLIENT, 6, 20 + 20000));
+    assert.equal(rfc1071(out.subarray(0, 20)), 0);
+  });
+
+  it("UDP with NEEDS_CSUM (no GSO): the partial sum follows the new addresses", () => {
+    const p = withPartial(packet({ src: CLIENT, dst: VIP }, { proto: "udp", sport: 3000, dport: 53, payload: new Uint8Array(100).fill(9) }), 6);
+    const vnet = vnetHeader(NEEDS_CSUM, GSO_NONE, 0, 0, 20, 6);
+    put(vnet, p);
+    const s = e.slot(0);
+    assert.equal(s.verdict, Verdict.Tun, Drop[s.reason]);
+    const out = e.output(0);
+    assert.deepEqual([parse(out).dst, parse(out).dport], [BE, 5353]);
+    assert.equal(new DataView(out.buffer).getUint16(26), pseudoPartial(CLIENT, BE, 17, 108));
+    assert.equal(rfc1071(out.subarray(0, 20)), 0);
+    assert.deepEqual([...new Uint8Array(e.memory, s.data - VNET_HDR_LEN, VNET_HDR_LEN)], [...vnet]);
+  });
+
+  it("without NEEDS_CSUM the checksum is a full one and stays valid after DNAT", () => {
+    const p = packet({ src: CLIENT, dst: VIP }, { proto: "tcp", sport: 40001, dport: 80, flags: TCP.SYN, payload: new Uint8Array(50).fill(1) });
+    put(vnetHeader(0, GSO_NONE, 0, 0, 0, 0), p);
+    const out = e.output(0);
+    const q = parse(out);
+    assert.equal(q.dst, BE);
+    const pseudo = pseudoPartial(CLIENT, BE, 6, q.l4.length);
+    assert.equal(rfc1071(q.l4, pseudo), 0, "full TCP checksum");
+  });
+
+  it("a reply the core makes itself (RST) carries a zeroed vnet header: no offload pending", () => {
+    commit(e, clusterRoutes().service({ vip: VIP, port: 80, proto: "tcp", id: 1, backends: [] }));
+    put(vnetHeader(NEEDS_CSUM, GSO_NONE, 0, 0, 20, 16), withPartial(packet({ src: CLIENT, dst: VIP }, { proto: "tcp", sport: 40002, dport: 80, flags: TCP.SYN }), 16));
+    const s = e.slot(0);
+    assert.equal(s.reason, Drop.NoBackend);
+    assert.deepEqual([...new Uint8Array(e.memory, s.data - VNET_HDR_LEN, VNET_HDR_LEN)], new Array(10).fill(0));
+    const out = e.output(0), q = parse(out);
+    assert.equal(q.tcpFlags! & TCP.RST, TCP.RST);
+    assert.equal(rfc1071(q.l4, pseudoPartial(VIP, CLIENT, 6, q.l4.length)), 0, "the RST's checksum is complete");
+  });
+});
