@@ -1,3 +1,6 @@
+# wasp_native: TUN/TAP, underlay sockets and io_uring batches into wasm memory (src/addon.cc).
+# Build: npx node-gyp rebuild --directory native  ->  native/build/Release/wasp_native.node
+# Needs only the kernel's UAPI headers (linux/io_uring.h, linux/if_tun.h); no liburing.
 {
   "targets": [
     {
