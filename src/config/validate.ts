@@ -2,7 +2,7 @@
 // problem is reported at once: a bad field does not hide the problems of the others.
 
 import type { z } from "zod";
-import { cidrContains, cidrsOverlap, formatIp, parseCidr, parseIp, type Cidr, type Family, type Ip } from "../model/addr.js";
+import { cidrContains, cidrsOverlap, formatCidr, formatIp, parseCidr, parseIp, type Cidr, type Family, type Ip } from "../model/addr.js";
 import {
   BackendSchema, DEFAULT_AFFINITY_TIMEOUT_SEC, describe, PeerNodeSchema, ServiceSchema, TOP_LEVEL,
   type BackendConfig, type Config, type NodeConfig, type PeerNodeConfig, type Problem, type ServiceConfig, type ServiceInput,
@@ -215,7 +215,7 @@ class CrossCheck {
     for (const cur of ranged) {
       if (open && cur.c.family === open.c.family && cur.start <= open.end) {
         const [blamed, other] = cur.rank >= open.rank ? [cur, open] : [open, cur];
-        this.problem(blamed.path, `is ${formatIpCidr(blamed.c)}, overlapping ${other.what} ${formatIpCidr(other.c)} (${other.path}); pod CIDRs and the service CIDR must not overlap`);
+        this.problem(blamed.path, `is "${formatCidr(blamed.c)}", overlapping ${other.what} ${formatCidr(other.c)} (${other.path}); pod CIDRs and the service CIDR must not overlap`);
       }
       if (!open || cur.c.family !== open.c.family || cur.end > open.end) open = cur;
     }
@@ -343,8 +343,4 @@ class CrossCheck {
       }
     }
   }
-}
-
-function formatIpCidr(c: Cidr): string {
-  return `${formatIp({ family: c.family, bytes: c.bytes })}/${c.prefixLen}`;
 }
