@@ -176,6 +176,7 @@ struct State {
   uint32_t writeErrors = 0;
   int writeErrno = 0;
   Ring ring;
+  unsigned readHint = 4;  // reads the next io_uring batch starts with (see ReadRing)
 };
 
 // x86/arm hosts are little-endian like wasm, but memcpy keeps unaligned access defined.
@@ -296,17 +297,23 @@ inline void SetRead(const Mem& m, uint64_t s, uint32_t got, uint32_t hdr) {
   if (hdr) st16(m.base, s + SLOT_FLAGS, ld16(m.base, s + SLOT_FLAGS) | FLAG_VNET);
 }
 
-// The reads of a batch through io_uring, one io_uring_enter per Ring::Entries() slots. They run
-// in order, so the packets fill a prefix; one that arrived between a read's EAGAIN and a later
-// read is moved down into the first free slot (dropped if that buffer is smaller).
+// The reads of a batch through io_uring. They run in order, so the packets fill a prefix; one
+// that arrived between a read's EAGAIN and a later read is moved down into the first free slot
+// (dropped if that buffer is smaller). Each read that finds nothing costs about 0.5 us in the
+// kernel, so a call starts with as many reads as the previous call got (at least 4) and
+// doubles them while every read returns a packet.
 int32_t ReadRing(Napi::Env env, int fd, const Mem& m, uint32_t slots, uint32_t count, uint32_t hdr) {
-  Ring& ring = env.GetInstanceData<State>()->ring;
+  State* st = env.GetInstanceData<State>();
+  Ring& ring = st->ring;
   int r = ring.Setup();
   if (r < 0) return r;
   int res[Ring::ENTRIES];
   uint32_t n = 0;
+  unsigned want = st->readHint;
   while (n < count) {
-    unsigned k = count - n < ring.Entries() ? count - n : ring.Entries();
+    unsigned k = count - n;
+    if (k > want) k = want;
+    if (k > ring.Entries()) k = ring.Entries();
     for (unsigned j = 0; j < k; j++) {
       uint64_t s = uint64_t(slots) + uint64_t(n + j) * SLOT_SIZE;
       uint32_t at = ld32(m.base, s + SLOT_DATA) - hdr, end = ld32(m.base, s + SLOT_BUF_END);
@@ -333,7 +340,9 @@ int32_t ReadRing(Napi::Env env, int fd, const Mem& m, uint32_t slots, uint32_t c
     }
     n += got;
     if (got < k) break;
+    want *= 2;
   }
+  st->readHint = n > 4 ? n : 4;
   return int32_t(n);
 }
 
