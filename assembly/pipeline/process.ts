@@ -117,7 +117,10 @@ function processSlot(s: usize, g: usize): void {
       drop(Drop.SpoofedInnerSource); return;
     }
   }
-  const room = <u32>(pkt.ip - bufStart - lead);   // free bytes before the IP header (after the vnet header slot)
+  // free bytes before the IP header (after the vnet header slot); in TAP mode an answer built there
+  // still needs an Ethernet header in front of it
+  let room = <u32>(pkt.ip - bufStart - lead);
+  if (st.modeTap) room = room > ETH_HLEN ? room - ETH_HLEN : 0;
 
   // TTL first: an expiring packet is answered as it arrived (RFC 1812 §5.3.1).
   if (pkt.ttl() <= 1) {
@@ -432,6 +435,8 @@ function toTun(): void {
 
 function addEthernet(): void {
   const p = outIp - ETH_HLEN;
+  // the slot's bounds hold for every write: a frame that came without a link header may have no room
+  if (p < lowestStart) { drop(Drop.BadSlot); return; }
   emitEthernet(p, st.CONFIG + CFG_TAP_PEER_MAC, st.CONFIG + CFG_ENGINE_MAC, pkt.v6 ? ETH_P_IPV6 : ETH_P_IPV4);
   outIp = p; outLen += ETH_HLEN;
 }
