@@ -9,6 +9,7 @@ import {
 import * as st from "./state";
 import * as ct from "./table/conntrack";
 import * as gen from "./table/generation";
+import { pow2AtLeast } from "./table/hash";
 import { processBatch } from "./pipeline/process";
 import { statsInit, statsAddr, statsReset as resetStats } from "./pipeline/svcstats";
 import { affinityInit } from "./pipeline/affinity";
@@ -53,7 +54,9 @@ export function init(): InitResult {
   const traceA = align(p, 64); p = traceA + TRACE_BYTES;
   const statsAt = align(p, 64); p = statsAt + <usize>maxSvc * 24;
   const ctAt = align(p, 64); p = ctAt + ct.ctBytesNeeded(ctCap);
-  const affAt = align(p, 64); p = affAt + (<usize>ctCap / 4 + 64) * 32 + 64;
+  // affinityInit rounds its entry count up to a power of two: reserve what it will really use
+  const affN = ctCap / 4 + 64;
+  const affAt = align(p, 64); p = affAt + <usize>pow2AtLeast(affN) * 32 + 64;
   const genAt = align(p, 64);
   const end = genAt + gen.genBytesNeeded(maxSvc, maxBe, maxRoutes, mgCells);
   if (!ensureMemory(end)) return InitResult.OutOfMemory;
@@ -63,7 +66,7 @@ export function init(): InitResult {
   st.setNode(cfg(CFG_MODE) == 1, cfg(CFG_UNDERLAY_IP), cfg(CFG_VNI), cfg(CFG_VXLAN_PORT), cfg(CFG_UNDERLAY_MTU), cfg(CFG_SEED));
   statsInit(statsAt, maxSvc);
   ct.ctInit(ctAt, ctCap);
-  affinityInit(affAt, ctCap / 4 + 64);
+  affinityInit(affAt, affN);
   gen.genInit(genAt, maxSvc, maxBe, maxRoutes, mgCells);
   fragClear();
   st.setInitialized();
