@@ -292,9 +292,9 @@ Napi::Value OpenTun(const Napi::CallbackInfo& info) {
   return out;
 }
 
-inline void SetRead(const Mem& m, uint64_t s, uint32_t got, uint32_t hdr) {
+inline void SetRead(const Mem& m, uint64_t s, uint32_t got, uint32_t hdr, uint16_t flags) {
   st32(m.base, s + SLOT_LEN, got > hdr ? got - hdr : 0);
-  if (hdr) st16(m.base, s + SLOT_FLAGS, ld16(m.base, s + SLOT_FLAGS) | FLAG_VNET);
+  if (flags) st16(m.base, s + SLOT_FLAGS, ld16(m.base, s + SLOT_FLAGS) | flags);
 }
 
 // The reads of a batch through io_uring. They run in order, so the packets fill a prefix; one
@@ -302,7 +302,8 @@ inline void SetRead(const Mem& m, uint64_t s, uint32_t got, uint32_t hdr) {
 // (dropped if that buffer is smaller). Each read that finds nothing costs about 0.5 us in the
 // kernel, so a call starts with as many reads as the previous call got (at least 4) and
 // doubles them while every read returns a packet.
-int32_t ReadRing(Napi::Env env, int fd, const Mem& m, uint32_t slots, uint32_t count, uint32_t hdr) {
+int32_t ReadRing(Napi::Env env, int fd, const Mem& m, uint32_t slots, uint32_t count, uint32_t hdr,
+                 uint16_t flags) {
   State* st = env.GetInstanceData<State>();
   Ring& ring = st->ring;
   int r = ring.Setup();
@@ -335,7 +336,7 @@ int32_t ReadRing(Napi::Env env, int fd, const Mem& m, uint32_t slots, uint32_t c
         if (uint64_t(dst) + uint32_t(res[j]) > ld32(m.base, to + SLOT_BUF_END)) continue;
         memmove(m.base + dst, m.base + src, uint32_t(res[j]));
       }
-      SetRead(m, to, uint32_t(res[j]), hdr);
+      SetRead(m, to, uint32_t(res[j]), hdr, flags);
       got++;
     }
     n += got;
@@ -346,7 +347,7 @@ int32_t ReadRing(Napi::Env env, int fd, const Mem& m, uint32_t slots, uint32_t c
   return int32_t(n);
 }
 
-// readBatch(fd, memory, slotsAddr, count, vnet, uring) -> packets read (>= 0), or -errno when
+// readBatch(fd, memory, slotsAddr, count, vnet, uring, flags) -> packets read (>= 0), or -errno when
 // the first read fails with anything but EAGAIN. uring: the reads go through one io_uring_enter. -EFAULT: a slot points outside memory (nothing read).
 Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -364,7 +365,10 @@ Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
     if (data < hdr || data - hdr < bs || data >= be || be > m.size)
       return Napi::Number::New(env, -EFAULT);
   }
-  if (info[5].ToBoolean()) return Napi::Number::New(env, ReadRing(env, fd, m, slots, count, hdr));
+  // flags: what every slot read gets in SlotFlag (VNET, ETHERNET for a TAP); default VNET if vnet.
+  const uint16_t flags = info[6].IsNumber() ? uint16_t(info[6].As<Napi::Number>().Uint32Value())
+                                            : (hdr ? FLAG_VNET : 0);
+  if (info[5].ToBoolean()) return Napi::Number::New(env, ReadRing(env, fd, m, slots, count, hdr, flags));
   uint32_t n = 0;
   while (n < count) {
     uint64_t s = uint64_t(slots) + uint64_t(n) * SLOT_SIZE;
@@ -375,7 +379,7 @@ Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
       if (errno == EAGAIN || n > 0) break;  // a later error shows up again on the next call
       return Napi::Number::New(env, -errno);
     }
-    SetRead(m, s, uint32_t(got), hdr);
+    SetRead(m, s, uint32_t(got), hdr, flags);
     n++;
   }
   return Napi::Number::New(env, n);

@@ -17,8 +17,9 @@ export interface NativePoller {
 /** The addon's surface; every number result below 0 is -errno. */
 export interface Native {
   openTun(name: string, tap: boolean, vnetHdr: boolean, multiQueue: boolean, netns?: string): OpenResult;
+  /** flags: SlotFlag bits every slot read gets (VNET, ETHERNET). */
   readBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, vnet: boolean,
-    uring: boolean): number;
+    uring: boolean, flags: number): number;
   writeBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, verdictMask: number,
     vnet: boolean, uring: boolean): number;
   /** 0 when io_uring works on this thread, else -errno. */

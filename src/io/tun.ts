@@ -1,4 +1,5 @@
 // A TUN/TAP device read and written in batches straight into wasm memory (see native/).
+import { SlotFlag } from "../engine/abi.js";
 import { EAGAIN, EFAULT, EINVAL, IoError, errnoCode, ioError, NEED_ROOT } from "./errno.js";
 import { bufferOf, slotsOutsideMemory, type BatchMemory } from "./memory.js";
 import { native, type NativePoller } from "./native.js";
@@ -42,9 +43,12 @@ export class TunDevice {
   private poller: NativePoller | undefined;
   private readable: (err?: IoError) => void = () => undefined;
   private closed = false;
+  private readonly readFlags: number;
 
   private constructor(readonly name: string, readonly fd: number, readonly vnet: boolean,
-    readonly tap: boolean, readonly ioUring: boolean) {}
+    readonly tap: boolean, readonly ioUring: boolean) {
+    this.readFlags = (vnet ? SlotFlag.VNET : 0) | (tap ? SlotFlag.ETHERNET : 0);
+  }
 
   static open(opts: TunOptions): TunDevice {
     const kind = opts.tap ? "TAP" : "TUN";
@@ -80,11 +84,12 @@ export class TunDevice {
 
   /**
    * Reads up to count packets into the slots at slotsAddr (data, bufStart, bufEnd filled by the
-   * caller); sets len (and VNET in flags). Returns how many were read, 0 when none waits.
+   * caller); sets len, and VNET (vnetHdr) and ETHERNET (TAP) in flags. Returns how many were
+   * read, 0 when none waits.
    */
   readBatch(memory: BatchMemory, slotsAddr: number, count: number): number {
     const buffer = bufferOf(memory);
-    const n = native().readBatch(this.fd, buffer, slotsAddr, count, this.vnet, this.ioUring);
+    const n = native().readBatch(this.fd, buffer, slotsAddr, count, this.vnet, this.ioUring, this.readFlags);
     if (n >= 0) return n;
     if (n === -EAGAIN) return 0;
     if (n === -EFAULT) throw slotsOutsideMemory("readBatch", `device ${this.name}`, buffer, slotsAddr, count);

@@ -225,6 +225,32 @@ describe("io: TUN device (integration, needs root)", function () {
   });
   }
 
+  it("a TAP device reads the kernel's ARP request as an Ethernet frame, flagged ETHERNET", async () => {
+    const dev = TunDevice.open({ name: "wtap", tap: true, netns: nsPath(ns) });
+    devices.push(dev);
+    ip(ns, "addr", "add", "10.78.0.1/24", "dev", "wtap");
+    ip(ns, "link", "set", "wtap", "up");
+    const memory = new WebAssembly.Memory({ initial: 64 });
+    const b = layout(memory, 8, 2048);
+    const exit = ping(ns, ["-c", "1", "-W", "1", "10.78.0.2"], children);
+    let arp: Uint8Array | undefined, flags = 0;
+    dev.onReadable(() => {
+      const n = dev.readBatch(memory, b.slotsAddr, b.count);
+      for (let i = 0; i < n && !arp; i++) {
+        const f = packet(b, i);
+        // RFC 826 over Ethernet II: ethertype 0x0806, opcode 1 (request) at 14 + 6.
+        if (f[12] === 0x08 && f[13] === 0x06 && f[21] === 1) { arp = f.slice(); flags = slot(b, i).flags; }
+      }
+    });
+    await waitFor(() => arp !== undefined, "the ARP request in the TAP");
+    dev.stop();
+    assert.equal(flags & SlotFlag.ETHERNET, SlotFlag.ETHERNET);
+    assert.equal(flags & SlotFlag.VNET, 0);
+    assert.deepEqual([...arp!.subarray(0, 6)], [255, 255, 255, 255, 255, 255], "broadcast");
+    assert.deepEqual([...arp!.subarray(38, 42)], [10, 78, 0, 2], "target protocol address");
+    await exit;
+  });
+
   it("onReadable fires when a packet is queued, and the event loop keeps turning while idle", async () => {
     const dev = open("wtpoll");
     const memory = new WebAssembly.Memory({ initial: 64 });
