@@ -4,8 +4,11 @@ const USAGE = `usage: wasp <command>
   As a CNI plugin, wasp is run by the container runtime with CNI_COMMAND set
   (ADD, DEL, CHECK, VERSION, GC, STATUS) and the network config on stdin.
 
-  The daemon and the operator commands (daemon, status, services, backends,
-  conntrack, routes, counters, trace, doctor) are not built yet.
+  wasp daemon [--config FILE] [--socket PATH] [--metrics-port PORT]
+    runs the node datapath (in the node's network namespace, as root).
+
+  The operator commands (status, services, backends, conntrack, routes,
+  counters, trace, doctor) are not built yet.
 `;
 
 if (process.env.CNI_COMMAND !== undefined) {
@@ -15,8 +18,11 @@ if (process.env.CNI_COMMAND !== undefined) {
   const cmd = process.argv[2];
   if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
     process.stdout.write(USAGE);
+  } else if (cmd === "daemon") {
+    const { runDaemon } = await import("./daemon/index.js");
+    await runDaemon(process.argv.slice(3));
   } else {
-    process.stderr.write(`wasp: unknown command ${JSON.stringify(cmd)} (only the CNI plugin exists so far)\n\n${USAGE}`);
+    process.stderr.write(`wasp: unknown command ${JSON.stringify(cmd)} (only the CNI plugin and the daemon exist so far)\n\n${USAGE}`);
     process.exitCode = 2;
   }
 }

@@ -1,0 +1,56 @@
+// The local control socket: a unix socket (mode 0600) answering one JSON request per connection
+// with one JSON line, then closing. The CLI (wasp status, wasp services) talks to it.
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import { createConnection, createServer, type Server } from "node:net";
+import { dirname } from "node:path";
+
+export type Handler = (req: { cmd?: unknown }) => unknown;
+
+const MAX_REQUEST = 64 * 1024;
+
+/** True when something answers on `path` (another daemon); false for a stale file. */
+function inUse(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = createConnection(path);
+    c.once("connect", () => { c.destroy(); resolve(true); });
+    c.once("error", () => resolve(false));
+  });
+}
+
+export async function serveControl(path: string, handle: Handler): Promise<Server> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  if (await inUse(path)) throw new Error(`cannot serve the control socket ${path}: another daemon answers there. Stop it or pick another path (--socket)`);
+  rmSync(path, { force: true });
+  const server = createServer((conn) => {
+    let buf = "";
+    conn.setEncoding("utf8");
+    const answer = (v: unknown) => { conn.end(`${JSON.stringify(v)}\n`); };
+    conn.on("data", (d: string) => {
+      buf += d;
+      if (buf.length > MAX_REQUEST) { answer({ error: `request over ${MAX_REQUEST} bytes` }); return; }
+      const nl = buf.indexOf("\n");
+      if (nl >= 0) reply(buf.slice(0, nl));
+    });
+    conn.on("end", () => { if (!conn.writableEnded) reply(buf); });
+    conn.on("error", () => conn.destroy());
+    const reply = (text: string) => {
+      if (conn.writableEnded) return;
+      let req: unknown;
+      try { req = JSON.parse(text); } catch { answer({ error: 'the request is not JSON; send {"cmd":"status"}' }); return; }
+      if (typeof req !== "object" || req === null) { answer({ error: 'expected an object like {"cmd":"status"}' }); return; }
+      try { answer(handle(req as { cmd?: unknown })); } catch (e) { answer({ error: (e as Error).message }); }
+    };
+  });
+  // The socket file is made by listen(): a umask keeps it private from its first moment.
+  const old = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (e: NodeJS.ErrnoException) => reject(new Error(`cannot serve the control socket ${path}: ${e.code ?? e.message}`)));
+      server.listen(path, () => resolve());
+    });
+  } finally {
+    process.umask(old);
+  }
+  chmodSync(path, 0o600);
+  return server;
+}

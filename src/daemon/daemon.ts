@@ -1,0 +1,297 @@
+// `wasp daemon`: the single-node datapath. Lifecycle: load the config, clean what a killed daemon
+// left, load the engine, open wasp0 and build the node picture around it, run the batch loop,
+// apply reloads as new generations, serve the control socket and metrics; on SIGTERM/SIGINT undo
+// every change to the node.
+import type { Server } from "node:net";
+import { pino, type Logger } from "pino";
+import {
+  defaultConfig, FileConfigSource, formatProblems, loadConfigFile, type Config, type ConfigEvent, type Problem,
+} from "../config/index.js";
+import { CommitResult } from "../engine/abi.js";
+import { Engine } from "../engine/engine.js";
+import { encodeModel, encodeOps } from "../engine/ops.js";
+import { TunDevice } from "../io/index.js";
+import { buildModel, diffModel, isEmptyDelta, localVtepMac, type Model } from "../model/index.js";
+import { serveControl } from "./control-socket.js";
+import { Datapath, nowSec } from "./datapath.js";
+import { makeMetrics, serveMetrics } from "./metrics.js";
+import {
+  applyRouting, cleanupNodeNet, DEVICE, MASQ_ADDR4, nodeNetInputs, sameInputs, setupNodeNet, TABLE, type NodeNetInputs,
+} from "./node-net.js";
+
+export interface DaemonOptions {
+  /** YAML or JSON config file, watched for changes; the embedded default when absent. */
+  configPath?: string;
+  socketPath: string;
+  metricsHost: string;
+  /** 0: any free port (logged). */
+  metricsPort: number;
+}
+
+export const DEFAULT_SOCKET = "/run/wasp/wasp.sock";
+export const DEFAULT_METRICS_PORT = 10249;
+const SWEEP_BUDGET = 4096;
+
+export const DAEMON_USAGE = `usage: wasp daemon [--config FILE] [--socket PATH] [--metrics-port PORT]
+
+  --config FILE        node config (YAML or JSON), reloaded when it changes; default: the embedded demo
+  --socket PATH        control socket (default ${DEFAULT_SOCKET})
+  --metrics-port PORT  Prometheus metrics on 127.0.0.1:PORT/metrics (default ${DEFAULT_METRICS_PORT}; 0 picks one)
+`;
+
+export function parseDaemonArgs(argv: readonly string[]): DaemonOptions | { error: string } {
+  const o: DaemonOptions = { socketPath: DEFAULT_SOCKET, metricsHost: "127.0.0.1", metricsPort: DEFAULT_METRICS_PORT };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? "";
+    const [flag, inline] = a.startsWith("--") && a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
+    const value = () => {
+      const v = inline ?? argv[++i];
+      if (v === undefined || v === "") throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    try {
+      if (flag === "--config") o.configPath = value();
+      else if (flag === "--socket") o.socketPath = value();
+      else if (flag === "--metrics-port") {
+        const v = value(), n = Number(v);
+        if (!/^\d+$/.test(v) || n > 65535) return { error: `--metrics-port is ${JSON.stringify(v)}; a port is 0-65535` };
+        o.metricsPort = n;
+      } else return { error: `unknown option ${JSON.stringify(a)}` };
+    } catch (e) {
+      return { error: (e as Error).message };
+    }
+  }
+  return o;
+}
+
+/** Settings the engine takes at init or the node picture cannot change under a running device. */
+function restartOnly(a: Config, b: Config): Problem[] {
+  const fields: Array<[string, (c: Config) => unknown]> = [
+    ["mode", (c) => c.mode], ["node.name", (c) => c.node.name], ["node.underlayIP", (c) => c.node.underlayIP],
+    ["node.podCIDR", (c) => c.node.podCIDR], ["node.underlayMTU", (c) => c.node.underlayMTU],
+    ["serviceCIDR", (c) => c.serviceCIDR], ["clusterCIDR", (c) => c.clusterCIDR],
+    ["vxlan", (c) => c.vxlan], ["conntrack.capacity", (c) => c.conntrack.capacity],
+  ];
+  const problems: Problem[] = [];
+  for (const [path, get] of fields) {
+    const was = JSON.stringify(get(a)), now = JSON.stringify(get(b));
+    if (was !== now) problems.push({ path, message: `is ${now}, was ${was}; this setting takes a daemon restart` });
+  }
+  return problems;
+}
+
+export class Daemon {
+  private engine!: Engine;
+  private tun: TunDevice | undefined;
+  private datapath: Datapath | undefined;
+  private model: Model = { services: new Map(), routes: new Map(), localAddrs: new Set(), nodeIds: new Map() };
+  private config!: Config;
+  private inputs!: NodeNetInputs;
+  private source: FileConfigSource | undefined;
+  private control: Server | undefined;
+  private metricsServer: import("node:http").Server | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly started = Date.now();
+  private stopping = false;
+  private metrics = makeMetrics(() => this.engine, () => ({ writeDropped: this.datapath?.writeDropped ?? 0 }));
+  metricsPort = 0;
+
+  constructor(private readonly opts: DaemonOptions, private readonly log: Logger) {}
+
+  async start(): Promise<void> {
+    const { opts, log } = this;
+    let config: Config;
+    if (opts.configPath) {
+      const r = await loadConfigFile(opts.configPath);
+      if ("problems" in r) {
+        throw new Error(`invalid config (${r.problems.length} problems):\n  ${formatProblems(opts.configPath, r.problems).join("\n  ")}`);
+      }
+      config = r.config;
+    } else {
+      config = defaultConfig();
+      log.warn("no --config: running the embedded demo config");
+    }
+    if (config.mode !== "tun") throw new Error(`mode is "${config.mode}"; this daemon runs mode "tun" only (TAP mode is not built yet)`);
+    this.config = config;
+
+    const left = cleanupNodeNet();
+    if (left.length) log.warn({ removed: left }, "removed what a previous daemon left behind");
+
+    this.engine = new Engine({
+      conntrackCapacity: config.conntrack.capacity,
+      mode: "tun",
+      underlayIp: config.node.underlayIP,
+      underlayMtu: config.node.underlayMTU,
+      vni: config.vxlan.vni,
+      vxlanPort: config.vxlan.port,
+      vtepMac: localVtepMac(config.node),
+      masqAddr4: MASQ_ADDR4,
+      serviceCidr4: config.serviceCIDR,
+      clusterCidr4: config.clusterCIDR,
+      ...(config.serviceCIDRv6 ? { serviceCidr6: config.serviceCIDRv6 } : {}),
+      ...(config.clusterCIDRv6 ? { clusterCidr6: config.clusterCIDRv6 } : {}),
+    });
+    const model = buildModel(config);
+    this.commit(encodeModel(model, this.stage(), 0), "initial load");
+    this.model = model;
+
+    this.inputs = nodeNetInputs(config);
+    this.tun = TunDevice.open({ name: DEVICE, vnetHdr: true });
+    try {
+      setupNodeNet(this.inputs);
+    } catch (e) {
+      this.tun.close();
+      cleanupNodeNet();
+      throw e;
+    }
+    this.datapath = new Datapath(this.engine, this.tun, (err) => log.error({ err: err.message }, "datapath error"));
+    this.datapath.start();
+    this.sweepTimer = setInterval(() => this.engine.exports.sweep(nowSec(), SWEEP_BUDGET), 1000);
+    this.sweepTimer.unref();
+
+    this.control = await serveControl(opts.socketPath, (req) => this.handle(req));
+    const m = await serveMetrics(this.metrics.registry, opts.metricsHost, opts.metricsPort);
+    this.metricsServer = m.server;
+    this.metricsPort = m.port;
+
+    if (opts.configPath) {
+      this.source = new FileConfigSource(opts.configPath);
+      this.source.start((ev) => this.onConfig(ev));
+    }
+    log.info({
+      device: DEVICE, address: this.inputs.gateway, table: TABLE, generation: this.generation(), services: model.services.size,
+      socket: opts.socketPath, metricsPort: this.metricsPort, masquerade: MASQ_ADDR4,
+    }, "serving");
+  }
+
+  private stage(): Uint8Array {
+    return new Uint8Array(this.engine.memory, this.engine.stage, this.engine.stageCapacity);
+  }
+
+  private commit(bytes: number, what: string): void {
+    const r = this.engine.exports.commit(bytes);
+    if (r !== CommitResult.Ok) throw new Error(`${what}: the engine refused the tables (${CommitResult[r] ?? r})`);
+  }
+
+  generation(): number {
+    return this.engine.exports.generation();
+  }
+
+  private reject(problems: Problem[]): void {
+    const lines = formatProblems(this.opts.configPath ?? "config", problems);
+    this.log.error({ problems: lines }, `reload rejected (${problems.length} problems); still serving generation ${this.generation()}`);
+  }
+
+  private onConfig(ev: ConfigEvent): void {
+    if (this.stopping) return;
+    if (ev.kind === "rejected") { this.reject(ev.problems); return; }
+    const t0 = performance.now();
+    const next = ev.config;
+    const fixed = restartOnly(this.config, next);
+    if (fixed.length) { this.reject(fixed); return; }
+    const model = buildModel(next, this.model);
+    const delta = diffModel(this.model, model);
+    const inputs = nodeNetInputs(next);
+    const routing = !sameInputs(inputs, this.inputs);
+    if (isEmptyDelta(delta) && !routing) { this.config = next; return; }
+    try {
+      if (!isEmptyDelta(delta)) {
+        this.commit(encodeOps(delta, this.stage(), 0), "reload");
+        // A key new to the engine may take an id whose counters belonged to a deleted entry.
+        for (const e of delta.upsertServices) {
+          if (this.model.services.get(e.key)?.id !== e.id) this.engine.exports.serviceStatsReset(e.id);
+        }
+      }
+      if (routing) applyRouting(inputs);
+    } catch (e) {
+      this.reject([{ path: "", message: (e as Error).message }]);
+      return;
+    }
+    this.model = model;
+    this.config = next;
+    this.inputs = inputs;
+    const seconds = (performance.now() - t0) / 1000;
+    this.metrics.reloadSeconds.observe(seconds);
+    this.log.info({
+      generation: this.generation(), upserted: delta.upsertServices.length, deleted: delta.deleteServices.length,
+      routes: delta.upsertRoutes.length + delta.deleteRoutes.length, routing, ms: Math.round(seconds * 1e4) / 10,
+    }, `reload applied; serving generation ${this.generation()}`);
+  }
+
+  private handle(req: { cmd?: unknown }): unknown {
+    switch (req.cmd) {
+      case "status":
+        return {
+          mode: this.config.mode, device: DEVICE, address: this.inputs.gateway, node: this.config.node.name,
+          generation: this.generation(), uptimeSec: Math.round((Date.now() - this.started) / 1000),
+          services: this.model.services.size, conntrack: { entries: this.engine.exports.ctCount(), capacity: this.engine.exports.ctCapacity() },
+          counters: this.engine.counters(), tunWriteDropped: this.datapath?.writeDropped ?? 0,
+        };
+      case "services":
+        return { generation: this.generation(), services: this.services() };
+      default:
+        return { error: `unknown cmd ${JSON.stringify(req.cmd)}; expected "status" or "services"` };
+    }
+  }
+
+  private services(): unknown[] {
+    const v = this.engine.view(), base = this.engine.exports.serviceStatsAddr();
+    return [...this.model.services.values()].map((e) => {
+      const p = base + e.id * 24;
+      return {
+        key: e.key, service: e.service, port: e.portName, kind: ["ClusterIP", "NodePort", "ExternalIP", "LoadBalancer"][e.kind],
+        id: e.id, backends: e.backends.map((b, i) => ({ addr: b.addr, port: b.port, eligible: i < e.eligible })),
+        packets: Number(v.getBigUint64(p, true)), bytes: Number(v.getBigUint64(p + 8, true)), newFlows: Number(v.getBigUint64(p + 16, true)),
+      };
+    });
+  }
+
+  /** Undoes every change to the node; safe to call twice, and after a failed start. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearInterval(this.sweepTimer);
+    this.source?.close();
+    this.datapath?.stop();
+    // Closing the last fd deletes wasp0 and every route through it.
+    this.tun?.close();
+    try {
+      const done = cleanupNodeNet();
+      this.log.info({ removed: done }, "node picture removed");
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, "cleanup incomplete; a restart finishes it");
+    }
+    await Promise.all([this.control, this.metricsServer].map((s) => new Promise<void>((resolve) => (s ? s.close(() => resolve()) : resolve()))));
+  }
+}
+
+export function makeLogger(): Logger {
+  return pino({ base: { pid: process.pid, name: "wasp" } }, pino.destination({ dest: 2, sync: true }));
+}
+
+/** Entry for `wasp daemon ARGS`: runs until SIGTERM or SIGINT. Failures set process.exitCode. */
+export async function runDaemon(argv: readonly string[]): Promise<void> {
+  const opts = parseDaemonArgs(argv);
+  if ("error" in opts) {
+    process.stderr.write(`wasp daemon: ${opts.error}\n\n${DAEMON_USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  const log = makeLogger();
+  const daemon = new Daemon(opts, log);
+  const shutdown = (why: string, code: number) => {
+    log.info({ why }, "stopping");
+    void daemon.stop().finally(() => { process.exitCode = code; process.exit(); });
+  };
+  process.once("SIGTERM", () => shutdown("SIGTERM", 0));
+  process.once("SIGINT", () => shutdown("SIGINT", 0));
+  process.once("uncaughtException", (e) => { log.fatal({ err: e.message, stack: e.stack }, "uncaught exception"); shutdown("crash", 1); });
+  try {
+    await daemon.start();
+  } catch (e) {
+    log.fatal({ err: (e as Error).message }, "cannot start");
+    await daemon.stop();
+    process.exitCode = 1;
+    process.exit();
+  }
+}

@@ -1,0 +1,174 @@
+// The node picture in routed TUN mode (shared/design.md): wasp0 holds the first address of the
+// node's pod CIDR; policy rules send every packet from a local pod into wasp0 (the engine is the
+// node's pod router), and the main table sends service and remote pod prefixes there too.
+//
+// ╒═══ policy rules, by preference (IPv4) ═══╕
+//    90  iif wasp0 lookup local        what the engine wrote back may be for this node ...
+//    91  iif wasp0 lookup main         ... or for a pod (a /32 via its veth) or elsewhere;
+//    92  iif wasp0 unreachable         never back into wasp0 by the rules below (a loop)
+//   100  from <podCIDR> lookup 119     every packet of a local pod enters the engine
+//   110  to <node addr> tcp dport 30000-32767 lookup 119    NodePorts on the node's own addresses
+//   111  to <node addr> udp dport 30000-32767 lookup 119
+//  1000  lookup local                  the kernel's rule, moved from 0 (see below)
+// table 119 ("wasp"): default dev wasp0
+//
+// Why the local rule moves: at pref 0 it would deliver (a) a backend's reply to the node's own
+// address (node -> ClusterIP) before the engine reverses it, and (b) NodePort traffic to the node's
+// address, which must be DNATed. Behind the pod and NodePort rules, both reach wasp0; what the
+// engine writes back comes in on wasp0 and meets the local table first (pref 90).
+//
+// Everything has a fixed name or preference, so a restart after kill -9 finds and removes what
+// the killed daemon left (the kernel removes wasp0 itself, and its routes, with the last fd).
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { NODE_PORT_MAX, NODE_PORT_MIN, type Config } from "../config/index.js";
+import { parseCidr, parseIp } from "../model/index.js";
+
+export const DEVICE = "wasp0";
+export const TABLE = 119; // 0x77, "w"
+export const PREF_LOCAL_FROM_WASP = 90;
+export const PREF_MAIN_FROM_WASP = 91;
+export const PREF_UNREACHABLE_FROM_WASP = 92;
+export const PREF_PODS = 100;
+export const PREF_NODEPORT_TCP = 110;
+export const PREF_NODEPORT_UDP = 111;
+export const PREF_LOCAL_MOVED = 1000;
+export const OUR_PREFS = [PREF_LOCAL_FROM_WASP, PREF_MAIN_FROM_WASP, PREF_UNREACHABLE_FROM_WASP, PREF_PODS,
+  PREF_NODEPORT_TCP, PREF_NODEPORT_UDP] as const;
+/** The source the engine gives hairpin and external NodePort traffic: non-local on every node, so
+ *  a pod's reply goes to its default gateway, through the pod rule into wasp0, and nothing on the
+ *  node answers or collides with it (the kernel's own sockets use the node's addresses). */
+export const MASQ_ADDR4 = "169.254.1.2";
+
+/** What the node picture is made from; equal inputs need no change on reload. */
+export interface NodeNetInputs {
+  podCIDR: string;
+  /** First address of podCIDR: wasp0's address. */
+  gateway: string;
+  serviceCIDR: string;
+  remotePodCIDRs: string[];
+  nodeAddresses: string[];
+}
+
+export function nodeNetInputs(config: Config): NodeNetInputs {
+  return {
+    podCIDR: config.node.podCIDR,
+    gateway: firstAddress(config.node.podCIDR),
+    serviceCIDR: config.serviceCIDR,
+    remotePodCIDRs: config.nodes.map((n) => n.podCIDR),
+    nodeAddresses: config.node.nodeAddresses.filter((a) => parseIp(a)?.family === 4),
+  };
+}
+
+export function sameInputs(a: NodeNetInputs, b: NodeNetInputs): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export function firstAddress(cidr4: string): string {
+  const c = parseCidr(cidr4);
+  if (!c || c.family !== 4) throw new Error(`${cidr4} is not an IPv4 CIDR`);
+  const [a = 0, b = 0, d = 0, e = 0] = c.bytes.subarray(12);
+  const n = ((a << 24) | (b << 16) | (d << 8) | e) + 1;
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+}
+
+export type Runner = (args: string[]) => string;
+
+/** `ip ARGS` in this process's namespace; throws with ip's message. */
+export const runIp: Runner = (args) => {
+  try {
+    return execFileSync("ip", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`ip ${args.join(" ")} failed: ${err.stderr?.trim() || err.message}`);
+  }
+};
+
+interface RuleRow { priority: number; table?: string; iif?: string; action?: string; src?: string; dst?: string }
+
+function rules(ip: Runner): RuleRow[] {
+  return JSON.parse(ip(["-4", "-j", "rule", "show"]) || "[]") as RuleRow[];
+}
+
+const hasLocalAt = (rows: RuleRow[], pref: number) =>
+  rows.some((r) => r.priority === pref && r.table === "local" && !r.iif && (!r.src || r.src === "all") && !r.dst);
+
+export function sysctl(key: string, value: string): void {
+  const path = `/proc/sys/net/${key.replace(/\./g, "/")}`;
+  try {
+    writeFileSync(path, value);
+  } catch (e) {
+    throw new Error(`cannot set net.${key}=${value}: ${(e as Error).message}`);
+  }
+}
+
+export function readSysctl(key: string): string | undefined {
+  try { return readFileSync(`/proc/sys/net/${key.replace(/\./g, "/")}`, "utf8").trim(); } catch { return undefined; }
+}
+
+/**
+ * Removes what a daemon (this one or a killed one) left: our rules by preference, table 119, and
+ * the moved local rule (restored to pref 0 first, so no moment is without one). Safe to repeat.
+ */
+export function cleanupNodeNet(ip: Runner = runIp): string[] {
+  const done: string[] = [];
+  let rows = rules(ip);
+  for (const pref of OUR_PREFS) {
+    for (const _ of rows.filter((r) => r.priority === pref)) {
+      try { ip(["-4", "rule", "del", "pref", String(pref)]); done.push(`rule ${pref}`); } catch { /* gone */ }
+    }
+  }
+  rows = rules(ip);
+  if (!hasLocalAt(rows, 0)) { ip(["-4", "rule", "add", "pref", "0", "lookup", "local"]); done.push("local rule back at 0"); }
+  if (hasLocalAt(rows, PREF_LOCAL_MOVED)) {
+    ip(["-4", "rule", "del", "pref", String(PREF_LOCAL_MOVED), "lookup", "local"]);
+    done.push(`local rule ${PREF_LOCAL_MOVED}`);
+  }
+  try { ip(["-4", "route", "flush", "table", String(TABLE)]); } catch { /* empty table */ }
+  // A device left by a killed daemon vanishes with its fd; one made persistent by someone else does not.
+  try { ip(["link", "del", DEVICE]); done.push(`link ${DEVICE}`); } catch { /* not there */ }
+  return done;
+}
+
+/** Sysctls, address, routes and rules around an open wasp0. */
+export function setupNodeNet(inputs: NodeNetInputs, ip: Runner = runIp): void {
+  sysctl("ipv4.ip_forward", "1");
+  // rp_filter would drop what the engine writes back (its source is routed via a veth, not wasp0)
+  // and pod-to-pod packets on the veths (the pod rule routes their source into wasp0); the
+  // effective value is max(all, device), so `all` must be 0 too.
+  sysctl("ipv4.conf.all.rp_filter", "0");
+  sysctl(`ipv4.conf.${DEVICE}.rp_filter`, "0");
+  // node -> ClusterIP and NodePort replies come back out of wasp0 with a source of this node.
+  sysctl(`ipv4.conf.${DEVICE}.accept_local`, "1");
+  // No router solicitations or MLD reports into the engine: the picture is IPv4.
+  if (existsSync(`/proc/sys/net/ipv6/conf/${DEVICE}`)) sysctl(`ipv6.conf.${DEVICE}.disable_ipv6`, "1");
+  // /32, not the CIDR: an unused pod address then has no route instead of looping through wasp0.
+  ip(["addr", "replace", `${inputs.gateway}/32`, "dev", DEVICE]);
+  ip(["link", "set", DEVICE, "up"]);
+  applyRouting(inputs, ip);
+}
+
+/** Routes and rules (idempotent: removes ours first). The local rule moves before ours appear. */
+export function applyRouting(inputs: NodeNetInputs, ip: Runner = runIp): void {
+  const rows = rules(ip);
+  if (!hasLocalAt(rows, PREF_LOCAL_MOVED)) ip(["-4", "rule", "add", "pref", String(PREF_LOCAL_MOVED), "lookup", "local"]);
+  for (const pref of OUR_PREFS) {
+    for (const _ of rows.filter((r) => r.priority === pref)) ip(["-4", "rule", "del", "pref", String(pref)]);
+  }
+  try { ip(["-4", "route", "flush", "dev", DEVICE, "table", "main"]); } catch { /* none */ }
+  try { ip(["-4", "route", "flush", "table", String(TABLE)]); } catch { /* none */ }
+  ip(["-4", "route", "replace", "default", "dev", DEVICE, "table", String(TABLE)]);
+  ip(["-4", "route", "replace", inputs.serviceCIDR, "dev", DEVICE, "src", inputs.gateway]);
+  for (const c of inputs.remotePodCIDRs) ip(["-4", "route", "replace", c, "dev", DEVICE, "src", inputs.gateway]);
+  const nodePorts = `${NODE_PORT_MIN}-${NODE_PORT_MAX}`;
+  ip(["-4", "rule", "add", "pref", String(PREF_LOCAL_FROM_WASP), "iif", DEVICE, "lookup", "local"]);
+  ip(["-4", "rule", "add", "pref", String(PREF_MAIN_FROM_WASP), "iif", DEVICE, "lookup", "main"]);
+  ip(["-4", "rule", "add", "pref", String(PREF_UNREACHABLE_FROM_WASP), "iif", DEVICE, "unreachable"]);
+  ip(["-4", "rule", "add", "pref", String(PREF_PODS), "from", inputs.podCIDR, "lookup", String(TABLE)]);
+  for (const a of inputs.nodeAddresses) {
+    ip(["-4", "rule", "add", "pref", String(PREF_NODEPORT_TCP), "to", `${a}/32`, "ipproto", "tcp", "dport", nodePorts, "lookup", String(TABLE)]);
+    ip(["-4", "rule", "add", "pref", String(PREF_NODEPORT_UDP), "to", `${a}/32`, "ipproto", "udp", "dport", nodePorts, "lookup", String(TABLE)]);
+  }
+  // Last: only now may the kernel's rule leave pref 0 (ours are in place behind nothing).
+  if (hasLocalAt(rules(ip), 0)) ip(["-4", "rule", "del", "pref", "0", "lookup", "local"]);
+}

@@ -1,0 +1,209 @@
+// A one-node cluster in test namespaces: a node namespace, pods attached to it by the wasp CNI
+// plugin itself (bin/wasp-dev driven like a runtime, routed mode: veth, /32, default via
+// 169.254.1.1 onlink, host /32 route, proxy_arp), an "external" namespace on the node's underlay
+// address (10.99.0.0/24, another veth), `wasp daemon` started inside the node namespace, and small
+// Node servers and clients that report the addresses each connection really had.
+// Everything lives in namespaces from makeNs (removed by destroy(), also after a failure); every
+// process is ended by its PID.
+import { type ChildProcess } from "node:child_process";
+import { mkdtempSync, renameSync, rmSync, symlinkSync, mkdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execPlugin } from "./cni-driver.js";
+import { deleteNs, ip, makeNs, spawnInNs, stop, veth } from "./netns.js";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+const WASP = join(ROOT, "bin/wasp-dev");
+const TSX = join(ROOT, "node_modules/tsx/dist/loader.mjs");
+
+export const NODE_IP = "10.99.0.1";
+export const EXT_IP = "10.99.0.2";
+export const POD_CIDR = "10.244.1.0/24";
+
+/** TCP servers on the ports in argv[1] (JSON list) and a UDP one on argv[2]: each answers with
+ *  what it saw, {local, remote, port}, as one JSON line, then closes. */
+const SERVER = `
+const net = require("node:net"), dgram = require("node:dgram");
+const tcp = JSON.parse(process.argv[1]), udp = Number(process.argv[2]);
+let pending = tcp.length + (udp ? 1 : 0);
+const ready = () => { if (--pending === 0) console.log("ready"); };
+for (const p of tcp) net.createServer((s) => {
+  s.on("error", () => {});
+  s.end(JSON.stringify({ local: s.localAddress, remote: s.remoteAddress, port: p }) + "\\n");
+}).listen(p, "0.0.0.0", ready);
+if (udp) { const u = dgram.createSocket("udp4"); u.on("message", (m, r) => {
+  u.send(JSON.stringify({ remote: r.address, port: udp, echo: m.toString() }) + "\\n", r.port, r.address);
+}); u.bind(udp, "0.0.0.0", ready); }`;
+
+/** Runs the requests in argv[1] one after another and prints one JSON list of results. */
+const CLIENT = `
+const net = require("node:net"), dgram = require("node:dgram");
+const reqs = JSON.parse(process.argv[1]);
+function tcp(r) { return new Promise((resolve) => {
+  let data = "", local = "", done = false;
+  const fin = (o) => { if (!done) { done = true; clearTimeout(t); resolve(o); } };
+  const s = net.connect({ host: r.host, port: r.port });
+  const t = setTimeout(() => { s.destroy(); fin({ ok: false, error: "timeout" }); }, r.timeoutMs || 4000);
+  s.on("connect", () => { local = s.localAddress; });
+  s.on("data", (d) => data += d);
+  s.on("end", () => { try { fin({ ok: true, local, seen: JSON.parse(data) }); } catch (e) { fin({ ok: false, error: "bad answer " + data }); } });
+  s.on("error", (e) => fin({ ok: false, error: e.code || e.message }));
+}); }
+function udp(r) { return new Promise((resolve) => {
+  const s = dgram.createSocket("udp4"); let done = false;
+  const fin = (o) => { if (!done) { done = true; clearTimeout(t); try { s.close(); } catch {} resolve(o); } };
+  const t = setTimeout(() => fin({ ok: false, error: "timeout" }), r.timeoutMs || 4000);
+  s.on("error", (e) => fin({ ok: false, error: e.code || e.message }));
+  s.on("message", (m, rinfo) => { try { fin({ ok: true, local: s.address().address, from: rinfo.address, seen: JSON.parse(m.toString()) }); } catch { fin({ ok: false, error: "bad answer" }); } });
+  s.connect(r.port, r.host, () => s.send("hello"));
+}); }
+(async () => { const out = []; for (const r of reqs) out.push(await (r.proto === "udp" ? udp(r) : tcp(r))); console.log(JSON.stringify(out)); })();`;
+
+export interface Request { proto?: "tcp" | "udp"; host: string; port: number; timeoutMs?: number }
+export interface Outcome {
+  ok: boolean;
+  error?: string;
+  /** The client's own address for the connection. */
+  local?: string;
+  /** UDP: the source of the answer. */
+  from?: string;
+  /** What the server saw: its local address and the peer's address. */
+  seen?: { local?: string; remote: string; port: number };
+}
+
+export interface Pod { name: string; ns: string; ip: string }
+
+export interface DaemonProc {
+  child: ChildProcess;
+  log: () => string;
+  /** Log lines parsed as JSON (pino). */
+  lines: () => Array<Record<string, unknown>>;
+  exited: Promise<number | null>;
+}
+
+function collect(child: ChildProcess): () => string {
+  let text = "";
+  child.stdout?.on("data", (d: Buffer) => { text += d.toString(); });
+  child.stderr?.on("data", (d: Buffer) => { text += d.toString(); });
+  return () => text;
+}
+
+export async function waitFor(cond: () => boolean, what: string, timeoutMs = 20000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export class Topology {
+  readonly node: string;
+  readonly ext: string;
+  readonly work: string;
+  readonly pods: Pod[] = [];
+  readonly socketPath: string;
+  readonly configPath: string;
+  private readonly children = new Set<ChildProcess>();
+  private readonly cniPath: string;
+  private seq = 0;
+
+  constructor() {
+    this.work = mkdtempSync(join(tmpdir(), "wasp-daemon-"));
+    mkdirSync(join(this.work, "bin"));
+    mkdirSync(join(this.work, "etc"));
+    symlinkSync(WASP, join(this.work, "bin", "wasp"));
+    this.cniPath = join(this.work, "bin");
+    this.socketPath = join(this.work, "run", "wasp.sock");
+    this.configPath = join(this.work, "etc", "config.json");
+    this.node = makeNs("node");
+    this.ext = makeNs("ext");
+    // The node's underlay link: the external client reaches the node (and its NodePorts) at NODE_IP.
+    veth(this.node, "eth0", this.ext, "eth0");
+    ip(this.node, "addr", "add", `${NODE_IP}/24`, "dev", "eth0");
+    ip(this.ext, "addr", "add", `${EXT_IP}/24`, "dev", "eth0");
+  }
+
+  /** A pod as a runtime makes it: CNI ADD of the wasp plugin, run in the node namespace. */
+  async addPod(name: string): Promise<Pod> {
+    const ns = makeNs(name);
+    const r = await execPlugin(WASP, {
+      command: "ADD", containerId: `cid-${ns}`, netns: `/var/run/netns/${ns}`, ifname: "eth0", path: this.cniPath, nodeNs: this.node,
+      config: { cniVersion: "1.0.0", name: "waspnet", type: "wasp", podCIDR: POD_CIDR, dataDir: join(this.work, "ipam") },
+    });
+    if (r.exitCode !== 0) throw new Error(`CNI ADD for ${name} failed: ${r.stdout}${r.stderr}`);
+    const addr = String(r.json.ips[0].address).split("/")[0]!;
+    const pod = { name, ns, ip: addr };
+    this.pods.push(pod);
+    return pod;
+  }
+
+  /** Writes the config as a whole new file renamed over the old one (what editors and kubectl do). */
+  writeConfig(config: unknown): void {
+    const tmp = join(this.work, "etc", `.config-${++this.seq}.json`);
+    writeFileSync(tmp, typeof config === "string" ? config : JSON.stringify(config, null, 2));
+    renameSync(tmp, this.configPath);
+  }
+
+  /** `wasp daemon` in the node namespace, as the tests' brief and a DaemonSet run it. */
+  async startDaemon(): Promise<DaemonProc> {
+    const child = spawnInNs(this.node, process.execPath, [
+      "--import", `file://${TSX}`, join(ROOT, "src/main.ts"), "daemon",
+      "--config", this.configPath, "--socket", this.socketPath, "--metrics-port", "0",
+    ]);
+    this.children.add(child);
+    const log = collect(child);
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    const lines = () => log().split("\n").flatMap((l) => { try { return [JSON.parse(l) as Record<string, unknown>]; } catch { return []; } });
+    const d = { child, log, lines, exited };
+    let gone = false;
+    void exited.then(() => { gone = true; });
+    await waitFor(() => gone || lines().some((l) => l.msg === "serving"), "the daemon to serve", 30000);
+    if (gone) throw new Error(`the daemon exited at start:\n${log()}`);
+    return d;
+  }
+
+  metricsPort(d: DaemonProc): number {
+    const l = d.lines().find((x) => x.msg === "serving");
+    return Number(l?.metricsPort);
+  }
+
+  async stopProcess(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+    await stop(child, signal);
+    this.children.delete(child);
+  }
+
+  /** Starts the answering servers in a pod (or the node); resolves once they listen. */
+  async serve(ns: string, tcpPorts: number[], udpPort = 0): Promise<ChildProcess> {
+    const child = spawnInNs(ns, process.execPath, ["-e", SERVER, JSON.stringify(tcpPorts), String(udpPort)]);
+    this.children.add(child);
+    const out = collect(child);
+    await waitFor(() => out().includes("ready") || child.exitCode !== null, `servers in ${ns}`);
+    if (!out().includes("ready")) throw new Error(`servers in ${ns} failed: ${out()}`);
+    return child;
+  }
+
+  /** Runs the requests from namespace ns, one after another; resolves with their outcomes. */
+  async requests(ns: string, reqs: Request[]): Promise<Outcome[]> {
+    const child = spawnInNs(ns, process.execPath, ["-e", CLIENT, JSON.stringify(reqs)]);
+    this.children.add(child);
+    const out = collect(child);
+    const code = await new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));
+    this.children.delete(child);
+    if (code !== 0) throw new Error(`client in ${ns} failed (${code}): ${out()}`);
+    return JSON.parse(out().trim().split("\n").pop() ?? "[]") as Outcome[];
+  }
+
+  async request(ns: string, req: Request): Promise<Outcome> {
+    return (await this.requests(ns, [req]))[0]!;
+  }
+
+  /** Ends every process this topology started (by PID), then removes its namespaces and files. */
+  async destroy(): Promise<void> {
+    for (const c of [...this.children]) await stop(c);
+    this.children.clear();
+    for (const p of this.pods) deleteNs(p.ns);
+    deleteNs(this.ext);
+    deleteNs(this.node);
+    rmSync(this.work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,141 @@
+// `wasp daemon` on a one-node cluster in test namespaces (test/helpers/topology.ts): pods made by
+// the wasp CNI plugin itself, real TCP and UDP servers in them, the daemon in the node namespace.
+// What each connection really carried is reported by the servers (the peer address they saw) and
+// the clients (their own address, the source of a UDP answer): the kernel is the referee.
+import { strict as assert } from "node:assert";
+import { statSync } from "node:fs";
+import { createConnection } from "node:net";
+import { inNs, ip } from "../helpers/netns.js";
+import { EXT_IP, NODE_IP, POD_CIDR, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
+
+const MASQ = "169.254.1.2";
+const GATEWAY = "10.244.1.1";
+
+function config(extra: { services?: unknown[] } = {}) {
+  return {
+    mode: "tun",
+    node: { name: "node-a", underlayIP: NODE_IP, podCIDR: POD_CIDR },
+    serviceCIDR: "10.96.0.0/16",
+    clusterCIDR: "10.244.0.0/16",
+    services: extra.services ?? [],
+  };
+}
+
+/** Asks the control socket (run from this process: the socket is a file, not a namespace thing). */
+function control(path: string, req: unknown): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const c = createConnection(path);
+    let text = "";
+    c.setEncoding("utf8");
+    c.on("data", (d: string) => { text += d; });
+    c.on("end", () => { try { resolve(JSON.parse(text)); } catch (e) { reject(e); } });
+    c.on("error", reject);
+    c.end(`${JSON.stringify(req)}\n`);
+  });
+}
+
+const rules = (ns: string) => ip(ns, "-4", "rule", "show");
+
+describe("wasp daemon: a single node in test namespaces (integration, needs root)", function () {
+  this.timeout(120_000);
+  let t: Topology;
+  let daemon: DaemonProc;
+  let client: Pod, b1: Pod, b2: Pod;
+  let rulesBefore = "";
+  let services: unknown[] = [];
+
+  before(async () => {
+    t = new Topology();
+    client = await t.addPod("client");
+    b1 = await t.addPod("b1");
+    b2 = await t.addPod("b2");
+    services = [
+      {
+        name: "web", clusterIP: "10.96.0.10",
+        ports: [{ name: "http", port: 80, protocol: "TCP", targetPort: 8080 }, { name: "dns", port: 53, protocol: "UDP", targetPort: 5353 }],
+        backends: [{ ip: b1.ip }, { ip: b2.ip }],
+      },
+      {
+        name: "web-np", type: "NodePort", clusterIP: "10.96.0.11",
+        ports: [{ port: 80, protocol: "TCP", targetPort: 8080, nodePort: 30080 }],
+        backends: [{ ip: b1.ip }, { ip: b2.ip }],
+      },
+      { name: "self", clusterIP: "10.96.0.20", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: client.ip }] },
+      {
+        name: "empty", clusterIP: "10.96.0.30",
+        ports: [{ name: "http", port: 80, protocol: "TCP" }, { name: "dns", port: 53, protocol: "UDP" }], backends: [],
+      },
+    ];
+    t.writeConfig(config({ services }));
+    await t.serve(b1.ns, [8080], 5353);
+    await t.serve(b2.ns, [8080], 5353);
+    await t.serve(client.ns, [8080]);
+    rulesBefore = rules(t.node);
+    daemon = await t.startDaemon();
+  });
+
+  after(async () => {
+    await t?.destroy();
+  });
+
+  it("builds the node picture: wasp0 up with the pod CIDR's first address /32, table 119, the local rule behind the pod and NodePort rules", () => {
+    const link = JSON.parse(ip(t.node, "-j", "addr", "show", "dev", "wasp0"))[0];
+    assert.ok(link.flags.includes("UP"), JSON.stringify(link.flags));
+    assert.deepEqual(link.addr_info.filter((a: any) => a.family === "inet").map((a: any) => `${a.local}/${a.prefixlen}`), [`${GATEWAY}/32`]);
+    assert.match(ip(t.node, "-4", "route", "show", "table", "119"), /default dev wasp0/);
+    assert.match(ip(t.node, "-4", "route", "show"), /10\.96\.0\.0\/16 dev wasp0/);
+    const r = JSON.parse(ip(t.node, "-4", "-j", "rule", "show")) as Array<{ priority: number; table?: string; src?: string; iif?: string }>;
+    assert.ok(!r.some((x) => x.priority === 0), `a rule at pref 0 is left: ${rules(t.node)}`);
+    const at = (p: number) => r.filter((x) => x.priority === p);
+    assert.equal(at(1000)[0]?.table, "local");
+    assert.equal(at(100)[0]?.table, "119");
+    assert.equal(at(90)[0]?.iif, "wasp0");
+    assert.equal(at(110).length, 1);
+    assert.equal(inNs(t.node, "cat", "/proc/sys/net/ipv4/ip_forward").trim(), "1");
+  });
+
+  it("pod -> ClusterIP TCP reaches a backend that sees the client pod's own IP (no SNAT); connections spread over both backends", async () => {
+    const out = await t.requests(client.ns, Array.from({ length: 24 }, () => ({ host: "10.96.0.10", port: 80 })));
+    for (const o of out) {
+      assert.ok(o.ok, JSON.stringify(o));
+      assert.equal(o.seen!.remote, client.ip, "the backend sees the client's pod IP");
+      assert.equal(o.local, client.ip);
+    }
+    const locals = new Set(out.map((o) => o.seen!.local));
+    assert.deepEqual([...locals].sort(), [b1.ip, b2.ip].sort(), "both backends answered");
+  });
+
+  it("pod -> ClusterIP UDP: the answer comes from the VIP and the backend sees the client pod's IP", async () => {
+    const out = await t.requests(client.ns, Array.from({ length: 12 }, () => ({ proto: "udp" as const, host: "10.96.0.10", port: 53 })));
+    for (const o of out) {
+      assert.ok(o.ok, JSON.stringify(o));
+      assert.equal(o.from, "10.96.0.10", "the reply's source is the VIP");
+      assert.equal(o.seen!.remote, client.ip);
+      assert.equal(o.seen!.port, 5353);
+    }
+  });
+
+  it("the control socket (mode 0600) answers status and services with per-entry counters", async () => {
+    assert.equal(statSync(t.socketPath).mode & 0o777, 0o600);
+    const s = await control(t.socketPath, { cmd: "status" });
+    assert.equal(s.mode, "tun");
+    assert.equal(s.device, "wasp0");
+    assert.ok(s.generation >= 1);
+    assert.ok(s.counters.verdicts.tun > 0, JSON.stringify(s.counters));
+    const sv = await control(t.socketPath, { cmd: "services" });
+    const web = sv.services.find((e: any) => e.key === "10.96.0.10:80/TCP");
+    assert.ok(web, JSON.stringify(sv));
+    assert.ok(web.newFlows >= 24, JSON.stringify(web));
+    assert.deepEqual(web.backends.map((b: any) => b.addr).sort(), [b1.ip, b2.ip].sort());
+    const bad = await control(t.socketPath, { cmd: "nope" });
+    assert.match(bad.error, /unknown cmd/);
+  });
+
+  it("the daemon stops on SIGTERM and leaves no wasp0, no table 119 and the rules as they were", async () => {
+    await t.stopProcess(daemon.child, "SIGTERM");
+    assert.equal(await daemon.exited, 0, daemon.log());
+    assert.equal(rules(t.node), rulesBefore);
+    assert.throws(() => ip(t.node, "link", "show", "wasp0"));
+    assert.equal(ip(t.node, "-4", "route", "show", "table", "119").trim(), "");
+  });
+});
