@@ -9,7 +9,7 @@ import {
   ServiceFlag, RouteKind, CFG_MASQ_ADDR4, CFG_MASQ_ADDR6, CFG_CLUSTER_CIDR4, CFG_CLUSTER_CIDR6, CFG_SERVICE_CIDR4,
   CFG_SERVICE_CIDR6, CFG_ENGINE_MAC, CFG_TAP_PEER_MAC,
 } from "../abi";
-import { addrCopy, addrEq, addrInPrefix, addrIsV4, ld8, ld16, ld32, st16 } from "../mem";
+import { addrCopy, addrEq, addrInPrefix, addrIsV4, addrIsZero, ld8, ld16, ld32, st16 } from "../mem";
 import * as st from "../state";
 import * as pkt from "./packet";
 import * as ct from "../table/conntrack";
@@ -229,11 +229,13 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
   trace.step(trace.CONNTRACK, 0, 0);
   // ICMP echo to a service VIP: answered by the VIP, as IPVS does.
   if (pkt.proto == PROTO_ICMP || pkt.proto == PROTO_ICMPV6) {
-    if (pkt.icmpType == (pkt.v6 ? ICMP6_ECHO : ICMP_ECHO) && gen.svcFind(g, pkt.DST, 0, 0) != 0) {
+    if (pkt.icmpType == (pkt.v6 ? ICMP6_ECHO : ICMP_ECHO) && !addrIsZero(pkt.DST) && gen.svcFind(g, pkt.DST, 0, 0) != 0) {
       if (reply.makeEchoReply()) { answered(Drop.None, g, fromOverlay); return -1; }
     }
     return 0;
   }
+  // The zero address keys the "any local address" entries; a packet sent to it matches none of them.
+  if (addrIsZero(pkt.DST)) return 0;
   let e = gen.svcFind(g, pkt.DST, pkt.dport, pkt.proto);
   let anyAddr = false;
   if (e == 0 && gen.localHas(g, pkt.DST)) {
