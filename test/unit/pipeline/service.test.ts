@@ -228,6 +228,14 @@ describe("pipeline: services", () => {
       tsharkValid([o.bytes, r.bytes]);
     });
 
+    it("does not match a packet to the unspecified address :: (the key of 'any' entries, RFC 4291 §2.5.2)", () => {
+      const p = packet({ src: "fd44:0:0:2::7", dst: "::" }, { proto: "tcp", sport: 1234, dport: 30080, flags: TCP.SYN });
+      const o = runOne(e, p);
+      assert.equal(o.slot.service, 0, "no service matched");
+      assert.equal(o.slot.note & Note.DNAT, 0);
+      assert.notEqual(o.slot.reason, Drop.NoBackend);
+    });
+
     it("does not match the same port on an address that is not local", () => {
       const o = runOne(e, syn(40401, CLIENT, "192.168.100.7", 30080));
       expectVerdict(o, Verdict.Host);
