@@ -140,6 +140,11 @@ export function setupNodeNet(inputs: NodeNetInputs, ip: Runner = runIp): void {
   sysctl(`ipv4.conf.${DEVICE}.rp_filter`, "0");
   // node -> ClusterIP and NodePort replies come back out of wasp0 with a source of this node.
   sysctl(`ipv4.conf.${DEVICE}.accept_local`, "1");
+  // Early demux hands a packet to a matching local socket before routing, and ip_forward drops a
+  // packet that has one: a pod's reply to the node (node -> pod, a TCP or connected-UDP socket of
+  // the node) must be forwarded into wasp0 by the pod rule first, so it is turned off.
+  sysctl("ipv4.tcp_early_demux", "0");
+  sysctl("ipv4.udp_early_demux", "0");
   // No router solicitations or MLD reports into the engine: the picture is IPv4.
   if (existsSync(`/proc/sys/net/ipv6/conf/${DEVICE}`)) sysctl(`ipv6.conf.${DEVICE}.disable_ipv6`, "1");
   // /32, not the CIDR: an unused pod address then has no route instead of looping through wasp0.

@@ -131,6 +131,92 @@ describe("wasp daemon: a single node in test namespaces (integration, needs root
     assert.match(bad.error, /unknown cmd/);
   });
 
+  it("golden rule: pod -> pod without NAT (the receiver sees the sender's pod IP)", async () => {
+    const o = await t.request(client.ns, { host: b1.ip, port: 8080 });
+    assert.ok(o.ok, JSON.stringify(o));
+    assert.equal(o.seen!.remote, client.ip);
+    assert.equal(o.seen!.local, b1.ip);
+  });
+
+  it("golden rule: node -> pod without NAT, TCP and UDP (the pod sees the node's own source address)", async () => {
+    // The pod's replies enter wasp0 by the pod rule; with early demux on, the kernel would tie them
+    // to the node's socket and then refuse to forward them (the daemon turns it off).
+    const [o, u] = await t.requests(t.node, [{ host: b2.ip, port: 8080 }, { proto: "udp", host: b2.ip, port: 5353 }]);
+    assert.ok(o!.ok && u!.ok, JSON.stringify([o, u]));
+    assert.equal(o!.seen!.remote, o!.local, "the pod sees the address the node sent from");
+    assert.ok([GATEWAY, NODE_IP].includes(o!.local!), `node source ${o!.local}`);
+    assert.equal(u!.from, b2.ip);
+    assert.equal(u!.seen!.remote, u!.local);
+  });
+
+  it("golden rule: a pod sees itself with the IP others see", async () => {
+    const self = await t.request(client.ns, { host: client.ip, port: 8080 });
+    const other = await t.request(b1.ns, { host: client.ip, port: 8080 });
+    assert.ok(self.ok && other.ok, JSON.stringify([self, other]));
+    assert.equal(self.seen!.local, client.ip);
+    assert.equal(other.seen!.local, client.ip);
+    assert.equal(self.local, client.ip);
+  });
+
+  it("node -> ClusterIP: TCP and UDP reach a backend without SNAT; the UDP answer comes from the VIP", async () => {
+    const out = await t.requests(t.node, [
+      ...Array.from({ length: 6 }, () => ({ host: "10.96.0.10", port: 80 })),
+      { proto: "udp" as const, host: "10.96.0.10", port: 53 },
+    ]);
+    for (const o of out) {
+      assert.ok(o.ok, JSON.stringify(out));
+      assert.equal(o.seen!.remote, o.local, "the backend sees the node's own source address");
+    }
+    assert.equal(out[6]!.from, "10.96.0.10");
+  });
+
+  it("NodePort from an external namespace: reaches a backend (masqueraded to 169.254.1.2); the reply comes from the node's address", async () => {
+    const out = await t.requests(t.ext, Array.from({ length: 8 }, () => ({ host: NODE_IP, port: 30080 })));
+    for (const o of out) {
+      assert.ok(o.ok, JSON.stringify(out));
+      assert.equal(o.local, EXT_IP);
+      assert.equal(o.seen!.remote, MASQ, "external traffic is masqueraded (externalTrafficPolicy Cluster)");
+      assert.ok([b1.ip, b2.ip].includes(o.seen!.local!));
+    }
+  });
+
+  it("NodePort from a pod and from the node itself to the node's address", async () => {
+    const fromPod = await t.request(client.ns, { host: NODE_IP, port: 30080 });
+    assert.ok(fromPod.ok, JSON.stringify(fromPod));
+    assert.equal(fromPod.seen!.remote, client.ip, "cluster traffic keeps its source");
+    const fromNode = await t.request(t.node, { host: NODE_IP, port: 30080 });
+    assert.ok(fromNode.ok, JSON.stringify(fromNode));
+  });
+
+  it("hairpin: a pod reaching itself through its own service gets there, seen from the masquerade address", async () => {
+    const out = await t.requests(client.ns, Array.from({ length: 3 }, () => ({ host: "10.96.0.20", port: 80 })));
+    for (const o of out) {
+      assert.ok(o.ok, JSON.stringify(out));
+      assert.equal(o.seen!.local, client.ip);
+      assert.equal(o.seen!.remote, MASQ);
+    }
+  });
+
+  it("a service without ready backends: TCP is refused at once (RST), UDP gets port unreachable", async () => {
+    const [tcp, udp] = await t.requests(client.ns, [
+      { host: "10.96.0.30", port: 80, timeoutMs: 3000 },
+      { proto: "udp", host: "10.96.0.30", port: 53, timeoutMs: 3000 },
+    ]);
+    assert.equal(tcp!.error, "ECONNREFUSED", JSON.stringify(tcp));
+    assert.equal(udp!.error, "ECONNREFUSED", JSON.stringify(udp));
+  });
+
+  it("serves Prometheus metrics on 127.0.0.1 with packets by verdict, drops by reason, conntrack entries and the generation", async () => {
+    const port = t.metricsPort(daemon);
+    const text = inNs(t.node, process.execPath, "-e",
+      `fetch("http://127.0.0.1:${port}/metrics").then((r) => r.text()).then((x) => process.stdout.write(x))`);
+    assert.match(text, /wasp_packets_total\{verdict="tun"\} [1-9]/);
+    assert.match(text, /wasp_packets_dropped_total\{reason="no_backend"\} [1-9]/);
+    assert.match(text, /wasp_conntrack_entries [1-9]/);
+    assert.match(text, /wasp_table_generation [1-9]/);
+    assert.match(text, /# TYPE wasp_reload_duration_seconds histogram/);
+  });
+
   it("the daemon stops on SIGTERM and leaves no wasp0, no table 119 and the rules as they were", async () => {
     await t.stopProcess(daemon.child, "SIGTERM");
     assert.equal(await daemon.exited, 0, daemon.log());
