@@ -153,6 +153,22 @@ describe("wire/ipv4", () => {
       expectVerdict(runOne(e, other), Verdict.Drop, Drop.FragmentUntracked);
     });
 
+    it("fragments of a reply from the backend are all reverse-NATed to come from the VIP", () => {
+      const [a] = run(e, [first]);
+      const q = parse(a!.bytes);
+      const reply = packet({ src: q.dst, dst: q.src }, { proto: "udp", sport: 5353, dport: 4444, payload: Uint8Array.from({ length: 100 }, (_, i) => 255 - i) });
+      const rl4 = reply.subarray(20);
+      const r1 = ipv4({ src: q.dst, dst: q.src, id: 0x4242, mf: true }, 17, rl4.subarray(0, 56));
+      const r2 = ipv4({ src: q.dst, dst: q.src, id: 0x4242, fragOffset: 7 }, 17, rl4.subarray(56));
+      const [o1, o2] = run(e, [r1, r2], 101);
+      expectVerdict(o1!, Verdict.Tun); expectVerdict(o2!, Verdict.Tun);
+      assert.deepEqual([parse(o1!.bytes).src, parse(o1!.bytes).sport], ["10.96.0.10", 53]);
+      assert.equal(parse(o2!.bytes).src, "10.96.0.10");
+      const ds = tsharkValid([o1!.bytes, o2!.bytes]);
+      assert.equal(ds[1]!.get("udp.srcport"), "53", "reassembled by tshark");
+      assert.equal(ds[1]!.get("udp.checksum.status"), "1");
+    });
+
     it("fragments between pods (not to a service) are routed unchanged", () => {
       const f = ipv4({ src: "10.244.1.5", dst: "10.244.1.6", id: 9, fragOffset: 7 }, 17, l4.subarray(56));
       const o = runOne(e, f);

@@ -81,6 +81,24 @@ describe("wire/ipv6", () => {
     assert.equal(d!.get("udp.checksum.status"), "1");
   });
 
+  it("a fragmented UDP datagram to an IPv6 VIP: every fragment goes to the backend, tshark reassembles a valid datagram", () => {
+    const seg = packet({ src: POD, dst: VIP }, { proto: "udp", sport: 3335, dport: 53, payload: Uint8Array.from({ length: 200 }, (_, i) => i) }).subarray(40);
+    const f1 = withExt(POD, VIP, seg.subarray(0, 104), [fragHeader(17, 0, true, 0x5151)], FRAG);
+    const f2 = withExt(POD, VIP, seg.subarray(104), [fragHeader(17, 13, false, 0x5151)], FRAG);
+    const [a, b] = run(e, [f1, f2]);
+    expectVerdict(a!, Verdict.Tun); expectVerdict(b!, Verdict.Tun);
+    assert.equal(parse(a!.bytes).dst, BE_F);
+    assert.equal(parse(b!.bytes).dst, BE_F);
+    const ds = tsharkValid([a!.bytes, b!.bytes]);
+    assert.equal(ds[1]!.get("udp.dstport"), "5353");
+    assert.equal(ds[1]!.get("udp.checksum.status"), "1");
+  });
+
+  it("a later IPv6 fragment to a VIP without its first fragment is FragmentUntracked", () => {
+    const seg = packet({ src: POD, dst: VIP }, { proto: "udp", sport: 3336, dport: 53, payload: new Uint8Array(200) }).subarray(40);
+    expectVerdict(runOne(e, withExt(POD, VIP, seg.subarray(104), [fragHeader(17, 13, false, 0x6161)], FRAG)), Verdict.Drop, Drop.FragmentUntracked);
+  });
+
   it("drops a hop-by-hop header whose length runs past the packet as BadIpv6Header", () => {
     const seg = packet({ src: POD, dst: VIP }, { proto: "tcp", sport: 40002, dport: 80 }).subarray(40);
     const hbh = optsHeader(6); hbh[1] = 5;    // says 48 bytes; 8 + 20 remain
