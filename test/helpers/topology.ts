@@ -57,9 +57,21 @@ function udp(r) { return new Promise((resolve) => {
   s.on("message", (m, rinfo) => { try { fin({ ok: true, local: s.address().address, from: rinfo.address, seen: JSON.parse(m.toString()) }); } catch { fin({ ok: false, error: "bad answer" }); } });
   s.connect(r.port, r.host, () => s.send("hello"));
 }); }
-(async () => { const out = []; for (const r of reqs) out.push(await (r.proto === "udp" ? udp(r) : tcp(r))); console.log(JSON.stringify(out)); })();`;
+async function loop(r) {
+  const end = Date.now() + r.loopMs, errors = []; let count = 0;
+  while (Date.now() < end) { const o = await (r.proto === "udp" ? udp(r) : tcp(r)); count++; if (!o.ok) errors.push(o.error); }
+  return { ok: errors.length === 0, count, errors };
+}
+(async () => { const out = []; for (const r of reqs) out.push(await (r.loopMs ? loop(r) : r.proto === "udp" ? udp(r) : tcp(r))); console.log(JSON.stringify(out)); })();`;
 
-export interface Request { proto?: "tcp" | "udp"; host: string; port: number; timeoutMs?: number }
+export interface Request {
+  proto?: "tcp" | "udp";
+  host: string;
+  port: number;
+  timeoutMs?: number;
+  /** Repeat the request for this long; the outcome then says how many ran and which failed. */
+  loopMs?: number;
+}
 export interface Outcome {
   ok: boolean;
   error?: string;
@@ -69,6 +81,9 @@ export interface Outcome {
   from?: string;
   /** What the server saw: its local address and the peer's address. */
   seen?: { local?: string; remote: string; port: number };
+  /** loopMs: requests made, and the errors of those that failed. */
+  count?: number;
+  errors?: string[];
 }
 
 export interface Pod { name: string; ns: string; ip: string }

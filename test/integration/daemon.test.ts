@@ -217,11 +217,62 @@ describe("wasp daemon: a single node in test namespaces (integration, needs root
     assert.match(text, /# TYPE wasp_reload_duration_seconds histogram/);
   });
 
+  it("a valid reload (a service added) takes effect while traffic runs, without a failed connection", async () => {
+    const gen0 = (await control(t.socketPath, { cmd: "status" })).generation as number;
+    let loopDone = false;
+    const traffic = t.request(client.ns, { host: "10.96.0.10", port: 80, loopMs: 4000 }).finally(() => { loopDone = true; });
+    await new Promise((r) => setTimeout(r, 800));
+    services.push({ name: "late", clusterIP: "10.96.0.40", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }] });
+    t.writeConfig(config({ services }));
+    await waitFor(() => daemon.lines().some((l) => String(l.msg).startsWith("reload applied")), "the reload");
+    const duringTraffic = !loopDone;
+    const late = await t.request(client.ns, { host: "10.96.0.40", port: 80 });
+    assert.ok(late.ok, JSON.stringify(late));
+    assert.equal(late.seen!.local, b1.ip);
+    const loop = await traffic;
+    assert.ok(duringTraffic, "the reload landed while the traffic loop ran");
+    assert.ok(loop.ok && loop.count! > 0, JSON.stringify(loop));
+    const s = await control(t.socketPath, { cmd: "status" });
+    assert.ok(s.generation > gen0, `generation ${gen0} -> ${s.generation}`);
+  });
+
+  it("an invalid reload is rejected naming the field, the tables stay and traffic continues", async () => {
+    const gen = (await control(t.socketPath, { cmd: "status" })).generation as number;
+    const bad = structuredClone(config({ services })) as any;
+    bad.services[0].ports[0].port = 70000;
+    t.writeConfig(bad);
+    await waitFor(() => daemon.lines().some((l) => String(l.msg).startsWith("reload rejected")), "the rejection");
+    const line = daemon.lines().find((l) => String(l.msg).startsWith("reload rejected"))!;
+    assert.equal(line.msg, `reload rejected (1 problems); still serving generation ${gen}`);
+    assert.match(JSON.stringify(line.problems), /services\[0\]\.ports\[0\]\.port is 70000/);
+    const out = await t.requests(client.ns, [{ host: "10.96.0.10", port: 80 }, { host: "10.96.0.40", port: 80 }]);
+    assert.ok(out.every((o) => o.ok), JSON.stringify(out));
+    assert.equal((await control(t.socketPath, { cmd: "status" })).generation, gen);
+    t.writeConfig(config({ services })); // valid again for what follows
+  });
+
   it("the daemon stops on SIGTERM and leaves no wasp0, no table 119 and the rules as they were", async () => {
     await t.stopProcess(daemon.child, "SIGTERM");
     assert.equal(await daemon.exited, 0, daemon.log());
     assert.equal(rules(t.node), rulesBefore);
     assert.throws(() => ip(t.node, "link", "show", "wasp0"));
     assert.equal(ip(t.node, "-4", "route", "show", "table", "119").trim(), "");
+  });
+  it("after kill -9 the leftovers stay; a restart removes them and rebuilds, and SIGTERM then restores the rules", async () => {
+    const d1 = await t.startDaemon();
+    await t.stopProcess(d1.child, "SIGKILL");
+    const left = rules(t.node);
+    assert.match(left, /^100:/m, `the pod rule should be left over:\n${left}`);
+    assert.doesNotMatch(left, /^0:/m);
+    const d2 = await t.startDaemon();
+    daemon = d2;
+    assert.ok(d2.lines().some((l) => l.msg === "removed what a previous daemon left behind"), d2.log());
+    const o = await t.request(client.ns, { host: "10.96.0.10", port: 80 });
+    assert.ok(o.ok, JSON.stringify(o));
+    assert.equal(o.seen!.remote, client.ip);
+    await t.stopProcess(d2.child, "SIGTERM");
+    assert.equal(await d2.exited, 0, d2.log());
+    assert.equal(rules(t.node), rulesBefore);
+    assert.throws(() => ip(t.node, "link", "show", "wasp0"));
   });
 });
