@@ -64,6 +64,28 @@ describe("pipeline: ICMP error translation", () => {
     tsharkValid([o.bytes]);
   });
 
+  it("port unreachable from the client about a reverse-NATed reply goes to the backend, quoting backend -> client", () => {
+    commit(e, clusterRoutes().service({ vip: VIP, port: 53, proto: "udp", id: 2, backends: [{ ip: BE, port: 5353 }] }));
+    runOne(e, packet({ src: CLIENT, dst: VIP }, { proto: "udp", sport: 4000, dport: 53 }), 101);
+    const r = runOne(e, packet({ src: BE, dst: CLIENT }, { proto: "udp", sport: 5353, dport: 4000, payload: new Uint8Array(30).fill(8) }), 102);
+    assert.deepEqual([parse(r.bytes).src, parse(r.bytes).sport], [VIP, 53]);
+    const quote = r.bytes.slice(); quote[8] = 64; quote[10] = 0; quote[11] = 0;
+    let s = 0; for (let i = 0; i < 20; i += 2) s += (quote[i]! << 8) | quote[i + 1]!;
+    while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+    quote[10] = (~s >> 8) & 0xff; quote[11] = ~s & 0xff;
+    const err = packet({ src: CLIENT, dst: VIP }, { proto: "icmp", type: 3, code: 3, rest: 0, payload: quote });
+    const o = runOne(e, err, 103);
+    expectVerdict(o, Verdict.Tun);
+    const q = parse(o.bytes), inner = parse(o.bytes.subarray(28));
+    assert.deepEqual([q.src, q.dst], [CLIENT, BE]);
+    assert.deepEqual([inner.src, inner.sport, inner.dst, inner.dport], [BE, 5353, CLIENT, 4000]);
+    referenceValid(o.bytes);
+    referenceValid(o.bytes.subarray(28));
+    const [d] = tsharkValid([o.bytes]);
+    assert.equal(d!.all("ip.checksum.status").length, 2);
+    assert.equal(d!.get("udp.checksum.status"), "1", "quoted UDP checksum");
+  });
+
   it("an error about a flow nobody tracked is routed unchanged", () => {
     const stranger = packet({ src: CLIENT, dst: "10.244.1.77" }, { proto: "udp", sport: 1, dport: 2 });
     const p = fragNeeded("10.244.1.77", stranger);
