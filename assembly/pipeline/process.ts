@@ -182,7 +182,7 @@ function answered(why: Drop, g: usize, fromOverlay: bool): void {
   reason = why;
   note |= Note.REPLY_MADE;
   st.count(C_REPLIES_MADE);
-  clearVnet(reply.outIp);
+  const hadVnet = pkt.vnet != 0;
   outIp = reply.outIp; outLen = reply.outLen;
   // the answer's destination is the sender; route it like any packet (a remote sender: overlay)
   pkt.classify(outIp, outLen, 0);
@@ -192,6 +192,7 @@ function answered(why: Drop, g: usize, fromOverlay: bool): void {
     return;
   }
   toTun();
+  if (hadVnet && verdict != Verdict.Drop) memory.fill(outIp - VNET_HDR_LEN, 0, VNET_HDR_LEN);
 }
 
 let lowestStart: usize = 0;
@@ -204,10 +205,11 @@ function reject(why: Drop, room: u32, g: usize, fromOverlay: bool): void {
   if (ok) answered(why, g, fromOverlay); else drop(why);
 }
 
-/** A reply the core built has no offloads pending: zero its virtio_net_hdr. */
-function clearVnet(ipStart: usize): void {
+/** A reply the core built has no offloads pending: zero the virtio_net_hdr before its output
+ *  start (after any Ethernet header added in TAP mode: the host reads it at data - VNET_HDR_LEN). */
+function clearVnet(outStart: usize): void {
   if (pkt.vnet == 0) return;
-  memory.fill(ipStart - VNET_HDR_LEN, 0, VNET_HDR_LEN);
+  memory.fill(outStart - VNET_HDR_LEN, 0, VNET_HDR_LEN);
 }
 
 // ── conntrack and services ──────────────────────────────────────────────────────────────
@@ -451,9 +453,9 @@ function toOverlay(r: usize, room: u32, g: usize): void {
     const df = pkt.v6 || (ld16(pkt.ip + 6) & 0x4000) != 0;
     if (df && reply.mayAnswerWithError() && ratelimit.allow(st.nowSec) && reply.makeTooBig(room, masqFor(), mtu - overlay.ENCAP_LEN)) {
       reason = Drop.TooBig; note |= Note.REPLY_MADE; st.count(C_REPLIES_MADE);
-      clearVnet(reply.outIp);
       outIp = reply.outIp; outLen = reply.outLen; verdict = Verdict.Tun;
       if (st.modeTap) addEthernet();
+      if (verdict != Verdict.Drop) clearVnet(outIp);
       return;
     }
     drop(Drop.TooBig);
