@@ -68,7 +68,7 @@ function hitsPerSecond(name: string, r: Runner, images: Uint8Array[], quick: boo
     const suite = new Benchmark.Suite();
     suite.add(name, () => { r.batch(images[k++ % images.length]!, 1001); }, { maxTime: quick ? 2 : 5, minSamples: 20 });
     suite.on("cycle", (ev: Benchmark.Event) => console.log(`  ${String(ev.target)} (x${w.BATCH} packets)`));
-    suite.on("complete", function (this: Benchmark.Suite) { resolve((this[0] as Benchmark).hz * w.BATCH); });
+    suite.on("complete", function (this: Benchmark.Suite) { resolve((this as unknown as Benchmark[])[0]!.hz * w.BATCH); });
     suite.run({ async: false });
   });
 }
@@ -90,10 +90,13 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
   const before = e.counters().named.new_flows;
   wasm.batch(hitImages[0]!, 1001);
   if (e.counters().named.new_flows !== before) throw new Error("hit batch created flows: workload is wrong");
-  const wasmHit: number[] = [], tsHit: number[] = [];
+  const burstImages = w.batchImages(64, false, 9, 0, 16);
+  const wasmHit: number[] = [], tsHit: number[] = [], wasmBurst: number[] = [], tsBurst: number[] = [];
   for (let i = 0; i < (quick ? 1 : 3); i++) {
     wasmHit.push(await hitsPerSecond("wasm established hits", wasm, hitImages, quick));
     tsHit.push(await hitsPerSecond("ts established hits", ts, hitImages, quick));
+    wasmBurst.push(await hitsPerSecond("wasm hits, bursts of 16", wasm, burstImages, quick));
+    tsBurst.push(await hitsPerSecond("ts hits, bursts of 16", ts, burstImages, quick));
   }
   const m = (xs: number[]) => round(median(xs) / 1e6, 3);
   const res = {
@@ -101,7 +104,10 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
     ts_mpps: m(tsHit),
     wasm_new_flow_mpps: m(wasmNew),
     ts_new_flow_mpps: m(tsNew),
+    wasm_burst16_mpps: m(wasmBurst),
+    ts_burst16_mpps: m(tsBurst),
     wasm_vs_ts_ratio: round(median(wasmHit) / median(tsHit), 2),
+    wasm_vs_ts_burst16_ratio: round(median(wasmBurst) / median(tsBurst), 2),
     wasm_vs_ts_new_flow_ratio: round(median(wasmNew) / median(tsNew), 2),
     services: w.SERVICES,
     flows: w.FLOWS,

@@ -23,15 +23,18 @@ export function flowPacket(f: number, syn: boolean): Uint8Array {
     { proto: "tcp", sport: sportOf(f), dport: 80, flags: syn ? TCP.SYN : TCP.ACK, payload: new Uint8Array(PKT_LEN - 40) });
 }
 
-/** `batches` batch images of BATCH packets each: consecutive flows (new) or random flows (hits). */
-export function batchImages(batches: number, syn: boolean, seed: number, first = 0): Uint8Array[] {
+/** `batches` batch images of BATCH packets each: consecutive flows (new) or random flows (hits),
+ *  `run` consecutive packets per flow (1: uniformly random, the worst case for caches; 16: the
+ *  bursts a TCP sender puts on a link, as a TUN read sees them). */
+export function batchImages(batches: number, syn: boolean, seed: number, first = 0, run = 1): Uint8Array[] {
   let x = seed >>> 0 || 1;
   const rnd = () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x; };
   const out: Uint8Array[] = [];
+  let f = 0;
   for (let b = 0; b < batches; b++) {
     const img = new Uint8Array(BATCH * PKT_STRIDE);
     for (let i = 0; i < BATCH; i++) {
-      const f = syn ? (first + b * BATCH + i) % FLOWS : rnd() % FLOWS;
+      if (i % run === 0) f = syn ? (first + b * BATCH + i) % FLOWS : rnd() % FLOWS;
       img.set(flowPacket(f, syn), i * PKT_STRIDE + PKT_OFFSET);
     }
     out.push(img);

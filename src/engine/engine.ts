@@ -251,11 +251,11 @@ export class Engine {
     return Number(this.view().getBigUint64(this.exports.countersAddr() + idx * 8, true));
   }
 
-  counters(): { verdicts: Record<string, number>; drops: Record<string, number>; named: Record<string, number> } {
+  counters(): EngineCounters {
     const verdicts: Record<string, number> = {}, drops: Record<string, number> = {};
     abi.VERDICT_NAMES.forEach((n, i) => { verdicts[n] = this.counter(i); });
     abi.DROP_NAMES.forEach((n, i) => { if (i > 0) drops[n] = this.counter(abi.C_DROP_BASE + i); });
-    const named = {
+    const named: NamedCounters = {
       bytes_in: this.counter(abi.C_BYTES_IN), packets_in: this.counter(abi.C_PACKETS_IN),
       new_flows: this.counter(abi.C_NEW_FLOWS), ct_evicted: this.counter(abi.C_CT_EVICTED),
       ct_expired: this.counter(abi.C_CT_EXPIRED), ct_entries: this.counter(abi.C_CT_ENTRIES),
@@ -268,6 +268,13 @@ export class Engine {
 
   checkInvariants(): number { return this.exports.checkInvariants(); }
 }
+
+export interface NamedCounters {
+  bytes_in: number; packets_in: number; new_flows: number; ct_evicted: number; ct_expired: number; ct_entries: number;
+  generation: number; batches: number; stale_udp_flushed: number; replies_made: number; icmp_translated: number;
+  frag_tracked: number;
+}
+export interface EngineCounters { verdicts: Record<string, number>; drops: Record<string, number>; named: NamedCounters }
 
 export interface SlotView {
   data: number; len: number; flags: number; verdict: abi.Verdict; reason: abi.Drop; peer: number; service: number; note: number;
