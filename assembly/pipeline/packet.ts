@@ -1,6 +1,6 @@
 // The packet being processed: parsed once (classify), then read through these fields by every stage.
 // Module globals rather than a struct: wasm keeps them in registers-like globals, no allocation.
-import { Drop } from "../abi";
+import { Drop, VNET_HDR_LEN } from "../abi";
 import { addrFromV4Be, addrCopy, ld8, ld16, ld32, st16, st32 } from "../mem";
 import { Ipv4, checkIpv4, IPV4_SRC, IPV4_DST, IPV4_CHECK } from "../wire/ipv4";
 import { Ipv6Upper, checkIpv6, IPV6_SRC, IPV6_DST } from "../wire/ipv6";
@@ -121,8 +121,10 @@ export function classify(p: usize, len: u32, vnetHdr: usize): Drop {
 /** Does the virtio header say the kernel will finish the checksum whose field is at `field`? */
 @inline function isPartialAt(field: usize): bool {
   if (vnet == 0 || (ld8(vnet + VNET_FLAGS) & VNET_F_NEEDS_CSUM) == 0) return false;
+  // csum_start counts from the first byte after the vnet header: the IP header on TUN, the
+  // Ethernet header on TAP
   const start = <u32>load<u16>(vnet + VNET_CSUM_START), offset = <u32>load<u16>(vnet + VNET_CSUM_OFFSET);
-  return <usize>ip + start + offset == field;
+  return vnet + VNET_HDR_LEN + start + offset == field;
 }
 
 // ── rewriting addresses and ports with RFC 1624 checksum updates ──────────────────────────
