@@ -111,4 +111,39 @@ describe("pipeline: virtio_net_hdr, GSO and partial checksums", () => {
     assert.equal(q.tcpFlags! & TCP.RST, TCP.RST);
     assert.equal(rfc1071(q.l4, pseudoPartial(VIP, CLIENT, 6, q.l4.length)), 0, "the RST's checksum is complete");
   });
+
+  for (const mode of ["tun", "tap"] as const) {
+    it(`${mode}: an ICMP error the core builds in the headroom has a zeroed vnet header right before its output`, () => {
+      const eng = newEngine({ maxBatch: 4, mode });
+      commit(eng, clusterRoutes());
+      const ip = withPartial(packet({ src: CLIENT, dst: "10.96.0.99" }, { proto: "udp", sport: 1, dport: 2, payload: new Uint8Array(40) }), 6);
+      const link = mode === "tap" ? Uint8Array.from([2, 0x77, 0x61, 0x73, 0x70, 1, 2, 0, 0, 0, 0, 5, 8, 0]) : new Uint8Array(0);
+      const vnet = vnetHeader(NEEDS_CSUM, GSO_NONE, 0, 0, link.length + 20, 6);
+      const b = new Uint8Array(10 + link.length + ip.length); b.set(vnet); b.set(link, 10); b.set(ip, 10 + link.length);
+      new Uint8Array(eng.memory, eng.bufferBase, eng.bufferStride).fill(0xff);   // stale headroom
+      eng.putPacket(0, b, SlotFlag.VNET | (mode === "tap" ? SlotFlag.ETHERNET : 0));
+      eng.process(1, 100);
+      const s = eng.slot(0);
+      assert.equal(s.reason, Drop.NoService);
+      assert.equal(s.verdict, Verdict.Tun);
+      assert.deepEqual([...new Uint8Array(eng.memory, s.data - VNET_HDR_LEN, VNET_HDR_LEN)], new Array(10).fill(0), "vnet header before the output");
+    });
+  }
+
+  it("tap: csum_start counts from the Ethernet header; the partial sum of a DNATed frame follows the new addresses", () => {
+    const eng = newEngine({ maxBatch: 4, mode: "tap" });
+    commit(eng, clusterRoutes().service({ vip: VIP, port: 80, proto: "tcp", id: 1, backends: [{ ip: BE, port: 8080 }] }));
+    const ip = withPartial(packet({ src: CLIENT, dst: VIP }, { proto: "tcp", sport: 40009, dport: 80, flags: TCP.ACK, payload: new Uint8Array(3000).fill(1) }), 16);
+    const link = Uint8Array.from([2, 0x77, 0x61, 0x73, 0x70, 1, 2, 0, 0, 0, 0, 5, 8, 0]);
+    const vnet = vnetHeader(NEEDS_CSUM, GSO_TCPV4, 14 + 40, 1448, 14 + 20, 16);
+    const b = new Uint8Array(10 + 14 + ip.length); b.set(vnet); b.set(link, 10); b.set(ip, 24);
+    eng.putPacket(0, b, SlotFlag.VNET | SlotFlag.ETHERNET);
+    eng.process(1, 100);
+    const s = eng.slot(0);
+    assert.equal(s.verdict, Verdict.Tun, Drop[s.reason]);
+    const out = eng.output(0).subarray(14);
+    assert.equal(parse(out).dst, BE);
+    assert.equal(new DataView(out.buffer, out.byteOffset).getUint16(36), pseudoPartial(CLIENT, BE, 6, 20 + 3000), "partial checksum field");
+    assert.deepEqual([...new Uint8Array(eng.memory, s.data - VNET_HDR_LEN, VNET_HDR_LEN)], [...vnet]);
+  });
 });
