@@ -95,6 +95,8 @@ export class Daemon {
   private stopping = false;
   private metrics = makeMetrics(() => this.engine, () => ({ writeDropped: this.datapath?.writeDropped ?? 0 }));
   metricsPort = 0;
+  /** Called once when the datapath cannot go on (the caller stops the daemon). */
+  onFatal: ((err: Error) => void) | undefined;
 
   constructor(private readonly opts: DaemonOptions, private readonly log: Logger) {}
 
@@ -144,7 +146,12 @@ export class Daemon {
       cleanupNodeNet();
       throw e;
     }
-    this.datapath = new Datapath(this.engine, this.tun, (err) => log.error({ err: err.message }, "datapath error"));
+    // A read that fails (not EAGAIN) means the fd or the device is gone: the node cannot be served.
+    this.datapath = new Datapath(this.engine, this.tun, (err) => {
+      log.fatal({ err: err.message }, "datapath failed");
+      this.datapath?.stop();
+      this.onFatal?.(err);
+    });
     this.datapath.start();
     this.sweepTimer = setInterval(() => this.engine.exports.sweep(nowSec(), SWEEP_BUDGET), 1000);
     this.sweepTimer.unref();
@@ -279,10 +286,14 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
   }
   const log = makeLogger();
   const daemon = new Daemon(opts, log);
+  let down = false;
   const shutdown = (why: string, code: number) => {
+    if (down) return;
+    down = true;
     log.info({ why }, "stopping");
     void daemon.stop().finally(() => { process.exitCode = code; process.exit(); });
   };
+  daemon.onFatal = () => shutdown("datapath failed", 1);
   process.once("SIGTERM", () => shutdown("SIGTERM", 0));
   process.once("SIGINT", () => shutdown("SIGINT", 0));
   process.once("uncaughtException", (e) => { log.fatal({ err: e.message, stack: e.stack }, "uncaught exception"); shutdown("crash", 1); });

@@ -6,6 +6,7 @@
 // Everything lives in namespaces from makeNs (removed by destroy(), also after a failure); every
 // process is ended by its PID.
 import { type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, renameSync, rmSync, symlinkSync, mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -63,6 +64,37 @@ async function loop(r) {
   return { ok: errors.length === 0, count, errors };
 }
 (async () => { const out = []; for (const r of reqs) out.push(await (r.loopMs ? loop(r) : r.proto === "udp" ? udp(r) : tcp(r))); console.log(JSON.stringify(out)); })();`;
+
+/** A sink on argv[1]: each connection is answered with the byte count and SHA-256 it received. */
+const SINK = `
+const net = require("node:net"), crypto = require("node:crypto");
+net.createServer((s) => {
+  const h = crypto.createHash("sha256"); let n = 0;
+  s.on("data", (d) => { n += d.length; h.update(d); });
+  s.on("end", () => s.end(JSON.stringify({ n, sha: h.digest("hex"), remote: s.remoteAddress })));
+  s.on("error", () => {});
+}).listen(Number(process.argv[1]), "0.0.0.0", () => console.log("ready"));`;
+
+/** Sends argv[3] bytes of a fixed pattern to argv[1]:argv[2], prints the sink's answer. */
+const STREAM = `
+const net = require("node:net"), total = Number(process.argv[3]);
+const chunk = Buffer.alloc(1 << 20); for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 31) % 251;
+const s = net.connect(Number(process.argv[2]), process.argv[1], () => {
+  let sent = 0;
+  const more = () => { while (sent < total) { sent += chunk.length; if (!s.write(chunk)) return s.once("drain", more); } s.end(); };
+  more();
+});
+let reply = ""; s.on("data", (d) => reply += d); s.on("end", () => console.log(reply));
+s.on("error", (e) => { console.log(JSON.stringify({ error: e.code || e.message })); });`;
+
+/** SHA-256 of what STREAM sends for `bytes` (a multiple of 1 MiB). */
+export function streamSha(bytes: number): string {
+  const chunk = Buffer.alloc(1 << 20);
+  for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 31) % 251;
+  const h = createHash("sha256");
+  for (let sent = 0; sent < bytes; sent += chunk.length) h.update(chunk);
+  return h.digest("hex");
+}
 
 export interface Request {
   proto?: "tcp" | "udp";
@@ -195,6 +227,27 @@ export class Topology {
     await waitFor(() => out().includes("ready") || child.exitCode !== null, `servers in ${ns}`);
     if (!out().includes("ready")) throw new Error(`servers in ${ns} failed: ${out()}`);
     return child;
+  }
+
+  async sink(ns: string, port: number): Promise<ChildProcess> {
+    const child = spawnInNs(ns, process.execPath, ["-e", SINK, String(port)]);
+    this.children.add(child);
+    const out = collect(child);
+    await waitFor(() => out().includes("ready") || child.exitCode !== null, `sink in ${ns}`);
+    if (!out().includes("ready")) throw new Error(`sink in ${ns} failed: ${out()}`);
+    return child;
+  }
+
+  /** Streams `bytes` from ns to host:port; resolves with the sink's answer. */
+  async stream(ns: string, host: string, port: number, bytes: number): Promise<{ n?: number; sha?: string; remote?: string; error?: string }> {
+    const child = spawnInNs(ns, process.execPath, ["-e", STREAM, host, String(port), String(bytes)]);
+    this.children.add(child);
+    const out = collect(child);
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60000);
+    await new Promise((resolve) => child.once("exit", resolve));
+    clearTimeout(timer);
+    this.children.delete(child);
+    try { return JSON.parse(out().trim().split("\n").pop() ?? "{}"); } catch { return { error: out() }; }
   }
 
   /** Runs the requests from namespace ns, one after another; resolves with their outcomes. */
