@@ -16,7 +16,7 @@ import { serveControl } from "./control-socket.js";
 import { Datapath, nowSec } from "./datapath.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
 import {
-  applyRouting, cleanupNodeNet, DEVICE, MASQ_ADDR4, nodeNetInputs, sameInputs, setupNodeNet, TABLE, type NodeNetInputs,
+  cleanupNodeNet, reconcileRouting, DEVICE, MASQ_ADDR4, nodeNetInputs, sameInputs, setupNodeNet, TABLE, type NodeNetInputs,
 } from "./node-net.js";
 
 export interface DaemonOptions {
@@ -201,22 +201,30 @@ export class Daemon {
     const inputs = nodeNetInputs(next);
     const routing = !sameInputs(inputs, this.inputs);
     if (isEmptyDelta(delta) && !routing) { this.config = next; return; }
-    try {
-      if (!isEmptyDelta(delta)) {
+    if (!isEmptyDelta(delta)) {
+      try {
         this.commit(encodeOps(delta, this.stage(), 0), "reload");
-        // A key new to the engine may take an id whose counters belonged to a deleted entry.
-        for (const e of delta.upsertServices) {
-          if (this.model.services.get(e.key)?.id !== e.id) this.engine.exports.serviceStatsReset(e.id);
-        }
+      } catch (e) {
+        // The engine switches generations only on success: the old tables stay whole.
+        this.reject([{ path: "", message: (e as Error).message }]);
+        return;
       }
-      if (routing) applyRouting(inputs);
-    } catch (e) {
-      this.reject([{ path: "", message: (e as Error).message }]);
-      return;
+      // A key new to the engine may take an id whose counters belonged to a deleted entry.
+      for (const e of delta.upsertServices) {
+        if (this.model.services.get(e.key)?.id !== e.id) this.engine.exports.serviceStatsReset(e.id);
+      }
     }
     this.model = model;
     this.config = next;
-    this.inputs = inputs;
+    if (routing) {
+      try {
+        reconcileRouting(this.inputs, inputs);
+        this.inputs = inputs;
+      } catch (e) {
+        // Kept as it was, so the next reload tries the whole change again.
+        this.log.error({ err: (e as Error).message }, "reload: the engine took the tables, but the node's routes or rules could not follow");
+      }
+    }
     const seconds = (performance.now() - t0) / 1000;
     this.metrics.reloadSeconds.observe(seconds);
     this.log.info({

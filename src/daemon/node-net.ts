@@ -153,7 +153,7 @@ export function setupNodeNet(inputs: NodeNetInputs, ip: Runner = runIp): void {
   applyRouting(inputs, ip);
 }
 
-/** Routes and rules (idempotent: removes ours first). The local rule moves before ours appear. */
+/** Routes and rules at start (idempotent: removes ours first). The local rule leaves pref 0 last. */
 export function applyRouting(inputs: NodeNetInputs, ip: Runner = runIp): void {
   const rows = rules(ip);
   if (!hasLocalAt(rows, PREF_LOCAL_MOVED)) ip(["-4", "rule", "add", "pref", String(PREF_LOCAL_MOVED), "lookup", "local"]);
@@ -165,15 +165,35 @@ export function applyRouting(inputs: NodeNetInputs, ip: Runner = runIp): void {
   ip(["-4", "route", "replace", "default", "dev", DEVICE, "table", String(TABLE)]);
   ip(["-4", "route", "replace", inputs.serviceCIDR, "dev", DEVICE, "src", inputs.gateway]);
   for (const c of inputs.remotePodCIDRs) ip(["-4", "route", "replace", c, "dev", DEVICE, "src", inputs.gateway]);
-  const nodePorts = `${NODE_PORT_MIN}-${NODE_PORT_MAX}`;
   ip(["-4", "rule", "add", "pref", String(PREF_LOCAL_FROM_WASP), "iif", DEVICE, "lookup", "local"]);
   ip(["-4", "rule", "add", "pref", String(PREF_MAIN_FROM_WASP), "iif", DEVICE, "lookup", "main"]);
   ip(["-4", "rule", "add", "pref", String(PREF_UNREACHABLE_FROM_WASP), "iif", DEVICE, "unreachable"]);
   ip(["-4", "rule", "add", "pref", String(PREF_PODS), "from", inputs.podCIDR, "lookup", String(TABLE)]);
-  for (const a of inputs.nodeAddresses) {
-    ip(["-4", "rule", "add", "pref", String(PREF_NODEPORT_TCP), "to", `${a}/32`, "ipproto", "tcp", "dport", nodePorts, "lookup", String(TABLE)]);
-    ip(["-4", "rule", "add", "pref", String(PREF_NODEPORT_UDP), "to", `${a}/32`, "ipproto", "udp", "dport", nodePorts, "lookup", String(TABLE)]);
-  }
+  for (const a of inputs.nodeAddresses) nodePortRules("add", a, ip);
   // Last: only now may the kernel's rule leave pref 0 (ours are in place behind nothing).
   if (hasLocalAt(rules(ip), 0)) ip(["-4", "rule", "del", "pref", "0", "lookup", "local"]);
 }
+
+function nodePortRules(verb: "add" | "del", addr: string, ip: Runner): void {
+  const ports = `${NODE_PORT_MIN}-${NODE_PORT_MAX}`;
+  for (const [pref, proto] of [[PREF_NODEPORT_TCP, "tcp"], [PREF_NODEPORT_UDP, "udp"]] as const) {
+    ip(["-4", "rule", verb, "pref", String(pref), "to", `${addr}/32`, "ipproto", proto, "dport", ports, "lookup", String(TABLE)]);
+  }
+}
+
+/**
+ * A reload's change to the picture, made in place: new routes and rules first, then the old ones
+ * go, so no packet meets a moment without them. (podCIDR and serviceCIDR take a restart.)
+ */
+export function reconcileRouting(prev: NodeNetInputs, next: NodeNetInputs, ip: Runner = runIp): void {
+  const want = new Set([next.serviceCIDR, ...next.remotePodCIDRs]);
+  for (const c of want) ip(["-4", "route", "replace", c, "dev", DEVICE, "src", next.gateway]);
+  for (const c of [prev.serviceCIDR, ...prev.remotePodCIDRs]) {
+    if (!want.has(c)) { try { ip(["-4", "route", "del", c, "dev", DEVICE]); } catch { /* gone */ } }
+  }
+  for (const a of next.nodeAddresses) if (!prev.nodeAddresses.includes(a)) nodePortRules("add", a, ip);
+  for (const a of prev.nodeAddresses) {
+    if (!next.nodeAddresses.includes(a)) { try { nodePortRules("del", a, ip); } catch { /* gone */ } }
+  }
+}
+

@@ -251,6 +251,27 @@ describe("wasp daemon: a single node in test namespaces (integration, needs root
     assert.ok(s.generation > gen0, `generation ${gen0} -> ${s.generation}`);
   });
 
+  it("a reload that drops a backend, adds a peer node and a node address changes the engine, the routes and the NodePort rules in place", async () => {
+    const applied = () => daemon.lines().filter((l) => String(l.msg).startsWith("reload applied")).length;
+    const n0 = applied();
+    const changed = structuredClone(config({ services })) as any;
+    changed.services[0].backends = [{ ip: b1.ip }];
+    changed.node.nodeAddresses = [NODE_IP, "10.99.0.9"];
+    changed.nodes = [{ name: "node-b", underlayIP: "10.99.0.3", podCIDR: "10.244.2.0/24" }];
+    t.writeConfig(changed);
+    await waitFor(() => applied() > n0, "the reload");
+    assert.match(ip(t.node, "-4", "route", "show", "10.244.2.0/24"), /dev wasp0/);
+    assert.match(rules(t.node), /^110:\s+from all to 10\.99\.0\.9 ipproto tcp dport 30000-32767 lookup 119/m);
+    const out = await t.requests(client.ns, Array.from({ length: 8 }, () => ({ host: "10.96.0.10", port: 80 })));
+    assert.ok(out.every((o) => o.ok && o.seen!.local === b1.ip), JSON.stringify(out.map((o) => o.seen?.local ?? o.error)));
+    t.writeConfig(config({ services }));
+    await waitFor(() => applied() > n0 + 1, "the reload back");
+    assert.equal(ip(t.node, "-4", "route", "show", "10.244.2.0/24").trim(), "");
+    assert.doesNotMatch(rules(t.node), /10\.99\.0\.9/);
+    const back = await t.requests(client.ns, Array.from({ length: 16 }, () => ({ host: "10.96.0.10", port: 80 })));
+    assert.deepEqual([...new Set(back.map((o) => o.seen?.local))].sort(), [b1.ip, b2.ip].sort());
+  });
+
   it("an invalid reload is rejected naming the field, the tables stay and traffic continues", async () => {
     const gen = (await control(t.socketPath, { cmd: "status" })).generation as number;
     const bad = structuredClone(config({ services })) as any;
