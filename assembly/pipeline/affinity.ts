@@ -4,7 +4,10 @@
 import { addrCopy, addrEq } from "../mem";
 import { hashAddrWord, pow2AtLeast } from "../table/hash";
 
-const A_CLIENT = 0, A_SVC = 16, A_BACKEND = 20, A_LAST = 24, A_USED = 28, ENTRY = 32;
+// A_SVC holds the service id + 1 (0: unused). A_BACKEND is where the backend was in its list,
+// A_IDENT who it is (address and port hashed): a reload may move it, and the affinity follows
+// the backend, not the position, as kube-proxy's does.
+const A_CLIENT = 0, A_SVC = 16, A_BACKEND = 20, A_LAST = 24, A_IDENT = 28, ENTRY = 32;
 let base: usize = 0;
 let mask: u32 = 0;
 let lastEntry: usize = 0;
@@ -20,22 +23,32 @@ export function affinityInit(at: usize, n: u32): usize {
   return base + <usize>(hashAddrWord(client, <u64>svc, 0xaff1) & mask) * ENTRY;
 }
 
-/** The remembered backend index, or -1. */
+/** The remembered backend index (check its identity with rememberedIdent()), or -1. */
 export function lookup(svc: u32, client: usize, now: u32, timeoutSec: u32): i32 {
   const e = entryFor(svc, client);
   lastEntry = e;
-  if (load<u32>(e + A_USED) == 0 || load<u32>(e + A_SVC) != svc || !addrEq(e + A_CLIENT, client)) return -1;
+  if (load<u32>(e + A_SVC) != svc + 1 || !addrEq(e + A_CLIENT, client)) return -1;
   if (now - load<u32>(e + A_LAST) >= timeoutSec) return -1;
   return <i32>load<u32>(e + A_BACKEND);
 }
 
-export function touch(now: u32): void { store<u32>(lastEntry + A_LAST, now); }
+/** Identity of the backend the last lookup() found. */
+export function rememberedIdent(): u32 { return load<u32>(lastEntry + A_IDENT); }
 
-export function remember(svc: u32, client: usize, backend: u32, now: u32): void {
+/** The client opened a new connection to the remembered backend, now at index `backend`. */
+export function touch(now: u32, backend: u32): void {
+  store<u32>(lastEntry + A_LAST, now);
+  store<u32>(lastEntry + A_BACKEND, backend);
+}
+
+export function remember(svc: u32, client: usize, backend: u32, ident: u32, now: u32): void {
   const e = entryFor(svc, client);
   addrCopy(e + A_CLIENT, client);
-  store<u32>(e + A_SVC, svc);
+  store<u32>(e + A_SVC, svc + 1);
   store<u32>(e + A_BACKEND, backend);
   store<u32>(e + A_LAST, now);
-  store<u32>(e + A_USED, 1);
+  store<u32>(e + A_IDENT, ident);
 }
+
+/** Identity of a backend (16-byte address at b, port in host order). */
+@inline export function backendIdent(b: usize, port: u32): u32 { return hashAddrWord(b, <u64>port, 0x1de7); }

@@ -294,12 +294,24 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
 function chooseBackend(g: usize, e: usize, eligible: u32, now: u32): u32 {
   if ((load<u8>(e + gen.S_FLAGS) & ServiceFlag.AFFINITY) != 0) {
     const a = affinity.lookup(load<u32>(e + gen.S_ID), pkt.SRC, now, load<u32>(e + gen.S_AFFINITY));
-    if (a >= 0 && <u32>a < eligible) { note |= Note.AFFINITY; affinity.touch(now); return <u32>a; }
+    if (a >= 0) {
+      // the client's backend where it was, else wherever a reload moved it
+      const want = affinity.rememberedIdent();
+      let found: i32 = -1;
+      if (<u32>a < eligible && identOf(g, e, <u32>a) == want) found = a;
+      else for (let i: u32 = 0; i < eligible; i++) if (identOf(g, e, i) == want) { found = <i32>i; break; }
+      if (found >= 0) { note |= Note.AFFINITY; affinity.touch(now, <u32>found); return <u32>found; }
+    }
     const bi = pick(g, e, eligible);
-    affinity.remember(load<u32>(e + gen.S_ID), pkt.SRC, bi, now);
+    affinity.remember(load<u32>(e + gen.S_ID), pkt.SRC, bi, identOf(g, e, bi), now);
     return bi;
   }
   return pick(g, e, eligible);
+}
+
+@inline function identOf(g: usize, e: usize, i: u32): u32 {
+  const b = gen.svcBackend(g, e, i);
+  return affinity.backendIdent(b + gen.B_ADDR, <u32>load<u16>(b + gen.B_PORT));
 }
 
 @inline function pick(g: usize, e: usize, eligible: u32): u32 {
