@@ -48,4 +48,27 @@ describe("pipeline: session affinity (ClientIP)", () => {
     }
     assert.ok(seen.size > 1, "fresh random choices after expiry");
   });
+
+  it("affinity is to the backend, not to its position: a reload that reorders the list keeps the client's backend", () => {
+    const e = newEngine();
+    const svc = (order: string[]) => clusterRoutes().service({ vip: VIP, port: 80, proto: "tcp", id: 1, flags: 2, affinitySec: 60, backends: order.map((ip) => ({ ip, port: 80 })) });
+    commit(e, svc(BACKENDS));
+    const clients = Array.from({ length: 8 }, (_, i) => `10.244.1.${60 + i}`);
+    const first = clients.map((c, i) => parse(runOne(e, syn(c, 5000 + i), 100).bytes).dst);
+    commit(e, svc([...BACKENDS].reverse()));
+    const again = clients.map((c, i) => parse(runOne(e, syn(c, 6000 + i), 101).bytes).dst);
+    assert.deepEqual(again, first);
+  });
+
+  it("a client whose backend was removed gets a live backend and keeps it", () => {
+    const e = newEngine();
+    const svc = (list: string[]) => clusterRoutes().service({ vip: VIP, port: 80, proto: "tcp", id: 1, flags: 2, affinitySec: 60, backends: list.map((ip) => ({ ip, port: 80 })) });
+    commit(e, svc(BACKENDS));
+    const b = parse(runOne(e, syn("10.244.1.90", 7000), 100).bytes).dst;
+    commit(e, svc(BACKENDS.filter((x) => x !== b)));
+    const c = parse(runOne(e, syn("10.244.1.90", 7001), 101).bytes).dst;
+    assert.notEqual(c, b);
+    assert.ok(BACKENDS.includes(c));
+    for (let i = 0; i < 5; i++) assert.equal(parse(runOne(e, syn("10.244.1.90", 7002 + i), 102 + i).bytes).dst, c);
+  });
 });
