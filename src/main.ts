@@ -4,7 +4,7 @@ const USAGE = `usage: wasp <command>
   As a CNI plugin, wasp is run by the container runtime with CNI_COMMAND set
   (ADD, DEL, CHECK, VERSION, GC, STATUS) and the network config on stdin.
 
-  wasp daemon [--config FILE] [--socket PATH] [--metrics-port PORT]
+  wasp daemon [--config FILE] [--socket PATH] [--metrics-port PORT] [--io-uring]
     runs the node datapath (in the node's network namespace, as root).
 
   The operator commands (status, services, backends, conntrack, routes,

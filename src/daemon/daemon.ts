@@ -26,17 +26,20 @@ export interface DaemonOptions {
   metricsHost: string;
   /** 0: any free port (logged). */
   metricsPort: number;
+  /** Batch the TUN reads and writes through io_uring. */
+  ioUring?: boolean;
 }
 
 export const DEFAULT_SOCKET = "/run/wasp/wasp.sock";
 export const DEFAULT_METRICS_PORT = 10249;
 const SWEEP_BUDGET = 4096;
 
-export const DAEMON_USAGE = `usage: wasp daemon [--config FILE] [--socket PATH] [--metrics-port PORT]
+export const DAEMON_USAGE = `usage: wasp daemon [--config FILE] [--socket PATH] [--metrics-port PORT] [--io-uring]
 
   --config FILE        node config (YAML or JSON), reloaded when it changes; default: the embedded demo
   --socket PATH        control socket (default ${DEFAULT_SOCKET})
   --metrics-port PORT  Prometheus metrics on 127.0.0.1:PORT/metrics (default ${DEFAULT_METRICS_PORT}; 0 picks one)
+  --io-uring           batch the TUN reads and writes through io_uring (one syscall per batch)
 `;
 
 export function parseDaemonArgs(argv: readonly string[]): DaemonOptions | { error: string } {
@@ -50,7 +53,8 @@ export function parseDaemonArgs(argv: readonly string[]): DaemonOptions | { erro
       return v;
     };
     try {
-      if (flag === "--config") o.configPath = value();
+      if (flag === "--io-uring" && inline === undefined) o.ioUring = true;
+      else if (flag === "--config") o.configPath = value();
       else if (flag === "--socket") o.socketPath = value();
       else if (flag === "--metrics-port") {
         const v = value(), n = Number(v);
@@ -138,7 +142,7 @@ export class Daemon {
     this.model = model;
 
     this.inputs = nodeNetInputs(config);
-    this.tun = TunDevice.open({ name: DEVICE, vnetHdr: true });
+    this.tun = TunDevice.open({ name: DEVICE, vnetHdr: true, ioUring: !!opts.ioUring });
     try {
       setupNodeNet(this.inputs);
     } catch (e) {
@@ -167,7 +171,7 @@ export class Daemon {
     }
     log.info({
       device: DEVICE, address: this.inputs.gateway, table: TABLE, generation: this.generation(), services: model.services.size,
-      socket: opts.socketPath, metricsPort: this.metricsPort, masquerade: MASQ_ADDR4,
+      socket: opts.socketPath, metricsPort: this.metricsPort, masquerade: MASQ_ADDR4, ioUring: !!opts.ioUring,
     }, "serving");
   }
 
@@ -237,7 +241,7 @@ export class Daemon {
     switch (req.cmd) {
       case "status":
         return {
-          mode: this.config.mode, device: DEVICE, address: this.inputs.gateway, node: this.config.node.name,
+          mode: this.config.mode, device: DEVICE, ioUring: !!this.opts.ioUring, address: this.inputs.gateway, node: this.config.node.name,
           generation: this.generation(), uptimeSec: Math.round((Date.now() - this.started) / 1000),
           services: this.model.services.size, conntrack: { entries: this.engine.exports.ctCount(), capacity: this.engine.exports.ctCapacity() },
           counters: this.engine.counters(), tunWriteDropped: this.datapath?.writeDropped ?? 0,

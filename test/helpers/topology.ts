@@ -192,10 +192,10 @@ export class Topology {
   }
 
   /** `wasp daemon` in the node namespace, as the tests' brief and a DaemonSet run it. */
-  async startDaemon(): Promise<DaemonProc> {
+  async startDaemon(extraArgs: string[] = []): Promise<DaemonProc> {
     const child = spawnInNs(this.node, process.execPath, [
       "--import", `file://${TSX}`, join(ROOT, "src/main.ts"), "daemon",
-      "--config", this.configPath, "--socket", this.socketPath, "--metrics-port", "0",
+      "--config", this.configPath, "--socket", this.socketPath, "--metrics-port", "0", ...extraArgs,
     ]);
     this.children.add(child);
     const log = collect(child);
