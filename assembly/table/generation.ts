@@ -147,6 +147,13 @@ export function maglevSizeFor(n: u32, asked: u32): u32 {
   return 65537;
 }
 
+function isPrime(m: u32): bool {
+  if (m < 2) return false;
+  if (m % 2 == 0) return m == 2;
+  for (let d: u32 = 3; <u64>d * d <= <u64>m; d += 2) if (m % d == 0) return false;
+  return true;
+}
+
 function maglevFill(table: usize, m: u32, backends: usize, n: u32): void {
   memory.fill(table, 0xff, <usize>m * 2);
   for (let i: u32 = 0; i < n; i++) store<u32>(maglevScratch + (<usize>i << 2), 0);
@@ -182,6 +189,10 @@ function svcUpsert(g: usize, op: usize, size: u32): CommitResult {
   const addr = op + 8, port = <u32>ld16(op + 24), proto = ld8(op + 26);
   const n = load<u32>(op + 44), eligible = load<u32>(op + 48);
   if (eligible > n || n > maxBackendsPerService || <u64>52 + <u64>n * 20 > <u64>size) return CommitResult.BadOp;
+  // A Maglev permutation covers every cell only when the size is prime; any other size can leave a
+  // backend with no free cell on its cycle, and the fill would never end.
+  const askedSize = load<u32>(op + 40);
+  if (load<u8>(op + 32) == <u8>Select.Maglev && askedSize >= 2 && !isPrime(askedSize)) return CommitResult.BadOp;
   let e = svcFind(g, addr, port, proto);
   if (e != 0) {
     svcFreeStorage(g, e);
