@@ -2,6 +2,8 @@
 // generations: commits are all-or-nothing, hundreds of services stay findable through upserts,
 // deletes and full reloads, and live flows survive the switch.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { packet, parse, TCP } from "../../helpers/packets.js";
 import { OpWriter, type TestService } from "../../helpers/ops.js";
 import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, Verdict, Drop } from "../pipeline/setup.js";
@@ -98,6 +100,24 @@ describe("table/generation", () => {
     assert.equal(e.exports.serviceCount(), 1);
     assert.equal(e.exports.generation(), 1);
     assert.equal(e.checkInvariants(), 0);
+  });
+
+  describe("Maglev table sizes from the host", () => {
+    const child = fileURLToPath(new URL("./maglev-commit.child.ts", import.meta.url));
+    const commitIn = (size: number, n: number) => {
+      const r = spawnSync(process.execPath, ["--import", "tsx", child, String(size), String(n)], { encoding: "utf8", timeout: 20000 });
+      assert.equal(r.signal, null, `the commit of size ${size} with ${n} backends did not finish (killed by ${r.signal})`);
+      return r.stdout.trim();
+    };
+
+    it("a table size that is not a prime is refused (BadOp) instead of looping forever (Maglev needs a prime size)", () => {
+      assert.equal(commitIn(100, 10), `${CommitResult.BadOp} 0`);
+    });
+
+    it("a prime size, even smaller than the backend count, is accepted", () => {
+      assert.equal(commitIn(101, 10), `${CommitResult.Ok} 0`);
+      assert.equal(commitIn(7, 10), `${CommitResult.Ok} 0`);
+    });
   });
 
   it("routes: upsert and delete hundreds, counts and lookups follow", () => {
