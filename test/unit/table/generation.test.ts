@@ -120,6 +120,13 @@ describe("table/generation", () => {
     });
   });
 
+  it("random and damaged op streams (fast-check, seeded): invariants hold, refused commits change nothing, no hang", () => {
+    const child = fileURLToPath(new URL("./ops-fuzz.child.ts", import.meta.url));
+    const r = spawnSync(process.execPath, ["--import", "tsx", child, "20261123", "400"], { encoding: "utf8", timeout: 40000 });
+    assert.equal(r.signal, null, "the commits did not finish");
+    assert.equal(r.stdout.trim(), "ok", r.stderr.split("\n").filter((l) => !/npm warn/.test(l)).slice(0, 12).join("\n"));
+  });
+
   it("routes: upsert and delete hundreds, counts and lookups follow", () => {
     const w = new OpWriter().clear();
     for (let i = 0; i < 200; i++) w.route(`172.${16 + (i >> 8)}.${i & 255}.0`, 24, 1, 0xc0a86400 + (i % 50) + 2);
