@@ -36,9 +36,12 @@ export function lookup(g: usize): i32 {
   const e = slotFor();
   if (load<u8>(e + E_USED) != 0 && load<u32>(e + E_ID) == pkt.fragId && <u32>load<u8>(e + E_PROTO) == pkt.proto &&
       addrEq(e + E_SRC, pkt.SRC) && addrEq(e + E_DST, pkt.DST) && <i32>(load<u32>(e + E_EXPIRES) - nowSec) > 0) {
-    const r = ct.rec(load<u32>(e + E_FLOW));
+    const r = ct.rec(load<u32>(e + E_FLOW)), dir = load<u8>(e + E_DIR);
     if ((load<u8>(r + ct.FLAGS) & ct.FlowFlag.USED) == 0) return -1;
-    if (load<u8>(e + E_DIR) == 0) {
+    // the record may have been evicted and reused by another flow since the first fragment
+    if (<u32>load<u8>(r + ct.PROTO) != pkt.proto ||
+        !addrEq(r + (dir == 0 ? ct.F_SRC : ct.R_SRC), pkt.SRC) || !addrEq(r + (dir == 0 ? ct.F_DST : ct.R_DST), pkt.DST)) return -1;
+    if (dir == 0) {
       pkt.setAddr(false, r + ct.R_SRC);
       if ((load<u8>(r + ct.FLAGS) & ct.FlowFlag.SNAT) != 0) pkt.setAddr(true, r + ct.R_DST);
     } else {
