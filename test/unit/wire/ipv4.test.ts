@@ -169,6 +169,19 @@ describe("wire/ipv4", () => {
       assert.equal(ds[1]!.get("udp.checksum.status"), "1");
     });
 
+    it("a later fragment whose flow was evicted is not rewritten by the flow that took its record", () => {
+      const small = newEngine({ conntrackCapacity: 16 });
+      commit(small, clusterRoutes()
+        .service({ vip: "10.96.0.10", port: 53, proto: "udp", id: 1, backends: [{ ip: "10.244.1.20", port: 5353 }] })
+        .service({ vip: "10.96.0.12", port: 53, proto: "udp", id: 2, backends: [{ ip: "10.244.1.30", port: 5353 }] }));
+      expectVerdict(runOne(small, first, 100), Verdict.Tun);
+      // sixteen other flows fill the table; the oldest (the fragmented datagram's) is evicted
+      run(small, Array.from({ length: 16 }, (_, i) => packet({ src: `10.244.1.${100 + i}`, dst: "10.96.0.12" }, { proto: "udp", sport: 7000, dport: 53 })), 101);
+      assert.equal(small.counters().named.ct_evicted, 1);
+      const o = runOne(small, second, 102);
+      if (o.slot.verdict !== Verdict.Drop) assert.notEqual(parse(o.bytes).dst, "10.244.1.30", "sent to another flow's backend");
+    });
+
     it("fragments between pods (not to a service) are routed unchanged", () => {
       const f = ipv4({ src: "10.244.1.5", dst: "10.244.1.6", id: 9, fragOffset: 7 }, 17, l4.subarray(56));
       const o = runOne(e, f);
