@@ -10,7 +10,7 @@ import {
 import { CommitResult } from "../engine/abi.js";
 import { Engine } from "../engine/engine.js";
 import { encodeModel, encodeOps } from "../engine/ops.js";
-import { TunDevice } from "../io/index.js";
+import { TunDevice, UnderlaySocket } from "../io/index.js";
 import { buildModel, diffModel, isEmptyDelta, localVtepMac, type Model } from "../model/index.js";
 import { serveControl } from "./control-socket.js";
 import { Datapath, nowSec } from "./datapath.js";
@@ -87,6 +87,7 @@ function restartOnly(a: Config, b: Config): Problem[] {
 export class Daemon {
   private engine!: Engine;
   private tun: TunDevice | undefined;
+  private underlay: UnderlaySocket | undefined;
   private datapath: Datapath | undefined;
   private model: Model = { services: new Map(), routes: new Map(), localAddrs: new Set(), nodeIds: new Map() };
   private config!: Config;
@@ -157,6 +158,7 @@ export class Daemon {
       this.onFatal?.(err);
     });
     this.datapath.start();
+    this.ensureUnderlay();
     this.sweepTimer = setInterval(() => this.engine.exports.sweep(nowSec(), SWEEP_BUDGET), 1000);
     this.sweepTimer.unref();
 
@@ -173,6 +175,14 @@ export class Daemon {
       device: DEVICE, address: this.inputs.gateway, table: TABLE, generation: this.generation(), services: model.services.size,
       socket: opts.socketPath, metricsPort: this.metricsPort, masquerade: MASQ_ADDR4, ioUring: !!opts.ioUring,
     }, "serving");
+  }
+
+  /** The VXLAN socket, opened once the cluster has another node (a single node binds no port). */
+  private ensureUnderlay(): void {
+    if (this.underlay || this.config.nodes.length === 0 || !this.datapath) return;
+    this.underlay = UnderlaySocket.open({ bindIp: this.config.node.underlayIP, port: this.config.vxlan.port });
+    this.datapath.attachUnderlay(this.underlay);
+    this.log.info({ bindIp: this.config.node.underlayIP, port: this.config.vxlan.port }, "VXLAN underlay open");
   }
 
   private stage(): Uint8Array {
@@ -220,6 +230,11 @@ export class Daemon {
     }
     this.model = model;
     this.config = next;
+    try {
+      this.ensureUnderlay();
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, "reload: cannot open the VXLAN underlay; other nodes are unreachable");
+    }
     if (routing) {
       try {
         reconcileRouting(this.inputs, inputs);
@@ -274,6 +289,7 @@ export class Daemon {
     this.datapath?.stop();
     // Closing the last fd deletes wasp0 and every route through it.
     this.tun?.close();
+    this.underlay?.close();
     try {
       const done = cleanupNodeNet();
       this.log.info({ removed: done }, "node picture removed");

@@ -1,10 +1,15 @@
-// The batch loop: wasp0 readable -> read a batch straight into the engine's slots -> one process()
-// -> write the Tun and Host verdicts back in one batch. Drops are counted by the core.
-import { SLOT_DATA, SLOT_FLAGS, SLOT_SIZE, SlotFlag, Verdict } from "../engine/abi.js";
+// The batch loop: wasp0 (or the VXLAN underlay socket) readable -> read a batch straight into the
+// engine's slots -> one process() -> the Tun and Host verdicts written back to wasp0 in one batch,
+// the Overlay verdicts sent to their nodes in one batch. Drops are counted by the core.
+import { SLOT_DATA, SLOT_FLAGS, SLOT_SIZE, SLOT_VERDICT, SlotFlag, VNET_HDR_LEN, Verdict } from "../engine/abi.js";
 import type { Engine } from "../engine/engine.js";
-import type { IoError, TunDevice } from "../io/index.js";
+import type { IoError, TunDevice, UnderlaySocket } from "../io/index.js";
 
-const WRITE_MASK = (1 << Verdict.Tun) | (1 << Verdict.Host);
+const TUN_MASK = (1 << Verdict.Tun) | (1 << Verdict.Host);
+const OVERLAY_MASK = 1 << Verdict.Overlay;
+const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+/** Outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 (RFC 7348). */
+const VXLAN_ENCAP_LEN = 50;
 /** Batches per readiness callback before yielding to the event loop (uv_poll is level-triggered:
  *  what is left is read on the next turn, after timers, reloads and the control socket). */
 const BATCHES_PER_TURN = 16;
@@ -15,23 +20,19 @@ export function nowSec(): number {
 }
 
 export class Datapath {
-  /** Packets the kernel refused in writeBatch (full queue, malformed packet). */
+  /** Packets the kernel refused in writeBatch / sendBatch (full queue, malformed packet, no route). */
   writeDropped = 0;
   lastWriteError = "";
   private running = false;
+  private underlay: UnderlaySocket | undefined;
 
   constructor(private readonly engine: Engine, private readonly tun: TunDevice,
     private readonly onError: (err: Error) => void) {}
 
-  /** Fills every slot once: data after the headroom and the vnet header, the buffer bounds. */
-  private prefill(): void {
-    for (let i = 0; i < this.engine.maxBatch; i++) this.engine.setSlot(i, 0, this.tun.vnet ? SlotFlag.VNET : 0);
-  }
-
-  /** Resets what the core may have changed in the first n slots (data moves for replies, verdict);
-   *  bufStart and bufEnd stay as prefill set them. */
-  private reset(n: number): void {
-    const u32 = new Uint32Array(this.engine.memory), e = this.engine, vnet = this.tun.vnet;
+  /** Prepares the slots for a read: data after the headroom (and the vnet header for the TUN),
+   *  everything the core may have changed cleared; bufStart and bufEnd were set once by setSlot. */
+  private reset(n: number, fromTun: boolean): void {
+    const u32 = new Uint32Array(this.engine.memory), e = this.engine, vnet = fromTun && this.tun.vnet;
     const flags = vnet ? SlotFlag.VNET : 0;
     for (let i = 0; i < n; i++) {
       const s = (e.slots + i * SLOT_SIZE) >>> 2;
@@ -45,33 +46,106 @@ export class Datapath {
   }
 
   start(): void {
-    this.prefill();
+    for (let i = 0; i < this.engine.maxBatch; i++) this.engine.setSlot(i, 0);
     this.running = true;
-    this.tun.onReadable((err?: IoError) => {
-      if (err) { this.onError(err); return; }
-      try {
-        this.drain();
-      } catch (e) {
-        this.onError(e as Error);
-      }
-    });
+    this.tun.onReadable((err?: IoError) => this.guard(err, () => this.drain(true)));
   }
 
-  private drain(): void {
-    const e = this.engine, tun = this.tun, max = e.maxBatch;
+  /** Also carries VXLAN: decapsulates what arrives, sends the Overlay verdicts. */
+  attachUnderlay(u: UnderlaySocket): void {
+    this.underlay = u;
+    u.onReadable((err?: IoError) => this.guard(err, () => this.drain(false)));
+  }
+
+  private guard(err: IoError | undefined, f: () => void): void {
+    if (err) { this.onError(err); return; }
+    try { f(); } catch (e) { this.onError(e as Error); }
+  }
+
+  private drain(fromTun: boolean): void {
+    const e = this.engine, tun = this.tun, max = e.maxBatch, mem = e.exports.memory;
     for (let b = 0; b < BATCHES_PER_TURN && this.running; b++) {
-      const n = tun.readBatch(e.exports.memory, e.slots, max);
+      this.reset(max, fromTun);
+      const n = fromTun ? tun.readBatch(mem, e.slots, max) : this.underlay!.recvBatch(mem, e.slots, max);
       if (n === 0) return;
+      const partial = fromTun && this.underlay && tun.vnet ? this.partialChecksums(n) : undefined;
       e.process(n, nowSec());
-      tun.writeBatch(e.exports.memory, e.slots, n, WRITE_MASK);
-      if (tun.lastDropped) { this.writeDropped += tun.lastDropped; this.lastWriteError = tun.lastDropCode; }
-      this.reset(n);
+      if (partial) this.completeEncapsulated(n, partial);
+      // A decapsulated packet has no virtio_net_hdr; the bytes before it (the inner Ethernet
+      // header) become an empty one for the vnet TUN: no offloads pending.
+      if (!fromTun && tun.vnet) this.clearVnetHeaders(n);
+      tun.writeBatch(mem, e.slots, n, TUN_MASK);
+      this.noteDrops(tun.lastDropped, tun.lastDropCode);
+      if (this.underlay) {
+        this.underlay.sendBatch(mem, e.slots, n, OVERLAY_MASK);
+        this.noteDrops(this.underlay.lastDropped, this.underlay.lastDropCode);
+      }
       if (n < max) return;
     }
+  }
+
+  // ── stopgap until the core does it: checksums of packets leaving through VXLAN ──
+  // A packet from a pod arrives with virtio NEEDS_CSUM: its L4 checksum field holds only the
+  // pseudo-header sum, for the device to finish. The core encapsulates it as it is (its outer
+  // headers overwrite the virtio_net_hdr), and the other node's kernel would drop it as corrupt.
+  // So the host notes csum_start/csum_offset before process() and completes the checksum of each
+  // packet that the core sent to the overlay (the inner packet follows the 50 bytes of encap).
+
+  private readonly csum = new Int32Array(1024);
+
+  /** Per slot: csum_start << 16 | csum_offset when NEEDS_CSUM is set, else -1. */
+  private partialChecksums(n: number): Int32Array | undefined {
+    const v = this.engine.view(), e = this.engine;
+    let any = false;
+    for (let i = 0; i < n; i++) {
+      const hdr = e.packetAddr(i, true) - VNET_HDR_LEN;
+      if ((v.getUint8(hdr) & VIRTIO_NET_HDR_F_NEEDS_CSUM) === 0 || v.getUint8(hdr + 1) !== 0) { this.csum[i] = -1; continue; }
+      this.csum[i] = (v.getUint16(hdr + 6, true) << 16) | v.getUint16(hdr + 8, true);
+      any = true;
+    }
+    return any ? this.csum : undefined;
+  }
+
+  private completeEncapsulated(n: number, partial: Int32Array): void {
+    const v = this.engine.view(), m = new Uint8Array(this.engine.memory), e = this.engine;
+    for (let i = 0; i < n; i++) {
+      const p = partial[i] ?? -1;
+      if (p < 0) continue;
+      const s = e.slots + i * SLOT_SIZE;
+      if (v.getUint8(s + SLOT_VERDICT) !== Verdict.Overlay) continue;
+      const outer = v.getUint32(s + SLOT_DATA, true), len = v.getUint32(s + SLOT_DATA + 4, true);
+      const inner = outer + VXLAN_ENCAP_LEN, end = outer + len;
+      const start = inner + (p >>> 16), field = start + (p & 0xffff);
+      if (field + 2 > end) continue;
+      let sum = 0;
+      for (let a = start; a + 1 < end; a += 2) sum += (m[a]! << 8) | m[a + 1]!;
+      if ((end - start) & 1) sum += m[end - 1]! << 8;
+      while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
+      let c = ~sum & 0xffff;
+      // RFC 768: a computed zero is sent as 0xffff (zero means "no checksum" for UDP).
+      if (c === 0) c = 0xffff;
+      m[field] = c >>> 8;
+      m[field + 1] = c & 0xff;
+    }
+  }
+
+  private clearVnetHeaders(n: number): void {
+    const m = new Uint8Array(this.engine.memory), v = this.engine.view(), e = this.engine;
+    for (let i = 0; i < n; i++) {
+      const s = e.slots + i * SLOT_SIZE, verdict = v.getUint8(s + SLOT_VERDICT);
+      if (verdict !== Verdict.Tun && verdict !== Verdict.Host) continue;
+      const data = v.getUint32(s + SLOT_DATA, true);
+      m.fill(0, data - VNET_HDR_LEN, data);
+    }
+  }
+
+  private noteDrops(n: number, code: string): void {
+    if (n) { this.writeDropped += n; this.lastWriteError = code; }
   }
 
   stop(): void {
     this.running = false;
     this.tun.stop();
+    this.underlay?.stop();
   }
 }

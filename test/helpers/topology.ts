@@ -154,7 +154,17 @@ export class Topology {
   private readonly cniPath: string;
   private seq = 0;
 
-  constructor() {
+  readonly nodeIp: string;
+  readonly podCidr: string;
+
+  /**
+   * A node at opts.nodeIp (default NODE_IP) with pods from opts.podCidr (default POD_CIDR). Its eth0
+   * joins the underlay: a bridge in the "external" namespace, made here unless opts.ext names the
+   * one of another Topology (a second node of the same cluster).
+   */
+  constructor(opts: { nodeIp?: string; podCidr?: string; ext?: string } = {}) {
+    this.nodeIp = opts.nodeIp ?? NODE_IP;
+    this.podCidr = opts.podCidr ?? POD_CIDR;
     this.work = mkdtempSync(join(tmpdir(), "wasp-daemon-"));
     mkdirSync(join(this.work, "bin"));
     mkdirSync(join(this.work, "etc"));
@@ -163,19 +173,28 @@ export class Topology {
     this.socketPath = join(this.work, "run", "wasp.sock");
     this.configPath = join(this.work, "etc", "config.json");
     this.node = makeNs("node");
-    this.ext = makeNs("ext");
-    // The node's underlay link: the external client reaches the node (and its NodePorts) at NODE_IP.
-    veth(this.node, "eth0", this.ext, "eth0");
-    ip(this.node, "addr", "add", `${NODE_IP}/24`, "dev", "eth0");
-    ip(this.ext, "addr", "add", `${EXT_IP}/24`, "dev", "eth0");
+    this.ownsExt = opts.ext === undefined;
+    this.ext = opts.ext ?? makeNs("ext");
+    if (this.ownsExt) {
+      // The underlay: a bridge that the external client (EXT_IP) and every node's eth0 are on.
+      ip(this.ext, "link", "add", "br0", "type", "bridge");
+      ip(this.ext, "addr", "add", `${EXT_IP}/24`, "dev", "br0");
+      ip(this.ext, "link", "set", "br0", "up");
+    }
+    const port = `n${this.nodeIp.split(".").pop()}`;
+    veth(this.node, "eth0", this.ext, port);
+    ip(this.ext, "link", "set", port, "master", "br0");
+    ip(this.node, "addr", "add", `${this.nodeIp}/24`, "dev", "eth0");
   }
+
+  private readonly ownsExt: boolean;
 
   /** A pod as a runtime makes it: CNI ADD of the wasp plugin, run in the node namespace. */
   async addPod(name: string): Promise<Pod> {
     const ns = makeNs(name);
     const r = await execPlugin(WASP, {
       command: "ADD", containerId: `cid-${ns}`, netns: `/var/run/netns/${ns}`, ifname: "eth0", path: this.cniPath, nodeNs: this.node,
-      config: { cniVersion: "1.0.0", name: "waspnet", type: "wasp", podCIDR: POD_CIDR, dataDir: join(this.work, "ipam") },
+      config: { cniVersion: "1.0.0", name: "waspnet", type: "wasp", podCIDR: this.podCidr, dataDir: join(this.work, "ipam") },
     });
     if (r.exitCode !== 0) throw new Error(`CNI ADD for ${name} failed: ${r.stdout}${r.stderr}`);
     const addr = String(r.json.ips[0].address).split("/")[0]!;
@@ -270,8 +289,8 @@ export class Topology {
     for (const c of [...this.children]) await stop(c);
     this.children.clear();
     for (const p of this.pods) deleteNs(p.ns);
-    deleteNs(this.ext);
     deleteNs(this.node);
+    if (this.ownsExt) deleteNs(this.ext);
     rmSync(this.work, { recursive: true, force: true });
   }
 }
