@@ -263,22 +263,23 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
   const snat = addrEq(pkt.SRC, BACKEND) || ((sflags & ServiceFlag.MASQUERADE_EXTERNAL) != 0 && !fromCluster());
   const rDst = snat ? masqFor() : pkt.SRC;
   let rDport = pkt.sport;
-  // the reply tuple must be unique; with SNAT another source port can make it so
+  // The reply tuple must be unique. A stale flow holding it (expired, closed) gives way; a live one
+  // stays, and ours takes another source port, as the kernel's nf_nat does (the same client port
+  // towards two VIPs that share a backend).
   let clash = ct.ctFind(BACKEND, rDst, bport, rDport, pkt.proto);
+  if (clash != 0 && !flowLive((clash >> 1) - 1, now)) { ct.ctDelete((clash >> 1) - 1); clash = 0; }
+  let portNat = false;
   if (clash != 0) {
-    if (snat) {
-      for (let t: u32 = 1; t <= 16 && clash != 0; t++) {
-        rDport = 32768 + ((hashTuple(pkt.SRC, pkt.DST, <u64>pkt.sport) + t * 7919) % 28232);
-        clash = ct.ctFind(BACKEND, rDst, bport, rDport, pkt.proto);
-      }
-      if (clash != 0) { drop(Drop.NatPortExhausted); return -1; }
-    } else {
-      ct.ctDelete((clash >> 1) - 1);   // a stale flow with the same reply tuple: the new one wins
+    portNat = true;
+    for (let t: u32 = 1; t <= 16 && clash != 0; t++) {
+      rDport = 32768 + ((hashTuple(pkt.SRC, pkt.DST, <u64>pkt.sport) + t * 7919) % 28232);
+      clash = ct.ctFind(BACKEND, rDst, bport, rDport, pkt.proto);
     }
+    if (clash != 0) { drop(Drop.NatPortExhausted); return -1; }
   }
   const cls = pkt.proto == PROTO_TCP ? (isSynOnly() ? ct.CLS_TCP_SYN : ct.CLS_TCP_EST) : ct.CLS_UDP;
   const state: u8 = pkt.proto == PROTO_TCP ? (isSynOnly() ? ct.Tcp.SYN_SENT : ct.Tcp.ESTABLISHED) : ct.UDP_UNREPLIED;
-  let fl: u8 = ct.FlowFlag.DNAT | (snat ? ct.FlowFlag.SNAT : 0) | (anyAddr ? ct.FlowFlag.ANY_ADDR_SERVICE : 0);
+  let fl: u8 = ct.FlowFlag.DNAT | (snat || portNat ? ct.FlowFlag.SNAT : 0) | (anyAddr ? ct.FlowFlag.ANY_ADDR_SERVICE : 0);
   const idx = ct.ctCreate(pkt.SRC, pkt.DST, pkt.sport, pkt.dport, BACKEND, rDst, bport, rDport,
     pkt.proto, state, cls, fl, service, gen.generationNumber(), now);
   if (idx < 0) { drop(Drop.NatPortExhausted); return -1; }
@@ -287,6 +288,15 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
   note |= Note.NEW_FLOW;
   applyFlow(<u32>idx, 0, now);
   return 1;
+}
+
+/** Is flow idx still in use: not past its timeout, and for TCP not closed or in TIME_WAIT? */
+function flowLive(idx: u32, now: u32): bool {
+  if (ct.ctExpired(idx, now)) return false;
+  const r = ct.rec(idx);
+  if (<u32>load<u8>(r + ct.PROTO) != PROTO_TCP) return true;
+  const s = load<u8>(r + ct.STATE);
+  return s != ct.Tcp.TIME_WAIT && s != ct.Tcp.CLOSE;
 }
 
 @inline function isSynOnly(): bool { return (pkt.tcpFlags & (TCP_SYN | TCP_ACKF)) == TCP_SYN; }
