@@ -64,6 +64,33 @@ describe("pipeline: services", () => {
     assert.equal(e.checkInvariants(), 0);
   });
 
+  it("one client port to two VIPs sharing a backend: both connections live, each reply comes from its own VIP", () => {
+    // Linux may reuse a source port towards different destinations; both DNAT to the same backend,
+    // so their reply tuples would clash. The kernel makes the second unique with another port.
+    commit(e, clusterRoutes().service(web(["10.244.1.10"]))
+      .service({ vip: "10.96.0.20", port: 80, proto: "tcp", id: 9, backends: [{ ip: "10.244.1.10", port: 8080 }] }));
+    const a = runOne(e, syn(45000, CLIENT, VIP));
+    const b = runOne(e, syn(45000, CLIENT, "10.96.0.20"), 101);
+    const qa = parse(a.bytes), qb = parse(b.bytes);
+    assert.notDeepEqual([qa.src, qa.sport], [qb.src, qb.sport], "the two connections are told apart at the backend");
+    const reply = (q: typeof qa) => parse(runOne(e, packet({ src: q.dst, dst: q.src }, { proto: "tcp", sport: 8080, dport: q.sport!, flags: TCP.SYN | TCP.ACK }), 102).bytes);
+    const ra = reply(qa), rb = reply(qb);
+    assert.deepEqual([ra.src, ra.sport, ra.dst, ra.dport], [VIP, 80, CLIENT, 45000]);
+    assert.deepEqual([rb.src, rb.sport, rb.dst, rb.dport], ["10.96.0.20", 80, CLIENT, 45000]);
+    assert.equal(e.exports.ctCount(), 2);
+    assert.equal(e.checkInvariants(), 0);
+  });
+
+  it("a closed flow holding the same reply tuple gives way: the new connection keeps its client port", () => {
+    commit(e, clusterRoutes().service(web(["10.244.1.10"]))
+      .service({ vip: "10.96.0.20", port: 80, proto: "tcp", id: 9, backends: [{ ip: "10.244.1.10", port: 8080 }] }));
+    runOne(e, syn(45001, CLIENT, VIP));
+    runOne(e, packet({ src: "10.244.1.10", dst: CLIENT }, { proto: "tcp", sport: 8080, dport: 45001, flags: TCP.RST | TCP.ACK }), 101);
+    const b = parse(runOne(e, syn(45001, CLIENT, "10.96.0.20"), 102).bytes);
+    assert.deepEqual([b.src, b.sport], [CLIENT, 45001]);
+    assert.equal(e.exports.ctCount(), 1);
+  });
+
   describe("Maglev selection (Eisenbud et al., NSDI 2016)", () => {
     const five = ["10.244.1.10", "10.244.1.11", "10.244.1.12", "10.244.2.13", "10.244.2.14"];
     const maglev = (bs: string[]) => web(bs, { select: 1 });
