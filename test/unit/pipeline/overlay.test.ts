@@ -130,4 +130,33 @@ describe("pipeline: VXLAN overlay", () => {
       tsharkValid([o.bytes]);
     });
   });
+
+  it("a ClusterIP flow to a backend on another node: SYN leaves encapsulated, the reply comes back decapsulated from the VIP", () => {
+    commit(e, clusterRoutes().service({ vip: "10.96.0.10", port: 80, proto: "tcp", id: 1, backends: [{ ip: REMOTE, port: 8080 }] }));
+    const o = runOne(e, packet({ src: POD, dst: "10.96.0.10" }, { proto: "tcp", sport: 40100, dport: 80, flags: TCP.SYN }));
+    expectVerdict(o, Verdict.Overlay);
+    const [d] = tsharkValid([o.bytes]);
+    assert.deepEqual(d!.all("ip.dst"), [NODE2, REMOTE]);
+    assert.equal(d!.get("tcp.dstport"), "8080");
+    const reply = packet({ src: REMOTE, dst: POD }, { proto: "tcp", sport: 8080, dport: 40100, flags: TCP.SYN | TCP.ACK });
+    const r = runOne(e, vxlanPayload(4242, reply), 101, SlotFlag.FROM_OVERLAY, parseIpv4(NODE2));
+    expectVerdict(r, Verdict.Tun);
+    const q = parse(r.bytes);
+    assert.deepEqual([q.src, q.sport, q.dst, q.dport], ["10.96.0.10", 80, POD, 40100]);
+    assert.ok(r.slot.note & Note.DECAP && r.slot.note & Note.REVERSE_NAT);
+    tsharkValid([r.bytes]);
+  });
+
+  it("IPv6 inside VXLAN: inner EtherType 0x86dd out, and decapsulated back in", () => {
+    const inner = packet({ src: "fd44:0:0:1::5", dst: "fd44:0:0:2::7" }, { proto: "udp", sport: 1, dport: 2, payload: new Uint8Array(8) });
+    const o = runOne(e, inner);
+    expectVerdict(o, Verdict.Overlay);
+    const [d] = tsharkValid([o.bytes]);
+    assert.equal(d!.get("eth.type"), "0x86dd");
+    assert.equal(d!.get("ipv6.dst"), "fd44:0:0:2::7");
+    const back = packet({ src: "fd44:0:0:2::7", dst: "fd44:0:0:1::5" }, { proto: "udp", sport: 2, dport: 1 });
+    const r = runOne(e, vxlanPayload(4242, back, 0x86dd), 101, SlotFlag.FROM_OVERLAY, parseIpv4(NODE2));
+    expectVerdict(r, Verdict.Tun);
+    assert.deepEqual([...r.bytes.subarray(8)], [...back.subarray(8)]);
+  });
 });
