@@ -170,6 +170,16 @@ describe("pipeline: services", () => {
       assert.equal(e.checkInvariants(), 0);
     });
 
+    it("a backend that becomes terminating (listed, not eligible) keeps its UDP flow but takes no new ones", () => {
+      commit(e, clusterRoutes().service(dns(["10.244.1.10"])));
+      runOne(e, udp(3002));
+      commit(e, clusterRoutes().service(dns(["10.244.1.11", "10.244.1.10"], { eligible: 1 })));
+      const o = runOne(e, udp(3002), 101);
+      assert.equal(parse(o.bytes).dst, "10.244.1.10", "the flow stays on its terminating backend");
+      assert.equal(e.counters().named.stale_udp_flushed, 0);
+      for (let i = 0; i < 20; i++) assert.equal(parse(runOne(e, udp(3100 + i), 102).bytes).dst, "10.244.1.11");
+    });
+
     it("a UDP flow whose service is deleted is flushed too, and the VIP then gets NoService", () => {
       commit(e, clusterRoutes().service(dns(["10.244.1.10"])));
       runOne(e, udp(3001));
