@@ -11,6 +11,7 @@
 //   111  to <node addr> udp dport 30000-32767 lookup 119
 //  1000  lookup local                  the kernel's rule, moved from 0 (see below)
 // table 119 ("wasp"): default dev wasp0
+// main: serviceCIDR, the other nodes' pod CIDRs, externalIPs and loadBalancerIPs (/32) dev wasp0
 //
 // Why the local rule moves: at pref 0 it would deliver (a) a backend's reply to the node's own
 // address (node -> ClusterIP) before the engine reverses it, and (b) NodePort traffic to the node's
@@ -47,6 +48,8 @@ export interface NodeNetInputs {
   gateway: string;
   serviceCIDR: string;
   remotePodCIDRs: string[];
+  /** externalIPs and loadBalancerIPs (IPv4, /32): traffic from outside to them must enter wasp0. */
+  externalIPs: string[];
   nodeAddresses: string[];
 }
 
@@ -56,6 +59,8 @@ export function nodeNetInputs(config: Config): NodeNetInputs {
     gateway: firstAddress(config.node.podCIDR),
     serviceCIDR: config.serviceCIDR,
     remotePodCIDRs: config.nodes.map((n) => n.podCIDR),
+    externalIPs: [...new Set(config.services.filter((sv) => !sv.ignored).flatMap((sv) => [...sv.externalIPs, ...sv.loadBalancerIPs])
+      .filter((a) => parseIp(a)?.family === 4).map((a) => `${a}/32`))].sort(),
     nodeAddresses: config.node.nodeAddresses.filter((a) => parseIp(a)?.family === 4),
   };
 }
@@ -164,7 +169,7 @@ export function applyRouting(inputs: NodeNetInputs, ip: Runner = runIp): void {
   try { ip(["-4", "route", "flush", "table", String(TABLE)]); } catch { /* none */ }
   ip(["-4", "route", "replace", "default", "dev", DEVICE, "table", String(TABLE)]);
   ip(["-4", "route", "replace", inputs.serviceCIDR, "dev", DEVICE, "src", inputs.gateway]);
-  for (const c of inputs.remotePodCIDRs) ip(["-4", "route", "replace", c, "dev", DEVICE, "src", inputs.gateway]);
+  for (const c of [...inputs.remotePodCIDRs, ...inputs.externalIPs]) ip(["-4", "route", "replace", c, "dev", DEVICE, "src", inputs.gateway]);
   ip(["-4", "rule", "add", "pref", String(PREF_LOCAL_FROM_WASP), "iif", DEVICE, "lookup", "local"]);
   ip(["-4", "rule", "add", "pref", String(PREF_MAIN_FROM_WASP), "iif", DEVICE, "lookup", "main"]);
   ip(["-4", "rule", "add", "pref", String(PREF_UNREACHABLE_FROM_WASP), "iif", DEVICE, "unreachable"]);
@@ -186,9 +191,9 @@ function nodePortRules(verb: "add" | "del", addr: string, ip: Runner): void {
  * go, so no packet meets a moment without them. (podCIDR and serviceCIDR take a restart.)
  */
 export function reconcileRouting(prev: NodeNetInputs, next: NodeNetInputs, ip: Runner = runIp): void {
-  const want = new Set([next.serviceCIDR, ...next.remotePodCIDRs]);
+  const want = new Set([next.serviceCIDR, ...next.remotePodCIDRs, ...next.externalIPs]);
   for (const c of want) ip(["-4", "route", "replace", c, "dev", DEVICE, "src", next.gateway]);
-  for (const c of [prev.serviceCIDR, ...prev.remotePodCIDRs]) {
+  for (const c of [prev.serviceCIDR, ...prev.remotePodCIDRs, ...prev.externalIPs]) {
     if (!want.has(c)) { try { ip(["-4", "route", "del", c, "dev", DEVICE]); } catch { /* gone */ } }
   }
   for (const a of next.nodeAddresses) if (!prev.nodeAddresses.includes(a)) nodePortRules("add", a, ip);

@@ -61,6 +61,10 @@ describe("wasp daemon: a single node in test namespaces (integration, needs root
         backends: [{ ip: b1.ip }, { ip: b2.ip }],
       },
       { name: "sink", clusterIP: "10.96.0.50", ports: [{ port: 5201, protocol: "TCP" }], backends: [{ ip: b1.ip }] },
+      {
+        name: "ext", clusterIP: "10.96.0.12", externalIPs: ["192.0.2.10"],
+        ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }, { ip: b2.ip }],
+      },
       { name: "self", clusterIP: "10.96.0.20", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: client.ip }] },
       {
         name: "empty", clusterIP: "10.96.0.30",
@@ -190,6 +194,17 @@ describe("wasp daemon: a single node in test namespaces (integration, needs root
     assert.ok(fromNode.ok, JSON.stringify(fromNode));
   });
 
+  it("an externalIP from the external namespace (routed via the node): reaches a backend, masqueraded, answered from the externalIP", async () => {
+    ip(t.ext, "route", "replace", "192.0.2.10/32", "via", NODE_IP);
+    assert.match(ip(t.node, "-4", "route", "show", "192.0.2.10"), /dev wasp0/);
+    const out = await t.requests(t.ext, Array.from({ length: 4 }, () => ({ host: "192.0.2.10", port: 80 })));
+    for (const o of out) {
+      assert.ok(o.ok, JSON.stringify(out));
+      assert.equal(o.seen!.remote, MASQ);
+      assert.ok([b1.ip, b2.ip].includes(o.seen!.local!));
+    }
+  });
+
   it("hairpin: a pod reaching itself through its own service gets there, seen from the masquerade address", async () => {
     const out = await t.requests(client.ns, Array.from({ length: 3 }, () => ({ host: "10.96.0.20", port: 80 })));
     for (const o of out) {
@@ -284,7 +299,16 @@ describe("wasp daemon: a single node in test namespaces (integration, needs root
     const out = await t.requests(client.ns, [{ host: "10.96.0.10", port: 80 }, { host: "10.96.0.40", port: 80 }]);
     assert.ok(out.every((o) => o.ok), JSON.stringify(out));
     assert.equal((await control(t.socketPath, { cmd: "status" })).generation, gen);
-    t.writeConfig(config({ services })); // valid again for what follows
+    // Valid on its own, but the engine took the service CIDR at start.
+    const rejected = () => daemon.lines().filter((l) => String(l.msg).startsWith("reload rejected"));
+    try {
+      t.writeConfig({ ...config({ services }), serviceCIDR: "10.96.0.0/15" });
+      await waitFor(() => rejected().length > 1, "the second rejection");
+      assert.match(JSON.stringify(rejected()[1]!.problems), /serviceCIDR is \\"10\.96\.0\.0\/15\\", was \\"10\.96\.0\.0\/16\\"; this setting takes a daemon restart/);
+      assert.ok((await t.request(client.ns, { host: "10.96.0.10", port: 80 })).ok);
+    } finally {
+      t.writeConfig(config({ services })); // valid again for what follows
+    }
   });
 
   it("the daemon stops on SIGTERM and leaves no wasp0, no table 119 and the rules as they were", async () => {
