@@ -501,6 +501,10 @@ function answerArp(frame: usize, len: u32): void {
   const d = checkArp(a, len - ETH_HLEN);
   if (d != Drop.None) { drop(d); return; }
   if (Arp.at(a).oper != ARP_REQUEST) { drop(Drop.BadArp); return; }
+  // RFC 5227: a probe (sender 0.0.0.0) or an announcement (sender = target) checks or claims the
+  // asker's own address; answering it with our MAC would read as an address conflict.
+  const sender = Arp.at(a).senderIp;
+  if (sender == 0 || sender == Arp.at(a).targetIp) { drop(Drop.BadArp); return; }
   emitArpReply(a, st.CONFIG + CFG_ENGINE_MAC);
   emitEthernet(frame, a + 18, st.CONFIG + CFG_ENGINE_MAC, ETH_P_ARP);
   outIp = frame; outLen = ETH_HLEN + 28;
