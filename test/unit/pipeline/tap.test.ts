@@ -47,6 +47,18 @@ describe("pipeline: TAP mode", () => {
     });
   }
 
+  it("does not answer an ARP probe (sender IP 0.0.0.0, RFC 5227 §2.1.1): any reply would be taken as an address conflict", () => {
+    const o = runOne(e, arpRequest([0, 0, 0, 0], [10, 244, 1, 5]), 100, SlotFlag.ETHERNET);
+    assert.equal(o.slot.verdict, Verdict.Drop);
+    assert.equal(o.slot.note & Note.ARP_ANSWERED, 0);
+  });
+
+  it("does not answer a gratuitous ARP announcement (sender IP = target IP, RFC 5227 §2.3) with its own MAC", () => {
+    const o = runOne(e, arpRequest([10, 244, 1, 5], [10, 244, 1, 5]), 100, SlotFlag.ETHERNET);
+    assert.equal(o.slot.verdict, Verdict.Drop);
+    assert.equal(o.slot.note & Note.ARP_ANSWERED, 0);
+  });
+
   it("drops an ARP reply (only requests are answered) and a truncated ARP as BadArp", () => {
     const r = arpRequest([10, 244, 1, 5], [10, 244, 1, 1]); r[21] = 2;
     expectVerdict(runOne(e, r, 100, SlotFlag.ETHERNET), Verdict.Drop, Drop.BadArp);
