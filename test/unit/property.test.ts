@@ -99,8 +99,9 @@ describe("property: no input traps the core or breaks its tables", function () {
   for (const mode of ["tun", "tap"] as const) {
     it(`${mode}: random and damaged packets in full batches: no exception, a verdict 1..4 per slot, invariants hold`, () => {
       const e = engine({ mode });
-      let now = 100;
+      let now = 100, total = 0;
       fc.assert(fc.property(fc.array(slotArb, { minLength: 1, maxLength: 64 }), fc.integer({ min: 0, max: 40 }), (slots, dt) => {
+        total += slots.length;
         slots.forEach((s, i) => e.putPacket(i, dressed(s.packet, s.flags, s.vnet, s.vni), s.flags, s.peer));
         now += dt;
         const kept = e.process(slots.length, now);
@@ -108,6 +109,10 @@ describe("property: no input traps the core or breaks its tables", function () {
         slots.forEach((_, i) => { const v = e.slot(i).verdict; assert.ok(v >= 1 && v <= 4, `slot ${i} verdict ${v}`); });
         if (dt > 30) e.exports.sweep(now, 16);
         assert.equal(e.checkInvariants(), 0);
+        const v = e.counters().verdicts;
+        assert.equal(v.tun! + v.overlay! + v.drop! + v.host!, total, "one counted verdict per slot");
+        assert.equal(v.none, 0);
+        assert.equal(e.counters().named.ct_entries, e.exports.ctCount(), "ct_entries counter = flows in the table");
       }), { seed: SEED + (mode === "tap" ? 1 : 0), numRuns: 1200 });
     });
   }
