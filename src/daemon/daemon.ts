@@ -98,6 +98,8 @@ export class Daemon {
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly started = Date.now();
   private stopping = false;
+  /** Set once the node's network is changed (a failed config load leaves it alone). */
+  private touched = false;
   private metrics = makeMetrics(() => this.engine, () => ({ writeDropped: this.datapath?.writeDropped ?? 0 }));
   metricsPort = 0;
   /** Called once when the datapath cannot go on (the caller stops the daemon). */
@@ -121,6 +123,7 @@ export class Daemon {
     if (config.mode !== "tun") throw new Error(`mode is "${config.mode}"; this daemon runs mode "tun" only (TAP mode is not built yet)`);
     this.config = config;
 
+    this.touched = true;
     const left = cleanupNodeNet();
     if (left.length) log.warn({ removed: left }, "removed what a previous daemon left behind");
 
@@ -290,11 +293,13 @@ export class Daemon {
     // Closing the last fd deletes wasp0 and every route through it.
     this.tun?.close();
     this.underlay?.close();
-    try {
-      const done = cleanupNodeNet();
-      this.log.info({ removed: done }, "node picture removed");
-    } catch (e) {
-      this.log.error({ err: (e as Error).message }, "cleanup incomplete; a restart finishes it");
+    if (this.touched) {
+      try {
+        const done = cleanupNodeNet();
+        this.log.info({ removed: done }, "node picture removed");
+      } catch (e) {
+        this.log.error({ err: (e as Error).message }, "cleanup incomplete; a restart finishes it");
+      }
     }
     await Promise.all([this.control, this.metricsServer].map((s) => new Promise<void>((resolve) => (s ? s.close(() => resolve()) : resolve()))));
   }

@@ -57,6 +57,11 @@ describe("wasp daemon: two nodes over the VXLAN underlay (integration, needs roo
     assert.equal(out[4]!.from, "10.96.0.60");
   });
 
+  // Known gap, in the core: a GSO super-packet (vnet TSO) bound for the overlay is dropped as
+  // GsoUnsupported instead of being segmented before encapsulation, so a bulk TCP stream between
+  // nodes stalls. Pending until assembly/ segments on encap (design.md, "Moving packets fast").
+  it.skip("a bulk TCP stream across nodes (needs GSO segmentation on encap in the core)");
+
   it("both daemons stop on SIGTERM", async () => {
     await ta.stopProcess(da.child);
     await tb.stopProcess(db.child);
