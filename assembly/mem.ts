@@ -41,7 +41,7 @@ const V4_MAPPED_MID: u32 = 0xffff0000; // bytes 8..11 = 00 00 ff ff, read little
 
 /** Copies `a` masked to its first `bits` bits (of 128) into dst. Two 64-bit ANDs: the bytes are in
  *  network order, so a little-endian load sees the first byte lowest and the mask is byte-swapped. */
-export function addrMask(dst: usize, a: usize, bits: u32): void {
+@inline export function addrMask(dst: usize, a: usize, bits: u32): void {
   const hi: u64 = bits >= 64 ? <u64>-1 : (bits == 0 ? 0 : bswap<u64>(<u64>-1 << (64 - <u64>bits)));
   const lo: u64 = bits >= 128 ? <u64>-1 : (bits <= 64 ? 0 : bswap<u64>(<u64>-1 << (128 - <u64>bits)));
   store<u64>(dst, load<u64>(a) & hi);
