@@ -155,12 +155,16 @@ function processSlot(s: usize, g: usize): void {
   route(g, room, natted, fromOverlay);
 }
 
+// RFC 1812 §5.3.7: network 0, loopback, multicast (class D), class E and limited broadcast sources
+// are never forwarded; RFC 4291: nor the unspecified, loopback or a multicast IPv6 source. A packet
+// to the limited broadcast (a DHCP discover from 0.0.0.0) is the host's, as in the kernel.
 @inline function isMartianSource(): bool {
   if (!pkt.v6) {
-    const s = ld32(pkt.SRC + 12);
-    return (s >>> 24) == 127 || (s >>> 28) == 0xe;
+    const s = ld32(pkt.SRC + 12), hi = s >>> 24;
+    if (ld32(pkt.DST + 12) == 0xffffffff) return false;
+    return hi == 0 || hi == 127 || hi >= 224;
   }
-  return ld8(pkt.SRC) == 0xff || (load<u64>(pkt.SRC) == 0 && load<u64>(pkt.SRC, 8) == 0x0100000000000000);
+  return ld8(pkt.SRC) == 0xff || (load<u64>(pkt.SRC) == 0 && (load<u64>(pkt.SRC, 8) == 0x0100000000000000 || load<u64>(pkt.SRC, 8) == 0));
 }
 
 @inline function masqFor(): usize { return st.CONFIG + (pkt.v6 ? CFG_MASQ_ADDR6 : CFG_MASQ_ADDR4); }
