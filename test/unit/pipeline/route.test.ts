@@ -64,11 +64,24 @@ describe("pipeline: routes", () => {
     expectVerdict(runOne(e, to("10.244.1.9")), Verdict.Tun);
   });
 
-  it("drops martian sources (loopback, multicast) as Martian (RFC 1812 §5.3.7)", () => {
-    for (const src of ["127.0.0.1", "224.0.0.5"]) {
+  it("drops martian sources (network 0, loopback, multicast, class E, limited broadcast) as Martian (RFC 1812 §5.3.7)", () => {
+    for (const src of ["0.0.0.0", "0.1.2.3", "127.0.0.1", "224.0.0.5", "239.1.1.1", "240.0.0.1", "255.255.255.255"]) {
       const o = runOne(e, packet({ src, dst: "10.244.1.9" }, { proto: "udp", sport: 1, dport: 2 }));
       expectVerdict(o, Verdict.Drop);
       assert.equal(o.slot.reason, 21);
     }
+  });
+
+  it("drops IPv6 packets from the unspecified (::), loopback (::1) or a multicast source as Martian (RFC 4291 §2.5.2)", () => {
+    for (const src of ["::", "::1", "ff02::1"]) {
+      const o = runOne(e, packet({ src, dst: "fd44:0:0:1::9" }, { proto: "udp", sport: 1, dport: 2 }));
+      expectVerdict(o, Verdict.Drop);
+      assert.equal(o.slot.reason, 21, src);
+    }
+  });
+
+  it("a DHCP discover (0.0.0.0 -> 255.255.255.255) is the host's: handed back, not dropped", () => {
+    const p = packet({ src: "0.0.0.0", dst: "255.255.255.255" }, { proto: "udp", sport: 68, dport: 67 });
+    expectVerdict(runOne(e, p), Verdict.Host);
   });
 });
