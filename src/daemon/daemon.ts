@@ -16,7 +16,7 @@ import { serveControl } from "./control-socket.js";
 import { Datapath, nowSec } from "./datapath.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
 import {
-  cleanupNodeNet, reconcileRouting, DEVICE, MASQ_ADDR4, nodeNetInputs, sameInputs, setupNodeNet, TABLE, type NodeNetInputs,
+  cleanupNodeNet, reconcileRouting, DEVICE, ENGINE_MAC, MASQ_ADDR4, TAP_MAC, nodeNetInputs, sameInputs, setupNodeNet, TABLE, type NodeNetInputs,
 } from "./node-net.js";
 
 export interface DaemonOptions {
@@ -120,7 +120,6 @@ export class Daemon {
       config = defaultConfig();
       log.warn("no --config: running the embedded demo config");
     }
-    if (config.mode !== "tun") throw new Error(`mode is "${config.mode}"; this daemon runs mode "tun" only (TAP mode is not built yet)`);
     this.config = config;
 
     this.touched = true;
@@ -129,7 +128,9 @@ export class Daemon {
 
     this.engine = new Engine({
       conntrackCapacity: config.conntrack.capacity,
-      mode: "tun",
+      mode: config.mode,
+      tapPeerMac: TAP_MAC,
+      engineMac: ENGINE_MAC,
       underlayIp: config.node.underlayIP,
       underlayMtu: config.node.underlayMTU,
       vni: config.vxlan.vni,
@@ -146,7 +147,7 @@ export class Daemon {
     this.model = model;
 
     this.inputs = nodeNetInputs(config);
-    this.tun = TunDevice.open({ name: DEVICE, vnetHdr: true, ioUring: !!opts.ioUring });
+    this.tun = TunDevice.open({ name: DEVICE, tap: config.mode === "tap", vnetHdr: true, ioUring: !!opts.ioUring });
     try {
       setupNodeNet(this.inputs);
     } catch (e) {
@@ -175,7 +176,7 @@ export class Daemon {
       this.source.start((ev) => this.onConfig(ev));
     }
     log.info({
-      device: DEVICE, address: this.inputs.gateway, table: TABLE, generation: this.generation(), services: model.services.size,
+      mode: config.mode, device: DEVICE, address: this.inputs.gateway, table: TABLE, generation: this.generation(), services: model.services.size,
       socket: opts.socketPath, metricsPort: this.metricsPort, masquerade: MASQ_ADDR4, ioUring: !!opts.ioUring,
     }, "serving");
   }

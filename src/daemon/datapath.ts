@@ -10,6 +10,7 @@ const OVERLAY_MASK = 1 << Verdict.Overlay;
 const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 /** Outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 (RFC 7348). */
 const VXLAN_ENCAP_LEN = 50;
+const ETH_HLEN = 14;
 /** Batches per readiness callback before yielding to the event loop (uv_poll is level-triggered:
  *  what is left is read on the next turn, after timers, reloads and the control socket). */
 const BATCHES_PER_TURN = 16;
@@ -115,7 +116,8 @@ export class Datapath {
       if (v.getUint8(s + SLOT_VERDICT) !== Verdict.Overlay) continue;
       const outer = v.getUint32(s + SLOT_DATA, true), len = v.getUint32(s + SLOT_DATA + 4, true);
       const inner = outer + VXLAN_ENCAP_LEN, end = outer + len;
-      const start = inner + (p >>> 16), field = start + (p & 0xffff);
+      // csum_start counts from the first byte after the virtio header: IP on TUN, Ethernet on TAP.
+      const start = inner - (this.tun.tap ? ETH_HLEN : 0) + (p >>> 16), field = start + (p & 0xffff);
       if (field + 2 > end) continue;
       let sum = 0;
       for (let a = start; a + 1 < end; a += 2) sum += (m[a]! << 8) | m[a + 1]!;

@@ -12,6 +12,7 @@
 //  1000  lookup local                  the kernel's rule, moved from 0 (see below)
 // table 119 ("wasp"): default dev wasp0
 // main: serviceCIDR, the other nodes' pod CIDRs, externalIPs and loadBalancerIPs (/32) dev wasp0
+// (TAP mode: each of these via 169.254.1.1 onlink, a permanent neighbour with the engine's MAC)
 //
 // Why the local rule moves: at pref 0 it would deliver (a) a backend's reply to the node's own
 // address (node -> ClusterIP) before the engine reverses it, and (b) NodePort traffic to the node's
@@ -41,8 +42,17 @@ export const OUR_PREFS = [PREF_LOCAL_FROM_WASP, PREF_MAIN_FROM_WASP, PREF_UNREAC
  *  node answers or collides with it (the kernel's own sockets use the node's addresses). */
 export const MASQ_ADDR4 = "169.254.1.2";
 
+/** TAP mode: wasp0's own MAC (the engine addresses its frames to it) and the engine's, which the
+ *  node reaches as the permanent neighbour GATEWAY_TAP: every route through wasp0 goes via it, so
+ *  the kernel never has to ARP on the device. */
+export const TAP_MAC = "02:77:61:73:70:02";
+export const ENGINE_MAC = "02:77:61:73:70:01";
+export const GATEWAY_TAP = "169.254.1.1";
+
 /** What the node picture is made from; equal inputs need no change on reload. */
 export interface NodeNetInputs {
+  /** TAP (L2) instead of TUN: routes go via GATEWAY_TAP. */
+  tap: boolean;
   podCIDR: string;
   /** First address of podCIDR: wasp0's address. */
   gateway: string;
@@ -55,6 +65,7 @@ export interface NodeNetInputs {
 
 export function nodeNetInputs(config: Config): NodeNetInputs {
   return {
+    tap: config.mode === "tap",
     podCIDR: config.node.podCIDR,
     gateway: firstAddress(config.node.podCIDR),
     serviceCIDR: config.serviceCIDR,
@@ -78,6 +89,11 @@ export function firstAddress(cidr4: string): string {
 }
 
 export type Runner = (args: string[]) => string;
+
+/** How a prefix reaches wasp0: on the device (TUN), or via the engine's neighbour entry (TAP). */
+function through(inputs: NodeNetInputs): string[] {
+  return inputs.tap ? ["via", GATEWAY_TAP, "dev", DEVICE, "onlink"] : ["dev", DEVICE];
+}
 
 /** `ip ARGS` in this process's namespace; throws with ip's message. */
 export const runIp: Runner = (args) => {
@@ -154,7 +170,9 @@ export function setupNodeNet(inputs: NodeNetInputs, ip: Runner = runIp): void {
   if (existsSync(`/proc/sys/net/ipv6/conf/${DEVICE}`)) sysctl(`ipv6.conf.${DEVICE}.disable_ipv6`, "1");
   // /32, not the CIDR: an unused pod address then has no route instead of looping through wasp0.
   ip(["addr", "replace", `${inputs.gateway}/32`, "dev", DEVICE]);
+  if (inputs.tap) ip(["link", "set", DEVICE, "address", TAP_MAC]);
   ip(["link", "set", DEVICE, "up"]);
+  if (inputs.tap) ip(["neigh", "replace", GATEWAY_TAP, "lladdr", ENGINE_MAC, "dev", DEVICE, "nud", "permanent"]);
   applyRouting(inputs, ip);
 }
 
@@ -167,9 +185,10 @@ export function applyRouting(inputs: NodeNetInputs, ip: Runner = runIp): void {
   }
   try { ip(["-4", "route", "flush", "dev", DEVICE, "table", "main"]); } catch { /* none */ }
   try { ip(["-4", "route", "flush", "table", String(TABLE)]); } catch { /* none */ }
-  ip(["-4", "route", "replace", "default", "dev", DEVICE, "table", String(TABLE)]);
-  ip(["-4", "route", "replace", inputs.serviceCIDR, "dev", DEVICE, "src", inputs.gateway]);
-  for (const c of [...inputs.remotePodCIDRs, ...inputs.externalIPs]) ip(["-4", "route", "replace", c, "dev", DEVICE, "src", inputs.gateway]);
+  ip(["-4", "route", "replace", "default", ...through(inputs), "table", String(TABLE)]);
+  for (const c of [inputs.serviceCIDR, ...inputs.remotePodCIDRs, ...inputs.externalIPs]) {
+    ip(["-4", "route", "replace", c, ...through(inputs), "src", inputs.gateway]);
+  }
   ip(["-4", "rule", "add", "pref", String(PREF_LOCAL_FROM_WASP), "iif", DEVICE, "lookup", "local"]);
   ip(["-4", "rule", "add", "pref", String(PREF_MAIN_FROM_WASP), "iif", DEVICE, "lookup", "main"]);
   ip(["-4", "rule", "add", "pref", String(PREF_UNREACHABLE_FROM_WASP), "iif", DEVICE, "unreachable"]);
@@ -192,7 +211,7 @@ function nodePortRules(verb: "add" | "del", addr: string, ip: Runner): void {
  */
 export function reconcileRouting(prev: NodeNetInputs, next: NodeNetInputs, ip: Runner = runIp): void {
   const want = new Set([next.serviceCIDR, ...next.remotePodCIDRs, ...next.externalIPs]);
-  for (const c of want) ip(["-4", "route", "replace", c, "dev", DEVICE, "src", next.gateway]);
+  for (const c of want) ip(["-4", "route", "replace", c, ...through(next), "src", next.gateway]);
   for (const c of [prev.serviceCIDR, ...prev.remotePodCIDRs, ...prev.externalIPs]) {
     if (!want.has(c)) { try { ip(["-4", "route", "del", c, "dev", DEVICE]); } catch { /* gone */ } }
   }

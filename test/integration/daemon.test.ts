@@ -11,9 +11,9 @@ import { EXT_IP, NODE_IP, POD_CIDR, streamSha, Topology, waitFor, type DaemonPro
 const MASQ = "169.254.1.2";
 const GATEWAY = "10.244.1.1";
 
-function config(extra: { services?: unknown[] } = {}) {
+function config(mode: "tun" | "tap", extra: { services?: unknown[] } = {}) {
   return {
-    mode: "tun",
+    mode,
     node: { name: "node-a", underlayIP: NODE_IP, podCIDR: POD_CIDR },
     serviceCIDR: "10.96.0.0/16",
     clusterCIDR: "10.244.0.0/16",
@@ -36,7 +36,8 @@ function control(path: string, req: unknown): Promise<any> {
 
 const rules = (ns: string) => ip(ns, "-4", "rule", "show");
 
-describe("wasp daemon: a single node in test namespaces (integration, needs root)", function () {
+for (const mode of ["tun", "tap"] as const) {
+describe(`wasp daemon (${mode} mode): a single node in test namespaces (integration, needs root)`, function () {
   this.timeout(120_000);
   let t: Topology;
   let daemon: DaemonProc;
@@ -71,7 +72,7 @@ describe("wasp daemon: a single node in test namespaces (integration, needs root
         ports: [{ name: "http", port: 80, protocol: "TCP" }, { name: "dns", port: 53, protocol: "UDP" }], backends: [],
       },
     ];
-    t.writeConfig(config({ services }));
+    t.writeConfig(config(mode, { services }));
     await t.serve(b1.ns, [8080], 5353);
     await t.serve(b2.ns, [8080], 5353);
     await t.serve(client.ns, [8080]);
@@ -88,8 +89,8 @@ describe("wasp daemon: a single node in test namespaces (integration, needs root
     const link = JSON.parse(ip(t.node, "-j", "addr", "show", "dev", "wasp0"))[0];
     assert.ok(link.flags.includes("UP"), JSON.stringify(link.flags));
     assert.deepEqual(link.addr_info.filter((a: any) => a.family === "inet").map((a: any) => `${a.local}/${a.prefixlen}`), [`${GATEWAY}/32`]);
-    assert.match(ip(t.node, "-4", "route", "show", "table", "119"), /default dev wasp0/);
-    assert.match(ip(t.node, "-4", "route", "show"), /10\.96\.0\.0\/16 dev wasp0/);
+    assert.match(ip(t.node, "-4", "route", "show", "table", "119"), /default (via 169\.254\.1\.1 )?dev wasp0/);
+    assert.match(ip(t.node, "-4", "route", "show"), /10\.96\.0\.0\/16 (via 169\.254\.1\.1 )?dev wasp0/);
     const r = JSON.parse(ip(t.node, "-4", "-j", "rule", "show")) as Array<{ priority: number; table?: string; src?: string; iif?: string }>;
     assert.ok(!r.some((x) => x.priority === 0), `a rule at pref 0 is left: ${rules(t.node)}`);
     const at = (p: number) => r.filter((x) => x.priority === p);
@@ -124,7 +125,7 @@ describe("wasp daemon: a single node in test namespaces (integration, needs root
   it("the control socket (mode 0600) answers status and services with per-entry counters", async () => {
     assert.equal(statSync(t.socketPath).mode & 0o777, 0o600);
     const s = await control(t.socketPath, { cmd: "status" });
-    assert.equal(s.mode, "tun");
+    assert.equal(s.mode, mode);
     assert.equal(s.device, "wasp0");
     assert.ok(s.generation >= 1);
     assert.ok(s.counters.verdicts.tun > 0, JSON.stringify(s.counters));
@@ -253,7 +254,7 @@ describe("wasp daemon: a single node in test namespaces (integration, needs root
     const traffic = t.request(client.ns, { host: "10.96.0.10", port: 80, loopMs: 4000 }).finally(() => { loopDone = true; });
     await new Promise((r) => setTimeout(r, 800));
     services.push({ name: "late", clusterIP: "10.96.0.40", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }] });
-    t.writeConfig(config({ services }));
+    t.writeConfig(config(mode, { services }));
     await waitFor(() => daemon.lines().some((l) => String(l.msg).startsWith("reload applied")), "the reload");
     const duringTraffic = !loopDone;
     const late = await t.request(client.ns, { host: "10.96.0.40", port: 80 });
@@ -269,7 +270,7 @@ describe("wasp daemon: a single node in test namespaces (integration, needs root
   it("a reload that drops a backend, adds a peer node and a node address changes the engine, the routes and the NodePort rules in place", async () => {
     const applied = () => daemon.lines().filter((l) => String(l.msg).startsWith("reload applied")).length;
     const n0 = applied();
-    const changed = structuredClone(config({ services })) as any;
+    const changed = structuredClone(config(mode, { services })) as any;
     changed.services[0].backends = [{ ip: b1.ip }];
     changed.node.nodeAddresses = [NODE_IP, "10.99.0.9"];
     changed.nodes = [{ name: "node-b", underlayIP: "10.99.0.3", podCIDR: "10.244.2.0/24" }];
@@ -279,7 +280,7 @@ describe("wasp daemon: a single node in test namespaces (integration, needs root
     assert.match(rules(t.node), /^110:\s+from all to 10\.99\.0\.9 ipproto tcp dport 30000-32767 lookup 119/m);
     const out = await t.requests(client.ns, Array.from({ length: 8 }, () => ({ host: "10.96.0.10", port: 80 })));
     assert.ok(out.every((o) => o.ok && o.seen!.local === b1.ip), JSON.stringify(out.map((o) => o.seen?.local ?? o.error)));
-    t.writeConfig(config({ services }));
+    t.writeConfig(config(mode, { services }));
     await waitFor(() => applied() > n0 + 1, "the reload back");
     assert.equal(ip(t.node, "-4", "route", "show", "10.244.2.0/24").trim(), "");
     assert.doesNotMatch(rules(t.node), /10\.99\.0\.9/);
@@ -289,7 +290,7 @@ describe("wasp daemon: a single node in test namespaces (integration, needs root
 
   it("an invalid reload is rejected naming the field, the tables stay and traffic continues", async () => {
     const gen = (await control(t.socketPath, { cmd: "status" })).generation as number;
-    const bad = structuredClone(config({ services })) as any;
+    const bad = structuredClone(config(mode, { services })) as any;
     bad.services[0].ports[0].port = 70000;
     t.writeConfig(bad);
     await waitFor(() => daemon.lines().some((l) => String(l.msg).startsWith("reload rejected")), "the rejection");
@@ -302,12 +303,12 @@ describe("wasp daemon: a single node in test namespaces (integration, needs root
     // Valid on its own, but the engine took the service CIDR at start.
     const rejected = () => daemon.lines().filter((l) => String(l.msg).startsWith("reload rejected"));
     try {
-      t.writeConfig({ ...config({ services }), serviceCIDR: "10.96.0.0/15" });
+      t.writeConfig({ ...config(mode, { services }), serviceCIDR: "10.96.0.0/15" });
       await waitFor(() => rejected().length > 1, "the second rejection");
       assert.match(JSON.stringify(rejected()[1]!.problems), /serviceCIDR is \\"10\.96\.0\.0\/15\\", was \\"10\.96\.0\.0\/16\\"; this setting takes a daemon restart/);
       assert.ok((await t.request(client.ns, { host: "10.96.0.10", port: 80 })).ok);
     } finally {
-      t.writeConfig(config({ services })); // valid again for what follows
+      t.writeConfig(config(mode, { services })); // valid again for what follows
     }
   });
 
@@ -352,3 +353,4 @@ describe("wasp daemon: a single node in test namespaces (integration, needs root
     assert.equal(rules(t.node), rulesBefore);
   });
 });
+}
