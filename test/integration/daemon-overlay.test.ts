@@ -7,7 +7,8 @@ import { Topology, type DaemonProc, type Pod } from "../helpers/topology.js";
 const A = { name: "node-a", underlayIP: "10.99.0.1", podCIDR: "10.244.1.0/24" };
 const B = { name: "node-b", underlayIP: "10.99.0.3", podCIDR: "10.244.2.0/24" };
 
-describe("wasp daemon: two nodes over the VXLAN underlay (integration, needs root)", function () {
+for (const mode of ["tun", "tap"] as const) {
+describe(`wasp daemon (${mode} mode): two nodes over the VXLAN underlay (integration, needs root)`, function () {
   this.timeout(120_000);
   let ta: Topology, tb: Topology;
   let da: DaemonProc, db: DaemonProc;
@@ -21,7 +22,7 @@ describe("wasp daemon: two nodes over the VXLAN underlay (integration, needs roo
     const services = [
       { name: "remote", clusterIP: "10.96.0.60", ports: [{ name: "http", port: 80, targetPort: 8080 }, { name: "dns", port: 53, protocol: "UDP", targetPort: 5353 }], backends: [{ ip: pb.ip, nodeName: B.name }] },
     ];
-    const base = { mode: "tun", serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16", services };
+    const base = { mode, serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16", services };
     ta.writeConfig({ ...base, node: A, nodes: [B] });
     tb.writeConfig({ ...base, node: B, nodes: [A] });
     await ta.serve(pa.ns, [8080], 5353);
@@ -69,3 +70,4 @@ describe("wasp daemon: two nodes over the VXLAN underlay (integration, needs roo
     assert.equal(await db.exited, 0, db.log());
   });
 });
+}
