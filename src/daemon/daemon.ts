@@ -16,7 +16,7 @@ import { serveControl } from "./control-socket.js";
 import { Datapath, nowSec } from "./datapath.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
 import {
-  cleanupNodeNet, reconcileRouting, DEVICE, ENGINE_MAC, MASQ_ADDR4, TAP_MAC, nodeNetInputs, sameInputs, setupNodeNet, TABLE, type NodeNetInputs,
+  cleanupNodeNet, reconcileRouting, DEVICE, ENGINE_MAC, firstAddress, TAP_MAC, nodeNetInputs, sameInputs, setupNodeNet, TABLE, type NodeNetInputs,
 } from "./node-net.js";
 
 export interface DaemonOptions {
@@ -136,7 +136,7 @@ export class Daemon {
       vni: config.vxlan.vni,
       vxlanPort: config.vxlan.port,
       vtepMac: localVtepMac(config.node),
-      masqAddr4: MASQ_ADDR4,
+      masqAddr4: firstAddress(config.node.podCIDR),
       serviceCidr4: config.serviceCIDR,
       clusterCidr4: config.clusterCIDR,
       ...(config.serviceCIDRv6 ? { serviceCidr6: config.serviceCIDRv6 } : {}),
@@ -177,7 +177,7 @@ export class Daemon {
     }
     log.info({
       mode: config.mode, device: DEVICE, address: this.inputs.gateway, table: TABLE, generation: this.generation(), services: model.services.size,
-      socket: opts.socketPath, metricsPort: this.metricsPort, masquerade: MASQ_ADDR4, ioUring: !!opts.ioUring,
+      socket: opts.socketPath, metricsPort: this.metricsPort, masquerade: this.inputs.gateway, ioUring: !!opts.ioUring,
     }, "serving");
   }
 

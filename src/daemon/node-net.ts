@@ -37,10 +37,15 @@ export const PREF_NODEPORT_UDP = 111;
 export const PREF_LOCAL_MOVED = 1000;
 export const OUR_PREFS = [PREF_LOCAL_FROM_WASP, PREF_MAIN_FROM_WASP, PREF_UNREACHABLE_FROM_WASP, PREF_PODS,
   PREF_NODEPORT_TCP, PREF_NODEPORT_UDP] as const;
-/** The source the engine gives hairpin and external NodePort traffic: non-local on every node, so
- *  a pod's reply goes to its default gateway, through the pod rule into wasp0, and nothing on the
- *  node answers or collides with it (the kernel's own sockets use the node's addresses). */
-export const MASQ_ADDR4 = "169.254.1.2";
+/**
+ * The source the engine gives hairpin and external (NodePort, externalIP) traffic it masquerades is
+ * wasp0's own address, the first of this node's pod CIDR (NodeNetInputs.gateway). A pod's reply to
+ * it must come back through this node's engine to be reversed, and this address does so from
+ * everywhere: a local pod's reply meets the pod rule (pref 100, before the moved local rule); a
+ * pod on another node sends it to this node's pod CIDR, i.e. through the overlay into this
+ * engine. A non-local address such as 169.254.1.2 works on one node but not across nodes (the
+ * other node has no way back), which the two-node test shows.
+ */
 
 /** TAP mode: wasp0's own MAC (the engine addresses its frames to it) and the engine's, which the
  *  node reaches as the permanent neighbour GATEWAY_TAP: every route through wasp0 goes via it, so

@@ -20,6 +20,7 @@ describe(`wasp daemon (${mode} mode): two nodes over the VXLAN underlay (integra
     pa = await ta.addPod("pa");
     pb = await tb.addPod("pb");
     const services = [
+      { name: "remote-np", type: "NodePort", clusterIP: "10.96.0.61", ports: [{ port: 80, targetPort: 8080, nodePort: 30061 }], backends: [{ ip: pb.ip, nodeName: B.name }] },
       { name: "remote", clusterIP: "10.96.0.60", ports: [{ name: "http", port: 80, targetPort: 8080 }, { name: "dns", port: 53, protocol: "UDP", targetPort: 5353 }], backends: [{ ip: pb.ip, nodeName: B.name }] },
     ];
     const base = { mode, serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16", services };
@@ -56,6 +57,15 @@ describe(`wasp daemon (${mode} mode): two nodes over the VXLAN underlay (integra
     assert.ok(out.every((o) => o.ok), JSON.stringify(out));
     for (const o of out) assert.equal(o.seen!.remote, pa.ip);
     assert.equal(out[4]!.from, "10.96.0.60");
+  });
+
+  it("NodePort on node A from outside with the only backend on node B: masqueraded to node A's wasp0 address, so the reply returns through A", async () => {
+    const out = await ta.requests(ta.ext, Array.from({ length: 4 }, () => ({ host: A.underlayIP, port: 30061 })));
+    assert.ok(out.every((o) => o.ok), JSON.stringify(out));
+    for (const o of out) {
+      assert.equal(o.seen!.local, pb.ip);
+      assert.equal(o.seen!.remote, "10.244.1.1", "the masquerade address routes back to node A over the overlay");
+    }
   });
 
   // Known gap, in the core: a GSO super-packet (vnet TSO) bound for the overlay is dropped as

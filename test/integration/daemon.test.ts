@@ -8,8 +8,9 @@ import { createConnection } from "node:net";
 import { inNs, ip } from "../helpers/netns.js";
 import { EXT_IP, NODE_IP, POD_CIDR, streamSha, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
 
-const MASQ = "169.254.1.2";
 const GATEWAY = "10.244.1.1";
+/** The masquerade address: wasp0's own (see src/daemon/node-net.ts). */
+const MASQ = GATEWAY;
 
 function config(mode: "tun" | "tap", extra: { services?: unknown[] } = {}) {
   return {
@@ -177,7 +178,7 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
     assert.equal(out[6]!.from, "10.96.0.10");
   });
 
-  it("NodePort from an external namespace: reaches a backend (masqueraded to 169.254.1.2); the reply comes from the node's address", async () => {
+  it("NodePort from an external namespace: reaches a backend (masqueraded to wasp0's address); the reply comes from the node's address", async () => {
     const out = await t.requests(t.ext, Array.from({ length: 8 }, () => ({ host: NODE_IP, port: 30080 })));
     for (const o of out) {
       assert.ok(o.ok, JSON.stringify(out));
