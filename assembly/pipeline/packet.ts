@@ -4,7 +4,7 @@ import { Drop, VNET_HDR_LEN } from "../abi";
 import { addrFromV4Be, addrCopy, ld8, ld16, ld32, st16, st32 } from "../mem";
 import { Ipv4, checkIpv4, IPV4_SRC, IPV4_DST, IPV4_CHECK } from "../wire/ipv4";
 import { Ipv6Upper, checkIpv6, IPV6_SRC, IPV6_DST } from "../wire/ipv6";
-import { csumReplace16, csumReplace32, csumPartialReplace32 } from "../wire/checksum";
+import { csum, csumReplace16, csumReplace32, csumPartialReplace32 } from "../wire/checksum";
 import {
   PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6, TCP_MIN_LEN, TCP_CHECK, TCP_FLAGS, UDP_LEN, UDP_CHECK,
   ICMP_MIN_LEN, ICMP_CHECK, ICMP_ID, ICMP_ECHO, ICMP_ECHO_REPLY, ICMP6_ECHO, ICMP6_ECHO_REPLY, Tcp,
@@ -174,4 +174,16 @@ export function setPort(isSrc: bool, port: u32): void {
     st16(csumAt, n);
   }
   if (isSrc) sport = port; else dport = port;
+}
+
+/** Finishes a partial checksum as the kernel would (sum from csum_start to the end, the field holding
+ *  the pseudo-header sum, complemented): for a packet that leaves where no offload will finish it. */
+export function completePartial(): void {
+  if (!partial || csumAt == 0) return;
+  const start = vnet + VNET_HDR_LEN + <usize>load<u16>(vnet + VNET_CSUM_START), end = ip + ipLen;
+  if (start >= csumAt || end <= csumAt + 1) return;
+  let c = csum(start, <u32>(end - start), 0);
+  if (proto == PROTO_UDP && c == 0) c = 0xffff;   // RFC 768: a computed zero is sent as all ones
+  st16(csumAt, c);
+  partial = false;
 }
