@@ -4,7 +4,7 @@
 // field must hold the partial sum for the new addresses, or the kernel finishes a wrong checksum.
 import assert from "node:assert/strict";
 import { packet, parse, rfc1071, TCP } from "../../helpers/packets.js";
-import { newEngine, clusterRoutes, commit, expectVerdict, Verdict, Drop, SlotFlag } from "./setup.js";
+import { newEngine, clusterRoutes, commit, expectVerdict, tsharkValid, Verdict, Drop, SlotFlag } from "./setup.js";
 import { VNET_HDR_LEN, Note } from "../../../src/engine/index.js";
 
 const CLIENT = "10.244.1.5", VIP = "10.96.0.10", BE = "10.244.1.10";
@@ -145,5 +145,33 @@ describe("pipeline: virtio_net_hdr, GSO and partial checksums", () => {
     assert.equal(parse(out).dst, BE);
     assert.equal(new DataView(out.buffer, out.byteOffset).getUint16(36), pseudoPartial(CLIENT, BE, 6, 20 + 3000), "partial checksum field");
     assert.deepEqual([...new Uint8Array(eng.memory, s.data - VNET_HDR_LEN, VNET_HDR_LEN)], [...vnet]);
+  });
+
+  // The underlay socket has no checksum offload: what leaves encapsulated must carry a complete
+  // inner checksum, or the receiving node's pod drops it.
+  for (const proto of ["tcp", "udp"] as const) {
+    it(`a NEEDS_CSUM ${proto} packet to a remote pod leaves encapsulated with a complete inner checksum (tshark)`, () => {
+      const off = proto === "tcp" ? 16 : 6;
+      const p = withPartial(packet({ src: CLIENT, dst: "10.244.2.7" }, { proto, sport: 4100, dport: 80, flags: TCP.ACK, payload: Uint8Array.from({ length: 333 }, (_, i) => i) }), off);
+      put(vnetHeader(NEEDS_CSUM, GSO_NONE, 0, 0, 20, off), p);
+      const s = e.slot(0);
+      assert.equal(s.verdict, Verdict.Overlay, Drop[s.reason]);
+      const inner = e.output(0).subarray(50);
+      const q = parse(inner);
+      assert.equal(rfc1071(q.l4, pseudoPartial(q.src, q.dst, q.proto, q.l4.length)), 0, "inner L4 checksum complete");
+      const [d] = tsharkValid([e.output(0)]);
+      // the last one: the outer UDP of VXLAN comes first (and has no checksum)
+      assert.equal(d!.all(`${proto}.checksum.status`).at(-1), "1");
+    });
+  }
+
+  it("a NEEDS_CSUM SYN DNATed to a backend on another node leaves with a complete checksum for the new addresses", () => {
+    commit(e, clusterRoutes().service({ vip: VIP, port: 80, proto: "tcp", id: 1, backends: [{ ip: "10.244.2.7", port: 8080 }] }));
+    const p = withPartial(packet({ src: CLIENT, dst: VIP }, { proto: "tcp", sport: 4101, dport: 80, flags: TCP.SYN }), 16);
+    put(vnetHeader(NEEDS_CSUM, GSO_NONE, 0, 0, 20, 16), p);
+    assert.equal(e.slot(0).verdict, Verdict.Overlay);
+    const [d] = tsharkValid([e.output(0)]);
+    assert.equal(d!.get("tcp.dstport"), "8080");
+    assert.equal(d!.get("tcp.checksum.status"), "1");
   });
 });
