@@ -1,16 +1,18 @@
-// `wasp daemon` refusing to start: a bad option, an invalid config. It must say why, exit non-zero
-// and leave the node namespace exactly as it was (run in a test namespace all the same).
+// `wasp daemon` with the embedded config, and refusing to start (a bad option, an invalid config):
+// it must say why, exit non-zero and leave the node namespace exactly as it was (run in a test
+// namespace all the same).
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { deleteAllNs, ip, makeNs } from "../helpers/netns.js";
+import { deleteAllNs, ip, makeNs, spawnInNs, stop } from "../helpers/netns.js";
+import { waitFor } from "../helpers/topology.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const TSX = join(ROOT, "node_modules/tsx/dist/loader.mjs");
 
-describe("wasp daemon: refusing to start (integration, needs root)", function () {
+describe("wasp daemon: starting without a config, refusing bad options and configs (integration, needs root)", function () {
   this.timeout(60_000);
   let node = "", work = "";
   before(() => {
@@ -36,6 +38,24 @@ describe("wasp daemon: refusing to start (integration, needs root)", function ()
     const r = daemon("--metrics-port", "70000");
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--metrics-port is "70000"; a port is 0-65535/);
+  });
+
+  it("without --config it serves the embedded demo config, and SIGTERM leaves the namespace as it found it", async () => {
+    const rules = ip(node, "-4", "rule", "show");
+    const child = spawnInNs(node, process.execPath, ["--import", `file://${TSX}`, join(ROOT, "src/main.ts"), "daemon",
+      "--socket", join(work, "demo.sock"), "--metrics-port", "0"]);
+    let log = "";
+    child.stderr!.on("data", (d: Buffer) => { log += d.toString(); });
+    try {
+      await waitFor(() => log.includes('"msg":"serving"') || child.exitCode !== null, "the daemon to serve", 30_000);
+      assert.match(log, /no --config: running the embedded demo config/);
+      assert.match(log, /"services":5/, log); // web 80/TCP, dns 53/UDP+TCP, web-nodeport ClusterIP + NodePort
+      assert.match(ip(node, "-4", "addr", "show", "dev", "wasp0"), /inet 10\.244\.1\.1\/32/);
+    } finally {
+      await stop(child);
+    }
+    assert.equal(child.exitCode, 0, log);
+    assert.equal(ip(node, "-4", "rule", "show"), rules);
   });
 
   it("an invalid config exits 1 naming every problem, and touches neither links nor rules", () => {

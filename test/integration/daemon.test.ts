@@ -313,6 +313,29 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
     }
   });
 
+  it("a reload storm (20 writes in a row) ends in the last config, with traffic unharmed throughout", async () => {
+    const traffic = t.request(client.ns, { host: "10.96.0.10", port: 80, loopMs: 3000 });
+    const without = services.filter((x: any) => x.name !== "late");
+    for (let i = 0; i < 20; i++) {
+      t.writeConfig(config(mode, { services: i % 2 ? services : without }));
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    const storm = { name: "storm", clusterIP: "10.96.0.70", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b2.ip }] };
+    services.push(storm);
+    t.writeConfig(config(mode, { services }));
+    let keys: string[] = [];
+    for (let i = 0; i < 100 && !keys.includes("10.96.0.70:80/TCP"); i++) {
+      keys = ((await control(t.socketPath, { cmd: "services" })).services as Array<{ key: string }>).map((e) => e.key);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(keys.includes("10.96.0.70:80/TCP") && keys.includes("10.96.0.40:80/TCP"), keys.join(" "));
+    const [a, b] = await t.requests(client.ns, [{ host: "10.96.0.70", port: 80 }, { host: "10.96.0.40", port: 80 }]);
+    assert.equal(a!.seen?.local, b2.ip, JSON.stringify(a));
+    assert.equal(b!.seen?.local, b1.ip, JSON.stringify(b));
+    const loop = await traffic;
+    assert.ok(loop.ok && loop.count! > 0, JSON.stringify(loop));
+  });
+
   it("the daemon stops on SIGTERM and leaves no wasp0, no table 119 and the rules as they were", async () => {
     await t.stopProcess(daemon.child, "SIGTERM");
     assert.equal(await daemon.exited, 0, daemon.log());
