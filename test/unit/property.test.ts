@@ -123,7 +123,7 @@ describe("property: no input traps the core or breaks its tables", function () {
       // RFC 8200 §8.1: a zero UDP checksum is not allowed over IPv6, so it is not well-formed there
       const valid = fc.tuple(ipSpec, l4Spec).map(([ip, l4]) => {
         // mostly whole datagrams (one in eight a fragment), so the L4 checksums get checked
-        const whole = ip.id % 8 !== 0 ? { mf: false, fragOffset: 0 } : {};
+        const whole = (ip.id ?? 0) % 8 !== 0 ? { mf: false, fragOffset: 0 } : {};
         try { return packet({ ...ip, ...whole }, { ...l4, noUdpChecksum: l4.noUdpChecksum && !ip.src.includes(":") }); } catch { return null; }
       })
         .filter((p): p is Uint8Array => p !== null);
