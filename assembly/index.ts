@@ -65,7 +65,7 @@ export function init(): InitResult {
   st.setRegions(slots, maxBatch, bufs, stride, stage, <u32>stageBytes, counters, traceA, TRACE_BYTES);
   st.setNode(cfg(CFG_MODE) == 1, cfg(CFG_UNDERLAY_IP), cfg(CFG_VNI), cfg(CFG_VXLAN_PORT), cfg(CFG_UNDERLAY_MTU), cfg(CFG_SEED));
   statsInit(statsAt, maxSvc);
-  ct.ctInit(ctAt, ctCap);
+  ct.ctInit(ctAt, ctCap, cfg(CFG_SEED));
   affinityInit(affAt, affN);
   gen.genInit(genAt, maxSvc, maxBe, maxRoutes, mgCells);
   fragClear();

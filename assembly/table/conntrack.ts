@@ -3,7 +3,7 @@
 // Records sit on LRU lists, one per timeout class, so every list is ordered by expiry time as
 // well: the head of each list is the next to expire, and expiry and eviction are O(1).
 import { addrCopy, addrEq } from "../mem";
-import { hashTuple, pow2AtLeast } from "./hash";
+import { hashTupleKeyed, pow2AtLeast } from "./hash";
 import { count } from "../state";
 import { C_CT_EVICTED, C_CT_EXPIRED, C_CT_ENTRIES } from "../abi";
 
@@ -50,7 +50,8 @@ let indexMask: u32 = 0;
 let flows: usize = 0;
 let capacity: u32 = 0;
 let used: u32 = 0;
-let freeHead: u32 = 0;     // idx + 1 of the first free record (chained through NEXT)
+let freeHead: u32 = 0;
+let hashKey: u64 = 0;      // per node, from the init seed (see hashTupleKeyed)     // idx + 1 of the first free record (chained through NEXT)
 const HEADS: usize = memory.data(4 * 8, 16);   // per class: idx + 1 of the oldest flow
 const TAILS: usize = memory.data(4 * 8, 16);
 
@@ -60,8 +61,9 @@ export function ctBytesNeeded(cap: u32): usize {
 }
 
 /** Lays the table out at `base`; returns the end. */
-export function ctInit(base: usize, cap: u32): usize {
+export function ctInit(base: usize, cap: u32, seed: u32): usize {
   capacity = pow2AtLeast(cap);
+  hashKey = (<u64>seed * 0x9e3779b97f4a7c15) ^ 0x6a09e667f3bcc909;
   flows = (base + 63) & ~63;
   index = flows + <usize>capacity * REC;
   indexMask = capacity * 4 - 1;   // two keys per flow at load factor <= 0.5
@@ -99,7 +101,7 @@ export function ctUsed(): u32 { return used; }
 /** Finds the flow holding this tuple in either direction: (idx + 1) << 1 | dir, or 0.
  *  Ports are stored in host order. */
 export function ctFind(src: usize, dst: usize, sport: u32, dport: u32, proto: u32): u32 {
-  const h = hashTuple(src, dst, tupleWord(sport, dport, proto));
+  const h = hashTupleKeyed(src, dst, tupleWord(sport, dport, proto), hashKey);
   let b = h & indexMask;
   while (true) {
     const e = load<u64>(index + (<usize>b << 3));
@@ -145,12 +147,12 @@ function indexRemove(h: u32, ref: u32): void {
 }
 
 @inline function fwdHash(r: usize): u32 {
-  return hashTuple(r + F_SRC, r + F_DST,
-    tupleWord(<u32>load<u16>(r + F_SPORT), <u32>load<u16>(r + F_DPORT), <u32>load<u8>(r + PROTO)));
+  return hashTupleKeyed(r + F_SRC, r + F_DST,
+    tupleWord(<u32>load<u16>(r + F_SPORT), <u32>load<u16>(r + F_DPORT), <u32>load<u8>(r + PROTO)), hashKey);
 }
 @inline function revHash(r: usize): u32 {
-  return hashTuple(r + R_SRC, r + R_DST,
-    tupleWord(<u32>load<u16>(r + R_SPORT), <u32>load<u16>(r + R_DPORT), <u32>load<u8>(r + PROTO)));
+  return hashTupleKeyed(r + R_SRC, r + R_DST,
+    tupleWord(<u32>load<u16>(r + R_SPORT), <u32>load<u16>(r + R_DPORT), <u32>load<u8>(r + PROTO)), hashKey);
 }
 
 // ── LRU lists per timeout class ─────────────────────────────────────────────────────────

@@ -33,6 +33,18 @@ const K2: u64 = 0xbf58476d1ce4e5b9;
   return finish(h);
 }
 
+/** hashTuple with a per-node key mixed into its start: tuples an attacker chooses cannot be aimed at
+ *  one bucket chain of the conntrack index (hash flooding). Maglev and the VXLAN source port use
+ *  the unkeyed hashTuple, because every node must compute the same value for the same flow. */
+@inline export function hashTupleKeyed(a: usize, b: usize, w: u64, key: u64): u32 {
+  let h = mix(K2 ^ key, load<u64>(a));
+  h = mix(h, load<u64>(a, 8));
+  h = mix(h, load<u64>(b));
+  h = mix(h, load<u64>(b, 8));
+  h = mix(h, w);
+  return finish(h);
+}
+
 /** Smallest power of two >= n (n >= 1). */
 export function pow2AtLeast(n: u32): u32 {
   if (n <= 1) return 1;
