@@ -24,9 +24,9 @@ export const B_ADDR = 0, B_PORT = 16, BE = 32;
 // ╒═══ route entry, 48 bytes ═══╕
 export const R_PREFIX = 0, R_LEN = 16, R_KIND = 17, R_NODE = 18, R_UNDERLAY = 20, R_MAC = 24, R_USED = 30,
   R_HASH = 32, ROUTE = 48;
-// ╒═══ local address (32 bytes: addr16 | used u8) and peer (16 bytes: underlay u32 | refs u32 | used u8) ═══╕
+// ╒═══ local address (32 bytes: addr16 | used u8) and peer (16 bytes: underlay u32 | refs u32 | used u8 | hash u32 at 12) ═══╕
 const L_USED = 16, LOCAL = 32, LOCAL_CAP: u32 = 256;
-const P_IP = 0, P_REFS = 4, P_USED = 8, PEER = 16;
+const P_IP = 0, P_REFS = 4, P_USED = 8, P_HASH = 12, PEER = 16;
 
 let gens: usize = 0;            // base of copy 0; copy 1 follows at gens + genSize
 let genSize: usize = 0;
@@ -118,21 +118,29 @@ export function svcFind(g: usize, addr: usize, port: u32, proto: u32): usize {
   }
 }
 
-function svcRemoveSlot(g: usize, e: usize): void {
-  const mask = svcCap - 1, tbl = g + offSvc;
-  let hole = <u32>((e - tbl) / SVC);
+/** Empties slot `hole` of a linear-probing table (`cap` entries of `size` bytes, the hash stored at
+ *  `hashAt`, a zero byte at `usedAt` when free) by backward-shift deletion (Knuth 6.4, algorithm R):
+ *  no tombstones, so probe chains never grow with churn. */
+function shiftDelete(tbl: usize, cap: u32, size: usize, hashAt: usize, usedAt: usize, hole: u32): void {
+  const mask = cap - 1;
   let j = (hole + 1) & mask;
   while (true) {
-    const ej = tbl + <usize>j * SVC;
-    if (load<u8>(ej + S_USED) == 0) break;
-    const home = load<u32>(ej + S_HASH) & mask;
+    const ej = tbl + <usize>j * size;
+    if (load<u8>(ej + usedAt) == 0) break;
+    const home = load<u32>(ej + hashAt) & mask;
+    // move the entry into the hole unless its home lies cyclically in (hole, j]
     if (((j - home) & mask) >= ((j - hole) & mask)) {
-      memory.copy(tbl + <usize>hole * SVC, ej, SVC);
+      memory.copy(tbl + <usize>hole * size, ej, size);
       hole = j;
     }
     j = (j + 1) & mask;
   }
-  memory.fill(tbl + <usize>hole * SVC, 0, SVC);
+  memory.fill(tbl + <usize>hole * size, 0, size);
+}
+
+function svcRemoveSlot(g: usize, e: usize): void {
+  const tbl = g + offSvc;
+  shiftDelete(tbl, svcCap, SVC, S_HASH, S_USED, <u32>((e - tbl) / SVC));
 }
 
 // Maglev (Eisenbud et al., NSDI 2016, §3.4): each backend walks its own permutation of the table
@@ -300,35 +308,26 @@ function rebuildLens(g: usize): void {
   store<u32>(g + H_NLENS, n);
 }
 
+@inline function peerHash(ip: u32): u32 { return finish(mix(0x9ee7, <u64>ip)); }
+
 function peerAdjust(g: usize, ip: u32, delta: i32): bool {
   if (ip == 0) return true;
   const mask = peerCap - 1;
-  let b = finish(mix(0x9ee7, <u64>ip)) & mask;
+  let b = peerHash(ip) & mask;
   while (true) {
     const e = g + offPeer + <usize>b * PEER;
     if (load<u8>(e + P_USED) == 0) {
       if (delta < 0) return true;
       if (load<u32>(g + H_PEER_COUNT) * 2 >= peerCap) return false;
       store<u32>(e + P_IP, ip); store<u32>(e + P_REFS, 1); store<u8>(e + P_USED, 1);
+      store<u32>(e + P_HASH, peerHash(ip));
       store<u32>(g + H_PEER_COUNT, load<u32>(g + H_PEER_COUNT) + 1);
       return true;
     }
     if (load<u32>(e + P_IP) == ip) {
       const refs = <i32>load<u32>(e + P_REFS) + delta;
       if (refs > 0) { store<u32>(e + P_REFS, <u32>refs); return true; }
-      // last reference: backward-shift delete
-      let hole = b, j = (b + 1) & mask;
-      while (true) {
-        const ej = g + offPeer + <usize>j * PEER;
-        if (load<u8>(ej + P_USED) == 0) break;
-        const home = finish(mix(0x9ee7, <u64>load<u32>(ej + P_IP))) & mask;
-        if (((j - home) & mask) >= ((j - hole) & mask)) {
-          memory.copy(g + offPeer + <usize>hole * PEER, ej, PEER);
-          hole = j;
-        }
-        j = (j + 1) & mask;
-      }
-      memory.fill(g + offPeer + <usize>hole * PEER, 0, PEER);
+      shiftDelete(g + offPeer, peerCap, PEER, P_HASH, P_USED, b);
       store<u32>(g + H_PEER_COUNT, load<u32>(g + H_PEER_COUNT) - 1);
       return true;
     }
@@ -339,7 +338,7 @@ function peerAdjust(g: usize, ip: u32, delta: i32): bool {
 /** Is ip (host order) the underlay address of a known node? */
 export function peerKnown(g: usize, ip: u32): bool {
   const mask = peerCap - 1;
-  let b = finish(mix(0x9ee7, <u64>ip)) & mask;
+  let b = peerHash(ip) & mask;
   while (true) {
     const e = g + offPeer + <usize>b * PEER;
     if (load<u8>(e + P_USED) == 0) return false;
@@ -349,19 +348,11 @@ export function peerKnown(g: usize, ip: u32): bool {
 }
 
 function routeDelete(g: usize, e: usize): void {
-  const mask = routeCap - 1, tbl = g + offRoute, len = <u32>load<u8>(e + R_LEN);
+  const tbl = g + offRoute, len = <u32>load<u8>(e + R_LEN);
   peerAdjust(g, load<u32>(e + R_UNDERLAY), -1);
   const lc = g + H_LEN_COUNT + (<usize>len << 2);
   store<u32>(lc, load<u32>(lc) - 1);
-  let hole = <u32>((e - tbl) / ROUTE), j = (hole + 1) & mask;
-  while (true) {
-    const ej = tbl + <usize>j * ROUTE;
-    if (load<u8>(ej + R_USED) == 0) break;
-    const home = load<u32>(ej + R_HASH) & mask;
-    if (((j - home) & mask) >= ((j - hole) & mask)) { memory.copy(tbl + <usize>hole * ROUTE, ej, ROUTE); hole = j; }
-    j = (j + 1) & mask;
-  }
-  memory.fill(tbl + <usize>hole * ROUTE, 0, ROUTE);
+  shiftDelete(tbl, routeCap, ROUTE, R_HASH, R_USED, <u32>((e - tbl) / ROUTE));
   store<u32>(g + H_ROUTE_COUNT, load<u32>(g + H_ROUTE_COUNT) - 1);
   rebuildLens(g);
 }
