@@ -10,7 +10,7 @@ import * as st from "./state";
 import * as ct from "./table/conntrack";
 import * as gen from "./table/generation";
 import { pow2AtLeast } from "./table/hash";
-import { processBatch } from "./pipeline/process";
+import { processBatch, revalidate } from "./pipeline/process";
 import { statsInit, statsAddr, statsReset as resetStats } from "./pipeline/svcstats";
 import { affinityInit } from "./pipeline/affinity";
 import { fragClear } from "./pipeline/frag";
@@ -90,10 +90,28 @@ export function commit(bytes: u32): CommitResult {
   return r;
 }
 
-/** Expires up to `budget` timed-out flows; the host calls it about once a second. */
+// After a reload, the sweep walks the flow table once (a cursor, `budget` records a call) and
+// removes the UDP flows whose backend the new tables no longer have, so they leave the table at
+// once instead of when their next packet arrives or their timeout passes.
+let revalidateCursor: u32 = 0;
+let scanGen: u32 = 0;          // the generation the current walk checks against
+let revalidatedGen: u32 = 0;   // the last generation a walk finished for
+
+/** Expires up to `budget` timed-out flows and checks up to 16 x `budget` flows against a new
+ *  generation; the host calls it about once a second. Returns the flows expired or removed. */
 export function sweep(nowSec: u32, budget: u32): u32 {
   if (!st.initialized) return 0;
-  return ct.ctExpire(nowSec, budget);
+  let n = ct.ctExpire(nowSec, budget);
+  const g = gen.generationNumber(), cap = ct.ctCapacity();
+  if (revalidatedGen != g) {
+    if (scanGen != g) { scanGen = g; revalidateCursor = 0; }   // a newer reload restarts the walk
+    const end = <u64>revalidateCursor + <u64>budget * 16 < <u64>cap ? revalidateCursor + budget * 16 : cap;
+    const tables = gen.activeGen();
+    for (let i = revalidateCursor; i < end; i++) if (ct.ctLive(i) && revalidate(tables, i)) n++;
+    revalidateCursor = end;
+    if (end >= cap) { revalidatedGen = g; revalidateCursor = 0; }
+  }
+  return n;
 }
 
 export function slotsAddr(): usize { return st.slots; }

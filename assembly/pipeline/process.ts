@@ -349,22 +349,31 @@ function flowStillValid(g: usize, idx: u32, dir: u32, now: u32): bool {
     const s = load<u8>(r + ct.STATE);
     if (s == ct.Tcp.TIME_WAIT || s == ct.Tcp.CLOSE) { ct.ctDelete(idx); return false; }
   }
+  return !revalidate(g, idx);
+}
+
+/** Checks a flow once per generation against the current tables; true when it was removed:
+ *  a UDP flow whose service or backend (ready or terminating) is gone, as kube-proxy clears such
+ *  conntrack entries. Used by the packet path and by the sweep after a reload. */
+export function revalidate(g: usize, idx: u32): bool {
+  const r = ct.rec(idx);
   const gnow = gen.generationNumber();
-  if (load<u32>(r + ct.GEN) == gnow) return true;
+  if (load<u32>(r + ct.GEN) == gnow) return false;
   store<u32>(r + ct.GEN, gnow);
-  if (proto != PROTO_UDP) return true;
+  const proto = <u32>load<u8>(r + ct.PROTO);
+  if (proto != PROTO_UDP) return false;
   const any = (load<u8>(r + ct.FLAGS) & ct.FlowFlag.ANY_ADDR_SERVICE) != 0;
   const e = gen.svcFind(g, any ? st.ANY_ADDR : r + ct.F_DST, <u32>load<u16>(r + ct.F_DPORT), proto);
   if (e != 0) {
     const n = load<u32>(e + gen.S_COUNT), bport = load<u16>(r + ct.R_SPORT);
     for (let i: u32 = 0; i < n; i++) {
       const b = gen.svcBackend(g, e, i);
-      if (load<u16>(b + gen.B_PORT) == bport && addrEq(b + gen.B_ADDR, r + ct.R_SRC)) return true;
+      if (load<u16>(b + gen.B_PORT) == bport && addrEq(b + gen.B_ADDR, r + ct.R_SRC)) return false;
     }
   }
   ct.ctDelete(idx);
   st.count(C_STALE_UDP_FLUSHED);
-  return false;
+  return true;
 }
 
 /** Rewrites the packet by the flow's tuples and moves its state machine. */

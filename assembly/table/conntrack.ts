@@ -269,6 +269,9 @@ export function ctExpire(now: u32, budget: u32): u32 {
   return <i32>(now - expiresAt(idx)) >= 0;
 }
 
+/** Is record idx a live flow? */
+@inline export function ctLive(idx: u32): bool { return (load<u8>(rec(idx) + FLAGS) & FlowFlag.USED) != 0; }
+
 export function ctClear(): void {
   for (let i: u32 = 0; i < capacity; i++) if ((load<u8>(rec(i) + FLAGS) & FlowFlag.USED) != 0) ctDelete(i);
 }
