@@ -1,7 +1,20 @@
 #!/usr/bin/env bash
-# README command 1: install what is needed, then run the demo on the embedded default config.
-# Until the node daemon lands (issue 4) this runs the wasm core in-process on synthetic pod traffic.
+# README command 1: install what is needed, then build a demo node on this machine in network
+# namespaces of its own (wasp daemon on the embedded default config, pods attached by the wasp CNI
+# plugin, servers and client loops) with a live summary; see src/demo/main.ts.
+#   scripts/demo.sh [--seconds N]   stop after N seconds (default: run until Ctrl-C or SIGTERM)
+#   scripts/demo.sh --offline       only the wasm core in-process on synthetic packets (no root needed)
+# Whichever way it ends, it removes every namespace, process and file it made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
-exec npx tsx src/demo/offline.ts "$@"
+offline=0
+for a in "$@"; do [ "$a" = --offline ] && offline=1; done
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/install-deps.sh
+elif [ "$offline" = 0 ]; then
+  echo "demo: the demo makes network namespaces and a TUN device, which takes root: run sudo bash scripts/demo.sh (or add --offline to see the core alone)" >&2
+  exit 1
+fi
+# node itself, not npx or the tsx CLI: Ctrl-C and SIGTERM reach the demo directly, which then ends
+# what it started in order and removes its namespaces.
+exec node --import "file://$PWD/node_modules/tsx/dist/loader.mjs" src/demo/main.ts "$@"

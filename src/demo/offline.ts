@@ -1,6 +1,7 @@
-// The demo until the node daemon lands: the real wasm core loaded with the embedded default config
-// (through the same config → model → ops path the daemon will use), fed synthetic pod traffic in
-// batches, with a live summary once a second. It builds no namespaces and sends nothing anywhere.
+// `scripts/demo.sh --offline`: the real wasm core loaded with the embedded default config (through
+// the config → model → ops path the daemon uses), fed synthetic pod traffic in batches, with a live
+// summary once a second. It builds no namespaces and sends nothing anywhere, so it runs without
+// root or /dev/net/tun: a look at the core alone.
 import { Engine, Verdict } from "../engine/index.js";
 import { encodeModel } from "../engine/ops.js";
 import { defaultConfig } from "../config/index.js";
@@ -44,7 +45,7 @@ export async function runOfflineDemo(seconds: number): Promise<void> {
   const entries = [...model.services.values()].filter((e) => e.addr !== "::" && e.addr !== "0.0.0.0");
   const byId = new Map<number, ServiceEntry>([...model.services.values()].map((e) => [e.id, e]));
   console.log(`wasp demo (offline): the wasm core with the embedded config: ${model.services.size} service entries, ${model.routes.size} routes`);
-  console.log("The node demo with pods in network namespaces comes with the daemon (issue 4); this run feeds synthetic pod traffic to the core in-process.\n");
+  console.log("Offline: synthetic pod traffic fed to the core in-process; no namespaces, no daemon (drop --offline for the real node).\n");
   const hits = new Map<string, number>();
   let sport = 20000, total = 0, last = engine.counters();
   const pods = [ip("10.244.1.20"), ip("10.244.1.21"), ip("10.244.1.22")];
@@ -82,14 +83,4 @@ export async function runOfflineDemo(seconds: number): Promise<void> {
   console.log("\nper service entry (packets forwarded):");
   for (const [k, v] of [...hits].sort()) console.log(`  ${k.padEnd(40)} ${v}`);
   console.log(`\n${total} packets through the core; invariants ${engine.checkInvariants() === 0 ? "hold" : "BROKEN"}`);
-}
-
-const args = process.argv.slice(2);
-const i = args.indexOf("--seconds");
-const seconds = i >= 0 ? Number(args[i + 1]) : 10;
-if (!Number.isFinite(seconds) || seconds <= 0) {
-  console.error(`--seconds ${args[i + 1]} is not a positive number`);
-  process.exitCode = 2;
-} else {
-  await runOfflineDemo(seconds);
 }
