@@ -36,4 +36,5 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 [ -f native/build/Release/wasp_native.node ] || npm run --silent build:native
 npm run --silent build:wasm
+npm run --silent build:sea   # dist/wasp, the single executable (test/integration/cni-sea.test.ts runs it)
 echo "install-deps: ready"

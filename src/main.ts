@@ -11,18 +11,25 @@ const USAGE = `usage: wasp <command>
   counters, trace, doctor) are not built yet.
 `;
 
-if (process.env.CNI_COMMAND !== undefined) {
-  const { runCni } = await import("./cni/index.js");
-  await runCni();
-} else {
-  const cmd = process.argv[2];
-  if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
-    process.stdout.write(USAGE);
-  } else if (cmd === "daemon") {
-    const { runDaemon } = await import("./daemon/index.js");
-    await runDaemon(process.argv.slice(3));
+// Each path imports only its own modules, lazily: a CNI call never loads the daemon, the engine or
+// their dependencies. No top-level await: the single executable (dist/wasp) runs this file bundled
+// as CommonJS.
+async function main(): Promise<void> {
+  if (process.env.CNI_COMMAND !== undefined) {
+    const { runCni } = await import("./cni/index.js");
+    await runCni();
   } else {
-    process.stderr.write(`wasp: unknown command ${JSON.stringify(cmd)} (only the CNI plugin and the daemon exist so far)\n\n${USAGE}`);
-    process.exitCode = 2;
+    const cmd = process.argv[2];
+    if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
+      process.stdout.write(USAGE);
+    } else if (cmd === "daemon") {
+      const { runDaemon } = await import("./daemon/index.js");
+      await runDaemon(process.argv.slice(3));
+    } else {
+      process.stderr.write(`wasp: unknown command ${JSON.stringify(cmd)} (only the CNI plugin and the daemon exist so far)\n\n${USAGE}`);
+      process.exitCode = 2;
+    }
   }
 }
+
+void main();

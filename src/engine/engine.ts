@@ -1,6 +1,7 @@
 // Loads the wasm core and gives the host typed access to its memory regions.
 // One Engine per worker: the batch loop fills slots, calls process() once per batch, reads verdicts.
 import { readFileSync } from "node:fs";
+import * as sea from "node:sea";
 import v8 from "node:v8";
 import { fileURLToPath } from "node:url";
 import * as abi from "./abi.js";
@@ -62,7 +63,11 @@ interface CoreExports {
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 
+/** The single executable (dist/wasp) carries the core as a SEA asset; this path names it. */
+const SEA_WASM = "sea:wasp.wasm";
+
 export function defaultWasmPath(): string {
+  if (!process.env.WASP_WASM && sea.isSea()) return SEA_WASM;
   return process.env.WASP_WASM ?? fileURLToPath(new URL("../../build/wasp.wasm", `file://${here}`));
 }
 
@@ -78,7 +83,7 @@ function compile(path: string): WebAssembly.Module {
   if (!compiled || compiledPath !== path) {
     let bytes: Buffer;
     try {
-      bytes = readFileSync(path);
+      bytes = path === SEA_WASM ? Buffer.from(sea.getAsset("wasp.wasm")) : readFileSync(path);
     } catch (e) {
       throw new Error(`cannot read the wasm core ${path}: ${(e as Error).message}. Build it: npm run build:wasm`);
     }

@@ -36,9 +36,12 @@ export interface Native {
 const ADDON_PATH = join("native", "build", "Release", "wasp_native.node");
 let loaded: Native | undefined;
 
-/** WASP_NATIVE (the packaged binary), else the first native/build/... above this file. */
+/** WASP_NATIVE, else wasp_native.node beside the executable (dist/wasp), else the first
+ *  native/build/... above this file. */
 export function addonPath(): string {
   if (process.env.WASP_NATIVE) return process.env.WASP_NATIVE;
+  const beside = join(dirname(process.execPath), "wasp_native.node");
+  if (existsSync(beside)) return beside;
   // src/io/ in development, dist/js/src/io/ when compiled: walk up to the repository.
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {

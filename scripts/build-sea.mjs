@@ -1,0 +1,72 @@
+// npm run build:sea: makes dist/wasp, the single executable that is at once the CNI plugin, the
+// daemon and the CLI (Node's single-executable application support, Node 20):
+//   1. esbuild bundles src/main.ts and everything it imports into one CommonJS script, dist/wasp.cjs
+//      (SEA runs exactly one CommonJS script; the daemon and CNI paths stay lazy inside it);
+//   2. node --experimental-sea-config sea-config.json makes the blob: the script, its V8 code cache
+//      and the wasm core build/wasp.wasm as the asset "wasp.wasm";
+//   3. a copy of this node binary, stripped, gets the blob injected with postject;
+//   4. the native addon goes beside it as dist/wasp_native.node (src/io/native.ts looks there).
+// Install: copy dist/wasp and dist/wasp_native.node into a CNI bin dir (e.g. /opt/cni/bin).
+// WASP_SEA_CONFIG=other.json uses another SEA config (the cni benchmark compares variants).
+import { execFileSync } from "node:child_process";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+process.chdir(root);
+const config = process.env.WASP_SEA_CONFIG ?? "sea-config.json";
+const out = process.env.WASP_SEA_OUT ?? "dist/wasp";
+const FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
+const ADDON = "native/build/Release/wasp_native.node";
+
+const need = (path, how) => { if (!existsSync(path)) throw new Error(`build-sea: ${path} is missing; ${how}`); };
+need("build/wasp.wasm", "npm run build:wasm first");
+need(ADDON, "npm run build:native first");
+mkdirSync("dist", { recursive: true });
+mkdirSync(dirname(out), { recursive: true });
+
+// 1. One CommonJS script. import.meta.url has no CommonJS meaning: it becomes the script's own URL
+// (in the executable __filename is the executable's path).
+await build({
+  entryPoints: ["src/main.ts"],
+  outfile: "dist/wasp.cjs",
+  bundle: true,
+  platform: "node",
+  format: "cjs",
+  target: "node20",
+  minifyWhitespace: true,
+  minifySyntax: true,
+  legalComments: "none",
+  logLevel: "warning",
+  define: { "import.meta.url": "__waspMetaUrl" },
+  banner: { js: 'var __waspMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
+});
+
+// 2. The blob (script, code cache, assets).
+execFileSync(process.execPath, ["--experimental-sea-config", config], { stdio: ["ignore", "ignore", "inherit"] });
+const blob = JSON.parse((await import("node:fs")).readFileSync(config, "utf8")).output;
+
+// 3. The executable: a stripped copy of node with the blob injected.
+rmSync(out, { force: true });
+copyFileSync(process.execPath, out);
+chmodSync(out, 0o755);
+try {
+  execFileSync("strip", [out], { stdio: "ignore" }); // it warns about node's many notes; harmless
+} catch {
+  console.warn("build-sea: strip failed or is missing; the executable keeps node's debug info");
+}
+// postject repeats the ELF notes warnings of a stripped node; show its output only when it fails.
+try {
+  execFileSync(process.execPath, [join("node_modules", "postject", "dist", "cli.js"), out, "NODE_SEA_BLOB", blob,
+    "--sentinel-fuse", FUSE], { stdio: "pipe", encoding: "utf8" });
+} catch (e) {
+  process.stderr.write(`${e.stdout ?? ""}${e.stderr ?? ""}`);
+  throw new Error(`build-sea: postject failed on ${out}`);
+}
+
+// 4. The native addon beside it.
+copyFileSync(ADDON, join(dirname(out), "wasp_native.node"));
+const mb = (p) => (statSync(p).size / 2 ** 20).toFixed(1);
+console.log(`build-sea: ${out} (${mb(out)} MiB) and ${join(dirname(out), "wasp_native.node")}`);
