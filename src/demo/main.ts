@@ -122,7 +122,7 @@ export async function runNodeDemo(seconds: number | undefined): Promise<number> 
     }
   } finally {
     say();
-    say(`stopping: the daemon first (SIGTERM: it removes its rules), then servers and clients; CNI DEL for ${node.pods.length} pods;`);
+    say(`stopping: the daemon first (SIGTERM: it removes its rules), servers, clients; CNI DEL for ${node.pods.length} pods;`);
     say(`          deleting ${node.nss.names.length} namespaces and ${node.work}`);
     const left = await node.destroy();
     if (left.length) {

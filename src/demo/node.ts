@@ -139,12 +139,13 @@ export class DemoNode {
     const clients: DemoPod[] = [];
     for (const n of CLIENTS) clients.push(await this.addPod(n));
     await Promise.all(BACKENDS.map((b) => this.serve(this.pods.find((p) => p.name === b.name)!, [...b.tcp], b.udp)));
-    say(`backends   web-1 10.244.1.10 and web-2 10.244.1.11 serve 8080/tcp; dns 10.244.1.12 serves 53/udp and 53/tcp`);
+    say(`backends   web-1 10.244.1.10, web-2 10.244.1.11 (8080/tcp); dns 10.244.1.12 (53/udp, 53/tcp)`);
 
     for (const c of clients) this.startClient(c.name, c.ns, POD_TARGETS);
     this.startClient("external", this.ext, EXT_TARGETS);
-    say(`clients    ${clients.map((c) => `${c.name} ${c.ip}`).join(", ")}: 10.96.0.10:80, 10.96.0.53:53 udp+tcp, 10.96.0.11:80`);
-    say(`           external ${EXT_IP}: the NodePort ${NODE_IP}:30080`);
+    say(`clients    ${clients.map((c) => `${c.name} ${c.ip}`).join(", ")}`);
+    say(`           ask 10.96.0.10:80, 10.96.0.53:53 udp+tcp and 10.96.0.11:80`);
+    say(`           the external namespace (${EXT_IP}) asks the NodePort ${NODE_IP}:30080`);
     say(`           every pod attached by the wasp CNI plugin (CNI ADD, as a container runtime runs it)`);
   }
 

@@ -93,8 +93,8 @@ export class SummaryTable {
     let names = "";
     for (const [name, , b] of this.groups) names = names.padEnd(start(b) + this.columns[b]!.width - name.length) + name;
     return [
-      "new/s: new flows per second, in all and per service entry (the columns under each service's name)",
-      "ok/s, failed: the clients' requests answered per second, and failed so far; drops: packets the engine refused",
+      "new/s: new flows per second, in all and per service entry (columns under each service's name)",
+      "ok/s, failed: client requests answered per second, failed so far; drops: packets the engine refused",
       "",
       names,
       this.line(this.columns.map((c) => c.head)),
