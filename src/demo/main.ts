@@ -112,7 +112,7 @@ export async function runNodeDemo(seconds: number | undefined): Promise<number> 
     }
     const last = await sample(node);
     say();
-    for (const l of finalReport(last, (last.atMs - first.atMs) / 1000, node.clientTotals())) say(l);
+    for (const l of finalReport(last, (last.atMs - first.atMs) / 1000, node.clientTotals(), node.serverTotals())) say(l);
     if (stopWhy === "error") code = 1;
   } catch (e) {
     if (e instanceof Aborted) say(`stopped (${stopWhy}) before the node was ready.`);

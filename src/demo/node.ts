@@ -99,6 +99,7 @@ export class DemoNode {
   daemon: Proc | undefined;
   private readonly procs: Proc[] = [];
   private readonly clients: Array<{ where: string; proc: Proc }> = [];
+  private readonly servers: Array<{ pod: string; proc: Proc }> = [];
   private readonly cniPath: string;
   private readonly dataDir: string;
 
@@ -197,6 +198,7 @@ export class DemoNode {
   private async serve(pod: DemoPod, tcp: number[], udp: number): Promise<void> {
     const p = track(`servers in ${pod.name}`, spawnInNs(pod.ns, process.execPath, ["-e", SERVER, JSON.stringify(tcp), String(udp), pod.name]));
     this.procs.push(p);
+    this.servers.push({ pod: pod.name, proc: p });
     await waitFor(() => p.out().includes("ready") || !alive(p.child), `the servers in ${pod.name}`, 20_000, this.aborted);
     if (!p.out().includes("ready")) throw new Error(`the servers in pod ${pod.name} exited: ${p.out().trim()}`);
   }
@@ -205,6 +207,11 @@ export class DemoNode {
     const p = track(`client in ${where}`, spawnInNs(ns, process.execPath, ["-e", CLIENT, JSON.stringify(targets), String(CLIENT_GAP_MS)]));
     this.procs.push(p);
     this.clients.push({ where, proc: p });
+  }
+
+  /** Requests each backend pod has answered so far (its servers' latest report). */
+  serverTotals(): Array<[string, number]> {
+    return this.servers.map(({ pod, proc }) => [pod, Number(/\{"answered":(\d+)\}\s*$/.exec(proc.out())?.[1] ?? 0)]);
   }
 
   /** The clients' latest cumulative counts, summed per target name. */

@@ -133,7 +133,7 @@ function backendList(bs: ServiceRow["backends"]): string {
 }
 
 /** The closing table: per service entry since the start, and what the clients saw of each (by entry name). */
-export function finalReport(s: Sample, seconds: number, clients: Map<string, ClientTotal>): string[] {
+export function finalReport(s: Sample, seconds: number, clients: Map<string, ClientTotal>, backends: Array<[string, number]>): string[] {
   const rows = s.services.map((e) => {
     const entry = entryName(e.key), c = clients.get(entry);
     return [serviceName(e), entry, backendList(e.backends), String(e.newFlows), String(e.packets),
@@ -154,6 +154,7 @@ export function finalReport(s: Sample, seconds: number, clients: Map<string, Cli
     `drops: ${drops.length ? drops.map(([k, v]) => `${k} ${v}`).join(", ") : "none"}` +
       (st.tunWriteDropped ? `; ${st.tunWriteDropped} packets not written to wasp0 (queue full)` : ""),
     `clients: ${s.answered} requests answered, ${s.failed} failed`,
+    `backends: ${backends.map(([pod, n]) => `${pod} answered ${n}`).join(", ")}`,
   ];
 }
 

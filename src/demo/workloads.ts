@@ -3,21 +3,23 @@
 
 /**
  * Servers: TCP on each port of argv[1] (JSON list) answers the first bytes it gets with one line
- * naming the pod, then closes (HTTP-ish on 8080: a status line); UDP on argv[2] (0: none) answers
- * each datagram the same way (DNS-ish: one question, one answer). Prints "ready" once all listen.
+ * naming the pod (argv[3]), then closes (HTTP-ish on 8080: a status line); UDP on argv[2] (0: none)
+ * answers each datagram the same way (DNS-ish: one question, one answer). Prints "ready" once all
+ * listen, then five times a second the requests answered so far as {"answered": N}.
  */
 export const SERVER = `
-const net = require("node:net"), dgram = require("node:dgram"), os = require("node:os");
+const net = require("node:net"), dgram = require("node:dgram");
 const tcp = JSON.parse(process.argv[1]), udp = Number(process.argv[2]), name = process.argv[3];
 let pending = tcp.length + (udp ? 1 : 0);
-const ready = () => { if (--pending === 0) console.log("ready"); };
+let answered = 0;
+const ready = () => { if (--pending === 0) { console.log("ready"); setInterval(() => console.log(JSON.stringify({ answered })), 200); } };
 for (const p of tcp) net.createServer((s) => {
   s.on("error", () => {});
-  s.once("data", () => s.end(p === 8080 ? "HTTP/1.0 200 OK\\r\\n\\r\\n" + name + "\\n" : name + " answers " + p + "/tcp\\n"));
+  s.once("data", () => { answered++; s.end(p === 8080 ? "HTTP/1.0 200 OK\\r\\n\\r\\n" + name + "\\n" : name + " answers " + p + "/tcp\\n"); });
 }).listen(p, "0.0.0.0", ready);
 if (udp) {
   const u = dgram.createSocket("udp4");
-  u.on("message", (m, r) => u.send(name + " answers " + m.toString(), r.port, r.address));
+  u.on("message", (m, r) => { answered++; u.send(name + " answers " + m.toString(), r.port, r.address); });
   u.bind(udp, "0.0.0.0", ready);
 }`;
 

@@ -73,7 +73,7 @@ function assertLeftNothing(r: Run, before: { picture: string; workloads: number[
 describe("demo (README command 1): a node in namespaces of its own (integration, needs root)", function () {
   this.timeout(120_000);
 
-  it("--seconds 6: traffic through every service of the default config, no drops, no failed request, exit 0, nothing left behind", async () => {
+  it("--seconds 6: traffic through every service of the default config and every backend, no drops, no failed request, exit 0, nothing left behind", async () => {
     const before = { picture: rootPicture(), workloads: workloadPids() };
     const r = await runDemo(["--seconds", "6"]);
     assert.equal(r.code, 0, `exit ${r.code}\n${r.out}\n${r.err}`);
@@ -91,6 +91,10 @@ describe("demo (README command 1): a node in namespaces of its own (integration,
     assert.match(r.out, /^drops: none$/m);
     assert.match(r.out, /^clients: [1-9]\d* requests answered, 0 failed$/m);
     assert.match(r.out, /generation 1$/m);
+    // Both web backends take new flows, and the dns pod answers: the servers' own counts.
+    const answered = /^backends: web-1 answered (\d+), web-2 answered (\d+), dns answered (\d+)$/m.exec(r.out);
+    assert.ok(answered, r.out);
+    for (const n of answered.slice(1)) assert.ok(Number(n) > 0, answered[0]);
     assertLeftNothing(r, before);
   });
 
