@@ -7,7 +7,9 @@
 //   3. a copy of this node binary, stripped, gets the blob injected with postject;
 //   4. the native addon goes beside it as dist/wasp_native.node (src/io/native.ts looks there).
 // Install: copy dist/wasp and dist/wasp_native.node into a CNI bin dir (e.g. /opt/cni/bin).
-// WASP_SEA_CONFIG=other.json uses another SEA config (the cni benchmark compares variants).
+// WASP_SEA_CONFIG=other.json, WASP_SEA_OUT=path/wasp, WASP_SEA_MAIN=a.cjs, WASP_SEA_DAEMON=b.cjs: another config,
+// executable, main script and daemon script
+// (the cni benchmark builds variants this way).
 import { execFileSync } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -31,8 +33,11 @@ mkdirSync(dirname(out), { recursive: true });
 // (in the executable __filename is the executable's path). The daemon and everything only it uses
 // (engine, config, pino, zod, yaml, prom-client: ~1 MB) is bundled apart, dist/wasp-daemon.cjs, and
 // carried as the asset "wasp-daemon.cjs", compiled only when `wasp daemon` runs: a CNI call, which
-// pays Node's start-up on every pod, then parses ~30 kB instead of ~1 MB (measured: ~10 ms less
-// CPU per exec; see bench/cni).
+// pays Node's start-up on every pod, then parses ~30 kB instead of ~1 MB (measured: ~20 ms less
+// per exec, bench/cni's wasp_one_bundle_version_ms_p50). With the small script the V8 code cache
+// ("useCodeCache") measured no gain (bench/cni's wasp_code_cache_version_ms_p50), so it is off; a
+// startup snapshot ("useSnapshot") of the CNI modules measured within noise of that too, and Node 20
+// warns that node:child_process is not verified in snapshots: not used.
 const common = {
   bundle: true,
   platform: "node",
@@ -45,7 +50,7 @@ const common = {
   define: { "import.meta.url": "__waspMetaUrl" },
   banner: { js: 'var __waspMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
 };
-await build({ ...common, entryPoints: ["src/daemon/index.ts"], outfile: "dist/wasp-daemon.cjs" });
+await build({ ...common, entryPoints: ["src/daemon/index.ts"], outfile: process.env.WASP_SEA_DAEMON ?? "dist/wasp-daemon.cjs" });
 const daemonFromAsset = {
   name: "daemon-from-sea-asset",
   setup(b) {
@@ -65,10 +70,12 @@ const daemonFromAsset = {
     }));
   },
 };
-await build({ ...common, entryPoints: ["src/main.ts"], outfile: "dist/wasp.cjs", plugins: [daemonFromAsset] });
+// WASP_SEA_ONE_BUNDLE=1 keeps the daemon inside the main script (only for the cni benchmark's comparison).
+await build({ ...common, entryPoints: ["src/main.ts"], outfile: process.env.WASP_SEA_MAIN ?? "dist/wasp.cjs",
+  plugins: process.env.WASP_SEA_ONE_BUNDLE ? [] : [daemonFromAsset] });
 
 // 2. The blob (script, code cache, assets).
-execFileSync(process.execPath, ["--experimental-sea-config", config], { stdio: ["ignore", "ignore", "inherit"] });
+execFileSync(process.execPath, ["--experimental-sea-config", config], { stdio: ["ignore", "ignore", "pipe"] });
 const blob = JSON.parse((await import("node:fs")).readFileSync(config, "utf8")).output;
 
 // 3. The executable: a stripped copy of node with the blob injected.
