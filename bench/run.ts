@@ -5,6 +5,7 @@ import { machine } from "./lib/results.js";
 const BENCHES: Record<string, () => Promise<{ run(quick: boolean): Promise<Record<string, number>> }>> = {
   core: () => import("./core/core.js"),
   fuzz: () => import("./core/fuzz.js"),
+  cni: () => import("./cni/cni.js"),
 };
 
 async function main(): Promise<void> {

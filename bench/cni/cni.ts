@@ -1,0 +1,154 @@
+// npm run bench -- cni: what a runtime waits for per pod. ADD and DEL of wasp's single executable
+// (dist/wasp) against Debian's reference bridge + host-local (/usr/lib/cni), side by side in one run,
+// interleaved pod by pod. The timing loop runs in bash INSIDE the node namespace (as the recipe's
+// time-ref.sh does), so only the plugin exec is timed: `ip netns add` of the pod, the prevResult for
+// DEL (jq) and the namespace removal fall outside the clock. Also the start-up alone: VERSION of
+// dist/wasp, of the same executable with the V8 code cache, of one with the daemon bundled into the
+// main script (code cache on), of a bare `node -e ''`, and of the reference bridge. 50 pods per plugin (20 with --quick). Namespaces: wasp-b-<pid>-*, removed after.
+import { execFileSync } from "node:child_process";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { median, round, writeResults } from "../lib/results.js";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+const REF = "/usr/lib/cni";
+const PREFIX = `wasp-b-${process.pid}`;
+
+const sh = (cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) =>
+  execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 26, ...opts });
+
+/** Nearest-rank percentile. */
+function pct(xs: readonly number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.max(0, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+function cleanupNs(): void {
+  for (const n of readdirSync("/var/run/netns").filter((n) => n.startsWith(PREFIX))) {
+    try { sh("ip", ["netns", "del", n]); } catch { /* gone */ }
+  }
+}
+
+// One pod per iteration and plugin: add the pod namespace, time ADD, make the DEL config with the
+// ADD result as prevResult (as libcni does), time DEL, remove the namespace. Prints
+// "<plugin> add <us>" / "<plugin> del <us>" / "<name> version <us>".
+const LOOP = String.raw`#!/bin/bash
+set -u
+W=$1 N=$2 PREFIX=$3
+export CNI_IFNAME=eth0
+t() { date +%s%N; }
+one() { # plugin-name binary conf.json pod
+  local name=$1 bin=$2 conf=$3 pod=$4 t0 t1 out
+  ip netns add $pod
+  export CNI_CONTAINERID=$pod CNI_NETNS=/var/run/netns/$pod CNI_PATH=$(dirname $bin)
+  t0=$(t); out=$(CNI_COMMAND=ADD $bin < $conf); rc=$?; t1=$(t)
+  [ $rc = 0 ] || { echo "FAIL $name ADD rc=$rc $out" >&2; ip netns del $pod; exit 1; }
+  echo "$name add $(( (t1-t0)/1000 ))"
+  jq -c --argjson prev "$out" '. + {prevResult: $prev}' $conf > $W/del.json
+  t0=$(t); out=$(CNI_COMMAND=DEL $bin < $W/del.json); rc=$?; t1=$(t)
+  [ $rc = 0 ] || { echo "FAIL $name DEL rc=$rc $out" >&2; ip netns del $pod; exit 1; }
+  echo "$name del $(( (t1-t0)/1000 ))"
+  ip netns del $pod
+}
+version() { # name command...
+  local name=$1 t0 t1; shift
+  t0=$(t); echo '{"cniVersion":"1.0.0"}' | CNI_COMMAND=VERSION "$@" > /dev/null || { echo "FAIL $name VERSION" >&2; exit 1; }; t1=$(t)
+  echo "$name version $(( (t1-t0)/1000 ))"
+}
+# warm the page cache once for each binary
+one wasp $W/bin/wasp $W/wasp.json $PREFIX-warm >/dev/null; one ref $REF_BIN/bridge $W/ref.json $PREFIX-warm >/dev/null
+for i in $(seq 1 $N); do
+  if [ $((i % 2)) = 0 ]; then
+    one wasp $W/bin/wasp $W/wasp.json $PREFIX-p$i; one ref $REF_BIN/bridge $W/ref.json $PREFIX-q$i
+  else
+    one ref $REF_BIN/bridge $W/ref.json $PREFIX-q$i; one wasp $W/bin/wasp $W/wasp.json $PREFIX-p$i
+  fi
+  version wasp $W/bin/wasp
+  version wasp_cc $W/cc/wasp
+  version wasp_onebundle $W/onebundle/wasp
+  version node node -e ''
+  version ref $REF_BIN/bridge
+done
+`;
+
+export async function run(quick: boolean): Promise<Record<string, number>> {
+  const n = quick ? 20 : 50;
+  if (!existsSync(join(ROOT, "dist/wasp"))) sh("npm", ["run", "--silent", "build:sea"], { cwd: ROOT });
+  const work = mkdtempSync(join(tmpdir(), "wasp-bench-cni-"));
+  const node = `${PREFIX}-node`;
+  try {
+    // The executable as installed: alone in a bin dir with its addon.
+    mkdirSync(join(work, "bin"));
+    copyFileSync(join(ROOT, "dist/wasp"), join(work, "bin/wasp"));
+    chmodSync(join(work, "bin/wasp"), 0o755);
+    copyFileSync(join(ROOT, "dist/wasp_native.node"), join(work, "bin/wasp_native.node"));
+    // Variants, to show what each start-up choice buys: the same executable with the V8 code cache
+    // ("useCodeCache"), and the daemon kept inside the main script (one ~1 MB bundle, code cache on).
+    const variant = (name: string, useCodeCache: boolean, oneBundle: boolean) => {
+      const conf = join(work, `sea-${name}.json`), main = join(work, `${name}.cjs`);
+      writeFileSync(conf, JSON.stringify({ main, output: join(work, `${name}.blob`), disableExperimentalSEAWarning: true,
+        useCodeCache, assets: { "wasp.wasm": "build/wasp.wasm", "wasp-daemon.cjs": join(work, "daemon.cjs") } }));
+      sh(process.execPath, [join(ROOT, "scripts/build-sea.mjs")], { cwd: ROOT, env: { ...process.env, WASP_SEA_CONFIG: conf,
+        WASP_SEA_OUT: join(work, name, "wasp"), WASP_SEA_MAIN: main, WASP_SEA_DAEMON: join(work, "daemon.cjs"),
+        ...(oneBundle ? { WASP_SEA_ONE_BUNDLE: "1" } : {}) } });
+    };
+    variant("cc", true, false);
+    variant("onebundle", true, true);
+
+    writeFileSync(join(work, "wasp.json"), JSON.stringify({ cniVersion: "1.0.0", name: "waspnet", type: "wasp",
+      podCIDR: "10.244.0.0/16", dataDir: join(work, "ipam-wasp") }));
+    writeFileSync(join(work, "ref.json"), JSON.stringify({ cniVersion: "1.0.0", name: "refnet", type: "bridge",
+      bridge: "wbbr0", isGateway: true, ipMasq: false,
+      ipam: { type: "host-local", dataDir: join(work, "ipam-ref"), ranges: [[{ subnet: "10.245.0.0/16" }]], routes: [{ dst: "0.0.0.0/0" }] } }));
+    writeFileSync(join(work, "loop.sh"), LOOP);
+
+    // The node namespace: forwarding on, wasp0 stood in by a port-less bridge holding the node's
+    // first pod address with the default route (what the daemon sets up), as in the CNI tests.
+    sh("ip", ["netns", "add", node]);
+    const inNode = (...a: string[]) => sh("ip", ["-n", node, ...a]);
+    inNode("link", "set", "lo", "up");
+    sh("ip", ["netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    inNode("link", "add", "wasp0", "type", "bridge");
+    inNode("addr", "add", "10.244.0.1/32", "dev", "wasp0");
+    inNode("link", "set", "wasp0", "up");
+    inNode("route", "add", "default", "dev", "wasp0");
+
+    const out = sh("ip", ["netns", "exec", node, "bash", join(work, "loop.sh"), work, String(n), PREFIX],
+      { env: { ...process.env, REF_BIN: REF, WASP_WASM: "", WASP_NATIVE: "" } });
+    const samples = new Map<string, number[]>();
+    for (const line of out.trim().split("\n")) {
+      const [name, what, us] = line.split(" ");
+      const k = `${name}_${what}`;
+      if (!samples.has(k)) samples.set(k, []);
+      samples.get(k)!.push(Number(us) / 1000);
+    }
+    const s = (k: string) => {
+      const xs = samples.get(k);
+      if (!xs || xs.length < n) throw new Error(`cni bench: ${k} has ${xs?.length ?? 0} samples, expected ${n}`);
+      return xs.slice(-n); // the first wasp/ref pair is the warm-up
+    };
+    const m = (k: string) => round(median(s(k)), 1);
+    const p99 = (k: string) => round(pct(s(k), 99), 1);
+    const r: Record<string, number> = {
+      wasp_add_ms_p50: m("wasp_add"), wasp_add_ms_p99: p99("wasp_add"),
+      wasp_del_ms_p50: m("wasp_del"), wasp_del_ms_p99: p99("wasp_del"),
+      ref_add_ms_p50: m("ref_add"), ref_add_ms_p99: p99("ref_add"),
+      ref_del_ms_p50: m("ref_del"), ref_del_ms_p99: p99("ref_del"),
+      wasp_version_ms_p50: m("wasp_version"),
+      wasp_code_cache_version_ms_p50: m("wasp_cc_version"),
+      wasp_one_bundle_version_ms_p50: m("wasp_onebundle_version"),
+      node_empty_script_ms_p50: m("node_version"),
+      ref_version_ms_p50: m("ref_version"),
+      wasp_vs_ref_add_ratio: round(median(s("wasp_add")) / median(s("ref_add")), 2),
+      wasp_vs_ref_del_ratio: round(median(s("wasp_del")) / median(s("ref_del")), 2),
+      wasp_binary_mib: round(statSync(join(ROOT, "dist/wasp")).size / 2 ** 20, 1),
+      pods_per_plugin: n,
+    };
+    writeResults("cni", r);
+    return r;
+  } finally {
+    cleanupNs();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
