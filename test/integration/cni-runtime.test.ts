@@ -1,0 +1,113 @@
+// A real container runtime sets up a container's network through dist/wasp: containerd 1.6 +
+// `ctr run --cni` (Debian's containerd; go-cni inside ctr execs the plugin from CNI_PATH
+// /opt/cni/bin:/usr/lib/cni with the lexically first conflist in /etc/cni/net.d, and DELs with an
+// empty CNI_NETNS once the task has exited). containerd runs with private state in a temp dir,
+// started by this test inside a test node namespace and stopped by its PID; ctr runs in that
+// namespace too, so every link the plugin makes stays out of the root namespace. The rootfs is
+// busybox-static copied into a directory (no image). The global paths ctr insists on are created
+// for the test and removed afterwards: /opt/cni/bin/wasp and /etc/cni/net.d/00-wasp-t-<pid>.conflist.
+// Skipped when containerd, ctr, runc or busybox are not installed (Debian: containerd runc busybox-static).
+import assert from "node:assert/strict";
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { deleteAllNs, ip, makeNs, stop, sysctl } from "../helpers/netns.js";
+import { waitFor } from "../helpers/topology.js";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+const have = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
+
+describe("container runtime: containerd + ctr run --cni wires a container through dist/wasp (integration, needs root)", function () {
+  this.timeout(180_000);
+  let work = "", node = "", sock = "";
+  let containerd: ChildProcess | undefined;
+  let log = "";
+  const made: string[] = []; // global paths this test created, removed in reverse order
+  const conflist = `/etc/cni/net.d/00-wasp-t-${process.pid}.conflist`;
+
+  before(async function () {
+    if (!["containerd", "ctr", "runc", "busybox"].every(have)) this.skip();
+    if (fs.existsSync("/opt/cni/bin/wasp")) this.skip(); // someone else's wasp there: leave it alone
+    if (!fs.existsSync(join(ROOT, "dist/wasp"))) {
+      execFileSync("npm", ["run", "--silent", "build:sea"], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
+    }
+    work = fs.mkdtempSync(join(tmpdir(), "wasp-ctr-"));
+
+    // busybox rootfs
+    const rootfs = join(work, "rootfs");
+    for (const d of ["bin", "proc", "sys", "dev", "etc", "tmp", "run"]) fs.mkdirSync(join(rootfs, d), { recursive: true });
+    fs.copyFileSync(execFileSync("sh", ["-c", "command -v busybox"], { encoding: "utf8" }).trim(), join(rootfs, "bin/busybox"));
+    fs.chmodSync(join(rootfs, "bin/busybox"), 0o755);
+    for (const a of ["sh", "ip", "ping", "cat", "sleep"]) fs.symlinkSync("busybox", join(rootfs, "bin", a));
+    fs.writeFileSync(join(rootfs, "etc/passwd"), "root:x:0:0:root:/:/bin/sh\n");
+    fs.writeFileSync(join(rootfs, "etc/group"), "root:x:0:\n");
+
+    // the node: forwarding on, wasp0 stood in by a port-less bridge with the node's first pod
+    // address and the default route (what the daemon sets up), as in cni.test.ts
+    node = makeNs("node");
+    sysctl(node, "net.ipv4.ip_forward", 1);
+    ip(node, "link", "add", "wasp0", "type", "bridge");
+    ip(node, "addr", "add", "10.244.1.1/32", "dev", "wasp0");
+    ip(node, "link", "set", "wasp0", "up");
+    ip(node, "route", "add", "default", "dev", "wasp0");
+
+    // the plugin and its conflist where ctr looks
+    for (const d of ["/opt/cni", "/opt/cni/bin", "/etc/cni", "/etc/cni/net.d"]) {
+      if (!fs.existsSync(d)) { fs.mkdirSync(d); made.push(d); }
+    }
+    fs.copyFileSync(join(ROOT, "dist/wasp"), "/opt/cni/bin/wasp");
+    made.push("/opt/cni/bin/wasp");
+    fs.chmodSync("/opt/cni/bin/wasp", 0o755);
+    fs.writeFileSync(conflist, JSON.stringify({ cniVersion: "1.0.0", name: "waspnet",
+      plugins: [{ type: "wasp", podCIDR: "10.244.1.0/24", dataDir: join(work, "ipam") }] }));
+    made.push(conflist);
+    const first = fs.readdirSync("/etc/cni/net.d").filter((f) => /\.(conflist|conf|json)$/.test(f)).sort()[0];
+    assert.equal(`/etc/cni/net.d/${first}`, conflist, "ctr takes the lexically first conflist");
+
+    // containerd with private state, in the node namespace (nsenter execs it: the PID is containerd's)
+    const cd = join(work, "ctrd");
+    fs.mkdirSync(cd);
+    sock = join(cd, "containerd.sock");
+    fs.writeFileSync(join(cd, "config.toml"), [
+      "version = 2", `root = "${cd}/root"`, `state = "${cd}/state"`, 'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      "[grpc]", `  address = "${sock}"`, "[ttrpc]", `  address = "${sock}.ttrpc"`, ""].join("\n"));
+    containerd = spawn("nsenter", [`--net=/var/run/netns/${node}`, "containerd", "--config", join(cd, "config.toml")],
+      { stdio: ["ignore", "pipe", "pipe"] });
+    containerd.stdout!.on("data", (d: Buffer) => { log += d.toString(); });
+    containerd.stderr!.on("data", (d: Buffer) => { log += d.toString(); });
+    await waitFor(() => containerd!.exitCode !== null ||
+      spawnSync("ctr", ["-a", sock, "version"], { stdio: "ignore", timeout: 5000 }).status === 0, "containerd to serve", 30_000);
+    assert.equal(containerd.exitCode, null, log);
+  });
+
+  after(async () => {
+    if (containerd) await stop(containerd);
+    for (const p of made.reverse()) {
+      try {
+        if (fs.statSync(p).isDirectory()) fs.rmdirSync(p); // only if empty: never anyone else's files
+        else fs.rmSync(p);
+      } catch { /* gone, or not empty */ }
+    }
+    deleteAllNs();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it("the container gets eth0 10.244.1.x/32 with 'default via 169.254.1.1' and pings the node; after --rm its lease and host veth are gone", () => {
+    const id = `wasp-t-${process.pid}`;
+    const r = spawnSync("nsenter", [`--net=/var/run/netns/${node}`, "ctr", "-a", sock, "-n", "wasp-t", "run", "--rm", "--cni",
+      "--rootfs", join(work, "rootfs"), id, "/bin/sh", "-c", "ip addr show eth0; ip route; ping -c2 -W2 10.244.1.1"],
+    { encoding: "utf8", timeout: 120_000 });
+    const out = r.stdout + r.stderr;
+    assert.equal(r.status, 0, `${out}\ncontainerd:\n${log.slice(-3000)}`);
+    assert.match(out, /inet 10\.244\.1\.\d+\/32/, out);
+    assert.match(out, /default via 169\.254\.1\.1 dev eth0/, out);
+    assert.match(out, /2 packets transmitted, 2 packets received/, out);
+    // DEL came with an empty CNI_NETNS (the task had exited): the lease and the host side are gone anyway
+    const leases = fs.existsSync(join(work, "ipam", "waspnet"))
+      ? fs.readdirSync(join(work, "ipam", "waspnet")).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
+    assert.deepEqual(leases, []);
+    assert.deepEqual(JSON.parse(ip(node, "-j", "link", "show")).map((l: { ifname: string }) => l.ifname)
+      .filter((n: string) => /^wasp[0-9a-f]{11}$/.test(n)), []);
+  });
+});
