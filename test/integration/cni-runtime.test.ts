@@ -18,6 +18,18 @@ import { waitFor } from "../helpers/topology.js";
 const ROOT = new URL("../..", import.meta.url).pathname;
 const have = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 
+/** libcni's result cache (/var/lib/cni/results, no flag moves it): removed when the test made it,
+ *  else only the entries of the test's network. */
+function cniCache(): () => void {
+  const existed = fs.existsSync("/var/lib/cni");
+  return () => {
+    if (!existed) { fs.rmSync("/var/lib/cni", { recursive: true, force: true }); return; }
+    for (const f of fs.existsSync("/var/lib/cni/results") ? fs.readdirSync("/var/lib/cni/results") : []) {
+      if (f.startsWith("waspnet-")) fs.rmSync(join("/var/lib/cni/results", f), { force: true });
+    }
+  };
+}
+
 describe("container runtime: containerd + ctr run --cni wires a container through dist/wasp (integration, needs root)", function () {
   this.timeout(180_000);
   let work = "", node = "", sock = "";
@@ -25,6 +37,10 @@ describe("container runtime: containerd + ctr run --cni wires a container throug
   let log = "";
   const made: string[] = []; // global paths this test created, removed in reverse order
   const conflist = `/etc/cni/net.d/00-wasp-t-${process.pid}.conflist`;
+  const ctrNs = `wasp-t-${process.pid}`;
+  // containerd's runc shim keeps its state under /run/containerd whatever the config says
+  const runDirExisted = fs.existsSync("/run/containerd");
+  const dropCniCache = cniCache();
 
   before(async function () {
     if (!["containerd", "ctr", "runc", "busybox"].every(have)) this.skip();
@@ -71,7 +87,8 @@ describe("container runtime: containerd + ctr run --cni wires a container throug
     sock = join(cd, "containerd.sock");
     fs.writeFileSync(join(cd, "config.toml"), [
       "version = 2", `root = "${cd}/root"`, `state = "${cd}/state"`, 'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-      "[grpc]", `  address = "${sock}"`, "[ttrpc]", `  address = "${sock}.ttrpc"`, ""].join("\n"));
+      "[grpc]", `  address = "${sock}"`, "[ttrpc]", `  address = "${sock}.ttrpc"`,
+      '[plugins."io.containerd.internal.v1.opt"]', `  path = "${cd}/opt"`, ""].join("\n")); // not /opt/containerd
     containerd = spawn("nsenter", [`--net=/var/run/netns/${node}`, "containerd", "--config", join(cd, "config.toml")],
       { stdio: ["ignore", "pipe", "pipe"] });
     containerd.stdout!.on("data", (d: Buffer) => { log += d.toString(); });
@@ -83,6 +100,8 @@ describe("container runtime: containerd + ctr run --cni wires a container throug
 
   after(async () => {
     if (containerd) await stop(containerd);
+    fs.rmSync(runDirExisted ? `/run/containerd/runc/${ctrNs}` : "/run/containerd", { recursive: true, force: true });
+    dropCniCache();
     for (const p of made.reverse()) {
       try {
         if (fs.statSync(p).isDirectory()) fs.rmdirSync(p); // only if empty: never anyone else's files
@@ -95,7 +114,7 @@ describe("container runtime: containerd + ctr run --cni wires a container throug
 
   it("the container gets eth0 10.244.1.x/32 with 'default via 169.254.1.1' and pings the node; after --rm its lease and host veth are gone", () => {
     const id = `wasp-t-${process.pid}`;
-    const r = spawnSync("nsenter", [`--net=/var/run/netns/${node}`, "ctr", "-a", sock, "-n", "wasp-t", "run", "--rm", "--cni",
+    const r = spawnSync("nsenter", [`--net=/var/run/netns/${node}`, "ctr", "-a", sock, "-n", ctrNs, "run", "--rm", "--cni",
       "--rootfs", join(work, "rootfs"), id, "/bin/sh", "-c", "ip addr show eth0; ip route; ping -c2 -W2 10.244.1.1"],
     { encoding: "utf8", timeout: 120_000 });
     const out = r.stdout + r.stderr;
@@ -159,9 +178,13 @@ describe("container runtime: podman (CNI backend) wires a container through dist
     ip(node, "link", "set", "wasp0", "up");
     ip(node, "route", "add", "default", "dev", "wasp0");
   });
+  const runcRootExisted = fs.existsSync("/run/runc"); // runc's default state dir, used by podman
+  const dropCniCache = cniCache();
   after(() => {
     deleteAllNs();
     if (work) fs.rmSync(work, { recursive: true, force: true });
+    if (!runcRootExisted) try { fs.rmdirSync("/run/runc"); } catch { /* absent or in use */ }
+    dropCniCache();
   });
 
   it("podman run --network waspnet: eth0 10.244.1.x/32, 'default via 169.254.1.1', pings the node; --rm releases the lease", () => {
