@@ -11,7 +11,7 @@
 // executable, main script and daemon script
 // (the cni benchmark builds variants this way).
 import { execFileSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -76,27 +76,35 @@ await build({ ...common, entryPoints: ["src/main.ts"], outfile: process.env.WASP
 
 // 2. The blob (script, code cache, assets).
 execFileSync(process.execPath, ["--experimental-sea-config", config], { stdio: ["ignore", "ignore", "pipe"] });
-const blob = JSON.parse((await import("node:fs")).readFileSync(config, "utf8")).output;
+const blob = JSON.parse(readFileSync(config, "utf8")).output;
 
-// 3. The executable: a stripped copy of node with the blob injected.
-rmSync(out, { force: true });
-copyFileSync(process.execPath, out);
-chmodSync(out, 0o755);
+// 3. The executable: a stripped copy of node with the blob injected, built under a temporary name
+// and renamed into place, so whoever runs dist/wasp meanwhile gets the old or the new one, whole.
+const tmp = `${out}.tmp-${process.pid}`;
+copyFileSync(process.execPath, tmp);
+chmodSync(tmp, 0o755);
 try {
-  execFileSync("strip", [out], { stdio: "ignore" }); // it warns about node's many notes; harmless
-} catch {
-  console.warn("build-sea: strip failed or is missing; the executable keeps node's debug info");
-}
-// postject repeats the ELF notes warnings of a stripped node; show its output only when it fails.
-try {
-  execFileSync(process.execPath, [join("node_modules", "postject", "dist", "cli.js"), out, "NODE_SEA_BLOB", blob,
-    "--sentinel-fuse", FUSE], { stdio: "pipe", encoding: "utf8" });
-} catch (e) {
-  process.stderr.write(`${e.stdout ?? ""}${e.stderr ?? ""}`);
-  throw new Error(`build-sea: postject failed on ${out}`);
+  try {
+    execFileSync("strip", [tmp], { stdio: "ignore" }); // it warns about node's many notes; harmless
+  } catch {
+    console.warn("build-sea: strip failed or is missing; the executable keeps node's debug info");
+  }
+  // postject repeats the ELF notes warnings of a stripped node; show its output only when it fails.
+  try {
+    execFileSync(process.execPath, [join("node_modules", "postject", "dist", "cli.js"), tmp, "NODE_SEA_BLOB", blob,
+      "--sentinel-fuse", FUSE], { stdio: "pipe", encoding: "utf8" });
+  } catch (e) {
+    process.stderr.write(`${e.stdout ?? ""}${e.stderr ?? ""}`);
+    throw new Error(`build-sea: postject failed on ${out}`);
+  }
+  renameSync(tmp, out);
+} finally {
+  rmSync(tmp, { force: true });
 }
 
-// 4. The native addon beside it.
-copyFileSync(ADDON, join(dirname(out), "wasp_native.node"));
+// 4. The native addon beside it (also renamed into place).
+const addon = join(dirname(out), "wasp_native.node");
+copyFileSync(ADDON, `${addon}.tmp-${process.pid}`);
+renameSync(`${addon}.tmp-${process.pid}`, addon);
 const mb = (p) => (statSync(p).size / 2 ** 20).toFixed(1);
-console.log(`build-sea: ${out} (${mb(out)} MiB) and ${join(dirname(out), "wasp_native.node")}`);
+console.log(`build-sea: ${out} (${mb(out)} MiB) and ${addon}`);
