@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 DEBIAN_PACKAGES=(
   iproute2 iptables nftables ipvsadm iperf3 conntrack tshark tcpdump busybox-static ethtool
   containernetworking-plugins jq socat tmux netcat-openbsd procps psmisc
+  containerd runc podman
   python3 make g++
 )
 
@@ -36,5 +37,6 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 [ -f native/build/Release/wasp_native.node ] || npm run --silent build:native
 npm run --silent build:wasm
-npm run --silent build:sea   # dist/wasp, the single executable (test/integration/cni-sea.test.ts runs it)
+# dist/wasp, the single executable (test/integration/cni-sea.test.ts runs it); its tools are chatty
+npm run --silent build:sea > /tmp/wasp-build-sea.log 2>&1 || { cat /tmp/wasp-build-sea.log >&2; exit 1; }
 echo "install-deps: ready"

@@ -30,6 +30,11 @@ export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
     throw new CniError(Code.InvalidEnv, `unknown CNI_COMMAND ${JSON.stringify(command)}`, `CNI_COMMAND is one of ${COMMANDS.join(", ")}`);
   }
   const cmd = command as Command;
+  // VERSION, GC and STATUS use none of the per-container variables; runtimes send placeholders
+  // (podman probes VERSION with CNI_NETNS=dummy), so only the commands that use them check them.
+  if (NEEDS[cmd].length === 0) {
+    return { command: cmd, containerId: "", netns: "", ifname: "", args: env.CNI_ARGS ?? "", path: env.CNI_PATH ?? "" };
+  }
   const problems: string[] = [];
   const missing = NEEDS[cmd].filter((k) => !env[k]);
   if (missing.length) problems.push(`${cmd} needs ${missing.join(", ")} (missing or empty)`);

@@ -68,6 +68,12 @@ describe("cni: VERSION and early errors (CNI spec 1.1 error codes)", () => {
     assert.throws(() => readEnv(env("ADD", { CNI_CONTAINERID: "a/b" })), /CNI_CONTAINERID/);
     assert.throws(() => readEnv(env("ADD", { CNI_IFNAME: "a-very-long-ifname0" })), /CNI_IFNAME/);
   });
+
+  it("VERSION ignores the per-container variables (podman probes it with CNI_NETNS=dummy), ADD does not", () => {
+    const placeholders = { CNI_CONTAINERID: "", CNI_NETNS: "dummy", CNI_IFNAME: "dummy", CNI_PATH: "dummy" };
+    assert.equal(readEnv(env("VERSION", placeholders)).command, "VERSION");
+    assert.throws(() => readEnv(env("ADD", { ...placeholders, CNI_CONTAINERID: "c1" })), /CNI_NETNS "dummy" is not an absolute path/);
+  });
 });
 
 describe("cni: result shapes per version", () => {
