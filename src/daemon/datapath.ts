@@ -7,10 +7,6 @@ import type { IoError, TunDevice, UnderlaySocket } from "../io/index.js";
 
 const TUN_MASK = (1 << Verdict.Tun) | (1 << Verdict.Host);
 const OVERLAY_MASK = 1 << Verdict.Overlay;
-const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
-/** Outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 (RFC 7348). */
-const VXLAN_ENCAP_LEN = 50;
-const ETH_HLEN = 14;
 /** Batches per readiness callback before yielding to the event loop (uv_poll is level-triggered:
  *  what is left is read on the next turn, after timers, reloads and the control socket). */
 const BATCHES_PER_TURN = 16;
@@ -69,9 +65,7 @@ export class Datapath {
       this.reset(max, fromTun);
       const n = fromTun ? tun.readBatch(mem, e.slots, max) : this.underlay!.recvBatch(mem, e.slots, max);
       if (n === 0) return;
-      const partial = fromTun && this.underlay && tun.vnet ? this.partialChecksums(n) : undefined;
       e.process(n, nowSec());
-      if (partial) this.completeEncapsulated(n, partial);
       // A decapsulated packet has no virtio_net_hdr; the bytes before it (the inner Ethernet
       // header) become an empty one for the vnet TUN: no offloads pending.
       if (!fromTun && tun.vnet) this.clearVnetHeaders(n);
@@ -82,52 +76,6 @@ export class Datapath {
         this.noteDrops(this.underlay.lastDropped, this.underlay.lastDropCode);
       }
       if (n < max) return;
-    }
-  }
-
-  // ── stopgap until the core does it: checksums of packets leaving through VXLAN ──
-  // A packet from a pod arrives with virtio NEEDS_CSUM: its L4 checksum field holds only the
-  // pseudo-header sum, for the device to finish. The core encapsulates it as it is (its outer
-  // headers overwrite the virtio_net_hdr), and the other node's kernel would drop it as corrupt.
-  // So the host notes csum_start/csum_offset before process() and completes the checksum of each
-  // packet that the core sent to the overlay (the inner packet follows the 50 bytes of encap).
-
-  private readonly csum = new Int32Array(1024);
-
-  /** Per slot: csum_start << 16 | csum_offset when NEEDS_CSUM is set, else -1. */
-  private partialChecksums(n: number): Int32Array | undefined {
-    const v = this.engine.view(), e = this.engine;
-    let any = false;
-    for (let i = 0; i < n; i++) {
-      const hdr = e.packetAddr(i, true) - VNET_HDR_LEN;
-      if ((v.getUint8(hdr) & VIRTIO_NET_HDR_F_NEEDS_CSUM) === 0 || v.getUint8(hdr + 1) !== 0) { this.csum[i] = -1; continue; }
-      this.csum[i] = (v.getUint16(hdr + 6, true) << 16) | v.getUint16(hdr + 8, true);
-      any = true;
-    }
-    return any ? this.csum : undefined;
-  }
-
-  private completeEncapsulated(n: number, partial: Int32Array): void {
-    const v = this.engine.view(), m = new Uint8Array(this.engine.memory), e = this.engine;
-    for (let i = 0; i < n; i++) {
-      const p = partial[i] ?? -1;
-      if (p < 0) continue;
-      const s = e.slots + i * SLOT_SIZE;
-      if (v.getUint8(s + SLOT_VERDICT) !== Verdict.Overlay) continue;
-      const outer = v.getUint32(s + SLOT_DATA, true), len = v.getUint32(s + SLOT_DATA + 4, true);
-      const inner = outer + VXLAN_ENCAP_LEN, end = outer + len;
-      // csum_start counts from the first byte after the virtio header: IP on TUN, Ethernet on TAP.
-      const start = inner - (this.tun.tap ? ETH_HLEN : 0) + (p >>> 16), field = start + (p & 0xffff);
-      if (field + 2 > end) continue;
-      let sum = 0;
-      for (let a = start; a + 1 < end; a += 2) sum += (m[a]! << 8) | m[a + 1]!;
-      if ((end - start) & 1) sum += m[end - 1]! << 8;
-      while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
-      let c = ~sum & 0xffff;
-      // RFC 768: a computed zero is sent as 0xffff (zero means "no checksum" for UDP).
-      if (c === 0) c = 0xffff;
-      m[field] = c >>> 8;
-      m[field + 1] = c & 0xff;
     }
   }
 
