@@ -44,6 +44,9 @@ export async function cmdAdd(ctx: Ctx): Promise<Result> {
     // proxy_delay 0: answer at once instead of after a random delay of up to 0.8 s.
     sysctl(`ipv4/conf/${host}/proxy_arp`, "1");
     sysctl(`ipv4/neigh/${host}/proxy_delay`, "0");
+    // rp_filter 0: the node's policy routing sends a pod's traffic into wasp0, not back out of this
+    // veth, so strict reverse-path filtering (a distribution default of 1) would drop the pod's packets.
+    sysctl(`ipv4/conf/${host}/rp_filter`, "0");
     failpoint("after-veth");
 
     await ipBatch(pod, [

@@ -81,6 +81,8 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
     assert.ok(hv.flags.includes("UP"));
     assert.equal(hv.mtu, 1450);
     assert.equal(inNs(node, "cat", `/proc/sys/net/ipv4/conf/${host}/proxy_arp`).trim(), "1");
+    // the pod's traffic is routed into wasp0, not back out of this veth: strict rp_filter must be off
+    assert.equal(inNs(node, "cat", `/proc/sys/net/ipv4/conf/${host}/rp_filter`).trim(), "0");
     assert.ok(routes(node).some((x) => x.dst === "10.244.1.2" && x.dev === host && x.scope === "link"));
 
     // The result matches the kernel: MACs, sandbox, ips pointing at the pod interface.
