@@ -15,6 +15,7 @@ import { statsInit, statsAddr, statsReset as resetStats } from "./pipeline/svcst
 import { affinityInit } from "./pipeline/affinity";
 import { fragClear } from "./pipeline/frag";
 import * as trace from "./pipeline/trace";
+import { segmentInit, extraSlots, extraCount as segmentsMade } from "./pipeline/segment";
 import { csum } from "./wire/checksum";
 
 const PAGE: usize = 65536;
@@ -57,6 +58,9 @@ export function init(): InitResult {
   // affinityInit rounds its entry count up to a power of two: reserve what it will really use
   const affN = ctCap / 4 + 64;
   const affAt = align(p, 64); p = affAt + <usize>pow2AtLeast(affN) * 32 + 64;
+  // GSO segments for the overlay: up to 48 per slot (a 64 KiB packet at MSS 1360), one MTU each
+  const segSlots = maxBatch * 48, segStride = <u32>align(<usize>cfg(CFG_UNDERLAY_MTU) + 128, 64);
+  const segAt = align(p, 64); p = segAt + 64 + <usize>segSlots * SLOT_SIZE + 64 + <usize>segSlots * segStride;
   const genAt = align(p, 64);
   const end = genAt + gen.genBytesNeeded(maxSvc, maxBe, maxRoutes, mgCells);
   if (!ensureMemory(end)) return InitResult.OutOfMemory;
@@ -68,6 +72,7 @@ export function init(): InitResult {
   ct.ctInit(ctAt, ctCap, cfg(CFG_SEED));
   affinityInit(affAt, affN);
   gen.genInit(genAt, maxSvc, maxBe, maxRoutes, mgCells);
+  segmentInit(segAt, segSlots, segStride);
   fragClear();
   st.setInitialized();
   return InitResult.Ok + <InitResult>(stageCap & 0);
@@ -115,6 +120,10 @@ export function sweep(nowSec: u32, budget: u32): u32 {
 }
 
 export function slotsAddr(): usize { return st.slots; }
+/** Extra output slots of the last process() call: the GSO segments after the first of each
+ *  super-packet sent to another node, already encapsulated, verdict Overlay. */
+export function extraSlotsAddr(): usize { return extraSlots(); }
+export function extraCount(): u32 { return segmentsMade(); }
 export function maxBatch(): u32 { return st.maxBatch; }
 export function bufferAddr(): usize { return st.bufArea; }
 export function bufferStride(): u32 { return st.bufStride; }

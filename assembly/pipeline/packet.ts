@@ -178,6 +178,16 @@ export function setPort(isSrc: bool, port: u32): void {
 
 /** Finishes a partial checksum as the kernel would (sum from csum_start to the end, the field holding
  *  the pseudo-header sum, complemented): for a packet that leaves where no offload will finish it. */
+/** Points the packet view at a copy (a GSO segment) of `len` bytes at p with the same headers. */
+export function retarget(p: usize, len: u32): void {
+  const shift = p - ip;
+  l4 += shift; if (csumAt != 0) csumAt += shift;
+  ip = p; ipLen = len;
+}
+
+/** The checksums were computed in full (segmentation): nothing is left for the kernel. */
+export function checksumsComplete(): void { partial = false; }
+
 export function completePartial(): void {
   if (!partial || csumAt == 0) return;
   const start = vnet + VNET_HDR_LEN + <usize>load<u16>(vnet + VNET_CSUM_START), end = ip + ipLen;

@@ -26,6 +26,7 @@ import * as overlay from "./overlay";
 import * as frag from "./frag";
 import * as svcstats from "./svcstats";
 import * as trace from "./trace";
+import * as segment from "./segment";
 import * as affinity from "./affinity";
 import * as ratelimit from "./ratelimit";
 
@@ -44,6 +45,7 @@ let peerOut: u32 = 0;
 /** Runs `count` slots; returns the number not dropped. */
 export function processBatch(count: u32, now: u32): u32 {
   st.setNow(now);
+  segment.segmentReset();
   if (count > st.maxBatch) count = st.maxBatch;
   let kept: u32 = 0;
   const g = gen.activeGen();
@@ -482,17 +484,19 @@ function addEthernet(): void {
 
 function toOverlay(r: usize, room: u32, g: usize): void {
   const mtu = st.underlayMtu;
-  if (pkt.gso) { drop(Drop.GsoUnsupported); return; }
-  if (pkt.ipLen + overlay.ENCAP_LEN > mtu) {
-    // Too big for the tunnel: tell the sender the inner MTU, as the Linux vxlan device does.
-    const df = pkt.v6 || (ld16(pkt.ip + 6) & 0x4000) != 0;
-    if (df && reply.mayAnswerWithError() && ratelimit.allow(st.nowSec) && reply.makeTooBig(room, masqFor(), mtu - overlay.ENCAP_LEN)) {
-      reason = Drop.TooBig; note |= Note.REPLY_MADE; st.count(C_REPLIES_MADE);
-      outIp = reply.outIp; outLen = reply.outLen; verdict = Verdict.Tun;
-      if (st.modeTap) addEthernet();
-      if (verdict != Verdict.Drop) clearVnet(outIp);
-      return;
-    }
+  if (pkt.gso) {
+    if (pkt.proto != PROTO_TCP) { drop(Drop.GsoUnsupported); return; }
+    // segments must fit the tunnel: a too large MSS is answered like any too big packet
+    const segLen = segment.headerLen() + segment.gsoSize();
+    if (segLen + overlay.ENCAP_LEN <= mtu) {
+      const before = segment.extraCount();
+      if (!segment.segment(r, overlay.ENCAP_LEN, load<u32>(r + gen.R_UNDERLAY), service)) { drop(Drop.GsoUnsupported); return; }
+      st.count(Verdict.Overlay, <u64>(segment.extraCount() - before));
+      note |= Note.GSO;
+    } else if (!tooBig(room, mtu)) return;
+    else { drop(Drop.TooBig); return; }
+  } else if (pkt.ipLen + overlay.ENCAP_LEN > mtu) {
+    if (!tooBig(room, mtu)) return;
     drop(Drop.TooBig);
     return;
   }
@@ -504,6 +508,20 @@ function toOverlay(r: usize, room: u32, g: usize): void {
   peerOut = load<u32>(r + gen.R_UNDERLAY);
   verdict = Verdict.Overlay;
   note |= Note.ENCAP;
+}
+
+/** Answers a packet too big for the tunnel with the inner MTU, as the Linux vxlan device does.
+ *  Returns true when it could not (the caller drops the packet). */
+function tooBig(room: u32, mtu: u32): bool {
+  const df = pkt.v6 || pkt.gso || (ld16(pkt.ip + 6) & 0x4000) != 0;
+  if (df && reply.mayAnswerWithError() && ratelimit.allow(st.nowSec) && reply.makeTooBig(room, masqFor(), mtu - overlay.ENCAP_LEN)) {
+    reason = Drop.TooBig; note |= Note.REPLY_MADE; st.count(C_REPLIES_MADE);
+    outIp = reply.outIp; outLen = reply.outLen; verdict = Verdict.Tun;
+    if (st.modeTap) addEthernet();
+    if (verdict != Verdict.Drop) clearVnet(outIp);
+    return false;
+  }
+  return true;
 }
 
 

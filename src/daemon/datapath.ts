@@ -74,6 +74,12 @@ export class Datapath {
       if (this.underlay) {
         this.underlay.sendBatch(mem, e.slots, n, OVERLAY_MASK);
         this.noteDrops(this.underlay.lastDropped, this.underlay.lastDropCode);
+        // the rest of each GSO super-packet sent to another node, segmented by the core
+        const extra = e.exports.extraCount();
+        if (extra > 0) {
+          this.underlay.sendBatch(mem, e.exports.extraSlotsAddr(), extra, OVERLAY_MASK);
+          this.noteDrops(this.underlay.lastDropped, this.underlay.lastDropCode);
+        }
       }
       if (n < max) return;
     }

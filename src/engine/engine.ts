@@ -42,6 +42,8 @@ interface CoreExports {
   commit(bytes: number): number;
   sweep(nowSec: number, budget: number): number;
   slotsAddr(): number;
+  extraSlotsAddr(): number;
+  extraCount(): number;
   maxBatch(): number;
   bufferAddr(): number;
   bufferStride(): number;
