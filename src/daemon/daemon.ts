@@ -312,6 +312,10 @@ export function makeLogger(): Logger {
 
 /** Entry for `wasp daemon ARGS`: runs until SIGTERM or SIGINT. Failures set process.exitCode. */
 export async function runDaemon(argv: readonly string[]): Promise<void> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(DAEMON_USAGE);
+    return;
+  }
   const opts = parseDaemonArgs(argv);
   if ("error" in opts) {
     process.stderr.write(`wasp daemon: ${opts.error}\n\n${DAEMON_USAGE}`);

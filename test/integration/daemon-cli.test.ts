@@ -34,6 +34,13 @@ describe("wasp daemon: starting without a config, refusing bad options and confi
     assert.match(r.stderr, /usage: wasp daemon/);
   });
 
+  it("--help prints the usage on stdout and exits 0 without touching the node", () => {
+    const r = daemon("--help");
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /usage: wasp daemon/);
+    assert.doesNotMatch(ip(node, "link", "show"), /wasp0/);
+  });
+
   it("--metrics-port out of range exits 2 naming the value", () => {
     const r = daemon("--metrics-port", "70000");
     assert.equal(r.status, 2);
