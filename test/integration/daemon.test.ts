@@ -238,6 +238,52 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
     assert.ok(avg > 1500, `${packets} packets averaging ${Math.round(avg)} B`);
   });
 
+  it("malformed packets crafted with raw-socket from a pod are dropped and counted by reason; real traffic is unaffected", async () => {
+    // The node's kernel forwards what has a valid IP header, so the damage is in the layers above:
+    // a TCP header longer than the segment, a UDP length beyond the datagram, an ICMP error whose
+    // quote is too short to hold an IP header. raw-socket with IPPROTO_RAW sends them as written.
+    const rawSocket = new URL("../../node_modules/raw-socket", import.meta.url).pathname;
+    const sender = `
+      const raw = require(${JSON.stringify(rawSocket)});
+      const [src, vip] = process.argv.slice(1);
+      const ip4 = (s) => s.split(".").map(Number);
+      function ipPacket(proto, body) {
+        const b = Buffer.alloc(20 + body.length);
+        b[0] = 0x45; b.writeUInt16BE(b.length, 2); b[8] = 64; b[9] = proto;
+        Buffer.from(ip4(src)).copy(b, 12); Buffer.from(ip4(vip)).copy(b, 16);
+        let s = 0; for (let i = 0; i < 20; i += 2) s += b.readUInt16BE(i);
+        while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+        b.writeUInt16BE(~s & 0xffff, 10);
+        body.copy(b, 20);
+        return b;
+      }
+      const tcp = Buffer.alloc(20); tcp.writeUInt16BE(41000, 0); tcp.writeUInt16BE(80, 2); tcp[12] = 15 << 4; tcp[13] = 2;
+      const udp = Buffer.alloc(12); udp.writeUInt16BE(41000, 0); udp.writeUInt16BE(53, 2); udp.writeUInt16BE(500, 4);
+      const icmp = Buffer.alloc(18); icmp[0] = 3; icmp[1] = 3;
+      const packets = [ipPacket(6, tcp), ipPacket(17, udp), ipPacket(1, icmp)];
+      const s = raw.createSocket({ protocol: 255 });
+      let n = 0;
+      const next = () => {
+        if (n === packets.length * 5) { s.close(); console.log("sent " + n); return; }
+        const p = packets[n++ % packets.length];
+        s.send(p, 0, p.length, vip, (e, bytes) => { if (e) { console.error(e.message); process.exit(1); } setImmediate(next); });
+      };
+      next();`;
+    const before = (await control(t.socketPath, { cmd: "status" })).counters.drops;
+    const out = inNs(client.ns, process.execPath, "-e", sender, client.ip, "10.96.0.10");
+    assert.match(out, /sent 15/);
+    let d = before;
+    for (const end = Date.now() + 10_000; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
+      d = (await control(t.socketPath, { cmd: "status" })).counters.drops;
+      if (d.bad_l4_header - before.bad_l4_header >= 10 && d.bad_icmp_error - before.bad_icmp_error >= 5) break;
+    }
+    assert.ok(d.bad_l4_header - before.bad_l4_header >= 10, `bad_l4_header ${before.bad_l4_header} -> ${d.bad_l4_header}`);
+    assert.ok(d.bad_icmp_error - before.bad_icmp_error >= 5, `bad_icmp_error ${before.bad_icmp_error} -> ${d.bad_icmp_error}`);
+    const ok = await t.requests(client.ns, Array.from({ length: 4 }, () => ({ host: "10.96.0.10", port: 80 })));
+    assert.ok(ok.every((o) => o.ok && o.seen!.remote === client.ip), JSON.stringify(ok));
+    assert.equal(daemon.child.exitCode, null, "the daemon keeps running");
+  });
+
   it("serves Prometheus metrics on 127.0.0.1 with packets by verdict, drops by reason, conntrack entries and the generation", async () => {
     const port = t.metricsPort(daemon);
     const text = inNs(t.node, process.execPath, "-e",
