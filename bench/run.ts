@@ -6,6 +6,7 @@ const BENCHES: Record<string, () => Promise<{ run(quick: boolean): Promise<Recor
   core: () => import("./core/core.js"),
   fuzz: () => import("./core/fuzz.js"),
   cni: () => import("./cni/cni.js"),
+  datapath: () => import("./datapath/datapath.js"),
 };
 
 async function main(): Promise<void> {
