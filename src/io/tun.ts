@@ -2,7 +2,8 @@
 import { SlotFlag } from "../engine/abi.js";
 import { EAGAIN, EFAULT, EINVAL, IoError, errnoCode, ioError, NEED_ROOT } from "./errno.js";
 import { bufferOf, slotsOutsideMemory, type BatchMemory } from "./memory.js";
-import { native, type NativePoller } from "./native.js";
+import { native } from "./native.js";
+import { Readiness } from "./readiness.js";
 
 export interface TunOptions {
   /** Interface name, at most 15 bytes (IFNAMSIZ). */
@@ -40,14 +41,14 @@ export class TunDevice {
   lastDropped = 0;
   /** The errno code of the last refused packet, '' when none. */
   lastDropCode = "";
-  private poller: NativePoller | undefined;
-  private readable: (err?: IoError) => void = () => undefined;
+  private readonly readiness: Readiness;
   private closed = false;
   private readonly readFlags: number;
 
   private constructor(readonly name: string, readonly fd: number, readonly vnet: boolean,
     readonly tap: boolean, readonly ioUring: boolean) {
     this.readFlags = (vnet ? SlotFlag.VNET : 0) | (tap ? SlotFlag.ETHERNET : 0);
+    this.readiness = new Readiness(fd, `device ${name}`);
   }
 
   static open(opts: TunOptions): TunDevice {
@@ -110,27 +111,16 @@ export class TunDevice {
   }
 
   /** Calls cb from the event loop whenever packets wait (level-triggered: drain them in cb). */
-  onReadable(cb: (err?: IoError) => void): void {
-    this.readable = cb;
-    this.poller ??= new (native().Poller)(this.fd, (status) => {
-      if (status < 0) this.readable(ioError(`cannot poll device ${this.name}`, -status));
-      else this.readable();
-    });
-    const r = this.poller.start();
-    if (r < 0) throw ioError(`cannot poll device ${this.name}`, -r);
-  }
+  onReadable(cb: (err?: IoError) => void): void { this.readiness.on(cb); }
 
   /** Stops the readiness callbacks; onReadable starts them again. */
-  stop(): void {
-    this.poller?.stop();
-  }
+  stop(): void { this.readiness.stop(); }
 
   /** Stops polling and closes the fd; the kernel deletes a non-persistent device with its last fd. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.poller?.close();
-    this.poller = undefined;
+    this.readiness.close();
     native().close(this.fd);
   }
 }

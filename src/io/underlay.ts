@@ -2,7 +2,8 @@
 // outer packets the engine built (sendmmsg), both straight from and into wasm memory.
 import { EAGAIN, EFAULT, EINVAL, IoError, errnoCode, ioError, NEED_ROOT } from "./errno.js";
 import { bufferOf, slotsOutsideMemory, type BatchMemory } from "./memory.js";
-import { native, type NativePoller } from "./native.js";
+import { native } from "./native.js";
+import { Readiness } from "./readiness.js";
 
 export interface UnderlayOptions {
   /** This node's underlay IPv4 address (or 0.0.0.0). */
@@ -28,14 +29,14 @@ export class UnderlaySocket {
   lastDropped = 0;
   /** The errno code of the last refused packet, '' when none. */
   lastDropCode = "";
-  private poller: NativePoller | undefined;
-  private readable: (err?: IoError) => void = () => undefined;
+  private readonly readiness: Readiness;
   private closed = false;
   private readonly label: string;
 
   private constructor(readonly udpFd: number, readonly rawFd: number, readonly bindIp: string,
     readonly port: number) {
     this.label = `underlay socket ${bindIp}:${port}`;
+    this.readiness = new Readiness(udpFd, this.label);
   }
 
   static open(opts: UnderlayOptions): UnderlaySocket {
@@ -85,25 +86,14 @@ export class UnderlaySocket {
   }
 
   /** Calls cb from the event loop whenever datagrams wait (level-triggered: drain them in cb). */
-  onReadable(cb: (err?: IoError) => void): void {
-    this.readable = cb;
-    this.poller ??= new (native().Poller)(this.udpFd, (status) => {
-      if (status < 0) this.readable(ioError(`cannot poll ${this.label}`, -status));
-      else this.readable();
-    });
-    const r = this.poller.start();
-    if (r < 0) throw ioError(`cannot poll ${this.label}`, -r);
-  }
+  onReadable(cb: (err?: IoError) => void): void { this.readiness.on(cb); }
 
-  stop(): void {
-    this.poller?.stop();
-  }
+  stop(): void { this.readiness.stop(); }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.poller?.close();
-    this.poller = undefined;
+    this.readiness.close();
     native().close(this.udpFd);
     native().close(this.rawFd);
   }
