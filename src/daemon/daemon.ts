@@ -8,10 +8,11 @@ import {
   defaultConfig, FileConfigSource, formatProblems, loadConfigFile, type Config, type ConfigEvent, type Problem,
 } from "../config/index.js";
 import { CommitResult } from "../engine/abi.js";
-import { Engine } from "../engine/engine.js";
+import { Engine, type EngineOptions } from "../engine/engine.js";
 import { encodeModel, encodeOps } from "../engine/ops.js";
 import { TunDevice, UnderlaySocket } from "../io/index.js";
 import { buildModel, diffModel, isEmptyDelta, localVtepMac, type Model } from "../model/index.js";
+import { makeControlApi } from "./control-api.js";
 import { serveControl } from "./control-socket.js";
 import { Datapath, nowSec } from "./datapath.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
@@ -86,6 +87,7 @@ function restartOnly(a: Config, b: Config): Problem[] {
 
 export class Daemon {
   private engine!: Engine;
+  private engineOptions!: EngineOptions;
   private tun: TunDevice | undefined;
   private underlay: UnderlaySocket | undefined;
   private datapath: Datapath | undefined;
@@ -126,7 +128,7 @@ export class Daemon {
     const left = cleanupNodeNet();
     if (left.length) log.warn({ removed: left }, "removed what a previous daemon left behind");
 
-    this.engine = new Engine({
+    this.engineOptions = {
       conntrackCapacity: config.conntrack.capacity,
       mode: config.mode,
       tapPeerMac: TAP_MAC,
@@ -141,7 +143,8 @@ export class Daemon {
       clusterCidr4: config.clusterCIDR,
       ...(config.serviceCIDRv6 ? { serviceCidr6: config.serviceCIDRv6 } : {}),
       ...(config.clusterCIDRv6 ? { clusterCidr6: config.clusterCIDRv6 } : {}),
-    });
+    };
+    this.engine = new Engine(this.engineOptions);
     const model = buildModel(config);
     this.commit(encodeModel(model, this.stage(), 0), "initial load");
     this.model = model;
@@ -166,7 +169,11 @@ export class Daemon {
     this.sweepTimer = setInterval(() => this.engine.exports.sweep(nowSec(), SWEEP_BUDGET), 1000);
     this.sweepTimer.unref();
 
-    this.control = await serveControl(opts.socketPath, (req) => this.handle(req));
+    this.control = await serveControl(opts.socketPath, makeControlApi({
+      engine: () => this.engine, engineOptions: () => this.engineOptions, model: () => this.model, config: () => this.config,
+      device: DEVICE, ioUring: !!opts.ioUring, gateway: () => this.inputs.gateway, startedMs: this.started,
+      tunWriteDropped: () => this.datapath?.writeDropped ?? 0,
+    }));
     const m = await serveMetrics(this.metrics.registry, opts.metricsHost, opts.metricsPort);
     this.metricsServer = m.server;
     this.metricsPort = m.port;
@@ -254,34 +261,6 @@ export class Daemon {
       generation: this.generation(), upserted: delta.upsertServices.length, deleted: delta.deleteServices.length,
       routes: delta.upsertRoutes.length + delta.deleteRoutes.length, routing, ms: Math.round(seconds * 1e4) / 10,
     }, `reload applied; serving generation ${this.generation()}`);
-  }
-
-  private handle(req: { cmd?: unknown }): unknown {
-    switch (req.cmd) {
-      case "status":
-        return {
-          mode: this.config.mode, device: DEVICE, ioUring: !!this.opts.ioUring, address: this.inputs.gateway, node: this.config.node.name,
-          generation: this.generation(), uptimeSec: Math.round((Date.now() - this.started) / 1000),
-          services: this.model.services.size, conntrack: { entries: this.engine.exports.ctCount(), capacity: this.engine.exports.ctCapacity() },
-          counters: this.engine.counters(), tunWriteDropped: this.datapath?.writeDropped ?? 0,
-        };
-      case "services":
-        return { generation: this.generation(), services: this.services() };
-      default:
-        return { error: `unknown cmd ${JSON.stringify(req.cmd)}; expected "status" or "services"` };
-    }
-  }
-
-  private services(): unknown[] {
-    const v = this.engine.view(), base = this.engine.exports.serviceStatsAddr();
-    return [...this.model.services.values()].map((e) => {
-      const p = base + e.id * 24;
-      return {
-        key: e.key, service: e.service, port: e.portName, kind: ["ClusterIP", "NodePort", "ExternalIP", "LoadBalancer"][e.kind],
-        id: e.id, backends: e.backends.map((b, i) => ({ addr: b.addr, port: b.port, eligible: i < e.eligible })),
-        packets: Number(v.getBigUint64(p, true)), bytes: Number(v.getBigUint64(p + 8, true)), newFlows: Number(v.getBigUint64(p + 16, true)),
-      };
-    });
   }
 
   /** Undoes every change to the node; safe to call twice, and after a failed start. */
