@@ -152,6 +152,12 @@ export const TOP_LEVEL = {
   conntrack: obj({
     capacity: int(1024, 1 << 26, "a conntrack capacity is 1024-67108864 flows").default(262144),
   }, "settings (capacity)").prefault({}),
+  // The engine lays its tables out once, at start: room for this many service entries (one per VIP,
+  // port and protocol) and backends. A restart changes it.
+  tables: obj({
+    services: int(1, 1 << 20, "tables.services is 1-1048576 service entries").default(4096),
+    backends: int(1, 1 << 22, "tables.backends is 1-4194304 backends").default(16384),
+  }, "settings (services, backends)").prefault({}),
   loadBalancing: obj({
     mode: oneOf(["random", "maglev"]).default("random"),
     maglevTableSize: MaglevSizeSchema.optional(),
@@ -232,6 +238,8 @@ export interface Config {
   clusterCIDRv6?: string;
   vxlan: { vni: number; port: number };
   conntrack: { capacity: number };
+  /** Room in the engine's tables (absent: 4096 service entries, 16384 backends). */
+  tables?: { services: number; backends: number };
   /** maglevTableSize absent: the core picks a prime at least 100 times each service's backend count. */
   loadBalancing: { mode: "random" | "maglev"; maglevTableSize?: number };
   services: ServiceConfig[];

@@ -76,6 +76,7 @@ function restartOnly(a: Config, b: Config): Problem[] {
     ["node.podCIDR", (c) => c.node.podCIDR], ["node.underlayMTU", (c) => c.node.underlayMTU],
     ["serviceCIDR", (c) => c.serviceCIDR], ["clusterCIDR", (c) => c.clusterCIDR],
     ["vxlan", (c) => c.vxlan], ["conntrack.capacity", (c) => c.conntrack.capacity],
+    ["tables", (c) => c.tables],
   ];
   const problems: Problem[] = [];
   for (const [path, get] of fields) {
@@ -130,6 +131,7 @@ export class Daemon {
 
     this.engineOptions = {
       conntrackCapacity: config.conntrack.capacity,
+      ...(config.tables ? { maxServices: config.tables.services, maxBackends: config.tables.backends } : {}),
       mode: config.mode,
       tapPeerMac: TAP_MAC,
       engineMac: ENGINE_MAC,
