@@ -7,11 +7,12 @@
 // process is ended by its PID.
 import { type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, renameSync, rmSync, symlinkSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, mkdirSync, writeFileSync } from "node:fs";
+import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execPlugin } from "./cni-driver.js";
-import { deleteNs, ip, makeNs, spawnInNs, stop, veth } from "./netns.js";
+import { deleteNs, ip, makeNs, sh, spawnInNs, stop, veth } from "./netns.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const WASP = join(ROOT, "bin/wasp-dev");
@@ -293,4 +294,133 @@ export class Topology {
     if (this.ownsExt) deleteNs(this.ext);
     rmSync(this.work, { recursive: true, force: true });
   }
+}
+
+// ── multi-node additions (overlay tests and bench/overlay) ─────────────────────────────────────
+
+/** Asks a daemon's control socket (a file: reachable from this process whatever the namespace). */
+export function control(path: string, req: unknown): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const c = createConnection(path);
+    let text = "";
+    c.setEncoding("utf8");
+    c.on("data", (d: string) => { text += d; });
+    c.on("end", () => { try { resolve(JSON.parse(text)); } catch (e) { reject(e); } });
+    c.on("error", reject);
+    c.end(`${JSON.stringify(req)}\n`);
+  });
+}
+
+/** The first address of an IPv4 CIDR plus n (10.244.2.0/24, 1 -> 10.244.2.1). */
+export function cidrAddr(cidr: string, n: number): string {
+  const [a = 0, b = 0, c = 0, d = 0] = cidr.split("/")[0]!.split(".").map(Number);
+  const v = (((a << 24) | (b << 16) | (c << 8) | d) + n) >>> 0;
+  return [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join(".");
+}
+
+export interface PeerVtep { underlayIP: string; podCIDR: string; vtepMAC: string }
+
+/**
+ * A node whose overlay is the kernel's, set up exactly as flannel's vxlan backend does it
+ * (/work/shared/recipes/real-clients.md §3): flannel.1 = `vxlan id 1 local <underlay> dev eth0
+ * dstport 8472 nolearning`, MTU underlay - 50, <podCIDR>.0/32 on it; pods on a bridge cni0
+ * (<podCIDR>.1/24); per remote node a route `<podCIDR> via <podCIDR>.0 dev flannel.1 onlink`, a
+ * permanent neighbour <podCIDR>.0 -> the remote VTEP MAC and an FDB entry MAC -> remote underlay IP.
+ * Its eth0 joins the underlay bridge br0 of `ext` (a Topology's external namespace).
+ */
+export class LinuxVxlanNode {
+  readonly node: string;
+  readonly pods: Pod[] = [];
+  /** The MAC the kernel gave flannel.1 (flannel publishes it as the node's VtepMAC). */
+  readonly vtepMac: string;
+  readonly port: string;
+
+  constructor(readonly ext: string, readonly nodeIp: string, readonly podCidr: string,
+    opts: { vni?: number; dstPort?: number; underlayMtu?: number } = {}) {
+    const mtu = (opts.underlayMtu ?? 1500) - 50;
+    this.node = makeNs("lnode");
+    this.port = `n${nodeIp.split(".").pop()}`;
+    veth(this.node, "eth0", ext, this.port);
+    ip(ext, "link", "set", this.port, "master", "br0");
+    ip(this.node, "addr", "add", `${nodeIp}/24`, "dev", "eth0");
+    ip(this.node, "link", "add", "flannel.1", "type", "vxlan", "id", String(opts.vni ?? 1), "local", nodeIp, "dev", "eth0",
+      "dstport", String(opts.dstPort ?? 8472), "nolearning");
+    ip(this.node, "link", "set", "flannel.1", "mtu", String(mtu), "up");
+    ip(this.node, "addr", "add", `${cidrAddr(podCidr, 0)}/32`, "dev", "flannel.1");
+    ip(this.node, "link", "add", "cni0", "type", "bridge");
+    ip(this.node, "addr", "add", `${cidrAddr(podCidr, 1)}/${podCidr.split("/")[1]}`, "dev", "cni0");
+    ip(this.node, "link", "set", "cni0", "up");
+    inNsSysctl(this.node, "net.ipv4.ip_forward", "1");
+    const link = JSON.parse(ip(this.node, "-j", "link", "show", "flannel.1")) as Array<{ address: string }>;
+    this.vtepMac = link[0]!.address;
+  }
+
+  /** A pod on cni0 at <podCIDR>.(2 + n), MTU underlay - 50, default via cni0's address. */
+  addPod(name: string): Pod {
+    const ns = makeNs(name), n = this.pods.length, host = `vethl${n}`;
+    const addr = cidrAddr(this.podCidr, 2 + n);
+    const mtu = JSON.parse(ip(this.node, "-j", "link", "show", "flannel.1"))[0].mtu as number;
+    sh("ip", ["link", "add", host, "netns", this.node, "mtu", String(mtu), "type", "veth", "peer", "name", "eth0", "netns", ns, "mtu", String(mtu)]);
+    ip(this.node, "link", "set", host, "master", "cni0", "up");
+    ip(ns, "addr", "add", `${addr}/${this.podCidr.split("/")[1]}`, "dev", "eth0");
+    ip(ns, "link", "set", "eth0", "up");
+    ip(ns, "route", "add", "default", "via", cidrAddr(this.podCidr, 1));
+    const pod = { name, ns, ip: addr };
+    this.pods.push(pod);
+    return pod;
+  }
+
+  /** flannel's three entries for a remote node. */
+  peer(r: PeerVtep): void {
+    const gw = cidrAddr(r.podCIDR, 0);
+    ip(this.node, "route", "replace", r.podCIDR, "via", gw, "dev", "flannel.1", "onlink");
+    ip(this.node, "neigh", "replace", gw, "lladdr", r.vtepMAC, "dev", "flannel.1", "nud", "permanent");
+    sh("bridge", ["-n", this.node, "fdb", "replace", r.vtepMAC, "dev", "flannel.1", "dst", r.underlayIP, "self", "permanent"]);
+  }
+
+  /** This node as another node's config names it. */
+  asPeer(name: string): { name: string; underlayIP: string; podCIDR: string; vtepMAC: string } {
+    return { name, underlayIP: this.nodeIp, podCIDR: this.podCidr, vtepMAC: this.vtepMac };
+  }
+
+  destroy(): void {
+    for (const p of this.pods) deleteNs(p.ns);
+    deleteNs(this.node);
+  }
+}
+
+function inNsSysctl(ns: string, key: string, value: string): void {
+  sh("ip", ["netns", "exec", ns, "sysctl", "-qw", `${key}=${value}`]);
+}
+
+/** Classic pcap records (tcpdump -w) as frames; `orig` is each packet's length on the wire. */
+export function readPcapFile(path: string): Array<{ data: Uint8Array; orig: number }> {
+  const b = readFileSync(path), out: Array<{ data: Uint8Array; orig: number }> = [];
+  if (b.length < 24) return out;
+  const le = b.readUInt32LE(0) === 0xa1b2c3d4 || b.readUInt32LE(0) === 0xa1b23c4d;
+  const u32 = (o: number) => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
+  for (let o = 24; o + 16 <= b.length;) {
+    const incl = u32(o + 8), orig = u32(o + 12);
+    out.push({ data: new Uint8Array(b.subarray(o + 16, o + 16 + incl)), orig });
+    o += 16 + incl;
+  }
+  return out;
+}
+
+/** A packet capture (tcpdump) on `iface` inside `ns`, started and listening when this resolves;
+ *  stop() ends it (by PID) and returns the Ethernet frames it saw. */
+export async function startCapture(ns: string, iface: string, filter: string, snaplen = 0): Promise<{ stop: () => Promise<Array<{ data: Uint8Array; orig: number }>> }> {
+  const dir = mkdtempSync(join(tmpdir(), "wasp-cap-")), file = join(dir, "cap.pcap");
+  const child = spawnInNs(ns, "tcpdump", ["-i", iface, "-nn", "-U", "--immediate-mode", "-s", String(snaplen), "-w", file, filter]);
+  const out = collect(child);
+  await waitFor(() => out().includes("listening on") || child.exitCode !== null, `tcpdump on ${ns}/${iface}`);
+  if (child.exitCode !== null) { rmSync(dir, { recursive: true, force: true }); throw new Error(`tcpdump on ${iface}: ${out()}`); }
+  return {
+    stop: async () => {
+      // -U writes each packet as it comes; a moment for the last ones to pass the filter
+      await new Promise((r) => setTimeout(r, 200));
+      await stop(child, "SIGINT");
+      try { return readPcapFile(file); } finally { rmSync(dir, { recursive: true, force: true }); }
+    },
+  };
 }

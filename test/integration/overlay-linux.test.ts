@@ -1,0 +1,109 @@
+// A wasp node and a node whose overlay is the kernel's own vxlan device, set up as flannel's vxlan
+// backend sets it up (LinuxVxlanNode: flannel.1 `vxlan id 1 dstport 8472 nolearning`, static FDB,
+// neighbour and route entries), on one underlay bridge. The kernel is the independent judge: it
+// decapsulates what wasp encapsulates and the other way round; a capture on the underlay is decoded
+// by tshark (VXLAN on 8472, checksum validation on).
+import { strict as assert } from "node:assert";
+import { inNs } from "../helpers/netns.js";
+import { CHECKSUM_BAD, CHECKSUM_GOOD, CHECKSUM_NOT_PRESENT, dissect, type Dissected } from "../helpers/tshark.js";
+import { LINKTYPE_ETHERNET } from "../helpers/pcap.js";
+import { control, LinuxVxlanNode, startCapture, Topology, type DaemonProc, type Pod } from "../helpers/topology.js";
+
+const A = { name: "node-a", underlayIP: "10.99.0.1", podCIDR: "10.244.1.0/24" };
+const L = { underlayIP: "10.99.0.3", podCIDR: "10.244.2.0/24" };
+// wasp's own VTEP MAC when the config names none: 02 + the underlay address + 01 (src/model
+// deriveVtepMac); the Linux side is told it as flannel would be told a node annotation.
+const A_VTEP_MAC = "02:0a:63:00:01:01";
+
+describe("overlay: wasp node <-> Linux vxlan node in the flannel convention (integration, needs root)", function () {
+  this.timeout(60_000);
+  let ta: Topology, ln: LinuxVxlanNode;
+  let da: DaemonProc;
+  let pa: Pod, pl: Pod;
+  let frames: Dissected[] = [];
+
+  before(async () => {
+    ta = new Topology({ nodeIp: A.underlayIP, podCidr: A.podCIDR });
+    ln = new LinuxVxlanNode(ta.ext, L.underlayIP, L.podCIDR);
+    // Real checksums on the wire (not the partial ones veth offload leaves) so tshark can judge them.
+    inNs(ln.node, "ethtool", "-K", "eth0", "tx", "off");
+    pa = await ta.addPod("pa");
+    pl = ln.addPod("pl");
+    ln.peer({ underlayIP: A.underlayIP, podCIDR: A.podCIDR, vtepMAC: A_VTEP_MAC });
+    ta.writeConfig({
+      mode: "tun", node: A, serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16", services: [],
+      nodes: [ln.asPeer("linux-b")],
+    });
+    await ta.serve(pa.ns, [8080]);
+    await ta.serve(pl.ns, [8080]);
+    da = await ta.startDaemon();
+  });
+
+  after(async () => {
+    ln?.destroy();
+    await ta?.destroy();
+  });
+
+  it("ICMP echo and TCP both ways: the kernel decapsulates wasp's VXLAN and wasp the kernel's; each side sees the other's pod IP", async () => {
+    const cap = await startCapture(ta.ext, ln.port, "udp port 8472");
+    try {
+      const ping1 = inNs(pa.ns, "busybox", "ping", "-c", "2", "-W", "2", pl.ip);
+      assert.match(ping1, /2 packets received/, ping1);
+      const ping2 = inNs(pl.ns, "busybox", "ping", "-c", "2", "-W", "2", pa.ip);
+      assert.match(ping2, /2 packets received/, ping2);
+      const t1 = await ta.request(pa.ns, { host: pl.ip, port: 8080 });
+      assert.ok(t1.ok, JSON.stringify(t1) + da.log());
+      assert.equal(t1.seen!.remote, pa.ip, "the Linux pod sees the wasp pod's own address");
+      const t2 = await ta.request(pl.ns, { host: pa.ip, port: 8080 });
+      assert.ok(t2.ok, JSON.stringify(t2) + da.log());
+      assert.equal(t2.seen!.remote, pl.ip, "the wasp pod sees the Linux pod's own address");
+    } finally {
+      frames = dissect((await cap.stop()).map((f) => f.data), LINKTYPE_ETHERNET);
+    }
+    assert.ok(frames.length >= 16, `${frames.length} VXLAN frames captured`);
+  });
+
+  it("tshark decodes every underlay frame as VXLAN VNI 1 to UDP 8472, inner Ethernet to the receiving VTEP's MAC, inner addresses the pods'", () => {
+    const dirs = new Set<string>();
+    for (const f of frames) {
+      const [outerSrc, innerSrc] = f.all("ip.src"), [outerDst, innerDst] = f.all("ip.dst");
+      assert.ok(f.has("vxlan.vni"), `not VXLAN: ${JSON.stringify([...f.fields.keys()])}`);
+      assert.equal(f.get("vxlan.vni"), "1");
+      assert.equal(f.get("udp.dstport"), "8472");
+      const fromWasp = outerSrc === A.underlayIP;
+      assert.deepEqual([outerSrc, outerDst], fromWasp ? [A.underlayIP, L.underlayIP] : [L.underlayIP, A.underlayIP]);
+      assert.deepEqual([innerSrc, innerDst].sort(), [pa.ip, pl.ip].sort());
+      // eth.dst: the outer frame's, then the inner frame's
+      assert.equal(f.all("eth.dst")[1], fromWasp ? ln.vtepMac : A_VTEP_MAC);
+      // RFC 7348 §5: the outer source port is a flow hash, in the dynamic range for wasp
+      if (fromWasp) assert.ok(Number(f.get("udp.srcport")) >= 49152);
+      dirs.add(`${fromWasp ? "wasp->linux" : "linux->wasp"} ${f.has("tcp.srcport") ? "tcp" : f.has("icmp.type") ? "icmp" : "other"}`);
+    }
+    assert.deepEqual([...dirs].sort(), ["linux->wasp icmp", "linux->wasp tcp", "wasp->linux icmp", "wasp->linux tcp"]);
+  });
+
+  it("every checksum on the underlay is valid: outer and inner IPv4, outer UDP (zero from wasp, as RFC 7348 allows), inner TCP and ICMP", () => {
+    let tcp = 0, icmp = 0;
+    for (const f of frames) {
+      const fromWasp = f.get("ip.src") === A.underlayIP;
+      if (f.has("tcp.srcport")) tcp++;
+      if (f.has("icmp.type")) icmp++;
+      const ipSums = f.all("ip.checksum.status");
+      assert.deepEqual(ipSums, [CHECKSUM_GOOD, CHECKSUM_GOOD], `IPv4 checksums ${ipSums}`);
+      const udpSum = f.get("udp.checksum.status");
+      assert.ok(fromWasp ? udpSum === CHECKSUM_NOT_PRESENT : udpSum === CHECKSUM_GOOD, `outer UDP checksum status ${udpSum}`);
+      if (f.has("tcp.srcport")) assert.equal(f.get("tcp.checksum.status"), CHECKSUM_GOOD, `inner TCP checksum (${fromWasp ? "from wasp" : "from Linux"})`);
+      if (f.has("icmp.type")) assert.equal(f.get("icmp.checksum.status"), CHECKSUM_GOOD, "inner ICMP checksum");
+      assert.ok(!f.all("_ws.expert.message").some((m) => /checksum/i.test(m)), f.expert().join("; "));
+      assert.ok(!ipSums.includes(CHECKSUM_BAD));
+    }
+    assert.ok(tcp >= 8 && icmp >= 8, `${tcp} TCP and ${icmp} ICMP frames judged`);
+  });
+
+  it("the wasp daemon dropped nothing on the way", async () => {
+    const s = await control(ta.socketPath, { cmd: "status" });
+    const drops = Object.entries(s.counters.drops as Record<string, number>).filter(([, n]) => n > 0);
+    assert.deepEqual(drops, [], JSON.stringify(drops));
+    assert.ok(s.counters.verdicts.overlay > 0, JSON.stringify(s.counters.verdicts));
+  });
+});
