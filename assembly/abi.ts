@@ -80,8 +80,9 @@ export const enum Drop {
   BadIcmpError = 22,
   GsoUnsupported = 23,
   NotReady = 24,
+  NoLocalBackend = 25,
 }
-export const DROP_COUNT: u32 = 25;
+export const DROP_COUNT: u32 = 26;
 
 export namespace Note {
   export const DNAT: u32 = 1;
@@ -151,6 +152,9 @@ export namespace ServiceFlag {
   export const AFFINITY: u8 = 2;
   /** Match on the port alone for any local address (NodePort). */
   export const ANY_LOCAL_ADDR: u8 = 4;
+  /** No eligible backend because a traffic policy of Local left none on this node while the
+   *  service has endpoints elsewhere: kube-proxy drops this silently instead of rejecting. */
+  export const DROP_WHEN_EMPTY: u8 = 8;
 }
 export const enum RouteKind { Local = 0, Remote = 1 }
 

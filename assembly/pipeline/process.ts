@@ -254,7 +254,11 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
   service = load<u32>(e + gen.S_ID) + 1;
   trace.step(trace.SERVICE, service, load<u32>(e + gen.S_ELIGIBLE));
   const eligible = load<u32>(e + gen.S_ELIGIBLE);
-  if (eligible == 0) { reject(Drop.NoBackend, room, g, fromOverlay); return -1; }
+  if (eligible == 0) {
+    if (load<u8>(e + gen.S_FLAGS) & ServiceFlag.DROP_WHEN_EMPTY) drop(Drop.NoLocalBackend);
+    else reject(Drop.NoBackend, room, g, fromOverlay);
+    return -1;
+  }
   // A TCP segment that is not a SYN, for a flow we never saw (a restart, an eviction): take it up
   // mid-stream as the kernel does with nf_conntrack_tcp_loose; Maglev keeps the same backend.
   const bi = chooseBackend(g, e, eligible, now);

@@ -252,15 +252,20 @@ function addServiceDrafts(s: ServiceConfig, out: Map<string, Omit<ServiceEntry, 
     // Backends of one family per entry (the engine does not translate between families), filtered by
     // the traffic policy that applies to the entry, then ordered as kube-proxy picks them. Entries of
     // one port with the same family and policy share one list.
-    const lists = new Map<string, { backends: ModelBackend[]; eligible: number }>();
+    const lists = new Map<string, { backends: ModelBackend[]; eligible: number; dropWhenEmpty: boolean }>();
     const backendsFor = (family: Family, policy: "Cluster" | "Local") => {
       const listKey = `${family}${policy}`;
       const cached = lists.get(listKey);
       if (cached) return cached;
-      const usable = endpoints.filter((b) => b.ip.family === family && (policy === "Cluster" || b.local));
+      const ofFamily = endpoints.filter((b) => b.ip.family === family);
+      const usable = policy === "Cluster" ? ofFamily : ofFamily.filter((b) => b.local);
       const { backends, eligible } = orderBackends(usable);
+      // kube-proxy rejects traffic to a service nothing can serve, but drops it silently when a
+      // Local policy leaves this node without endpoints that another policy of the service reaches.
+      const reachable = s.internalTrafficPolicy === "Cluster" || s.externalTrafficPolicy === "Cluster";
+      const dropWhenEmpty = eligible === 0 && policy === "Local" && reachable && orderBackends(ofFamily).eligible > 0;
       const list = {
-        eligible,
+        eligible, dropWhenEmpty,
         backends: backends.map((b): ModelBackend => ({ addr: b.addr, addr16: b.ip.bytes, port: b.port ?? p.targetPort ?? p.port, weight: 1 })),
       };
       lists.set(listKey, list);
@@ -269,11 +274,13 @@ function addServiceDrafts(s: ServiceConfig, out: Map<string, Omit<ServiceEntry, 
     const add = (addr: string, addr16: Uint8Array, family: Family, port: number, kind: ServiceKind, flags: number, policy: "Cluster" | "Local") => {
       const key = serviceKey(addr, port, p.protocol);
       if (out.has(key)) return; // the same address listed twice in one service (validation rejects it across services)
+      const { backends, eligible, dropWhenEmpty } = backendsFor(family, policy);
       out.set(key, {
         key, addr, addr16, family, port, protocol: p.protocol,
         kind, select: ctx.select, maglevSize: ctx.maglevSize,
-        flags: flags | (affinity ? ServiceFlag.AFFINITY : 0), affinitySec: affinity ? s.affinityTimeoutSec : 0,
-        ...backendsFor(family, policy), service: name, portName,
+        flags: flags | (affinity ? ServiceFlag.AFFINITY : 0) | (dropWhenEmpty ? ServiceFlag.DROP_WHEN_EMPTY : 0),
+        affinitySec: affinity ? s.affinityTimeoutSec : 0,
+        backends, eligible, service: name, portName,
       });
     };
     const addIp = (text: string, kind: ServiceKind, flags: number, policy: "Cluster" | "Local") => {

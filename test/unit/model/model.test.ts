@@ -132,6 +132,23 @@ describe("model", () => {
       assert.deepEqual(backendsOf(svc(buildModel(cfg(raw)), "10.96.0.1:80/TCP")), ["10.244.1.10:8080", "10.99.0.1:8080"]);
     });
 
+    it("a Local policy with no endpoint on this node but some elsewhere marks the entry drop-when-empty; with none anywhere it rejects", () => {
+      const raw = base();
+      Object.assign(raw.services[0], { type: "NodePort", externalTrafficPolicy: "Local", internalTrafficPolicy: "Local" });
+      raw.services[0].ports[0].nodePort = 30080;
+      raw.services[0].backends = [{ ip: "10.244.2.10" }];
+      let m = buildModel(cfg(raw));
+      // Both policies Local: nothing on this node can reach the endpoint, so kube-proxy rejects.
+      assert.equal(svc(m, "[::]:30080/TCP").flags & ServiceFlag.DROP_WHEN_EMPTY, 0);
+      raw.services[0].externalTrafficPolicy = "Cluster";
+      m = buildModel(cfg(raw));
+      const cip = svc(m, "10.96.0.1:80/TCP"), np = svc(m, "[::]:30080/TCP");
+      assert.deepEqual([cip.eligible, cip.flags & ServiceFlag.DROP_WHEN_EMPTY], [0, ServiceFlag.DROP_WHEN_EMPTY]);
+      assert.deepEqual([np.eligible, np.flags & ServiceFlag.DROP_WHEN_EMPTY], [1, 0]);
+      raw.services[0].backends = [];
+      assert.equal(svc(buildModel(cfg(raw)), "10.96.0.1:80/TCP").flags & ServiceFlag.DROP_WHEN_EMPTY, 0);
+    });
+
     it("makes ExternalIp and LoadBalancer entries with the external masquerade flag", () => {
       const raw = base();
       Object.assign(raw.services[0], { type: "LoadBalancer", externalIPs: ["192.0.2.10"], loadBalancerIPs: ["198.51.100.1"] });

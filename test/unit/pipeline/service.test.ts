@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { packet, parse, TCP } from "../../helpers/packets.js";
 import { OpWriter, type TestService } from "../../helpers/ops.js";
 import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, tsharkValid, referenceValid, Verdict, Drop, MASQ4 } from "./setup.js";
-import { Note } from "../../../src/engine/index.js";
+import { Note, ServiceFlag } from "../../../src/engine/index.js";
 
 const CLIENT = "10.244.1.5", VIP = "10.96.0.10";
 const web = (backends: string[], extra: Partial<TestService> = {}): TestService =>
@@ -187,6 +187,21 @@ describe("pipeline: services", () => {
       const o = runOne(e, udp(3001), 101);
       assert.equal(o.slot.reason, Drop.NoService);
       assert.equal(e.counters().named.stale_udp_flushed, 1);
+    });
+  });
+
+  describe("a Local traffic policy that leaves this node no endpoint (kube-proxy: DROP, not REJECT)", () => {
+    beforeEach(() => commit(e, clusterRoutes().service(web([], { flags: ServiceFlag.DROP_WHEN_EMPTY })).service(dns([], { flags: ServiceFlag.DROP_WHEN_EMPTY }))));
+
+    it("drops a SYN silently as NoLocalBackend: no RST is made", () => {
+      const o = runOne(e, syn(40300));
+      expectVerdict(o, Verdict.Drop, Drop.NoLocalBackend);
+      assert.equal(e.counters().drops.no_local_backend, 1);
+      assert.equal(e.counters().named.replies_made, 0);
+    });
+
+    it("drops UDP silently as NoLocalBackend: no ICMP port unreachable", () => {
+      expectVerdict(runOne(e, udp(3300)), Verdict.Drop, Drop.NoLocalBackend);
     });
   });
 
