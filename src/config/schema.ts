@@ -134,6 +134,8 @@ export const ServiceSchema = obj({
   }, "settings (clientIP)").optional(),
   externalTrafficPolicy: oneOf(["Cluster", "Local"]).default("Cluster"),
   internalTrafficPolicy: oneOf(["Cluster", "Local"]).default("Cluster"),
+  /** The TCP port on which this node tells load balancers how many local endpoints it has. */
+  healthCheckNodePort: NodePortSchema.optional(),
   backends: list(BackendSchema, "backends").default([]),
 }, "service settings (name, type, clusterIPs, ports, backends, ...)");
 
@@ -226,6 +228,8 @@ export interface ServiceConfig {
   affinityTimeoutSec: number;
   externalTrafficPolicy: TrafficPolicy;
   internalTrafficPolicy: TrafficPolicy;
+  /** type LoadBalancer with externalTrafficPolicy Local: served by the daemon as kube-proxy does. */
+  healthCheckNodePort?: number;
   backends: BackendConfig[];
 }
 

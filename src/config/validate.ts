@@ -114,6 +114,7 @@ function normalizeService(s: ServiceInput, at: string, problems: Problem[]): Ser
     affinityTimeoutSec: s.sessionAffinityConfig?.clientIP.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT_SEC,
     externalTrafficPolicy: s.externalTrafficPolicy,
     internalTrafficPolicy: s.internalTrafficPolicy,
+    ...(s.healthCheckNodePort !== undefined ? { healthCheckNodePort: s.healthCheckNodePort } : {}),
     backends: s.backends.map((b: z.output<typeof BackendSchema>): BackendConfig => ({ ...b, serving: b.serving ?? b.ready })),
   };
 }
@@ -263,6 +264,14 @@ class CrossCheck {
       }
       if (s.externalTrafficPolicy === "Local" && s.type === "ClusterIP" && s.externalIPs.length === 0) {
         this.problem(`${at}.externalTrafficPolicy`, 'is "Local" on a ClusterIP service without externalIPs; it applies to NodePort, LoadBalancer and externalIPs');
+      }
+
+      if (s.healthCheckNodePort !== undefined) {
+        const hk = `${s.healthCheckNodePort}/TCP`, owner = nodePortOwner.get(hk);
+        if (s.type !== "LoadBalancer" || s.externalTrafficPolicy !== "Local") {
+          this.problem(`${at}.healthCheckNodePort`, `is ${s.healthCheckNodePort} on a ${s.type} service with externalTrafficPolicy ${s.externalTrafficPolicy}; it applies to type LoadBalancer with externalTrafficPolicy Local`);
+        } else if (owner) this.problem(`${at}.healthCheckNodePort`, `is ${s.healthCheckNodePort}, already the TCP nodePort of ${owner}; a node port serves one thing`);
+        else nodePortOwner.set(hk, `${who} healthCheckNodePort`);
       }
 
       // Ports.

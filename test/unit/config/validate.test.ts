@@ -167,6 +167,17 @@ describe("config/validate", () => {
     ok(raw);
   });
 
+  it("takes a healthCheckNodePort on a LoadBalancer service with externalTrafficPolicy Local only, and not on a taken node port", () => {
+    const raw = base();
+    raw.services.push({ name: "lb", type: "LoadBalancer", clusterIP: "10.96.0.12", externalTrafficPolicy: "Local", healthCheckNodePort: 32000, ports: [{ port: 80, nodePort: 30081 }] });
+    assert.equal(ok(raw).services[2]!.healthCheckNodePort, 32000);
+    raw.services[2].healthCheckNodePort = 30080;
+    assert.match(only(raw, "services[2].healthCheckNodePort").message, /^is 30080, already the TCP nodePort of services\[1\] \(default\/np\) ports\[0\]/);
+    raw.services[2].healthCheckNodePort = 32000;
+    raw.services[2].externalTrafficPolicy = "Cluster";
+    assert.match(only(raw, "services[2].healthCheckNodePort").message, /applies to type LoadBalancer with externalTrafficPolicy Local/);
+  });
+
   it("rejects two services with one name in one namespace, and allows it across namespaces", () => {
     const raw = base();
     raw.services[1].name = "web";
