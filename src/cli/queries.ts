@@ -1,0 +1,125 @@
+// The commands that ask the daemon and print its answer: status, services, backends, conntrack,
+// routes, nodes, counters.
+import { CliError, EXIT, request } from "./client.js";
+import { fmtBytes, fmtDuration, pairs, printJson, table } from "./format.js";
+
+const out = (s: string) => process.stdout.write(s);
+
+export interface Counters { verdicts: Record<string, number>; drops: Record<string, number>; named: Record<string, number> }
+export interface Status {
+  mode: string; device: string; ioUring: boolean; address: string; node: string; generation: number; uptimeSec: number;
+  services: number; conntrack: { entries: number; capacity: number }; counters: Counters; tunWriteDropped: number;
+}
+export interface ServiceRow {
+  key: string; service: string; port: string; kind: string; id: number; select: string; affinitySec: number;
+  backends: Array<{ addr: string; port: number; eligible: boolean }>; packets: number; bytes: number; newFlows: number;
+}
+
+export async function status(socket: string, json: boolean): Promise<void> {
+  const s = await request<Status>(socket, { cmd: "status" });
+  if (json) { printJson(s); return; }
+  const c = s.counters, dropped = Object.values(c.drops).reduce((a, b) => a + b, 0);
+  out(pairs([
+    ["node", s.node], ["mode", `${s.mode} (device ${s.device}, ${s.address}${s.ioUring ? ", io_uring" : ""})`],
+    ["generation", s.generation], ["uptime", fmtDuration(s.uptimeSec)], ["services", s.services],
+    ["conntrack", `${s.conntrack.entries.toLocaleString("en-US")} / ${s.conntrack.capacity.toLocaleString("en-US")} flows`],
+    ["packets in", `${c.named.packets_in?.toLocaleString("en-US")} (${fmtBytes(c.named.bytes_in ?? 0)})`],
+    ["verdicts", ["tun", "overlay", "host", "drop"].map((v) => `${v} ${(c.verdicts[v] ?? 0).toLocaleString("en-US")}`).join(", ")],
+    ["dropped or answered", `${dropped.toLocaleString("en-US")}${dropped ? ` (wasp counters)` : ""}`],
+    ["new flows", c.named.new_flows ?? 0], ["tun write dropped", s.tunWriteDropped],
+  ]));
+}
+
+export async function services(socket: string, json: boolean): Promise<void> {
+  const a = await request<{ generation: number; services: ServiceRow[] }>(socket, { cmd: "services" });
+  if (json) { printJson(a); return; }
+  out(table(["SERVICE", "PORT", "ENTRY", "KIND", "BACKENDS", "PACKETS", "BYTES", "NEW FLOWS"], a.services.map((e) => [
+    e.service, e.port, e.key, e.kind, `${e.backends.filter((b) => b.eligible).length}/${e.backends.length}`, e.packets, fmtBytes(e.bytes), e.newFlows,
+  ])));
+  out(`generation ${a.generation}, ${a.services.length} service entries\n`);
+}
+
+/** Entries of `name`: an entry key, namespace/name, or a bare name (any namespace). */
+export function matchService(rows: readonly ServiceRow[], name: string): ServiceRow[] {
+  const byKey = rows.filter((e) => e.key.toLowerCase() === name.toLowerCase());
+  if (byKey.length) return byKey;
+  return rows.filter((e) => e.service === name || e.service.split("/").pop() === name);
+}
+
+export async function backends(socket: string, json: boolean, name: string): Promise<void> {
+  const a = await request<{ generation: number; services: ServiceRow[] }>(socket, { cmd: "services" });
+  const rows = matchService(a.services, name);
+  if (!rows.length) {
+    const known = [...new Set(a.services.map((e) => e.service))].sort().join(", ") || "none";
+    throw new CliError(`no service ${JSON.stringify(name)}; the daemon serves: ${known}. Give namespace/name, name or VIP:port/PROTOCOL`, EXIT.FAILED);
+  }
+  const list = rows.flatMap((e) => e.backends.map((b, i) => ({
+    service: e.service, entry: e.key, index: i, addr: b.addr, port: b.port,
+    state: b.eligible ? "ready" : "terminating", select: e.select,
+  })));
+  if (json) { printJson({ generation: a.generation, service: name, backends: list }); return; }
+  out(table(["SERVICE", "ENTRY", "#", "BACKEND", "STATE", "CHOSEN BY"], list.map((b) => [
+    b.service, b.entry, b.index, `${b.addr.includes(":") ? `[${b.addr}]` : b.addr}:${b.port}`, b.state, b.select,
+  ])));
+  const empty = rows.filter((e) => !e.backends.some((b) => b.eligible));
+  for (const e of empty) out(`${e.key} has no ready backend: TCP gets a RST, UDP an ICMP port unreachable\n`);
+}
+
+const FILTER_KEYS = ["proto", "src", "dst", "sport", "dport", "backend", "service", "state", "addr", "port"];
+
+export function parseFilters(list: readonly string[]): Record<string, string> {
+  const f: Record<string, string> = {};
+  for (const item of list) {
+    for (const part of item.split(",").filter(Boolean)) {
+      const eq = part.indexOf("=");
+      const k = part.slice(0, eq).trim(), v = part.slice(eq + 1).trim();
+      if (eq <= 0 || !v) throw new CliError(`--filter ${JSON.stringify(part)} is not key=value (e.g. --filter proto=tcp --filter dst=10.96.0.10)`, EXIT.USAGE);
+      if (!FILTER_KEYS.includes(k)) throw new CliError(`--filter key ${JSON.stringify(k)} is unknown; keys: ${FILTER_KEYS.join(", ")}`, EXIT.USAGE);
+      f[k] = v;
+    }
+  }
+  return f;
+}
+
+const hp = (a: string, p: number) => `${a.includes(":") ? `[${a}]` : a}:${p}`;
+
+export async function conntrack(socket: string, json: boolean, filters: string[], limitText: string): Promise<void> {
+  const limit = Number(limitText);
+  if (!/^\d+$/.test(limitText) || limit < 1) throw new CliError(`--limit is ${JSON.stringify(limitText)}; give a positive number`, EXIT.USAGE);
+  const filter = parseFilters(filters);
+  const a = await request<{ entries: number; capacity: number; matched: number; shown: number; flows: any[] }>(socket, { cmd: "conntrack", filter, limit });
+  if (json) { printJson(a); return; }
+  out(table(["PROTO", "CLIENT", "SERVICE ADDRESS", "BACKEND", "REPLY TO", "STATE", "NAT", "SERVICE", "EXPIRES"], a.flows.map((f) => [
+    f.proto, hp(f.src, f.sport), hp(f.dst, f.dport), hp(f.backend, f.backendPort), hp(f.replyDst, f.replyDport), f.state,
+    [f.dnat ? "dnat" : "", f.snat ? "snat" : ""].filter(Boolean).join("+") || "-", f.service || "-", fmtDuration(f.expiresInSec),
+  ])));
+  out(`${a.shown} shown of ${a.matched} matching; ${a.entries.toLocaleString("en-US")} flows in a table of ${a.capacity.toLocaleString("en-US")}\n`);
+}
+
+export async function routes(socket: string, json: boolean): Promise<void> {
+  const a = await request<{ generation: number; routes: Array<{ prefix: string; kind: string; node: string; via: string; vtepMac: string }> }>(socket, { cmd: "routes" });
+  if (json) { printJson(a); return; }
+  out(table(["PREFIX", "KIND", "NODE", "VIA", "VTEP MAC"], a.routes.map((r) => [r.prefix, r.kind, r.node, r.via, r.vtepMac || "-"])));
+  out(`generation ${a.generation}, ${a.routes.length} routes\n`);
+}
+
+export async function nodes(socket: string, json: boolean): Promise<void> {
+  const a = await request<{ nodes: Array<{ name: string; self: boolean; underlayIP: string; podCIDR: string; vtepMac: string; routes: string[] }>; vxlan: { vni: number; port: number } }>(socket, { cmd: "nodes" });
+  if (json) { printJson(a); return; }
+  out(table(["NODE", "", "UNDERLAY", "POD CIDR", "VTEP MAC", "ROUTES"], a.nodes.map((n) => [
+    n.name, n.self ? "(this node)" : "", n.underlayIP, n.podCIDR, n.vtepMac, n.routes.join(" ") || "-",
+  ])));
+  out(`VXLAN VNI ${a.vxlan.vni}, UDP port ${a.vxlan.port}\n`);
+}
+
+export async function counters(socket: string, json: boolean, all: boolean): Promise<void> {
+  const c = await request<Counters & { tunWriteDropped: number }>(socket, { cmd: "counters" });
+  if (json) { printJson(c); return; }
+  out(table(["VERDICT", "PACKETS"], Object.entries(c.verdicts).filter(([v]) => v !== "none").map(([v, n]) => [v, n])));
+  out("\n");
+  const drops = Object.entries(c.drops).filter(([, n]) => all || n > 0);
+  out(drops.length ? table(["DROP REASON", "PACKETS"], drops.map(([r, n]) => [r, n])) : "no packet dropped\n");
+  out("\n");
+  out(table(["COUNTER", "VALUE"], [...Object.entries(c.named).filter(([k]) => k !== "generation"), ["tun_write_dropped", c.tunWriteDropped]]
+    .map(([k, n]) => [String(k), Number(n)])));
+}

@@ -1,0 +1,277 @@
+// The operator's commands against a running daemon on a one-node cluster in test namespaces
+// (test/helpers/topology.ts): each command's table and --json output parsed, exit codes, the error
+// when no daemon answers; `wasp trace` compared with what real traffic does for the same tuple
+// (the kernel's sockets are the referee); `wasp replay` of a tcpdump capture of wasp0 compared with
+// the live daemon's counters over the same packets.
+import { strict as assert } from "node:assert";
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { spawnInNs, stop } from "../helpers/netns.js";
+import { NODE_IP, POD_CIDR, Topology, waitFor, type Pod } from "../helpers/topology.js";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+const WASP = join(ROOT, "bin/wasp-dev");
+
+export interface Run { status: number | null; stdout: string; stderr: string }
+
+/** Runs the CLI (from the root namespace: the control socket is a file) and collects its output. */
+export function wasp(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const c = spawn(WASP, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "", stderr = "";
+    c.stdout.on("data", (d: Buffer) => { stdout += d.toString(); });
+    c.stderr.on("data", (d: Buffer) => { stderr += d.toString(); });
+    c.on("close", (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counters, trace, replay against a daemon (integration, needs root)", function () {
+  this.timeout(90_000);
+  let t: Topology;
+  let client: Pod, b1: Pod, b2: Pod;
+  const sock = () => ["--socket", t.socketPath];
+
+  before(async () => {
+    t = new Topology();
+    [client, b1, b2] = [await t.addPod("client"), await t.addPod("b1"), await t.addPod("b2")];
+    t.writeConfig({
+      mode: "tun",
+      node: { name: "node-a", underlayIP: NODE_IP, podCIDR: POD_CIDR },
+      serviceCIDR: "10.96.0.0/16",
+      clusterCIDR: "10.244.0.0/16",
+      services: [
+        {
+          name: "web", clusterIP: "10.96.0.10",
+          ports: [{ name: "http", port: 80, protocol: "TCP", targetPort: 8080 }, { name: "dns", port: 53, protocol: "UDP", targetPort: 5353 }],
+          backends: [{ ip: b1.ip }, { ip: b2.ip }],
+        },
+        { name: "one", clusterIP: "10.96.0.40", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b2.ip }] },
+        { name: "empty", clusterIP: "10.96.0.30", ports: [{ name: "http", port: 80, protocol: "TCP" }, { name: "dns", port: 53, protocol: "UDP" }], backends: [] },
+      ],
+      nodes: [{ name: "node-b", underlayIP: "10.99.0.5", podCIDR: "10.244.2.0/24" }],
+    });
+    await t.serve(b1.ns, [8080], 5353);
+    await t.serve(b2.ns, [8080], 5353);
+    await t.startDaemon();
+    const warm = await t.requests(client.ns, Array.from({ length: 6 }, () => ({ host: "10.96.0.10", port: 80 })));
+    assert.ok(warm.every((o) => o.ok), JSON.stringify(warm));
+  });
+
+  after(async () => {
+    await t?.destroy();
+  });
+
+  it("--help works on every command and exits 0; an unknown command or option exits 2", async () => {
+    const cmds = ["status", "services", "backends", "conntrack", "routes", "nodes", "counters", "trace", "replay", "top", "doctor"];
+    const runs = await Promise.all([[], ["--help"], ...cmds.map((c) => [c, "--help"]), ["frobnicate"], ["status", "--frob"]].map((a) => wasp(a)));
+    for (const [i, r] of runs.slice(0, -2).entries()) {
+      assert.equal(r.status, 0, `${i}: ${r.stderr}`);
+      assert.match(r.stdout, /Usage: wasp/);
+    }
+    assert.match(runs[1]!.stdout, /Exit codes:/);
+    for (const [i, c] of cmds.entries()) assert.match(runs[i + 2]!.stdout, new RegExp(`Usage: wasp ${c}`));
+    assert.match(runs[5]!.stdout, /--socket <path>/);
+    assert.equal(runs.at(-2)!.status, 2);
+    assert.match(runs.at(-2)!.stderr, /unknown command 'frobnicate'/);
+    assert.equal(runs.at(-1)!.status, 2);
+    assert.match(runs.at(-1)!.stderr, /unknown option '--frob'/);
+  });
+
+  it("without a daemon, every daemon command exits 3 and names the socket path and how to start it", async () => {
+    const missing = join(t.work, "nope.sock");
+    const runs = await Promise.all(["status", "services", "routes", "counters"].map((c) => wasp([c, "--socket", missing])));
+    for (const r of runs) {
+      assert.equal(r.status, 3, r.stderr);
+      assert.ok(r.stderr.includes(`no control socket at ${missing}`), r.stderr);
+      assert.match(r.stderr, /wasp daemon --config FILE/);
+    }
+  });
+
+  it("status: text and --json agree with the daemon (mode, device, generation, counters)", async () => {
+    const [text, json] = await Promise.all([wasp(["status", ...sock()]), wasp(["status", "--json", ...sock()])]);
+    assert.equal(json.status, 0, json.stderr);
+    const s = JSON.parse(json.stdout);
+    assert.equal(s.mode, "tun");
+    assert.equal(s.device, "wasp0");
+    assert.equal(s.node, "node-a");
+    assert.ok(s.counters.verdicts.tun >= 24, JSON.stringify(s.counters)); // 6 connections, >= 4 packets each way
+    assert.equal(text.status, 0, text.stderr);
+    assert.match(text.stdout, /^node: +node-a$/m);
+    assert.match(text.stdout, new RegExp(`^generation: +${s.generation}$`, "m"));
+    assert.match(text.stdout, /^mode: +tun \(device wasp0, 10\.244\.1\.1\)$/m);
+  });
+
+  it("services and backends: every entry with its backends; a bare name, namespace/name and an entry key all find one; an unknown one exits 1 listing the known", async () => {
+    const [text, json, byName, byKey, unknown] = await Promise.all([
+      wasp(["services", ...sock()]), wasp(["services", "--json", ...sock()]), wasp(["backends", "web", "--json", ...sock()]),
+      wasp(["backends", "10.96.0.40:80/TCP", ...sock()]), wasp(["backends", "nginx", ...sock()]),
+    ]);
+    const sv = JSON.parse(json.stdout).services as any[];
+    assert.deepEqual(sv.map((e) => e.key).sort(), ["10.96.0.10:53/UDP", "10.96.0.10:80/TCP", "10.96.0.30:53/UDP", "10.96.0.30:80/TCP", "10.96.0.40:80/TCP"]);
+    const web = sv.find((e) => e.key === "10.96.0.10:80/TCP");
+    assert.ok(web.newFlows >= 6, JSON.stringify(web));
+    const row = text.stdout.split("\n").find((l) => l.includes("10.96.0.10:80/TCP"))!;
+    assert.match(row, /^default\/web +http +10\.96\.0\.10:80\/TCP +ClusterIP +2\/2 /);
+    assert.match(text.stdout, /^SERVICE +PORT +ENTRY +KIND +BACKENDS +PACKETS +BYTES +NEW FLOWS$/m);
+    const bs = JSON.parse(byName.stdout).backends as any[];
+    assert.deepEqual(bs.filter((b) => b.entry === "10.96.0.10:80/TCP").map((b) => `${b.addr}:${b.port}`).sort(), [`${b1.ip}:8080`, `${b2.ip}:8080`].sort());
+    assert.equal(byKey.status, 0, byKey.stderr);
+    assert.match(byKey.stdout, new RegExp(`default/one +10\\.96\\.0\\.40:80/TCP +0 +${b2.ip.replace(/\./g, "\\.")}:8080 +ready`));
+    assert.equal(unknown.status, 1);
+    assert.match(unknown.stderr, /no service "nginx"; the daemon serves: default\/empty, default\/one, default\/web/);
+  });
+
+  it("conntrack --filter shows the client's flows to the VIP with the backend each one got, in the kernel's tuple terms", async () => {
+    const [json, text, bad] = await Promise.all([
+      wasp(["conntrack", "--json", "--filter", "dst=10.96.0.10", "--filter", "proto=tcp", ...sock()]),
+      wasp(["conntrack", "--filter", "src=" + client.ip, ...sock()]),
+      wasp(["conntrack", "--filter", "colour=red", ...sock()]),
+    ]);
+    assert.equal(json.status, 0, json.stderr);
+    const a = JSON.parse(json.stdout);
+    assert.ok(a.matched >= 6, JSON.stringify(a));
+    for (const f of a.flows) {
+      assert.equal(f.src, client.ip);
+      assert.equal(f.dport, 80);
+      assert.ok([b1.ip, b2.ip].includes(f.backend), JSON.stringify(f));
+      assert.equal(f.backendPort, 8080);
+      assert.equal(f.replyDst, client.ip, "no SNAT for a pod client");
+      assert.equal(f.snat, false);
+      assert.match(f.service, /default\/web:http/);
+    }
+    assert.match(text.stdout, /^PROTO +CLIENT +SERVICE ADDRESS +BACKEND +REPLY TO +STATE +NAT +SERVICE +EXPIRES$/m);
+    assert.match(text.stdout, /\d+ shown of \d+ matching; \d+ flows in a table of 262,144/);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--filter key "colour" is unknown; keys: proto, src/);
+  });
+
+  it("routes and nodes: this node's pod CIDR is local (wasp0), the peer's goes over VXLAN to its underlay address", async () => {
+    const [routes, nodes, rtext] = await Promise.all([wasp(["routes", "--json", ...sock()]), wasp(["nodes", "--json", ...sock()]), wasp(["routes", ...sock()])]);
+    const r = JSON.parse(routes.stdout).routes as any[];
+    assert.deepEqual(r.find((x) => x.prefix === "10.244.1.0/24"), { prefix: "10.244.1.0/24", kind: "local", node: "node-a", via: "wasp0", vtepMac: "" });
+    assert.deepEqual(r.find((x) => x.prefix === "10.244.2.0/24"), { prefix: "10.244.2.0/24", kind: "remote", node: "node-b", via: "vxlan 10.99.0.5", vtepMac: "02:0a:63:00:05:01" });
+    assert.match(rtext.stdout, /^10\.244\.2\.0\/24 +remote +node-b +vxlan 10\.99\.0\.5 +02:0a:63:00:05:01$/m);
+    const n = JSON.parse(nodes.stdout);
+    assert.deepEqual(n.nodes.map((x: any) => [x.name, x.self, x.underlayIP, x.podCIDR]), [["node-a", true, NODE_IP, POD_CIDR], ["node-b", false, "10.99.0.5", "10.244.2.0/24"]]);
+    assert.deepEqual(n.vxlan, { vni: 1, port: 8472 });
+  });
+
+  it("counters: packets by verdict and drops by reason, text and --json; a refused connection shows as no_backend", async () => {
+    const refused = await t.request(client.ns, { host: "10.96.0.30", port: 80, timeoutMs: 3000 });
+    assert.equal(refused.error, "ECONNREFUSED");
+    const [json, text] = await Promise.all([wasp(["counters", "--json", ...sock()]), wasp(["counters", ...sock()])]);
+    const c = JSON.parse(json.stdout);
+    assert.ok(c.drops.no_backend >= 1, JSON.stringify(c.drops));
+    assert.ok(c.verdicts.tun > 0);
+    assert.match(text.stdout, new RegExp(`^no_backend +${c.drops.no_backend}$`, "m"));
+    assert.match(text.stdout, /^VERDICT +PACKETS$/m);
+  });
+
+  describe("trace agrees with real traffic for the same tuple", () => {
+    const trace = async (...args: string[]) => {
+      const r = await wasp(["trace", "--json", ...args, ...sock()]);
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout);
+    };
+
+    it("a service with one backend: trace picks that backend and rewrites to it; a real connection lands there seeing the client's IP", async () => {
+      const [tr, real] = await Promise.all([trace("--from", client.ip, "--to", "10.96.0.40:80"), t.request(client.ns, { host: "10.96.0.40", port: 80 })]);
+      assert.ok(real.ok, JSON.stringify(real));
+      assert.deepEqual(tr.stages.map((s: any) => s.stage), ["parse", "conntrack", "service", "backend", "nat", "route"]);
+      assert.equal(tr.verdict, "tun");
+      assert.equal(tr.output.dst, real.seen!.local);
+      assert.equal(tr.output.dport, 8080);
+      assert.equal(tr.output.src, real.seen!.remote);
+      assert.equal(tr.service, "default/one:80");
+      assert.match(tr.stages[3].detail, new RegExp(`backend #0 ${b2.ip.replace(/\./g, "\\.")}:8080, chosen by random among the 1 eligible`));
+    });
+
+    it("a service without backends: trace says no_backend (RST / port unreachable); real TCP and UDP are refused", async () => {
+      const [tcp, udp, [rt, ru]] = await Promise.all([
+        trace("--from", client.ip, "--to", "10.96.0.30:80"), trace("--from", client.ip, "--to", "10.96.0.30:53", "--proto", "udp"),
+        t.requests(client.ns, [{ host: "10.96.0.30", port: 80, timeoutMs: 3000 }, { proto: "udp", host: "10.96.0.30", port: 53, timeoutMs: 3000 }]),
+      ]);
+      assert.equal(rt!.error, "ECONNREFUSED");
+      assert.equal(ru!.error, "ECONNREFUSED");
+      for (const x of [tcp, udp]) {
+        assert.equal(x.reason, "no_backend");
+        assert.ok(x.notes.includes("reply_made"), JSON.stringify(x));
+        assert.equal(x.output.dst, client.ip, "the answer goes back to the client");
+        assert.equal(x.output.src, "10.96.0.30");
+        assert.match(x.result, /no ready backend/);
+      }
+    });
+
+    it("pod to pod: no service, no NAT, the local route; a real connection arrives from the client's own IP", async () => {
+      const [tr, real] = await Promise.all([trace("--from", client.ip, "--to", `${b1.ip}:8080`), t.request(client.ns, { host: b1.ip, port: 8080 })]);
+      assert.ok(real.ok);
+      assert.deepEqual(tr.stages.map((s: any) => s.stage), ["parse", "conntrack", "route"]);
+      assert.equal(tr.verdict, "tun");
+      assert.deepEqual([tr.output.src, tr.output.dst, tr.output.dport], [real.seen!.remote, real.seen!.local, 8080]);
+    });
+
+    it("a VIP port no service has: trace says no_service; a real connection is refused", async () => {
+      const [tr, real] = await Promise.all([trace("--from", client.ip, "--to", "10.96.0.10:81"), t.request(client.ns, { host: "10.96.0.10", port: 81, timeoutMs: 3000 })]);
+      assert.equal(real.error, "ECONNREFUSED");
+      assert.equal(tr.reason, "no_service");
+    });
+
+    it("a pod of another node: the remote route, VXLAN to its node; a pod named by its container ID resolves from the IPAM store", async () => {
+      const tr = await trace("--from", `cid-${client.ns}`, "--ipam-dir", join(t.work, "ipam"), "--to", "10.244.2.7:8080");
+      assert.equal(tr.packet.src, client.ip);
+      assert.equal(tr.verdict, "overlay");
+      assert.equal(tr.output.nextHop, "10.99.0.5");
+      assert.equal(tr.output.dst, "10.244.2.7");
+      const text = await wasp(["trace", "--from", client.ip, "--to", "10.96.0.40:80", ...sock()]);
+      assert.match(text.stdout, /^ *\d +service +matches service default\/one:80 10\.96\.0\.40:80\/TCP \(ClusterIP\); 1 eligible backend of 1$/m);
+      assert.match(text.stdout, /^result: delivered through wasp0 as /m);
+    });
+
+    it("the trace leaves the live conntrack alone", async () => {
+      const before = JSON.parse((await wasp(["conntrack", "--json", "--filter", "dst=10.96.0.40", "--filter", "sport=40000", ...sock()])).stdout);
+      assert.equal(before.matched, 0);
+    });
+  });
+
+  it("replay of a tcpdump capture of wasp0 gives the verdicts the live daemon counted for the same packets, and writes what came out", async () => {
+    const pcap = join(t.work, "wasp0.pcap"), out = join(t.work, "out.pcap");
+    const dump = spawnInNs(t.node, "tcpdump", ["-i", "wasp0", "-Q", "out", "-U", "-n", "-s", "0", "-w", pcap]);
+    let err = "";
+    dump.stderr!.on("data", (d: Buffer) => { err += d.toString(); });
+    let before: any, after: any;
+    try {
+      await waitFor(() => err.includes("listening on"), "tcpdump to listen", 10_000);
+      before = JSON.parse((await wasp(["counters", "--json", ...sock()])).stdout);
+      const outcomes = await t.requests(client.ns, [
+        ...Array.from({ length: 4 }, () => ({ host: "10.96.0.10", port: 80 })),
+        { proto: "udp" as const, host: "10.96.0.10", port: 53 },
+        { host: "10.96.0.30", port: 80, timeoutMs: 3000 },
+        { proto: "udp" as const, host: "10.96.0.30", port: 53, timeoutMs: 3000 },
+      ]);
+      assert.deepEqual(outcomes.map((o) => o.ok), [true, true, true, true, true, false, false]);
+      await new Promise((r) => setTimeout(r, 300));
+      after = JSON.parse((await wasp(["counters", "--json", ...sock()])).stdout);
+    } finally {
+      await stop(dump, "SIGINT");
+    }
+    assert.ok(existsSync(pcap));
+    const r = await wasp(["replay", pcap, "--config", t.configPath, "--out", out, "--json"]);
+    assert.equal(r.status, 0, r.stderr);
+    const s = JSON.parse(r.stdout);
+    const diff = (k: "verdicts" | "drops") => Object.fromEntries(Object.keys(after[k]).map((x) => [x, after[k][x] - before[k][x]]).filter(([, n]) => n !== 0));
+    assert.deepEqual(s.verdicts, diff("verdicts"));
+    assert.deepEqual(s.drops, diff("drops"));
+    assert.deepEqual(s.drops, { no_backend: 2 });
+    assert.equal(s.newFlows, after.named.new_flows - before.named.new_flows);
+    assert.ok(s.replayed >= 30, JSON.stringify(s));
+    // what came out: every packet not dropped (here: all of them, the refusals are answers)
+    assert.equal(s.out.packets, s.replayed);
+    assert.equal(readFileSync(out).readUInt32LE(0), 0xa1b2c3d4);
+    const text = await wasp(["replay", pcap, "--config", t.configPath]);
+    assert.match(text.stdout, /^no_backend +2$/m);
+    const bad = await wasp(["replay", join(t.work, "missing.pcap")]);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /cannot read .*missing\.pcap: ENOENT/);
+  });
+});
