@@ -14,6 +14,7 @@ import { TunDevice, UnderlaySocket } from "../io/index.js";
 import { buildModel, diffModel, isEmptyDelta, localVtepMac, type Model } from "../model/index.js";
 import { makeControlApi } from "./control-api.js";
 import { serveControl } from "./control-socket.js";
+import { healthChecks, ServiceHealthServers } from "./service-health.js";
 import { Datapath, nowSec } from "./datapath.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
 import {
@@ -98,6 +99,10 @@ export class Daemon {
   private source: FileConfigSource | undefined;
   private control: Server | undefined;
   private metricsServer: import("node:http").Server | undefined;
+  private readonly health = new ServiceHealthServers(
+    () => !this.stopping && this.datapath !== undefined,
+    (port, err) => this.log.error({ port, err: err.message }, "health check not served"),
+  );
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly started = Date.now();
   private stopping = false;
@@ -178,6 +183,7 @@ export class Daemon {
     }));
     const m = await serveMetrics(this.metrics.registry, opts.metricsHost, opts.metricsPort);
     this.metricsServer = m.server;
+    await this.health.sync(healthChecks(config));
     this.metricsPort = m.port;
 
     if (opts.configPath) {
@@ -207,6 +213,11 @@ export class Daemon {
     if (r !== CommitResult.Ok) throw new Error(`${what}: the engine refused the tables (${CommitResult[r] ?? r})`);
   }
 
+  /** The health check ports follow the config: opened, closed, their counts updated. */
+  private syncHealth(): void {
+    void this.health.sync(healthChecks(this.config));
+  }
+
   generation(): number {
     return this.engine.exports.generation();
   }
@@ -227,7 +238,7 @@ export class Daemon {
     const delta = diffModel(this.model, model);
     const inputs = nodeNetInputs(next);
     const routing = !sameInputs(inputs, this.inputs);
-    if (isEmptyDelta(delta) && !routing) { this.config = next; return; }
+    if (isEmptyDelta(delta) && !routing) { this.config = next; this.syncHealth(); return; }
     if (!isEmptyDelta(delta)) {
       try {
         this.commit(encodeOps(delta, this.stage(), 0), "reload");
@@ -243,6 +254,7 @@ export class Daemon {
     }
     this.model = model;
     this.config = next;
+    this.syncHealth();
     try {
       this.ensureUnderlay();
     } catch (e) {
@@ -283,6 +295,7 @@ export class Daemon {
         this.log.error({ err: (e as Error).message }, "cleanup incomplete; a restart finishes it");
       }
     }
+    await this.health.close();
     await Promise.all([this.control, this.metricsServer].map((s) => new Promise<void>((resolve) => (s ? s.close(() => resolve()) : resolve()))));
   }
 }
