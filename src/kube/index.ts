@@ -1,0 +1,9 @@
+// The Kubernetes API as a config source: Services, EndpointSlices and Nodes to the internal Config.
+export {
+  KubeConfigSource, loadKubeConfig, defaultNodeName, DEFAULT_SERVICE_CIDR, DEFAULT_CLUSTER_CIDR, DEFAULT_MIN_SYNC_PERIOD_MS,
+  type KubeNodeSettings, type KubeSourceOptions, type KubeSourceStats,
+} from "./source.js";
+export {
+  convertService, convertEndpointSlice, convertNode, joinService, peerOf, SERVICE_NAME_LABEL, TO_BE_DELETED_TAINT,
+  type KubeService, type KubeSlice, type KubeNode, type SliceEndpoint, type ConvertContext,
+} from "./convert.js";

@@ -1,0 +1,326 @@
+// A small local HTTP server that speaks the Kubernetes list/watch protocol for Nodes, Services and
+// EndpointSlices, so the real client library can be driven without a kube-apiserver:
+//   GET /api/v1/nodes, /api/v1/services, /apis/discovery.k8s.io/v1/endpointslices
+//     list:  {"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"N"},"items":[...]}
+//            (items without kind/apiVersion, as the API sends them); ?resourceVersion=R older than the
+//            compaction point with resourceVersionMatch=NotOlderThan/Exact → HTTP 410 with a Status.
+//     watch: ?watch=true|1&resourceVersion=R&allowWatchBookmarks=true → chunked JSON lines
+//            {"type":"ADDED|MODIFIED|DELETED|BOOKMARK|ERROR","object":{...}}; every event after R;
+//            R older than the compaction point → one ERROR event with a Status (code 410, reason
+//            Expired) and the stream ends, as kube-apiserver does ("too old resource version").
+// One resourceVersion counter across kinds, like etcd's revision. Bearer-token auth when a token is
+// set. HTTPS with a fresh self-signed certificate (openssl) that the kubeconfig names as its CA, as the
+// client refuses plain HTTP. Binds 127.0.0.1 only. Tests drive it: add/update/remove objects, compact,
+// expire or drop watches.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createServer, type Server } from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { AddressInfo, Socket } from "node:net";
+import { randomUUID } from "node:crypto";
+
+export type Kind = "Node" | "Service" | "EndpointSlice";
+type Obj = Record<string, unknown> & { metadata: Record<string, unknown> };
+
+const ROUTES: Record<string, { kind: Kind; apiVersion: string; namespaced: boolean }> = {
+  "/api/v1/nodes": { kind: "Node", apiVersion: "v1", namespaced: false },
+  "/api/v1/services": { kind: "Service", apiVersion: "v1", namespaced: true },
+  "/apis/discovery.k8s.io/v1/endpointslices": { kind: "EndpointSlice", apiVersion: "discovery.k8s.io/v1", namespaced: true },
+};
+const API_VERSION: Record<Kind, string> = { Node: "v1", Service: "v1", EndpointSlice: "discovery.k8s.io/v1" };
+
+interface Event { rv: number; type: "ADDED" | "MODIFIED" | "DELETED"; kind: Kind; object: Obj }
+interface Watcher { kind: Kind; res: ServerResponse; bookmarks: boolean }
+
+const keyOf = (o: Obj) => `${(o.metadata["namespace"] as string | undefined) ?? ""}/${o.metadata["name"] as string}`;
+const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
+
+export class FakeApiServer {
+  private server: Server | undefined;
+  private rv = 1000;
+  /** Events older than this are compacted away: a watch or list from before it gets 410 Gone. */
+  private compactedRv = 0;
+  private readonly objects: Record<Kind, Map<string, Obj>> = { Node: new Map(), Service: new Map(), EndpointSlice: new Map() };
+  private log: Event[] = [];
+  private readonly watchers = new Set<Watcher>();
+  private readonly sockets = new Set<Socket>();
+  /** Requests seen, for assertions: `list services`, `watch services rv=1005`, `401`, ... */
+  readonly requests: string[] = [];
+  /** The next N list calls of a kind answer 500 (to test the client's retry). */
+  readonly failLists: Record<Kind, number> = { Node: 0, Service: 0, EndpointSlice: 0 };
+  port = 0;
+  private cert = "";
+
+  constructor(readonly token?: string) {}
+
+  async start(): Promise<string> {
+    const dir = mkdtempSync(join(tmpdir(), "wasp-fake-api-"));
+    try {
+      execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+        "-subj", "/CN=fake-apiserver", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")], { stdio: "pipe" });
+      this.cert = readFileSync(join(dir, "cert.pem"), "utf8");
+      const key = readFileSync(join(dir, "key.pem"), "utf8");
+      this.server = createServer({ key, cert: this.cert }, (req, res) => this.handle(req, res));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    this.server.on("connection", (s) => { this.sockets.add(s); s.on("close", () => this.sockets.delete(s)); });
+    await new Promise<void>((resolve) => this.server?.listen(0, "127.0.0.1", resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+    return this.url;
+  }
+
+  get url(): string {
+    return `https://127.0.0.1:${this.port}`;
+  }
+
+  async close(): Promise<void> {
+    for (const w of this.watchers) w.res.end();
+    this.watchers.clear();
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  /** A kubeconfig (YAML) that points the client at this server with its token. */
+  kubeconfig(): string {
+    return [
+      "apiVersion: v1", "kind: Config", "current-context: fake",
+      "clusters:", "- name: fake", "  cluster:", `    server: ${this.url}`, `    certificate-authority-data: ${Buffer.from(this.cert).toString("base64")}`,
+      "contexts:", "- name: fake", "  context:", "    cluster: fake", "    user: wasp",
+      "users:", "- name: wasp", "  user:", `    token: ${this.token ?? "none"}`, "",
+    ].join("\n");
+  }
+
+  get resourceVersion(): number {
+    return this.rv;
+  }
+
+  /** Creates or replaces an object (ADDED or MODIFIED), stamping resourceVersion, uid and kind as the API does. */
+  apply(kind: Kind, object: Record<string, unknown>): Obj {
+    const o = clone(object) as Obj;
+    o["apiVersion"] = API_VERSION[kind];
+    o["kind"] = kind;
+    const k = keyOf(o), old = this.objects[kind].get(k);
+    o.metadata["uid"] = old?.metadata["uid"] ?? randomUUID();
+    o.metadata["creationTimestamp"] = old?.metadata["creationTimestamp"] ?? new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    o.metadata["resourceVersion"] = String(++this.rv);
+    this.objects[kind].set(k, o);
+    this.emit({ rv: this.rv, type: old ? "MODIFIED" : "ADDED", kind, object: o });
+    return o;
+  }
+
+  /** Deletes an object (DELETED with the object's last state and a new resourceVersion). */
+  remove(kind: Kind, name: string, namespace?: string): void {
+    const k = `${namespace ?? ""}/${name}`, old = this.objects[kind].get(k);
+    if (!old) throw new Error(`fake apiserver: no ${kind} ${k} to delete`);
+    this.objects[kind].delete(k);
+    const o = clone(old);
+    o.metadata["resourceVersion"] = String(++this.rv);
+    this.emit({ rv: this.rv, type: "DELETED", kind, object: o });
+  }
+
+  /** Forgets the event history up to now: watches from an older resourceVersion get 410 Gone. */
+  compact(): void {
+    this.compactedRv = this.rv;
+    this.log = [];
+  }
+
+  /** Compacts and tells every open watch its resourceVersion is too old (ERROR 410 Expired), then ends them. */
+  expireWatches(): void {
+    this.compact();
+    for (const w of this.watchers) {
+      w.res.end(`${JSON.stringify({ type: "ERROR", object: gone(`too old resource version: ${this.compactedRv - 1} (${this.compactedRv})`) })}\n`);
+    }
+    this.watchers.clear();
+  }
+
+  /** Cuts every open connection without a word, as a crashed apiserver or a broken network does. */
+  dropConnections(): void {
+    this.watchers.clear();
+    for (const s of this.sockets) s.destroy();
+  }
+
+  /** Sends a BOOKMARK with the current resourceVersion to the watches that asked for bookmarks. */
+  bookmark(): void {
+    for (const w of this.watchers) {
+      if (!w.bookmarks) continue;
+      w.res.write(`${JSON.stringify({ type: "BOOKMARK", object: { kind: w.kind, apiVersion: API_VERSION[w.kind], metadata: { resourceVersion: String(this.rv) } } })}\n`);
+    }
+  }
+
+  get openWatches(): number {
+    return this.watchers.size;
+  }
+
+  private emit(ev: Event): void {
+    this.log.push(ev);
+    const line = `${JSON.stringify({ type: ev.type, object: ev.object })}\n`;
+    for (const w of this.watchers) if (w.kind === ev.kind) w.res.write(line);
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? "/", "http://x");
+    const route = ROUTES[url.pathname];
+    if (this.token !== undefined && req.headers.authorization !== `Bearer ${this.token}`) {
+      this.requests.push("401");
+      return status(res, 401, "Unauthorized", "Unauthorized");
+    }
+    if (req.method !== "GET" || !route) {
+      this.requests.push(`404 ${req.method ?? ""} ${url.pathname}`);
+      return status(res, 404, "NotFound", `the server could not find the requested resource (${url.pathname})`);
+    }
+    const plural = url.pathname.slice(url.pathname.lastIndexOf("/") + 1);
+    const q = url.searchParams;
+    const rvParam = q.get("resourceVersion");
+    if (q.get("watch") === "true" || q.get("watch") === "1") {
+      this.requests.push(`watch ${plural} rv=${rvParam ?? ""}${q.get("allowWatchBookmarks") === "true" ? " bookmarks" : ""}`);
+      return this.watch(route.kind, rvParam, q.get("allowWatchBookmarks") === "true", res);
+    }
+    this.requests.push(`list ${plural}`);
+    if (this.failLists[route.kind] > 0) {
+      this.failLists[route.kind]--;
+      return status(res, 500, "InternalError", "etcdserver: request timed out");
+    }
+    const match = q.get("resourceVersionMatch");
+    if (rvParam && rvParam !== "0" && match !== null && Number(rvParam) < this.compactedRv) {
+      return send(res, 410, gone(`The resourceVersion for the provided list is too old.`));
+    }
+    const items = [...this.objects[route.kind].values()].map((o) => {
+      const { kind: _k, apiVersion: _a, ...rest } = o;
+      return rest;
+    });
+    send(res, 200, { kind: `${route.kind}List`, apiVersion: route.apiVersion, metadata: { resourceVersion: String(this.rv) }, items });
+  }
+
+  private watch(kind: Kind, rvParam: string | null, bookmarks: boolean, res: ServerResponse): void {
+    res.writeHead(200, { "content-type": "application/json", "transfer-encoding": "chunked" });
+    const w: Watcher = { kind, res, bookmarks };
+    if (!rvParam || rvParam === "0") {
+      // "Any" semantics: the current state as ADDED events, then changes.
+      for (const o of this.objects[kind].values()) res.write(`${JSON.stringify({ type: "ADDED", object: o })}\n`);
+    } else {
+      const from = Number(rvParam);
+      if (!Number.isInteger(from) || from < this.compactedRv) {
+        res.end(`${JSON.stringify({ type: "ERROR", object: gone(`too old resource version: ${rvParam} (${this.compactedRv})`) })}\n`);
+        return;
+      }
+      for (const ev of this.log) if (ev.kind === kind && ev.rv > from) res.write(`${JSON.stringify({ type: ev.type, object: ev.object })}\n`);
+    }
+    this.watchers.add(w);
+    res.on("close", () => this.watchers.delete(w));
+  }
+}
+
+function gone(message: string): Record<string, unknown> {
+  return { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message, reason: "Expired", code: 410 };
+}
+
+function status(res: ServerResponse, code: number, reason: string, message: string): void {
+  send(res, code, { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message, reason, code });
+}
+
+function send(res: ServerResponse, code: number, body: unknown): void {
+  res.writeHead(code, { "content-type": "application/json" }).end(JSON.stringify(body));
+}
+
+// ─── real-shaped objects ───
+
+export interface ServiceSpec {
+  name: string;
+  namespace?: string;
+  type?: "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName";
+  clusterIP?: string;
+  clusterIPs?: string[];
+  ports?: Array<{ name?: string; port: number; protocol?: string; targetPort?: number | string; nodePort?: number }>;
+  externalIPs?: string[];
+  loadBalancerIngress?: Array<{ ip?: string; hostname?: string; ipMode?: string }>;
+  sessionAffinity?: "None" | "ClientIP";
+  affinityTimeoutSec?: number;
+  externalTrafficPolicy?: "Cluster" | "Local";
+  internalTrafficPolicy?: "Cluster" | "Local";
+  externalName?: string;
+}
+
+/** A Service as `kubectl get svc -o json` shows one (defaults filled in as the API server does). */
+export function service(s: ServiceSpec): Record<string, unknown> {
+  const type = s.type ?? "ClusterIP";
+  const clusterIPs = s.clusterIPs ?? (s.clusterIP !== undefined ? [s.clusterIP] : undefined);
+  const spec: Record<string, unknown> = { type, sessionAffinity: s.sessionAffinity ?? "None" };
+  if (type === "ExternalName") {
+    spec["externalName"] = s.externalName ?? "example.com";
+  } else {
+    spec["clusterIP"] = clusterIPs?.[0];
+    spec["clusterIPs"] = clusterIPs;
+    spec["ipFamilies"] = clusterIPs?.filter((c) => c !== "None").map((c) => (c.includes(":") ? "IPv6" : "IPv4")) ?? ["IPv4"];
+    spec["ipFamilyPolicy"] = "SingleStack";
+    spec["internalTrafficPolicy"] = s.internalTrafficPolicy ?? "Cluster";
+    spec["ports"] = (s.ports ?? []).map((p) => ({
+      ...(p.name !== undefined && { name: p.name }), protocol: p.protocol ?? "TCP", port: p.port, targetPort: p.targetPort ?? p.port,
+      ...(p.nodePort !== undefined && { nodePort: p.nodePort }),
+    }));
+    spec["selector"] = { app: s.name };
+  }
+  if (type === "NodePort" || type === "LoadBalancer") spec["externalTrafficPolicy"] = s.externalTrafficPolicy ?? "Cluster";
+  if (s.externalIPs) spec["externalIPs"] = s.externalIPs;
+  if (s.sessionAffinity === "ClientIP") spec["sessionAffinityConfig"] = { clientIP: { timeoutSeconds: s.affinityTimeoutSec ?? 10800 } };
+  return {
+    metadata: { name: s.name, namespace: s.namespace ?? "default", labels: { app: s.name } },
+    spec,
+    status: { loadBalancer: s.loadBalancerIngress ? { ingress: s.loadBalancerIngress } : {} },
+  };
+}
+
+export interface EndpointSpec {
+  ip: string;
+  ready?: boolean | null;
+  serving?: boolean | null;
+  terminating?: boolean | null;
+  nodeName?: string;
+}
+
+/** An EndpointSlice as the EndpointSlice controller writes one. */
+export function endpointSlice(name: string, serviceName: string, endpoints: EndpointSpec[], ports: Array<{ name?: string; port: number; protocol?: string }>, opts: { namespace?: string; addressType?: string; triggerTime?: string } = {}): Record<string, unknown> {
+  return {
+    metadata: {
+      name, namespace: opts.namespace ?? "default", generateName: `${serviceName}-`,
+      labels: { "kubernetes.io/service-name": serviceName, "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io" },
+      ...(opts.triggerTime !== undefined && { annotations: { "endpoints.kubernetes.io/last-change-trigger-time": opts.triggerTime } }),
+      ownerReferences: [{ apiVersion: "v1", kind: "Service", name: serviceName, uid: randomUUID(), controller: true, blockOwnerDeletion: true }],
+    },
+    addressType: opts.addressType ?? "IPv4",
+    endpoints: endpoints.map((e) => {
+      const conditions: Record<string, boolean> = {};
+      if (e.ready !== null) conditions["ready"] = e.ready ?? true;
+      if (e.serving !== null) conditions["serving"] = e.serving ?? e.ready ?? true;
+      if (e.terminating !== null) conditions["terminating"] = e.terminating ?? false;
+      return {
+        addresses: [e.ip], conditions,
+        ...(e.nodeName !== undefined && { nodeName: e.nodeName }),
+        targetRef: { kind: "Pod", namespace: opts.namespace ?? "default", name: `${serviceName}-${e.ip.replace(/[.:]/g, "-")}`, uid: randomUUID() },
+      };
+    }),
+    ports: ports.map((p) => ({ ...(p.name !== undefined && { name: p.name }), protocol: p.protocol ?? "TCP", port: p.port })),
+  };
+}
+
+/** A Node as the kubelet registers it, with the pod CIDR the controller manager assigned. */
+export function node(name: string, internalIP: string, podCIDR: string | undefined, extra: { podCIDRv6?: string; externalIP?: string; taints?: Array<{ key: string; effect: string }>; deleting?: boolean } = {}): Record<string, unknown> {
+  const podCIDRs = [podCIDR, extra.podCIDRv6].filter((c): c is string => c !== undefined);
+  return {
+    metadata: {
+      name, labels: { "kubernetes.io/hostname": name, "kubernetes.io/os": "linux" },
+      ...(extra.deleting && { deletionTimestamp: new Date().toISOString().replace(/\.\d+Z$/, "Z") }),
+    },
+    spec: { ...(podCIDR !== undefined && { podCIDR }), ...(podCIDRs.length > 0 && { podCIDRs }), ...(extra.taints && { taints: extra.taints }) },
+    status: {
+      addresses: [
+        { type: "InternalIP", address: internalIP },
+        ...(extra.externalIP !== undefined ? [{ type: "ExternalIP", address: extra.externalIP }] : []),
+        { type: "Hostname", address: name },
+      ],
+      conditions: [{ type: "Ready", status: "True", reason: "KubeletReady" }],
+    },
+  };
+}
