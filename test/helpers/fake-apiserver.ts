@@ -18,7 +18,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { AddressInfo, Socket } from "node:net";
+import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import { randomUUID } from "node:crypto";
 
 export type Kind = "Node" | "Service" | "EndpointSlice";
@@ -45,7 +46,7 @@ export class FakeApiServer {
   private readonly objects: Record<Kind, Map<string, Obj>> = { Node: new Map(), Service: new Map(), EndpointSlice: new Map() };
   private log: Event[] = [];
   private readonly watchers = new Set<Watcher>();
-  private readonly sockets = new Set<Socket>();
+  private readonly sockets = new Set<Duplex>();
   /** Requests seen, for assertions: `list services`, `watch services rv=1005`, `401`, ... */
   readonly requests: string[] = [];
   /** The next N list calls of a kind answer 500 (to test the client's retry). */
