@@ -32,8 +32,8 @@ function buildTunnat(): void {
   execFileSync("cc", ["-O2", "-o", TUNNAT, "/work/shared/anchors/tunnat.c"], { stdio: "inherit" });
 }
 
-const procs = new Set<ChildProcess>();
-function spawnTracked(ns: string, cmd: string, args: string[]): { child: ChildProcess; out: () => string } {
+export const procs = new Set<ChildProcess>();
+export function spawnTracked(ns: string, cmd: string, args: string[]): { child: ChildProcess; out: () => string } {
   const child = spawnInNs(ns, cmd, args);
   procs.add(child);
   let text = "";
@@ -44,7 +44,7 @@ function spawnTracked(ns: string, cmd: string, args: string[]): { child: ChildPr
 }
 
 /** Runs iperf3 as a client in ns (bounded: SIGKILL after secs + 15 s); returns its JSON. */
-async function iperf(ns: string, args: string[], secs: number, host = VIP): Promise<any> {
+export async function iperf(ns: string, args: string[], secs: number, host = VIP): Promise<any> {
   const { child, out } = spawnTracked(ns, "iperf3", ["-c", host, "-p", String(PORT), "-t", String(secs), "-J", ...args]);
   const timer = setTimeout(() => child.kill("SIGKILL"), (secs + 15) * 1000);
   await new Promise((resolve) => child.once("exit", resolve));
@@ -55,13 +55,13 @@ async function iperf(ns: string, args: string[], secs: number, host = VIP): Prom
   return j;
 }
 
-async function tcpGbps(ns: string, secs: number, host = VIP): Promise<number> {
+export async function tcpGbps(ns: string, secs: number, host = VIP): Promise<number> {
   const j = await iperf(ns, [], secs, host);
   return j.end.sum_received.bits_per_second / 1e9;
 }
 
 /** 64-byte UDP datagrams as fast as the sender goes; packets/s the server received (thousands). */
-async function udpKpps(ns: string, secs: number, host = VIP): Promise<number> {
+export async function udpKpps(ns: string, secs: number, host = VIP): Promise<number> {
   const j = await iperf(ns, ["-u", "-l", "64", "-b", "0"], secs, host);
   // sum_received.packets is the highest sequence number seen, not a count: count the bytes.
   const s = j.end.sum_received;

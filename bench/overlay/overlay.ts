@@ -1,0 +1,102 @@
+// npm run bench -- overlay: pod -> pod across nodes over VXLAN, wasp against the kernel's own vxlan,
+// on one topology in one run. Four nodes on one underlay bridge (test/helpers/topology.ts):
+//   wasp      nodes A and B run `wasp daemon` (TUN mode, VXLAN UDP 8472 VNI 1), pods attached by
+//             the wasp CNI plugin (routed /32, MTU 1450);
+//   linux     nodes C and D have flannel.1 set up as flannel's vxlan backend does it (LinuxVxlanNode:
+//             vxlan id 1 dstport 8472 nolearning, static FDB/neighbour/route), pods on cni0, MTU 1450.
+// Measured the way bench/datapath does (its iperf3 helpers): iperf3 TCP (Gbit/s at the receiver) and
+// 64-byte UDP (iperf3 -u -l 64 -b 0: packets the server received per second), pod on A -> pod on B
+// and pod on C -> pod on D, interleaved (wasp TCP, Linux TCP, wasp UDP, Linux UDP, repeated) so that
+// both see the same machine load. Medians of 3 (1 with --quick). Namespaces are the topology's
+// (wasp-t-<pid>-*), removed at the end, also on failure; every process is ended by its PID.
+import { median, round, writeResults } from "../lib/results.js";
+import { procs, spawnTracked, tcpGbps, udpKpps } from "../datapath/datapath.js";
+import { stop } from "../../test/helpers/netns.js";
+import { LinuxVxlanNode, Topology, waitFor, control, type Pod } from "../../test/helpers/topology.js";
+
+const PORT = 5201;
+const A = { name: "node-a", underlayIP: "10.99.0.1", podCIDR: "10.244.1.0/24" };
+const B = { name: "node-b", underlayIP: "10.99.0.3", podCIDR: "10.244.2.0/24" };
+const C = { underlayIP: "10.99.0.4", podCIDR: "10.244.3.0/24" };
+const D = { underlayIP: "10.99.0.5", podCIDR: "10.244.4.0/24" };
+
+type Kind = "wasp" | "linux";
+
+async function iperfServer(pod: Pod): Promise<void> {
+  const s = spawnTracked(pod.ns, "iperf3", ["-s", "-p", String(PORT), "--forceflush"]);
+  await waitFor(() => s.out().includes("listening") || s.child.exitCode !== null, `iperf3 server in ${pod.name}`);
+  if (s.child.exitCode !== null) throw new Error(`iperf3 server in ${pod.name}: ${s.out()}`);
+}
+
+export async function run(quick: boolean): Promise<Record<string, number>> {
+  const reps = quick ? 1 : 3;
+  const secs = quick ? 2 : 4;
+  const tcp: Record<Kind, number[]> = { wasp: [], linux: [] };
+  const udp: Record<Kind, number[]> = { wasp: [], linux: [] };
+  const ta = new Topology({ nodeIp: A.underlayIP, podCidr: A.podCIDR });
+  let tb: Topology | undefined, lc: LinuxVxlanNode | undefined, ld: LinuxVxlanNode | undefined;
+  let cleaned = false;
+  async function cleanup(): Promise<void> {
+    if (cleaned) return;
+    cleaned = true;
+    for (const c of [...procs]) await stop(c);
+    ld?.destroy();
+    lc?.destroy();
+    await tb?.destroy();
+    await ta.destroy();
+  }
+  const onSignal = () => { void cleanup().finally(() => process.exit(130)); };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let overlayPackets = 0, drops = 0;
+  try {
+    tb = new Topology({ nodeIp: B.underlayIP, podCidr: B.podCIDR, ext: ta.ext });
+    lc = new LinuxVxlanNode(ta.ext, C.underlayIP, C.podCIDR);
+    ld = new LinuxVxlanNode(ta.ext, D.underlayIP, D.podCIDR);
+    lc.peer({ ...D, vtepMAC: ld.vtepMac });
+    ld.peer({ ...C, vtepMAC: lc.vtepMac });
+    const pa = await ta.addPod("pa"), pb = await tb.addPod("pb");
+    const pc = lc.addPod("pc"), pd = ld.addPod("pd");
+    const base = { mode: "tun", serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16", services: [] };
+    ta.writeConfig({ ...base, node: A, nodes: [B] });
+    tb.writeConfig({ ...base, node: B, nodes: [A] });
+    await Promise.all([ta.startDaemon(), tb.startDaemon()]);
+    await iperfServer(pb);
+    await iperfServer(pd);
+
+    const client: Record<Kind, [Pod, Pod]> = { wasp: [pa, pb], linux: [pc, pd] };
+    for (let i = 0; i < reps; i++) {
+      for (const k of ["wasp", "linux"] as const) tcp[k].push(await tcpGbps(client[k][0].ns, secs, client[k][1].ip));
+      for (const k of ["wasp", "linux"] as const) udp[k].push(await udpKpps(client[k][0].ns, secs, client[k][1].ip));
+      console.log(`rep ${i + 1}: tcp wasp ${tcp.wasp[i]!.toFixed(2)} linux ${tcp.linux[i]!.toFixed(2)} Gbit/s; ` +
+        `udp wasp ${udp.wasp[i]!.toFixed(0)} linux ${udp.linux[i]!.toFixed(0)} kpps`);
+    }
+    // The wasp figures are only meaningful if the packets went through the engines' tunnel.
+    for (const t of [ta, tb]) {
+      const s = await control(t.socketPath, { cmd: "status" });
+      overlayPackets += s.counters.verdicts.overlay as number;
+      drops += Object.values(s.counters.drops as Record<string, number>).reduce((a, b) => a + b, 0);
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await cleanup();
+  }
+  if (overlayPackets === 0) throw new Error("the wasp nodes encapsulated nothing: the wasp figures did not cross the engines");
+
+  const m = (xs: number[], d = 3) => round(median(xs), d);
+  const metrics: Record<string, number> = {
+    wasp_tcp_gbps: m(tcp.wasp),
+    linux_vxlan_tcp_gbps: m(tcp.linux),
+    wasp_udp_kpps: m(udp.wasp, 1),
+    linux_vxlan_udp_kpps: m(udp.linux, 1),
+  };
+  metrics.wasp_vs_linux_tcp_ratio = round(metrics.wasp_tcp_gbps! / metrics.linux_vxlan_tcp_gbps!, 2);
+  metrics.wasp_vs_linux_udp_ratio = round(metrics.wasp_udp_kpps! / metrics.linux_vxlan_udp_kpps!, 2);
+  metrics.wasp_overlay_packets = overlayPackets;
+  metrics.wasp_drops = drops;
+  metrics.repetitions = reps;
+  metrics.seconds_per_measurement = secs;
+  writeResults("overlay", metrics);
+  return metrics;
+}
