@@ -75,6 +75,8 @@ function build(): Command {
     .option("--config <file>", "node config to check (CIDRs, MTU, VXLAN port); default: ask the running daemon")
     .option("--ipam-dir <dir>", "IPAM store (one file per address, per network)", "/var/lib/cni/networks")
     .option("--cni-conf-dir <dir>", "CNI config dir (pod MTU of the wasp conflist)", "/etc/cni/net.d")
+    .option("--dev-tun <path>", "the TUN device node", "/dev/net/tun")
+    .option("--proc-sys <dir>", "where the sysctls are read", "/proc/sys")
     .option("--json", "one JSON document on stdout, for scripts")
     .action(async (o: Opts) => (await import("./doctor.js")).doctor(o));
   for (const c of program.commands) c.exitOverride().showHelpAfterError("(run with --help for usage)");

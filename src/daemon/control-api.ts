@@ -28,7 +28,7 @@ const KINDS = ["ClusterIP", "NodePort", "ExternalIP", "LoadBalancer"];
 /** Bytes per service in the core's stats area: u64 packets, u64 bytes, u64 new flows. */
 const STATS_STRIDE = 24;
 
-export const COMMANDS = ["status", "services", "conntrack", "routes", "nodes", "counters", "trace"] as const;
+export const COMMANDS = ["status", "services", "conntrack", "routes", "nodes", "counters", "trace", "config"] as const;
 
 export function makeControlApi(ctx: ControlContext): (req: ControlRequest) => unknown {
   return (req) => {
@@ -40,16 +40,18 @@ export function makeControlApi(ctx: ControlContext): (req: ControlRequest) => un
       case "nodes": return nodes(ctx);
       case "counters": return { ...ctx.engine().counters(), tunWriteDropped: ctx.tunWriteDropped() };
       case "trace": return trace(ctx, req);
+      case "config": return { generation: ctx.engine().exports.generation(), config: ctx.config() };
       default:
         return { error: `unknown cmd ${JSON.stringify(req.cmd)}; expected one of ${COMMANDS.map((c) => `"${c}"`).join(", ")}` };
     }
   };
 }
 
-/** The engine options the daemon derives from a config (replay uses the same). */
+/** The engine options the daemon derives from a config (replay uses the same; keep in step with Daemon.start). */
 export function engineOptionsFor(config: Config): EngineOptions {
   return {
     conntrackCapacity: config.conntrack.capacity,
+    ...(config.tables ? { maxServices: config.tables.services, maxBackends: config.tables.backends } : {}),
     mode: config.mode,
     tapPeerMac: TAP_MAC,
     engineMac: ENGINE_MAC,
@@ -69,7 +71,7 @@ export function engineOptionsFor(config: Config): EngineOptions {
 function status(ctx: ControlContext): unknown {
   const engine = ctx.engine(), config = ctx.config();
   return {
-    mode: config.mode, device: ctx.device, ioUring: ctx.ioUring, address: ctx.gateway(), node: config.node.name,
+    pid: process.pid, mode: config.mode, device: ctx.device, ioUring: ctx.ioUring, address: ctx.gateway(), node: config.node.name,
     generation: engine.exports.generation(), uptimeSec: Math.round((Date.now() - ctx.startedMs) / 1000),
     services: ctx.model().services.size, conntrack: { entries: engine.exports.ctCount(), capacity: engine.exports.ctCapacity() },
     counters: engine.counters(), tunWriteDropped: ctx.tunWriteDropped(),

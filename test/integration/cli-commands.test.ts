@@ -4,27 +4,14 @@
 // (the kernel's sockets are the referee); `wasp replay` of a tcpdump capture of wasp0 compared with
 // the live daemon's counters over the same packets.
 import { strict as assert } from "node:assert";
-import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { spawnInNs, stop } from "../helpers/netns.js";
+import { Cli } from "../helpers/cli.js";
+import { sh, spawnInNs, stop } from "../helpers/netns.js";
 import { NODE_IP, POD_CIDR, Topology, waitFor, type Pod } from "../helpers/topology.js";
 
-const ROOT = new URL("../..", import.meta.url).pathname;
-const WASP = join(ROOT, "bin/wasp-dev");
-
-export interface Run { status: number | null; stdout: string; stderr: string }
-
-/** Runs the CLI (from the root namespace: the control socket is a file) and collects its output. */
-export function wasp(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const c = spawn(WASP, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "", stderr = "";
-    c.stdout.on("data", (d: Buffer) => { stdout += d.toString(); });
-    c.stderr.on("data", (d: Buffer) => { stderr += d.toString(); });
-    c.on("close", (status) => resolve({ status, stdout, stderr }));
-  });
-}
+let cli: Cli;
+const wasp = (args: readonly string[]) => cli.run(args);
 
 describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counters, trace, replay against a daemon (integration, needs root)", function () {
   this.timeout(90_000);
@@ -33,6 +20,7 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
   const sock = () => ["--socket", t.socketPath];
 
   before(async () => {
+    cli = await Cli.build();
     t = new Topology();
     [client, b1, b2] = [await t.addPod("client"), await t.addPod("b1"), await t.addPod("b2")];
     t.writeConfig({
@@ -60,6 +48,7 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
 
   after(async () => {
     await t?.destroy();
+    cli?.remove();
   });
 
   it("--help works on every command and exits 0; an unknown command or option exits 2", async () => {
@@ -166,6 +155,41 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
     assert.ok(c.verdicts.tun > 0);
     assert.match(text.stdout, new RegExp(`^no_backend +${c.drops.no_backend}$`, "m"));
     assert.match(text.stdout, /^VERDICT +PACKETS$/m);
+  });
+
+  it("top in tmux: live rates, the busiest service and drops by reason; q and then Ctrl-C each quit with exit 0 and give the terminal back (main screen, cooked mode)", async () => {
+    const session = `wasp-t-${process.pid}-top`;
+    const tmux = (...a: string[]) => sh("tmux", a);
+    const cmd = [...cli.argv(["top", "--socket", t.socketPath, "--interval", "0.5"])].join(" ");
+    tmux("new-session", "-d", "-s", session, "-x", "180", "-y", "50", "-e", `WASP_WASM=${cli.env().WASP_WASM}`, "sh");
+    try {
+      const screen = () => tmux("capture-pane", "-p", "-t", session);
+      tmux("send-keys", "-t", session, "clear; echo before-top", "Enter");
+      for (const key of ["q", "C-c"]) {
+        tmux("send-keys", "-t", session, `${cmd}; echo "exit=$?"; stty -a | grep -o -- '-*icanon'`, "Enter");
+        await waitFor(() => screen().includes("TOP SERVICES"), "top to draw", 15_000);
+        const load = t.requests(client.ns, [{ host: "10.96.0.10", port: 80, loopMs: 2500 }, { host: "10.96.0.30", port: 80, loopMs: 1500 }]);
+        await waitFor(() => /^default\/web +http +10\.96\.0\.10:80\/TCP +[1-9]/m.test(screen()), "the web entry's packets/s", 15_000);
+        await load;
+        const shot = screen();
+        assert.match(shot, /wasp top - node node-a, tun mode, generation \d+/);
+        assert.match(shot, /^packets\/s [\d,]+ +bytes\/s .+ +new flows\/s [\d,]+ +conntrack [\d,]+ \/ 262,144$/m);
+        assert.match(shot, /^no_backend +\d+ +[\d,]+$/m, shot);
+        // the busiest service is listed first
+        const first = shot.split("\n").findIndex((l) => l.startsWith("SERVICE"));
+        assert.match(shot.split("\n")[first + 1]!, /^default\/web +http +10\.96\.0\.10:80\/TCP/);
+        tmux("send-keys", "-t", session, key);
+        await waitFor(() => /exit=\d+\s+\S*icanon/.test(screen()), "top to quit", 10_000);
+        const after = screen();
+        assert.match(after, /exit=0\s+icanon/, after);
+        assert.ok(!after.includes("TOP SERVICES"), `the alternate screen is gone:\n${after}`);
+        assert.ok(after.includes("before-top"), "the main screen is back");
+        tmux("send-keys", "-t", session, "clear; echo before-top", "Enter");
+        await waitFor(() => !screen().includes("exit="), "the pane to clear", 5_000);
+      }
+    } finally {
+      try { tmux("kill-session", "-t", session); } catch { /* already gone */ }
+    }
   });
 
   describe("trace agrees with real traffic for the same tuple", () => {

@@ -1,0 +1,398 @@
+// `wasp doctor`: checks this node (the network namespace it runs in) for what breaks pod networking,
+// each finding with its fix. Exit 1 when a check fails. Every path it reads can be pointed elsewhere
+// (--ipam-dir, --cni-conf-dir, --dev-tun, --proc-sys), so tests check a namespace of their own.
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import type { Config } from "../config/index.js";
+import { cidrsOverlap, parseCidr, parseIp, type Cidr } from "../model/index.js";
+import { CliError, EXIT, request } from "./client.js";
+import { printJson, table } from "./format.js";
+
+export type Level = "ok" | "warn" | "fail" | "skip";
+export interface Finding { check: string; level: Level; detail: string; fix?: string }
+
+/** RFC 7348 VXLAN over IPv4: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
+const VXLAN_OVERHEAD = 50;
+const DEVICE = "wasp0";
+
+interface Env {
+  socket: string; configPath?: string; ipamDir: string; cniConfDir: string; devTun: string; procSys: string;
+}
+
+function sh(cmd: string, args: readonly string[]): { ok: boolean; out: string; err: string } {
+  try {
+    return { ok: true, out: execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 10_000 }), err: "" };
+  } catch (e) {
+    const x = e as { stdout?: string; stderr?: string; code?: string; message: string };
+    return { ok: false, out: x.stdout ?? "", err: x.code === "ENOENT" ? `${cmd} is not installed` : (x.stderr ?? x.message).trim() };
+  }
+}
+
+function readSys(env: Env, key: string): string | undefined {
+  try { return readFileSync(join(env.procSys, ...key.split(".")), "utf8").trim(); } catch { return undefined; }
+}
+
+interface Link { ifname: string; mtu: number; operstate: string; flags: string[]; addr_info?: Array<{ family: string; local: string; prefixlen: number }> }
+function links(): Link[] {
+  const r = sh("ip", ["-j", "addr", "show"]);
+  if (!r.ok) return [];
+  try { return JSON.parse(r.out) as Link[]; } catch { return []; }
+}
+
+// ── the checks ─────────────────────────────────────────────────────────────────────────────
+
+function checkForwarding(env: Env): Finding {
+  const v = readSys(env, "net.ipv4.ip_forward");
+  if (v === undefined) return { check: "ip forwarding", level: "skip", detail: `cannot read ${join(env.procSys, "net/ipv4/ip_forward")}` };
+  if (v === "1") return { check: "ip forwarding", level: "ok", detail: "net.ipv4.ip_forward = 1" };
+  return {
+    check: "ip forwarding", level: "fail", detail: `net.ipv4.ip_forward = ${v}: the node drops every packet between pods, wasp0 and the underlay`,
+    fix: "sysctl -w net.ipv4.ip_forward=1 (and net.ipv4.ip_forward = 1 in /etc/sysctl.d/ to keep it; the daemon sets it at start)",
+  };
+}
+
+function checkRpFilter(env: Env, ls: Link[]): Finding {
+  // The kernel uses max(conf.all, conf.DEV): strict (1) on wasp0 drops what the engine writes back,
+  // whose source (a pod or a client) is routed through a veth or the underlay, not wasp0.
+  const all = readSys(env, "net.ipv4.conf.all.rp_filter");
+  const devs = ls.some((l) => l.ifname === DEVICE) ? [DEVICE] : ["default"];
+  const bad: string[] = [];
+  for (const d of devs) {
+    const v = readSys(env, `net.ipv4.conf.${d}.rp_filter`);
+    const eff = Math.max(Number(all ?? 0), Number(v ?? 0));
+    if (eff === 1) bad.push(`${d} (conf.all ${all}, conf.${d} ${v})`);
+  }
+  if (all === undefined) return { check: "rp_filter", level: "skip", detail: "cannot read net.ipv4.conf.all.rp_filter" };
+  if (!bad.length) return { check: "rp_filter", level: "ok", detail: `no strict reverse-path filter on ${devs.join(", ")} (conf.all ${all})` };
+  return {
+    check: "rp_filter", level: "fail", detail: `strict reverse-path filtering (1) on ${bad.join(", ")}: the kernel drops every packet wasp writes back from a service`,
+    fix: `sysctl -w net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.${DEVICE}.rp_filter=0 (2, loose, also works)`,
+  };
+}
+
+function checkTun(env: Env): Finding {
+  try {
+    const s = statSync(env.devTun);
+    const major = Math.floor(s.rdev / 256), minor = s.rdev % 256;
+    if (!s.isCharacterDevice() || major !== 10 || minor !== 200) {
+      return { check: "/dev/net/tun", level: "fail", detail: `${env.devTun} is not the TUN device (char 10:200; found ${s.isCharacterDevice() ? `char ${major}:${minor}` : "no character device"})`, fix: `rm ${env.devTun}; mknod ${env.devTun} c 10 200` };
+    }
+    return { check: "/dev/net/tun", level: "ok", detail: `${env.devTun} is char 10:200` };
+  } catch (e) {
+    return {
+      check: "/dev/net/tun", level: "fail", detail: `${env.devTun}: ${(e as NodeJS.ErrnoException).code}; the daemon cannot create wasp0`,
+      fix: `modprobe tun (in a container: mount the host's /dev/net/tun, e.g. a hostPath volume)`,
+    };
+  }
+}
+
+/** The underlay device: the link that holds the node's underlay address. */
+function underlayLink(ls: Link[], config: Config | undefined): Link | undefined {
+  if (!config) return undefined;
+  return ls.find((l) => l.addr_info?.some((a) => a.local === config.node.underlayIP));
+}
+
+function conflistMtu(env: Env): { file: string; mtu: number; underlayMTU: number } | undefined {
+  let files: string[];
+  try { files = readdirSync(env.cniConfDir).filter((f) => /\.(conflist|conf|json)$/.test(f)).sort(); } catch { return undefined; }
+  for (const f of files) {
+    try {
+      const j = JSON.parse(readFileSync(join(env.cniConfDir, f), "utf8"));
+      const plugins: any[] = Array.isArray(j.plugins) ? j.plugins : [j];
+      const w = plugins.find((p) => p?.type === "wasp");
+      if (!w) continue;
+      const underlayMTU = typeof w.underlayMTU === "number" ? w.underlayMTU : 1500;
+      return { file: join(env.cniConfDir, f), mtu: typeof w.mtu === "number" ? w.mtu : underlayMTU - VXLAN_OVERHEAD, underlayMTU };
+    } catch { /* not JSON: not ours to judge */ }
+  }
+  return undefined;
+}
+
+function checkMtu(env: Env, ls: Link[], config: Config | undefined): Finding {
+  const check = "pod MTU vs underlay MTU";
+  const u = underlayLink(ls, config);
+  if (!config || !u) return { check, level: "skip", detail: config ? `no link holds the underlay address ${config.node.underlayIP}` : "no config (daemon not running and no --config)" };
+  const limit = u.mtu - VXLAN_OVERHEAD, problems: string[] = [];
+  if (config.node.underlayMTU > u.mtu) problems.push(`the config says underlayMTU ${config.node.underlayMTU} but ${u.ifname} has MTU ${u.mtu}`);
+  const c = conflistMtu(env);
+  if (c && c.mtu > limit) problems.push(`${c.file} gives pods MTU ${c.mtu}, more than ${u.ifname}'s MTU ${u.mtu} - ${VXLAN_OVERHEAD} (VXLAN) = ${limit}`);
+  const pods = ls.filter((l) => l.ifname.startsWith("wasp") && l.ifname !== DEVICE && l.mtu > limit);
+  if (pods.length) problems.push(`pod veths with MTU above ${limit}: ${pods.map((l) => `${l.ifname} (${l.mtu})`).join(", ")}`);
+  if (!problems.length) return { check, level: "ok", detail: `pods ${c ? `MTU ${c.mtu} (${c.file})` : "(no wasp conflist found)"} fit ${u.ifname} MTU ${u.mtu} with VXLAN` };
+  return {
+    check, level: "fail", detail: `${problems.join("; ")}: large packets between nodes are dropped (TCP connects, then stalls)`,
+    fix: `set "mtu": ${limit} (or "underlayMTU": ${u.mtu}) in the wasp conflist and underlayMTU: ${u.mtu} in the daemon config, then recreate the pods`,
+  };
+}
+
+function checkCidrs(config: Config | undefined, ls: Link[]): Finding {
+  const check = "CIDR overlaps";
+  if (!config) return { check, level: "skip", detail: "no config (daemon not running and no --config)" };
+  const named: Array<[string, Cidr | undefined]> = [
+    ["serviceCIDR", parseCidr(config.serviceCIDR)], ["clusterCIDR", parseCidr(config.clusterCIDR)],
+    [`node ${config.node.name} podCIDR`, parseCidr(config.node.podCIDR)],
+    ...config.nodes.map((n): [string, Cidr | undefined] => [`node ${n.name} podCIDR`, parseCidr(n.podCIDR)]),
+  ];
+  const u = underlayLink(ls, config)?.addr_info?.find((a) => a.local === config.node.underlayIP);
+  if (u) named.push([`underlay network ${u.local}/${u.prefixlen}`, parseCidr(`${u.local}/${u.prefixlen}`)]);
+  // the node's own networks: routes not through wasp0 or a pod's veth
+  const r = sh("ip", ["-j", "-4", "route", "show", "table", "main"]);
+  let routes: Array<{ dst: string; dev?: string; protocol?: string }> = [];
+  try { routes = r.ok ? JSON.parse(r.out || "[]") : []; } catch { routes = []; }
+  for (const rt of routes) {
+    if (rt.dst === "default" || !rt.dev || rt.dev.startsWith("wasp")) continue;
+    const c = parseCidr(rt.dst.includes("/") ? rt.dst : `${rt.dst}/32`);
+    if (u && rt.dst === `${text(parseCidr(`${u.local}/${u.prefixlen}`)!)}`) continue;
+    if (c) named.push([`route ${rt.dst} dev ${rt.dev}`, c]);
+  }
+  const problems: string[] = [];
+  const cluster = named[1]![1];
+  for (let i = 0; i < named.length; i++) {
+    for (let j = i + 1; j < named.length; j++) {
+      const [an, a] = named[i]!, [bn, b] = named[j]!;
+      if (!a || !b || a.family !== b.family) continue;
+      // pod CIDRs lie inside the cluster CIDR by design
+      if (an === "clusterCIDR" && bn.endsWith("podCIDR")) continue;
+      if (an.startsWith("route ") && bn.startsWith("route ")) continue;
+      if (cidrsOverlap(a, b)) problems.push(`${an} ${text(a)} overlaps ${bn} ${text(b)}`);
+    }
+  }
+  for (const [n, c] of named) {
+    if (n.endsWith("podCIDR") && c && cluster && c.family === cluster.family && !cidrsOverlap(c, cluster)) problems.push(`${n} ${text(c)} is outside clusterCIDR ${text(cluster)} (its pods' traffic to services is masqueraded)`);
+  }
+  if (!problems.length) return { check, level: "ok", detail: `service ${config.serviceCIDR}, cluster ${config.clusterCIDR}, ${config.nodes.length + 1} pod CIDRs${u ? " and the underlay" : ""} are disjoint` };
+  return { check, level: "fail", detail: problems.join("; "), fix: "give the service range, the pod ranges and the underlay network addresses of their own (kubeadm: --service-cidr, --pod-network-cidr)" };
+}
+
+function text(c: Cidr): string {
+  const b = c.bytes;
+  return c.family === 4 ? `${b[12]}.${b[13]}.${b[14]}.${b[15]}/${c.prefixLen}` : `${[...b].map((x) => x.toString(16)).join("")}/${c.prefixLen}`;
+}
+
+function checkKubeProxy(): Finding {
+  const check = "kube-proxy leftovers";
+  const found: string[] = [];
+  const notes: string[] = [];
+  for (const tool of ["iptables-save", "ip6tables-save"]) {
+    const r = sh(tool, []);
+    if (!r.ok) { notes.push(`${tool}: ${r.err.split("\n")[0]}`); continue; }
+    const chains = [...new Set(r.out.match(/^:(KUBE-[A-Z0-9-]+)/gm)?.map((c) => c.slice(1)) ?? [])];
+    if (chains.length) found.push(`${tool}: chains ${chains.slice(0, 5).join(", ")}${chains.length > 5 ? ` and ${chains.length - 5} more` : ""}`);
+  }
+  const nft = sh("nft", ["list", "tables"]);
+  if (nft.ok && /\bkube-proxy\b/.test(nft.out)) found.push("nft: table kube-proxy");
+  const ipvs = sh("ipvsadm", ["-Ln"]);
+  if (ipvs.ok && /^(TCP|UDP|SCTP)\s/m.test(ipvs.out)) found.push(`IPVS: ${ipvs.out.split("\n").filter((l) => /^(TCP|UDP|SCTP)\s/.test(l)).length} virtual servers`);
+  if (links().some((l) => l.ifname === "kube-ipvs0")) found.push("link kube-ipvs0");
+  if (!found.length) return { check, level: "ok", detail: `no KUBE-* iptables chains, kube-proxy nft table or IPVS services${notes.length ? ` (${notes.join("; ")})` : ""}` };
+  return {
+    check, level: "fail", detail: `${found.join("; ")}: kube-proxy's rules DNAT service traffic before it reaches wasp0, and the two fight over every connection`,
+    fix: "stop kube-proxy (kubectl -n kube-system delete ds kube-proxy), then clean its rules on each node: kube-proxy --cleanup",
+  };
+}
+
+function checkIpam(env: Env): Finding {
+  const check = "IPAM records";
+  let nets: string[];
+  try { nets = readdirSync(env.ipamDir); } catch (e) {
+    return { check, level: "skip", detail: `${env.ipamDir}: ${(e as NodeJS.ErrnoException).code} (no pods allocated here yet)` };
+  }
+  const stale: string[] = [];
+  let total = 0;
+  for (const net of nets) {
+    let files: string[];
+    try { files = readdirSync(join(env.ipamDir, net)); } catch { continue; }
+    for (const f of files) {
+      const ip = parseIp(f);
+      if (!ip) continue;
+      total++;
+      // CNI ADD routes each pod's /32 to its host-side veth; the veth dies with the pod's netns.
+      const r = sh("ip", ["-j", ip.family === 4 ? "-4" : "-6", "route", "show", "exact", `${f}/${ip.family === 4 ? 32 : 128}`]);
+      let routed = false;
+      try { routed = r.ok && (JSON.parse(r.out || "[]") as unknown[]).length > 0; } catch { routed = false; }
+      if (!routed) {
+        let owner = "";
+        try { owner = readFileSync(join(env.ipamDir, net, f), "utf8").split(/\r?\n/)[0]?.trim() ?? ""; } catch { /* raced with a DEL */ }
+        stale.push(`${net}/${f}${owner ? ` (container ${owner.slice(0, 12)})` : ""}`);
+      }
+    }
+  }
+  if (!stale.length) return { check, level: "ok", detail: `${total} address${total === 1 ? "" : "es"} allocated under ${env.ipamDir}, each routed to a live pod` };
+  return {
+    check, level: "fail", detail: `${stale.length} of ${total} records belong to containers that no longer exist (no route, no veth): ${stale.slice(0, 5).join(", ")}${stale.length > 5 ? ", ..." : ""}; their addresses are never handed out again`,
+    fix: `let the runtime run CNI GC (containerd does at start), or remove the files: ${stale.slice(0, 3).map((s) => `rm ${join(env.ipamDir, s.split(" ")[0]!)}`).join("; ")}`,
+  };
+}
+
+/** Sockets bound to UDP `port` (/proc/net/udp, udp6): inode 0 is a kernel socket (a vxlan device). */
+function udpOwners(port: number, procNet = "/proc/net"): Array<{ inode: number; local: string }> {
+  const out: Array<{ inode: number; local: string }> = [];
+  for (const f of ["udp", "udp6"]) {
+    let t = "";
+    try { t = readFileSync(join(procNet, f), "utf8"); } catch { continue; }
+    for (const line of t.split("\n").slice(1)) {
+      const c = line.trim().split(/\s+/);
+      if (c.length < 10) continue;
+      const [addr, p] = c[1]!.split(":");
+      if (parseInt(p!, 16) === port) out.push({ inode: Number(c[9]), local: addr! });
+    }
+  }
+  return out;
+}
+
+function pidOfInode(inode: number): { pid: number; comm: string } | undefined {
+  const want = `socket:[${inode}]`;
+  for (const p of readdirSync("/proc")) {
+    if (!/^\d+$/.test(p)) continue;
+    let fds: string[];
+    try { fds = readdirSync(`/proc/${p}/fd`); } catch { continue; }
+    for (const fd of fds) {
+      try {
+        if (readlinkSync(`/proc/${p}/fd/${fd}`) === want) {
+          let comm = "?";
+          try { comm = readFileSync(`/proc/${p}/comm`, "utf8").trim(); } catch { /* gone */ }
+          return { pid: Number(p), comm };
+        }
+      } catch { /* gone */ }
+    }
+  }
+  return undefined;
+}
+
+function checkVxlanPort(config: Config | undefined, daemonPid: number | undefined): Finding {
+  const check = "VXLAN port";
+  if (!config) return { check, level: "skip", detail: "no config (daemon not running and no --config)" };
+  const port = config.vxlan.port;
+  const others: string[] = [];
+  for (const s of udpOwners(port)) {
+    if (s.inode === 0) {
+      const vx = sh("ip", ["-d", "-j", "link", "show", "type", "vxlan"]);
+      let names = "";
+      try { names = (JSON.parse(vx.out || "[]") as Array<{ ifname: string; linkinfo?: { info_data?: { port?: number } } }>).filter((l) => l.linkinfo?.info_data?.port === port).map((l) => l.ifname).join(", "); } catch { /* */ }
+      others.push(`a kernel vxlan device${names ? ` (${names})` : ""}`);
+      continue;
+    }
+    const o = pidOfInode(s.inode);
+    if (o && o.pid === daemonPid) continue;
+    others.push(o ? `${o.comm} (pid ${o.pid})` : `a socket (inode ${s.inode}) of another namespace's process`);
+  }
+  if (!others.length) return { check, level: "ok", detail: `UDP ${port} is free${daemonPid ? " or the daemon's own" : ""}` };
+  return {
+    check, level: "fail", detail: `UDP ${port} is taken by ${[...new Set(others)].join(", ")}: VXLAN from other nodes goes there instead of to wasp`,
+    fix: `stop the other overlay (flannel: kubectl -n kube-flannel delete ds kube-flannel-ds; ip link del flannel.1) or give wasp another vxlan.port on every node`,
+  };
+}
+
+/** An ICMP echo to a service VIP, sent with raw-socket: the engine answers it itself, so a reply
+ *  proves the whole loop (route to wasp0, the batch loop, the core, the write back). */
+async function probeDatapath(vip: string): Promise<{ ok: boolean; ms: number; detail: string }> {
+  let raw: any;
+  for (const from of [import.meta.url, join(process.cwd(), "x.js"), join(process.execPath, "..", "x.js")]) {
+    try { raw = createRequire(from)("raw-socket"); break; } catch { /* try the next place */ }
+  }
+  if (!raw) return { ok: false, ms: 0, detail: "raw-socket is not installed beside wasp; probe skipped" };
+  const id = process.pid & 0xffff, seq = 1;
+  const pkt = Buffer.alloc(16);
+  pkt.writeUInt8(8, 0); pkt.writeUInt16BE(id, 4); pkt.writeUInt16BE(seq, 6); pkt.write("waspdoc", 8);
+  let sum = 0;
+  for (let i = 0; i < pkt.length; i += 2) sum += pkt.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  pkt.writeUInt16BE(~sum & 0xffff, 2);
+  const s = raw.createSocket({ protocol: raw.Protocol.ICMP });
+  const t0 = performance.now();
+  try {
+    return await new Promise((resolve) => {
+      const timer = setTimeout(() => resolve({ ok: false, ms: 1000, detail: `no echo reply from ${vip} within 1 s` }), 1000);
+      s.on("message", (buf: Buffer, source: string) => {
+        // an echo reply, or an ICMP error quoting our echo (the VIP's entries are per port)
+        const o = (buf[0]! & 15) * 4;
+        if (source !== vip || buf.length < o + 8) return;
+        const inner = o + 8, ihl = buf.length > inner ? (buf[inner]! & 15) * 4 : 0;
+        const answer = buf[o] === 0 && buf.readUInt16BE(o + 4) === id ? "echo reply"
+          : buf[o] === 3 && buf.length >= inner + ihl + 8 && buf[inner + ihl] === 8 && buf.readUInt16BE(inner + ihl + 4) === id ? "ICMP unreachable" : "";
+        if (answer) {
+          clearTimeout(timer);
+          resolve({ ok: true, ms: performance.now() - t0, detail: answer });
+        }
+      });
+      s.on("error", (e: Error) => { clearTimeout(timer); resolve({ ok: false, ms: 0, detail: e.message }); });
+      s.send(pkt, 0, pkt.length, vip, (e: Error | null) => { if (e) { clearTimeout(timer); resolve({ ok: false, ms: 0, detail: e.message }); } });
+    });
+  } finally {
+    s.close();
+  }
+}
+
+async function checkDaemon(env: Env): Promise<{ finding: Finding; config?: Config; pid?: number }> {
+  const check = "daemon";
+  let st: any;
+  try { st = await request(env.socket, { cmd: "status" }, 3000); } catch (e) {
+    return { finding: { check, level: "fail", detail: (e as Error).message.replace(/\. Start it.*$/, ""), fix: "start it: wasp daemon --config FILE (as root, in the node's network namespace), or name its socket with --socket PATH" } };
+  }
+  const cfg = (await request(env.socket, { cmd: "config" }, 3000).catch(() => undefined)) as { config?: Config } | undefined;
+  const problems: string[] = [];
+  const ls = links(), dev = ls.find((l) => l.ifname === st.device);
+  if (!dev) problems.push(`${st.device} does not exist in this namespace`);
+  else if (!dev.flags.includes("UP")) problems.push(`${st.device} is down`);
+  if (st.tunWriteDropped > 0) problems.push(`${st.tunWriteDropped} packets refused by the kernel on write`);
+  let probe = "";
+  const services = ((await request(env.socket, { cmd: "services" }, 3000).catch(() => ({ services: [] }))) as { services: Array<{ key: string; kind: string }> }).services;
+  const vip = services.find((s) => s.kind === "ClusterIP" && !s.key.startsWith("["))?.key.split(":")[0];
+  if (dev && vip) {
+    const p = await probeDatapath(vip);
+    if (p.ok) probe = `; ICMP echo to ${vip} answered by the engine (${p.detail}) in ${p.ms.toFixed(1)} ms`;
+    else if (/not installed/.test(p.detail)) probe = `; ${p.detail}`;
+    else problems.push(`the datapath does not answer: ${p.detail} (sent with raw-socket; the engine answers echo to a service address itself)`);
+  }
+  const base = `pid ${st.pid ?? "?"}, generation ${st.generation}, up ${st.uptimeSec} s, ${st.services} service entries, ${st.conntrack.entries} flows`;
+  const finding: Finding = problems.length
+    ? { check, level: "fail", detail: `${base}: ${problems.join("; ")}`, fix: "see the daemon's log; restart it (it rebuilds wasp0 and its rules)" }
+    : { check, level: "ok", detail: `${base}${probe}` };
+  return { finding, ...(cfg?.config ? { config: cfg.config } : {}), ...(st.pid ? { pid: st.pid } : {}) };
+}
+
+export async function runDoctor(env: Env): Promise<Finding[]> {
+  const d = await checkDaemon(env);
+  let config = d.config;
+  const extra: Finding[] = [];
+  if (env.configPath) {
+    const { loadConfigFile, formatProblems } = await import("../config/index.js");
+    const r = await loadConfigFile(env.configPath);
+    if ("problems" in r) {
+      extra.push({
+        check: "config", level: "fail", detail: `${env.configPath} is invalid (${r.problems.length} problems): ${formatProblems(env.configPath, r.problems).join("; ")}`,
+        fix: `correct ${env.configPath}; the daemon refuses to start (or reload) with it${config ? "; the other checks use the running daemon's config" : ""}`,
+      });
+    } else {
+      config = r.config;
+      extra.push({ check: "config", level: "ok", detail: `${env.configPath} is valid` });
+    }
+  }
+  const ls = links();
+  return [
+    ...extra,
+    checkForwarding(env), checkRpFilter(env, ls), checkTun(env), checkMtu(env, ls, config), checkCidrs(config, ls),
+    checkKubeProxy(), checkIpam(env), checkVxlanPort(config, d.pid), d.finding,
+  ];
+}
+
+export async function doctor(o: Record<string, any>): Promise<void> {
+  const env: Env = {
+    socket: String(o.socket), ipamDir: String(o.ipamDir), cniConfDir: String(o.cniConfDir), devTun: String(o.devTun), procSys: String(o.procSys),
+    ...(o.config ? { configPath: String(o.config) } : {}),
+  };
+  const findings = await runDoctor(env);
+  const failed = findings.filter((f) => f.level === "fail");
+  if (failed.length) process.exitCode = EXIT.FAILED;
+  if (o.json) { printJson({ ok: failed.length === 0, findings }); return; }
+  const mark: Record<Level, string> = { ok: "ok", warn: "WARN", fail: "FAIL", skip: "skip" };
+  process.stdout.write(table(["CHECK", "RESULT", "DETAIL"], findings.map((f) => [f.check, mark[f.level], f.detail])));
+  if (failed.length) {
+    process.stdout.write(`\n${failed.length} problem${failed.length === 1 ? "" : "s"}:\n`);
+    for (const f of failed) process.stdout.write(`  ${f.check}: ${f.detail}\n    fix: ${f.fix ?? "-"}\n`);
+  } else {
+    process.stdout.write("\nno problem found\n");
+  }
+}
