@@ -42,6 +42,8 @@ export interface KubeService {
   affinityTimeoutSec: number;
   externalTrafficPolicy: TrafficPolicy;
   internalTrafficPolicy: TrafficPolicy;
+  /** LoadBalancer with externalTrafficPolicy Local: the port kube-proxy answers health checks on. */
+  healthCheckNodePort?: number;
   /** Things skipped on purpose (SCTP ports, an unconfigured family), for the log. */
   notes: string[];
 }
@@ -280,11 +282,18 @@ export function convertService(raw: unknown, ctx: ConvertContext): Converted<Kub
   const externalTrafficPolicy = policy(spec["externalTrafficPolicy"], "spec.externalTrafficPolicy");
   const internalTrafficPolicy = policy(spec["internalTrafficPolicy"], "spec.internalTrafficPolicy");
 
+  let healthCheckNodePort: number | undefined;
+  const hc = spec["healthCheckNodePort"];
+  if (type === "LoadBalancer" && externalTrafficPolicy === "Local" && hc !== undefined && hc !== null && hc !== 0) {
+    healthCheckNodePort = r.int(hc, "spec.healthCheckNodePort", 1, 65535, "a port is 1-65535");
+  }
+
   if (r.problems.length) return { problems: r.problems };
   return {
     ok: {
       ...base, ignored: clusterIPs.length === 0, clusterIPs, externalIPs, loadBalancerIPs, ports,
       sessionAffinity, affinityTimeoutSec, externalTrafficPolicy, internalTrafficPolicy, notes,
+      ...(healthCheckNodePort !== undefined && { healthCheckNodePort }),
     },
   };
 }
@@ -411,6 +420,7 @@ export function joinService(svc: KubeService, slices: Iterable<KubeSlice>): Serv
     name: svc.name, namespace: svc.namespace, type: svc.type, clusterIPs: svc.clusterIPs, externalIPs: svc.externalIPs,
     loadBalancerIPs: svc.loadBalancerIPs, sessionAffinity: svc.sessionAffinity, affinityTimeoutSec: svc.affinityTimeoutSec,
     externalTrafficPolicy: svc.externalTrafficPolicy, internalTrafficPolicy: svc.internalTrafficPolicy,
+    ...(svc.healthCheckNodePort !== undefined && { healthCheckNodePort: svc.healthCheckNodePort }),
   };
   if (svc.ignored) return [{ ...common, ignored: true, ports: svc.ports, backends: [] }];
   const sliceList = [...slices];

@@ -1,6 +1,6 @@
 // The Kubernetes API as a config source: Services, EndpointSlices and Nodes to the internal Config.
 export {
-  KubeConfigSource, loadKubeConfig, defaultNodeName, DEFAULT_SERVICE_CIDR, DEFAULT_CLUSTER_CIDR, DEFAULT_MIN_SYNC_PERIOD_MS,
+  KubeConfigSource, loadKubeConfig, firstConfig, defaultNodeName, DEFAULT_SERVICE_CIDR, DEFAULT_CLUSTER_CIDR, DEFAULT_MIN_SYNC_PERIOD_MS,
   type KubeNodeSettings, type KubeSourceOptions, type KubeSourceStats,
 } from "./source.js";
 export {

@@ -102,6 +102,28 @@ export function defaultNodeName(override: string | undefined, env: NodeJS.Proces
   return (override ?? env["NODE_NAME"] ?? hostname()).trim().toLowerCase();
 }
 
+/**
+ * Starts a source and resolves with its first config; events before it that are rejections go to
+ * `onWaiting` (the daemon logs why it waits), events after it are held until attach() hands them on.
+ */
+export function firstConfig(source: ConfigSource, onWaiting: (problems: Problem[]) => void): Promise<{ config: Config; attach(listener: (ev: ConfigEvent) => void): void }> {
+  return new Promise((resolve) => {
+    let first: Config | undefined, listener: ((ev: ConfigEvent) => void) | undefined;
+    const held: ConfigEvent[] = [];
+    const attach = (l: (ev: ConfigEvent) => void) => {
+      listener = l;
+      for (const ev of held.splice(0)) l(ev);
+    };
+    source.start((ev) => {
+      if (listener) return listener(ev);
+      if (first) { held.push(ev); return; }
+      if (ev.kind === "rejected") return onWaiting(ev.problems);
+      first = ev.config;
+      resolve({ config: first, attach });
+    });
+  });
+}
+
 /** The client's Watch, asking for bookmarks and for a server-side timeout (client-go picks 5-10 min), so a silently dead connection is replaced. */
 class BookmarkWatch extends Watch {
   constructor(config: KubeConfig, private readonly connected: () => void) {
@@ -177,6 +199,15 @@ export class KubeConfigSource implements ConfigSource {
     if (!(this.minSyncMs >= 0)) throw new Error(`minSyncPeriod is ${this.minSyncMs} ms; expected 0 or more`);
     this.backoff = opts.backoffMs ?? { initial: 500, max: 30_000 };
     if (!opts.nodeName) throw new Error("the node name is empty; give --hostname-override NAME");
+  }
+
+  get nodeName(): string {
+    return this.opts.nodeName;
+  }
+
+  /** The API server's URL, for logs. */
+  get server(): string {
+    return this.opts.kubeConfig.getCurrentCluster()?.server ?? "";
   }
 
   /** Lists and watches; reports the first config once all three kinds are listed and this Node is usable. */

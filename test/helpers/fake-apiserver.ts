@@ -325,3 +325,81 @@ export function node(name: string, internalIP: string, podCIDR: string | undefin
     },
   };
 }
+
+// ─── as a process: `tsx test/helpers/fake-apiserver.ts TOKEN` ───
+// For a daemon in a network namespace, which cannot reach a server in the test's own: the test starts
+// this file inside the namespace. It prints {"url","kubeconfig"} as one line, then takes one JSON
+// command a line on stdin ({"op":"apply","kind","object"} | {"op":"remove","kind","name","namespace"})
+// and answers each with {"ok":true,"rv":N} or {"ok":false,"error"}.
+
+/** Drives a FakeApiServer child process (see above) started with spawnInNs. */
+export class FakeApiServerProcess {
+  private out = "";
+  private waiting: Array<(line: string) => void> = [];
+  private lines: string[] = [];
+
+  constructor(readonly child: import("node:child_process").ChildProcess) {
+    child.stdout?.setEncoding("utf8");
+    child.stdout?.on("data", (d: string) => {
+      this.out += d;
+      let i;
+      while ((i = this.out.indexOf("\n")) >= 0) {
+        const line = this.out.slice(0, i);
+        this.out = this.out.slice(i + 1);
+        const w = this.waiting.shift();
+        if (w) w(line); else this.lines.push(line);
+      }
+    });
+  }
+
+  private next(): Promise<string> {
+    const l = this.lines.shift();
+    if (l !== undefined) return Promise.resolve(l);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error("fake apiserver process did not answer")), 10_000);
+      this.waiting.push((line) => { clearTimeout(t); resolve(line); });
+    });
+  }
+
+  async ready(): Promise<{ url: string; kubeconfig: string }> {
+    return JSON.parse(await this.next()) as { url: string; kubeconfig: string };
+  }
+
+  private async call(cmd: unknown): Promise<number> {
+    this.child.stdin?.write(`${JSON.stringify(cmd)}\n`);
+    const r = JSON.parse(await this.next()) as { ok: boolean; rv?: number; error?: string };
+    if (!r.ok) throw new Error(`fake apiserver: ${r.error ?? "failed"}`);
+    return r.rv ?? 0;
+  }
+
+  apply(kind: Kind, object: Record<string, unknown>): Promise<number> {
+    return this.call({ op: "apply", kind, object });
+  }
+
+  remove(kind: Kind, name: string, namespace?: string): Promise<number> {
+    return this.call({ op: "remove", kind, name, namespace });
+  }
+}
+
+async function serveFromStdin(token: string | undefined): Promise<void> {
+  const api = new FakeApiServer(token);
+  await api.start();
+  process.stdout.write(`${JSON.stringify({ url: api.url, kubeconfig: api.kubeconfig() })}\n`);
+  const { createInterface } = await import("node:readline");
+  const rl = createInterface({ input: process.stdin });
+  rl.on("line", (line) => {
+    try {
+      const c = JSON.parse(line) as { op: string; kind: Kind; object?: Record<string, unknown>; name?: string; namespace?: string };
+      if (c.op === "apply") api.apply(c.kind, c.object ?? {});
+      else if (c.op === "remove") api.remove(c.kind, c.name ?? "", c.namespace);
+      else throw new Error(`unknown op ${JSON.stringify(c.op)}`);
+      process.stdout.write(`${JSON.stringify({ ok: true, rv: api.resourceVersion })}\n`);
+    } catch (e) {
+      process.stdout.write(`${JSON.stringify({ ok: false, error: (e as Error).message })}\n`);
+    }
+  });
+  rl.on("close", () => void api.close().then(() => process.exit(0)));
+  process.on("SIGTERM", () => void api.close().then(() => process.exit(0)));
+}
+
+if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href) void serveFromStdin(process.argv[2]);

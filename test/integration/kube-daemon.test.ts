@@ -1,0 +1,146 @@
+// `wasp daemon --kubeconfig` on a one-node cluster in test namespaces, fed by the fake apiserver (run
+// inside the node namespace, where the daemon can reach it): a Service and its EndpointSlice appear
+// and pod → ClusterIP traffic reaches the backend; the slice changes and a new table generation sends
+// it to the new backend; endpoints vanish and the VIP rejects; the Service goes and so does the VIP.
+// kube-proxy's /healthz, /livez and metrics answer inside the namespace. Needs root.
+import { strict as assert } from "node:assert";
+import { spawn, type ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { inNs, spawnInNs, stop } from "../helpers/netns.js";
+import { control, NODE_IP, POD_CIDR, Topology, waitFor, type Pod } from "../helpers/topology.js";
+import { endpointSlice, FakeApiServerProcess, node, service } from "../helpers/fake-apiserver.js";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+const TSX = join(ROOT, "node_modules/tsx/dist/loader.mjs");
+
+/** GET http://127.0.0.1:PORT/PATH from inside the namespace: {status, body}. */
+function httpGet(ns: string, port: number, path: string): { status: number; body: string } {
+  const script = `fetch("http://127.0.0.1:${port}${path}").then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() })), (e) => { console.log(JSON.stringify({ status: 0, body: String(e) })); })`;
+  return JSON.parse(inNs(ns, process.execPath, "-e", script).trim()) as { status: number; body: string };
+}
+
+describe("wasp daemon --kubeconfig: Services from the Kubernetes API drive the datapath (integration, needs root)", function () {
+  this.timeout(120_000);
+  let t: Topology;
+  let client: Pod, b1: Pod, b2: Pod;
+  let apiChild: ChildProcess | undefined;
+  let api: FakeApiServerProcess;
+  let daemon: ChildProcess | undefined;
+  let log = "";
+  const lines = () => log.split("\n").flatMap((l) => { try { return [JSON.parse(l) as Record<string, unknown>]; } catch { return []; } });
+  const generation = async () => (await control(t.socketPath, { cmd: "services" })).generation as number;
+  type Entry = { key: string; backends: Array<{ addr: string; port: number }> };
+  /** Polls the control socket until the engine's entry for VIP:80/TCP satisfies `ok` (undefined: no entry). */
+  async function engineEntry(what: string, ok: (e: Entry | undefined) => boolean): Promise<void> {
+    const end = Date.now() + 20_000;
+    for (;;) {
+      const s = await control(t.socketPath, { cmd: "services" }) as { services: Entry[] };
+      if (ok(s.services.find((e) => e.key === "10.96.0.10:80/TCP"))) return;
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(s.services)}\n${log.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  const backendsAre = (...ips: string[]) => (e: Entry | undefined) => e !== undefined && JSON.stringify(e.backends.map((b) => b.addr)) === JSON.stringify(ips);
+
+  before(async () => {
+    t = new Topology();
+    client = await t.addPod("client");
+    b1 = await t.addPod("b1");
+    b2 = await t.addPod("b2");
+    await t.serve(b1.ns, [8080]);
+    await t.serve(b2.ns, [8080]);
+
+    // stdin too: the test sends it commands.
+    apiChild = spawn("ip", ["netns", "exec", t.node, process.execPath, "--import", `file://${TSX}`, join(ROOT, "test/helpers/fake-apiserver.ts"), "daemon-token"], { stdio: ["pipe", "pipe", "inherit"] });
+    api = new FakeApiServerProcess(apiChild);
+    const { kubeconfig } = await api.ready();
+    const kcPath = join(t.work, "kubeconfig");
+    writeFileSync(kcPath, kubeconfig);
+    await api.apply("Node", node("node-a", NODE_IP, POD_CIDR));
+
+    daemon = spawnInNs(t.node, process.execPath, [
+      "--import", `file://${TSX}`, join(ROOT, "src/main.ts"), "daemon", "--kubeconfig", kcPath, "--hostname-override", "node-a",
+      "--service-cidr", "10.96.0.0/16", "--cluster-cidr", "10.244.0.0/16", "--min-sync-period", "100ms",
+      "--socket", t.socketPath, "--metrics-port", "0",
+    ]);
+    daemon.stdout?.on("data", (d: Buffer) => { log += d.toString(); });
+    daemon.stderr?.on("data", (d: Buffer) => { log += d.toString(); });
+    let gone = false;
+    daemon.once("exit", () => { gone = true; });
+    await waitFor(() => gone || lines().some((l) => l.msg === "serving"), "the daemon to serve", 60_000);
+    if (gone) throw new Error(`the daemon exited at start:\n${log}`);
+  });
+
+  after(async () => {
+    if (daemon) await stop(daemon);
+    if (apiChild) await stop(apiChild);
+    await t?.destroy();
+  });
+
+  it("a Service and its EndpointSlice appear: pod -> ClusterIP reaches the backend, which sees the pod's own IP", async () => {
+    const g0 = await generation();
+    await api.apply("Service", service({ name: "web", clusterIP: "10.96.0.10", ports: [{ name: "http", port: 80, targetPort: "http" }] }));
+    await api.apply("EndpointSlice", endpointSlice("web-1", "web", [{ ip: b1.ip, nodeName: "node-a" }], [{ name: "http", port: 8080 }],
+      { triggerTime: new Date().toISOString().replace(/\.\d+Z$/, "Z") }));
+    await engineEntry("the web entry with b1", backendsAre(b1.ip));
+    const out = await t.requests(client.ns, Array.from({ length: 6 }, () => ({ host: "10.96.0.10", port: 80 })));
+    for (const o of out) {
+      assert.ok(o.ok, JSON.stringify(o));
+      assert.equal(o.seen?.local, b1.ip, "the backend named by the EndpointSlice answered");
+      assert.equal(o.seen?.remote, client.ip, "no SNAT for pod -> ClusterIP");
+      assert.equal(o.seen?.port, 8080, "the named targetPort resolved through the slice's port");
+    }
+    assert.ok((await generation()) > g0, "a new table generation");
+  });
+
+  it("the EndpointSlice changes: a new generation sends new connections to the new backend", async () => {
+    const g0 = await generation();
+    await api.apply("EndpointSlice", endpointSlice("web-1", "web", [{ ip: b2.ip, nodeName: "node-a" }], [{ name: "http", port: 8080 }]));
+    await engineEntry("b2 as the backend", backendsAre(b2.ip));
+    assert.ok((await generation()) > g0, "a new table generation");
+    const out = await t.requests(client.ns, Array.from({ length: 6 }, () => ({ host: "10.96.0.10", port: 80 })));
+    for (const o of out) {
+      assert.ok(o.ok, JSON.stringify(o));
+      assert.equal(o.seen?.local, b2.ip);
+    }
+  });
+
+  it("endpoints gone: the ClusterIP rejects TCP (connection refused), as kube-proxy does for a Service without endpoints", async () => {
+    await api.apply("EndpointSlice", endpointSlice("web-1", "web", [], [{ name: "http", port: 8080 }]));
+    await engineEntry("no backend", backendsAre());
+    const o = await t.request(client.ns, { host: "10.96.0.10", port: 80, timeoutMs: 3000 });
+    assert.equal(o.ok, false);
+    assert.equal(o.error, "ECONNREFUSED", JSON.stringify(o));
+  });
+
+  it("the Service is deleted: its entry leaves the engine and connections to the VIP fail", async () => {
+    await api.apply("EndpointSlice", endpointSlice("web-1", "web", [{ ip: b1.ip, nodeName: "node-a" }], [{ name: "http", port: 8080 }]));
+    await engineEntry("b1 again", backendsAre(b1.ip));
+    assert.ok((await t.request(client.ns, { host: "10.96.0.10", port: 80 })).ok, "served again before the delete");
+    await api.remove("Service", "web", "default");
+    await engineEntry("the entry gone", (e) => e === undefined);
+    const o = await t.request(client.ns, { host: "10.96.0.10", port: 80, timeoutMs: 2000 });
+    assert.equal(o.ok, false, JSON.stringify(o));
+  });
+
+  it("kube-proxy's surface: /healthz and /livez on 10256 answer 200 with kube-proxy's JSON; metrics carry kubeproxy_* sync histograms", () => {
+    const h = httpGet(t.node, 10256, "/healthz");
+    assert.equal(h.status, 200, h.body);
+    const hb = JSON.parse(h.body) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(hb), ["lastUpdated", "currentTime", "nodeEligible"]);
+    assert.equal(hb["nodeEligible"], true);
+    assert.match(String(hb["currentTime"]), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? \+0000 UTC m=\+\d+\.\d{9}$/);
+    const l = httpGet(t.node, 10256, "/livez");
+    assert.equal(l.status, 200);
+    assert.deepEqual(Object.keys(JSON.parse(l.body) as object), ["lastUpdated", "currentTime"]);
+    const port = Number(lines().find((x) => x.msg === "serving")?.metricsPort);
+    const m = httpGet(t.node, port, "/metrics").body;
+    const count = (name: string) => Number(new RegExp(`^${name}_count (\\d+)`, "m").exec(m)?.[1] ?? -1);
+    assert.ok(count("kubeproxy_sync_proxy_rules_duration_seconds") >= 5, "the initial load and every reload observed");
+    assert.ok(count("kubeproxy_network_programming_duration_seconds") >= 1, "the slice's last-change-trigger-time observed");
+    const last = Number(/^kubeproxy_sync_proxy_rules_last_timestamp_seconds (\S+)/m.exec(m)?.[1]);
+    assert.ok(Math.abs(last - Date.now() / 1000) < 120, `last sync timestamp ${last}`);
+    assert.match(m, /^kubeproxy_proxy_healthz_total\{code="200"\} [1-9]/m);
+  });
+});
