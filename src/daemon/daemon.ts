@@ -5,8 +5,11 @@
 import type { Server } from "node:net";
 import { pino, type Logger } from "pino";
 import {
-  defaultConfig, FileConfigSource, formatProblems, loadConfigFile, type Config, type ConfigEvent, type Problem,
+  defaultConfig, FileConfigSource, formatProblems, loadConfigFile, type Config, type ConfigEvent, type ConfigSource, type Problem,
 } from "../config/index.js";
+import { defaultNodeName, DEFAULT_CLUSTER_CIDR, DEFAULT_MIN_SYNC_PERIOD_MS, DEFAULT_SERVICE_CIDR, firstConfig, KubeConfigSource, loadKubeConfig } from "../kube/index.js";
+import { DEFAULT_HEALTHZ_HOST, DEFAULT_HEALTHZ_PORT, ProxyHealth, serveHealthz } from "./healthz.js";
+import { registerKubeProxyMetrics } from "./kube-proxy-metrics.js";
 import { CommitResult } from "../engine/abi.js";
 import { Engine, type EngineOptions } from "../engine/engine.js";
 import { encodeModel, encodeOps } from "../engine/ops.js";
@@ -30,28 +33,71 @@ export interface DaemonOptions {
   metricsPort: number;
   /** Batch the TUN reads and writes through io_uring. */
   ioUring?: boolean;
+  /** Watch the Kubernetes API through this kubeconfig (in-cluster config when absent in a pod without --config). */
+  kubeconfig?: string;
+  /** This node's Node name (kube-proxy's --hostname-override). */
+  hostnameOverride?: string;
+  serviceCIDR?: string;
+  clusterCIDR?: string;
+  underlayIP?: string;
+  mode?: "tun" | "tap";
+  minSyncPeriodMs?: number;
+  /** kube-proxy's /healthz and /livez; port 0: any free port; undefined host: not served. */
+  healthzHost?: string;
+  healthzPort: number;
 }
 
 export const DEFAULT_SOCKET = "/run/wasp/wasp.sock";
 export const DEFAULT_METRICS_PORT = 10249;
 const SWEEP_BUDGET = 4096;
 
-export const DAEMON_USAGE = `usage: wasp daemon [--config FILE] [--socket PATH] [--metrics-port PORT] [--io-uring]
+export const DAEMON_USAGE = `usage: wasp daemon [--config FILE | --kubeconfig PATH] [--socket PATH] [--metrics-port PORT] [--io-uring] [kube options]
 
   --config FILE        node config (YAML or JSON), reloaded when it changes; default: the embedded demo
+                       (in a pod, KUBERNETES_SERVICE_HOST set: the Kubernetes API, in-cluster config)
+  --kubeconfig PATH    watch Services, EndpointSlices and Nodes through this kubeconfig
   --socket PATH        control socket (default ${DEFAULT_SOCKET})
   --metrics-port PORT  Prometheus metrics on 127.0.0.1:PORT/metrics (default ${DEFAULT_METRICS_PORT}; 0 picks one)
+  --metrics-bind-address IP:PORT  the same as kube-proxy spells it (default 127.0.0.1:${DEFAULT_METRICS_PORT})
+  --healthz-bind-address IP:PORT  kube-proxy's /healthz and /livez (default ${DEFAULT_HEALTHZ_HOST}:${DEFAULT_HEALTHZ_PORT}; "" turns them off)
   --io-uring           batch the TUN reads and writes through io_uring (one syscall per batch)
+
+ kube options (with --kubeconfig or in-cluster):
+  --hostname-override NAME  this node's Node name (default: $NODE_NAME, else the host name)
+  --cluster-cidr CIDR       pod addresses of the cluster (default ${DEFAULT_CLUSTER_CIDR})
+  --service-cidr CIDR       the cluster's service-cluster-ip-range (default ${DEFAULT_SERVICE_CIDR})
+  --underlay-ip IP          VXLAN underlay address (default: the Node's InternalIP)
+  --mode tun|tap            the wasp0 device (default tun)
+  --min-sync-period DUR     at most one table generation per DUR, e.g. 1s, 500ms (default ${DEFAULT_MIN_SYNC_PERIOD_MS}ms)
 `;
 
+/** kube-proxy's duration flags: 1s, 500ms, 1m30s, 0. */
+function parseDurationMs(flag: string, v: string): number {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  if (v === "0") return 0;
+  const parts = [...v.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
+  if (parts.length === 0 || parts.map((x) => x[0]).join("") !== v) throw new Error(`${flag} is ${JSON.stringify(v)}; expected a duration like 1s, 500ms or 1m30s`);
+  return parts.reduce((sum, x) => sum + Number(x[1]) * (units[x[2] as string] as number), 0);
+}
+
+/** IP:PORT (IPv6 as [addr]:port); an empty value turns the server off. */
+function parseHostPort(flag: string, v: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d+)$/.exec(v);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) throw new Error(`${flag} is ${JSON.stringify(v)}; expected IP:PORT like 0.0.0.0:10256 or [::]:10256`);
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
 export function parseDaemonArgs(argv: readonly string[]): DaemonOptions | { error: string } {
-  const o: DaemonOptions = { socketPath: DEFAULT_SOCKET, metricsHost: "127.0.0.1", metricsPort: DEFAULT_METRICS_PORT };
+  const o: DaemonOptions = {
+    socketPath: DEFAULT_SOCKET, metricsHost: "127.0.0.1", metricsPort: DEFAULT_METRICS_PORT, healthzHost: DEFAULT_HEALTHZ_HOST, healthzPort: DEFAULT_HEALTHZ_PORT,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? "";
     const [flag, inline] = a.startsWith("--") && a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
-    const value = () => {
+    const value = (emptyOk = false) => {
       const v = inline ?? argv[++i];
-      if (v === undefined || v === "") throw new Error(`${flag} needs a value`);
+      if (v === undefined || (v === "" && !emptyOk)) throw new Error(`${flag} needs a value`);
       return v;
     };
     try {
@@ -62,11 +108,30 @@ export function parseDaemonArgs(argv: readonly string[]): DaemonOptions | { erro
         const v = value(), n = Number(v);
         if (!/^\d+$/.test(v) || n > 65535) return { error: `--metrics-port is ${JSON.stringify(v)}; a port is 0-65535` };
         o.metricsPort = n;
-      } else return { error: `unknown option ${JSON.stringify(a)}` };
+      } else if (flag === "--metrics-bind-address") {
+        const hp = parseHostPort(flag, value());
+        o.metricsHost = hp.host;
+        o.metricsPort = hp.port;
+      } else if (flag === "--healthz-bind-address") {
+        const v = value(true);
+        if (v === "") delete o.healthzHost;
+        else { const hp = parseHostPort(flag, v); o.healthzHost = hp.host; o.healthzPort = hp.port; }
+      } else if (flag === "--kubeconfig") o.kubeconfig = value();
+      else if (flag === "--hostname-override") o.hostnameOverride = value();
+      else if (flag === "--cluster-cidr") o.clusterCIDR = value();
+      else if (flag === "--service-cidr") o.serviceCIDR = value();
+      else if (flag === "--underlay-ip") o.underlayIP = value();
+      else if (flag === "--mode") {
+        const v = value();
+        if (v !== "tun" && v !== "tap") return { error: `--mode is ${JSON.stringify(v)}; expected tun or tap` };
+        o.mode = v;
+      } else if (flag === "--min-sync-period") o.minSyncPeriodMs = parseDurationMs(flag, value());
+      else return { error: `unknown option ${JSON.stringify(a)}` };
     } catch (e) {
       return { error: (e as Error).message };
     }
   }
+  if (o.configPath !== undefined && o.kubeconfig !== undefined) return { error: "--config and --kubeconfig are two config sources; give one" };
   return o;
 }
 
@@ -96,7 +161,7 @@ export class Daemon {
   private model: Model = { services: new Map(), routes: new Map(), localAddrs: new Set(), nodeIds: new Map() };
   private config!: Config;
   private inputs!: NodeNetInputs;
-  private source: FileConfigSource | undefined;
+  private source: ConfigSource | undefined;
   private control: Server | undefined;
   private metricsServer: import("node:http").Server | undefined;
   private readonly health = new ServiceHealthServers(
@@ -113,12 +178,35 @@ export class Daemon {
   /** Called once when the datapath cannot go on (the caller stops the daemon). */
   onFatal: ((err: Error) => void) | undefined;
 
+  private readonly proxyHealth = new ProxyHealth();
+  private readonly kubeProxyMetrics = registerKubeProxyMetrics(this.metrics.registry);
+  private healthzServer: import("node:http").Server | undefined;
+  healthzPort = 0;
+
   constructor(private readonly opts: DaemonOptions, private readonly log: Logger) {}
 
   async start(): Promise<void> {
     const { opts, log } = this;
     let config: Config;
-    if (opts.configPath) {
+    const t0 = performance.now();
+    let kube: { source: KubeConfigSource; attach(listener: (ev: ConfigEvent) => void): void } | undefined;
+    if (opts.kubeconfig !== undefined || (!opts.configPath && process.env["KUBERNETES_SERVICE_HOST"])) {
+      const source = new KubeConfigSource({
+        kubeConfig: loadKubeConfig(opts.kubeconfig), nodeName: defaultNodeName(opts.hostnameOverride), log,
+        settings: {
+          ...(opts.serviceCIDR !== undefined && { serviceCIDR: opts.serviceCIDR }), ...(opts.clusterCIDR !== undefined && { clusterCIDR: opts.clusterCIDR }),
+          ...(opts.underlayIP !== undefined && { underlayIP: opts.underlayIP }), ...(opts.mode !== undefined && { mode: opts.mode }),
+        },
+        ...(opts.minSyncPeriodMs !== undefined && { minSyncPeriodMs: opts.minSyncPeriodMs }),
+        onQueued: () => { this.proxyHealth.queued(); this.kubeProxyMetrics.queued(); },
+        onNodeEligible: (e) => this.proxyHealth.setNodeEligible(e),
+      });
+      this.source = source;
+      log.info({ server: source.server, node: source.nodeName }, "waiting for the Kubernetes API's Services, EndpointSlices and this Node");
+      const first = await firstConfig(source, (problems) => log.warn({ problems: formatProblems("kube", problems) }, "not serving yet"));
+      config = first.config;
+      kube = { source, attach: first.attach };
+    } else if (opts.configPath) {
       const r = await loadConfigFile(opts.configPath);
       if ("problems" in r) {
         throw new Error(`invalid config (${r.problems.length} problems):\n  ${formatProblems(opts.configPath, r.problems).join("\n  ")}`);
@@ -186,9 +274,27 @@ export class Daemon {
     await this.health.sync(healthChecks(config));
     this.metricsPort = m.port;
 
-    if (opts.configPath) {
+    if (opts.healthzHost !== undefined) {
+      const h = await serveHealthz(this.proxyHealth, opts.healthzHost, opts.healthzPort, (path, code) => this.kubeProxyMetrics.healthzAnswered(path, code));
+      this.healthzServer = h.server;
+      this.healthzPort = h.port;
+    }
+    this.proxyHealth.updated();
+    this.kubeProxyMetrics.observeSync((performance.now() - t0) / 1000, kube?.source.takeTriggerTimes());
+    // kube-proxy's health and sync metrics follow every config the daemon applied (onConfig sets this.config then).
+    const applyConfig = (ev: ConfigEvent) => {
+      const t = performance.now();
+      this.onConfig(ev);
+      if (ev.kind === "config" && this.config === ev.config) {
+        this.proxyHealth.updated();
+        this.kubeProxyMetrics.observeSync((performance.now() - t) / 1000, kube?.source.takeTriggerTimes());
+      }
+    };
+    if (kube) {
+      kube.attach(applyConfig);
+    } else if (opts.configPath) {
       this.source = new FileConfigSource(opts.configPath);
-      this.source.start((ev) => this.onConfig(ev));
+      this.source.start(applyConfig);
     }
     log.info({
       mode: config.mode, device: DEVICE, address: this.inputs.gateway, table: TABLE, generation: this.generation(), services: model.services.size,
@@ -296,7 +402,7 @@ export class Daemon {
       }
     }
     await this.health.close();
-    await Promise.all([this.control, this.metricsServer].map((s) => new Promise<void>((resolve) => (s ? s.close(() => resolve()) : resolve()))));
+    await Promise.all([this.control, this.metricsServer, this.healthzServer].map((s) => new Promise<void>((resolve) => (s ? s.close(() => resolve()) : resolve()))));
   }
 }
 
