@@ -7,7 +7,7 @@ import { pino, type Logger } from "pino";
 import {
   defaultConfig, FileConfigSource, formatProblems, loadConfigFile, type Config, type ConfigEvent, type ConfigSource, type Problem,
 } from "../config/index.js";
-import { defaultNodeName, DEFAULT_CLUSTER_CIDR, DEFAULT_MIN_SYNC_PERIOD_MS, DEFAULT_SERVICE_CIDR, firstConfig, KubeConfigSource, loadKubeConfig } from "../kube/index.js";
+import { defaultNodeName, DEFAULT_CLUSTER_CIDR, DEFAULT_MIN_SYNC_PERIOD_MS, DEFAULT_SERVICE_CIDR, firstConfig, installCni, KubeConfigSource, loadKubeConfig } from "../kube/index.js";
 import { DEFAULT_HEALTHZ_HOST, DEFAULT_HEALTHZ_PORT, ProxyHealth, serveHealthz } from "./healthz.js";
 import { registerKubeProxyMetrics } from "./kube-proxy-metrics.js";
 import { CommitResult } from "../engine/abi.js";
@@ -21,7 +21,7 @@ import { healthChecks, ServiceHealthServers } from "./service-health.js";
 import { Datapath, nowSec } from "./datapath.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
 import {
-  cleanupNodeNet, reconcileRouting, DEVICE, ENGINE_MAC, firstAddress, TAP_MAC, nodeNetInputs, sameInputs, setupNodeNet, TABLE, type NodeNetInputs,
+  cleanupNodeNet, reconcileRouting, DEVICE, ENGINE_MAC, firstAddress, firstAddress6, TAP_MAC, nodeNetInputs, sameInputs, setupNodeNet, TABLE, type NodeNetInputs,
 } from "./node-net.js";
 
 export interface DaemonOptions {
@@ -45,6 +45,8 @@ export interface DaemonOptions {
   /** kube-proxy's /healthz and /livez; port 0: any free port; undefined host: not served. */
   healthzHost?: string;
   healthzPort: number;
+  /** Install the CNI plugin and this node's conflist, then exit (the DaemonSet's init container). */
+  installCni?: { binary?: string; binDir: string; confDir: string };
 }
 
 export const DEFAULT_SOCKET = "/run/wasp/wasp.sock";
@@ -69,6 +71,9 @@ export const DAEMON_USAGE = `usage: wasp daemon [--config FILE | --kubeconfig PA
   --underlay-ip IP          VXLAN underlay address (default: the Node's InternalIP)
   --mode tun|tap            the wasp0 device (default tun)
   --min-sync-period DUR     at most one table generation per DUR, e.g. 1s, 500ms (default ${DEFAULT_MIN_SYNC_PERIOD_MS}ms)
+  --install-cni             install this executable as the CNI plugin and a conflist with this Node's pod
+                            CIDR, then exit (the DaemonSet's init container); with --cni-bin-dir DIR
+                            (default /opt/cni/bin), --cni-conf-dir DIR (default /etc/cni/net.d), --cni-binary FILE
 `;
 
 /** kube-proxy's duration flags: 1s, 500ms, 1m30s, 0. */
@@ -126,6 +131,10 @@ export function parseDaemonArgs(argv: readonly string[]): DaemonOptions | { erro
         if (v !== "tun" && v !== "tap") return { error: `--mode is ${JSON.stringify(v)}; expected tun or tap` };
         o.mode = v;
       } else if (flag === "--min-sync-period") o.minSyncPeriodMs = parseDurationMs(flag, value());
+      else if (flag === "--install-cni" && inline === undefined) o.installCni = { ...{ binDir: "/opt/cni/bin", confDir: "/etc/cni/net.d" }, ...o.installCni };
+      else if (flag === "--cni-bin-dir") o.installCni = { ...{ binDir: "/opt/cni/bin", confDir: "/etc/cni/net.d" }, ...o.installCni, binDir: value() };
+      else if (flag === "--cni-conf-dir") o.installCni = { ...{ binDir: "/opt/cni/bin", confDir: "/etc/cni/net.d" }, ...o.installCni, confDir: value() };
+      else if (flag === "--cni-binary") o.installCni = { ...{ binDir: "/opt/cni/bin", confDir: "/etc/cni/net.d" }, ...o.installCni, binary: value() };
       else return { error: `unknown option ${JSON.stringify(a)}` };
     } catch (e) {
       return { error: (e as Error).message };
@@ -140,7 +149,8 @@ function restartOnly(a: Config, b: Config): Problem[] {
   const fields: Array<[string, (c: Config) => unknown]> = [
     ["mode", (c) => c.mode], ["node.name", (c) => c.node.name], ["node.underlayIP", (c) => c.node.underlayIP],
     ["node.podCIDR", (c) => c.node.podCIDR], ["node.underlayMTU", (c) => c.node.underlayMTU],
-    ["serviceCIDR", (c) => c.serviceCIDR], ["clusterCIDR", (c) => c.clusterCIDR],
+    ["serviceCIDR", (c) => c.serviceCIDR], ["clusterCIDR", (c) => c.clusterCIDR], ["node.podCIDRv6", (c) => c.node.podCIDRv6],
+    ["serviceCIDRv6", (c) => c.serviceCIDRv6], ["clusterCIDRv6", (c) => c.clusterCIDRv6],
     ["vxlan", (c) => c.vxlan], ["conntrack.capacity", (c) => c.conntrack.capacity],
     ["tables", (c) => c.tables],
   ];
@@ -189,6 +199,14 @@ export class Daemon {
     const { opts, log } = this;
     let config: Config;
     const t0 = performance.now();
+    if (opts.installCni) {
+      const r = await installCni({
+        kubeConfig: loadKubeConfig(opts.kubeconfig), nodeName: defaultNodeName(opts.hostnameOverride), binary: opts.installCni.binary ?? process.execPath,
+        binDir: opts.installCni.binDir, confDir: opts.installCni.confDir, daemonSocket: opts.socketPath,
+      });
+      log.info(r, "CNI plugin and conflist installed");
+      return;
+    }
     let kube: { source: KubeConfigSource; attach(listener: (ev: ConfigEvent) => void): void } | undefined;
     if (opts.kubeconfig !== undefined || (!opts.configPath && process.env["KUBERNETES_SERVICE_HOST"])) {
       const source = new KubeConfigSource({
@@ -234,6 +252,7 @@ export class Daemon {
       vxlanPort: config.vxlan.port,
       vtepMac: localVtepMac(config.node),
       masqAddr4: firstAddress(config.node.podCIDR),
+      ...(config.node.podCIDRv6 ? { masqAddr6: firstAddress6(config.node.podCIDRv6) } : {}),
       serviceCidr4: config.serviceCIDR,
       clusterCidr4: config.clusterCIDR,
       ...(config.serviceCIDRv6 ? { serviceCidr6: config.serviceCIDRv6 } : {}),

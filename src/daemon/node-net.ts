@@ -19,12 +19,16 @@
 // address, which must be DNATed. Behind the pod and NodePort rules, both reach wasp0; what the
 // engine writes back comes in on wasp0 and meets the local table first (pref 90).
 //
+// Dual-stack (node.podCIDRv6 set): the same picture in IPv6 (ip -6 rules with the same preferences,
+// table 119, wasp0 holding the first address of the IPv6 pod CIDR /128, serviceCIDRv6 and the
+// other nodes' IPv6 pod CIDRs routed to wasp0; in TAP mode via fe80::1 with a permanent neighbour).
+//
 // Everything has a fixed name or preference, so a restart after kill -9 finds and removes what
 // the killed daemon left (the kernel removes wasp0 itself, and its routes, with the last fd).
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { NODE_PORT_MAX, NODE_PORT_MIN, type Config } from "../config/index.js";
-import { parseCidr, parseIp } from "../model/index.js";
+import { formatIp, parseCidr, parseIp, type Ip } from "../model/index.js";
 
 export const DEVICE = "wasp0";
 export const TABLE = 119; // 0x77, "w"
@@ -53,6 +57,21 @@ export const OUR_PREFS = [PREF_LOCAL_FROM_WASP, PREF_MAIN_FROM_WASP, PREF_UNREAC
 export const TAP_MAC = "02:77:61:73:70:02";
 export const ENGINE_MAC = "02:77:61:73:70:01";
 export const GATEWAY_TAP = "169.254.1.1";
+export const GATEWAY_TAP6 = "fe80::1";
+
+type Fam = "-4" | "-6";
+
+/** One address family's part of the picture. */
+export interface FamilyInputs {
+  podCIDR: string;
+  /** First address of podCIDR: wasp0's address. */
+  gateway: string;
+  serviceCIDR: string | undefined;
+  remotePodCIDRs: string[];
+  /** externalIPs and loadBalancerIPs (/32, /128): traffic from outside to them must enter wasp0. */
+  externalIPs: string[];
+  nodeAddresses: string[];
+}
 
 /** What the node picture is made from; equal inputs need no change on reload. */
 export interface NodeNetInputs {
@@ -66,19 +85,46 @@ export interface NodeNetInputs {
   /** externalIPs and loadBalancerIPs (IPv4, /32): traffic from outside to them must enter wasp0. */
   externalIPs: string[];
   nodeAddresses: string[];
+  /** Dual-stack nodes: the IPv6 part. */
+  v6?: FamilyInputs;
 }
 
 export function nodeNetInputs(config: Config): NodeNetInputs {
+  const external = (family: 4 | 6) => [...new Set(config.services.filter((sv) => !sv.ignored)
+    .flatMap((sv) => [...sv.externalIPs, ...sv.loadBalancerIPs])
+    .flatMap((a) => { const ip = parseIp(a); return ip?.family === family ? [`${formatIp(ip)}/${family === 4 ? 32 : 128}`] : []; }))].sort();
+  const addresses = (family: 4 | 6) => config.node.nodeAddresses.filter((a) => parseIp(a)?.family === family);
+  const v6 = config.node.podCIDRv6;
   return {
     tap: config.mode === "tap",
     podCIDR: config.node.podCIDR,
     gateway: firstAddress(config.node.podCIDR),
     serviceCIDR: config.serviceCIDR,
     remotePodCIDRs: config.nodes.map((n) => n.podCIDR),
-    externalIPs: [...new Set(config.services.filter((sv) => !sv.ignored).flatMap((sv) => [...sv.externalIPs, ...sv.loadBalancerIPs])
-      .filter((a) => parseIp(a)?.family === 4).map((a) => `${a}/32`))].sort(),
-    nodeAddresses: config.node.nodeAddresses.filter((a) => parseIp(a)?.family === 4),
+    externalIPs: external(4),
+    nodeAddresses: addresses(4),
+    ...(v6 === undefined ? {} : {
+      v6: {
+        podCIDR: v6, gateway: firstAddress6(v6), serviceCIDR: config.serviceCIDRv6,
+        remotePodCIDRs: config.nodes.flatMap((n) => (n.podCIDRv6 === undefined ? [] : [n.podCIDRv6])),
+        externalIPs: external(6), nodeAddresses: addresses(6),
+      },
+    }),
   };
+}
+
+/** The IPv4 part in the shape the IPv6 part has. */
+function v4Part(i: NodeNetInputs): FamilyInputs {
+  return { podCIDR: i.podCIDR, gateway: i.gateway, serviceCIDR: i.serviceCIDR, remotePodCIDRs: i.remotePodCIDRs, externalIPs: i.externalIPs, nodeAddresses: i.nodeAddresses };
+}
+
+function parts(i: NodeNetInputs): Array<[Fam, FamilyInputs]> {
+  return [["-4", v4Part(i)], ...(i.v6 ? [["-6", i.v6] as [Fam, FamilyInputs]] : [])];
+}
+
+/** The routed prefixes of one family, in the order they are added. */
+function routed(f: FamilyInputs): string[] {
+  return [...(f.serviceCIDR === undefined ? [] : [f.serviceCIDR]), ...f.remotePodCIDRs, ...f.externalIPs];
 }
 
 export function sameInputs(a: NodeNetInputs, b: NodeNetInputs): boolean {
@@ -93,11 +139,21 @@ export function firstAddress(cidr4: string): string {
   return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
 }
 
+/** The first address of an IPv6 CIDR (network + 1), as the IPv4 one is. */
+export function firstAddress6(cidr6: string): string {
+  const c = parseCidr(cidr6);
+  if (!c || c.family !== 6) throw new Error(`${cidr6} is not an IPv6 CIDR`);
+  const b = Uint8Array.from(c.bytes);
+  for (let i = 15; i >= 0; i--) { b[i] = (b[i]! + 1) & 255; if (b[i] !== 0) break; }
+  return formatIp({ family: 6, bytes: b } as Ip);
+}
+
 export type Runner = (args: string[]) => string;
 
 /** How a prefix reaches wasp0: on the device (TUN), or via the engine's neighbour entry (TAP). */
-function through(inputs: NodeNetInputs): string[] {
-  return inputs.tap ? ["via", GATEWAY_TAP, "dev", DEVICE, "onlink"] : ["dev", DEVICE];
+function through(inputs: NodeNetInputs, fam: Fam = "-4"): string[] {
+  if (!inputs.tap) return ["dev", DEVICE];
+  return fam === "-4" ? ["via", GATEWAY_TAP, "dev", DEVICE, "onlink"] : ["via", GATEWAY_TAP6, "dev", DEVICE];
 }
 
 /** `ip ARGS` in this process's namespace; throws with ip's message. */
@@ -112,8 +168,8 @@ export const runIp: Runner = (args) => {
 
 interface RuleRow { priority: number; table?: string; iif?: string; action?: string; src?: string; dst?: string }
 
-function rules(ip: Runner): RuleRow[] {
-  return JSON.parse(ip(["-4", "-j", "rule", "show"]) || "[]") as RuleRow[];
+function rules(ip: Runner, fam: Fam = "-4"): RuleRow[] {
+  return JSON.parse(ip([fam, "-j", "rule", "show"]) || "[]") as RuleRow[];
 }
 
 const hasLocalAt = (rows: RuleRow[], pref: number) =>
@@ -138,19 +194,23 @@ export function readSysctl(key: string): string | undefined {
  */
 export function cleanupNodeNet(ip: Runner = runIp): string[] {
   const done: string[] = [];
-  let rows = rules(ip);
-  for (const pref of OUR_PREFS) {
-    for (const _ of rows.filter((r) => r.priority === pref)) {
-      try { ip(["-4", "rule", "del", "pref", String(pref)]); done.push(`rule ${pref}`); } catch { /* gone */ }
+  const v6 = existsSync("/proc/sys/net/ipv6");
+  for (const fam of (v6 ? ["-4", "-6"] : ["-4"]) as Fam[]) {
+    const tag = fam === "-6" ? " (IPv6)" : "";
+    let rows = rules(ip, fam);
+    for (const pref of OUR_PREFS) {
+      for (const _ of rows.filter((r) => r.priority === pref)) {
+        try { ip([fam, "rule", "del", "pref", String(pref)]); done.push(`rule ${pref}${tag}`); } catch { /* gone */ }
+      }
     }
+    rows = rules(ip, fam);
+    if (!hasLocalAt(rows, 0)) { ip([fam, "rule", "add", "pref", "0", "lookup", "local"]); done.push(`local rule back at 0${tag}`); }
+    if (hasLocalAt(rows, PREF_LOCAL_MOVED)) {
+      ip([fam, "rule", "del", "pref", String(PREF_LOCAL_MOVED), "lookup", "local"]);
+      done.push(`local rule ${PREF_LOCAL_MOVED}${tag}`);
+    }
+    try { ip([fam, "route", "flush", "table", String(TABLE)]); } catch { /* empty table */ }
   }
-  rows = rules(ip);
-  if (!hasLocalAt(rows, 0)) { ip(["-4", "rule", "add", "pref", "0", "lookup", "local"]); done.push("local rule back at 0"); }
-  if (hasLocalAt(rows, PREF_LOCAL_MOVED)) {
-    ip(["-4", "rule", "del", "pref", String(PREF_LOCAL_MOVED), "lookup", "local"]);
-    done.push(`local rule ${PREF_LOCAL_MOVED}`);
-  }
-  try { ip(["-4", "route", "flush", "table", String(TABLE)]); } catch { /* empty table */ }
   // A device left by a killed daemon vanishes with its fd; one made persistent by someone else does not.
   try { ip(["link", "del", DEVICE]); done.push(`link ${DEVICE}`); } catch { /* not there */ }
   return done;
@@ -171,42 +231,53 @@ export function setupNodeNet(inputs: NodeNetInputs, ip: Runner = runIp): void {
   // the node) must be forwarded into wasp0 by the pod rule first, so it is turned off.
   sysctl("ipv4.tcp_early_demux", "0");
   sysctl("ipv4.udp_early_demux", "0");
-  // No router solicitations or MLD reports into the engine: the picture is IPv4.
-  if (existsSync(`/proc/sys/net/ipv6/conf/${DEVICE}`)) sysctl(`ipv6.conf.${DEVICE}.disable_ipv6`, "1");
+  if (inputs.v6) {
+    if (!existsSync(`/proc/sys/net/ipv6/conf/${DEVICE}`)) throw new Error("node.podCIDRv6 is set but IPv6 is disabled on this node (no /proc/sys/net/ipv6)");
+    sysctl("ipv6.conf.all.forwarding", "1");
+    // The engine is the router: no router advertisements taken, no addresses made up from them.
+    sysctl(`ipv6.conf.${DEVICE}.accept_ra`, "0");
+    sysctl(`ipv6.conf.${DEVICE}.autoconf`, "0");
+  } else if (existsSync(`/proc/sys/net/ipv6/conf/${DEVICE}`)) {
+    // No router solicitations or MLD reports into the engine: the picture is IPv4.
+    sysctl(`ipv6.conf.${DEVICE}.disable_ipv6`, "1");
+  }
   // /32, not the CIDR: an unused pod address then has no route instead of looping through wasp0.
   ip(["addr", "replace", `${inputs.gateway}/32`, "dev", DEVICE]);
+  if (inputs.v6) ip(["-6", "addr", "replace", `${inputs.v6.gateway}/128`, "dev", DEVICE, "nodad"]);
   if (inputs.tap) ip(["link", "set", DEVICE, "address", TAP_MAC]);
   ip(["link", "set", DEVICE, "up"]);
   if (inputs.tap) ip(["neigh", "replace", GATEWAY_TAP, "lladdr", ENGINE_MAC, "dev", DEVICE, "nud", "permanent"]);
+  if (inputs.tap && inputs.v6) ip(["-6", "neigh", "replace", GATEWAY_TAP6, "lladdr", ENGINE_MAC, "dev", DEVICE, "nud", "permanent"]);
   applyRouting(inputs, ip);
 }
 
 /** Routes and rules at start (idempotent: removes ours first). The local rule leaves pref 0 last. */
 export function applyRouting(inputs: NodeNetInputs, ip: Runner = runIp): void {
-  const rows = rules(ip);
-  if (!hasLocalAt(rows, PREF_LOCAL_MOVED)) ip(["-4", "rule", "add", "pref", String(PREF_LOCAL_MOVED), "lookup", "local"]);
-  for (const pref of OUR_PREFS) {
-    for (const _ of rows.filter((r) => r.priority === pref)) ip(["-4", "rule", "del", "pref", String(pref)]);
+  for (const [fam, f] of parts(inputs)) {
+    const rows = rules(ip, fam);
+    if (!hasLocalAt(rows, PREF_LOCAL_MOVED)) ip([fam, "rule", "add", "pref", String(PREF_LOCAL_MOVED), "lookup", "local"]);
+    for (const pref of OUR_PREFS) {
+      for (const _ of rows.filter((r) => r.priority === pref)) ip([fam, "rule", "del", "pref", String(pref)]);
+    }
+    try { ip([fam, "route", "flush", "dev", DEVICE, "table", "main"]); } catch { /* none */ }
+    try { ip([fam, "route", "flush", "table", String(TABLE)]); } catch { /* none */ }
+    ip([fam, "route", "replace", "default", ...through(inputs, fam), "table", String(TABLE)]);
+    for (const c of routed(f)) ip([fam, "route", "replace", c, ...through(inputs, fam), "src", f.gateway]);
+    ip([fam, "rule", "add", "pref", String(PREF_LOCAL_FROM_WASP), "iif", DEVICE, "lookup", "local"]);
+    ip([fam, "rule", "add", "pref", String(PREF_MAIN_FROM_WASP), "iif", DEVICE, "lookup", "main"]);
+    ip([fam, "rule", "add", "pref", String(PREF_UNREACHABLE_FROM_WASP), "iif", DEVICE, "unreachable"]);
+    ip([fam, "rule", "add", "pref", String(PREF_PODS), "from", f.podCIDR, "lookup", String(TABLE)]);
+    for (const a of f.nodeAddresses) nodePortRules("add", a, ip, fam);
+    // Last: only now may the kernel's rule leave pref 0 (ours are in place behind nothing).
+    if (hasLocalAt(rules(ip, fam), 0)) ip([fam, "rule", "del", "pref", "0", "lookup", "local"]);
   }
-  try { ip(["-4", "route", "flush", "dev", DEVICE, "table", "main"]); } catch { /* none */ }
-  try { ip(["-4", "route", "flush", "table", String(TABLE)]); } catch { /* none */ }
-  ip(["-4", "route", "replace", "default", ...through(inputs), "table", String(TABLE)]);
-  for (const c of [inputs.serviceCIDR, ...inputs.remotePodCIDRs, ...inputs.externalIPs]) {
-    ip(["-4", "route", "replace", c, ...through(inputs), "src", inputs.gateway]);
-  }
-  ip(["-4", "rule", "add", "pref", String(PREF_LOCAL_FROM_WASP), "iif", DEVICE, "lookup", "local"]);
-  ip(["-4", "rule", "add", "pref", String(PREF_MAIN_FROM_WASP), "iif", DEVICE, "lookup", "main"]);
-  ip(["-4", "rule", "add", "pref", String(PREF_UNREACHABLE_FROM_WASP), "iif", DEVICE, "unreachable"]);
-  ip(["-4", "rule", "add", "pref", String(PREF_PODS), "from", inputs.podCIDR, "lookup", String(TABLE)]);
-  for (const a of inputs.nodeAddresses) nodePortRules("add", a, ip);
-  // Last: only now may the kernel's rule leave pref 0 (ours are in place behind nothing).
-  if (hasLocalAt(rules(ip), 0)) ip(["-4", "rule", "del", "pref", "0", "lookup", "local"]);
 }
 
-function nodePortRules(verb: "add" | "del", addr: string, ip: Runner): void {
+function nodePortRules(verb: "add" | "del", addr: string, ip: Runner, fam: Fam = "-4"): void {
   const ports = `${NODE_PORT_MIN}-${NODE_PORT_MAX}`;
+  const host = `${addr}/${fam === "-4" ? 32 : 128}`;
   for (const [pref, proto] of [[PREF_NODEPORT_TCP, "tcp"], [PREF_NODEPORT_UDP, "udp"]] as const) {
-    ip(["-4", "rule", verb, "pref", String(pref), "to", `${addr}/32`, "ipproto", proto, "dport", ports, "lookup", String(TABLE)]);
+    ip([fam, "rule", verb, "pref", String(pref), "to", host, "ipproto", proto, "dport", ports, "lookup", String(TABLE)]);
   }
 }
 
@@ -215,14 +286,18 @@ function nodePortRules(verb: "add" | "del", addr: string, ip: Runner): void {
  * go, so no packet meets a moment without them. (podCIDR and serviceCIDR take a restart.)
  */
 export function reconcileRouting(prev: NodeNetInputs, next: NodeNetInputs, ip: Runner = runIp): void {
-  const want = new Set([next.serviceCIDR, ...next.remotePodCIDRs, ...next.externalIPs]);
-  for (const c of want) ip(["-4", "route", "replace", c, ...through(next), "src", next.gateway]);
-  for (const c of [prev.serviceCIDR, ...prev.remotePodCIDRs, ...prev.externalIPs]) {
-    if (!want.has(c)) { try { ip(["-4", "route", "del", c, "dev", DEVICE]); } catch { /* gone */ } }
-  }
-  for (const a of next.nodeAddresses) if (!prev.nodeAddresses.includes(a)) nodePortRules("add", a, ip);
-  for (const a of prev.nodeAddresses) {
-    if (!next.nodeAddresses.includes(a)) { try { nodePortRules("del", a, ip); } catch { /* gone */ } }
+  const before = new Map(parts(prev));
+  for (const [fam, f] of parts(next)) {
+    const was = before.get(fam) ?? { ...f, remotePodCIDRs: [], externalIPs: [], nodeAddresses: [] };
+    const want = new Set(routed(f));
+    for (const c of want) ip([fam, "route", "replace", c, ...through(next, fam), "src", f.gateway]);
+    for (const c of routed(was)) {
+      if (!want.has(c)) { try { ip([fam, "route", "del", c, "dev", DEVICE]); } catch { /* gone */ } }
+    }
+    for (const a of f.nodeAddresses) if (!was.nodeAddresses.includes(a)) nodePortRules("add", a, ip, fam);
+    for (const a of was.nodeAddresses) {
+      if (!f.nodeAddresses.includes(a)) { try { nodePortRules("del", a, ip, fam); } catch { /* gone */ } }
+    }
   }
 }
 

@@ -119,7 +119,7 @@ export interface Outcome {
   errors?: string[];
 }
 
-export interface Pod { name: string; ns: string; ip: string }
+export interface Pod { name: string; ns: string; ip: string; /** dual-stack topologies: the pod's IPv6 address */ ip6?: string }
 
 export interface DaemonProc {
   child: ChildProcess;
@@ -157,15 +157,18 @@ export class Topology {
 
   readonly nodeIp: string;
   readonly podCidr: string;
+  /** Dual-stack: pods also get an IPv6 address from this CIDR. */
+  readonly podCidr6: string | undefined;
 
   /**
    * A node at opts.nodeIp (default NODE_IP) with pods from opts.podCidr (default POD_CIDR). Its eth0
    * joins the underlay: a bridge in the "external" namespace, made here unless opts.ext names the
    * one of another Topology (a second node of the same cluster).
    */
-  constructor(opts: { nodeIp?: string; podCidr?: string; ext?: string } = {}) {
+  constructor(opts: { nodeIp?: string; podCidr?: string; podCidr6?: string; ext?: string } = {}) {
     this.nodeIp = opts.nodeIp ?? NODE_IP;
     this.podCidr = opts.podCidr ?? POD_CIDR;
+    this.podCidr6 = opts.podCidr6;
     this.work = mkdtempSync(join(tmpdir(), "wasp-daemon-"));
     mkdirSync(join(this.work, "bin"));
     mkdirSync(join(this.work, "etc"));
@@ -195,11 +198,16 @@ export class Topology {
     const ns = makeNs(name);
     const r = await execPlugin(WASP, {
       command: "ADD", containerId: `cid-${ns}`, netns: `/var/run/netns/${ns}`, ifname: "eth0", path: this.cniPath, nodeNs: this.node,
-      config: { cniVersion: "1.0.0", name: "waspnet", type: "wasp", podCIDR: this.podCidr, dataDir: join(this.work, "ipam") },
+      config: {
+        cniVersion: "1.0.0", name: "waspnet", type: "wasp", podCIDR: this.podCidr, dataDir: join(this.work, "ipam"),
+        ...(this.podCidr6 ? { podCIDRv6: this.podCidr6 } : {}),
+      },
     });
     if (r.exitCode !== 0) throw new Error(`CNI ADD for ${name} failed: ${r.stdout}${r.stderr}`);
-    const addr = String(r.json.ips[0].address).split("/")[0]!;
-    const pod = { name, ns, ip: addr };
+    const addrs = (r.json.ips as Array<{ address: string }>).map((x) => x.address.split("/")[0]!);
+    const pod: Pod = { name, ns, ip: addrs.find((a) => !a.includes(":"))! };
+    const ip6 = addrs.find((a) => a.includes(":"));
+    if (ip6) pod.ip6 = ip6;
     this.pods.push(pod);
     return pod;
   }

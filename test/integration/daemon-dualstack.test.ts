@@ -1,0 +1,148 @@
+// Dual-stack through the daemon: pods made by the wasp CNI plugin with an IPv4 and an IPv6 address,
+// a RequireDualStack-shaped service (one cluster IP per family), an IPv6 SingleStack service, and
+// real TCP and UDP over both families. The servers report the peer address the kernel gave them.
+import { strict as assert } from "node:assert";
+import { type ChildProcess } from "node:child_process";
+import { inNs, ip, spawnInNs, stop } from "../helpers/netns.js";
+import { NODE_IP, POD_CIDR, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
+
+const POD_CIDR6 = "fd00:10:244:1::/64";
+
+/** TCP and UDP servers on [::]:argv[1] (IPv6 only): each answers with {local, remote} as seen. */
+const SERVER6 = `
+const net = require("node:net"), dgram = require("node:dgram"), port = Number(process.argv[1]);
+let n = 2; const ready = () => { if (--n === 0) console.error("ready"); };
+net.createServer((s) => { s.on("error", () => {}); s.end(JSON.stringify({ local: s.localAddress, remote: s.remoteAddress })); })
+  .listen({ port, host: "::", ipv6Only: true }, ready);
+const u = dgram.createSocket({ type: "udp6", ipv6Only: true });
+u.on("message", (m, r) => u.send(JSON.stringify({ remote: r.address }), r.port, r.address));
+u.bind(port, "::", ready);`;
+
+/** argv[1]: "tcp" | "udp", argv[2]: host, argv[3]: port → one JSON line {ok, local?, from?, seen?, error?}. */
+const CLIENT6 = `
+const net = require("node:net"), dgram = require("node:dgram");
+const [proto, host, port] = [process.argv[1], process.argv[2], Number(process.argv[3])];
+const done = (o) => { console.log(JSON.stringify(o)); process.exit(0); };
+setTimeout(() => done({ ok: false, error: "timeout" }), 3000);
+if (proto === "tcp") {
+  const s = net.connect({ host, port }); let d = "", local = "";
+  s.on("connect", () => { local = s.localAddress; });
+  s.on("data", (x) => d += x); s.on("end", () => done({ ok: true, local, seen: JSON.parse(d) }));
+  s.on("error", (e) => done({ ok: false, error: e.code }));
+} else {
+  const s = dgram.createSocket("udp6");
+  s.on("message", (m, r) => done({ ok: true, from: r.address, seen: JSON.parse(m) }));
+  s.on("error", (e) => done({ ok: false, error: e.code }));
+  s.connect(port, host, () => s.send("?"));
+}`;
+
+describe("wasp daemon, dual-stack: IPv4 and IPv6 pods, services and flows (integration, needs root)", function () {
+  this.timeout(120_000);
+  let t: Topology;
+  let daemon: DaemonProc;
+  let client: Pod, b1: Pod, b2: Pod;
+  const mine: ChildProcess[] = [];
+
+  const ask = (pod: Pod | string, proto: "tcp" | "udp", host: string, port: number) =>
+    JSON.parse(inNs(typeof pod === "string" ? pod : pod.ns, process.execPath, "-e", CLIENT6, proto, host, String(port)).trim());
+
+  before(async () => {
+    t = new Topology({ podCidr6: POD_CIDR6 });
+    client = await t.addPod("client");
+    b1 = await t.addPod("b1");
+    b2 = await t.addPod("b2");
+    t.writeConfig({
+      mode: "tun",
+      node: { name: "node-a", underlayIP: NODE_IP, podCIDR: POD_CIDR, podCIDRv6: POD_CIDR6 },
+      serviceCIDR: "10.96.0.0/16",
+      serviceCIDRv6: "fd00:10:96::/112",
+      clusterCIDR: "10.244.0.0/16",
+      clusterCIDRv6: "fd00:10:244::/56",
+      services: [
+        {
+          name: "dual", clusterIPs: ["10.96.0.10", "fd00:10:96::10"], ports: [{ name: "web", port: 80, protocol: "TCP", targetPort: 8080 }, { name: "dns", port: 53, protocol: "UDP", targetPort: 8080 }],
+          backends: [{ ip: b1.ip }, { ip: b2.ip }, { ip: b1.ip6! }, { ip: b2.ip6! }],
+        },
+        { name: "v6only", clusterIPs: ["fd00:10:96::20"], ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b2.ip6! }] },
+        { name: "v6empty", clusterIPs: ["fd00:10:96::30"], ports: [{ port: 80, protocol: "TCP" }], backends: [] },
+      ],
+    });
+    await t.serve(b1.ns, [8080]);
+    await t.serve(b2.ns, [8080]);
+    for (const pod of [b1, b2, client]) {
+      const c = spawnInNs(pod.ns, process.execPath, ["-e", SERVER6, "8080"]);
+      mine.push(c);
+      let err = "";
+      c.stderr?.on("data", (d: Buffer) => { err += d.toString(); });
+      await waitFor(() => err.includes("ready") || c.exitCode !== null, `IPv6 servers in ${pod.name}`);
+      if (!err.includes("ready")) throw new Error(`IPv6 servers in ${pod.name}: ${err}`);
+    }
+    daemon = await t.startDaemon();
+  });
+
+  after(async () => {
+    for (const c of mine) await stop(c);
+    await t?.destroy();
+  });
+
+  it("pods get an IPv4 and an IPv6 address from the plugin; wasp0 holds the first address of each pod CIDR, with IPv6 rules and routes of the same shape", () => {
+    assert.match(client.ip6 ?? "", /^fd00:10:244:1::/);
+    const addrs = JSON.parse(ip(t.node, "-j", "addr", "show", "dev", "wasp0"))[0].addr_info.map((a: any) => `${a.local}/${a.prefixlen}`);
+    assert.ok(addrs.includes("10.244.1.1/32") && addrs.includes("fd00:10:244:1::1/128"), addrs.join(" "));
+    const rules6 = ip(t.node, "-6", "rule", "show");
+    assert.match(rules6, /^100:\s+from fd00:10:244:1::\/64 lookup 119/m);
+    assert.match(rules6, /^1000:\s+from all lookup local/m);
+    assert.doesNotMatch(rules6, /^0:\s+from all lookup local/m);
+    assert.match(ip(t.node, "-6", "route", "show"), /fd00:10:96::\/112 dev wasp0/);
+    assert.match(ip(t.node, "-6", "route", "show", "table", "119"), /default dev wasp0/);
+  });
+
+  it("pod -> IPv6 ClusterIP, TCP and UDP: a backend answers and sees the client's own IPv6 address; the UDP answer comes from the VIP", () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 8; i++) {
+      const o = ask(client, "tcp", "fd00:10:96::10", 80);
+      assert.ok(o.ok, JSON.stringify(o));
+      assert.equal(o.seen.remote, client.ip6);
+      seen.add(o.seen.local);
+    }
+    assert.deepEqual([...seen].sort(), [b1.ip6, b2.ip6].sort(), "both IPv6 backends, never an IPv4 one");
+    const u = ask(client, "udp", "fd00:10:96::10", 53);
+    assert.ok(u.ok, JSON.stringify(u));
+    assert.equal(u.from, "fd00:10:96::10");
+    assert.equal(u.seen.remote, client.ip6);
+  });
+
+  it("the same service over IPv4 still goes to the IPv4 backends", async () => {
+    const out = await t.requests(client.ns, Array.from({ length: 6 }, () => ({ host: "10.96.0.10", port: 80 })));
+    for (const o of out) {
+      assert.ok([b1.ip, b2.ip].includes(o.seen?.local ?? ""), JSON.stringify(o));
+      assert.equal(o.seen?.remote, client.ip);
+    }
+  });
+
+  it("an IPv6 SingleStack service reaches its one backend; one without endpoints refuses at once (RST)", () => {
+    const o = ask(client, "tcp", "fd00:10:96::20", 80);
+    assert.equal(o.seen?.local, b2.ip6, JSON.stringify(o));
+    assert.equal(ask(client, "tcp", "fd00:10:96::30", 80).error, "ECONNREFUSED");
+  });
+
+  it("golden rules over IPv6: pod -> pod without NAT, and node -> pod without NAT", () => {
+    const p = ask(client, "tcp", b1.ip6!, 8080);
+    assert.equal(p.seen?.remote, client.ip6, JSON.stringify(p));
+    const n = ask(t.node, "tcp", b1.ip6!, 8080);
+    assert.ok(n.ok, JSON.stringify(n));
+    assert.equal(n.seen.remote, n.local, "the pod sees the node's own source address");
+  });
+
+  it("node -> IPv6 ClusterIP reaches a backend", () => {
+    const o = ask(t.node, "tcp", "fd00:10:96::20", 80);
+    assert.equal(o.seen?.local, b2.ip6, JSON.stringify(o));
+  });
+
+  it("SIGTERM removes the IPv6 rules and puts the IPv6 local rule back at 0", async () => {
+    await t.stopProcess(daemon.child);
+    const rules6 = ip(t.node, "-6", "rule", "show");
+    assert.match(rules6, /^0:\s+from all lookup local/m);
+    assert.doesNotMatch(rules6, /lookup 119|^1000:/m);
+  });
+});
