@@ -15,7 +15,7 @@ import { statsInit, statsAddr, statsReset as resetStats } from "./pipeline/svcst
 import { affinityInit } from "./pipeline/affinity";
 import { fragClear } from "./pipeline/frag";
 import * as trace from "./pipeline/trace";
-import { segmentInit, extraSlots, extraCount as segmentsMade } from "./pipeline/segment";
+import { segmentInit, extraSlots, extraCount as segmentsMade, overlayOutInit, overlayOutAddr as overlayOut, overlayOutCount as overlayOutN } from "./pipeline/segment";
 import { csum } from "./wire/checksum";
 
 const PAGE: usize = 65536;
@@ -61,6 +61,8 @@ export function init(): InitResult {
   // GSO segments for the overlay: up to 48 per slot (a 64 KiB packet at MSS 1360), one MTU each
   const segSlots = maxBatch * 48, segStride = <u32>align(<usize>cfg(CFG_UNDERLAY_MTU) + 128, 64);
   const segAt = align(p, 64); p = segAt + 64 + <usize>segSlots * SLOT_SIZE + 64 + <usize>segSlots * segStride;
+  // every Overlay output of a batch in wire order: one descriptor per slot and per segment slot
+  const outAt = align(p, 64); p = outAt + <usize>(maxBatch + segSlots) * SLOT_SIZE;
   const genAt = align(p, 64);
   const end = genAt + gen.genBytesNeeded(maxSvc, maxBe, maxRoutes, mgCells);
   if (!ensureMemory(end)) return InitResult.OutOfMemory;
@@ -73,6 +75,7 @@ export function init(): InitResult {
   affinityInit(affAt, affN);
   gen.genInit(genAt, maxSvc, maxBe, maxRoutes, mgCells);
   segmentInit(segAt, segSlots, segStride);
+  overlayOutInit(outAt, maxBatch + segSlots);
   fragClear();
   st.setInitialized();
   return InitResult.Ok + <InitResult>(stageCap & 0);
@@ -124,6 +127,10 @@ export function slotsAddr(): usize { return st.slots; }
  *  super-packet sent to another node, already encapsulated, verdict Overlay. */
 export function extraSlotsAddr(): usize { return extraSlots(); }
 export function extraCount(): u32 { return segmentsMade(); }
+/** Every Overlay packet of the last process() call in wire order (each slot, then the segments
+ *  it was cut into): the host sends this list to the underlay, not the slots themselves. */
+export function overlayOutAddr(): usize { return overlayOut(); }
+export function overlayOutCount(): u32 { return overlayOutN(); }
 export function maxBatch(): u32 { return st.maxBatch; }
 export function bufferAddr(): usize { return st.bufArea; }
 export function bufferStride(): u32 { return st.bufStride; }

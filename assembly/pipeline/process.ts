@@ -51,6 +51,7 @@ export function processBatch(count: u32, now: u32): u32 {
   const g = gen.activeGen();
   for (let i: u32 = 0; i < count; i++) {
     const s = st.slots + <usize>i * SLOT_SIZE;
+    const firstExtra = segment.extraCount();
     processSlot(s, g);
     store<u8>(s + SLOT_VERDICT, <u8>verdict);
     store<u8>(s + SLOT_REASON, <u8>reason);
@@ -62,7 +63,10 @@ export function processBatch(count: u32, now: u32): u32 {
     kept++;
     store<u32>(s + SLOT_DATA, <u32>outIp);
     store<u32>(s + SLOT_LEN, outLen);
-    if (verdict == Verdict.Overlay) store<u32>(s + SLOT_PEER, peerOut);
+    if (verdict == Verdict.Overlay) {
+      store<u32>(s + SLOT_PEER, peerOut);
+      segment.appendOverlayOut(s, firstExtra);
+    }
   }
   st.count(C_BATCHES);
   return kept;
@@ -242,12 +246,13 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
     }
     return 0;
   }
-  // The zero address keys the "any local address" entries; a packet sent to it matches none of them.
-  if (addrIsZero(pkt.DST)) return 0;
+  // The unspecified addresses key the "any local address" entries; a packet sent to one matches none of them.
+  const anyKey = pkt.v6 ? st.ANY_ADDR : st.ANY_ADDR4;
+  if (addrEq(pkt.DST, anyKey)) return 0;
   let e = gen.svcFind(g, pkt.DST, pkt.dport, pkt.proto);
   let anyAddr = false;
   if (e == 0 && gen.localHas(g, pkt.DST)) {
-    e = gen.svcFind(g, st.ANY_ADDR, pkt.dport, pkt.proto);
+    e = gen.svcFind(g, anyKey, pkt.dport, pkt.proto);
     anyAddr = e != 0;
   }
   if (e == 0) return 0;
@@ -369,7 +374,8 @@ export function revalidate(g: usize, idx: u32): bool {
   const proto = <u32>load<u8>(r + ct.PROTO);
   if (proto != PROTO_UDP) return false;
   const any = (load<u8>(r + ct.FLAGS) & ct.FlowFlag.ANY_ADDR_SERVICE) != 0;
-  const e = gen.svcFind(g, any ? st.ANY_ADDR : r + ct.F_DST, <u32>load<u16>(r + ct.F_DPORT), proto);
+  const anyKey = addrIsV4(r + ct.F_DST) ? st.ANY_ADDR4 : st.ANY_ADDR;
+  const e = gen.svcFind(g, any ? anyKey : r + ct.F_DST, <u32>load<u16>(r + ct.F_DPORT), proto);
   if (e != 0) {
     const n = load<u32>(e + gen.S_COUNT), bport = load<u16>(r + ct.R_SPORT);
     for (let i: u32 = 0; i < n; i++) {

@@ -71,15 +71,12 @@ export class Datapath {
       if (!fromTun && tun.vnet) this.clearVnetHeaders(n);
       tun.writeBatch(mem, e.slots, n, TUN_MASK);
       this.noteDrops(tun.lastDropped, tun.lastDropCode);
-      if (this.underlay) {
-        this.underlay.sendBatch(mem, e.slots, n, OVERLAY_MASK);
+      // Every packet for another node, GSO segments included, in the order the inner packets
+      // came (the core's overlayOut list): a TCP flow's segments must not overtake each other.
+      const out = e.exports.overlayOutCount();
+      if (this.underlay && out > 0) {
+        this.underlay.sendBatch(mem, e.exports.overlayOutAddr(), out, OVERLAY_MASK);
         this.noteDrops(this.underlay.lastDropped, this.underlay.lastDropCode);
-        // the rest of each GSO super-packet sent to another node, segmented by the core
-        const extra = e.exports.extraCount();
-        if (extra > 0) {
-          this.underlay.sendBatch(mem, e.exports.extraSlotsAddr(), extra, OVERLAY_MASK);
-          this.noteDrops(this.underlay.lastDropped, this.underlay.lastDropCode);
-        }
       }
       if (n < max) return;
     }

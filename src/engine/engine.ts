@@ -44,6 +44,8 @@ interface CoreExports {
   slotsAddr(): number;
   extraSlotsAddr(): number;
   extraCount(): number;
+  overlayOutAddr(): number;
+  overlayOutCount(): number;
   maxBatch(): number;
   bufferAddr(): number;
   bufferStride(): number;

@@ -8,10 +8,10 @@ import { VNET_HDR_LEN, SlotFlag, SLOT_SIZE } from "../../../src/engine/index.js"
 
 const NEEDS_CSUM = 1, GSO_TCPV4 = 1;
 
-function superPacket(payload: number, mss: number): Uint8Array {
+function superPacket(payload: number, mss: number, seq = 5000): Uint8Array {
   const body = new Uint8Array(payload).map((_, i) => (i * 7 + 3) & 255);
   const p = packet({ src: "10.244.1.5", dst: "10.244.2.9", id: 1000, df: true },
-    { proto: "tcp", sport: 40000, dport: 5201, flags: TCP.ACK | TCP.PSH | TCP.FIN, seq: 5000, payload: body });
+    { proto: "tcp", sport: 40000, dport: 5201, flags: TCP.ACK | TCP.PSH | TCP.FIN, seq, payload: body });
   // the kernel leaves the partial pseudo-header sum in the field with NEEDS_CSUM
   const q = parse(p), l4len = p.length - 20;
   let s = 6 + l4len;
@@ -85,5 +85,30 @@ describe("pipeline/segment: GSO super-packets into the overlay", () => {
     assert.deepEqual([p.icmpType, p.icmpCode], [3, 4]);
     assert.equal(new DataView(p.l4.buffer, p.l4.byteOffset).getUint16(6), 1450);
     assert.equal(e.exports.extraCount(), 0);
+  });
+
+  // Slots first and all extra segments after would send segment 0 of the second super-packet
+  // ahead of segments 1..n of the first: reordering that the receiving TCP answers with dup ACKs.
+  it("overlayOut lists a batch's VXLAN packets in wire order: two super-packets of one flow and a plain packet give strictly ascending sequence numbers", () => {
+    const e = newEngine();
+    commit(e, clusterRoutes());
+    const mss = 1398, a = 10 * mss + 100, b = 5 * mss;
+    e.putPacket(0, superPacket(a, mss, 5000), SlotFlag.VNET);
+    e.putPacket(1, superPacket(b, mss, 5000 + a), SlotFlag.VNET);
+    e.putPacket(2, packet({ src: "10.244.1.5", dst: "10.244.2.9" }, { proto: "tcp", sport: 40000, dport: 5201, flags: TCP.ACK, seq: 5000 + a + b, payload: new Uint8Array(10) }), 0);
+    e.process(3, 100);
+    const v = e.view(), base = e.exports.overlayOutAddr(), n = e.exports.overlayOutCount();
+    assert.equal(n, 11 + 5 + 1, "every segment and the plain packet, once each");
+    const seqs: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const s = base + i * SLOT_SIZE;
+      assert.equal(v.getUint8(s + 10), Verdict.Overlay);
+      const inner = new Uint8Array(e.memory, v.getUint32(s, true) + 50, v.getUint32(s + 4, true) - 50);
+      assert.ok(checksumsOk(inner), `packet ${i}: checksums`);
+      seqs.push(new DataView(inner.buffer, inner.byteOffset).getUint32(parse(inner).l4Off + 4));
+    }
+    const expected = [...Array.from({ length: 11 }, (_, k) => 5000 + k * mss), ...Array.from({ length: 5 }, (_, k) => 5000 + a + k * mss), 5000 + a + b];
+    assert.deepEqual(seqs, expected);
+    assert.equal(e.checkInvariants(), 0);
   });
 });
