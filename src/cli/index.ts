@@ -22,7 +22,8 @@ function daemonCommand(program: Command, name: string, description: string): Com
 
 type Opts = Record<string, any>;
 
-function build(): Command {
+/** The whole command tree (exported for tests: every command's help). */
+export function buildProgram(): Command {
   const program = new Command("wasp");
   program
     .description("wasp: a Kubernetes node dataplane with a WebAssembly packet path.\n"
@@ -90,7 +91,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     await runDaemon(argv.slice(1));
     return;
   }
-  const program = build();
+  const program = buildProgram();
   if (argv.length === 0) {
     process.stdout.write(program.helpInformation());
     process.stdout.write(`${EXIT_CODES_HELP}`);

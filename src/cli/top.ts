@@ -7,7 +7,7 @@ import type { ServiceRow, Status } from "./queries.js";
 
 interface Sample { at: number; status: Status; services: ServiceRow[] }
 
-const ALT_ON = "\x1b[?1049h\x1b[?25l", ALT_OFF = "\x1b[?25h\x1b[?1049l", HOME_CLEAR = "\x1b[H\x1b[2J";
+const ALT_ON = "\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J", ALT_OFF = "\x1b[?25h\x1b[?1049l";
 
 async function sample(socket: string): Promise<Sample> {
   const [status, sv] = await Promise.all([
@@ -67,7 +67,8 @@ export async function top(o: Record<string, any>): Promise<void> {
       let cur: Sample;
       try { cur = await sample(socket); } catch (e) { failure = e; break; }
       const screen = render(prev, cur, tty ? process.stdout.columns || 120 : 1000);
-      process.stdout.write(tty ? `${HOME_CLEAR}${screen}\n` : `${screen}\n\n`);
+      // overwrite in place (home, each line then clear to its end, clear below): no blank flash between frames
+      process.stdout.write(tty ? `\x1b[H${screen.split("\n").map((l) => `${l}\x1b[K`).join("\n")}\n\x1b[J` : `${screen}\n\n`);
       prev = cur;
     }
   } finally {
