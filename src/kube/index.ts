@@ -7,3 +7,4 @@ export {
   convertService, convertEndpointSlice, convertNode, joinService, peerOf, SERVICE_NAME_LABEL, TO_BE_DELETED_TAINT,
   type KubeService, type KubeSlice, type KubeNode, type SliceEndpoint, type ConvertContext,
 } from "./convert.js";
+export { installCni, conflistFor, NATIVE_ADDON, type InstallCniOptions } from "./install-cni.js";

@@ -4,6 +4,7 @@
 //     list:  {"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"N"},"items":[...]}
 //            (items without kind/apiVersion, as the API sends them); ?resourceVersion=R older than the
 //            compaction point with resourceVersionMatch=NotOlderThan/Exact → HTTP 410 with a Status.
+//   GET /api/v1/nodes/NAME: one Node (or 404 NotFound).
 //     watch: ?watch=true|1&resourceVersion=R&allowWatchBookmarks=true → chunked JSON lines
 //            {"type":"ADDED|MODIFIED|DELETED|BOOKMARK|ERROR","object":{...}}; every event after R;
 //            R older than the compaction point → one ERROR event with a Status (code 410, reason
@@ -167,6 +168,13 @@ export class FakeApiServer {
     if (this.token !== undefined && req.headers.authorization !== `Bearer ${this.token}`) {
       this.requests.push("401");
       return status(res, 401, "Unauthorized", "Unauthorized");
+    }
+    const one = /^\/api\/v1\/nodes\/([^/]+)$/.exec(url.pathname);
+    if (req.method === "GET" && one) {
+      const name = decodeURIComponent(one[1] as string);
+      this.requests.push(`get nodes/${name}`);
+      const o = this.objects.Node.get(`/${name}`);
+      return o ? send(res, 200, o) : status(res, 404, "NotFound", `nodes "${name}" not found`);
     }
     if (req.method !== "GET" || !route) {
       this.requests.push(`404 ${req.method ?? ""} ${url.pathname}`);
