@@ -46,7 +46,11 @@ export interface DaemonOptions {
   healthzHost?: string;
   healthzPort: number;
   /** Install the CNI plugin and this node's conflist, then exit (the DaemonSet's init container). */
-  installCni?: { binary?: string; binDir: string; confDir: string };
+  installCni?: boolean;
+  cniBinDir?: string;
+  cniConfDir?: string;
+  /** The executable to install (default: this process's, dist/wasp). */
+  cniBinary?: string;
 }
 
 export const DEFAULT_SOCKET = "/run/wasp/wasp.sock";
@@ -131,10 +135,10 @@ export function parseDaemonArgs(argv: readonly string[]): DaemonOptions | { erro
         if (v !== "tun" && v !== "tap") return { error: `--mode is ${JSON.stringify(v)}; expected tun or tap` };
         o.mode = v;
       } else if (flag === "--min-sync-period") o.minSyncPeriodMs = parseDurationMs(flag, value());
-      else if (flag === "--install-cni" && inline === undefined) o.installCni = { ...{ binDir: "/opt/cni/bin", confDir: "/etc/cni/net.d" }, ...o.installCni };
-      else if (flag === "--cni-bin-dir") o.installCni = { ...{ binDir: "/opt/cni/bin", confDir: "/etc/cni/net.d" }, ...o.installCni, binDir: value() };
-      else if (flag === "--cni-conf-dir") o.installCni = { ...{ binDir: "/opt/cni/bin", confDir: "/etc/cni/net.d" }, ...o.installCni, confDir: value() };
-      else if (flag === "--cni-binary") o.installCni = { ...{ binDir: "/opt/cni/bin", confDir: "/etc/cni/net.d" }, ...o.installCni, binary: value() };
+      else if (flag === "--install-cni" && inline === undefined) o.installCni = true;
+      else if (flag === "--cni-bin-dir") o.cniBinDir = value();
+      else if (flag === "--cni-conf-dir") o.cniConfDir = value();
+      else if (flag === "--cni-binary") o.cniBinary = value();
       else return { error: `unknown option ${JSON.stringify(a)}` };
     } catch (e) {
       return { error: (e as Error).message };
@@ -201,8 +205,8 @@ export class Daemon {
     const t0 = performance.now();
     if (opts.installCni) {
       const r = await installCni({
-        kubeConfig: loadKubeConfig(opts.kubeconfig), nodeName: defaultNodeName(opts.hostnameOverride), binary: opts.installCni.binary ?? process.execPath,
-        binDir: opts.installCni.binDir, confDir: opts.installCni.confDir, daemonSocket: opts.socketPath,
+        kubeConfig: loadKubeConfig(opts.kubeconfig), nodeName: defaultNodeName(opts.hostnameOverride), binary: opts.cniBinary ?? process.execPath,
+        binDir: opts.cniBinDir ?? "/opt/cni/bin", confDir: opts.cniConfDir ?? "/etc/cni/net.d", daemonSocket: opts.socketPath,
       });
       log.info(r, "CNI plugin and conflist installed");
       return;
