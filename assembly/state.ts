@@ -7,8 +7,10 @@ export const CONFIG: usize = memory.data(CFG_SIZE, 16);
 export const KEY: usize = memory.data(64, 16);
 /** Second scratch key (reply tuple, embedded tuple of ICMP errors). */
 export const KEY2: usize = memory.data(64, 16);
-/** A zero address: the "any local address" key of NodePort entries. */
+/** The unspecified addresses, :: and ::ffff:0.0.0.0: the "any local address" keys of IPv6 and
+ *  IPv4 NodePort entries (a dual-stack service has one of each). */
 export const ANY_ADDR: usize = memory.data(16, 16);
+export const ANY_ADDR4: usize = memory.data<u8>([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0], 16);
 
 export let initialized = false;
 export function setInitialized(): void { initialized = true; }

@@ -22,11 +22,11 @@ export interface ModelBackend {
 
 /** The key of an engine service entry: (address, port, protocol). */
 export interface ServiceKey {
-  /** `10.96.0.10:80/TCP`, `[fd00::a]:80/TCP`; a NodePort entry has the all-zero address, `[::]:30080/TCP`. */
+  /** `10.96.0.10:80/TCP`, `[fd00::a]:80/TCP`; a NodePort entry has its family's unspecified address, `0.0.0.0:30080/TCP`, `[::]:30080/TCP`. */
   readonly key: string;
   readonly addr: string;
   readonly addr16: Uint8Array;
-  /** The family of the key and of the backends; for a NodePort entry, the service's primary family. */
+  /** The family of the key and of the backends; for a NodePort entry, one of the service's families. */
   readonly family: Family;
   readonly port: number;
   readonly protocol: Protocol;
@@ -137,8 +137,9 @@ export function localVtepMac(node: { underlayIP: string; vtepMAC?: string | unde
 }
 
 const ZERO_MAC = "00:00:00:00:00:00";
-/** The all-zero address: the core's ANY_ADDR, the key address of NodePort entries for both families. */
-const ANY_ADDR16 = new Uint8Array(16);
+/** The unspecified address of each family (0.0.0.0 as ::ffff:0.0.0.0, and ::): the key address of
+ *  NodePort entries, the core's ANY_ADDR4 and ANY_ADDR. */
+const ANY: Record<Family, Ip> = { 4: parseIp("0.0.0.0") as Ip, 6: parseIp("::") as Ip };
 
 function serviceKey(addr: string, port: number, protocol: Protocol): string {
   return `${addr.includes(":") ? `[${addr}]` : addr}:${port}/${protocol}`;
@@ -237,9 +238,9 @@ interface DraftContext {
 
 function addServiceDrafts(s: ServiceConfig, out: Map<string, Omit<ServiceEntry, "id" | "sig">>, ctx: DraftContext): void {
   const affinity = s.sessionAffinity === "ClientIP";
-  // The primary family (of the first cluster IP) is the one a NodePort serves: the core looks NodePorts
-  // up by port alone under one all-zero address, so one entry, of one family, per port.
-  const primary = (parseIp(s.clusterIPs[0] ?? "0.0.0.0") as Ip).family;
+  // The families of the service's cluster IPs are those its NodePorts serve (IPv4 without any).
+  const families = [...new Set(s.clusterIPs.map((t) => (parseIp(t) as Ip).family))];
+  if (families.length === 0) families.push(4);
   const name = `${s.namespace}/${s.name}`;
   // Each endpoint parsed once per service, not once per entry.
   const endpoints = s.backends.map((b) => {
@@ -295,7 +296,10 @@ function addServiceDrafts(s: ServiceConfig, out: Map<string, Omit<ServiceEntry, 
     for (const t of s.externalIPs) addIp(t, ServiceKind.ExternalIp, extFlags, external);
     for (const t of s.loadBalancerIPs) addIp(t, ServiceKind.LoadBalancer, extFlags, external);
     if (p.nodePort !== undefined && s.type !== "ClusterIP") {
-      add("::", ANY_ADDR16, primary, p.nodePort, ServiceKind.NodePort, extFlags | ServiceFlag.ANY_LOCAL_ADDR, external);
+      // One entry per family the service has (a dual-stack service serves its NodePort on both).
+      for (const family of families) {
+        add(formatIp(ANY[family]), ANY[family].bytes, family, p.nodePort, ServiceKind.NodePort, extFlags | ServiceFlag.ANY_LOCAL_ADDR, external);
+      }
     }
   }
 }

@@ -26,7 +26,8 @@ export class OpWriter {
   clear(): this { this.op(7, 8); return this; }
   service(s: TestService): this {
     const n = s.backends.length, { b, d } = this.op(1, 52 + n * 20 + ((4 - ((52 + n * 20) % 4)) % 4));
-    b.set(s.vip === "any" ? new Uint8Array(16) : addr16(s.vip), 8);
+    // "any": the IPv4 NodePort key ::ffff:0.0.0.0; "any6": the IPv6 one, ::.
+    b.set(s.vip === "any" ? addr16("0.0.0.0") : s.vip === "any6" ? new Uint8Array(16) : addr16(s.vip), 8);
     d.setUint16(24, s.port); b[26] = s.proto === 0 ? 0 : PROTO[s.proto]; b[27] = s.kind ?? 0;
     d.setUint32(28, s.id, true); b[32] = s.select ?? 0; b[33] = s.flags ?? 0;
     d.setUint32(36, s.affinitySec ?? 0, true); d.setUint32(40, s.maglevSize ?? 0, true);

@@ -7,6 +7,8 @@ import { inNs, ip, spawnInNs, stop } from "../helpers/netns.js";
 import { NODE_IP, POD_CIDR, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
 
 const POD_CIDR6 = "fd00:10:244:1::/64";
+const NODE_IP6 = "fd00:99::1";
+const EXT_IP6 = "fd00:99::2";
 
 /** TCP and UDP servers on [::]:argv[1] (IPv6 only): each answers with {local, remote} as seen. */
 const SERVER6 = `
@@ -48,12 +50,15 @@ describe("wasp daemon, dual-stack: IPv4 and IPv6 pods, services and flows (integ
 
   before(async () => {
     t = new Topology({ podCidr6: POD_CIDR6 });
+    // The underlay in IPv6 too: the node and the external client each get an address on it.
+    ip(t.node, "-6", "addr", "add", `${NODE_IP6}/64`, "dev", "eth0", "nodad");
+    ip(t.ext, "-6", "addr", "add", `${EXT_IP6}/64`, "dev", "br0", "nodad");
     client = await t.addPod("client");
     b1 = await t.addPod("b1");
     b2 = await t.addPod("b2");
     t.writeConfig({
       mode: "tun",
-      node: { name: "node-a", underlayIP: NODE_IP, podCIDR: POD_CIDR, podCIDRv6: POD_CIDR6 },
+      node: { name: "node-a", underlayIP: NODE_IP, podCIDR: POD_CIDR, podCIDRv6: POD_CIDR6, nodeAddresses: [NODE_IP, NODE_IP6] },
       serviceCIDR: "10.96.0.0/16",
       serviceCIDRv6: "fd00:10:96::/112",
       clusterCIDR: "10.244.0.0/16",
@@ -64,6 +69,10 @@ describe("wasp daemon, dual-stack: IPv4 and IPv6 pods, services and flows (integ
           backends: [{ ip: b1.ip }, { ip: b2.ip }, { ip: b1.ip6! }, { ip: b2.ip6! }],
         },
         { name: "v6only", clusterIPs: ["fd00:10:96::20"], ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b2.ip6! }] },
+        {
+          name: "dual-np", type: "NodePort", clusterIPs: ["10.96.0.40", "fd00:10:96::40"], ports: [{ port: 80, protocol: "TCP", targetPort: 8080, nodePort: 30080 }],
+          backends: [{ ip: b1.ip }, { ip: b1.ip6! }],
+        },
         { name: "v6empty", clusterIPs: ["fd00:10:96::30"], ports: [{ port: 80, protocol: "TCP" }], backends: [] },
       ],
     });
@@ -137,6 +146,16 @@ describe("wasp daemon, dual-stack: IPv4 and IPv6 pods, services and flows (integ
   it("node -> IPv6 ClusterIP reaches a backend", () => {
     const o = ask(t.node, "tcp", "fd00:10:96::20", 80);
     assert.equal(o.seen?.local, b2.ip6, JSON.stringify(o));
+  });
+
+  it("a dual-stack NodePort serves both families from outside: IPv6 to the node's IPv6 address reaches the IPv6 backend, masqueraded to wasp0's IPv6 address; IPv4 likewise", async () => {
+    const o6 = ask(t.ext, "tcp", NODE_IP6, 30080);
+    assert.ok(o6.ok, JSON.stringify(o6));
+    assert.equal(o6.seen.local, b1.ip6);
+    assert.equal(o6.seen.remote, "fd00:10:244:1::1");
+    const [o4] = await t.requests(t.ext, [{ host: NODE_IP, port: 30080 }]);
+    assert.equal(o4!.seen?.local, b1.ip, JSON.stringify(o4));
+    assert.equal(o4!.seen?.remote, "10.244.1.1");
   });
 
   it("SIGTERM removes the IPv6 rules and puts the IPv6 local rule back at 0", async () => {

@@ -183,13 +183,13 @@ describe("engine/ops", () => {
       assert.equal(e.slot(0).service, m.services.get("10.96.0.10:80/TCP")!.id + 1);
     });
 
-    it("the core finds the NodePort entry (all-zero key) for a packet to the node address on 30080", () => {
+    it("the core finds the NodePort entry (key 0.0.0.0, i.e. ::ffff:0.0.0.0) for a packet to the node address on 30080", () => {
       const e = newEngine();
       const m = buildModel(defaultConfig());
       assert.equal(commit(e, (out, at) => encodeModel(m, out, at)), CommitResult.Ok);
       e.putPacket(0, packet({ src: "10.244.1.50", dst: "10.99.0.1" }, { proto: "tcp", sport: 40002, dport: 30080, flags: TCP.SYN }));
       e.process(1, 100);
-      assert.equal(e.slot(0).service, m.services.get("[::]:30080/TCP")!.id + 1);
+      assert.equal(e.slot(0).service, m.services.get("0.0.0.0:30080/TCP")!.id + 1);
       const out = parse(e.output(0));
       assert.ok(["10.244.1.10", "10.244.1.11"].includes(out.dst), out.dst);
       assert.equal(out.dport, 8080);
@@ -228,7 +228,7 @@ function checkAgainstModel(ops: DecodedOp[], m: Model): void {
       [o.addr, o.port, o.proto, o.kind, o.id, o.select, o.flags, o.affinitySec, o.maglevSize, o.count, o.eligible],
       [e.addr, e.port, PROTO[e.protocol], e.kind, e.id, e.select, e.flags, e.affinitySec, e.maglevSize, e.backends.length, e.eligible]);
     assert.deepEqual(o.backends, e.backends.map((b) => ({ addr: b.addr, port: b.port, weight: b.weight })));
-    if (e.kind === ServiceKind.NodePort) assert.equal(o.addr, "::");
+    if (e.kind === ServiceKind.NodePort) assert.equal(o.addr, e.family === 4 ? "0.0.0.0" : "::");
   });
   const rs = [...m.routes.values()];
   routes.forEach((o, i) => {

@@ -43,17 +43,17 @@ describe("model", () => {
   describe("buildModel", () => {
     it("turns the demo config into five entries, one Local route and the node address", () => {
       const m = buildModel(defaultConfig());
-      assert.deepEqual([...m.services.keys()], ["10.96.0.10:80/TCP", "10.96.0.53:53/UDP", "10.96.0.53:53/TCP", "10.96.0.11:80/TCP", "[::]:30080/TCP"]);
+      assert.deepEqual([...m.services.keys()], ["10.96.0.10:80/TCP", "10.96.0.53:53/UDP", "10.96.0.53:53/TCP", "10.96.0.11:80/TCP", "0.0.0.0:30080/TCP"]);
       assert.deepEqual([...m.services.values()].map((e) => e.id), [0, 1, 2, 3, 4]);
       const web = svc(m, "10.96.0.10:80/TCP");
       assert.deepEqual(backendsOf(web), ["10.244.1.10:8080", "10.244.1.11:8080"]);
       assert.equal(web.kind, ServiceKind.ClusterIp);
       assert.equal(web.eligible, 2);
       assert.deepEqual(backendsOf(svc(m, "10.96.0.53:53/UDP")), ["10.244.1.12:53"]);
-      const np = svc(m, "[::]:30080/TCP");
+      const np = svc(m, "0.0.0.0:30080/TCP");
       assert.equal(np.kind, ServiceKind.NodePort);
       assert.equal(np.flags, ServiceFlag.ANY_LOCAL_ADDR | ServiceFlag.MASQUERADE_EXTERNAL);
-      assert.deepEqual([...np.addr16], new Array(16).fill(0));
+      assert.deepEqual([...np.addr16], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 0, 0, 0, 0], "0.0.0.0 as IPv4-mapped");
       assert.equal(np.family, 4);
       assert.deepEqual(backendsOf(np), ["10.244.1.10:8080", "10.244.1.11:8080"]);
       assert.deepEqual([...m.routes.keys()], ["10.244.1.0/24"]);
@@ -119,7 +119,7 @@ describe("model", () => {
       Object.assign(raw.services[0], { type: "NodePort", externalTrafficPolicy: "Local" });
       raw.services[0].ports[0].nodePort = 30080;
       const m = buildModel(cfg(raw));
-      const np = svc(m, "[::]:30080/TCP");
+      const np = svc(m, "0.0.0.0:30080/TCP");
       assert.deepEqual(backendsOf(np), ["10.244.1.10:8080"]);
       assert.equal(np.flags & ServiceFlag.MASQUERADE_EXTERNAL, 0);
       assert.deepEqual(backendsOf(svc(m, "10.96.0.1:80/TCP")), ["10.244.1.10:8080", "10.244.2.10:8080"]);
@@ -139,10 +139,10 @@ describe("model", () => {
       raw.services[0].backends = [{ ip: "10.244.2.10" }];
       let m = buildModel(cfg(raw));
       // Both policies Local: nothing on this node can reach the endpoint, so kube-proxy rejects.
-      assert.equal(svc(m, "[::]:30080/TCP").flags & ServiceFlag.DROP_WHEN_EMPTY, 0);
+      assert.equal(svc(m, "0.0.0.0:30080/TCP").flags & ServiceFlag.DROP_WHEN_EMPTY, 0);
       raw.services[0].externalTrafficPolicy = "Cluster";
       m = buildModel(cfg(raw));
-      const cip = svc(m, "10.96.0.1:80/TCP"), np = svc(m, "[::]:30080/TCP");
+      const cip = svc(m, "10.96.0.1:80/TCP"), np = svc(m, "0.0.0.0:30080/TCP");
       assert.deepEqual([cip.eligible, cip.flags & ServiceFlag.DROP_WHEN_EMPTY], [0, ServiceFlag.DROP_WHEN_EMPTY]);
       assert.deepEqual([np.eligible, np.flags & ServiceFlag.DROP_WHEN_EMPTY], [1, 0]);
       raw.services[0].backends = [];
@@ -179,6 +179,18 @@ describe("model", () => {
       const m = buildModel(cfg(raw));
       assert.deepEqual(backendsOf(svc(m, "10.96.0.1:80/TCP")), ["10.244.1.10:8080"]);
       assert.deepEqual(backendsOf(svc(m, "[fd00:96::1]:80/TCP")), ["fd00:10:244:1::a:8080"]);
+    });
+
+    it("gives a dual-stack NodePort service one NodePort entry per family, each with that family's backends", () => {
+      const raw = base();
+      raw.serviceCIDRv6 = "fd00:96::/112";
+      Object.assign(raw.services[0], { type: "NodePort", clusterIPs: ["fd00:96::1", "10.96.0.1"] });
+      delete raw.services[0].clusterIP;
+      raw.services[0].ports[0].nodePort = 30080;
+      raw.services[0].backends = [{ ip: "10.244.1.10" }, { ip: "fd00:10:244:1::a" }];
+      const m = buildModel(cfg(raw));
+      assert.deepEqual(backendsOf(svc(m, "0.0.0.0:30080/TCP")), ["10.244.1.10:8080"]);
+      assert.deepEqual(backendsOf(svc(m, "[::]:30080/TCP")), ["fd00:10:244:1::a:8080"]);
     });
 
     it("programmes nothing for headless and ExternalName services", () => {

@@ -288,6 +288,22 @@ describe("pipeline: services", () => {
       assert.notEqual(o.slot.reason, Drop.NoBackend);
     });
 
+    it("does not match a packet to 0.0.0.0 (the IPv4 'any' key, ::ffff:0.0.0.0)", () => {
+      const o = runOne(e, syn(40402, CLIENT, "0.0.0.0", 30080));
+      assert.equal(o.slot.service, 0, "no service matched");
+      assert.equal(o.slot.note & Note.DNAT, 0);
+    });
+
+    it("an IPv6 packet to a local IPv6 address matches the IPv6 entry (::), not the IPv4 one", () => {
+      commit(e, clusterRoutes().localAddr(NODE_IP).localAddr("fd99::1")
+        .service({ vip: "any", port: 30080, proto: "tcp", kind: 1, id: 5, flags: 4, backends: [{ ip: "10.244.1.10", port: 8080 }] })
+        .service({ vip: "any6", port: 30080, proto: "tcp", kind: 1, id: 6, flags: 4, backends: [{ ip: "fd00:10:244:1::a", port: 8080 }] }));
+      const o6 = runOne(e, packet({ src: "fd44:0:0:2::7", dst: "fd99::1" }, { proto: "tcp", sport: 1234, dport: 30080, flags: TCP.SYN }));
+      assert.deepEqual([o6.slot.service, parse(o6.bytes).dst], [7, "fd00:10:244:1:0:0:0:a"]);
+      const o4 = runOne(e, syn(40403, CLIENT, NODE_IP, 30080), 101);
+      assert.deepEqual([o4.slot.service, parse(o4.bytes).dst], [6, "10.244.1.10"]);
+    });
+
     it("does not match the same port on an address that is not local", () => {
       const o = runOne(e, syn(40401, CLIENT, "192.168.100.7", 30080));
       expectVerdict(o, Verdict.Host);
