@@ -6,7 +6,9 @@
 // Semantics follow kube-proxy (pkg/proxy: servicechangetracker, endpointslicecache):
 // - a Service port is matched to EndpointSlice ports by name and protocol; its backends listen on that
 //   slice port's number (a named targetPort resolves per endpoint this way);
-// - endpoint conditions: ready and serving are true when absent, terminating false when absent;
+// - endpoint conditions: ready and serving are true when absent, terminating false when absent (kube-proxy's
+//   endpointslicecache; the API reference says a nil serving "defers to ready", which differs only for
+//   a not-ready terminating endpoint of a controller too old to set serving);
 // - an endpoint that appears in several slices of one service counts once;
 // - headless (clusterIP None) and ExternalName services programme nothing;
 // - LoadBalancer ingress IPs with ipMode "Proxy" are left to the load balancer (kube-proxy ≥ 1.30).
@@ -336,7 +338,7 @@ export function convertEndpointSlice(raw: unknown): Converted<KubeSlice> | { ign
     const ip = r.ip(addrs[0], `endpoints[${i}].addresses[0]`);
     const cond = r.obj(ep["conditions"], `endpoints[${i}].conditions`) ?? {};
     const ready = r.bool(cond["ready"], `endpoints[${i}].conditions.ready`, true);
-    const serving = r.bool(cond["serving"], `endpoints[${i}].conditions.serving`, ready);
+    const serving = r.bool(cond["serving"], `endpoints[${i}].conditions.serving`, true);
     const terminating = r.bool(cond["terminating"], `endpoints[${i}].conditions.terminating`, false);
     const nodeName = r.str(ep["nodeName"], `endpoints[${i}].nodeName`);
     if (!ip) return;
