@@ -1,8 +1,9 @@
 // Prometheus text on 127.0.0.1: the engine's counters, read when scraped (never per packet).
+// Every metric is listed with its type, labels and meaning in the README (section Metrics).
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { Engine } from "../engine/engine.js";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Engine, NamedCounters } from "../engine/engine.js";
 
 /** Drop names as the metric labels them: NoBackend -> no_backend. */
 export function snake(name: string): string {
@@ -30,6 +31,21 @@ export function makeMetrics(engine: () => Engine, extra: () => { writeDropped: n
       for (const [r, n] of Object.entries(engine().counters().drops)) this.inc({ reason: snake(r) }, n);
     },
   });
+  // Engine counters that only grow, one metric each.
+  const named: Array<[string, string, keyof NamedCounters]> = [
+    ["wasp_received_bytes_total", "Bytes of the packets the engine processed (from wasp0 and the VXLAN underlay)", "bytes_in"],
+    ["wasp_received_packets_total", "Packets the engine processed", "packets_in"],
+    ["wasp_new_flows_total", "Connections the engine started tracking (a service matched, a backend chosen)", "new_flows"],
+    ["wasp_conntrack_evicted_total", "Flows removed from a full conntrack table before their timeout", "ct_evicted"],
+    ["wasp_conntrack_expired_total", "Flows removed by their timeout", "ct_expired"],
+    ["wasp_conntrack_stale_udp_flushed_total", "UDP flows removed after a reload took their backend away", "stale_udp_flushed"],
+    ["wasp_replies_made_total", "Answers the engine made itself (TCP RST, ICMP unreachable or time exceeded, echo reply to a VIP)", "replies_made"],
+    ["wasp_icmp_errors_translated_total", "ICMP errors about a NATed flow rewritten for the flow's client", "icmp_translated"],
+    ["wasp_batches_total", "Batches the engine processed (one process() call each)", "batches"],
+  ];
+  for (const [name, help, key] of named) {
+    new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(engine().counters().named[key]); } });
+  }
   new Counter({
     name: "wasp_tun_write_dropped_total", help: "Packets the kernel refused when written back to the TUN device", registers: [registry],
     collect() { this.reset(); this.inc(extra().writeDropped); },
@@ -39,6 +55,18 @@ export function makeMetrics(engine: () => Engine, extra: () => { writeDropped: n
     collect() { this.set(engine().exports.ctCount()); },
   });
   new Gauge({
+    name: "wasp_conntrack_capacity", help: "Flows the connection tracking table holds at most", registers: [registry],
+    collect() { this.set(engine().exports.ctCapacity()); },
+  });
+  new Gauge({
+    name: "wasp_service_entries", help: "Service entries (VIP or node port, port, protocol) in the engine's tables", registers: [registry],
+    collect() { this.set(engine().exports.serviceCount()); },
+  });
+  new Gauge({
+    name: "wasp_routes", help: "Pod prefixes in the engine's route table", registers: [registry],
+    collect() { this.set(engine().exports.routeCount()); },
+  });
+  new Gauge({
     name: "wasp_table_generation", help: "Generation of the engine's tables (one per load or reload)", registers: [registry],
     collect() { this.set(engine().exports.generation()); },
   });
@@ -46,6 +74,8 @@ export function makeMetrics(engine: () => Engine, extra: () => { writeDropped: n
     name: "wasp_reload_duration_seconds", help: "Time from a config change to its commit",
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry],
   });
+  // process_* and nodejs_* (CPU, memory, event loop lag, GC): the daemon's own health
+  collectDefaultMetrics({ register: registry });
   return { registry, reloadSeconds };
 }
 

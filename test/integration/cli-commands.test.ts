@@ -7,8 +7,8 @@ import { strict as assert } from "node:assert";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Cli } from "../helpers/cli.js";
-import { sh, spawnInNs, stop } from "../helpers/netns.js";
-import { NODE_IP, POD_CIDR, Topology, waitFor, type Pod } from "../helpers/topology.js";
+import { inNs, sh, spawnInNs, stop } from "../helpers/netns.js";
+import { NODE_IP, POD_CIDR, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
 
 let cli: Cli;
 const wasp = (args: readonly string[]) => cli.run(args);
@@ -17,6 +17,7 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
   this.timeout(90_000);
   let t: Topology;
   let client: Pod, b1: Pod, b2: Pod;
+  let daemon: DaemonProc;
   const sock = () => ["--socket", t.socketPath];
 
   before(async () => {
@@ -41,7 +42,7 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
     });
     await t.serve(b1.ns, [8080], 5353);
     await t.serve(b2.ns, [8080], 5353);
-    await t.startDaemon();
+    daemon = await t.startDaemon();
     const warm = await t.requests(client.ns, Array.from({ length: 6 }, () => ({ host: "10.96.0.10", port: 80 })));
     assert.ok(warm.every((o) => o.ok), JSON.stringify(warm));
   });
@@ -153,6 +154,29 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
     assert.ok(c.verdicts.tun > 0);
     assert.match(text.stdout, new RegExp(`^no_backend +${c.drops.no_backend}$`, "m"));
     assert.match(text.stdout, /^VERDICT +PACKETS$/m);
+  });
+
+  it("metrics: every documented metric is served with its type, and the engine's counters agree with wasp counters --json", async () => {
+    const port = t.metricsPort(daemon);
+    const c = JSON.parse((await wasp(["counters", "--json", ...sock()])).stdout);
+    const text = inNs(t.node, process.execPath, "-e", `fetch("http://127.0.0.1:${port}/metrics").then((r) => r.text()).then((x) => process.stdout.write(x))`);
+    const types: Record<string, string> = {
+      wasp_packets_total: "counter", wasp_packets_dropped_total: "counter", wasp_received_bytes_total: "counter", wasp_received_packets_total: "counter",
+      wasp_new_flows_total: "counter", wasp_conntrack_evicted_total: "counter", wasp_conntrack_expired_total: "counter",
+      wasp_conntrack_stale_udp_flushed_total: "counter", wasp_replies_made_total: "counter", wasp_icmp_errors_translated_total: "counter",
+      wasp_batches_total: "counter", wasp_tun_write_dropped_total: "counter", wasp_conntrack_entries: "gauge", wasp_conntrack_capacity: "gauge",
+      wasp_service_entries: "gauge", wasp_routes: "gauge", wasp_table_generation: "gauge", wasp_reload_duration_seconds: "histogram",
+    };
+    for (const [name, type] of Object.entries(types)) assert.match(text, new RegExp(`^# TYPE ${name} ${type}$`, "m"), name);
+    const value = (re: string) => Number(new RegExp(`^${re} (\\d+)$`, "m").exec(text)?.[1]);
+    // counters taken while no traffic runs: the same numbers by both ways
+    assert.equal(value('wasp_packets_total\\{verdict="tun"\\}'), c.verdicts.tun);
+    assert.equal(value("wasp_received_packets_total"), c.named.packets_in);
+    assert.equal(value("wasp_new_flows_total"), c.named.new_flows);
+    assert.equal(value("wasp_conntrack_capacity"), 262144);
+    assert.equal(value("wasp_service_entries"), 5);
+    assert.equal(value("wasp_routes"), 2);
+    assert.match(text, /^process_start_time_seconds \d+/m);
   });
 
   it("top in tmux: live rates, the busiest service and drops by reason; q and then Ctrl-C each quit with exit 0 and give the terminal back (main screen, cooked mode)", async () => {
