@@ -143,4 +143,13 @@ describe("wasp daemon --kubeconfig: Services from the Kubernetes API drive the d
     assert.ok(Math.abs(last - Date.now() / 1000) < 120, `last sync timestamp ${last}`);
     assert.match(m, /^kubeproxy_proxy_healthz_total\{code="200"\} [1-9]/m);
   });
+
+  it("the Cluster Autoscaler's ToBeDeletedByClusterAutoscaler taint on this Node turns /healthz to 503 (load balancers drain it) while /livez stays 200", async () => {
+    await api.apply("Node", node("node-a", NODE_IP, POD_CIDR, { taints: [{ key: "ToBeDeletedByClusterAutoscaler", effect: "NoSchedule" }] }));
+    await waitFor(() => httpGet(t.node, 10256, "/healthz").status === 503, "healthz 503", 20_000);
+    assert.match(httpGet(t.node, 10256, "/healthz").body, /"nodeEligible": false}$/);
+    assert.equal(httpGet(t.node, 10256, "/livez").status, 200);
+    await api.apply("Node", node("node-a", NODE_IP, POD_CIDR));
+    await waitFor(() => httpGet(t.node, 10256, "/healthz").status === 200, "healthz 200 again", 20_000);
+  });
 });
