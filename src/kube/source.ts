@@ -5,6 +5,7 @@
 // kube-proxy's, joins only the dirty Services with their slices and rebuilds the Config's lists from
 // the per-object maps. A malformed object is reported and its last good version stays in force.
 
+import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import {
   CoreV1Api, DiscoveryV1Api, KubeConfig, ListWatch, Watch,
@@ -75,7 +76,7 @@ export interface KubeSourceStats {
  * A KubeConfig from a kubeconfig file, or the in-cluster service account when no file is named and
  * KUBERNETES_SERVICE_HOST is set (as in a pod).
  */
-export function loadKubeConfig(path: string | undefined, env: NodeJS.ProcessEnv = process.env): KubeConfig {
+export function loadKubeConfig(path: string | undefined, env: NodeJS.ProcessEnv = process.env, inClusterRoot = ""): KubeConfig {
   const kc = new KubeConfig();
   if (path !== undefined) {
     try {
@@ -84,11 +85,13 @@ export function loadKubeConfig(path: string | undefined, env: NodeJS.ProcessEnv 
       throw new Error(`cannot load kubeconfig ${path}: ${(e as Error).message}`);
     }
   } else if (env["KUBERNETES_SERVICE_HOST"]) {
-    try {
-      kc.loadFromCluster();
-    } catch (e) {
-      throw new Error(`cannot load the in-cluster config (service account token and CA): ${(e as Error).message}`);
+    // The client reads KUBERNETES_SERVICE_HOST/PORT from process.env and the token and CA from the
+    // service account mount (under inClusterRoot in tests).
+    const sa = `${inClusterRoot}/var/run/secrets/kubernetes.io/serviceaccount`;
+    for (const f of ["token", "ca.crt"]) {
+      if (!existsSync(`${sa}/${f}`)) throw new Error(`in a pod (KUBERNETES_SERVICE_HOST is set) but ${sa}/${f} is missing; mount the service account token (automountServiceAccountToken) or give --kubeconfig`);
     }
+    kc.loadFromCluster(inClusterRoot);
   } else {
     throw new Error("no Kubernetes API to watch: give --kubeconfig PATH, or run in a pod (KUBERNETES_SERVICE_HOST)");
   }

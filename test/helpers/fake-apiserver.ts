@@ -55,6 +55,11 @@ export class FakeApiServer {
   port = 0;
   private cert = "";
 
+  /** The server's self-signed certificate (PEM): the CA a client must trust. */
+  get caCert(): string {
+    return this.cert;
+  }
+
   constructor(readonly token?: string) {}
 
   async start(): Promise<string> {

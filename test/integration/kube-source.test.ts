@@ -1,7 +1,7 @@
 // KubeConfigSource against the fake apiserver, driven through the real client library: a kubeconfig
 // file, informers listing and watching, 410 Gone, dropped connections, bookmarks, bursts, bad objects.
 import { strict as assert } from "node:assert";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Config, ConfigEvent, ServiceConfig } from "../../src/config/index.js";
@@ -273,6 +273,42 @@ describe("kube source: the Kubernetes API as a config source (fake apiserver, re
     api.apply("Node", node(NODE, "192.168.50.1", "10.244.1.0/24"));
     const c = await waitFor("the first config", last);
     assert.equal(c.node.podCIDR, "10.244.1.0/24");
+  });
+
+  it("in a pod (KUBERNETES_SERVICE_HOST/PORT, the service account's token and CA, no kubeconfig) it lists and watches with the token", async () => {
+    seed();
+    const sa = join(dir, "var/run/secrets/kubernetes.io/serviceaccount");
+    mkdirSync(sa, { recursive: true });
+    writeFileSync(join(sa, "token"), "s3cret-token");
+    writeFileSync(join(sa, "ca.crt"), api.caCert);
+    writeFileSync(join(sa, "namespace"), "kube-system");
+    const saved = { host: process.env["KUBERNETES_SERVICE_HOST"], port: process.env["KUBERNETES_SERVICE_PORT"] };
+    process.env["KUBERNETES_SERVICE_HOST"] = "127.0.0.1";
+    process.env["KUBERNETES_SERVICE_PORT"] = String(api.port);
+    try {
+      const kc = loadKubeConfig(undefined, process.env, dir);
+      source = new KubeConfigSource({ kubeConfig: kc, nodeName: NODE, minSyncPeriodMs: 50, settings: { serviceCIDR: "10.96.0.0/16" } });
+      source.start((e) => events.push(e));
+      const c = await waitFor("the first config", last);
+      assert.ok(byPort(c).has("default/web 80/TCP"));
+      assert.ok(!api.requests.includes("401"), "the service account token was sent");
+    } finally {
+      for (const [k, v] of [["KUBERNETES_SERVICE_HOST", saved.host], ["KUBERNETES_SERVICE_PORT", saved.port]] as const) {
+        if (v === undefined) delete process.env[k]; else process.env[k] = v;
+      }
+    }
+    assert.throws(() => loadKubeConfig(undefined, { KUBERNETES_SERVICE_HOST: "127.0.0.1" }, join(dir, "nowhere")), /serviceaccount\/token is missing; mount the service account token/);
+  });
+
+  it("a wrong token is refused (401) and retried, never taken for an empty cluster", async () => {
+    seed();
+    const path = join(dir, "kubeconfig");
+    writeFileSync(path, api.kubeconfig().replace("s3cret-token", "wrong-token"));
+    source = new KubeConfigSource({ kubeConfig: loadKubeConfig(path, {}), nodeName: NODE, minSyncPeriodMs: 50, backoffMs: { initial: 50, max: 200 } });
+    source.start((e) => events.push(e));
+    await waitFor("three refused attempts", () => api.requests.filter((r) => r === "401").length >= 6);
+    assert.equal(events.length, 0, "no config and no rejection from a refused list");
+    assert.ok(source.stats.watchErrors >= 3);
   });
 
   it("loadKubeConfig names the problem: no kubeconfig and not in a pod; an unreadable file", () => {
