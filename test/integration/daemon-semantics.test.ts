@@ -93,6 +93,10 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
         ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }, { ip: b2.ip }],
       },
       { name: "udp-tag", clusterIP: "10.96.0.14", ports: [{ port: 7000, protocol: "UDP" }], backends: [{ ip: b1.ip }] },
+      {
+        name: "lb", type: "LoadBalancer", clusterIP: "10.96.0.16", loadBalancerIPs: ["198.51.100.10"],
+        ports: [{ port: 80, protocol: "TCP", targetPort: 8080, nodePort: 30101 }], backends: [{ ip: b2.ip }],
+      },
       { name: "plain", clusterIP: "10.96.0.15", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }, { ip: b2.ip }] },
     ];
     t.writeConfig(config());
@@ -174,6 +178,15 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
     const after = answers.slice(mark).trim().split("\n");
     // At most the datagrams in flight across the switch still come from b1.
     assert.equal(after.slice(-3).join(","), "b2,b2,b2");
+  });
+
+  it("a LoadBalancer ingress IP routed to the node reaches the endpoint, masqueraded under externalTrafficPolicy Cluster, answered from the ingress IP", async () => {
+    ip(t.ext, "route", "replace", "198.51.100.10/32", "via", NODE_IP);
+    const [o] = await t.requests(t.ext, [{ host: "198.51.100.10", port: 80 }]);
+    assert.ok(o!.ok, JSON.stringify(o));
+    assert.deepEqual([o!.seen?.local, o!.seen?.remote], [b2.ip, MASQ]);
+    const [np] = await t.requests(t.ext, [{ host: NODE_IP, port: 30101 }]);
+    assert.equal(np!.seen?.local, b2.ip, JSON.stringify(np));
   });
 
   it("masquerade where kube-proxy masquerades: outside client -> ClusterIP is SNATed to the node; pod -> ClusterIP is not", async () => {
