@@ -1,5 +1,5 @@
 // One executable: the CNI plugin when a runtime execs it (CNI_COMMAND set), otherwise the CLI
-// (which runs `wasp daemon` too).
+// (src/cli/, which runs `wasp daemon` too).
 // Each path imports only its own modules, lazily: a CNI call never loads the daemon, the engine, the
 // CLI or their dependencies. No top-level await: the single executable (dist/wasp) runs this file
 // bundled as CommonJS.
@@ -8,7 +8,8 @@ async function main(): Promise<void> {
     const { runCni } = await import("./cni/index.js");
     await runCni();
   } else {
-    const { runCli } = await import("./cli/index.js");
+    // through daemon/index.js: the single executable loads that bundle only when it is needed
+    const { runCli } = await import("./daemon/index.js");
     await runCli(process.argv.slice(2));
   }
 }

@@ -91,6 +91,8 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     await runDaemon(argv.slice(1));
     return;
   }
+  // `wasp conntrack | head`: a reader that leaves early is not an error
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => { if (e.code !== "EPIPE") throw e; });
   const program = buildProgram();
   if (argv.length === 0) {
     process.stdout.write(program.helpInformation());
