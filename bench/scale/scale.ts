@@ -19,7 +19,8 @@
 // N loaded, until the new rules serve), conn_per_s and connect_p50/p99_us (connrate.c: WORKERS
 // processes of blocking connect()s to VIP:80 for CONN_SECS), tcp_gbps (iperf3 to VIP:5201),
 // lost_during_update (a 64-byte UDP stream with sequence numbers to the target's UDP port while 100
-// other services change in one update; from N = 1,000 on, N = 1 has no others), memory (wasp: the
+// other services change in one update, update100_ms; from N = 1,000 on, N = 1 has no others;
+// lost_without_update: the same stream for 2 s with no change), memory (wasp: the
 // daemon's RSS; kernel: growth of Slab + VmallocUsed + Percpu across the load, machine-wide).
 // Every command that programs rules runs under a time bound; a step over it is recorded as
 // <dp>_<step>_timeout_s_<N> and the dataplane's other measurements at that N are skipped.
@@ -177,6 +178,8 @@ async function traffic(c: Ctx, vip: string, out: Sample, reps: number): Promise<
   out.connect_p50_us = median(p50);
   out.connect_p99_us = median(p99);
   out.tcp_gbps = await iperfGbps(c, vip);
+  // The same stream with no change: what the dataplane loses anyway (the reference for lost_during_update).
+  out.lost_without_update = (await lostDuring(c, vip, () => new Promise((r) => setTimeout(r, 1000)))).lost;
 }
 
 // ── dataplanes ──────────────────────────────────────────────────────────────────────────────────
@@ -238,7 +241,7 @@ async function runWasp(c: Ctx, services: ScaleService[], n: number, out: Sample)
     let current = services;
     if (n > 1) {
       const next = withChangedBackends(current, changeIndexes(n, CHANGED_IN_STREAM), 1, CHANGED_BACKENDS);
-      out.lost_during_update = (await lostDuring(c, target(services).clusterIP, async () => { await waspApply(c, waspConfig(next, n), c.stepBoundMs); })).lost;
+      out.lost_during_update = (await lostDuring(c, target(services).clusterIP, async () => { out.update100_ms = await waspApply(c, waspConfig(next, n), c.stepBoundMs); })).lost;
       current = next;
     }
     const next = withChangedBackends(current, [updateIndex(n)], 2, CHANGED_BACKENDS);
@@ -313,7 +316,8 @@ async function runIptables(c: Ctx, services: ScaleService[], n: number, out: Sam
       let ok = true;
       const r = await lostDuring(c, target(services).clusterIP, async () => {
         const u = await runTimed(c.t.node, c.iptRestore, ["--noflush"], iptablesRestore(next, CLUSTER_CIDR, iptChains(current)), c.stepBoundMs);
-        ok = await bounded(`iptables restore (100 changed) at ${n}`, u, out, "stream_update", c.stepBoundMs);
+        ok = await bounded(`iptables restore (100 changed) at ${n}`, u, out, "update100", c.stepBoundMs);
+        out.update100_ms = u.ms;
       });
       if (!ok) return;
       out.lost_during_update = r.lost;
@@ -357,7 +361,8 @@ async function runNftables(c: Ctx, services: ScaleService[], n: number, out: Sam
       let ok = true;
       const r = await lostDuring(c, target(services).clusterIP, async () => {
         const u = await runTimed(c.t.node, "nft", ["-f", "-"], nftUpdate(current, next, CLUSTER_CIDR), c.stepBoundMs);
-        ok = await bounded(`nft update (100 changed) at ${n}`, u, out, "stream_update", c.stepBoundMs);
+        ok = await bounded(`nft update (100 changed) at ${n}`, u, out, "update100", c.stepBoundMs);
+        out.update100_ms = u.ms;
       });
       if (!ok) return;
       out.lost_during_update = r.lost;
@@ -404,6 +409,7 @@ async function runIpvs(c: Ctx, services: ScaleService[], n: number, out: Sample)
       const l = await lostDuring(c, target(services).clusterIP, async () => {
         const u = await runTimed(c.t.node, "ipvsadm", ["-R"], edit(current, next), c.stepBoundMs);
         if (u.code !== 0) throw new Error(`ipvsadm edit: ${u.out}`);
+        out.update100_ms = u.ms;
       });
       out.lost_during_update = l.lost;
       current = next;
@@ -484,7 +490,9 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
     if (ipvsWhyNot) { notes.push(`ipvs not measured: ${ipvsWhyNot}`); console.log(`ipvs: not available: ${ipvsWhyNot}`); }
     const ipt = chooseIptables(t.node);
     console.log(`iptables: ${ipt.restore} (${ipt.backend} backend)`);
-    const dps: Dataplane[] = ["wasp", "iptables", "nftables", ...(ipvsWhyNot ? [] : ["ipvs" as const])];
+    // SCALE_DP=wasp,nftables runs only those (for trying one; the results file then has only those).
+    const only = process.env.SCALE_DP?.split(",");
+    const dps = (["wasp", "iptables", "nftables", ...(ipvsWhyNot ? [] : ["ipvs" as const])] as Dataplane[]).filter((d) => !only || only.includes(d));
     const c: Ctx = {
       t, client, backend, bin, quick, iptRestore: ipt.restore, iptCmd: ipt.cmd,
       stepBoundMs: (quick ? 120 : 240) * 1000, connSecs: quick ? 2 : 3, iperfSecs: quick ? 2 : 3,
@@ -515,7 +523,7 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
           console.log(`${dp} N=${n} rep ${rep + 1}/${reps} (${((Date.now() - ts) / 1000).toFixed(1)} s): ${JSON.stringify(Object.fromEntries(Object.entries(s).map(([a, b]) => [a, round(b!, 2)])))}`);
         }
       }
-      if (n <= 1000) {
+      if (n <= 1000 && dps.includes("iptables")) {
         const s: Sample = {};
         await iptablesNftLoad(c, services, n, s);
         samples.set(`iptables/${n}`, [...(samples.get(`iptables/${n}`) ?? []), s]);
@@ -533,7 +541,7 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
   }
 
   // Medians over repetitions, per dataplane, metric and N.
-  const DIGITS: Record<string, number> = { conn_per_s: 0, connect_p50_us: 1, connect_p99_us: 1, tcp_gbps: 3, lost_during_update: 0, rss_mib: 1, kernel_kib: 0 };
+  const DIGITS: Record<string, number> = { conn_per_s: 0, connect_p50_us: 1, connect_p99_us: 1, tcp_gbps: 3, lost_during_update: 0, lost_without_update: 0, rss_mib: 1, kernel_kib: 0 };
   for (const [k, list] of samples) {
     const [dp, n] = k.split("/");
     const keys = new Set(list.flatMap((s) => Object.keys(s)));
@@ -559,6 +567,7 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
   metrics.run_seconds = Math.round((Date.now() - t0) / 1000);
   writeResults("scale", metrics);
   writeCharts(metrics, Ns);
+  writeFileSync(join(RESULTS_DIR, "scale.md"), markdownTable(metrics, Ns));
   writeFileSync(join(RESULTS_DIR, "scale-notes.txt"), [`${new Date().toISOString()} ${cpus().length} x ${cpus()[0]?.model}, Linux ${release()}`, ...notes, ""].join("\n"));
   for (const x of notes) console.log(`note: ${x}`);
   return metrics;
@@ -579,4 +588,23 @@ function writeCharts(m: Record<string, number>, Ns: number[]): void {
     ["scale-tcp.svg", { title: "TCP throughput to a ClusterIP (iperf3)", yLabel: "Gbit/s", series: series("tcp_gbps"), note }],
   ];
   for (const [file, chart] of charts) writeFileSync(join(RESULTS_DIR, file), lineChart(chart));
+}
+
+/** The README's table: one row per dataplane and N. */
+function markdownTable(m: Record<string, number>, Ns: number[]): string {
+  const cols: Array<[string, string]> = [
+    ["load_ms", "load ms"], ["update_ms", "1-service update ms"], ["conn_per_s", "conn/s"], ["connect_p50_us", "connect p50 µs"],
+    ["connect_p99_us", "connect p99 µs"], ["tcp_gbps", "TCP Gbit/s"], ["lost_during_update", "UDP lost in 100-service update"],
+    ["lost_without_update", "UDP lost, no update"], ["rss_mib", "daemon RSS MiB"], ["kernel_kib", "kernel KiB"],
+  ];
+  const fmt = (v: number | undefined) => (v === undefined ? "–" : v.toLocaleString("en-US", { maximumFractionDigits: v < 10 ? 2 : v < 100 ? 1 : 0 }));
+  const out = [`| dataplane | N | ${cols.map((c) => c[1]).join(" | ")} |`, `|---|---:|${cols.map(() => "---:").join("|")}|`];
+  for (const n of Ns) {
+    for (const dp of ["wasp", "iptables", "nftables", "ipvs"]) {
+      if (!cols.some(([k]) => m[`${dp}_${k}_${n}`] !== undefined) && m[`${dp}_load_timeout_s_${n}`] === undefined) continue;
+      const row = cols.map(([k]) => (k === "load_ms" && m[`${dp}_load_timeout_s_${n}`] !== undefined ? `> ${m[`${dp}_load_timeout_s_${n}`]! * 1000} (stopped)` : fmt(m[`${dp}_${k}_${n}`])));
+      out.push(`| ${dp} | ${n.toLocaleString("en-US")} | ${row.join(" | ")} |`);
+    }
+  }
+  return out.join("\n") + "\n";
 }
