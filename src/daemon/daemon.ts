@@ -38,7 +38,9 @@ export interface DaemonOptions {
   /** This node's Node name (kube-proxy's --hostname-override). */
   hostnameOverride?: string;
   serviceCIDR?: string;
+  serviceCIDRv6?: string;
   clusterCIDR?: string;
+  clusterCIDRv6?: string;
   underlayIP?: string;
   mode?: "tun" | "tap";
   minSyncPeriodMs?: number;
@@ -70,8 +72,8 @@ export const DAEMON_USAGE = `usage: wasp daemon [--config FILE | --kubeconfig PA
 
  kube options (with --kubeconfig or in-cluster):
   --hostname-override NAME  this node's Node name (default: $NODE_NAME, else the host name)
-  --cluster-cidr CIDR       pod addresses of the cluster (default ${DEFAULT_CLUSTER_CIDR})
-  --service-cidr CIDR       the cluster's service-cluster-ip-range (default ${DEFAULT_SERVICE_CIDR})
+  --cluster-cidr CIDR[,CIDR6]  pod addresses of the cluster (default ${DEFAULT_CLUSTER_CIDR}); an IPv6 one makes the node dual-stack
+  --service-cidr CIDR[,CIDR6]  the cluster's service-cluster-ip-range (default ${DEFAULT_SERVICE_CIDR})
   --underlay-ip IP          VXLAN underlay address (default: the Node's InternalIP)
   --mode tun|tap            the wasp0 device (default tun)
   --min-sync-period DUR     at most one table generation per DUR, e.g. 1s, 500ms (default ${DEFAULT_MIN_SYNC_PERIOD_MS}ms)
@@ -127,8 +129,15 @@ export function parseDaemonArgs(argv: readonly string[]): DaemonOptions | { erro
         else { const hp = parseHostPort(flag, v); o.healthzHost = hp.host; o.healthzPort = hp.port; }
       } else if (flag === "--kubeconfig") o.kubeconfig = value();
       else if (flag === "--hostname-override") o.hostnameOverride = value();
-      else if (flag === "--cluster-cidr") o.clusterCIDR = value();
-      else if (flag === "--service-cidr") o.serviceCIDR = value();
+      else if (flag === "--cluster-cidr" || flag === "--service-cidr") {
+        // kube-proxy's dual-stack spelling: one CIDR per family, comma-separated.
+        const key = flag === "--cluster-cidr" ? "clusterCIDR" : "serviceCIDR";
+        const parts = value().split(",").map((x) => x.trim());
+        const v4 = parts.filter((x) => !x.includes(":")), v6 = parts.filter((x) => x.includes(":"));
+        if (v4.length !== 1 || v6.length > 1) return { error: `${flag} is ${JSON.stringify(parts.join(","))}; expected one IPv4 CIDR and at most one IPv6 CIDR, comma-separated` };
+        o[key] = v4[0] as string;
+        if (v6[0] !== undefined) o[`${key}v6`] = v6[0];
+      }
       else if (flag === "--underlay-ip") o.underlayIP = value();
       else if (flag === "--mode") {
         const v = value();
@@ -217,6 +226,7 @@ export class Daemon {
         kubeConfig: loadKubeConfig(opts.kubeconfig), nodeName: defaultNodeName(opts.hostnameOverride), log,
         settings: {
           ...(opts.serviceCIDR !== undefined && { serviceCIDR: opts.serviceCIDR }), ...(opts.clusterCIDR !== undefined && { clusterCIDR: opts.clusterCIDR }),
+          ...(opts.serviceCIDRv6 !== undefined && { serviceCIDRv6: opts.serviceCIDRv6 }), ...(opts.clusterCIDRv6 !== undefined && { clusterCIDRv6: opts.clusterCIDRv6 }),
           ...(opts.underlayIP !== undefined && { underlayIP: opts.underlayIP }), ...(opts.mode !== undefined && { mode: opts.mode }),
         },
         ...(opts.minSyncPeriodMs !== undefined && { minSyncPeriodMs: opts.minSyncPeriodMs }),

@@ -311,6 +311,22 @@ describe("kube source: the Kubernetes API as a config source (fake apiserver, re
     assert.ok(source.stats.watchErrors >= 3);
   });
 
+  it("dual-stack: with IPv6 service and cluster CIDRs the Node's IPv6 pod CIDR, both cluster IPs and the IPv6 slice's endpoints are carried", async () => {
+    api.apply("Node", node(NODE, "192.168.50.1", "10.244.1.0/24", { podCIDRv6: "fd00:10:244:1::/64" }));
+    api.apply("Node", node("node-b", "192.168.50.2", "10.244.2.0/24", { podCIDRv6: "fd00:10:244:2::/64" }));
+    api.apply("Service", service({ name: "ds", clusterIPs: ["10.96.0.60", "fd00:10:96::60"], ports: [{ port: 80 }] }));
+    api.apply("EndpointSlice", endpointSlice("ds-v4", "ds", [{ ip: "10.244.2.5" }], [{ port: 8080 }]));
+    api.apply("EndpointSlice", endpointSlice("ds-v6", "ds", [{ ip: "fd00:10:244:2::5" }], [{ port: 8080 }], { addressType: "IPv6" }));
+    startSource({ settings: { serviceCIDR: "10.96.0.0/16", serviceCIDRv6: "fd00:10:96::/108", clusterCIDR: "10.244.0.0/16", clusterCIDRv6: "fd00:10:244::/56" } });
+    const c = await waitFor("the first config", last);
+    assert.equal(c.node.podCIDRv6, "fd00:10:244:1::/64");
+    assert.equal(c.serviceCIDRv6, "fd00:10:96::/108");
+    assert.deepEqual(c.nodes.map((n) => n.podCIDRv6), ["fd00:10:244:2::/64"]);
+    const ds = byPort(c).get("default/ds 80/TCP") as ServiceConfig;
+    assert.deepEqual(ds.clusterIPs, ["10.96.0.60", "fd00:10:96::60"]);
+    assert.deepEqual(ds.backends.map((b) => `${b.ip}|${b.port}`).sort(), ["10.244.2.5|8080", "fd00:10:244:2::5|8080"]);
+  });
+
   it("loadKubeConfig names the problem: no kubeconfig and not in a pod; an unreadable file", () => {
     assert.throws(() => loadKubeConfig(undefined, {}), /no Kubernetes API to watch: give --kubeconfig PATH/);
     assert.throws(() => loadKubeConfig(join(dir, "missing"), {}), /cannot load kubeconfig .*missing/);
