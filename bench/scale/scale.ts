@@ -168,12 +168,22 @@ async function lostDuring(c: Ctx, vip: string, change: () => Promise<void>): Pro
   return { lost: s.sent - r.received, sent: s.sent };
 }
 
-async function traffic(c: Ctx, vip: string, out: Sample, reps: number): Promise<void> {
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSec(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+async function traffic(c: Ctx, vip: string, out: Sample, reps: number, daemonPid?: number): Promise<void> {
   const conns: number[] = [], p50: number[] = [], p99: number[] = [];
+  const cpu0 = daemonPid ? cpuSec(daemonPid) : 0, t0 = performance.now();
   for (let i = 0; i < reps; i++) {
     const r = await connTest(c, vip);
     conns.push(r.conn_per_s); p50.push(r.p50); p99.push(r.p99);
   }
+  // How busy the daemon's one thread was while the connections ran (100 = a whole core).
+  if (daemonPid) out.daemon_cpu_pct_connect = (100 * (cpuSec(daemonPid) - cpu0)) / ((performance.now() - t0) / 1000);
   out.conn_per_s = median(conns);
   out.connect_p50_us = median(p50);
   out.connect_p99_us = median(p99);
@@ -237,7 +247,7 @@ async function runWasp(c: Ctx, services: ScaleService[], n: number, out: Sample)
     const pid = d.child.pid!;
     out.load_ms = await waspApply(c, waspConfig(services, n), c.stepBoundMs);
     out.rss_mib = rssMib(pid);
-    await traffic(c, target(services).clusterIP, out, c.quick ? 1 : 2);
+    await traffic(c, target(services).clusterIP, out, c.quick ? 1 : 2, pid);
     let current = services;
     if (n > 1) {
       const next = withChangedBackends(current, changeIndexes(n, CHANGED_IN_STREAM), 1, CHANGED_BACKENDS);
@@ -541,7 +551,7 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
   }
 
   // Medians over repetitions, per dataplane, metric and N.
-  const DIGITS: Record<string, number> = { conn_per_s: 0, connect_p50_us: 1, connect_p99_us: 1, tcp_gbps: 3, lost_during_update: 0, lost_without_update: 0, rss_mib: 1, kernel_kib: 0 };
+  const DIGITS: Record<string, number> = { conn_per_s: 0, connect_p50_us: 1, connect_p99_us: 1, tcp_gbps: 3, lost_during_update: 0, lost_without_update: 0, rss_mib: 1, kernel_kib: 0, daemon_cpu_pct_connect: 0 };
   for (const [k, list] of samples) {
     const [dp, n] = k.split("/");
     const keys = new Set(list.flatMap((s) => Object.keys(s)));
