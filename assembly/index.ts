@@ -15,6 +15,7 @@ import { statsInit, statsAddr, statsReset as resetStats } from "./pipeline/svcst
 import { affinityInit } from "./pipeline/affinity";
 import { fragClear } from "./pipeline/frag";
 import * as trace from "./pipeline/trace";
+import { coalesceDecapped } from "./pipeline/overlay";
 import { segmentInit, extraSlots, extraCount as segmentsMade, overlayOutInit, overlayOutAddr as overlayOut, overlayOutCount as overlayOutN } from "./pipeline/segment";
 import { csum } from "./wire/checksum";
 
@@ -131,6 +132,10 @@ export function extraCount(): u32 { return segmentsMade(); }
  *  it was cut into): the host sends this list to the underlay, not the slots themselves. */
 export function overlayOutAddr(): usize { return overlayOut(); }
 export function overlayOutCount(): u32 { return overlayOutN(); }
+/** After process() of a batch from the underlay, for a TUN (link 0) or TAP (link 14) with vnet
+ *  headers the host zeroed: merges runs of one flow's TCP segments into GSO packets (a merged
+ *  slot's verdict becomes None). Returns the slots merged away. */
+export function coalesce(count: u32, link: u32): u32 { return coalesceDecapped(st.slots, count <= st.maxBatch ? count : st.maxBatch, link); }
 export function maxBatch(): u32 { return st.maxBatch; }
 export function bufferAddr(): usize { return st.bufArea; }
 export function bufferStride(): u32 { return st.bufStride; }

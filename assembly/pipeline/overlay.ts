@@ -1,16 +1,18 @@
 // VXLAN (RFC 7348) in the Linux/flannel convention: outer IPv4/UDP to the remote node's underlay
 // address, VNI and port from the config, inner Ethernet addressed to the remote VTEP's MAC.
-import { Drop } from "../abi";
-import { ld16, st16 } from "../mem";
+import { Drop, Note, SLOT_BUF_END, SLOT_DATA, SLOT_LEN, SLOT_NOTE, SLOT_SIZE, SLOT_VERDICT, Verdict, VNET_HDR_LEN } from "../abi";
+import { ld8, ld16, ld32, st8, st16 } from "../mem";
+import { csum, csumFold } from "../wire/checksum";
 import { checkVxlan, emitVxlan, Vxlan, VXLAN_HLEN } from "../wire/vxlan";
 import { emitEthernet, ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6 } from "../wire/ethernet";
-import { emitIpv4, IPV4_MIN_LEN } from "../wire/ipv4";
+import { emitIpv4, IPV4_MIN_LEN, ipv4PseudoSum } from "../wire/ipv4";
 import { PROTO_UDP, UDP_LEN } from "../wire/l4";
 import { peerKnown, R_MAC, R_UNDERLAY } from "../table/generation";
 import { CONFIG, nextIpId, underlayIp, vni, vxlanPort } from "../state";
 import { CFG_VTEP_MAC } from "../abi";
 import { hashTuple } from "../table/hash";
 import * as pkt from "./packet";
+import { VNET_CSUM_OFFSET, VNET_CSUM_START, VNET_F_NEEDS_CSUM, VNET_FLAGS, VNET_GSO_SIZE, VNET_GSO_TYPE, VNET_HDR_LEN_F } from "./packet";
 
 export const ENCAP_LEN: u32 = IPV4_MIN_LEN + UDP_LEN + VXLAN_HLEN + ETH_HLEN;   // 50
 const OUTER_TTL: u32 = 64;
@@ -49,4 +51,92 @@ export function encap(route: usize, room: u32): usize {
   emitIpv4(outer, ENCAP_LEN + innerLen, nextIpId(), false, OUTER_TTL, PROTO_UDP,
     bswap<u32>(underlayIp), bswap<u32>(load<u32>(route + R_UNDERLAY)));
   return outer;
+}
+
+// ── receive-side coalescing (what GRO does for the kernel's vxlan) ──────────────────────────
+// Consecutive in-order TCP segments of one flow that came through the tunnel and go to a vnet TUN
+// become one GSO packet (virtio_net_hdr TCPV4, gso_size = the first segment's payload), so the node
+// forwards, and the pod's TCP receives, one packet instead of up to 45. The kernel's rules
+// (tcp_gro_receive): same addresses, ports, ACK number, window, header length and options, TOS, TTL
+// and DF; the next sequence number; only ACK (PSH ends a run and is kept); a segment no longer
+// than the first (a shorter one ends the run). Only segments whose TCP checksum verifies are
+// merged: the kernel takes the merged packet as CHECKSUM_PARTIAL and never checks it again.
+const GSO_TCPV4: u32 = 1;
+const TCP_ACK_ONLY: u32 = 0x10, TCP_PSH_BIT: u32 = 0x08;
+const MAX_GSO_LEN: u32 = 65535;
+
+/** Payload bytes of the TCP segment at ip (len bytes, an IPv4 packet) when it may be coalesced,
+ *  else -1: IPv4 without options or fragmentation, TCP with ACK or ACK|PSH only, data, checksum good. */
+function coalescable(ip: usize, len: u32): i32 {
+  if (len < 40 || ld8(ip) != 0x45 || ld8(ip + 9) != 6 || ld16(ip + 2) != len || (ld16(ip + 6) & 0x3fff) != 0) return -1;
+  const tcp = ip + 20, thl = (ld8(tcp + 12) >> 4) << 2, flags = ld8(tcp + 13);
+  if (thl < 20 || thl + 20 >= len) return -1;
+  if (flags != TCP_ACK_ONLY && flags != (TCP_ACK_ONLY | TCP_PSH_BIT)) return -1;
+  const l4len = len - 20;
+  if (csum(tcp, l4len, ipv4PseudoSum(ip, 6, l4len)) != 0) return -1;
+  return <i32>(l4len - thl);
+}
+
+/** Same flow and header as the run's head at h: everything the kernel compares. */
+function sameFlow(h: usize, p: usize): bool {
+  const ht = h + 20, pt = p + 20, thl = (ld8(ht + 12) >> 4) << 2;
+  if (load<u64>(h + 12) != load<u64>(p + 12) || load<u32>(ht) != load<u32>(pt)) return false;   // addresses, ports
+  if (load<u32>(ht + 8) != load<u32>(pt + 8) || load<u16>(ht + 14) != load<u16>(pt + 14)) return false;  // ACK, window
+  if (ld8(ht + 12) != ld8(pt + 12) || ld8(h + 1) != ld8(p + 1) || ld8(h + 8) != ld8(p + 8)) return false;  // hlen, TOS, TTL
+  if ((ld8(h + 6) & 0x40) != (ld8(p + 6) & 0x40)) return false;                                 // DF
+  return thl == 20 || memory.compare(ht + 20, pt + 20, thl - 20) == 0;                          // options
+}
+
+/** Turns the head at ip (merged total `len`, first payload `mss`) into a GSO packet for the TUN. */
+function finishRun(ip: usize, len: u32, mss: u32, vnetAt: usize, psh: bool): void {
+  st16(ip + 2, len);
+  st16(ip + 10, 0);
+  st16(ip + 10, csum(ip, 20, 0));
+  const tcp = ip + 20, thl = (ld8(tcp + 12) >> 4) << 2;
+  if (psh) st8(tcp + 13, ld8(tcp + 13) | TCP_PSH_BIT);
+  // NEEDS_CSUM: the field holds the folded pseudo-header sum, the kernel adds the rest
+  st16(tcp + 16, csumFold(ipv4PseudoSum(ip, 6, len - 20)));
+  store<u8>(vnetAt + VNET_FLAGS, <u8>VNET_F_NEEDS_CSUM);
+  store<u8>(vnetAt + VNET_GSO_TYPE, <u8>GSO_TCPV4);
+  store<u16>(vnetAt + VNET_HDR_LEN_F, <u16>(<u32>(ip - vnetAt) - VNET_HDR_LEN + 20 + thl));
+  store<u16>(vnetAt + VNET_GSO_SIZE, <u16>mss);
+  store<u16>(vnetAt + VNET_CSUM_START, <u16>(<u32>(ip - vnetAt) - VNET_HDR_LEN + 20));
+  store<u16>(vnetAt + VNET_CSUM_OFFSET, 16);
+}
+
+/**
+ * Coalesces runs of decapsulated TCP segments among the `count` slots at `slots` after process(),
+ * for a TUN (link 0) or TAP (link = Ethernet header bytes) opened with a vnet header whose headers
+ * the host has zeroed. A merged slot's verdict becomes None: its payload left in the slot before
+ * it. Returns how many slots were merged away.
+ */
+export function coalesceDecapped(slots: usize, count: u32, link: u32): u32 {
+  let head: usize = 0, hIp: usize = 0, hLen: u32 = 0, mss: u32 = 0, nextSeq: u32 = 0, runMerged: u32 = 0, merged: u32 = 0;
+  let psh = false;
+  for (let i: u32 = 0; i <= count; i++) {
+    const s = slots + <usize>i * SLOT_SIZE;
+    let ip: usize = 0, len: u32 = 0, payload: i32 = -1;
+    if (i < count && load<u8>(s + SLOT_VERDICT) == <u8>Verdict.Tun &&
+        (load<u32>(s + SLOT_NOTE) & (Note.DECAP | Note.REPLY_MADE)) == Note.DECAP && load<u32>(s + SLOT_LEN) > link) {
+      ip = <usize>load<u32>(s + SLOT_DATA) + link; len = load<u32>(s + SLOT_LEN) - link;
+      payload = coalescable(ip, len);
+    }
+    if (head != 0 && payload > 0 && !psh && <u32>payload <= mss && ld32(ip + 24) == nextSeq && sameFlow(hIp, ip) &&
+        hLen + <u32>payload <= MAX_GSO_LEN && hIp + hLen + <usize>payload <= <usize>load<u32>(head + SLOT_BUF_END)) {
+      const thl = (ld8(ip + 32) >> 4) << 2;
+      memory.copy(hIp + hLen, ip + 20 + thl, <usize>payload);
+      hLen += <u32>payload; nextSeq += <u32>payload; runMerged++; merged++;
+      if ((ld8(ip + 33) & TCP_PSH_BIT) != 0) psh = true;
+      store<u8>(s + SLOT_VERDICT, <u8>Verdict.None);
+      store<u32>(head + SLOT_LEN, hLen + link);
+      if (<u32>payload < mss) { finishRun(hIp, hLen, mss, <usize>load<u32>(head + SLOT_DATA) - VNET_HDR_LEN, psh); head = 0; }
+      continue;
+    }
+    if (head != 0 && runMerged > 0) finishRun(hIp, hLen, mss, <usize>load<u32>(head + SLOT_DATA) - VNET_HDR_LEN, psh);
+    head = 0;
+    if (payload > 0 && (ld8(ip + 33) & TCP_PSH_BIT) == 0) {
+      head = s; hIp = ip; hLen = len; mss = <u32>payload; nextSeq = ld32(ip + 24) + <u32>payload; runMerged = 0; psh = false;
+    }
+  }
+  return merged;
 }

@@ -5,6 +5,7 @@ import { SLOT_DATA, SLOT_FLAGS, SLOT_SIZE, SLOT_VERDICT, SlotFlag, VNET_HDR_LEN,
 import type { Engine } from "../engine/engine.js";
 import type { IoError, TunDevice, UnderlaySocket } from "../io/index.js";
 
+const ETH_HLEN = 14;
 const TUN_MASK = (1 << Verdict.Tun) | (1 << Verdict.Host);
 const OVERLAY_MASK = 1 << Verdict.Overlay;
 /** Batches per readiness callback before yielding to the event loop (uv_poll is level-triggered:
@@ -22,6 +23,8 @@ export class Datapath {
   lastWriteError = "";
   private running = false;
   private underlay: UnderlaySocket | undefined;
+  /** Coalesce decapsulated TCP segments into GSO writes (WASP_NO_GRO=1 turns it off, to compare). */
+  private readonly coalesce = process.env.WASP_NO_GRO !== "1";
 
   constructor(private readonly engine: Engine, private readonly tun: TunDevice,
     private readonly onError: (err: Error) => void) {}
@@ -68,7 +71,11 @@ export class Datapath {
       e.process(n, nowSec());
       // A decapsulated packet has no virtio_net_hdr; the bytes before it (the inner Ethernet
       // header) become an empty one for the vnet TUN: no offloads pending.
-      if (!fromTun && tun.vnet) this.clearVnetHeaders(n);
+      if (!fromTun && tun.vnet) {
+        this.clearVnetHeaders(n);
+        // one flow's TCP segments from the tunnel become one GSO packet (the kernel's GRO)
+        if (this.coalesce) e.exports.coalesce(n, tun.tap ? ETH_HLEN : 0);
+      }
       tun.writeBatch(mem, e.slots, n, TUN_MASK);
       this.noteDrops(tun.lastDropped, tun.lastDropCode);
       // Every packet for another node, GSO segments included, in the order the inner packets

@@ -46,6 +46,7 @@ interface CoreExports {
   extraCount(): number;
   overlayOutAddr(): number;
   overlayOutCount(): number;
+  coalesce(count: number, link: number): number;
   maxBatch(): number;
   bufferAddr(): number;
   bufferStride(): number;
