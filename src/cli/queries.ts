@@ -25,7 +25,7 @@ export async function status(socket: string, json: boolean): Promise<void> {
     ["conntrack", `${s.conntrack.entries.toLocaleString("en-US")} / ${s.conntrack.capacity.toLocaleString("en-US")} flows`],
     ["packets in", `${c.named.packets_in?.toLocaleString("en-US")} (${fmtBytes(c.named.bytes_in ?? 0)})`],
     ["verdicts", ["tun", "overlay", "host", "drop"].map((v) => `${v} ${(c.verdicts[v] ?? 0).toLocaleString("en-US")}`).join(", ")],
-    ["dropped or answered", `${dropped.toLocaleString("en-US")}${dropped ? ` (wasp counters)` : ""}`],
+    ["dropped or answered", `${dropped.toLocaleString("en-US")}${dropped ? " (by reason: wasp counters)" : ""}`],
     ["new flows", c.named.new_flows ?? 0], ["tun write dropped", s.tunWriteDropped],
   ]));
 }

@@ -11,6 +11,19 @@ import { inNs, sh, spawnInNs, stop } from "../helpers/netns.js";
 import { NODE_IP, POD_CIDR, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
 
 let cli: Cli;
+
+/** Records in a classic pcap file so far (little-endian, as tcpdump writes on this machine). */
+function pcapRecords(path: string): number {
+  let b: Buffer;
+  try { b = readFileSync(path); } catch { return 0; }
+  let n = 0;
+  for (let o = 24; o + 16 <= b.length; n++) {
+    const len = b.readUInt32LE(o + 8);
+    if (o + 16 + len > b.length) break;
+    o += 16 + len;
+  }
+  return n;
+}
 const wasp = (args: readonly string[]) => cli.run(args);
 
 describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counters, trace, replay against a daemon (integration, needs root)", function () {
@@ -304,6 +317,10 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
       assert.deepEqual(outcomes.map((o) => o.ok), [true, true, true, true, true, false, false]);
       await new Promise((r) => setTimeout(r, 300));
       after = JSON.parse((await wasp(["counters", "--json", ...sock()])).stdout);
+      // tcpdump drops what is still in its kernel ring when stopped: stop once every packet the
+      // engine counted is in the file (a busy machine may take a while)
+      const want = after.named.packets_in - before.named.packets_in;
+      await waitFor(() => pcapRecords(pcap) >= want, `${want} packets in the capture`, 15_000);
     } finally {
       await stop(dump, "SIGINT");
     }
