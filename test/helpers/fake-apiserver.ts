@@ -10,15 +10,11 @@
 //            R older than the compaction point → one ERROR event with a Status (code 410, reason
 //            Expired) and the stream ends, as kube-apiserver does ("too old resource version").
 // One resourceVersion counter across kinds, like etcd's revision. Bearer-token auth when a token is
-// set. HTTPS with a fresh self-signed certificate (openssl) that the kubeconfig names as its CA, as the
+// set. HTTPS with a self-signed certificate for 127.0.0.1 that the kubeconfig names as its CA, as the
 // client refuses plain HTTP. Binds 127.0.0.1 only. Tests drive it: add/update/remove objects, compact,
 // expire or drop watches.
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { randomUUID } from "node:crypto";
@@ -35,6 +31,24 @@ const API_VERSION: Record<Kind, string> = { Node: "v1", Service: "v1", EndpointS
 
 interface Event { rv: number; type: "ADDED" | "MODIFIED" | "DELETED"; kind: Kind; object: Obj }
 interface Watcher { kind: Kind; res: ServerResponse; bookmarks: boolean }
+
+// A test-only key and self-signed certificate (P-256, SAN IP:127.0.0.1, valid 2000-2099), made once with
+// Python's cryptography package: fixed, so the tests need no openssl and no clock-sensitive generation.
+const TEST_KEY = `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgJwn7uxv47iDXlQUR
+wMZTQv1+FO9pnQVbnaVjq8kUhDKhRANCAAQHONcuvU8bUuvd6COCLUb20kXdRlN6
+bJRglKPv7r1oxBmyKpuhh+tzDYOTFt8PrN2aTpn+r60srfxOxhhghEgk
+-----END PRIVATE KEY-----`;
+const TEST_CERT = `-----BEGIN CERTIFICATE-----
+MIIBZDCCAQqgAwIBAgIUIVG2O2ih+iUqcc3jg9aD2F2vlaQwCgYIKoZIzj0EAwIw
+HjEcMBoGA1UEAwwTd2FzcC1mYWtlLWFwaXNlcnZlcjAgFw0wMDAxMDEwMDAwMDBa
+GA8yMDk5MTIzMTAwMDAwMFowHjEcMBoGA1UEAwwTd2FzcC1mYWtlLWFwaXNlcnZl
+cjBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABAc41y69TxtS693oI4ItRvbSRd1G
+U3pslGCUo+/uvWjEGbIqm6GH63MNg5MW3w+s3ZpOmf6vrSyt/E7GGGCESCSjJDAi
+MA8GA1UdEQQIMAaHBH8AAAEwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNI
+ADBFAiBlS+FV9CAxfu6qydaxvYgyukkdYZU7AIgZUiEiYZqWqQIhALwo0E1B7GZb
+FvjBfFihb/dWrDeH7+Qi6CKsarTIfers
+-----END CERTIFICATE-----`;
 
 const keyOf = (o: Obj) => `${(o.metadata["namespace"] as string | undefined) ?? ""}/${o.metadata["name"] as string}`;
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
@@ -63,16 +77,8 @@ export class FakeApiServer {
   constructor(readonly token?: string) {}
 
   async start(): Promise<string> {
-    const dir = mkdtempSync(join(tmpdir(), "wasp-fake-api-"));
-    try {
-      execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-        "-subj", "/CN=fake-apiserver", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")], { stdio: "pipe" });
-      this.cert = readFileSync(join(dir, "cert.pem"), "utf8");
-      const key = readFileSync(join(dir, "key.pem"), "utf8");
-      this.server = createServer({ key, cert: this.cert }, (req, res) => this.handle(req, res));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    this.cert = TEST_CERT;
+    this.server = createServer({ key: TEST_KEY, cert: TEST_CERT }, (req, res) => this.handle(req, res));
     this.server.on("connection", (s) => { this.sockets.add(s); s.on("close", () => this.sockets.delete(s)); });
     await new Promise<void>((resolve) => this.server?.listen(0, "127.0.0.1", resolve));
     this.port = (this.server.address() as AddressInfo).port;
