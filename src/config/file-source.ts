@@ -5,7 +5,7 @@
 import { watch, type FSWatcher } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import { loadConfigText } from "./parse.js";
+import { loadConfigText, loadConfigTextAsync } from "./parse.js";
 import type { Config, Problem } from "./schema.js";
 
 /** What a config source reports: a valid new config to apply, or a rejected one (the running config stays). */
@@ -105,7 +105,8 @@ export class FileConfigSource implements ConfigSource {
         if (text === undefined) {
           this.listener?.({ kind: "rejected", problems: [problem as Problem] });
         } else {
-          const r = loadConfigText(text, this.path);
+          const r = await loadConfigTextAsync(text, this.path);
+          if (this.closed) continue;
           this.listener?.("config" in r ? { kind: "config", config: r.config } : { kind: "rejected", problems: r.problems });
         }
       } while (this.again && !this.closed);

@@ -3,6 +3,7 @@
 
 import type { z } from "zod";
 import { cidrContains, cidrsOverlap, formatCidr, formatIp, parseCidr, parseIp, type Cidr, type Family, type Ip } from "../model/addr.js";
+import { drain, drainAsync, every64, type Steps } from "../model/steps.js";
 import {
   BackendSchema, DEFAULT_AFFINITY_TIMEOUT_SEC, describe, PeerNodeSchema, ServiceSchema, TOP_LEVEL,
   type BackendConfig, type Config, type NodeConfig, type PeerNodeConfig, type Problem, type ServiceConfig, type ServiceInput,
@@ -29,8 +30,19 @@ function addIssues(problems: Problem[], base: readonly PropertyKey[], issues: re
   }
 }
 
+export type Validated = { config: Config } | { problems: Problem[] };
+
 /** Checks a parsed config document. Returns the config with every default filled in, or every problem found. */
-export function validateConfig(raw: unknown): { config: Config } | { problems: Problem[] } {
+export function validateConfig(raw: unknown): Validated {
+  return drain(validateSteps(raw));
+}
+
+/** validateConfig with breaks for the event loop: what the daemon uses for a reload. */
+export function validateConfigAsync(raw: unknown): Promise<Validated> {
+  return drainAsync(validateSteps(raw));
+}
+
+function* validateSteps(raw: unknown): Steps<Validated> {
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     return { problems: [{ path: "(config)", message: `is ${describe(raw)}; expected a mapping of settings that starts with node:` }] };
   }
@@ -48,12 +60,14 @@ export function validateConfig(raw: unknown): { config: Config } | { problems: P
   }
 
   const services: ServiceItem[] = [];
-  (top.services ?? []).forEach((rawService, i) => {
-    const r = ServiceSchema.safeParse(rawService);
-    if (!r.success) return addIssues(problems, ["services", i], r.error.issues);
+  const rawServices = top.services ?? [];
+  for (let i = 0; i < rawServices.length; i++) {
+    if (every64(i)) yield;
+    const r = ServiceSchema.safeParse(rawServices[i]);
+    if (!r.success) { addIssues(problems, ["services", i], r.error.issues); continue; }
     const s = normalizeService(r.data, `services[${i}]`, problems);
     if (s) services.push({ i, s, ipKey: r.data.clusterIPs !== undefined ? "clusterIPs" : "clusterIP" });
-  });
+  }
   const nodes: Array<{ i: number; n: PeerNodeConfig }> = [];
   (top.nodes ?? []).forEach((rawNode, i) => {
     const r = PeerNodeSchema.safeParse(rawNode);
@@ -63,7 +77,7 @@ export function validateConfig(raw: unknown): { config: Config } | { problems: P
 
   // Rules that relate a list item to others see every item that parsed: a broken item has its own
   // problems reported and is left out, so it cannot cause a second, misleading one.
-  new CrossCheck(top, failed, services, nodes, problems).run();
+  yield* new CrossCheck(top, failed, services, nodes, problems).run();
   if (problems.length > 0 || !top.node || top.services === undefined || top.nodes === undefined) {
     return { problems };
   }
@@ -145,10 +159,10 @@ class CrossCheck {
     this.problems.push({ path, message });
   }
 
-  run(): void {
+  *run(): Steps<void> {
     this.checkCidrs();
     this.checkNodes();
-    this.checkServices();
+    yield* this.checkServices();
     this.checkMaglev();
   }
 
@@ -223,7 +237,7 @@ class CrossCheck {
     }
   }
 
-  private checkServices(): void {
+  private *checkServices(): Steps<void> {
     const byName = new Map<string, string>();
     const clusterIpOwner = new Map<string, string>();
     const vipOwner = new Map<string, string>();
@@ -233,7 +247,8 @@ class CrossCheck {
     // With node or nodes[] broken, a nodeName cannot be judged unknown.
     const nodesKnown = this.top.node !== undefined && (this.top.nodes ?? []).length === this.nodes.length;
 
-    for (const { i, s, ipKey } of this.services) {
+    for (const [n, { i, s, ipKey }] of this.services.entries()) {
+      if (every64(n)) yield;
       const at = `services[${i}]`, who = `${at} (${s.namespace}/${s.name})`;
       const nameKey = `${s.namespace}/${s.name}`;
       const sameName = byName.get(nameKey);

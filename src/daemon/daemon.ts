@@ -14,7 +14,7 @@ import { CommitResult } from "../engine/abi.js";
 import { Engine, type EngineOptions } from "../engine/engine.js";
 import { encodeModel, encodeOps } from "../engine/ops.js";
 import { TunDevice, UnderlaySocket } from "../io/index.js";
-import { buildModel, diffModel, isEmptyDelta, localVtepMac, type Model } from "../model/index.js";
+import { buildModel, buildModelAsync, diffModel, isEmptyDelta, localVtepMac, type Model } from "../model/index.js";
 import { makeControlApi } from "./control-api.js";
 import { serveControl } from "./control-socket.js";
 import { healthChecks, ServiceHealthServers } from "./service-health.js";
@@ -366,14 +366,39 @@ export class Daemon {
     this.log.error({ problems: lines }, `reload rejected (${problems.length} problems); still serving generation ${this.generation()}`);
   }
 
+  private readonly queued: ConfigEvent[] = [];
+  private applying = false;
+
+  /** Reloads run one at a time, in order; each gives the event loop (and so the datapath) a turn
+   *  every few milliseconds while it builds the model of a large config. */
   private onConfig(ev: ConfigEvent): void {
+    this.queued.push(ev);
+    if (this.applying) return;
+    this.applying = true;
+    void (async () => {
+      try {
+        for (let next = this.queued.shift(); next && !this.stopping; next = this.queued.shift()) {
+          try {
+            await this.applyConfig(next);
+          } catch (e) {
+            this.log.error({ err: (e as Error).message }, "reload failed; the running tables stay");
+          }
+        }
+      } finally {
+        this.applying = false;
+      }
+    })();
+  }
+
+  private async applyConfig(ev: ConfigEvent): Promise<void> {
     if (this.stopping) return;
     if (ev.kind === "rejected") { this.reject(ev.problems); return; }
     const t0 = performance.now();
     const next = ev.config;
     const fixed = restartOnly(this.config, next);
     if (fixed.length) { this.reject(fixed); return; }
-    const model = buildModel(next, this.model);
+    const model = await buildModelAsync(next, this.model);
+    if (this.stopping) return;
     const delta = diffModel(this.model, model);
     const inputs = nodeNetInputs(next);
     const routing = !sameInputs(inputs, this.inputs);

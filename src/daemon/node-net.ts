@@ -58,6 +58,7 @@ export const TAP_MAC = "02:77:61:73:70:02";
 export const ENGINE_MAC = "02:77:61:73:70:01";
 export const GATEWAY_TAP = "169.254.1.1";
 export const GATEWAY_TAP6 = "fe80::1";
+export const TUN_QUEUE_LEN = 10000;
 
 type Fam = "-4" | "-6";
 
@@ -245,6 +246,9 @@ export function setupNodeNet(inputs: NodeNetInputs, ip: Runner = runIp): void {
   ip(["addr", "replace", `${inputs.gateway}/32`, "dev", DEVICE]);
   if (inputs.v6) ip(["-6", "addr", "replace", `${inputs.v6.gateway}/128`, "dev", DEVICE, "nodad"]);
   if (inputs.tap) ip(["link", "set", DEVICE, "address", TAP_MAC]);
+  // The TUN ring holds txqueuelen packets for the engine: 500 (the default) is 0.1 s of a 5 kpps
+  // stream; a longer one rides out the moments the event loop spends on something else.
+  ip(["link", "set", DEVICE, "txqueuelen", String(TUN_QUEUE_LEN)]);
   ip(["link", "set", DEVICE, "up"]);
   if (inputs.tap) ip(["neigh", "replace", GATEWAY_TAP, "lladdr", ENGINE_MAC, "dev", DEVICE, "nud", "permanent"]);
   if (inputs.tap && inputs.v6) ip(["-6", "neigh", "replace", GATEWAY_TAP6, "lladdr", ENGINE_MAC, "dev", DEVICE, "nud", "permanent"]);

@@ -4,6 +4,7 @@
 
 import { ServiceKind, Select, ServiceFlag, RouteKind } from "../engine/abi.js";
 import type { Config, Protocol, ServiceConfig, BackendConfig } from "../config/schema.js";
+import { drain, drainAsync, every64, type Steps } from "./steps.js";
 import { cidrContains, formatCidr, formatIp, ipv4ToU32, mappedPrefixLen, parseCidr, parseIp, type Cidr, type Family, type Ip } from "./addr.js";
 
 export { ServiceKind, Select, ServiceFlag, RouteKind };
@@ -170,6 +171,15 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  * diffModel(prev, next) sees it unchanged by identity.
  */
 export function buildModel(config: Config, prev: Model = EMPTY_MODEL): Model {
+  return drain(buildModelSteps(config, prev));
+}
+
+/** buildModel with breaks for the event loop: what the daemon uses for a reload. */
+export function buildModelAsync(config: Config, prev: Model = EMPTY_MODEL): Promise<Model> {
+  return drainAsync(buildModelSteps(config, prev));
+}
+
+function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
   const node = config.node;
   const podCidrs = [node.podCIDR, node.podCIDRv6].flatMap((t) => (t === undefined ? [] : [parseCidr(t) as Cidr]));
   // An endpoint is on this node when it says so, or, without a nodeName, when its address is in this node's pod CIDR.
@@ -182,7 +192,9 @@ export function buildModel(config: Config, prev: Model = EMPTY_MODEL): Model {
   // that comes earlier in this config would have taken that number.
   type Draft = Omit<ServiceEntry, "id" | "sig">;
   const drafts = new Map<string, Draft>();
-  for (const s of config.services) {
+  for (let i = 0; i < config.services.length; i++) {
+    if (every64(i)) yield;
+    const s = config.services[i]!;
     if (!s.ignored) addServiceDrafts(s, drafts, { isLocal, select, maglevSize });
   }
 
@@ -192,7 +204,9 @@ export function buildModel(config: Config, prev: Model = EMPTY_MODEL): Model {
     if (old) ids.reserve(old.id);
   }
   const services = new Map<string, ServiceEntry>();
+  let n = 0;
   for (const [key, d] of drafts) {
+    if (every64(n++)) yield;
     const old = prev.services.get(key);
     const sig = serviceSig(d);
     if (old && old.sig === sig) services.set(key, old);
