@@ -50,6 +50,8 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
         },
         { name: "one", clusterIP: "10.96.0.40", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b2.ip }] },
         { name: "empty", clusterIP: "10.96.0.30", ports: [{ name: "http", port: 80, protocol: "TCP" }, { name: "dns", port: 53, protocol: "UDP" }], backends: [] },
+        // its only endpoint is on node-b and the policy keeps pods on this node: dropped, as kube-proxy does
+        { name: "local-only", clusterIP: "10.96.0.60", internalTrafficPolicy: "Local", ports: [{ port: 80, protocol: "TCP" }], backends: [{ ip: "10.244.2.9", nodeName: "node-b" }] },
       ],
       nodes: [{ name: "node-b", underlayIP: "10.99.0.5", podCIDR: "10.244.2.0/24" }],
     });
@@ -109,7 +111,7 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
       wasp(["backends", "10.96.0.40:80/TCP", ...sock()]), wasp(["backends", "nginx", ...sock()]),
     ]);
     const sv = JSON.parse(json.stdout).services as any[];
-    assert.deepEqual(sv.map((e) => e.key).sort(), ["10.96.0.10:53/UDP", "10.96.0.10:80/TCP", "10.96.0.30:53/UDP", "10.96.0.30:80/TCP", "10.96.0.40:80/TCP"]);
+    assert.deepEqual(sv.map((e) => e.key).sort(), ["10.96.0.10:53/UDP", "10.96.0.10:80/TCP", "10.96.0.30:53/UDP", "10.96.0.30:80/TCP", "10.96.0.40:80/TCP", "10.96.0.60:80/TCP"]);
     const web = sv.find((e) => e.key === "10.96.0.10:80/TCP");
     assert.ok(web.newFlows >= 6, JSON.stringify(web));
     const row = text.stdout.split("\n").find((l) => l.includes("10.96.0.10:80/TCP"))!;
@@ -120,7 +122,7 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
     assert.equal(byKey.status, 0, byKey.stderr);
     assert.match(byKey.stdout, new RegExp(`default/one +10\\.96\\.0\\.40:80/TCP +0 +${b2.ip.replace(/\./g, "\\.")}:8080 +ready`));
     assert.equal(unknown.status, 1);
-    assert.match(unknown.stderr, /no service "nginx"; the daemon serves: default\/empty, default\/one, default\/web/);
+    assert.match(unknown.stderr, /no service "nginx"; the daemon serves: default\/empty, default\/local-only, default\/one, default\/web/);
   });
 
   it("conntrack --filter shows the client's flows to the VIP with the backend each one got, in the kernel's tuple terms", async () => {
@@ -187,7 +189,7 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
     assert.equal(value("wasp_received_packets_total"), c.named.packets_in);
     assert.equal(value("wasp_new_flows_total"), c.named.new_flows);
     assert.equal(value("wasp_conntrack_capacity"), 262144);
-    assert.equal(value("wasp_service_entries"), 5);
+    assert.equal(value("wasp_service_entries"), 6);
     assert.equal(value("wasp_routes"), 2);
     assert.match(text, /^process_start_time_seconds \d+/m);
   });
@@ -278,6 +280,15 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
       const [tr, real] = await Promise.all([trace("--from", client.ip, "--to", "10.96.0.10:81"), t.request(client.ns, { host: "10.96.0.10", port: 81, timeoutMs: 3000 })]);
       assert.equal(real.error, "ECONNREFUSED");
       assert.equal(tr.reason, "no_service");
+    });
+
+    it("a drop: a Local-policy service whose endpoints are all on another node; trace says drop (no_local_backend), a real connection gets no answer", async () => {
+      const [tr, real] = await Promise.all([trace("--from", client.ip, "--to", "10.96.0.60:80"), t.request(client.ns, { host: "10.96.0.60", port: 80, timeoutMs: 2000 })]);
+      assert.equal(real.error, "timeout", JSON.stringify(real));
+      assert.equal(tr.verdict, "drop");
+      assert.equal(tr.reason, "no_local_backend");
+      assert.equal(tr.output, undefined);
+      assert.equal(tr.result, "dropped: no_local_backend");
     });
 
     it("a pod of another node: the remote route, VXLAN to its node; a pod named by its container ID resolves from the IPAM store", async () => {
