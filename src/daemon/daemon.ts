@@ -314,14 +314,23 @@ export class Daemon {
     }
     this.proxyHealth.updated();
     this.kubeProxyMetrics.observeSync((performance.now() - t0) / 1000, kube?.source.takeTriggerTimes());
-    // kube-proxy's health and sync metrics follow every config the daemon applied (onConfig sets this.config then).
+    // kube-proxy's health and sync metrics follow every config the daemon applied. onConfig queues and
+    // applies asynchronously and sets this.config when a config is in force: watch for that (a config
+    // rejected or overtaken by a newer one records nothing; the newer one records itself).
     const applyConfig = (ev: ConfigEvent) => {
       const t = performance.now();
       this.onConfig(ev);
-      if (ev.kind === "config" && this.config === ev.config) {
-        this.proxyHealth.updated();
-        this.kubeProxyMetrics.observeSync((performance.now() - t) / 1000, kube?.source.takeTriggerTimes());
-      }
+      if (ev.kind !== "config") return;
+      const check = () => {
+        if (this.stopping) return;
+        if (this.config === ev.config) {
+          this.proxyHealth.updated();
+          this.kubeProxyMetrics.observeSync((performance.now() - t) / 1000, kube?.source.takeTriggerTimes());
+        } else if (this.applying) {
+          setTimeout(check, 1);
+        }
+      };
+      check();
     };
     if (kube) {
       kube.attach(applyConfig);

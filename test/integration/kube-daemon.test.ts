@@ -137,7 +137,7 @@ describe("wasp daemon --kubeconfig: Services from the Kubernetes API drive the d
     const port = Number(lines().find((x) => x.msg === "serving")?.metricsPort);
     const m = httpGet(t.node, port, "/metrics").body;
     const count = (name: string) => Number(new RegExp(`^${name}_count (\\d+)`, "m").exec(m)?.[1] ?? -1);
-    assert.ok(count("kubeproxy_sync_proxy_rules_duration_seconds") >= 5, "the initial load and every reload observed");
+    assert.ok(count("kubeproxy_sync_proxy_rules_duration_seconds") >= 5, `the initial load and every reload observed: ${count("kubeproxy_sync_proxy_rules_duration_seconds")}`);
     assert.ok(count("kubeproxy_network_programming_duration_seconds") >= 1, "the slice's last-change-trigger-time observed");
     const last = Number(/^kubeproxy_sync_proxy_rules_last_timestamp_seconds (\S+)/m.exec(m)?.[1]);
     assert.ok(Math.abs(last - Date.now() / 1000) < 120, `last sync timestamp ${last}`);
