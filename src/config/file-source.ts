@@ -6,6 +6,7 @@ import { watch, type FSWatcher } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { loadConfigText, loadConfigTextAsync } from "./parse.js";
+import { ServiceCache } from "./validate.js";
 import type { Config, Problem } from "./schema.js";
 
 /** What a config source reports: a valid new config to apply, or a rejected one (the running config stays). */
@@ -55,6 +56,7 @@ export class FileConfigSource implements ConfigSource {
   private again = false;
   private closed = false;
   private readonly debounceMs: number;
+  private readonly cache = new ServiceCache();
 
   constructor(readonly path: string, options: FileSourceOptions = {}) {
     this.debounceMs = options.debounceMs ?? 75;
@@ -105,7 +107,7 @@ export class FileConfigSource implements ConfigSource {
         if (text === undefined) {
           this.listener?.({ kind: "rejected", problems: [problem as Problem] });
         } else {
-          const r = await loadConfigTextAsync(text, this.path);
+          const r = await loadConfigTextAsync(text, this.path, this.cache);
           if (this.closed) continue;
           this.listener?.("config" in r ? { kind: "config", config: r.config } : { kind: "rejected", problems: r.problems });
         }

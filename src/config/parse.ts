@@ -3,7 +3,7 @@
 import { extname } from "node:path";
 import { parseDocument } from "yaml";
 import type { Config, Problem } from "./schema.js";
-import { validateConfig, validateConfigAsync } from "./validate.js";
+import { validateConfig, validateConfigAsync, type ServiceCache } from "./validate.js";
 
 /** Parses YAML or JSON text (chosen by the extension, else by the first character). A syntax error becomes a Problem with its line and column. */
 export function parseConfigText(text: string, fileName = "config"): { value: unknown } | { problems: Problem[] } {
@@ -52,9 +52,9 @@ export function loadConfigText(text: string, fileName = "config"): { config: Con
 }
 
 /** loadConfigText whose validation gives the event loop a turn now and then (the daemon's reloads). */
-export async function loadConfigTextAsync(text: string, fileName = "config"): Promise<{ config: Config } | { problems: Problem[] }> {
+export async function loadConfigTextAsync(text: string, fileName = "config", cache?: ServiceCache): Promise<{ config: Config } | { problems: Problem[] }> {
   const parsed = parseConfigText(text, fileName);
-  return "problems" in parsed ? parsed : validateConfigAsync(parsed.value);
+  return "problems" in parsed ? parsed : validateConfigAsync(parsed.value, cache);
 }
 
 /** One line per problem: `/etc/wasp/config.yaml: services[2].ports[0].port is 70000; a port is 1-65535`. */

@@ -37,12 +37,40 @@ export function validateConfig(raw: unknown): Validated {
   return drain(validateSteps(raw));
 }
 
-/** validateConfig with breaks for the event loop: what the daemon uses for a reload. */
-export function validateConfigAsync(raw: unknown): Promise<Validated> {
-  return drainAsync(validateSteps(raw));
+/**
+ * The services of the last config a source validated, by their text: a reload re-checks only the
+ * services whose text changed (the rules relating services to each other still see all of them).
+ * Each run keeps just the services it met, so the cache is the size of one config.
+ */
+export class ServiceCache {
+  private entries = new Map<string, { s: ServiceConfig; ipKey: "clusterIP" | "clusterIPs" }>();
+  private next: typeof this.entries | undefined;
+
+  /** @internal */ begin(): void { this.next = new Map(); }
+  /** @internal */ end(ok: boolean): void { if (ok && this.next) this.entries = this.next; this.next = undefined; }
+  /** @internal */ get(text: string) {
+    const e = this.entries.get(text);
+    if (e) this.next?.set(text, e);
+    return e;
+  }
+  /** @internal */ put(text: string, e: { s: ServiceConfig; ipKey: "clusterIP" | "clusterIPs" }): void { this.next?.set(text, e); }
+  get size(): number { return this.entries.size; }
 }
 
-function* validateSteps(raw: unknown): Steps<Validated> {
+/** validateConfig with breaks for the event loop: what the daemon uses for a reload. */
+export async function validateConfigAsync(raw: unknown, cache?: ServiceCache): Promise<Validated> {
+  cache?.begin();
+  let ok = false;
+  try {
+    const r = await drainAsync(validateSteps(raw, cache));
+    ok = "config" in r;
+    return r;
+  } finally {
+    cache?.end(ok);
+  }
+}
+
+function* validateSteps(raw: unknown, cache?: ServiceCache): Steps<Validated> {
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     return { problems: [{ path: "(config)", message: `is ${describe(raw)}; expected a mapping of settings that starts with node:` }] };
   }
@@ -63,10 +91,18 @@ function* validateSteps(raw: unknown): Steps<Validated> {
   const rawServices = top.services ?? [];
   for (let i = 0; i < rawServices.length; i++) {
     if (every64(i)) yield;
+    const text = cache ? JSON.stringify(rawServices[i]) : undefined;
+    const known = text !== undefined ? cache?.get(text) : undefined;
+    if (known) { services.push({ i, ...known }); continue; }
     const r = ServiceSchema.safeParse(rawServices[i]);
     if (!r.success) { addIssues(problems, ["services", i], r.error.issues); continue; }
+    const before = problems.length;
     const s = normalizeService(r.data, `services[${i}]`, problems);
-    if (s) services.push({ i, s, ipKey: r.data.clusterIPs !== undefined ? "clusterIPs" : "clusterIP" });
+    if (!s) continue;
+    const ipKey = r.data.clusterIPs !== undefined ? "clusterIPs" : "clusterIP";
+    services.push({ i, s, ipKey });
+    // Only a service that is fine on its own is remembered (its problems name its index).
+    if (text !== undefined && problems.length === before) cache?.put(text, { s, ipKey });
   }
   const nodes: Array<{ i: number; n: PeerNodeConfig }> = [];
   (top.nodes ?? []).forEach((rawNode, i) => {

@@ -81,7 +81,16 @@ export interface Model {
   readonly localAddrs: ReadonlySet<string>;
   /** Node name → node id (this node is 0). */
   readonly nodeIds: ReadonlyMap<string, number>;
+  /** The entries each service gave, kept so that a rebuild skips the services that did not change. */
+  readonly drafts?: DraftCache;
 }
+
+/** Entries by the ServiceConfig object that gave them, valid for one drafting context. */
+interface DraftCache {
+  readonly context: string;
+  readonly byService: WeakMap<ServiceConfig, readonly Draft[]>;
+}
+type Draft = Omit<ServiceEntry, "id">;
 
 export interface ModelDelta {
   /** Drop everything in the engine first (a full load). */
@@ -189,13 +198,22 @@ function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
   const maglevSize = select === Select.Maglev ? config.loadBalancing.maglevTableSize ?? 0 : 0;
 
   // Collect the entries first, ids after: a key present in prev must keep its id even when a new key
-  // that comes earlier in this config would have taken that number.
-  type Draft = Omit<ServiceEntry, "id" | "sig">;
+  // that comes earlier in this config would have taken that number. A service object seen by the
+  // previous build (the config sources keep unchanged services' objects) gives its entries again.
+  const context = `${node.name}|${node.podCIDR}|${node.podCIDRv6 ?? ""}|${select}|${maglevSize}`;
+  const cache: DraftCache = prev.drafts?.context === context ? prev.drafts : { context, byService: new WeakMap() };
   const drafts = new Map<string, Draft>();
   for (let i = 0; i < config.services.length; i++) {
     if (every64(i)) yield;
     const s = config.services[i]!;
-    if (!s.ignored) addServiceDrafts(s, drafts, { isLocal, select, maglevSize });
+    if (s.ignored) continue;
+    let mine = cache.byService.get(s);
+    if (!mine) {
+      mine = serviceDrafts(s, { isLocal, select, maglevSize });
+      cache.byService.set(s, mine);
+    }
+    // The first service to claim a key has it (validation rejects a key claimed twice).
+    for (const d of mine) if (!drafts.has(d.key)) drafts.set(d.key, d);
   }
 
   const ids = new IdAllocator(0);
@@ -208,9 +226,8 @@ function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
   for (const [key, d] of drafts) {
     if (every64(n++)) yield;
     const old = prev.services.get(key);
-    const sig = serviceSig(d);
-    if (old && old.sig === sig) services.set(key, old);
-    else services.set(key, { ...d, id: old ? old.id : ids.allocate(), sig });
+    if (old && old.sig === d.sig) services.set(key, old);
+    else services.set(key, { ...d, id: old ? old.id : ids.allocate() });
   }
 
   // Routes: this node's pod prefixes are Local, every other node's are Remote with a stable node id.
@@ -241,7 +258,7 @@ function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
   }
 
   const localAddrs = new Set(node.nodeAddresses.map((a) => formatIp(parseIp(a) as Ip)));
-  return { services, routes, localAddrs, nodeIds };
+  return { services, routes, localAddrs, nodeIds, drafts: cache };
 }
 
 interface DraftContext {
@@ -250,7 +267,8 @@ interface DraftContext {
   maglevSize: number;
 }
 
-function addServiceDrafts(s: ServiceConfig, out: Map<string, Omit<ServiceEntry, "id" | "sig">>, ctx: DraftContext): void {
+function serviceDrafts(s: ServiceConfig, ctx: DraftContext): Draft[] {
+  const out = new Map<string, Draft>();
   const affinity = s.sessionAffinity === "ClientIP";
   // The families of the service's cluster IPs are those its NodePorts serve (IPv4 without any).
   const families = [...new Set(s.clusterIPs.map((t) => (parseIp(t) as Ip).family))];
@@ -290,13 +308,14 @@ function addServiceDrafts(s: ServiceConfig, out: Map<string, Omit<ServiceEntry, 
       const key = serviceKey(addr, port, p.protocol);
       if (out.has(key)) return; // the same address listed twice in one service (validation rejects it across services)
       const { backends, eligible, dropWhenEmpty } = backendsFor(family, policy);
-      out.set(key, {
+      const d = {
         key, addr, addr16, family, port, protocol: p.protocol,
         kind, select: ctx.select, maglevSize: ctx.maglevSize,
         flags: flags | (affinity ? ServiceFlag.AFFINITY : 0) | (dropWhenEmpty ? ServiceFlag.DROP_WHEN_EMPTY : 0),
         affinitySec: affinity ? s.affinityTimeoutSec : 0,
         backends, eligible, service: name, portName,
-      });
+      };
+      out.set(key, { ...d, sig: serviceSig(d) });
     };
     const addIp = (text: string, kind: ServiceKind, flags: number, policy: "Cluster" | "Local") => {
       const ip = parseIp(text) as Ip;
@@ -316,6 +335,7 @@ function addServiceDrafts(s: ServiceConfig, out: Map<string, Omit<ServiceEntry, 
       }
     }
   }
+  return [...out.values()];
 }
 
 function serviceSig(d: Omit<ServiceEntry, "id" | "sig">): string {
