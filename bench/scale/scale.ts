@@ -588,10 +588,17 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
 function writeCharts(m: Record<string, number>, Ns: number[]): void {
   const note = `${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores, Linux ${release()}; medians, one run`;
   const dps: Dataplane[] = ["wasp", "iptables", "nftables", "ipvs"];
-  const series = (metric: string) => dps.map((dp) => ({
-    name: dp, color: COLORS[dp],
-    points: Ns.flatMap((n) => (m[`${dp}_${metric}_${n}`] !== undefined ? [[n, m[`${dp}_${metric}_${n}`]!] as [number, number]] : [])),
-  }));
+  // A load stopped at the bound is drawn at the bound, and the legend says so (the real time is longer).
+  const series = (metric: string) => dps.map((dp) => {
+    const stopped = metric === "load_ms" ? Ns.filter((n) => m[`${dp}_load_timeout_s_${n}`] !== undefined) : [];
+    return {
+      name: dp + stopped.map((n) => ` (N=${n}: > ${m[`${dp}_load_timeout_s_${n}`]} s, stopped)`).join(""), color: COLORS[dp],
+      points: Ns.flatMap((n) => {
+        const v = m[`${dp}_${metric}_${n}`] ?? (stopped.includes(n) ? m[`${dp}_load_timeout_s_${n}`]! * 1000 : undefined);
+        return v !== undefined ? [[n, v] as [number, number]] : [];
+      }),
+    };
+  });
   const charts: Array<[string, Parameters<typeof lineChart>[0]]> = [
     ["scale-conn.svg", { title: "New TCP connections per second to a ClusterIP", yLabel: "connections/s", series: series("conn_per_s"), note }],
     ["scale-p99.svg", { title: "connect() latency p99", yLabel: "µs", logY: true, series: series("connect_p99_us"), note }],

@@ -11,7 +11,7 @@ export interface Chart {
   note?: string;
 }
 
-const W = 640, H = 400, L = 78, R = 150, T = 40, B = 62;
+const W = 760, H = 400, L = 78, R = 270, T = 40, B = 62;
 
 function esc(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
