@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { inNs, spawnInNs, stop } from "../helpers/netns.js";
-import { control, NODE_IP, POD_CIDR, Topology, waitFor, type Pod } from "../helpers/topology.js";
+import { control, EXT_IP, NODE_IP, POD_CIDR, Topology, waitFor, type Outcome, type Pod } from "../helpers/topology.js";
 import { endpointSlice, FakeApiServerProcess, node, service } from "../helpers/fake-apiserver.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -122,6 +122,28 @@ describe("wasp daemon --kubeconfig: Services from the Kubernetes API drive the d
     await engineEntry("the entry gone", (e) => e === undefined);
     const o = await t.request(client.ns, { host: "10.96.0.10", port: 80, timeoutMs: 2000 });
     assert.equal(o.ok, false, JSON.stringify(o));
+  });
+
+  it("a NodePort Service from the API: the external namespace reaches it on the Node's InternalIP, masqueraded (externalTrafficPolicy Cluster); with Local the backend sees the client", async () => {
+    await api.apply("Service", service({ name: "np", type: "NodePort", clusterIP: "10.96.0.30", ports: [{ port: 80, targetPort: 8080, nodePort: 30080 }] }));
+    await api.apply("EndpointSlice", endpointSlice("np-1", "np", [{ ip: b1.ip, nodeName: "node-a" }], [{ port: 8080 }]));
+    const cluster = async () => (await control(t.socketPath, { cmd: "services" }) as { services: Array<{ key: string }> }).services.some((e) => e.key.endsWith(":30080/TCP"));
+    for (let i = 0; i < 200 && !(await cluster()); i++) await new Promise((r) => setTimeout(r, 100));
+    const out = await t.requests(t.ext, Array.from({ length: 4 }, () => ({ host: NODE_IP, port: 30080 })));
+    for (const o of out) {
+      assert.ok(o.ok, JSON.stringify(o));
+      assert.equal(o.local, EXT_IP);
+      assert.equal(o.seen?.local, b1.ip);
+      assert.equal(o.seen?.remote, "10.244.1.1", "masqueraded to wasp0's address, as kube-proxy masquerades external traffic under Cluster");
+    }
+    await api.apply("Service", service({ name: "np", type: "NodePort", clusterIP: "10.96.0.30", ports: [{ port: 80, targetPort: 8080, nodePort: 30080 }], externalTrafficPolicy: "Local" }));
+    let local: Outcome | undefined;
+    for (let i = 0; i < 100; i++) {
+      local = await t.request(t.ext, { host: NODE_IP, port: 30080 });
+      if (local.ok && local.seen?.remote === EXT_IP) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(local?.seen?.remote, EXT_IP, `externalTrafficPolicy Local keeps the client's address: ${JSON.stringify(local)}`);
   });
 
   it("kube-proxy's surface: /healthz and /livez on 10256 answer 200 with kube-proxy's JSON; metrics carry kubeproxy_* sync histograms", () => {
