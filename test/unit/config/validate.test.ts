@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { validateConfig, type Config, type Problem } from "../../../src/config/index.js";
+import { ServiceCache, validateConfig, validateConfigAsync, type Config, type Problem } from "../../../src/config/index.js";
 
 /** A small valid config; each test changes one thing. */
 function base(): Record<string, any> {
@@ -176,6 +176,25 @@ describe("config/validate", () => {
     raw.services[2].healthCheckNodePort = 32000;
     raw.services[2].externalTrafficPolicy = "Cluster";
     assert.match(only(raw, "services[2].healthCheckNodePort").message, /applies to type LoadBalancer with externalTrafficPolicy Local/);
+  });
+
+  it("with a ServiceCache, an unchanged service keeps its object across validations and a changed one is checked afresh", async () => {
+    const cache = new ServiceCache();
+    const first = await validateConfigAsync(base(), cache);
+    assert.ok("config" in first);
+    const raw = base();
+    raw.services[1].backends = [{ ip: "10.244.1.13" }];
+    const second = await validateConfigAsync(raw, cache);
+    assert.ok("config" in second);
+    assert.equal(second.config.services[0], first.config.services[0], "unchanged: the same object");
+    assert.notEqual(second.config.services[1], first.config.services[1]);
+    assert.deepEqual(second.config.services[1]!.backends.map((b) => b.ip), ["10.244.1.13"]);
+    raw.services[1].ports[0].port = 70000;
+    assert.match(JSON.stringify(await validateConfigAsync(raw, cache)), /services\[1\]\.ports\[0\]\.port/);
+    // A cached service still meets the cross-service rules: a clash with a new service is found.
+    raw.services[1].ports[0].port = 80;
+    raw.services.push({ name: "web", clusterIP: "10.96.0.99", ports: [{ port: 80 }] });
+    assert.match(JSON.stringify(await validateConfigAsync(raw, cache)), /services\[2\]\.name/);
   });
 
   it("rejects two services with one name in one namespace, and allows it across namespaces", () => {

@@ -269,6 +269,19 @@ describe("model", () => {
       }), { seed: 1624, numRuns: 150 });
     });
 
+    it("a rebuild that reuses unchanged service objects (the draft cache) gives the tables a build from copies gives, for random configs", () => {
+      fc.assert(fc.property(configArb, configArb, (ca, cb) => {
+        const a = buildModel(ca);
+        // What the config sources do: a service whose text did not change is the same object.
+        const byText = new Map(ca.services.map((s) => [JSON.stringify(s), s]));
+        const reused = { ...cb, services: cb.services.map((s) => byText.get(JSON.stringify(s)) ?? s) };
+        const copies = { ...cb, services: cb.services.map((s) => structuredClone(s)) };
+        const withCache = buildModel(reused, a);
+        assert.deepEqual(engineView(withCache), engineView(buildModel(copies, a)));
+        assert.deepEqual(engineView(applyDelta(a, diffModel(a, withCache))), engineView(withCache));
+      }), { seed: 2024, numRuns: 150 });
+    });
+
     it("ids stay unique and keys keep their ids across a chain of random reloads", () => {
       fc.assert(fc.property(fc.array(configArb, { minLength: 2, maxLength: 5 }), (configs) => {
         let prev = buildModel(configs[0]!);
