@@ -215,10 +215,10 @@ function trace(ctx: ControlContext, req: ControlRequest): unknown {
   const frame = tap ? withEthernet(packet, s.family === 6) : packet;
   twin.putPacket(0, frame, SlotFlag.TRACE | (tap ? SlotFlag.ETHERNET : 0));
   twin.process(1, nowSec());
-  return describeTrace(twin, model, ctx.engine().exports.generation(), { proto, src: formatIp(s), sport, dst: formatIp(d), dport: proto === "icmp" ? 0 : dport });
+  return describeTrace(twin, model, tap, ctx.engine().exports.generation(), { proto, src: formatIp(s), sport, dst: formatIp(d), dport: proto === "icmp" ? 0 : dport });
 }
 
-function describeTrace(twin: Engine, model: Model, generation: number, packet: TraceAnswer["packet"]): TraceAnswer {
+function describeTrace(twin: Engine, model: Model, tap: boolean, generation: number, packet: TraceAnswer["packet"]): TraceAnswer {
   const v = twin.view(), base = twin.exports.traceAddr(), n = v.getUint32(base, true);
   const byId = new Map([...model.services.values()].map((e) => [e.id + 1, e]));
   const stages: TraceStage[] = [];
@@ -257,15 +257,14 @@ function describeTrace(twin: Engine, model: Model, generation: number, packet: T
     generation, packet, stages, verdict: VERDICT_NAMES[slot.verdict] ?? String(slot.verdict), reason: DROP_NAMES[slot.reason] ?? String(slot.reason),
     notes, service: e ? `${e.service}:${e.portName}` : "",
   };
-  if (slot.verdict !== Verdict.Drop) answer.output = outputTuple(twin.output(0), slot.verdict === Verdict.Overlay, slot.peer);
+  if (slot.verdict !== Verdict.Drop) answer.output = outputTuple(twin.output(0), tap && slot.verdict !== Verdict.Overlay, slot.verdict === Verdict.Overlay, slot.peer);
   return answer;
 }
 
 /** Source, destination and ports of what left the core (inside the VXLAN packet for Overlay). */
-function outputTuple(b: Uint8Array, overlay: boolean, peer: number): TraceAnswer["output"] {
-  let o = 0;
-  if ((b[0]! >> 4) !== 4 && (b[0]! >> 4) !== 6 && b.length > 14) o = 14; // TAP: Ethernet first
-  if (overlay) o += 20 + 8 + 8 + 14;
+function outputTuple(b: Uint8Array, ethernet: boolean, overlay: boolean, peer: number): TraceAnswer["output"] {
+  // TAP mode: an Ethernet header first; VXLAN: outer IPv4, UDP, VXLAN and the inner Ethernet header
+  const o = (ethernet ? 14 : 0) + (overlay ? 20 + 8 + 8 + 14 : 0);
   const v6 = (b[o]! >> 4) === 6;
   const hl = v6 ? 40 : (b[o]! & 15) * 4, proto = v6 ? b[o + 6]! : b[o + 9]!;
   const ip = (at: number, len: number) => formatIp(readAddr16(v6 ? b.slice(at, at + 16) : Uint8Array.from([...Array(10).fill(0), 255, 255, ...b.slice(at, at + len)]), 0));
