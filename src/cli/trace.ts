@@ -48,6 +48,7 @@ interface TraceAnswer {
   stages: Array<{ stage: string; detail: string }>;
   verdict: string; reason: string; notes: string[]; service: string;
   output?: { src: string; sport: number; dst: string; dport: number; nextHop?: string; len: number };
+  arrives?: string;
 }
 
 const hp = (a: string, p: number) => (p ? `${a.includes(":") ? `[${a}]` : a}:${p}` : a);
@@ -72,7 +73,7 @@ export async function trace(o: Record<string, any>): Promise<void> {
   const t = await request<TraceAnswer>(String(o.socket), { cmd: "trace", src: src.addr, dst: to.addr, dport: to.port, proto, sport });
   if (o.json) { printJson({ ...t, ...(src.pod ? { pod: src.pod } : {}), result: summarize(t) }); return; }
   const p = t.packet;
-  process.stdout.write(`trace ${p.proto} ${hp(p.src, p.sport)}${src.pod ? ` (pod ${src.pod})` : ""} -> ${hp(p.dst, p.dport)}, tables of generation ${t.generation}\n\n`);
+  process.stdout.write(`trace ${p.proto} ${hp(p.src, p.sport)}${src.pod ? ` (pod ${src.pod})` : ""} -> ${hp(p.dst, p.dport)}, arriving ${t.arrives ?? "from wasp0"}, tables of generation ${t.generation}\n\n`);
   const rows = t.stages.map((s, i) => [String(i + 1), s.stage, s.detail]);
   rows.push([String(rows.length + 1), "verdict", `${t.verdict}${t.reason !== "none" ? ` (${t.reason})` : ""}${t.notes.length ? `; notes: ${t.notes.join(", ")}` : ""}`]);
   process.stdout.write(table(["#", "STAGE", "WHAT HAPPENED"], rows));

@@ -5,7 +5,7 @@ import type { Config } from "../config/index.js";
 import { Drop, Note, SlotFlag, Verdict, DROP_NAMES, VERDICT_NAMES } from "../engine/abi.js";
 import { Engine, type EngineOptions } from "../engine/engine.js";
 import { encodeModel } from "../engine/ops.js";
-import { formatIp, localVtepMac, parseIp, readAddr16, RouteKind, u32ToIpv4, type Model } from "../model/index.js";
+import { cidrContains, formatIp, localVtepMac, parseCidr, parseIp, readAddr16, RouteKind, u32ToIpv4, type Model } from "../model/index.js";
 import { nowSec } from "./datapath.js";
 import { ENGINE_MAC, firstAddress, TAP_MAC } from "./node-net.js";
 
@@ -191,6 +191,8 @@ export interface TraceAnswer {
   notes: string[];
   service: string;
   output?: { src: string; sport: number; dst: string; dport: number; nextHop?: string; len: number };
+  /** Where the crafted packet enters: wasp0, or VXLAN from the node whose pod CIDR holds the source. */
+  arrives?: string;
 }
 
 function trace(ctx: ControlContext, req: ControlRequest): unknown {
@@ -212,10 +214,23 @@ function trace(ctx: ControlContext, req: ControlRequest): unknown {
   if (r !== 0) return { error: `trace: the twin engine refused the current tables (commit result ${r})` };
   const packet = craft(formatIp(s), formatIp(d), proto, sport, dport, s.family === 6);
   const tap = opts.mode === "tap";
-  const frame = tap ? withEthernet(packet, s.family === 6) : packet;
-  twin.putPacket(0, frame, SlotFlag.TRACE | (tap ? SlotFlag.ETHERNET : 0));
+  // A pod of another node reaches this one through VXLAN from that node's underlay address.
+  const remote = [...model.routes.values()].find((rt) => rt.kind === RouteKind.Remote && cidrContains(parseCidr(rt.key)!, s));
+  if (remote) {
+    const vxlan = new Uint8Array(8 + 14 + packet.length);
+    const vni = ctx.config().vxlan.vni, mac = (m: string) => m.split(":").map((x) => parseInt(x, 16));
+    vxlan.set([0x08, 0, 0, 0, (vni >> 16) & 255, (vni >> 8) & 255, vni & 255, 0]);  // RFC 7348 §5: I flag, VNI
+    vxlan.set(mac(localVtepMac(ctx.config().node)), 8); vxlan.set(mac(remote.vtepMac), 14);
+    vxlan.set(s.family === 6 ? [0x86, 0xdd] : [0x08, 0x00], 20);
+    vxlan.set(packet, 22);
+    twin.putPacket(0, vxlan, SlotFlag.TRACE | SlotFlag.FROM_OVERLAY, remote.underlay);
+  } else {
+    twin.putPacket(0, tap ? withEthernet(packet, s.family === 6) : packet, SlotFlag.TRACE | (tap ? SlotFlag.ETHERNET : 0));
+  }
   twin.process(1, nowSec());
-  return describeTrace(twin, model, tap, ctx.engine().exports.generation(), { proto, src: formatIp(s), sport, dst: formatIp(d), dport: proto === "icmp" ? 0 : dport });
+  const answer = describeTrace(twin, model, tap, ctx.engine().exports.generation(), { proto, src: formatIp(s), sport, dst: formatIp(d), dport: proto === "icmp" ? 0 : dport });
+  answer.arrives = remote ? `over VXLAN from node ${remote.nodeName} (${u32ToIpv4(remote.underlay)})` : `from ${ctx.device}`;
+  return answer;
 }
 
 function describeTrace(twin: Engine, model: Model, tap: boolean, generation: number, packet: TraceAnswer["packet"]): TraceAnswer {

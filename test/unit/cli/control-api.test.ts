@@ -51,6 +51,17 @@ describe("control API (unit): trace, conntrack, errors", () => {
     assert.deepEqual([t.output.src, t.output.dst, t.output.dport], ["10.244.1.20", "10.244.1.12", 53]);
   });
 
+  it("trace from a pod of another node enters through VXLAN from that node: decapsulated, then DNATed to the backend", () => {
+    const r = validateConfig({ ...structuredClone(DEFAULT_CONFIG_RAW as Record<string, unknown>), nodes: [{ name: "node-b", underlayIP: "10.99.0.2", podCIDR: "10.244.2.0/24" }] });
+    if ("problems" in r) assert.fail(JSON.stringify(r.problems));
+    const t = makeControlApi(context(r.config).ctx)({ cmd: "trace", src: "10.244.2.5", dst: "10.96.0.53", dport: 53, proto: "udp" }) as any;
+    assert.equal(t.arrives, "over VXLAN from node node-b (10.99.0.2)");
+    assert.deepEqual(t.stages.map((s: any) => s.stage), ["decap", "parse", "conntrack", "service", "backend", "nat", "route"]);
+    assert.equal(t.stages[0].detail, "VXLAN from 10.99.0.2 decapsulated");
+    assert.equal(t.verdict, "tun");
+    assert.deepEqual([t.output.src, t.output.dst], ["10.244.2.5", "10.244.1.12"]);
+  });
+
   it("trace leaves the engine it was asked about untouched: no flow, no counter moves", () => {
     const { ctx, engine } = context(defaultConfig());
     const before = engine.counters().named.packets_in;
