@@ -10,8 +10,8 @@
 //            R older than the compaction point → one ERROR event with a Status (code 410, reason
 //            Expired) and the stream ends, as kube-apiserver does ("too old resource version").
 // One resourceVersion counter across kinds, like etcd's revision. Bearer-token auth when a token is
-// set. HTTPS with a self-signed certificate for 127.0.0.1 that the kubeconfig names as its CA, as the
-// client refuses plain HTTP. Binds 127.0.0.1 only. Tests drive it: add/update/remove objects, compact,
+// set. HTTPS with a self-signed certificate that the kubeconfig names as its CA, as the client refuses
+// plain HTTP. Binds 127.0.0.1 (or the test underlay's 10.99.0.2 inside a test namespace). Tests drive it: add/update/remove objects, compact,
 // expire or drop watches.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
@@ -32,22 +32,23 @@ const API_VERSION: Record<Kind, string> = { Node: "v1", Service: "v1", EndpointS
 interface Event { rv: number; type: "ADDED" | "MODIFIED" | "DELETED"; kind: Kind; object: Obj }
 interface Watcher { kind: Kind; res: ServerResponse; bookmarks: boolean }
 
-// A test-only key and self-signed certificate (P-256, SAN IP:127.0.0.1, valid 2000-2099), made once with
+// A test-only key and self-signed certificate (P-256, SAN IP:127.0.0.1 and IP:10.99.0.2 — the test
+// underlay's external address, where a multi-node test serves the API — valid 2000-2099), made once with
 // Python's cryptography package: fixed, so the tests need no openssl and no clock-sensitive generation.
 const TEST_KEY = `-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgJwn7uxv47iDXlQUR
-wMZTQv1+FO9pnQVbnaVjq8kUhDKhRANCAAQHONcuvU8bUuvd6COCLUb20kXdRlN6
-bJRglKPv7r1oxBmyKpuhh+tzDYOTFt8PrN2aTpn+r60srfxOxhhghEgk
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgi05/ZpT0zjqba9Xb
+1kXuxGC6jKeTLmrSBy+Q2T/8jXShRANCAAQAAFGbZzHf4dZ3rnlqff+uVwVGyU7Q
+3/JvQqjP5hDdwhbbvBOVzb2zXDgwaFNnac1r+jxu/z9L0f5Md8E4ZuGo
 -----END PRIVATE KEY-----`;
 const TEST_CERT = `-----BEGIN CERTIFICATE-----
-MIIBZDCCAQqgAwIBAgIUIVG2O2ih+iUqcc3jg9aD2F2vlaQwCgYIKoZIzj0EAwIw
+MIIBaTCCARCgAwIBAgIUKaXZySom6h3TU1MfltZ3Dak3jsYwCgYIKoZIzj0EAwIw
 HjEcMBoGA1UEAwwTd2FzcC1mYWtlLWFwaXNlcnZlcjAgFw0wMDAxMDEwMDAwMDBa
 GA8yMDk5MTIzMTAwMDAwMFowHjEcMBoGA1UEAwwTd2FzcC1mYWtlLWFwaXNlcnZl
-cjBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABAc41y69TxtS693oI4ItRvbSRd1G
-U3pslGCUo+/uvWjEGbIqm6GH63MNg5MW3w+s3ZpOmf6vrSyt/E7GGGCESCSjJDAi
-MA8GA1UdEQQIMAaHBH8AAAEwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNI
-ADBFAiBlS+FV9CAxfu6qydaxvYgyukkdYZU7AIgZUiEiYZqWqQIhALwo0E1B7GZb
-FvjBfFihb/dWrDeH7+Qi6CKsarTIfers
+cjBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABAAAUZtnMd/h1neueWp9/65XBUbJ
+TtDf8m9CqM/mEN3CFtu8E5XNvbNcODBoU2dpzWv6PG7/P0vR/kx3wThm4aijKjAo
+MBUGA1UdEQQOMAyHBH8AAAGHBApjAAIwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjO
+PQQDAgNHADBEAh9zsMzoK0XfciTsXn2xvI8phQW4jhtWkM90/xbWVV42AiEAzCeA
+LT/XZ0YvjJZABqDN5gWqcosrTLTlsehMrOZf76U=
 -----END CERTIFICATE-----`;
 
 const keyOf = (o: Obj) => `${(o.metadata["namespace"] as string | undefined) ?? ""}/${o.metadata["name"] as string}`;
@@ -74,19 +75,20 @@ export class FakeApiServer {
     return this.cert;
   }
 
-  constructor(readonly token?: string) {}
+  /** host: the address to listen on (127.0.0.1, or an address the certificate names: 10.99.0.2). */
+  constructor(readonly token?: string, readonly host = "127.0.0.1") {}
 
   async start(): Promise<string> {
     this.cert = TEST_CERT;
     this.server = createServer({ key: TEST_KEY, cert: TEST_CERT }, (req, res) => this.handle(req, res));
     this.server.on("connection", (s) => { this.sockets.add(s); s.on("close", () => this.sockets.delete(s)); });
-    await new Promise<void>((resolve) => this.server?.listen(0, "127.0.0.1", resolve));
+    await new Promise<void>((resolve) => this.server?.listen(0, this.host, resolve));
     this.port = (this.server.address() as AddressInfo).port;
     return this.url;
   }
 
   get url(): string {
-    return `https://127.0.0.1:${this.port}`;
+    return `https://${this.host}:${this.port}`;
   }
 
   async close(): Promise<void> {
@@ -345,7 +347,7 @@ export function node(name: string, internalIP: string, podCIDR: string | undefin
   };
 }
 
-// ─── as a process: `tsx test/helpers/fake-apiserver.ts TOKEN` ───
+// ─── as a process: `tsx test/helpers/fake-apiserver.ts TOKEN [HOST]` ───
 // For a daemon in a network namespace, which cannot reach a server in the test's own: the test starts
 // this file inside the namespace. It prints {"url","kubeconfig"} as one line, then takes one JSON
 // command a line on stdin ({"op":"apply","kind","object"} | {"op":"remove","kind","name","namespace"})
@@ -400,8 +402,8 @@ export class FakeApiServerProcess {
   }
 }
 
-async function serveFromStdin(token: string | undefined): Promise<void> {
-  const api = new FakeApiServer(token);
+async function serveFromStdin(token: string | undefined, host: string | undefined): Promise<void> {
+  const api = new FakeApiServer(token, host);
   await api.start();
   process.stdout.write(`${JSON.stringify({ url: api.url, kubeconfig: api.kubeconfig() })}\n`);
   const { createInterface } = await import("node:readline");
@@ -421,4 +423,4 @@ async function serveFromStdin(token: string | undefined): Promise<void> {
   process.on("SIGTERM", () => void api.close().then(() => process.exit(0)));
 }
 
-if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href) void serveFromStdin(process.argv[2]);
+if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href) void serveFromStdin(process.argv[2], process.argv[3]);
