@@ -65,7 +65,8 @@ export async function stop(child: ChildProcess, signal: NodeJS.Signals = "SIGTER
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   child.kill(signal);
-  const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
+  // A daemon undoes its node picture on SIGTERM; on a loaded machine that can take seconds.
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10000);
   await exited;
   clearTimeout(timer);
 }
