@@ -42,6 +42,8 @@ export interface DaemonOptions {
   clusterCIDR?: string;
   clusterCIDRv6?: string;
   underlayIP?: string;
+  /** kube-proxy's --nodeport-addresses: CIDRs of this host's addresses, or "primary". */
+  nodePortAddresses?: string[];
   mode?: "tun" | "tap";
   minSyncPeriodMs?: number;
   /** kube-proxy's /healthz and /livez; port 0: any free port; undefined host: not served. */
@@ -75,6 +77,8 @@ export const DAEMON_USAGE = `usage: wasp daemon [--config FILE | --kubeconfig PA
   --cluster-cidr CIDR[,CIDR6]  pod addresses of the cluster (default ${DEFAULT_CLUSTER_CIDR}); an IPv6 one makes the node dual-stack
   --service-cidr CIDR[,CIDR6]  the cluster's service-cluster-ip-range (default ${DEFAULT_SERVICE_CIDR})
   --underlay-ip IP          VXLAN underlay address (default: the Node's InternalIP)
+  --nodeport-addresses LIST NodePorts on this host's addresses in these CIDRs, or "primary" (the Node's
+                            InternalIPs); default: the Node's InternalIP and ExternalIP addresses
   --mode tun|tap            the wasp0 device (default tun)
   --min-sync-period DUR     at most one table generation per DUR, e.g. 1s, 500ms (default ${DEFAULT_MIN_SYNC_PERIOD_MS}ms)
   --install-cni             install this executable as the CNI plugin and a conflist with this Node's pod
@@ -139,6 +143,7 @@ export function parseDaemonArgs(argv: readonly string[]): DaemonOptions | { erro
         if (v6[0] !== undefined) o[`${key}v6`] = v6[0];
       }
       else if (flag === "--underlay-ip") o.underlayIP = value();
+      else if (flag === "--nodeport-addresses") o.nodePortAddresses = value().split(",").map((x) => x.trim()).filter((x) => x !== "");
       else if (flag === "--mode") {
         const v = value();
         if (v !== "tun" && v !== "tap") return { error: `--mode is ${JSON.stringify(v)}; expected tun or tap` };
@@ -228,6 +233,7 @@ export class Daemon {
           ...(opts.serviceCIDR !== undefined && { serviceCIDR: opts.serviceCIDR }), ...(opts.clusterCIDR !== undefined && { clusterCIDR: opts.clusterCIDR }),
           ...(opts.serviceCIDRv6 !== undefined && { serviceCIDRv6: opts.serviceCIDRv6 }), ...(opts.clusterCIDRv6 !== undefined && { clusterCIDRv6: opts.clusterCIDRv6 }),
           ...(opts.underlayIP !== undefined && { underlayIP: opts.underlayIP }), ...(opts.mode !== undefined && { mode: opts.mode }),
+          ...(opts.nodePortAddresses !== undefined && { nodePortAddresses: opts.nodePortAddresses }),
         },
         ...(opts.minSyncPeriodMs !== undefined && { minSyncPeriodMs: opts.minSyncPeriodMs }),
         onQueued: () => { this.proxyHealth.queued(); this.kubeProxyMetrics.queued(); },

@@ -6,7 +6,7 @@
 // the per-object maps. A malformed object is reported and its last good version stays in force.
 
 import { existsSync } from "node:fs";
-import { hostname } from "node:os";
+import { hostname, networkInterfaces } from "node:os";
 import {
   CoreV1Api, DiscoveryV1Api, KubeConfig, ListWatch, Watch,
   type KubernetesListObject, type KubernetesObject,
@@ -15,7 +15,7 @@ import type { Logger } from "pino";
 import { validateConfig } from "../config/validate.js";
 import type { ConfigEvent, ConfigSource } from "../config/file-source.js";
 import type { Config, PeerNodeConfig, Problem, ServiceConfig } from "../config/schema.js";
-import { parseCidr, type Cidr } from "../model/addr.js";
+import { cidrContains, formatIp, parseCidr, parseIp, type Cidr } from "../model/addr.js";
 import {
   convertEndpointSlice, convertNode, convertService, joinService, peerOf,
   type ConvertContext, type KubeNode, type KubeService, type KubeSlice,
@@ -36,8 +36,13 @@ export interface KubeNodeSettings {
   underlayMTU?: number;
   /** Overrides the Node's first IPv4 InternalIP. */
   underlayIP?: string;
-  /** Overrides the Node's InternalIP and ExternalIP addresses as NodePort addresses (--nodeport-addresses). */
+  /** Overrides the Node's InternalIP and ExternalIP addresses as NodePort addresses. */
   nodeAddresses?: string[];
+  /**
+   * kube-proxy's --nodeport-addresses: NodePorts answer on this host's interface addresses inside these
+   * CIDRs; "primary" means the Node's InternalIPs. Absent: the Node's InternalIP and ExternalIP addresses.
+   */
+  nodePortAddresses?: string[];
 }
 
 export const DEFAULT_SERVICE_CIDR = "10.96.0.0/12";
@@ -198,6 +203,10 @@ export class KubeConfigSource implements ConfigSource {
       serviceCIDR: cidr(this.settings.serviceCIDR ?? DEFAULT_SERVICE_CIDR, "serviceCIDR", 4) as Cidr,
       serviceCIDRv6: cidr(this.settings.serviceCIDRv6, "serviceCIDRv6", 6),
     };
+    for (const x of this.settings.nodePortAddresses ?? []) {
+      const c = x === "primary" ? undefined : parseCidr(x);
+      if (x !== "primary" && (!c || c.hostBitsSet)) throw new Error(`nodePortAddresses has ${JSON.stringify(x)}; expected CIDRs like 10.0.0.0/8 or "primary"`);
+    }
     this.minSyncMs = opts.minSyncPeriodMs ?? DEFAULT_MIN_SYNC_PERIOD_MS;
     if (!(this.minSyncMs >= 0)) throw new Error(`minSyncPeriod is ${this.minSyncMs} ms; expected 0 or more`);
     this.backoff = opts.backoffMs ?? { initial: 500, max: 30_000 };
@@ -389,6 +398,24 @@ export class KubeConfigSource implements ConfigSource {
     this.listener?.({ kind: "config", config: { ...this.base, services: this.servicesList, nodes: this.peers } });
   }
 
+  /** Where NodePorts answer (see KubeNodeSettings.nodePortAddresses); undefined: the underlay address alone. */
+  private nodePortAddresses(n: KubeNode): string[] | undefined {
+    const sel = this.settings.nodePortAddresses;
+    if (sel === undefined) return n.addresses.length > 0 ? n.addresses : undefined;
+    const out = new Set<string>();
+    if (sel.includes("primary")) for (const a of [n.internalIPv4, n.internalIPv6]) if (a !== undefined) out.add(a);
+    const cidrs = sel.filter((x) => x !== "primary").map((x) => parseCidr(x) as Cidr);
+    if (cidrs.length > 0) {
+      for (const list of Object.values(networkInterfaces())) {
+        for (const a of list ?? []) {
+          const ip = parseIp(a.address.split("%")[0] as string);
+          if (ip && cidrs.some((c) => cidrContains(c, ip))) out.add(formatIp(ip));
+        }
+      }
+    }
+    return out.size > 0 ? [...out] : undefined;
+  }
+
   /** Peers and this node's part of the config from the Node objects; true when the config changes. */
   private rebuildNodes(problems: Problem[]): boolean {
     const me = this.opts.nodeName, s = this.settings;
@@ -420,7 +447,7 @@ export class KubeConfigSource implements ConfigSource {
         name: me, underlayIP: s.underlayIP ?? n.internalIPv4, podCIDR: n.podCIDR,
         ...(n.podCIDRv6 !== undefined && s.serviceCIDRv6 !== undefined && { podCIDRv6: n.podCIDRv6 }),
         ...(s.underlayMTU !== undefined && { underlayMTU: s.underlayMTU }),
-        nodeAddresses: s.nodeAddresses ?? (n.addresses.length > 0 ? n.addresses : undefined),
+        nodeAddresses: s.nodeAddresses ?? this.nodePortAddresses(n),
       },
       serviceCIDR: s.serviceCIDR ?? DEFAULT_SERVICE_CIDR,
       ...(s.serviceCIDRv6 !== undefined && { serviceCIDRv6: s.serviceCIDRv6 }),

@@ -327,6 +327,15 @@ describe("kube source: the Kubernetes API as a config source (fake apiserver, re
     assert.deepEqual(ds.backends.map((b) => `${b.ip}|${b.port}`).sort(), ["10.244.2.5|8080", "fd00:10:244:2::5|8080"]);
   });
 
+  it("--nodeport-addresses: this host's addresses inside the CIDRs (the kernel's loopback here) plus \"primary\" (the Node's InternalIP); not its ExternalIP", async () => {
+    seed();
+    startSource({ settings: { serviceCIDR: "10.96.0.0/16", nodePortAddresses: ["127.0.0.0/8", "primary"] } });
+    const c = await waitFor("the first config", last);
+    assert.deepEqual([...c.node.nodeAddresses].sort(), ["127.0.0.1", "192.168.50.1"]);
+    assert.throws(() => new KubeConfigSource({ kubeConfig: loadKubeConfig(join(dir, "kubeconfig"), {}), nodeName: NODE, settings: { nodePortAddresses: ["10.0.0.1/8"] } }),
+      /nodePortAddresses has "10\.0\.0\.1\/8"; expected CIDRs like 10\.0\.0\.0\/8 or "primary"/);
+  });
+
   it("loadKubeConfig names the problem: no kubeconfig and not in a pod; an unreadable file", () => {
     assert.throws(() => loadKubeConfig(undefined, {}), /no Kubernetes API to watch: give --kubeconfig PATH/);
     assert.throws(() => loadKubeConfig(join(dir, "missing"), {}), /cannot load kubeconfig .*missing/);

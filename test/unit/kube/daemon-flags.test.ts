@@ -25,6 +25,7 @@ describe("wasp daemon: kube flags", () => {
     assert.equal(parse("--min-sync-period", "500ms").minSyncPeriodMs, 500);
     assert.equal(parse("--min-sync-period", "0").minSyncPeriodMs, 0);
     assert.equal(parse("--healthz-bind-address=").healthzHost, undefined, "an empty address turns healthz off");
+    assert.deepEqual(parse("--nodeport-addresses=10.0.0.0/8, primary").nodePortAddresses, ["10.0.0.0/8", "primary"]);
   });
 
   it("bad values name the flag and the expected form", () => {
