@@ -241,9 +241,9 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
     };
 
     it("a service with one backend: trace picks that backend and rewrites to it; a real connection lands there seeing the client's IP", async () => {
-      const [tr, real] = await Promise.all([trace("--from", client.ip, "--to", "10.96.0.40:80"), t.request(client.ns, { host: "10.96.0.40", port: 80 })]);
+      const [tr, real] = await Promise.all([trace("--from", client.ip, "--to", "10.96.0.40:80"), t.request(client.ns, { host: "10.96.0.40", port: 80, timeoutMs: 8000 })]);
       assert.ok(real.ok, JSON.stringify(real));
-      assert.deepEqual(tr.stages.map((s: any) => s.stage), ["parse", "conntrack", "service", "backend", "nat", "route"]);
+      assert.deepEqual(tr.stages.map((s: any) => s.stage), ["parse", "conntrack", "service", "backend", "nat", "route"], JSON.stringify(tr));
       assert.equal(tr.verdict, "tun");
       assert.equal(tr.output.dst, real.seen!.local);
       assert.equal(tr.output.dport, 8080);
@@ -269,9 +269,9 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
     });
 
     it("pod to pod: no service, no NAT, the local route; a real connection arrives from the client's own IP", async () => {
-      const [tr, real] = await Promise.all([trace("--from", client.ip, "--to", `${b1.ip}:8080`), t.request(client.ns, { host: b1.ip, port: 8080 })]);
-      assert.ok(real.ok);
-      assert.deepEqual(tr.stages.map((s: any) => s.stage), ["parse", "conntrack", "route"]);
+      const [tr, real] = await Promise.all([trace("--from", client.ip, "--to", `${b1.ip}:8080`), t.request(client.ns, { host: b1.ip, port: 8080, timeoutMs: 8000 })]);
+      assert.ok(real.ok, JSON.stringify(real));
+      assert.deepEqual(tr.stages.map((s: any) => s.stage), ["parse", "conntrack", "route"], JSON.stringify(tr));
       assert.equal(tr.verdict, "tun");
       assert.deepEqual([tr.output.src, tr.output.dst, tr.output.dport], [real.seen!.remote, real.seen!.local, 8080]);
     });
