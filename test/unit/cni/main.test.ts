@@ -16,15 +16,17 @@ describe("main: one binary, CNI plugin or CLI", function () {
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), { cniVersion: "1.1.0", supportedVersions: ["0.4.0", "1.0.0", "1.1.0"] });
   });
-  it("without CNI_COMMAND it prints a usage that says the daemon and CLI are not built yet (exit 0)", () => {
+  it("without CNI_COMMAND and arguments it prints the CLI's usage with its commands and exit codes (exit 0)", () => {
     const r = run([], {});
     assert.equal(r.status, 0);
-    assert.match(r.stdout, /usage: wasp/);
-    assert.match(r.stdout, /not built yet/);
+    assert.match(r.stdout, /Usage: wasp/);
+    assert.match(r.stdout, /^ {2}daemon /m);
+    assert.match(r.stdout, /^ {2}status /m);
+    assert.match(r.stdout, /Exit codes:/);
   });
   it("an unknown command exits 2 and names the command", () => {
     const r = run(["frobnicate"], {});
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /unknown command "frobnicate"/);
+    assert.match(r.stderr, /unknown command 'frobnicate'/);
   });
 });
