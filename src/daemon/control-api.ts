@@ -7,7 +7,7 @@ import { Engine, type EngineOptions } from "../engine/engine.js";
 import { encodeModel } from "../engine/ops.js";
 import { cidrContains, formatIp, localVtepMac, parseCidr, parseIp, readAddr16, RouteKind, u32ToIpv4, type Model } from "../model/index.js";
 import { nowSec } from "./datapath.js";
-import { ENGINE_MAC, firstAddress, TAP_MAC } from "./node-net.js";
+import { ENGINE_MAC, firstAddress, firstAddress6, TAP_MAC } from "./node-net.js";
 
 export interface ControlContext {
   engine(): Engine;
@@ -61,6 +61,7 @@ export function engineOptionsFor(config: Config): EngineOptions {
     vxlanPort: config.vxlan.port,
     vtepMac: localVtepMac(config.node),
     masqAddr4: firstAddress(config.node.podCIDR),
+    ...(config.node.podCIDRv6 ? { masqAddr6: firstAddress6(config.node.podCIDRv6) } : {}),
     serviceCidr4: config.serviceCIDR,
     clusterCidr4: config.clusterCIDR,
     ...(config.serviceCIDRv6 ? { serviceCidr6: config.serviceCIDRv6 } : {}),
