@@ -14,7 +14,7 @@ import { CommitResult } from "../engine/abi.js";
 import { Engine, type EngineOptions } from "../engine/engine.js";
 import { encodeModel, encodeOps } from "../engine/ops.js";
 import { TunDevice, UnderlaySocket } from "../io/index.js";
-import { buildModel, buildModelAsync, diffModel, isEmptyDelta, localVtepMac, type Model } from "../model/index.js";
+import { buildModel, isEmptyDelta, localVtepMac, updateModelAsync, type Model } from "../model/index.js";
 import { makeControlApi } from "./control-api.js";
 import { serveControl } from "./control-socket.js";
 import { healthChecks, ServiceHealthServers } from "./service-health.js";
@@ -412,9 +412,8 @@ export class Daemon {
     const next = ev.config;
     const fixed = restartOnly(this.config, next);
     if (fixed.length) { this.reject(fixed); return; }
-    const model = await buildModelAsync(next, this.model);
+    const { model, delta } = await updateModelAsync(this.config, next, this.model);
     if (this.stopping) return;
-    const delta = diffModel(this.model, model);
     const inputs = nodeNetInputs(next);
     const routing = !sameInputs(inputs, this.inputs);
     if (isEmptyDelta(delta) && !routing) { this.config = next; this.syncHealth(); return; }

@@ -188,6 +188,108 @@ export function buildModelAsync(config: Config, prev: Model = EMPTY_MODEL): Prom
   return drainAsync(buildModelSteps(config, prev));
 }
 
+/**
+ * The model of `config` and its delta from `prev` (the model of `prevConfig`). When only services
+ * changed, by object identity (the config sources hand over unchanged services as the same
+ * objects), only the entries of the services that came or went are built: the cost follows the
+ * change, not the number of services. Otherwise: a full build and diff.
+ */
+export function updateModel(prevConfig: Config | undefined, config: Config, prev: Model): { model: Model; delta: ModelDelta } {
+  return drain(updateModelSteps(prevConfig, config, prev));
+}
+
+export function updateModelAsync(prevConfig: Config | undefined, config: Config, prev: Model): Promise<{ model: Model; delta: ModelDelta }> {
+  return drainAsync(updateModelSteps(prevConfig, config, prev));
+}
+
+/** The services of `a` not in `b` and those of `b` not in `a`, by identity (ignored ones left out).
+ *  Sources keep the order of unchanged services, so a position-by-position pass finds most of it. */
+function changedServices(a: readonly ServiceConfig[], b: readonly ServiceConfig[]): { gone: ServiceConfig[]; came: ServiceConfig[] } {
+  let gone: ServiceConfig[] = [], came: ServiceConfig[] = [];
+  if (a.length === b.length) {
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) { gone.push(a[i]!); came.push(b[i]!); }
+    // A service that moved is in both lists: it neither came nor went.
+    const g = new Set(gone), c = new Set(came);
+    gone = gone.filter((s) => !c.has(s));
+    came = came.filter((s) => !g.has(s));
+  } else {
+    const before = new Set(a), after = new Set(b);
+    gone = a.filter((s) => !after.has(s));
+    came = b.filter((s) => !before.has(s));
+  }
+  return { gone: gone.filter((s) => !s.ignored), came: came.filter((s) => !s.ignored) };
+}
+
+/** Everything but the services: what the routes, local addresses and drafting context come from. */
+function settingsOf(c: Config): string {
+  return JSON.stringify({ ...c, services: undefined });
+}
+
+function* updateModelSteps(prevConfig: Config | undefined, config: Config, prev: Model): Steps<{ model: Model; delta: ModelDelta }> {
+  const cache = prev.drafts;
+  if (prevConfig === undefined || cache === undefined || settingsOf(prevConfig) !== settingsOf(config)) {
+    const model = yield* buildModelSteps(config, prev);
+    return { model, delta: diffModel(prev, model) };
+  }
+  const { gone, came } = changedServices(prevConfig.services, config.services);
+  if (gone.length + came.length > Math.max(16, config.services.length / 8)) {
+    const model = yield* buildModelSteps(config, prev);
+    return { model, delta: diffModel(prev, model) };
+  }
+  const node = config.node;
+  const podCidrs = [node.podCIDR, node.podCIDRv6].flatMap((t) => (t === undefined ? [] : [parseCidr(t) as Cidr]));
+  const isLocal = (b: BackendConfig, ip: Ip): boolean =>
+    b.nodeName !== undefined ? b.nodeName === node.name : podCidrs.some((c) => cidrContains(c, ip));
+  const select = config.loadBalancing.mode === "maglev" ? Select.Maglev : Select.Random;
+  const maglevSize = select === Select.Maglev ? config.loadBalancing.maglevTableSize ?? 0 : 0;
+  const draftsOf = (s: ServiceConfig): readonly Draft[] => {
+    let mine = cache.byService.get(s);
+    if (!mine) { mine = serviceDrafts(s, { isLocal, select, maglevSize }); cache.byService.set(s, mine); }
+    return mine;
+  };
+
+  const services = new Map(prev.services);
+  const removed = new Map<string, ServiceEntry>();
+  for (const s of gone) {
+    for (const d of draftsOf(s)) {
+      const e = services.get(d.key);
+      if (e && e.service === d.service && e.portName === d.portName) { services.delete(d.key); removed.set(d.key, e); }
+    }
+  }
+  const incoming = came.flatMap((s) => draftsOf(s));
+  // A key that comes back keeps its id, so no new key may take it meanwhile.
+  const kept = incoming.flatMap((d) => { const old = prev.services.get(d.key); return old ? [old.id] : []; });
+  let used: Set<number> | undefined;
+  let nextId = 0;
+  const allocate = (): number => {
+    // Ids in use are collected once, and only when a key new to the engine needs one.
+    used ??= new Set([...[...services.values()].map((e) => e.id), ...kept]);
+    while (used.has(nextId)) nextId++;
+    used.add(nextId);
+    return nextId++;
+  };
+  const upserts: ServiceEntry[] = [];
+  {
+    for (const d of incoming) {
+      if (services.has(d.key)) continue; // another service has the key (validation rejects this)
+      const old = prev.services.get(d.key);
+      if (old && old.sig === d.sig) { services.set(d.key, old); removed.delete(d.key); continue; }
+      const id = old ? old.id : allocate();
+      const e: ServiceEntry = { ...d, id };
+      services.set(d.key, e);
+      used?.add(id);
+      removed.delete(d.key);
+      upserts.push(e);
+    }
+  }
+  yield;
+  const model: Model = { services, routes: prev.routes, localAddrs: prev.localAddrs, nodeIds: prev.nodeIds, drafts: cache };
+  return {
+    model,
+    delta: { clear: false, deleteServices: [...removed.values()], upsertServices: upserts, deleteRoutes: [], upsertRoutes: [], deleteLocalAddrs: [], addLocalAddrs: [] },
+  };
+}
+
 function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
   const node = config.node;
   const podCidrs = [node.podCIDR, node.podCIDRv6].flatMap((t) => (t === undefined ? [] : [parseCidr(t) as Cidr]));

@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import fc from "fast-check";
 import { defaultConfig, validateConfig, type Config } from "../../../src/config/index.js";
 import {
-  applyDelta, buildModel, deriveVtepMac, localVtepMac, diffModel, fullDelta, IdAllocator, isEmptyDelta, orderBackends,
+  applyDelta, buildModel, updateModel, deriveVtepMac, localVtepMac, diffModel, fullDelta, IdAllocator, isEmptyDelta, orderBackends,
   RouteKind, Select, ServiceFlag, ServiceKind, type Model, type ServiceEntry,
 } from "../../../src/model/index.js";
 import { configArb } from "./arbitrary.js";
@@ -280,6 +280,21 @@ describe("model", () => {
         assert.deepEqual(engineView(withCache), engineView(buildModel(copies, a)));
         assert.deepEqual(engineView(applyDelta(a, diffModel(a, withCache))), engineView(withCache));
       }), { seed: 2024, numRuns: 150 });
+    });
+
+    it("updateModel (only the services that came or went are built) gives the tables and delta of a full rebuild, for random configs", () => {
+      fc.assert(fc.property(configArb, configArb, (ca, cb) => {
+        const a = buildModel(ca);
+        // cb's services over ca's settings, unchanged ones as the same objects: the incremental path.
+        const byText = new Map(ca.services.map((s) => [JSON.stringify(s), s]));
+        const next = { ...ca, services: cb.services.map((s) => byText.get(JSON.stringify(s)) ?? s) };
+        const { model, delta } = updateModel(ca, next, a);
+        const full = buildModel({ ...next, services: next.services.map((s) => structuredClone(s)) }, a);
+        assert.deepEqual(engineView(model), engineView(full));
+        assert.deepEqual(engineView(applyDelta(a, delta)), engineView(model));
+        const ids = [...model.services.values()].map((e) => e.id);
+        assert.equal(new Set(ids).size, ids.length, "duplicate id");
+      }), { seed: 77, numRuns: 200 });
     });
 
     it("ids stay unique and keys keep their ids across a chain of random reloads", () => {
