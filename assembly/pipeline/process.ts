@@ -239,6 +239,13 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
     }
   }
   trace.step(trace.CONNTRACK, 0, 0);
+  // A new connection whose reply would look like the reply of an older NATed flow (the client reused
+  // its port to talk to the backend itself): the backend cannot hold both 4-tuples, so the old flow
+  // is over; without this, the new connection's SYN/ACK would be reverse-NATed to the old VIP.
+  if (pkt.proto == PROTO_TCP && isSynOnly()) {
+    const old = ct.ctFind(pkt.DST, pkt.SRC, pkt.dport, pkt.sport, pkt.proto);
+    if (old != 0 && (old & 1) == 1) ct.ctDelete((old >> 1) - 1);
+  }
   // ICMP echo to a service VIP: answered by the VIP, as IPVS does.
   if (pkt.proto == PROTO_ICMP || pkt.proto == PROTO_ICMPV6) {
     if (pkt.icmpType == (pkt.v6 ? ICMP6_ECHO : ICMP_ECHO) && !addrIsZero(pkt.DST) && gen.svcFind(g, pkt.DST, 0, 0) != 0) {

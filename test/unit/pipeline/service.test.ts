@@ -205,6 +205,23 @@ describe("pipeline: services", () => {
     });
   });
 
+  it("a client that reuses a port of a finished VIP connection to reach the backend directly gets the backend's SYN/ACK un-NATed", () => {
+    const B = "10.244.1.10";
+    commit(e, clusterRoutes().service(web([B])));
+    const synAck = (t = 101) => runOne(e, packet({ src: B, dst: CLIENT }, { proto: "tcp", sport: 8080, dport: 40600, flags: TCP.SYN | TCP.ACK, seq: 9000, ack: 5001 }), t);
+    // The connection through the VIP: SYN DNATed to the backend, its SYN/ACK reverse-NATed to the VIP.
+    assert.equal(parse(runOne(e, syn(40600)).bytes).dst, B);
+    assert.equal(parse(synAck().bytes).src, VIP);
+    // The same client port, now straight to the backend (a new 4-tuple for the client's kernel).
+    const direct = runOne(e, syn(40600, CLIENT, B, 8080), 102);
+    assert.deepEqual([parse(direct.bytes).src, parse(direct.bytes).dst], [CLIENT, B]);
+    assert.equal(direct.slot.note & Note.DNAT, 0);
+    // The backend's answer belongs to the direct connection: it must not come from the VIP.
+    const answer = synAck(103);
+    assert.deepEqual([parse(answer.bytes).src, parse(answer.bytes).sport], [B, 8080]);
+    assert.equal(answer.slot.note & Note.REVERSE_NAT, 0);
+  });
+
   describe("a service without backends", () => {
     beforeEach(() => commit(e, clusterRoutes().service(web([])).service(dns([]))));
 
