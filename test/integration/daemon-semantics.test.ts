@@ -92,6 +92,10 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
         name: "sticky", clusterIP: "10.96.0.13", sessionAffinity: "ClientIP", sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } },
         ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }, { ip: b2.ip }],
       },
+      {
+        name: "sticky-short", clusterIP: "10.96.0.17", sessionAffinity: "ClientIP", sessionAffinityConfig: { clientIP: { timeoutSeconds: 1 } },
+        ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }, { ip: b2.ip }],
+      },
       { name: "udp-tag", clusterIP: "10.96.0.14", ports: [{ port: 7000, protocol: "UDP" }], backends: [{ ip: b1.ip }] },
       {
         name: "lb", type: "LoadBalancer", clusterIP: "10.96.0.16", loadBalancerIPs: ["198.51.100.10"],
@@ -156,6 +160,20 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
     assert.equal(new Set(sticky.map((o) => o.seen?.local)).size, 1, JSON.stringify(sticky.map((o) => o.seen?.local)));
     const spread = await t.requests(client.ns, Array.from({ length: 16 }, () => ({ host: "10.96.0.15", port: 80 })));
     assert.equal(new Set(spread.map((o) => o.seen?.local)).size, 2);
+  });
+
+  it("sessionAffinity's timeout: with timeoutSeconds 1, connections more than 2 s apart are free to change endpoint (both are used; with timeoutSeconds 60 one is: the test before)", async () => {
+    const apart = async (gapMs: number, n: number) => {
+      const seen = new Set<string>();
+      for (let i = 0; i < n; i++) {
+        const [o] = await t.requests(client.ns, [{ host: "10.96.0.17", port: 80 }]);
+        seen.add(o!.seen?.local ?? `error ${o!.error}`);
+        await new Promise((r) => setTimeout(r, gapMs));
+      }
+      return seen;
+    };
+    // Each choice after an expiry is a fresh draw: 11 draws all on one of two endpoints is a 1-in-1024 chance.
+    assert.deepEqual([...(await apart(2100, 11))].sort(), [b1.ip, b2.ip].sort());
   });
 
   it("a UDP flow whose endpoint goes away moves to the remaining endpoint on the same 5-tuple (stale conntrack cleared)", async () => {
