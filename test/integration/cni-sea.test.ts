@@ -55,7 +55,7 @@ describe("single executable: dist/wasp copied alone is the CNI plugin and the da
   it("is one file with no script beside it (the CNI bin dir holds only wasp and wasp_native.node)", () => {
     assert.deepEqual(fs.readdirSync(bin).sort(), ["wasp", "wasp_native.node"]);
     const out = execFileSync(wasp, ["--help"], { cwd: work, encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
-    assert.match(out, /usage: wasp <command>/);
+    assert.match(out, /^Usage: wasp \[options\] \[command\]/m);
   });
 
   it("VERSION answers with only CNI_COMMAND set and no netns", async () => {
