@@ -47,7 +47,7 @@ export function makeControlApi(ctx: ControlContext): (req: ControlRequest) => un
   };
 }
 
-/** The engine options the daemon derives from a config (replay uses the same; keep in step with Daemon.start). */
+/** The engine options a config gives: the daemon starts its engine with them, replay and trace their twins. */
 export function engineOptionsFor(config: Config): EngineOptions {
   return {
     conntrackCapacity: config.conntrack.capacity,

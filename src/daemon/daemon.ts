@@ -14,14 +14,14 @@ import { CommitResult } from "../engine/abi.js";
 import { Engine, type EngineOptions } from "../engine/engine.js";
 import { encodeModel, encodeOps } from "../engine/ops.js";
 import { TunDevice, UnderlaySocket } from "../io/index.js";
-import { buildModel, isEmptyDelta, localVtepMac, updateModelAsync, type Model } from "../model/index.js";
-import { makeControlApi } from "./control-api.js";
+import { buildModel, isEmptyDelta, updateModelAsync, type Model } from "../model/index.js";
+import { engineOptionsFor, makeControlApi } from "./control-api.js";
 import { serveControl } from "./control-socket.js";
 import { healthChecks, ServiceHealthServers } from "./service-health.js";
 import { Datapath, nowSec } from "./datapath.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
 import {
-  cleanupNodeNet, reconcileRouting, DEVICE, ENGINE_MAC, firstAddress, firstAddress6, TAP_MAC, nodeNetInputs, sameInputs, setupNodeNet, TABLE, type NodeNetInputs,
+  cleanupNodeNet, reconcileRouting, DEVICE, nodeNetInputs, sameInputs, setupNodeNet, TABLE, type NodeNetInputs,
 } from "./node-net.js";
 
 export interface DaemonOptions {
@@ -260,24 +260,7 @@ export class Daemon {
     const left = cleanupNodeNet();
     if (left.length) log.warn({ removed: left }, "removed what a previous daemon left behind");
 
-    this.engineOptions = {
-      conntrackCapacity: config.conntrack.capacity,
-      ...(config.tables ? { maxServices: config.tables.services, maxBackends: config.tables.backends } : {}),
-      mode: config.mode,
-      tapPeerMac: TAP_MAC,
-      engineMac: ENGINE_MAC,
-      underlayIp: config.node.underlayIP,
-      underlayMtu: config.node.underlayMTU,
-      vni: config.vxlan.vni,
-      vxlanPort: config.vxlan.port,
-      vtepMac: localVtepMac(config.node),
-      masqAddr4: firstAddress(config.node.podCIDR),
-      ...(config.node.podCIDRv6 ? { masqAddr6: firstAddress6(config.node.podCIDRv6) } : {}),
-      serviceCidr4: config.serviceCIDR,
-      clusterCidr4: config.clusterCIDR,
-      ...(config.serviceCIDRv6 ? { serviceCidr6: config.serviceCIDRv6 } : {}),
-      ...(config.clusterCIDRv6 ? { clusterCidr6: config.clusterCIDRv6 } : {}),
-    };
+    this.engineOptions = engineOptionsFor(config);
     this.engine = new Engine(this.engineOptions);
     const model = buildModel(config);
     this.commit(encodeModel(model, this.stage(), 0), "initial load");

@@ -236,15 +236,10 @@ function* updateModelSteps(prevConfig: Config | undefined, config: Config, prev:
     const model = yield* buildModelSteps(config, prev);
     return { model, delta: diffModel(prev, model) };
   }
-  const node = config.node;
-  const podCidrs = [node.podCIDR, node.podCIDRv6].flatMap((t) => (t === undefined ? [] : [parseCidr(t) as Cidr]));
-  const isLocal = (b: BackendConfig, ip: Ip): boolean =>
-    b.nodeName !== undefined ? b.nodeName === node.name : podCidrs.some((c) => cidrContains(c, ip));
-  const select = config.loadBalancing.mode === "maglev" ? Select.Maglev : Select.Random;
-  const maglevSize = select === Select.Maglev ? config.loadBalancing.maglevTableSize ?? 0 : 0;
+  const ctx = draftContext(config);
   const draftsOf = (s: ServiceConfig): readonly Draft[] => {
     let mine = cache.byService.get(s);
-    if (!mine) { mine = serviceDrafts(s, { isLocal, select, maglevSize }); cache.byService.set(s, mine); }
+    if (!mine) { mine = serviceDrafts(s, ctx); cache.byService.set(s, mine); }
     return mine;
   };
 
@@ -290,14 +285,23 @@ function* updateModelSteps(prevConfig: Config | undefined, config: Config, prev:
   };
 }
 
-function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
+/** How a config drafts its services' entries: which endpoints are local, the backend selection. */
+function draftContext(config: Config): DraftContext {
   const node = config.node;
   const podCidrs = [node.podCIDR, node.podCIDRv6].flatMap((t) => (t === undefined ? [] : [parseCidr(t) as Cidr]));
-  // An endpoint is on this node when it says so, or, without a nodeName, when its address is in this node's pod CIDR.
-  const isLocal = (b: BackendConfig, ip: Ip): boolean =>
-    b.nodeName !== undefined ? b.nodeName === node.name : podCidrs.some((c) => cidrContains(c, ip));
   const select = config.loadBalancing.mode === "maglev" ? Select.Maglev : Select.Random;
-  const maglevSize = select === Select.Maglev ? config.loadBalancing.maglevTableSize ?? 0 : 0;
+  return {
+    // An endpoint is on this node when it says so, or, without a nodeName, when its address is in this node's pod CIDR.
+    isLocal: (b: BackendConfig, ip: Ip) => (b.nodeName !== undefined ? b.nodeName === node.name : podCidrs.some((c) => cidrContains(c, ip))),
+    select,
+    maglevSize: select === Select.Maglev ? config.loadBalancing.maglevTableSize ?? 0 : 0,
+  };
+}
+
+function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
+  const node = config.node;
+  const ctx = draftContext(config);
+  const { select, maglevSize } = ctx;
 
   // Collect the entries first, ids after: a key present in prev must keep its id even when a new key
   // that comes earlier in this config would have taken that number. A service object seen by the
@@ -311,7 +315,7 @@ function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
     if (s.ignored) continue;
     let mine = cache.byService.get(s);
     if (!mine) {
-      mine = serviceDrafts(s, { isLocal, select, maglevSize });
+      mine = serviceDrafts(s, ctx);
       cache.byService.set(s, mine);
     }
     // The first service to claim a key has it (validation rejects a key claimed twice).

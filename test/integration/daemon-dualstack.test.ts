@@ -3,40 +3,14 @@
 // real TCP and UDP over both families. The servers report the peer address the kernel gave them.
 import { strict as assert } from "node:assert";
 import { type ChildProcess } from "node:child_process";
-import { inNs, ip, spawnInNs, stop } from "../helpers/netns.js";
-import { NODE_IP, POD_CIDR, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
+import { ask6, serve6 } from "../helpers/ipv6.js";
+import { ip, stop } from "../helpers/netns.js";
+import { NODE_IP, POD_CIDR, Topology, type DaemonProc, type Pod } from "../helpers/topology.js";
 
 const POD_CIDR6 = "fd00:10:244:1::/64";
 const NODE_IP6 = "fd00:99::1";
 const EXT_IP6 = "fd00:99::2";
 
-/** TCP and UDP servers on [::]:argv[1] (IPv6 only): each answers with {local, remote} as seen. */
-const SERVER6 = `
-const net = require("node:net"), dgram = require("node:dgram"), port = Number(process.argv[1]);
-let n = 2; const ready = () => { if (--n === 0) console.error("ready"); };
-net.createServer((s) => { s.on("error", () => {}); s.end(JSON.stringify({ local: s.localAddress, remote: s.remoteAddress })); })
-  .listen({ port, host: "::", ipv6Only: true }, ready);
-const u = dgram.createSocket({ type: "udp6", ipv6Only: true });
-u.on("message", (m, r) => u.send(JSON.stringify({ remote: r.address }), r.port, r.address));
-u.bind(port, "::", ready);`;
-
-/** argv[1]: "tcp" | "udp", argv[2]: host, argv[3]: port → one JSON line {ok, local?, from?, seen?, error?}. */
-const CLIENT6 = `
-const net = require("node:net"), dgram = require("node:dgram");
-const [proto, host, port] = [process.argv[1], process.argv[2], Number(process.argv[3])];
-const done = (o) => { console.log(JSON.stringify(o)); process.exit(0); };
-setTimeout(() => done({ ok: false, error: "timeout" }), 3000);
-if (proto === "tcp") {
-  const s = net.connect({ host, port }); let d = "", local = "";
-  s.on("connect", () => { local = s.localAddress; });
-  s.on("data", (x) => d += x); s.on("end", () => done({ ok: true, local, seen: JSON.parse(d) }));
-  s.on("error", (e) => done({ ok: false, error: e.code }));
-} else {
-  const s = dgram.createSocket("udp6");
-  s.on("message", (m, r) => done({ ok: true, from: r.address, seen: JSON.parse(m) }));
-  s.on("error", (e) => done({ ok: false, error: e.code }));
-  s.connect(port, host, () => s.send("?"));
-}`;
 
 describe("wasp daemon, dual-stack: IPv4 and IPv6 pods, services and flows (integration, needs root)", function () {
   this.timeout(120_000);
@@ -45,8 +19,7 @@ describe("wasp daemon, dual-stack: IPv4 and IPv6 pods, services and flows (integ
   let client: Pod, b1: Pod, b2: Pod;
   const mine: ChildProcess[] = [];
 
-  const ask = (pod: Pod | string, proto: "tcp" | "udp", host: string, port: number) =>
-    JSON.parse(inNs(typeof pod === "string" ? pod : pod.ns, process.execPath, "-e", CLIENT6, proto, host, String(port)).trim());
+  const ask = (pod: Pod | string, proto: "tcp" | "udp", host: string, port: number): any => ask6(typeof pod === "string" ? pod : pod.ns, proto, host, port);
 
   before(async () => {
     t = new Topology({ podCidr6: POD_CIDR6 });
@@ -78,14 +51,7 @@ describe("wasp daemon, dual-stack: IPv4 and IPv6 pods, services and flows (integ
     });
     await t.serve(b1.ns, [8080]);
     await t.serve(b2.ns, [8080]);
-    for (const pod of [b1, b2, client]) {
-      const c = spawnInNs(pod.ns, process.execPath, ["-e", SERVER6, "8080"]);
-      mine.push(c);
-      let err = "";
-      c.stderr?.on("data", (d: Buffer) => { err += d.toString(); });
-      await waitFor(() => err.includes("ready") || c.exitCode !== null, `IPv6 servers in ${pod.name}`);
-      if (!err.includes("ready")) throw new Error(`IPv6 servers in ${pod.name}: ${err}`);
-    }
+    for (const pod of [b1, b2, client]) mine.push(await serve6(pod.ns, 8080));
     daemon = await t.startDaemon();
   });
 

@@ -5,9 +5,8 @@
 // TCP stream (it reports an error on a reset or a stall).
 import { strict as assert } from "node:assert";
 import { type ChildProcess } from "node:child_process";
-import { createConnection } from "node:net";
 import { spawnInNs, stop } from "../helpers/netns.js";
-import { NODE_IP, POD_CIDR, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
+import { control, NODE_IP, POD_CIDR, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
 
 const QUIET_MS = 4000;
 const RATE_PPS = 2000;
@@ -35,17 +34,6 @@ s.on("message", (m) => { if (m.length >= 4) got.push(m.readUInt32BE(0)); });
 s.bind(Number(process.argv[1]), "0.0.0.0", () => console.error("ready"));
 process.on("SIGTERM", () => process.stdout.write(JSON.stringify(got) + "\\n", () => process.exit(0)));`;
 
-function control(path: string, req: unknown): Promise<any> {
-  return new Promise((resolve, reject) => {
-    const c = createConnection(path);
-    let text = "";
-    c.setEncoding("utf8");
-    c.on("data", (d: string) => { text += d; });
-    c.on("end", () => { try { resolve(JSON.parse(text)); } catch (e) { reject(e); } });
-    c.on("error", reject);
-    c.end(`${JSON.stringify(req)}\n`);
-  });
-}
 
 /** A child in a namespace whose stdout and stderr are kept; resolves once it says "ready". */
 async function start(ns: string, args: string[]): Promise<{ child: ChildProcess; out: () => string; err: () => string }> {

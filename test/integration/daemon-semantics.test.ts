@@ -7,24 +7,12 @@
 // endpoint goes, and answers health checks on healthCheckNodePort with localEndpoints.
 import { strict as assert } from "node:assert";
 import { type ChildProcess } from "node:child_process";
-import { createConnection } from "node:net";
 import { inNs, ip, spawnInNs, stop } from "../helpers/netns.js";
-import { EXT_IP, NODE_IP, POD_CIDR, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
+import { control, EXT_IP, NODE_IP, POD_CIDR, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
 
 const MASQ = "10.244.1.1";
 const REMOTE = "10.244.2.10"; // an endpoint on node-b (config only: it never answers)
 
-function control(path: string, req: unknown): Promise<any> {
-  return new Promise((resolve, reject) => {
-    const c = createConnection(path);
-    let text = "";
-    c.setEncoding("utf8");
-    c.on("data", (d: string) => { text += d; });
-    c.on("end", () => { try { resolve(JSON.parse(text)); } catch (e) { reject(e); } });
-    c.on("error", reject);
-    c.end(`${JSON.stringify(req)}\n`);
-  });
-}
 
 /** A UDP server answering each datagram with its own name (argv[2]). */
 const TAGGED_UDP = `

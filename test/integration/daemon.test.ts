@@ -4,9 +4,8 @@
 // the clients (their own address, the source of a UDP answer): the kernel is the referee.
 import { strict as assert } from "node:assert";
 import { statSync } from "node:fs";
-import { createConnection } from "node:net";
 import { inNs, ip } from "../helpers/netns.js";
-import { EXT_IP, NODE_IP, POD_CIDR, streamSha, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
+import { control, EXT_IP, NODE_IP, POD_CIDR, streamSha, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
 
 const GATEWAY = "10.244.1.1";
 /** The masquerade address: wasp0's own (see src/daemon/node-net.ts). */
@@ -22,18 +21,6 @@ function config(mode: "tun" | "tap", extra: { services?: unknown[] } = {}) {
   };
 }
 
-/** Asks the control socket (run from this process: the socket is a file, not a namespace thing). */
-function control(path: string, req: unknown): Promise<any> {
-  return new Promise((resolve, reject) => {
-    const c = createConnection(path);
-    let text = "";
-    c.setEncoding("utf8");
-    c.on("data", (d: string) => { text += d; });
-    c.on("end", () => { try { resolve(JSON.parse(text)); } catch (e) { reject(e); } });
-    c.on("error", reject);
-    c.end(`${JSON.stringify(req)}\n`);
-  });
-}
 
 const rules = (ns: string) => ip(ns, "-4", "rule", "show");
 
