@@ -311,6 +311,31 @@ async function bounded(what: string, r: { ms: number; code: number | null; out: 
   return true;
 }
 
+type Timed = Awaited<ReturnType<typeof runTimed>>;
+
+/** A kernel dataplane's two updates: 100 services' endpoints changed while the UDP stream runs
+ *  (N > 1), then one service's; `apply` programs the change from `current` to `next`. */
+async function kernelUpdates(c: Ctx, services: ScaleService[], n: number, out: Sample, what: [string, string],
+  apply: (current: ScaleService[], next: ScaleService[]) => Promise<Timed>): Promise<void> {
+  let current = services;
+  if (n > 1) {
+    const next = withChangedBackends(current, changeIndexes(n, CHANGED_IN_STREAM), 1, CHANGED_BACKENDS);
+    let ok = true;
+    const r = await lostDuring(c, target(services).clusterIP, async () => {
+      const u = await apply(current, next);
+      ok = await bounded(`${what[0]} at ${n}`, u, out, "update100", c.stepBoundMs);
+      out.update100_ms = u.ms;
+    });
+    if (!ok) return;
+    out.lost_during_update = r.lost;
+    current = next;
+  }
+  const next = withChangedBackends(current, [updateIndex(n)], 2, CHANGED_BACKENDS);
+  const u = await apply(current, next);
+  if (!(await bounded(`${what[1]} at ${n}`, u, out, "update", c.stepBoundMs))) return;
+  out.update_ms = u.ms;
+}
+
 async function runIptables(c: Ctx, services: ScaleService[], n: number, out: Sample): Promise<void> {
   try {
     const k0 = kernelKib();
@@ -320,23 +345,8 @@ async function runIptables(c: Ctx, services: ScaleService[], n: number, out: Sam
     out.kernel_kib = kernelKib() - k0;
     for (const j of iptablesJumps()) inNs(c.t.node, c.iptCmd, ...j);
     await traffic(c, target(services).clusterIP, out, c.quick ? 1 : 2);
-    let current = services;
-    if (n > 1) {
-      const next = withChangedBackends(current, changeIndexes(n, CHANGED_IN_STREAM), 1, CHANGED_BACKENDS);
-      let ok = true;
-      const r = await lostDuring(c, target(services).clusterIP, async () => {
-        const u = await runTimed(c.t.node, c.iptRestore, ["--noflush"], iptablesRestore(next, CLUSTER_CIDR, iptChains(current)), c.stepBoundMs);
-        ok = await bounded(`iptables restore (100 changed) at ${n}`, u, out, "update100", c.stepBoundMs);
-        out.update100_ms = u.ms;
-      });
-      if (!ok) return;
-      out.lost_during_update = r.lost;
-      current = next;
-    }
-    const next = withChangedBackends(current, [updateIndex(n)], 2, CHANGED_BACKENDS);
-    const u = await runTimed(c.t.node, c.iptRestore, ["--noflush"], iptablesRestore(next, CLUSTER_CIDR, iptChains(current)), c.stepBoundMs);
-    if (!(await bounded(`iptables update at ${n}`, u, out, "update", c.stepBoundMs))) return;
-    out.update_ms = u.ms;
+    await kernelUpdates(c, services, n, out, ["iptables restore (100 changed)", "iptables update"],
+      (current, next) => runTimed(c.t.node, c.iptRestore, ["--noflush"], iptablesRestore(next, CLUSTER_CIDR, iptChains(current)), c.stepBoundMs));
   } finally {
     await iptablesFlush(c);
   }
@@ -365,23 +375,8 @@ async function runNftables(c: Ctx, services: ScaleService[], n: number, out: Sam
     out.load_ms = load.ms;
     out.kernel_kib = kernelKib() - k0;
     await traffic(c, target(services).clusterIP, out, c.quick ? 1 : 2);
-    let current = services;
-    if (n > 1) {
-      const next = withChangedBackends(current, changeIndexes(n, CHANGED_IN_STREAM), 1, CHANGED_BACKENDS);
-      let ok = true;
-      const r = await lostDuring(c, target(services).clusterIP, async () => {
-        const u = await runTimed(c.t.node, "nft", ["-f", "-"], nftUpdate(current, next, CLUSTER_CIDR), c.stepBoundMs);
-        ok = await bounded(`nft update (100 changed) at ${n}`, u, out, "update100", c.stepBoundMs);
-        out.update100_ms = u.ms;
-      });
-      if (!ok) return;
-      out.lost_during_update = r.lost;
-      current = next;
-    }
-    const next = withChangedBackends(current, [updateIndex(n)], 2, CHANGED_BACKENDS);
-    const u = await runTimed(c.t.node, "nft", ["-f", "-"], nftUpdate(current, next, CLUSTER_CIDR), c.stepBoundMs);
-    if (!(await bounded(`nft update at ${n}`, u, out, "update", c.stepBoundMs))) return;
-    out.update_ms = u.ms;
+    await kernelUpdates(c, services, n, out, ["nft update (100 changed)", "nft update"],
+      (current, next) => runTimed(c.t.node, "nft", ["-f", "-"], nftUpdate(current, next, CLUSTER_CIDR), c.stepBoundMs));
   } finally {
     await runTimed(c.t.node, "nft", ["delete", "table", "ip", "kube-proxy"], undefined, c.stepBoundMs);
   }
