@@ -29,26 +29,11 @@ export interface ConvertContext {
 }
 
 /** A Service, converted: everything but the backends, which come from its slices. */
-export interface KubeService {
+export type KubeService = Omit<ServiceConfig, "backends"> & {
   key: string;
-  namespace: string;
-  name: string;
-  type: ServiceConfig["type"];
-  /** Headless or ExternalName: programmes nothing. */
-  ignored: boolean;
-  clusterIPs: string[];
-  externalIPs: string[];
-  loadBalancerIPs: string[];
-  ports: ServicePortConfig[];
-  sessionAffinity: "None" | "ClientIP";
-  affinityTimeoutSec: number;
-  externalTrafficPolicy: TrafficPolicy;
-  internalTrafficPolicy: TrafficPolicy;
-  /** LoadBalancer with externalTrafficPolicy Local: the port kube-proxy answers health checks on. */
-  healthCheckNodePort?: number;
   /** Things skipped on purpose (SCTP ports, an unconfigured family), for the log. */
   notes: string[];
-}
+};
 
 export interface SliceEndpoint {
   ip: string;
