@@ -5,7 +5,8 @@
 // balancer controllers read.
 import { createServer, type Server } from "node:http";
 import type { Config, ServiceConfig } from "../config/index.js";
-import { cidrContains, parseCidr, parseIp, type Cidr } from "../model/addr.js";
+import { parseIp, type Ip } from "../model/addr.js";
+import { localEndpointTest } from "../model/model.js";
 
 export interface HealthCheck {
   namespace: string;
@@ -16,12 +17,8 @@ export interface HealthCheck {
 
 /** The health checks a config asks this node to serve, with its local ready endpoints counted. */
 export function healthChecks(config: Config): HealthCheck[] {
-  const podCidrs = [config.node.podCIDR, config.node.podCIDRv6].flatMap((t) => (t === undefined ? [] : [parseCidr(t) as Cidr]));
-  const isLocal = (b: ServiceConfig["backends"][number]) => {
-    if (b.nodeName !== undefined) return b.nodeName === config.node.name;
-    const ip = parseIp(b.ip);
-    return ip !== undefined && podCidrs.some((c) => cidrContains(c, ip));
-  };
+  const local = localEndpointTest(config.node);
+  const isLocal = (b: ServiceConfig["backends"][number]) => local(b, parseIp(b.ip) as Ip); // the schema checked the address
   return config.services
     .filter((s) => !s.ignored && s.healthCheckNodePort !== undefined && s.externalTrafficPolicy === "Local")
     .map((s) => ({

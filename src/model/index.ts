@@ -1,5 +1,5 @@
 export {
-  buildModel, buildModelAsync, updateModel, updateModelAsync, diffModel, fullDelta, applyDelta, isEmptyDelta, orderBackends, deriveVtepMac, localVtepMac, IdAllocator, EMPTY_MODEL, PROTO,
+  buildModel, buildModelAsync, updateModel, updateModelAsync, localEndpointTest, diffModel, fullDelta, applyDelta, isEmptyDelta, orderBackends, deriveVtepMac, localVtepMac, IdAllocator, EMPTY_MODEL, PROTO,
   ServiceKind, Select, ServiceFlag, RouteKind,
   type Model, type ModelDelta, type ServiceEntry, type ServiceKey, type ModelBackend, type Route,
 } from "./model.js";

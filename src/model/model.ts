@@ -285,14 +285,18 @@ function* updateModelSteps(prevConfig: Config | undefined, config: Config, prev:
   };
 }
 
+/** An endpoint is on this node when it says so, or, without a nodeName, when its address is in
+ *  this node's pod CIDR (the traffic policies and the health check node ports go by this). */
+export function localEndpointTest(node: Config["node"]): (b: Pick<BackendConfig, "nodeName">, ip: Ip) => boolean {
+  const podCidrs = [node.podCIDR, node.podCIDRv6].flatMap((t) => (t === undefined ? [] : [parseCidr(t) as Cidr]));
+  return (b, ip) => (b.nodeName !== undefined ? b.nodeName === node.name : podCidrs.some((c) => cidrContains(c, ip)));
+}
+
 /** How a config drafts its services' entries: which endpoints are local, the backend selection. */
 function draftContext(config: Config): DraftContext {
-  const node = config.node;
-  const podCidrs = [node.podCIDR, node.podCIDRv6].flatMap((t) => (t === undefined ? [] : [parseCidr(t) as Cidr]));
   const select = config.loadBalancing.mode === "maglev" ? Select.Maglev : Select.Random;
   return {
-    // An endpoint is on this node when it says so, or, without a nodeName, when its address is in this node's pod CIDR.
-    isLocal: (b: BackendConfig, ip: Ip) => (b.nodeName !== undefined ? b.nodeName === node.name : podCidrs.some((c) => cidrContains(c, ip))),
+    isLocal: localEndpointTest(config.node),
     select,
     maglevSize: select === Select.Maglev ? config.loadBalancing.maglevTableSize ?? 0 : 0,
   };
