@@ -26,7 +26,12 @@
 #include <cstdint>
 #include <string>
 
+#include "netlink.h"
+#include "netns.h"
+
 namespace {
+
+using wasp::InNetns;
 
 // ╒═══ batch slot, 32 bytes, little-endian (assembly/abi.ts) ═══╕
 //  0 u32 data | 4 u32 len | 8 u16 flags | 10 u8 verdict | 11 u8 reason | 12 u32 peer
@@ -224,31 +229,6 @@ bool GetFd(const Napi::CallbackInfo& info, size_t i, int* out) {
 // The slot table itself must lie inside memory (64-bit sums: no u32 wrap-around).
 bool SlotsInside(const Mem& m, uint32_t slotsAddr, uint32_t count) {
   return uint64_t(slotsAddr) + uint64_t(count) * SLOT_SIZE <= m.size;
-}
-
-// Runs fn inside the network namespace at path (when given) and always returns to the
-// caller's namespace. setns() switches only this thread, which is the JS thread: nothing
-// else runs on it meanwhile. Sockets and TUN devices stay in the namespace they were made in.
-template <typename Fn>
-int InNetns(const std::string& path, const char** stage, Fn fn) {
-  if (path.empty()) return fn();
-  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (self < 0) { *stage = "netns-self"; return -errno; }
-  int target = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (target < 0) { int e = errno; close(self); *stage = "netns"; return -e; }
-  if (setns(target, CLONE_NEWNET) < 0) {
-    int e = errno; close(target); close(self); *stage = "netns"; return -e;
-  }
-  close(target);
-  int r = fn();
-  if (setns(self, CLONE_NEWNET) < 0) {
-    // Staying in the wrong namespace would silently put every later device and socket there.
-    fprintf(stderr, "wasp_native: cannot return to the original network namespace: %s\n",
-            strerror(errno));
-    abort();
-  }
-  close(self);
-  return r;
 }
 
 // openTun(name, tap, vnetHdr, multiQueue, netns) -> { fd } | { errno, stage }
@@ -752,6 +732,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("recvBatch", Napi::Function::New(env, RecvBatch, "recvBatch"));
   exports.Set("sendBatch", Napi::Function::New(env, SendBatch, "sendBatch"));
   exports.Set("Poller", Poller::Init(env));
+  wasp::RegisterNetlink(env, exports);
   return exports;
 }
 

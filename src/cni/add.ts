@@ -1,23 +1,23 @@
 // ADD in routed mode: a veth pair, the pod end as CNI_IFNAME with a /32 (/128), a link-local
 // gateway answered by the host end, and a host route per pod address. Nothing is left half-made:
 // every step pushes its undo, and a failure runs the undo list in reverse.
-import { writeFileSync } from "node:fs";
+import { closeSync, openSync, writeFileSync } from "node:fs";
 import { allocate, PoolExhaustedError, StoreError } from "../ipam/index.js";
 import { Code, CniError } from "./errors.js";
 import { GW4, GW6, openStore, owner, pools, type Ctx } from "./context.js";
-import { ipBatch, ipBatchForce, IpError, localLinks, SELF, type Ns } from "./ip.js";
+import { NetlinkError, withRtnl, type Rtnl } from "../netlink/rtnl.js";
+import { IpError, localLinks } from "./ip.js";
 import { hostVethName, randomMac } from "./names.js";
 import { mergeResults, parseResult, type Result } from "./result.js";
 
 export async function cmdAdd(ctx: Ctx): Promise<Result> {
   const { env, conf } = ctx;
-  const pod: Ns = { kind: "path", path: env.netns };
   const host = hostVethName(env.containerId, env.ifname);
   const store = await openStore(conf);
   const undo: Array<() => Promise<unknown>> = [];
   try {
     // A veth of this attachment can only be left over from an ADD that was killed: remove it.
-    if (localLinks().has(host)) await ipBatchForce(SELF, [`link del ${host}`], `cannot remove the leftover veth ${host}`);
+    if (localLinks().has(host)) await withRtnl(undefined, (nl) => nl.delLink(host));
 
     const ips: Array<{ ip: string; v6: boolean }> = [];
     undo.push(() => store.release(owner(env)));
@@ -30,15 +30,21 @@ export async function cmdAdd(ctx: Ctx): Promise<Result> {
     const v6 = ips.filter((x) => x.v6).map((x) => x.ip);
 
     const hostMac = randomMac(), podMac = randomMac();
-    undo.push(() => ipBatchForce(SELF, [`link del ${host}`], `cannot remove veth ${host}`));
-    await ipBatch(SELF, [
-      // The peer is created straight inside the pod's namespace with its final name and MTU.
-      `link add ${host} mtu ${conf.mtu} address ${hostMac} type veth peer name ${env.ifname} mtu ${conf.mtu} address ${podMac} netns ${env.netns}`,
-      ...v6.map(() => `addr add ${GW6}/64 dev ${host} nodad`),
-      `link set ${host} up`,
-      ...v4.map((ip) => `route replace ${ip}/32 dev ${host} scope link`),
-      ...v6.map((ip) => `route replace ${ip}/128 dev ${host}`),
-    ], `cannot create veth ${host} <-> ${env.ifname} in ${env.netns}`);
+    const podNs = openSync(env.netns, "r");
+    undo.push(() => withRtnl(undefined, (nl) => nl.delLink(host)));
+    try {
+      await withRtnl(undefined, async (nl) => {
+        // The peer is created straight inside the pod's namespace with its final name and MTU.
+        await nl.addVeth({ name: host, mtu: conf.mtu, mac: hostMac, peer: { name: env.ifname, mtu: conf.mtu, mac: podMac, netnsFd: podNs } });
+        const i = await linkIndex(nl, host);
+        for (const _ of v6.slice(0, 1)) await nl.addAddr(i, host, GW6, 64, { nodad: true });
+        await nl.linkUp(i, host);
+        for (const ip of v4) await nl.addRoute({ dst: ip, prefix: 32, oif: i, scope: "link", replace: true }, host);
+        for (const ip of v6) await nl.addRoute({ dst: ip, prefix: 128, oif: i, replace: true }, host);
+      });
+    } finally {
+      closeSync(podNs);
+    }
 
     // proxy_arp: the host end answers ARP for 169.254.1.1 (for any address it routes elsewhere);
     // proxy_delay 0: answer at once instead of after a random delay of up to 0.8 s.
@@ -49,22 +55,23 @@ export async function cmdAdd(ctx: Ctx): Promise<Result> {
     sysctl(`ipv4/conf/${host}/rp_filter`, "0");
     failpoint("after-veth");
 
-    await ipBatch(pod, [
-      ...v4.map((ip) => `addr add ${ip}/32 dev ${env.ifname}`),
-      ...v6.map((ip) => `addr add ${ip}/128 dev ${env.ifname} nodad`),
-      `link set ${env.ifname} up`,
-      ...(v4.length ? [
-        `route add ${GW4} dev ${env.ifname} scope link`,
-        `route add default via ${GW4} dev ${env.ifname} onlink`,
+    await withRtnl(env.netns, async (nl) => {
+      const i = await linkIndex(nl, env.ifname);
+      for (const ip of v4) await nl.addAddr(i, env.ifname, ip, 32);
+      for (const ip of v6) await nl.addAddr(i, env.ifname, ip, 128, { nodad: true });
+      await nl.linkUp(i, env.ifname);
+      if (v4.length) {
+        await nl.addRoute({ dst: GW4, prefix: 32, oif: i, scope: "link" }, env.ifname);
+        await nl.addRoute({ dst: "0.0.0.0", prefix: 0, gateway: GW4, oif: i, onlink: true }, env.ifname);
         // The gateway's MAC is known: a permanent entry spares the first packet an ARP round trip
         // and does not depend on the node having a route that makes proxy_arp answer.
-        `neigh replace ${GW4} lladdr ${hostMac} dev ${env.ifname} nud permanent`,
-      ] : []),
-      ...(v6.length ? [
-        `route add default via ${GW6} dev ${env.ifname} onlink`,
-        `neigh replace ${GW6} lladdr ${hostMac} dev ${env.ifname} nud permanent`,
-      ] : []),
-    ], `cannot configure ${env.ifname} in ${env.netns}`);
+        await nl.replaceNeigh(i, env.ifname, GW4, hostMac);
+      }
+      if (v6.length) {
+        await nl.addRoute({ dst: "::", prefix: 0, gateway: GW6, oif: i, onlink: true }, env.ifname);
+        await nl.replaceNeigh(i, env.ifname, GW6, hostMac);
+      }
+    });
     failpoint("after-pod");
 
     const ours: Result = {
@@ -100,6 +107,12 @@ function failpoint(name: string): void {
   if (process.env.WASP_CNI_FAILPOINT === name) process.kill(process.pid, "SIGKILL");
 }
 
+async function linkIndex(nl: Rtnl, name: string): Promise<number> {
+  const i = await nl.linkIndex(name);
+  if (i === undefined) throw new NetlinkError(`${name} vanished right after it was made in ${nl.where}`, 19);
+  return i;
+}
+
 function sysctl(key: string, value: string): void {
   try {
     writeFileSync(`/proc/sys/net/${key}`, value);
@@ -112,7 +125,7 @@ export function toCniError(e: unknown): CniError {
   if (e instanceof CniError) return e;
   if (e instanceof PoolExhaustedError) return new CniError(Code.TryAgainLater, e.message, "every pod address is in use; it frees up when pods are deleted (or run GC)");
   if (e instanceof StoreError) return new CniError(e.retryable ? Code.TryAgainLater : Code.Io, e.message);
-  if (e instanceof IpError) return new CniError(Code.Internal, e.message);
+  if (e instanceof IpError || e instanceof NetlinkError) return new CniError(Code.Internal, e.message);
   const err = e as NodeJS.ErrnoException;
   if (err.code && err.syscall) return new CniError(Code.Io, `${err.syscall} ${err.path ?? ""}: ${err.message}`.replace(/ {2}/, " "));
   return new CniError(Code.Internal, err.message ?? String(e));

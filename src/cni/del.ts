@@ -1,7 +1,8 @@
 // DEL: remove what ADD made and release the address. Idempotent: a missing veth, a netns that is
 // gone or not given (containerd sends CNI_NETNS="" once the task has exited), no prior ADD: success.
 import { openStore, owner, type Ctx } from "./context.js";
-import { ipBatchForce, localLinks, SELF } from "./ip.js";
+import { withRtnl } from "../netlink/rtnl.js";
+import { localLinks } from "./ip.js";
 import { hostVethName } from "./names.js";
 import { toCniError } from "./add.js";
 
@@ -11,9 +12,8 @@ export async function cmdDel(ctx: Ctx): Promise<void> {
   try {
     // Deleting the host end removes the pod end (a veth pair dies whole) and the host routes via it.
     // The link goes first: the address must not be handed out while a route still points here.
-    if (localLinks().has(host)) await ipBatchForce(SELF, [`link del ${host}`], `cannot remove veth ${host}`).catch((e: Error) => {
-      if (localLinks().has(host)) throw e; // not "already gone"
-    });
+    // ENODEV (already gone, e.g. with its namespace) is success: delLink says false.
+    if (localLinks().has(host)) await withRtnl(undefined, (nl) => nl.delLink(host));
     const store = await openStore(conf);
     await store.release(owner(env));
   } catch (e) {

@@ -2,7 +2,8 @@
 // in cni.dev/valid-attachments. This is also what cleans up after a plugin killed mid-ADD.
 import { Code, CniError } from "./errors.js";
 import { openStore, type Ctx } from "./context.js";
-import { ipBatchForce, localLinks, SELF } from "./ip.js";
+import { withRtnl } from "../netlink/rtnl.js";
+import { localLinks } from "./ip.js";
 import { HOST_VETH_RE, hostVethName } from "./names.js";
 import { toCniError } from "./add.js";
 
@@ -17,10 +18,12 @@ export async function cmdGc(ctx: Ctx): Promise<void> {
     const store = await openStore(ctx.conf);
     await store.gc((o) => keep.has(`${o.containerId}\0${o.ifname}`));
     const stale = [...localLinks()].filter((n) => HOST_VETH_RE.test(n) && !keepLinks.has(n));
+    // Each is removed even when another fails; the first failure is reported after.
     if (stale.length) {
-      await ipBatchForce(SELF, stale.map((n) => `link del ${n}`), "cannot remove stale veths").catch((e: Error) => {
-        const left = localLinks();
-        if (stale.some((n) => left.has(n))) throw e;
+      await withRtnl(undefined, async (nl) => {
+        let first: unknown;
+        for (const n of stale) await nl.delLink(n).catch((e: unknown) => { first ??= e; });
+        if (first) throw first;
       });
     }
   } catch (e) {

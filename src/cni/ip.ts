@@ -1,4 +1,5 @@
-// iproute2 as the netlink client for now: one `ip -batch -` process per namespace touched.
+// iproute2 for what only reads (CHECK, doctor): `ip -j` in the node's or a pod's namespace.
+// ADD, DEL and GC change links through src/netlink/ (no process spawned).
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 
@@ -34,16 +35,6 @@ function run(ns: Ns, args: string[], input: string | undefined, what: string): P
       p.stdin.end(input);
     }
   });
-}
-
-/** Runs the lines as one `ip -batch -`; stops at the first failing line. */
-export function ipBatch(ns: Ns, lines: string[], what: string): Promise<string> {
-  return run(ns, ["-batch", "-"], lines.join("\n") + "\n", what);
-}
-
-/** Like ipBatch but goes on past failing lines (for cleanup, where "already gone" is fine). */
-export function ipBatchForce(ns: Ns, lines: string[], what: string): Promise<string> {
-  return run(ns, ["-force", "-batch", "-"], lines.join("\n") + "\n", what);
 }
 
 export async function ipJson<T>(ns: Ns, args: string[], what: string): Promise<T> {

@@ -31,6 +31,11 @@ export interface Native {
   recvBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number): number;
   sendBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, verdictMask: number): number;
   Poller: new (fd: number, callback: (status: number) => void) => NativePoller;
+  /** A NETLINK_ROUTE socket made inside the namespace at netns (the caller's when absent). */
+  netlinkOpen(netns?: string): OpenResult;
+  /** Sends one rtnetlink request (NLM_F_ACK set) and waits off the JS thread for its ack: errno 0 or
+   *  the kernel's errno, its extended-ack sentence, and the answers that came before the ack. */
+  netlinkRequest(fd: number, message: Buffer): Promise<{ errno: number; message?: string; replies: Buffer }>;
 }
 
 const ADDON_PATH = join("native", "build", "Release", "wasp_native.node");
