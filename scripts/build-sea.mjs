@@ -1,12 +1,17 @@
-// npm run build:sea: makes dist/wasp, the single executable that is at once the CNI plugin, the
-// daemon and the CLI (Node's single-executable application support, Node 20):
+// npm run build:sea: makes dist/wasp, the executable that is at once the CNI plugin, the daemon and
+// the CLI. It is two files and the addon:
+//   dist/wasp         the front door, native/front/wasp-front.c (~0.7 MB, static): a CNI call goes to
+//                     the running daemon's CNI socket (no Node start-up per pod); anything else, or
+//                     no daemon, execs wasp-node beside it with the same argv, environment and stdin;
+//   dist/wasp-node    Node's single-executable application (Node 20) made as follows:
 //   1. esbuild bundles src/main.ts and the CNI plugin into one CommonJS script, dist/wasp.cjs (SEA
 //      runs exactly one CommonJS script), and the daemon apart into dist/wasp-daemon.cjs;
 //   2. node --experimental-sea-config sea-config.json makes the blob: the script, its V8 code cache,
 //      the daemon bundle and the wasm core build/wasp.wasm as assets;
 //   3. a copy of this node binary, stripped, gets the blob injected with postject;
-//   4. the native addon goes beside it as dist/wasp_native.node (src/io/native.ts looks there).
-// Install: copy dist/wasp and dist/wasp_native.node into a CNI bin dir (e.g. /opt/cni/bin).
+//   4. the native addon goes beside it as dist/wasp_native.node (src/io/native.ts looks there);
+//   5. the front door is compiled as dist/wasp.
+// Install: copy dist/wasp, dist/wasp-node and dist/wasp_native.node into a CNI bin dir (/opt/cni/bin).
 // WASP_SEA_CONFIG=other.json, WASP_SEA_OUT=path/wasp, WASP_SEA_MAIN=a.cjs, WASP_SEA_DAEMON=b.cjs: another config,
 // executable, main script and daemon script
 // (the cni benchmark builds variants this way).
@@ -20,6 +25,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 process.chdir(root);
 const config = process.env.WASP_SEA_CONFIG ?? "sea-config.json";
 const out = process.env.WASP_SEA_OUT ?? "dist/wasp";
+const nodeOut = join(dirname(out), "wasp-node");
 const FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
 const ADDON = "native/build/Release/wasp_native.node";
 
@@ -78,9 +84,9 @@ await build({ ...common, entryPoints: ["src/main.ts"], outfile: process.env.WASP
 execFileSync(process.execPath, ["--experimental-sea-config", config], { stdio: ["ignore", "ignore", "pipe"] });
 const blob = JSON.parse(readFileSync(config, "utf8")).output;
 
-// 3. The executable: a stripped copy of node with the blob injected, built under a temporary name
-// and renamed into place, so whoever runs dist/wasp meanwhile gets the old or the new one, whole.
-const tmp = `${out}.tmp-${process.pid}`;
+// 3. The Node executable: a stripped copy of node with the blob injected, built under a temporary
+// name and renamed into place, so whoever runs it meanwhile gets the old or the new one, whole.
+const tmp = `${nodeOut}.tmp-${process.pid}`;
 copyFileSync(process.execPath, tmp);
 chmodSync(tmp, 0o755);
 try {
@@ -95,9 +101,9 @@ try {
       "--sentinel-fuse", FUSE], { stdio: "pipe", encoding: "utf8" });
   } catch (e) {
     process.stderr.write(`${e.stdout ?? ""}${e.stderr ?? ""}`);
-    throw new Error(`build-sea: postject failed on ${out}`);
+    throw new Error(`build-sea: postject failed on ${nodeOut}`);
   }
-  renameSync(tmp, out);
+  renameSync(tmp, nodeOut);
 } finally {
   rmSync(tmp, { force: true });
 }
@@ -106,5 +112,18 @@ try {
 const addon = join(dirname(out), "wasp_native.node");
 copyFileSync(ADDON, `${addon}.tmp-${process.pid}`);
 renameSync(`${addon}.tmp-${process.pid}`, addon);
+// 5. The front door. Static, so it runs on any host it is copied to; dynamic where the C library
+// has no static archive.
+const cc = ["-O2", "-Wall", "-Wextra", "-std=gnu11", "-s", "-o", `${out}.tmp-${process.pid}`, "native/front/wasp-front.c"];
+try {
+  try {
+    execFileSync("cc", ["-static", ...cc], { stdio: "pipe" });
+  } catch {
+    execFileSync("cc", cc, { stdio: "inherit" });
+  }
+  renameSync(`${out}.tmp-${process.pid}`, out);
+} finally {
+  rmSync(`${out}.tmp-${process.pid}`, { force: true });
+}
 const mb = (p) => (statSync(p).size / 2 ** 20).toFixed(1);
-console.log(`build-sea: ${out} (${mb(out)} MiB) and ${addon}`);
+console.log(`build-sea: ${out} (front door, ${mb(out)} MiB), ${nodeOut} (${mb(nodeOut)} MiB) and ${addon}`);

@@ -2,7 +2,9 @@
 // left, load the engine, open wasp0 and build the node picture around it, run the batch loop,
 // apply reloads as new generations, serve the control socket and metrics; on SIGTERM/SIGINT undo
 // every change to the node.
+import { rmSync } from "node:fs";
 import type { Server } from "node:net";
+import { dirname, join } from "node:path";
 import { pino, type Logger } from "pino";
 import {
   defaultConfig, FileConfigSource, formatProblems, loadConfigFile, type Config, type ConfigEvent, type ConfigSource, type Problem,
@@ -17,6 +19,8 @@ import { TunDevice, UnderlaySocket } from "../io/index.js";
 import { buildModel, isEmptyDelta, updateModelAsync, type Model } from "../model/index.js";
 import { engineOptionsFor, makeControlApi } from "./control-api.js";
 import { serveControl } from "./control-socket.js";
+import { serveCni } from "./cni-socket.js";
+import { handle as handleCni } from "../cni/index.js";
 import { healthChecks, ServiceHealthServers } from "./service-health.js";
 import { Datapath, nowSec } from "./datapath.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
@@ -28,6 +32,8 @@ export interface DaemonOptions {
   /** YAML or JSON config file, watched for changes; the embedded default when absent. */
   configPath?: string;
   socketPath: string;
+  /** The CNI front door's socket; default cni.sock beside the control socket, "" for none. */
+  cniSocketPath?: string;
   metricsHost: string;
   /** 0: any free port (logged). */
   metricsPort: number;
@@ -67,6 +73,8 @@ export const DAEMON_USAGE = `usage: wasp daemon [--config FILE | --kubeconfig PA
                        (in a pod, KUBERNETES_SERVICE_HOST set: the Kubernetes API, in-cluster config)
   --kubeconfig PATH    watch Services, EndpointSlices and Nodes through this kubeconfig
   --socket PATH        control socket (default ${DEFAULT_SOCKET})
+  --cni-socket PATH    where the CNI plugin (dist/wasp) hands pod ADD/DEL to this daemon
+                       (default: cni.sock beside the control socket; "" turns it off)
   --metrics-port PORT  Prometheus metrics on 127.0.0.1:PORT/metrics (default ${DEFAULT_METRICS_PORT}; 0 picks one)
   --metrics-bind-address IP:PORT  the same as kube-proxy spells it (default 127.0.0.1:${DEFAULT_METRICS_PORT})
   --healthz-bind-address IP:PORT  kube-proxy's /healthz and /livez (default ${DEFAULT_HEALTHZ_HOST}:${DEFAULT_HEALTHZ_PORT}; "" turns them off)
@@ -119,6 +127,7 @@ export function parseDaemonArgs(argv: readonly string[]): DaemonOptions | { erro
       if (flag === "--io-uring" && inline === undefined) o.ioUring = true;
       else if (flag === "--config") o.configPath = value();
       else if (flag === "--socket") o.socketPath = value();
+      else if (flag === "--cni-socket") o.cniSocketPath = value(true);
       else if (flag === "--metrics-port") {
         const v = value(), n = Number(v);
         if (!/^\d+$/.test(v) || n > 65535) return { error: `--metrics-port is ${JSON.stringify(v)}; a port is 0-65535` };
@@ -191,6 +200,8 @@ export class Daemon {
   private inputs!: NodeNetInputs;
   private source: ConfigSource | undefined;
   private control: Server | undefined;
+  private cniServer: Server | undefined;
+  private cniSocket: string | undefined;
   private metricsServer: import("node:http").Server | undefined;
   private readonly health = new ServiceHealthServers(
     () => !this.stopping && this.datapath !== undefined,
@@ -291,6 +302,11 @@ export class Daemon {
       device: DEVICE, ioUring: !!opts.ioUring, gateway: () => this.inputs.gateway, startedMs: this.started,
       tunWriteDropped: () => this.datapath?.writeDropped ?? 0,
     }));
+    const cniSocket = opts.cniSocketPath ?? join(dirname(opts.socketPath), "cni.sock");
+    if (cniSocket) {
+      this.cniServer = await serveCni(cniSocket, handleCni, this.log);
+      this.cniSocket = cniSocket;
+    }
     const m = await serveMetrics(this.metrics.registry, opts.metricsHost, opts.metricsPort);
     this.metricsServer = m.server;
     await this.health.sync(healthChecks(config));
@@ -457,7 +473,8 @@ export class Daemon {
       }
     }
     await this.health.close();
-    await Promise.all([this.control, this.metricsServer, this.healthzServer].map((s) => new Promise<void>((resolve) => (s ? s.close(() => resolve()) : resolve()))));
+    if (this.cniSocket) rmSync(this.cniSocket, { force: true });
+    await Promise.all([this.control, this.cniServer, this.metricsServer, this.healthzServer].map((s) => new Promise<void>((resolve) => (s ? s.close(() => resolve()) : resolve()))));
   }
 }
 

@@ -25,8 +25,10 @@ export interface InstallCniOptions {
   waitMs?: number;
 }
 
-/** The addon the single executable loads from beside itself (scripts/build-sea.mjs). */
+/** The addon the executable loads from beside itself (scripts/build-sea.mjs). */
 export const NATIVE_ADDON = "wasp_native.node";
+/** The Node executable the front door (dist/wasp) runs when the daemon does not take a call. */
+export const NODE_EXECUTABLE = "wasp-node";
 
 function installFile(from: string, to: string, mode: number): void {
   const tmp = join(dirname(to), `.${basename(to)}.tmp-${process.pid}`);
@@ -79,9 +81,14 @@ export async function installCni(o: InstallCniOptions): Promise<{ binary: string
   mkdirSync(o.binDir, { recursive: true });
   mkdirSync(o.confDir, { recursive: true });
   const binTarget = join(o.binDir, "wasp");
-  const addon = join(dirname(o.binary), NATIVE_ADDON);
+  // The files of one build sit together (wasp, wasp-node, wasp_native.node): the entry point `wasp`
+  // goes in last, so a runtime never runs a new front door beside an old wasp-node.
+  const dir = dirname(o.binary);
+  const entry = basename(o.binary) === NODE_EXECUTABLE && existsSync(join(dir, "wasp")) ? join(dir, "wasp") : o.binary;
+  const addon = join(dir, NATIVE_ADDON), node = join(dir, NODE_EXECUTABLE);
   if (existsSync(addon)) installFile(addon, join(o.binDir, NATIVE_ADDON), 0o644);
-  installFile(o.binary, binTarget, 0o755);
+  if (existsSync(node) && node !== entry) installFile(node, join(o.binDir, NODE_EXECUTABLE), 0o755);
+  installFile(entry, binTarget, 0o755);
   const conflist = join(o.confDir, o.confName ?? "10-wasp.conflist");
   const tmp = join(o.confDir, `.${basename(conflist)}.tmp-${process.pid}`);
   writeFileSync(tmp, conflistFor(cidrs.podCIDR, cidrs.podCIDRv6, o), { mode: 0o644 });

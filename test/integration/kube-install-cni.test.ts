@@ -29,6 +29,7 @@ describe("kube install-cni: the plugin and a per-node conflist from the Node's p
     binary = join(dir, "dist", "wasp");
     writeFileSync(binary, "#!/bin/sh\necho fake wasp\n", { mode: 0o700 });
     writeFileSync(join(dir, "dist", "wasp_native.node"), "addon");
+    writeFileSync(join(dir, "dist", "wasp-node"), "node", { mode: 0o700 });
   });
   afterEach(async () => {
     await api.close();
@@ -44,6 +45,8 @@ describe("kube install-cni: the plugin and a per-node conflist from the Node's p
     assert.equal(readFileSync(join(dir, "opt/cni/bin/wasp"), "utf8"), "#!/bin/sh\necho fake wasp\n");
     assert.equal(statSync(join(dir, "opt/cni/bin/wasp")).mode & 0o777, 0o755);
     assert.equal(readFileSync(join(dir, "opt/cni/bin/wasp_native.node"), "utf8"), "addon");
+    assert.equal(readFileSync(join(dir, "opt/cni/bin/wasp-node"), "utf8"), "node", "the front door's wasp-node goes beside it");
+    assert.equal(statSync(join(dir, "opt/cni/bin/wasp-node")).mode & 0o777, 0o755);
     const list = JSON.parse(readFileSync(join(dir, "etc/cni/net.d/10-wasp.conflist"), "utf8")) as { cniVersion: string; name: string; plugins: Array<Record<string, unknown>> };
     assert.equal(list.cniVersion, "1.0.0");
     assert.deepEqual(list.plugins.map((p) => p["type"]), ["wasp", "portmap"]);
@@ -52,6 +55,13 @@ describe("kube install-cni: the plugin and a per-node conflist from the Node's p
     assert.ok("config" in v, JSON.stringify(v));
     assert.equal(v.config.podCIDR, "10.244.7.0/24");
     assert.equal(v.config.podCIDRv6, "fd00:10:244:7::/64");
+  });
+
+  it("run as wasp-node (the daemon's own executable), it installs the front door beside it as wasp", async () => {
+    api.apply("Node", node("node-a", "192.168.50.1", "10.244.7.0/24"));
+    await installCni({ kubeConfig: loadKubeConfig(kc, {}), nodeName: "node-a", binary: join(dir, "dist", "wasp-node"), binDir: join(dir, "bin"), confDir: join(dir, "conf") });
+    assert.equal(readFileSync(join(dir, "bin/wasp"), "utf8"), "#!/bin/sh\necho fake wasp\n");
+    assert.equal(readFileSync(join(dir, "bin/wasp-node"), "utf8"), "node");
   });
 
   it("waits for the controller manager to assign the pod CIDR, then installs", async () => {

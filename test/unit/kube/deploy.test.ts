@@ -65,16 +65,18 @@ describe("deploy/ manifests", () => {
     assert.equal(ds.metadata.namespace, sa.metadata.namespace);
   });
 
-  it("the DaemonSet runs on the host network, privileged, on every node whatever its taints, with the host paths a datapath and a CNI plugin need", () => {
+  it("the DaemonSet runs on the host network, privileged, on every node whatever its taints, with the host paths a datapath and a CNI plugin (and the daemon answering its calls) need", () => {
     const spec = find("DaemonSet").spec.template.spec as Obj;
     assert.equal(spec.hostNetwork, true);
     assert.deepEqual(spec.tolerations, [{ operator: "Exists" }]);
     const c = spec.containers[0] as Obj;
     assert.equal(c.securityContext.privileged, true);
     const paths = Object.fromEntries((spec.volumes as Obj[]).map((v) => [v.name, v.hostPath.path]));
-    assert.deepEqual(Object.values(paths).sort(), ["/dev/net/tun", "/etc/cni/net.d", "/opt/cni/bin", "/run/wasp", "/var/lib/cni"]);
+    assert.deepEqual(Object.values(paths).sort(), ["/dev/net/tun", "/etc/cni/net.d", "/opt/cni/bin", "/run/wasp", "/var/lib/cni", "/var/run/netns"]);
     const mounted = Object.fromEntries((c.volumeMounts as Obj[]).map((m) => [paths[m.name], m.mountPath]));
-    assert.deepEqual(mounted, { "/dev/net/tun": "/dev/net/tun", "/run/wasp": "/run/wasp", "/var/lib/cni": "/var/lib/cni", "/etc/cni/net.d": "/etc/cni/net.d", "/opt/cni/bin": "/opt/cni/bin" });
+    assert.deepEqual(mounted, { "/dev/net/tun": "/dev/net/tun", "/run/wasp": "/run/wasp", "/var/lib/cni": "/var/lib/cni", "/etc/cni/net.d": "/etc/cni/net.d", "/opt/cni/bin": "/opt/cni/bin", "/var/run/netns": "/var/run/netns" });
+    // the runtime makes a sandbox's netns after this pod started: it must propagate into the daemon's view
+    assert.equal((c.volumeMounts as Obj[]).find((m) => m.mountPath === "/var/run/netns")?.mountPropagation, "HostToContainer");
     assert.equal(c.livenessProbe.httpGet.path, "/livez");
     assert.equal(c.livenessProbe.httpGet.port, 10256);
   });

@@ -1,0 +1,105 @@
+// The CNI fast path. dist/wasp is a small C front door (native/front/wasp-front.c): for a runtime's
+// CNI call it sends the CNI_* variables and the config here and prints what comes back, so a pod
+// ADD costs no Node start-up (~110 ms) and no `ip` processes: the plugin code (src/cni/) runs in
+// this process, its netlink requests off the JS thread. Without a daemon the front door runs the
+// same plugin in wasp-node, so both paths give the same answers.
+//
+// Request: "NAME=value\0" for each CNI_* variable, "WASP_FRONT_NETNS=dev:ino\0", "\0", stdin bytes.
+// Reply: one status byte (the exit code; 255 = not handled here, run the plugin yourself), stdout.
+import { chmodSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { dirname } from "node:path";
+
+export interface CniCall { env: NodeJS.ProcessEnv; stdin: string }
+export type CniRunner = (call: CniCall) => Promise<{ stdout: string; exitCode: number }>;
+
+export const NOT_HANDLED = 255;
+const MAX_REQUEST = 4 << 20;
+
+/** dev:ino of a namespace file, as the front door prints it. */
+export function netnsId(path = "/proc/self/ns/net"): string {
+  const st = statSync(path, { bigint: true });
+  return `${st.dev}:${st.ino}`;
+}
+
+/** Splits a request into its variables and stdin; undefined when it is not one. */
+export function parseRequest(req: Buffer): { vars: Map<string, string>; stdin: string } | undefined {
+  const vars = new Map<string, string>();
+  let at = 0;
+  for (;;) {
+    const end = req.indexOf(0, at);
+    if (end < 0) return undefined;
+    if (end === at) return { vars, stdin: req.subarray(end + 1).toString("utf8") };
+    const kv = req.subarray(at, end).toString("utf8");
+    const eq = kv.indexOf("=");
+    if (eq <= 0) return undefined;
+    vars.set(kv.slice(0, eq), kv.slice(eq + 1));
+    at = end + 1;
+  }
+}
+
+/**
+ * Why this daemon must not run the call itself, or undefined when it can. The plugin works on the
+ * namespaces the caller sees: a caller in another network namespace (a runtime inside a test
+ * namespace, another daemon's node) or a sandbox path this process cannot see (another mount
+ * namespace) is the caller's own business; the front door then runs the plugin itself.
+ */
+export function declineReason(vars: Map<string, string>, ownNetns: string): string | undefined {
+  if (vars.get("WASP_FRONT_NETNS") !== ownNetns) return "the caller is in another network namespace";
+  const netns = vars.get("CNI_NETNS");
+  if (netns && !existsSync(netns)) return `${netns} is not visible here`;
+  return undefined;
+}
+
+export interface CniSocketLog {
+  info(o: object, msg: string): void;
+  warn(o: object, msg: string): void;
+}
+
+export async function serveCni(path: string, run: CniRunner, log: CniSocketLog): Promise<Server> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  rmSync(path, { force: true });
+  const own = netnsId();
+  const server = createServer((conn) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    conn.on("data", (d: Buffer) => {
+      size += d.length;
+      if (size > MAX_REQUEST) { conn.destroy(); return; }
+      chunks.push(d);
+    });
+    conn.on("error", () => conn.destroy());
+    conn.on("end", () => {
+      const req = parseRequest(Buffer.concat(chunks));
+      const reply = (status: number, stdout = "") => { if (!conn.destroyed) conn.end(Buffer.concat([Buffer.from([status]), Buffer.from(stdout)])); };
+      if (!req) { reply(NOT_HANDLED); return; }
+      const why = declineReason(req.vars, own);
+      if (why) { reply(NOT_HANDLED); return; }
+      const env: NodeJS.ProcessEnv = {};
+      for (const [k, v] of req.vars) if (k.startsWith("CNI_")) env[k] = v;
+      const t0 = performance.now();
+      run({ env, stdin: req.stdin }).then(({ stdout, exitCode }) => {
+        reply(exitCode, stdout ? `${stdout}\n` : "");
+        const o = { command: env.CNI_COMMAND, containerId: env.CNI_CONTAINERID, exitCode, ms: Math.round((performance.now() - t0) * 10) / 10 };
+        if (exitCode === 0) log.info(o, "cni call");
+        else log.warn({ ...o, error: stdout }, "cni call failed");
+      }, (e: Error) => {
+        // handle() answers every failure as a CNI error; reaching here is a bug: let the plugin try.
+        log.warn({ err: e.message }, "cni call threw; the front door runs the plugin itself");
+        reply(NOT_HANDLED);
+      });
+    });
+  });
+  // Root only: a CNI call creates interfaces and hands out addresses.
+  const old = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (e: NodeJS.ErrnoException) => reject(new Error(`cannot serve the CNI socket ${path}: ${e.code ?? e.message}`)));
+      server.listen(path, () => resolve());
+    });
+  } finally {
+    process.umask(old);
+  }
+  chmodSync(path, 0o600);
+  return server;
+}
