@@ -8,6 +8,8 @@
 // ╒═══ request, client → daemon, then shutdown(SHUT_WR) ═══╕
 //   "CNI_X=v\0" …                every environment variable whose name starts with CNI_
 //   "WASP_FRONT_NETNS=dev:ino\0"  stat("/proc/self/ns/net"); the daemon declines another netns
+//   "WASP_FRONT_SANDBOX=dev:ino\0" stat(CNI_NETNS) when it exists; the daemon declines a sandbox
+//                                that is another file where it looks
 //   "\0"                         an empty string ends the header
 //   stdin bytes                  up to EOF (at most 4 MiB)
 // ╒═══ reply, daemon → client, then close ═══╕
@@ -252,7 +254,16 @@ static enum outcome ask_daemon(const char *sock_path, const struct input *in) {
     if (strncmp(*e, "CNI_", 4) == 0 && !buf_put(&head, *e, strlen(*e) + 1)) return FALL_BACK;
   char netns[96];
   int len = snprintf(netns, sizeof netns, "WASP_FRONT_NETNS=%ju:%ju", (uintmax_t)ns.st_dev, (uintmax_t)ns.st_ino);
-  if (!buf_put(&head, netns, (size_t)len + 1) || !buf_put(&head, "", 1)) return FALL_BACK;
+  if (!buf_put(&head, netns, (size_t)len + 1)) return FALL_BACK;
+  // The sandbox as this process sees it: the daemon may live in another mount namespace, where
+  // the same path is another file (or a plain file where the bind mount did not propagate).
+  const char *sandbox = getenv("CNI_NETNS");
+  struct stat sb;
+  if (sandbox && *sandbox && stat(sandbox, &sb) == 0) {
+    len = snprintf(netns, sizeof netns, "WASP_FRONT_SANDBOX=%ju:%ju", (uintmax_t)sb.st_dev, (uintmax_t)sb.st_ino);
+    if (!buf_put(&head, netns, (size_t)len + 1)) return FALL_BACK;
+  }
+  if (!buf_put(&head, "", 1)) return FALL_BACK;
 
   // Non-blocking: a daemon whose accept backlog is full (EAGAIN) or who stops reading cannot hang
   // the runtime. Kept above fd 2 so a closed stdout can never become the socket.

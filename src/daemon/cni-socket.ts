@@ -4,9 +4,10 @@
 // this process, its netlink requests off the JS thread. Without a daemon the front door runs the
 // same plugin in wasp-node, so both paths give the same answers.
 //
-// Request: "NAME=value\0" for each CNI_* variable, "WASP_FRONT_NETNS=dev:ino\0", "\0", stdin bytes.
+// Request: "NAME=value\0" for each CNI_* variable, "WASP_FRONT_NETNS=dev:ino\0" (the caller's network
+// namespace), "WASP_FRONT_SANDBOX=dev:ino\0" (CNI_NETNS as the caller sees it, when it exists), "\0", stdin.
 // Reply: one status byte (the exit code; 255 = not handled here, run the plugin yourself), stdout.
-import { chmodSync, existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { dirname } from "node:path";
 
@@ -16,10 +17,14 @@ export type CniRunner = (call: CniCall) => Promise<{ stdout: string; exitCode: n
 export const NOT_HANDLED = 255;
 const MAX_REQUEST = 4 << 20;
 
-/** dev:ino of a namespace file, as the front door prints it. */
-export function netnsId(path = "/proc/self/ns/net"): string {
-  const st = statSync(path, { bigint: true });
-  return `${st.dev}:${st.ino}`;
+/** dev:ino of a file as the front door prints it; undefined when it cannot be read. */
+export function fileId(path: string): string | undefined {
+  try {
+    const st = statSync(path, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Splits a request into its variables and stdin; undefined when it is not one. */
@@ -41,13 +46,14 @@ export function parseRequest(req: Buffer): { vars: Map<string, string>; stdin: s
 /**
  * Why this daemon must not run the call itself, or undefined when it can. The plugin works on the
  * namespaces the caller sees: a caller in another network namespace (a runtime inside a test
- * namespace, another daemon's node) or a sandbox path this process cannot see (another mount
- * namespace) is the caller's own business; the front door then runs the plugin itself.
+ * namespace, another daemon's node), or a sandbox path that is another file here than there (another
+ * mount namespace, where the runtime's bind mount did not propagate) is the caller's own business;
+ * the front door then runs the plugin itself.
  */
-export function declineReason(vars: Map<string, string>, ownNetns: string): string | undefined {
-  if (vars.get("WASP_FRONT_NETNS") !== ownNetns) return "the caller is in another network namespace";
+export function declineReason(vars: Map<string, string>, ownNetns: string | undefined, sandboxId = fileId): string | undefined {
+  if (ownNetns === undefined || vars.get("WASP_FRONT_NETNS") !== ownNetns) return "the caller is in another network namespace";
   const netns = vars.get("CNI_NETNS");
-  if (netns && !existsSync(netns)) return `${netns} is not visible here`;
+  if (netns && vars.get("WASP_FRONT_SANDBOX") !== sandboxId(netns)) return `${netns} is not the same file here as for the caller`;
   return undefined;
 }
 
@@ -59,8 +65,9 @@ export interface CniSocketLog {
 export async function serveCni(path: string, run: CniRunner, log: CniSocketLog): Promise<Server> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   rmSync(path, { force: true });
-  const own = netnsId();
-  const server = createServer((conn) => {
+  const own = fileId("/proc/self/ns/net");
+  // allowHalfOpen: the front door shuts its side down to say "that was all"; ours stays open for the reply.
+  const server = createServer({ allowHalfOpen: true }, (conn) => {
     const chunks: Buffer[] = [];
     let size = 0;
     conn.on("data", (d: Buffer) => {

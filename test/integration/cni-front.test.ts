@@ -157,6 +157,17 @@ describe("CNI front door: dist/wasp hands a CNI call to the daemon, else execs w
     assert.deepEqual(requests[0]!.body, config);
   });
 
+  it("names the sandbox as the caller sees it (WASP_FRONT_SANDBOX=dev:ino of CNI_NETNS) when it exists, so a daemon in another mount namespace can tell", async () => {
+    answer = () => Buffer.from([0]);
+    const sandbox = join(work, "sandbox");
+    fs.writeFileSync(sandbox, "");
+    const r = await run([], env({ CNI_NETNS: sandbox }), config);
+    assert.equal(r.status, 0, r.stderr);
+    const st = fs.statSync(sandbox, { bigint: true });
+    assert.ok(requests[0]!.header.includes(`WASP_FRONT_SANDBOX=${st.dev}:${st.ino}`), requests[0]!.header.join(" "));
+    assert.ok(requests[0]!.header.includes(`CNI_NETNS=${sandbox}`));
+  });
+
   it("exits with the daemon's status (7) and prints its CNI error; an empty stdin is an empty body", async () => {
     const error = Buffer.from('{"cniVersion":"1.1.0","code":7,"msg":"bad config"}\n');
     answer = () => Buffer.concat([Buffer.from([7]), error]);
