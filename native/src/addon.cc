@@ -23,8 +23,18 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <linux/filter.h>
+#include <linux/sockios.h>
+#include <linux/udp.h>
+#include <netinet/ip.h>
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <string>
+#include <deque>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include "netlink.h"
 #include "netns.h"
@@ -177,11 +187,29 @@ class Ring {
 };
 
 // Per-env state: worker threads each load their own instance, so no process-wide counters.
+// UDP sockets for UDP GSO on the underlay, one per outer (source address, source port): a UDP
+// socket's source port is its bound port, and the engine picks the port per inner flow.
+struct GsoPool {
+  std::unordered_map<uint64_t, int> fds;
+  bool disabled = false;  // the kernel refused UDP_SEGMENT: raw sends only
+  uint64_t segments = 0;  // sent through UDP GSO (underlayGsoStats)
+  uint64_t sends = 0;
+};
+
+// Segments of UDP GRO datagrams that did not fit the last recvBatch, delivered first by the next.
+struct RecvPending {
+  struct Datagram { std::vector<uint8_t> bytes; uint32_t gso, peer; size_t off; };
+  std::deque<Datagram> queue;
+};
+
 struct State {
   uint32_t writeErrors = 0;
   int writeErrno = 0;
   Ring ring;
   unsigned readHint = 4;  // reads the next io_uring batch starts with (see ReadRing)
+  std::unordered_map<int, GsoPool> gso;  // by the underlay's raw fd
+  std::unordered_map<int, RecvPending> pending;  // by the underlay's UDP fd
+  std::unordered_set<int> groOff;                // UDP fds whose caller's slots are too small for GRO
 };
 
 // x86/arm hosts are little-endian like wasm, but memcpy keeps unaligned access defined.
@@ -457,6 +485,15 @@ Napi::Value ProbeUring(const Napi::CallbackInfo& info) {
 Napi::Value Close(const Napi::CallbackInfo& info) {
   int fd;
   if (!GetFd(info, 0, &fd)) return info.Env().Undefined();
+  // An underlay's raw fd takes its UDP GSO sockets with it.
+  State* st = info.Env().GetInstanceData<State>();
+  auto pool = st->gso.find(fd);
+  if (pool != st->gso.end()) {
+    for (auto& kv : pool->second.fds) close(kv.second);
+    st->gso.erase(pool);
+  }
+  st->pending.erase(fd);
+  st->groOff.erase(fd);
   // Linux closes the fd even when close() reports EINTR: never retry.
   return Napi::Number::New(info.Env(), close(fd) < 0 ? -errno : 0);
 }
@@ -495,6 +532,10 @@ Napi::Value OpenUnderlay(const Napi::CallbackInfo& info) {
       if (bind(u, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) {
         int e = errno; close(u); stage = "bind"; return -e;
       }
+      // UDP GRO (Linux 5.0): a burst of one flow's datagrams (or a peer's UDP GSO send) arrives as
+      // one datagram with its segment size; recvBatch cuts it into slots. Optional: without it
+      // the kernel delivers the segments one by one, as before.
+      if (getenv("WASP_NO_UDP_GRO") == nullptr) setsockopt(u, IPPROTO_UDP, UDP_GRO, &one, sizeof one);
       // IPPROTO_RAW implies IP_HDRINCL: the engine sends the whole outer IPv4 packet.
       int w = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_RAW);
       if (w < 0) { int e = errno; close(u); stage = "raw"; return -e; }
@@ -531,14 +572,57 @@ Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
              be = ld32(m.base, s + SLOT_BUF_END);
     if (data < bs || data >= be || be > m.size) return Napi::Number::New(env, -EFAULT);
   }
+  State* st = env.GetInstanceData<State>();
+  // A UDP GRO datagram is up to 64 KiB: with smaller slots it would be cut short, so such a
+  // caller gets the segments one by one (UDP GRO off for this socket from now on).
+  uint32_t minRoom = UINT32_MAX;
+  for (uint32_t i = 0; i < count; i++) {
+    uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
+    uint32_t r = ld32(m.base, s + SLOT_BUF_END) - ld32(m.base, s + SLOT_DATA);
+    if (r < minRoom) minRoom = r;
+  }
+  if (minRoom < 65535 && !st->groOff.count(fd)) {
+    int zero = 0;
+    setsockopt(fd, IPPROTO_UDP, UDP_GRO, &zero, sizeof zero);
+    st->groOff.insert(fd);
+  }
+  auto slotAt = [&](uint32_t i) { return uint64_t(slots) + uint64_t(i) * SLOT_SIZE; };
+  auto room = [&](uint32_t i) { uint64_t s = slotAt(i); return ld32(m.base, s + SLOT_BUF_END) - ld32(m.base, s + SLOT_DATA); };
+  auto mark = [&](uint32_t i, uint32_t len, uint32_t peer) {
+    uint64_t s = slotAt(i);
+    st32(m.base, s + SLOT_LEN, len);
+    st32(m.base, s + SLOT_PEER, peer);
+    st16(m.base, s + SLOT_FLAGS, ld16(m.base, s + SLOT_FLAGS) | FLAG_FROM_OVERLAY);
+  };
+  uint32_t n = 0;
+
+  // 1. What the last call could not place.
+  auto pit = st->pending.find(fd);
+  if (pit != st->pending.end()) {
+    auto& q = pit->second.queue;
+    while (!q.empty() && n < count) {
+      auto& d = q.front();
+      size_t len = d.bytes.size() - d.off < d.gso ? d.bytes.size() - d.off : d.gso;
+      if (len > room(n)) len = room(n);
+      memcpy(m.base + ld32(m.base, slotAt(n) + SLOT_DATA), d.bytes.data() + d.off, len);
+      mark(n++, uint32_t(len), d.peer);
+      d.off += d.gso;
+      if (d.off >= d.bytes.size()) q.pop_front();
+    }
+    if (q.empty()) st->pending.erase(pit);
+    if (n == count) return Napi::Number::New(env, n);
+  }
+
+  // 2. New datagrams, each into its own slot; a GRO datagram is then cut into segments.
   struct mmsghdr msgs[MMSG_CHUNK];
   struct iovec iov[MMSG_CHUNK];
   struct sockaddr_in from[MMSG_CHUNK];
-  uint32_t n = 0;
+  alignas(struct cmsghdr) char control[MMSG_CHUNK][CMSG_SPACE(sizeof(int))];
+  uint32_t segs[MMSG_CHUNK], gso[MMSG_CHUNK];
   while (n < count) {
     unsigned k = count - n < MMSG_CHUNK ? count - n : MMSG_CHUNK;
     for (unsigned j = 0; j < k; j++) {
-      uint64_t s = uint64_t(slots) + uint64_t(n + j) * SLOT_SIZE;
+      uint64_t s = slotAt(n + j);
       uint32_t data = ld32(m.base, s + SLOT_DATA), be = ld32(m.base, s + SLOT_BUF_END);
       iov[j].iov_base = m.base + data;
       iov[j].iov_len = be - data;
@@ -547,6 +631,8 @@ Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
       msgs[j].msg_hdr.msg_iovlen = 1;
       msgs[j].msg_hdr.msg_name = &from[j];
       msgs[j].msg_hdr.msg_namelen = sizeof from[j];
+      msgs[j].msg_hdr.msg_control = control[j];
+      msgs[j].msg_hdr.msg_controllen = sizeof control[j];
     }
     int got = recvmmsg(fd, msgs, k, MSG_DONTWAIT, nullptr);
     if (got < 0) {
@@ -554,16 +640,228 @@ Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
       if (errno == EAGAIN || n > 0) break;
       return Napi::Number::New(env, -errno);
     }
+    uint32_t total = 0;
     for (int j = 0; j < got; j++) {
-      uint64_t s = uint64_t(slots) + uint64_t(n + j) * SLOT_SIZE;
-      st32(m.base, s + SLOT_LEN, msgs[j].msg_len);
-      st32(m.base, s + SLOT_PEER, ntohl(from[j].sin_addr.s_addr));
-      st16(m.base, s + SLOT_FLAGS, ld16(m.base, s + SLOT_FLAGS) | FLAG_FROM_OVERLAY);
+      gso[j] = 0;
+      for (struct cmsghdr* c = CMSG_FIRSTHDR(&msgs[j].msg_hdr); c; c = CMSG_NXTHDR(&msgs[j].msg_hdr, c)) {
+        if (c->cmsg_level == IPPROTO_UDP && c->cmsg_type == UDP_GRO) {
+          int g;
+          memcpy(&g, CMSG_DATA(c), sizeof g);
+          if (g > 0) gso[j] = uint32_t(g);
+        }
+      }
+      uint32_t len = msgs[j].msg_len;
+      segs[j] = gso[j] && len > gso[j] ? (len + gso[j] - 1) / gso[j] : 1;
+      if (segs[j] == 1) gso[j] = 0;
+      total += segs[j];
     }
-    n += got;
-    if (unsigned(got) < k) break;  // the queue is empty
+    // Where each datagram's first segment ends up: after all segments of the ones before it.
+    // Datagrams past the batch's end wait in pending (copied out before any slot is reused).
+    uint32_t fit = 0, at = n;
+    while (fit < uint32_t(got) && at + segs[fit] <= count) at += segs[fit++];
+    if (fit < uint32_t(got)) {
+      auto& q = st->pending[fd].queue;
+      for (uint32_t j = fit; j < uint32_t(got); j++) {
+        const uint8_t* src = static_cast<const uint8_t*>(iov[j].iov_base);
+        uint32_t len = msgs[j].msg_len, g = gso[j] ? gso[j] : len;
+        uint32_t place = 0;
+        // the part of a datagram that still fits goes into the batch after the ones that fit
+        if (j == fit) place = count - at < segs[j] ? count - at : segs[j];
+        size_t skip = size_t(place) * g;
+        if (skip < len) q.push_back({std::vector<uint8_t>(src + skip, src + len), g, ntohl(from[j].sin_addr.s_addr), 0});
+      }
+    }
+    // Cut from the last datagram back to the first: a datagram only moves to later slots, and
+    // every slot it lands in is past the slots of the datagrams not cut yet.
+    uint32_t end = at;
+    if (fit < uint32_t(got) && at < count) {
+      // the head of the first datagram that did not fit fills the batch
+      uint32_t j = fit, g = gso[j], place = count - at;
+      const uint8_t* src = static_cast<const uint8_t*>(iov[j].iov_base);
+      for (int p = int(place) - 1; p >= 0; p--) {
+        uint32_t off = uint32_t(p) * g, len = msgs[j].msg_len - off < g ? msgs[j].msg_len - off : g;
+        memmove(m.base + ld32(m.base, slotAt(at + p) + SLOT_DATA), src + off, len);
+        mark(at + uint32_t(p), len, ntohl(from[j].sin_addr.s_addr));
+      }
+      end = count;
+    }
+    for (int j = int(fit) - 1; j >= 0; j--) {
+      at -= segs[j];
+      const uint8_t* src = static_cast<const uint8_t*>(iov[j].iov_base);
+      uint32_t peer = ntohl(from[j].sin_addr.s_addr), len = msgs[j].msg_len;
+      if (segs[j] == 1) {
+        if (at != n + uint32_t(j)) memmove(m.base + ld32(m.base, slotAt(at) + SLOT_DATA), src, len);
+        mark(at, len, peer);
+        continue;
+      }
+      // Later segments first: segment 0 may share its slot with where this datagram sits now.
+      for (int p = int(segs[j]) - 1; p >= 0; p--) {
+        uint32_t off = uint32_t(p) * gso[j], l = len - off < gso[j] ? len - off : gso[j];
+        uint8_t* dst = m.base + ld32(m.base, slotAt(at + uint32_t(p)) + SLOT_DATA);
+        if (dst != src + off) memmove(dst, src + off, l);
+        mark(at + uint32_t(p), l, peer);
+      }
+    }
+    (void)total;
+    n = end;
+    if (unsigned(got) < k || fit < uint32_t(got)) break;  // the queue is empty, or the batch is full
   }
   return Napi::Number::New(env, n);
+}
+
+// recvPending(udpFd) -> datagram segments waiting for the next recvBatch (the caller drains
+// again without waiting for the socket to become readable).
+Napi::Value RecvPending(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!GetFd(info, 0, &fd)) return info.Env().Undefined();
+  State* st = info.Env().GetInstanceData<State>();
+  auto it = st->pending.find(fd);
+  return Napi::Number::New(info.Env(), it == st->pending.end() ? 0 : double(it->second.queue.size()));
+}
+
+// ── UDP GSO on the underlay ─────────────────────────────────────────────────────────────────
+// A GSO super-packet from a pod comes out of the engine as up to ~45 outer VXLAN packets, each
+// through the raw socket alone: ~8 us of kernel per packet on this hardware. Consecutive packets
+// of one flow (same outer addresses and ports, equal lengths but a shorter last one) go instead as
+// ONE datagram with UDP_SEGMENT (Linux 4.18): the stack is crossed once and the packet is cut at
+// the device (or not at all: veth and the receiver's GRO keep it whole). The kernel then builds
+// the outer IPv4 and UDP headers itself: same addresses and ports, TTL 64, DF clear (PMTU
+// discovery off, as the engine's headers), a computed UDP checksum (UDP GSO needs one).
+constexpr uint32_t GSO_MAX_SEGMENTS = 64;          // the kernel takes up to UDP_MAX_SEGMENTS (128)
+constexpr uint32_t GSO_MAX_BYTES = 65535 - 20 - 8; // one IPv4 datagram's payload
+constexpr size_t GSO_MAX_SOCKETS = 1024;           // flows beyond this go through the raw socket
+
+struct OuterUdp {
+  uint32_t src, dst;  // network order
+  uint16_t sport, dport;
+  uint32_t payload;   // bytes after the outer IPv4 and UDP headers
+};
+
+// The outer IPv4/UDP header of a slot the engine built (20-byte IPv4 header, UDP), or false.
+bool ParseOuter(const Mem& m, uint64_t s, OuterUdp* o) {
+  uint32_t data = ld32(m.base, s + SLOT_DATA), len = ld32(m.base, s + SLOT_LEN);
+  if (len < 28 || uint64_t(data) + len > m.size) return false;
+  const uint8_t* p = m.base + data;
+  if (p[0] != 0x45 || p[9] != IPPROTO_UDP) return false;
+  memcpy(&o->src, p + 12, 4);
+  memcpy(&o->dst, p + 16, 4);
+  o->sport = uint16_t(p[20] << 8 | p[21]);
+  o->dport = uint16_t(p[22] << 8 | p[23]);
+  o->payload = len - 28;
+  return true;
+}
+
+// How many selected slots from i on form one UDP GSO datagram (1 when none does).
+uint32_t GsoRun(const Mem& m, uint32_t slots, uint32_t count, uint32_t mask, uint32_t i) {
+  OuterUdp head, o;
+  uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
+  if (!ParseOuter(m, s, &head) || head.payload == 0) return 1;
+  uint32_t n = 1, bytes = head.payload;
+  for (uint32_t j = i + 1; j < count && n < GSO_MAX_SEGMENTS; j++, n++) {
+    uint64_t t = uint64_t(slots) + uint64_t(j) * SLOT_SIZE;
+    if (!Selected(m.base, t, mask) || !ParseOuter(m, t, &o)) break;
+    if (o.src != head.src || o.dst != head.dst || o.sport != head.sport || o.dport != head.dport) break;
+    if (o.payload > head.payload || o.payload == 0 || bytes + o.payload > GSO_MAX_BYTES) break;
+    bytes += o.payload;
+    if (o.payload < head.payload) return n + 1;  // a shorter segment can only be the last
+  }
+  return n;
+}
+
+// The pool's socket for (src, sport), made in the raw socket's network namespace.
+int GsoSocket(GsoPool& pool, int rawFd, uint32_t src, uint16_t sport) {
+  uint64_t key = uint64_t(src) << 16 | sport;
+  auto it = pool.fds.find(key);
+  if (it != pool.fds.end()) return it->second;
+  if (pool.fds.size() >= GSO_MAX_SOCKETS) return -1;
+  int nsFd = ioctl(rawFd, SIOCGSKNS);
+  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (nsFd < 0 || self < 0) {
+    if (nsFd >= 0) close(nsFd);
+    if (self >= 0) close(self);
+    return -1;
+  }
+  struct stat a, b;
+  bool other = fstat(nsFd, &a) == 0 && fstat(self, &b) == 0 && (a.st_ino != b.st_ino || a.st_dev != b.st_dev);
+  if (other && setns(nsFd, CLONE_NEWNET) < 0) { close(nsFd); close(self); return -1; }
+  int u = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (other && setns(self, CLONE_NEWNET) < 0) {
+    fprintf(stderr, "wasp_native: cannot return to the original network namespace: %s\n", strerror(errno));
+    abort();
+  }
+  close(nsFd);
+  close(self);
+  if (u < 0) return -1;
+  int one = 1, pmtu = IP_PMTUDISC_DONT, snd = 4 << 20;
+  setsockopt(u, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(u, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
+  if (setsockopt(u, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof snd) < 0)
+    setsockopt(u, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
+  // Send-only: nothing is ever read here, so whatever arrives is dropped before it queues.
+  struct sock_filter dropAll = BPF_STMT(BPF_RET | BPF_K, 0);
+  struct sock_fprog prog = {1, &dropAll};
+  setsockopt(u, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = src;
+  sa.sin_port = htons(sport);
+  // The port may be taken (some program's socket in the dynamic range): that flow goes raw.
+  if (bind(u, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) { close(u); return -1; }
+  pool.fds.emplace(key, u);
+  return u;
+}
+
+enum class GsoResult { Sent, Dropped, UseRaw };
+
+// Sends slots [i, i+n) as one UDP GSO datagram.
+GsoResult SendGso(State* st, GsoPool& pool, int rawFd, const Mem& m, uint32_t slots, uint32_t i, uint32_t n) {
+  OuterUdp head;
+  uint64_t s0 = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
+  if (!ParseOuter(m, s0, &head)) return GsoResult::UseRaw;
+  int u = GsoSocket(pool, rawFd, head.src, head.sport);
+  if (u < 0) return GsoResult::UseRaw;
+  struct iovec iov[GSO_MAX_SEGMENTS];
+  for (uint32_t k = 0; k < n; k++) {
+    uint64_t s = uint64_t(slots) + uint64_t(i + k) * SLOT_SIZE;
+    iov[k].iov_base = m.base + ld32(m.base, s + SLOT_DATA) + 28;
+    iov[k].iov_len = ld32(m.base, s + SLOT_LEN) - 28;
+  }
+  struct sockaddr_in to;
+  memset(&to, 0, sizeof to);
+  to.sin_family = AF_INET;
+  to.sin_addr.s_addr = head.dst;
+  to.sin_port = htons(head.dport);
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(uint16_t))];
+  memset(control, 0, sizeof control);
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_name = &to;
+  msg.msg_namelen = sizeof to;
+  msg.msg_iov = iov;
+  msg.msg_iovlen = n;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = IPPROTO_UDP;  // SOL_UDP
+  c->cmsg_type = UDP_SEGMENT;
+  c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  uint16_t gsoSize = uint16_t(head.payload);
+  memcpy(CMSG_DATA(c), &gsoSize, sizeof gsoSize);
+  ssize_t r;
+  do r = sendmsg(u, &msg, MSG_DONTWAIT); while (r < 0 && errno == EINTR);
+  if (r >= 0) { pool.segments += n; pool.sends++; return GsoResult::Sent; }
+  switch (errno) {
+    case EAGAIN: case ENOBUFS: case ENETUNREACH: case EHOSTUNREACH: case ECONNREFUSED:
+      st->writeErrors += n;  // as the raw socket would have refused them
+      st->writeErrno = errno;
+      return GsoResult::Dropped;
+    case EINVAL: case EMSGSIZE:
+      return GsoResult::UseRaw;  // e.g. a segment longer than the route's MTU: the raw path fragments
+    default:
+      pool.disabled = true;      // ENOPROTOOPT, EOPNOTSUPP, EIO: no UDP GSO here
+      return GsoResult::UseRaw;
+  }
 }
 
 // sendBatch(rawFd, memory, slotsAddr, count, verdictMask) -> packets sent, or -errno for a
@@ -589,29 +887,17 @@ Napi::Value SendBatch(const Napi::CallbackInfo& info) {
   struct iovec iov[MMSG_CHUNK];
   struct sockaddr_in to[MMSG_CHUNK];
   uint32_t sent = 0, i = 0;
-  while (i < count) {
-    unsigned k = 0;
-    for (; i < count && k < MMSG_CHUNK; i++) {
-      uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
-      if (!Selected(m.base, s, mask)) continue;
-      iov[k].iov_base = m.base + ld32(m.base, s + SLOT_DATA);
-      iov[k].iov_len = ld32(m.base, s + SLOT_LEN);
-      memset(&to[k], 0, sizeof to[k]);
-      to[k].sin_family = AF_INET;
-      to[k].sin_addr.s_addr = htonl(ld32(m.base, s + SLOT_PEER));
-      memset(&msgs[k].msg_hdr, 0, sizeof msgs[k].msg_hdr);
-      msgs[k].msg_hdr.msg_iov = &iov[k];
-      msgs[k].msg_hdr.msg_iovlen = 1;
-      msgs[k].msg_hdr.msg_name = &to[k];
-      msgs[k].msg_hdr.msg_namelen = sizeof to[k];
-      k++;
-    }
+  unsigned k = 0;
+  GsoPool& pool = st->gso[fd];
+  bool useGso = !pool.disabled && getenv("WASP_NO_UDP_GSO") == nullptr;
+  // The raw packets gathered so far, in order; false when the fd is broken.
+  auto flush = [&]() -> bool {
     unsigned off = 0;
     while (off < k) {
       int r = sendmmsg(fd, msgs + off, k - off, MSG_DONTWAIT);
       if (r < 0) {
         if (errno == EINTR) continue;
-        if (errno == EBADF || errno == ENOTSOCK) return Napi::Number::New(env, -errno);
+        if (errno == EBADF || errno == ENOTSOCK) return false;
         // sendmmsg reports only the first failure: drop that packet, go on with the rest.
         st->writeErrors++;
         st->writeErrno = errno;
@@ -621,7 +907,40 @@ Napi::Value SendBatch(const Napi::CallbackInfo& info) {
       sent += r;
       off += r;
     }
+    k = 0;
+    return true;
+  };
+  while (i < count) {
+    uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
+    if (!Selected(m.base, s, mask)) { i++; continue; }
+    if (useGso && !pool.disabled) {
+      uint32_t n = GsoRun(m, slots, count, mask, i);
+      if (n >= 2) {
+        // what came before goes first: one flow's packets never overtake each other
+        if (!flush()) return Napi::Number::New(env, -errno);
+        GsoResult g = SendGso(st, pool, fd, m, slots, i, n);
+        if (g != GsoResult::UseRaw) {
+          if (g == GsoResult::Sent) sent += n;
+          i += n;
+          continue;
+        }
+      }
+    }
+    iov[k].iov_base = m.base + ld32(m.base, s + SLOT_DATA);
+    iov[k].iov_len = ld32(m.base, s + SLOT_LEN);
+    memset(&to[k], 0, sizeof to[k]);
+    to[k].sin_family = AF_INET;
+    to[k].sin_addr.s_addr = htonl(ld32(m.base, s + SLOT_PEER));
+    memset(&msgs[k].msg_hdr, 0, sizeof msgs[k].msg_hdr);
+    msgs[k].msg_hdr.msg_iov = &iov[k];
+    msgs[k].msg_hdr.msg_iovlen = 1;
+    msgs[k].msg_hdr.msg_name = &to[k];
+    msgs[k].msg_hdr.msg_namelen = sizeof to[k];
+    k++;
+    i++;
+    if (k == MMSG_CHUNK && !flush()) return Napi::Number::New(env, -errno);
   }
+  if (!flush()) return Napi::Number::New(env, -errno);
   return Napi::Number::New(env, sent);
 }
 
@@ -730,6 +1049,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probeUring", Napi::Function::New(env, ProbeUring, "probeUring"));
   exports.Set("openUnderlay", Napi::Function::New(env, OpenUnderlay, "openUnderlay"));
   exports.Set("recvBatch", Napi::Function::New(env, RecvBatch, "recvBatch"));
+  exports.Set("recvPending", Napi::Function::New(env, RecvPending, "recvPending"));
   exports.Set("sendBatch", Napi::Function::New(env, SendBatch, "sendBatch"));
   exports.Set("Poller", Poller::Init(env));
   wasp::RegisterNetlink(env, exports);

@@ -87,6 +87,9 @@ export class Datapath {
       }
       if (n < max) return;
     }
+    // The turn's batches are used up: what the socket holds makes it readable again, but segments
+    // of a datagram already read (UDP GRO) would wait for the next datagram: drain them soon.
+    if (!fromTun && this.running && this.underlay?.hasPending()) setImmediate(() => this.guard(undefined, () => { if (this.running) this.drain(false); }));
   }
 
   private clearVnetHeaders(n: number): void {

@@ -29,6 +29,8 @@ export interface Native {
   close(fd: number): number;
   openUnderlay(bindIp: string, port: number, netns?: string): OpenResult;
   recvBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number): number;
+  /** Datagrams (UDP GRO) whose segments did not fit the last recvBatch and wait for the next. */
+  recvPending(fd: number): number;
   sendBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, verdictMask: number): number;
   Poller: new (fd: number, callback: (status: number) => void) => NativePoller;
   /** A NETLINK_ROUTE socket made inside the namespace at netns (the caller's when absent). */

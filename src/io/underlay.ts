@@ -1,5 +1,10 @@
 // The VXLAN underlay: a UDP socket receives (recvmmsg), a raw IPv4 socket sends the complete
-// outer packets the engine built (sendmmsg), both straight from and into wasm memory.
+// outer packets the engine built (sendmmsg), both straight from and into wasm memory. Consecutive
+// packets of one flow (a pod's GSO super-packet, cut by the engine) leave instead as one UDP GSO
+// datagram from a UDP socket bound to that flow's outer source port (native: GsoSocket; at most
+// 1,024 such sockets, ports 49152-65535 of the node's address, send-only); the receiving socket
+// has UDP GRO on, and recvBatch cuts a coalesced datagram back into one packet per slot.
+// WASP_NO_UDP_GSO=1 / WASP_NO_UDP_GRO=1 turn either off (for comparison).
 import { EAGAIN, EFAULT, EINVAL, IoError, errnoCode, ioError, NEED_ROOT } from "./errno.js";
 import { bufferOf, slotsOutsideMemory, type BatchMemory } from "./memory.js";
 import { native } from "./native.js";
@@ -71,6 +76,12 @@ export class UnderlaySocket {
     if (n === -EAGAIN) return 0;
     if (n === -EFAULT) throw slotsOutsideMemory("recvBatch", this.label, buffer, slotsAddr, count);
     throw ioError(`cannot receive on ${this.label}`, -n);
+  }
+
+  /** True when segments of a received datagram wait for the next recvBatch (the socket may be
+   *  empty meanwhile: drain again without waiting for readiness). */
+  hasPending(): boolean {
+    return native().recvPending(this.udpFd) > 0;
   }
 
   /** Sends every selected slot's [data, data+len), a whole IPv4 packet, to its peer (host order). */

@@ -12,7 +12,7 @@ import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execPlugin } from "./cni-driver.js";
-import { deleteNs, ip, makeNs, sh, spawnInNs, stop, veth } from "./netns.js";
+import { deleteNs, inNs, ip, makeNs, sh, spawnInNs, stop, veth } from "./netns.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const WASP = join(ROOT, "bin/wasp-dev");
@@ -194,6 +194,15 @@ export class Topology {
   private readonly ownsExt: boolean;
 
   /** A pod as a runtime makes it: CNI ADD of the wasp plugin, run in the node namespace. */
+  /**
+   * The node's underlay device (eth0) segments and checksums in software what a NIC does in
+   * hardware, so a capture beyond it shows the frames a wire would carry: without this, veth
+   * passes the node's UDP GSO datagrams (and partial checksums) on whole.
+   */
+  wireLikeUnderlay(): void {
+    inNs(this.node, "ethtool", "-K", "eth0", "tx", "off", "tx-udp-segmentation", "off");
+  }
+
   async addPod(name: string): Promise<Pod> {
     const ns = makeNs(name);
     const r = await execPlugin(WASP, {
