@@ -14,6 +14,15 @@ describe("wasp daemon: kube flags", () => {
     assert.deepEqual([o.healthzHost, o.healthzPort, o.metricsHost, o.metricsPort], ["0.0.0.0", 10256, "127.0.0.1", 10249]);
   });
 
+  it("io_uring: absent means 'where it works' (undefined), --io-uring requires it, --no-io-uring never; --cni-socket takes a path or \"\" for none", () => {
+    assert.equal(parse().ioUring, undefined);
+    assert.equal(parse("--io-uring").ioUring, true);
+    assert.equal(parse("--no-io-uring").ioUring, false);
+    assert.equal(parse().cniSocketPath, undefined);
+    assert.equal(parse("--cni-socket", "/run/x/cni.sock").cniSocketPath, "/run/x/cni.sock");
+    assert.equal(parse("--cni-socket", "").cniSocketPath, "");
+  });
+
   it("kube-proxy's spellings: --kubeconfig, --hostname-override, --cluster-cidr and --service-cidr (dual-stack comma lists), --min-sync-period durations, bind addresses", () => {
     const o = parse("--kubeconfig", "/etc/k.conf", "--hostname-override=node-7", "--cluster-cidr=10.244.0.0/16,fd00:10:244::/56",
       "--service-cidr", "10.96.0.0/12", "--min-sync-period=1m30s", "--healthz-bind-address=[::]:10266", "--metrics-bind-address=0.0.0.0:9100");
