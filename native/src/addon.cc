@@ -37,10 +37,12 @@
 #include <vector>
 
 #include "netlink.h"
+#include "fd_result.h"
 #include "netns.h"
 
 namespace {
 
+using wasp::FdResult;
 using wasp::InNetns;
 
 // ╒═══ batch slot, 32 bytes, little-endian (assembly/abi.ts) ═══╕
@@ -290,14 +292,7 @@ Napi::Value OpenTun(const Napi::CallbackInfo& info) {
     }
     return fd;
   });
-  Napi::Object out = Napi::Object::New(env);
-  if (r < 0) {
-    out.Set("errno", Napi::Number::New(env, -r));
-    out.Set("stage", Napi::String::New(env, stage));
-  } else {
-    out.Set("fd", Napi::Number::New(env, r));
-  }
-  return out;
+  return FdResult(env, r, stage);
 }
 
 inline void SetRead(const Mem& m, uint64_t s, uint32_t got, uint32_t hdr, uint16_t flags) {

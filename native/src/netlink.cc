@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "fd_result.h"
 #include "netns.h"
 
 namespace wasp {
@@ -43,14 +44,7 @@ Napi::Value NetlinkOpen(const Napi::CallbackInfo& info) {
     }
     return fd;
   });
-  Napi::Object out = Napi::Object::New(env);
-  if (r < 0) {
-    out.Set("errno", Napi::Number::New(env, -r));
-    out.Set("stage", Napi::String::New(env, stage));
-  } else {
-    out.Set("fd", Napi::Number::New(env, r));
-  }
-  return out;
+  return FdResult(env, r, stage);
 }
 
 // One request: send the message (its header already says NLM_F_ACK and its sequence number),

@@ -7,9 +7,10 @@
 // Request: "NAME=value\0" for each CNI_* variable, "WASP_FRONT_NETNS=dev:ino\0" (the caller's network
 // namespace), "WASP_FRONT_SANDBOX=dev:ino\0" (CNI_NETNS as the caller sees it, when it exists), "\0", stdin.
 // Reply: one status byte (the exit code; 255 = not handled here, run the plugin yourself), stdout.
-import { chmodSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, rmSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { dirname } from "node:path";
+import { listenPrivate } from "./control-socket.js";
 
 export interface CniCall { env: NodeJS.ProcessEnv; stdin: string }
 export type CniRunner = (call: CniCall) => Promise<{ stdout: string; exitCode: number }>;
@@ -98,15 +99,5 @@ export async function serveCni(path: string, run: CniRunner, log: CniSocketLog):
     });
   });
   // Root only: a CNI call creates interfaces and hands out addresses.
-  const old = process.umask(0o177);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", (e: NodeJS.ErrnoException) => reject(new Error(`cannot serve the CNI socket ${path}: ${e.code ?? e.message}`)));
-      server.listen(path, () => resolve());
-    });
-  } finally {
-    process.umask(old);
-  }
-  chmodSync(path, 0o600);
-  return server;
+  return listenPrivate(server, path, "the CNI socket");
 }

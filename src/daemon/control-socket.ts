@@ -41,11 +41,16 @@ export async function serveControl(path: string, handle: Handler): Promise<Serve
       try { answer(handle(req as { cmd?: unknown })); } catch (e) { answer({ error: (e as Error).message }); }
     };
   });
-  // The socket file is made by listen(): a umask keeps it private from its first moment.
+  return listenPrivate(server, path, "the control socket");
+}
+
+/** Listens on the unix socket path, root only (0600) from its first moment; `what` names it in errors. */
+export async function listenPrivate(server: Server, path: string, what: string): Promise<Server> {
+  // The socket file is made by listen(): a umask keeps it private from the start.
   const old = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {
-      server.once("error", (e: NodeJS.ErrnoException) => reject(new Error(`cannot serve the control socket ${path}: ${e.code ?? e.message}`)));
+      server.once("error", (e: NodeJS.ErrnoException) => reject(new Error(`cannot serve ${what} ${path}: ${e.code ?? e.message}`)));
       server.listen(path, () => resolve());
     });
   } finally {
