@@ -82,7 +82,12 @@ export async function serveCni(path: string, run: CniRunner, log: CniSocketLog):
       const reply = (status: number, stdout = "") => { if (!conn.destroyed) conn.end(Buffer.concat([Buffer.from([status]), Buffer.from(stdout)])); };
       if (!req) { reply(NOT_HANDLED); return; }
       const why = declineReason(req.vars, own);
-      if (why) { reply(NOT_HANDLED); return; }
+      if (why) {
+        // Each decline costs the runtime a Node start-up: say why, so a slow node can be fixed.
+        log.info({ command: req.vars.get("CNI_COMMAND"), containerId: req.vars.get("CNI_CONTAINERID"), reason: why }, "cni call declined");
+        reply(NOT_HANDLED);
+        return;
+      }
       const env: NodeJS.ProcessEnv = {};
       for (const [k, v] of req.vars) if (k.startsWith("CNI_")) env[k] = v;
       const t0 = performance.now();
