@@ -6,6 +6,24 @@ export function csumAdd(p: usize, len: u32, initial: u64): u64 {
   // 8 bytes a step: the sum of 16-bit big-endian words equals the byte-swapped sum of little-endian
   // words (RFC 1071 §2(B)), so add native u32 halves and swap once at the end.
   let acc: u64 = 0;
+  // 32 bytes a step with SIMD: sixteen 16-bit words added pairwise into eight 32-bit lanes. A lane
+  // grows by at most 2 * 0xffff a step, so it is folded into acc every 8,192 steps (256 KiB), far
+  // below 2^32. Node's V8 runs wasm SIMD on SSE/AVX; this is the per-byte cost of every segment
+  // the overlay makes or merges.
+  while (len >= 32) {
+    let v0 = i32x4.splat(0), v1 = i32x4.splat(0);
+    let steps = len >> 5;
+    if (steps > 8192) steps = 8192;
+    len -= steps << 5;
+    do {
+      v0 = i32x4.add(v0, i32x4.extadd_pairwise_i16x8_u(v128.load(p)));
+      v1 = i32x4.add(v1, i32x4.extadd_pairwise_i16x8_u(v128.load(p, 16)));
+      p += 32;
+    } while (--steps);
+    const v = i64x2.add(i64x2.add(i64x2.extend_low_i32x4_u(v0), i64x2.extend_high_i32x4_u(v0)),
+      i64x2.add(i64x2.extend_low_i32x4_u(v1), i64x2.extend_high_i32x4_u(v1)));
+    acc += <u64>i64x2.extract_lane(v, 0) + <u64>i64x2.extract_lane(v, 1);
+  }
   while (len >= 8) {
     const w = load<u64>(p);
     acc += (w & 0xffffffff) + (w >> 32);
