@@ -212,6 +212,7 @@ struct State {
   std::unordered_map<int, GsoPool> gso;  // by the underlay's raw fd
   std::unordered_map<int, RecvPending> pending;  // by the underlay's UDP fd
   std::unordered_set<int> groOff;                // UDP fds whose caller's slots are too small for GRO
+  std::unordered_map<int, uint32_t> segsHint;     // by UDP fd: most segments a datagram had last time
 };
 
 // x86/arm hosts are little-endian like wasm, but memcpy keeps unaligned access defined.
@@ -489,6 +490,7 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   }
   st->pending.erase(fd);
   st->groOff.erase(fd);
+  st->segsHint.erase(fd);
   // Linux closes the fd even when close() reports EINTR: never retry.
   return Napi::Number::New(info.Env(), close(fd) < 0 ? -errno : 0);
 }
@@ -614,8 +616,15 @@ Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
   struct sockaddr_in from[MMSG_CHUNK];
   alignas(struct cmsghdr) char control[MMSG_CHUNK][CMSG_SPACE(sizeof(int))];
   uint32_t segs[MMSG_CHUNK], gso[MMSG_CHUNK];
+  // Ask for as many datagrams as the free slots can take once cut: a GRO datagram of 45 segments
+  // needs 45 slots, and every datagram read beyond the batch is copied out to wait in pending.
+  // Small datagrams (one segment) keep the full chunk per call.
+  uint32_t& hint = st->segsHint[fd];
+  if (hint == 0) hint = 1;
   while (n < count) {
-    unsigned k = count - n < MMSG_CHUNK ? count - n : MMSG_CHUNK;
+    unsigned k = (count - n) / hint;
+    if (k == 0) k = 1;
+    if (k > MMSG_CHUNK) k = MMSG_CHUNK;
     for (unsigned j = 0; j < k; j++) {
       uint64_t s = slotAt(n + j);
       uint32_t data = ld32(m.base, s + SLOT_DATA), be = ld32(m.base, s + SLOT_BUF_END);
@@ -649,6 +658,11 @@ Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
       segs[j] = gso[j] && len > gso[j] ? (len + gso[j] - 1) / gso[j] : 1;
       if (segs[j] == 1) gso[j] = 0;
       total += segs[j];
+    }
+    if (got > 0) {
+      uint32_t most = 1;
+      for (int j = 0; j < got; j++) most = segs[j] > most ? segs[j] : most;
+      hint = most;
     }
     // Where each datagram's first segment ends up: after all segments of the ones before it.
     // Datagrams past the batch's end wait in pending (copied out before any slot is reused).
