@@ -8,9 +8,10 @@ import type { IoError, TunDevice, UnderlaySocket } from "../io/index.js";
 const ETH_HLEN = 14;
 const TUN_MASK = (1 << Verdict.Tun) | (1 << Verdict.Host);
 const OVERLAY_MASK = 1 << Verdict.Overlay;
-/** Batches per readiness callback before yielding to the event loop (uv_poll is level-triggered:
- *  what is left is read on the next turn, after timers, reloads and the control socket). */
-const BATCHES_PER_TURN = 16;
+/** Packets per readiness callback before yielding to the event loop (uv_poll is level-triggered:
+ *  what is left is read on the next turn, after timers, reloads and the control socket); whole
+ *  batches, at least one. */
+const PACKETS_PER_TURN = 1024;
 
 /** Seconds on a monotonic clock (never 0, which the core may read as "unset"). */
 export function nowSec(): number {
@@ -64,7 +65,8 @@ export class Datapath {
 
   private drain(fromTun: boolean): void {
     const e = this.engine, tun = this.tun, max = e.maxBatch, mem = e.exports.memory;
-    for (let b = 0; b < BATCHES_PER_TURN && this.running; b++) {
+    const batches = Math.max(1, Math.floor(PACKETS_PER_TURN / max));
+    for (let b = 0; b < batches && this.running; b++) {
       this.reset(max, fromTun);
       const n = fromTun ? tun.readBatch(mem, e.slots, max) : this.underlay!.recvBatch(mem, e.slots, max);
       if (n === 0) return;
