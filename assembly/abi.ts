@@ -118,6 +118,7 @@ export const C_STALE_UDP_FLUSHED: u32 = 48;
 export const C_REPLIES_MADE: u32 = 49;
 export const C_ICMP_TRANSLATED: u32 = 50;
 export const C_FRAG_TRACKED: u32 = 51;
+export const C_INNER_CSUM_COMPLETED: u32 = 52;
 export const COUNTER_COUNT: u32 = 64;
 
 // ╒═══ control ops, staged at stageAddr() by src/engine/control.ts, applied by commit() ═══╕

@@ -4,7 +4,9 @@ import { Drop, VNET_HDR_LEN } from "../abi";
 import { addrFromV4Be, addrCopy, ld8, ld16, ld32, st16, st32 } from "../mem";
 import { Ipv4, checkIpv4, IPV4_SRC, IPV4_DST, IPV4_CHECK } from "../wire/ipv4";
 import { Ipv6Upper, checkIpv6, IPV6_SRC, IPV6_DST } from "../wire/ipv6";
-import { csum, csumReplace16, csumReplace32, csumPartialReplace32 } from "../wire/checksum";
+import { csum, csumFold, csumReplace16, csumReplace32, csumPartialReplace32 } from "../wire/checksum";
+import { ipv4PseudoSum } from "../wire/ipv4";
+import { ipv6PseudoSum } from "../wire/ipv6";
 import {
   PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6, TCP_MIN_LEN, TCP_CHECK, TCP_FLAGS, UDP_LEN, UDP_CHECK,
   ICMP_MIN_LEN, ICMP_CHECK, ICMP_ID, ICMP_ECHO, ICMP_ECHO_REPLY, ICMP6_ECHO, ICMP6_ECHO_REPLY, Tcp,
@@ -187,6 +189,26 @@ export function retarget(p: usize, len: u32): void {
 
 /** The checksums were computed in full (segmentation): nothing is left for the kernel. */
 export function checksumsComplete(): void { partial = false; }
+
+/**
+ * A decapsulated TCP/UDP packet whose checksum field holds only the pseudo-header sum: its sender
+ * left the checksum to offload (CHECKSUM_PARTIAL) and nothing computed it, as happens when the
+ * kernel's vxlan sends over a veth or a virtio NIC that passes the offload on to the receiving VM.
+ * The kernel's own vxlan receiver gets the offload state with the skb; a UDP socket gets only the
+ * bytes. Such a field is completed here (the sum over the data); a real checksum that equals the
+ * pseudo-header sum by chance (1 in 65,536) is recomputed to the same value. Returns whether it
+ * completed one. Whole datagrams only: a fragment's checksum covers bytes it does not have.
+ */
+export function completeOffloadedChecksum(): bool {
+  if (vnet != 0 || isFrag || csumAt == 0 || (proto != PROTO_TCP && proto != PROTO_UDP)) return false;
+  const pseudo = v6 ? ipv6PseudoSum(ip, proto, l4Len) : ipv4PseudoSum(ip, proto, l4Len);
+  if (<u32>ld16(csumAt) != csumFold(pseudo)) return false;
+  st16(csumAt, 0);
+  let c = csum(l4, l4Len, pseudo);
+  if (proto == PROTO_UDP && c == 0) c = 0xffff;   // RFC 768: a computed zero is sent as all ones
+  st16(csumAt, c);
+  return true;
+}
 
 export function completePartial(): void {
   if (!partial || csumAt == 0) return;

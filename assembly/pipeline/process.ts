@@ -6,6 +6,7 @@ import {
   Verdict, Drop, Note, SlotFlag, SLOT_SIZE, SLOT_DATA, SLOT_LEN, SLOT_FLAGS, SLOT_VERDICT, SLOT_REASON, SLOT_PEER,
   SLOT_BUF_START, SLOT_BUF_END, SLOT_SERVICE, SLOT_NOTE, VNET_HDR_LEN, C_DROP_BASE, C_BYTES_IN, C_PACKETS_IN,
   C_NEW_FLOWS, C_STALE_UDP_FLUSHED, C_REPLIES_MADE, C_ICMP_TRANSLATED, C_FRAG_TRACKED, C_BATCHES, Select,
+  C_INNER_CSUM_COMPLETED,
   ServiceFlag, RouteKind, CFG_MASQ_ADDR4, CFG_MASQ_ADDR6, CFG_CLUSTER_CIDR4, CFG_CLUSTER_CIDR6, CFG_SERVICE_CIDR4,
   CFG_SERVICE_CIDR6, CFG_ENGINE_MAC, CFG_TAP_PEER_MAC,
 } from "../abi";
@@ -122,6 +123,7 @@ function processSlot(s: usize, g: usize): void {
     if (r == 0 || load<u8>(r + gen.R_KIND) != <u8>RouteKind.Remote || load<u32>(r + gen.R_UNDERLAY) != peer) {
       drop(Drop.SpoofedInnerSource); return;
     }
+    if (pkt.completeOffloadedChecksum()) st.count(C_INNER_CSUM_COMPLETED);
   }
   // free bytes before the IP header (after the vnet header slot); in TAP mode an answer built there
   // still needs an Ethernet header in front of it

@@ -41,6 +41,7 @@ export function makeMetrics(engine: () => Engine, extra: () => { writeDropped: n
     ["wasp_conntrack_stale_udp_flushed_total", "UDP flows removed after a reload took their backend away", "stale_udp_flushed"],
     ["wasp_replies_made_total", "Answers the engine made itself (TCP RST, ICMP unreachable or time exceeded, echo reply to a VIP)", "replies_made"],
     ["wasp_icmp_errors_translated_total", "ICMP errors about a NATed flow rewritten for the flow's client", "icmp_translated"],
+    ["wasp_overlay_inner_checksums_completed_total", "Decapsulated TCP/UDP packets whose sender left the checksum to offload (a partial sum): the engine completed it", "inner_csum_completed"],
     ["wasp_batches_total", "Batches the engine processed (one process() call each)", "batches"],
   ];
   for (const [name, help, key] of named) {

@@ -55,6 +55,7 @@ export const C_STALE_UDP_FLUSHED = 48;
 export const C_REPLIES_MADE = 49;
 export const C_ICMP_TRANSLATED = 50;
 export const C_FRAG_TRACKED = 51;
+export const C_INNER_CSUM_COMPLETED = 52;
 export const COUNTER_COUNT = 64;
 
 export enum Op { End = 0, UpsertService = 1, DeleteService = 2, UpsertRoute = 3, DeleteRoute = 4, AddLocalAddr = 5, DeleteLocalAddr = 6, Clear = 7 }

@@ -272,6 +272,7 @@ export class Engine {
       generation: this.counter(abi.C_GENERATION), batches: this.counter(abi.C_BATCHES),
       stale_udp_flushed: this.counter(abi.C_STALE_UDP_FLUSHED), replies_made: this.counter(abi.C_REPLIES_MADE),
       icmp_translated: this.counter(abi.C_ICMP_TRANSLATED), frag_tracked: this.counter(abi.C_FRAG_TRACKED),
+      inner_csum_completed: this.counter(abi.C_INNER_CSUM_COMPLETED),
     };
     return { verdicts, drops, named };
   }
@@ -282,7 +283,7 @@ export class Engine {
 export interface NamedCounters {
   bytes_in: number; packets_in: number; new_flows: number; ct_evicted: number; ct_expired: number; ct_entries: number;
   generation: number; batches: number; stale_udp_flushed: number; replies_made: number; icmp_translated: number;
-  frag_tracked: number;
+  frag_tracked: number; inner_csum_completed: number;
 }
 export interface EngineCounters { verdicts: Record<string, number>; drops: Record<string, number>; named: NamedCounters }
 

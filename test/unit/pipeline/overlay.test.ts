@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { packet, parse, TCP } from "../../helpers/packets.js";
 import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, tsharkValid, referenceValid, Verdict, Drop, SlotFlag, NODE1, NODE2 } from "./setup.js";
 import { parseIpv4, Note } from "../../../src/engine/index.js";
-import { dissectOne } from "../../helpers/tshark.js";
+import { CHECKSUM_BAD, dissectOne } from "../../helpers/tshark.js";
 
 const POD = "10.244.1.5", REMOTE = "10.244.2.7";
 
@@ -119,6 +119,43 @@ describe("pipeline: VXLAN overlay", () => {
       const p = vxlanPayload(4242, fromRemote()); p[0] = 0;
       expectVerdict(runOne(e, p, 100, SlotFlag.FROM_OVERLAY, parseIpv4(NODE2)), Verdict.Drop, Drop.BadVxlan);
       expectVerdict(runOne(e, Uint8Array.from([8, 0, 0]), 100, SlotFlag.FROM_OVERLAY, parseIpv4(NODE2)), Verdict.Drop, Drop.BadVxlan);
+    });
+
+    /** The partial checksum a sender leaves to offload (Linux: ~tcp_v4_check(len, saddr, daddr, 0)):
+     *  the pseudo-header's ones'-complement sum, folded, not complemented (RFC 1071 arithmetic). */
+    function withPartialChecksum(p: Uint8Array): Uint8Array {
+      const b = p.slice(), v = new DataView(b.buffer), ihl = (b[0]! & 15) * 4, proto = b[9]!, l4len = v.getUint16(2) - ihl;
+      let sum = proto + l4len;
+      for (let i = 12; i < 20; i += 2) sum += v.getUint16(i);
+      while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+      v.setUint16(ihl + (proto === 6 ? 16 : 6), sum);
+      return b;
+    }
+
+    it("a TCP and a UDP packet carrying only the partial checksum that offload leaves (Linux vxlan over a veth) go to the TUN with the full one, counted", () => {
+      const tcp = packet({ src: REMOTE, dst: POD }, { proto: "tcp", sport: 40000, dport: 80, flags: TCP.ACK, seq: 7, payload: new Uint8Array(1000).map((_, i) => i * 7) });
+      const udp = packet({ src: REMOTE, dst: POD }, { proto: "udp", sport: 5000, dport: 6000, payload: new Uint8Array(333).map((_, i) => i * 3) });
+      const before = e.counters().named.inner_csum_completed;
+      const out = run(e, [tcp, udp].map((p) => vxlanPayload(4242, withPartialChecksum(p))), 100, SlotFlag.FROM_OVERLAY, parseIpv4(NODE2));
+      for (const [i, o] of out.entries()) {
+        expectVerdict(o, Verdict.Tun);
+        referenceValid(o.bytes);
+        // as its sender meant it (forwarded: TTL one less, header checksum updated)
+        assert.deepEqual([...o.bytes.subarray(12)], [...[tcp, udp][i]!.subarray(12)]);
+      }
+      tsharkValid(out.map((o) => o.bytes));
+      assert.equal(e.counters().named.inner_csum_completed - before, 2);
+    });
+
+    it("a packet whose full checksum does not match its data is passed on unchanged (the pod's kernel drops it), not 'completed'", () => {
+      const tcp = packet({ src: REMOTE, dst: POD }, { proto: "tcp", sport: 40000, dport: 80, flags: TCP.ACK, payload: new Uint8Array(200).fill(9) });
+      const bad = tcp.slice(); bad[bad.length - 1] = 9 ^ 0x40;   // corrupted on the way
+      const before = e.counters().named.inner_csum_completed;
+      const o = runOne(e, vxlanPayload(4242, bad), 100, SlotFlag.FROM_OVERLAY, parseIpv4(NODE2));
+      expectVerdict(o, Verdict.Tun);
+      assert.deepEqual([...o.bytes.subarray(12)], [...bad.subarray(12)]);
+      assert.equal(e.counters().named.inner_csum_completed, before);
+      assert.equal(dissectOne(o.bytes).get("tcp.checksum.status"), CHECKSUM_BAD, "tshark: bad");
     });
 
     it("decapsulated traffic to a service VIP is DNATed like local traffic", () => {
