@@ -213,6 +213,7 @@ struct State {
   std::unordered_map<int, RecvPending> pending;  // by the underlay's UDP fd
   std::unordered_set<int> groOff;                // UDP fds whose caller's slots are too small for GRO
   std::unordered_map<int, uint32_t> segsHint;     // by UDP fd: most segments a datagram had last time
+  std::vector<std::vector<uint8_t>> split;        // frame trains made by SplitTunnelGso, one per datagram of a call
 };
 
 // x86/arm hosts are little-endian like wasm, but memcpy keeps unaligned access defined.
@@ -554,13 +555,96 @@ Napi::Value OpenUnderlay(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// recvBatch(udpFd, memory, slotsAddr, count) -> datagrams received, or -errno (first call only).
-// Payload (the VXLAN header on) lands at data; peer = sender IPv4 in host order.
+// ── a peer's unsegmented TSO packet in one VXLAN frame ───────────────────────────────────────
+// The kernel's vxlan hands a TSO packet to the underlay whole (UDP tunnel GSO); a NIC cuts it on
+// the wire, but a veth, or a virtio NIC that passes the offload on to the receiving VM, delivers it
+// to our UDP socket as ONE datagram of up to 64 KiB. It is rewritten here into the frames a NIC
+// would have sent (inner packets of the pods' MTU), so the engine sees what it sees from any node:
+// headers repeated, inner lengths, IPv4 ID and header checksum, TCP sequence number and flags per
+// frame; each TCP checksum is left as the partial (pseudo-header) sum the sender left, which the
+// engine completes (completeOffloadedChecksum in assembly/).
+namespace untso {
+constexpr uint32_t OUTER = 8 + 14;  // VXLAN + inner Ethernet
+inline uint32_t be16(const uint8_t* p) { return uint32_t(p[0]) << 8 | p[1]; }
+inline uint32_t be32(const uint8_t* p) { return be16(p) << 16 | be16(p + 2); }
+inline void put16(uint8_t* p, uint32_t v) { p[0] = uint8_t(v >> 8); p[1] = uint8_t(v); }
+inline void put32(uint8_t* p, uint32_t v) { put16(p, v >> 16); put16(p + 2, v); }
+inline uint32_t fold(uint64_t s) {
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return uint32_t(s);
+}
+inline uint64_t words(const uint8_t* p, uint32_t n) {
+  uint64_t s = 0;
+  for (uint32_t i = 0; i + 1 < n; i += 2) s += be16(p + i);
+  return s;
+}
+}  // namespace untso
+
+/** Writes the frame train for the frame at p (len bytes) with inner packets of at most innerMtu
+ *  bytes into out; returns the train's stride (bytes per frame but the last), or 0 when p is not
+ *  one unsegmented TCP packet (a UDP datagram is never cut: one too big is the sender's MTU error). */
+uint32_t SplitTunnelGso(std::vector<uint8_t>& out, const uint8_t* p, uint32_t len, uint32_t innerMtu) {
+  using namespace untso;
+  if (len < OUTER + 40) return 0;
+  const uint8_t* ip = p + OUTER;
+  uint32_t et = be16(p + 8 + 12), ipHl, innerLen, proto;
+  bool v6;
+  if (et == 0x0800 && ip[0] >> 4 == 4) {
+    ipHl = (ip[0] & 15u) * 4;
+    innerLen = be16(ip + 2);
+    proto = ip[9];
+    v6 = false;
+    if (ipHl < 20 || (be16(ip + 6) & 0x3fff) != 0) return 0;  // fragments are not TSO
+  } else if (et == 0x86dd && ip[0] >> 4 == 6) {
+    ipHl = 40;
+    innerLen = 40 + be16(ip + 4);
+    proto = ip[6];  // extension headers: not cut here
+    v6 = true;
+  } else {
+    return 0;
+  }
+  if (OUTER + innerLen != len) return 0;  // a train already (UDP GRO of frames), or not ours to judge
+  if (proto != 6 || innerLen < ipHl + 20) return 0;
+  uint32_t l4Hl = (ip[ipHl + 12] >> 4) * 4u, hdr = ipHl + l4Hl;
+  if (l4Hl < 20 || innerMtu <= hdr || innerLen <= innerMtu) return 0;  // fits: nothing to cut
+  uint32_t mss = innerMtu - hdr;
+  uint32_t payload = innerLen - hdr, n = (payload + mss - 1) / mss, stride = OUTER + hdr + mss;
+  out.resize(size_t(n - 1) * stride + OUTER + hdr + (payload - (n - 1) * mss));
+  uint64_t addrs = words(ip + (v6 ? 8 : 12), v6 ? 32 : 8);
+  uint32_t id0 = v6 ? 0 : be16(ip + 4), seq0 = be32(ip + ipHl + 4);
+  for (uint32_t k = 0; k < n; k++) {
+    uint8_t* f = out.data() + size_t(k) * stride;
+    uint32_t chunk = k == n - 1 ? payload - k * mss : mss, l4len = l4Hl + chunk;
+    memcpy(f, p, OUTER + hdr);
+    memcpy(f + OUTER + hdr, p + OUTER + hdr + size_t(k) * mss, chunk);
+    uint8_t *iph = f + OUTER, *l4 = iph + ipHl;
+    if (!v6) {
+      put16(iph + 2, ipHl + l4len);
+      put16(iph + 4, (id0 + k) & 0xffff);  // as the kernel numbers TSO segments
+      put16(iph + 10, 0);
+      put16(iph + 10, ~fold(words(iph, ipHl)) & 0xffff);
+    } else {
+      put16(iph + 4, l4len);
+    }
+    put32(l4 + 4, seq0 + k * mss);
+    uint8_t fl = l4[13];
+    if (k > 0) fl &= uint8_t(~0x80);             // CWR only on the first
+    if (k < n - 1) fl &= uint8_t(~(0x01 | 0x08));  // FIN and PSH only on the last
+    l4[13] = fl;
+    put16(l4 + 16, fold(addrs + proto + l4len));
+  }
+  return stride;
+}
+
+// recvBatch(udpFd, memory, slotsAddr, count, innerMtu) -> datagrams received, or -errno (first
+// call only). Payload (the VXLAN header on) lands at data; peer = sender IPv4 in host order.
+// innerMtu: the largest inner IP packet (underlay MTU - 50), the size a peer's unsegmented TCP
+// packet is cut to (SplitTunnelGso).
 Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd; Mem m; uint32_t slots, count;
+  int fd; Mem m; uint32_t slots, count, innerMtu;
   if (!GetFd(info, 0, &fd) || !GetMem(info, 1, &m) || !GetU32(info, 2, &slots) ||
-      !GetU32(info, 3, &count))
+      !GetU32(info, 3, &count) || !GetU32(info, 4, &innerMtu))
     return env.Undefined();
   if (!SlotsInside(m, slots, count)) return Napi::Number::New(env, -EFAULT);
   for (uint32_t i = 0; i < count; i++) {
@@ -655,6 +739,16 @@ Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
         }
       }
       uint32_t len = msgs[j].msg_len;
+      // (no UDP_GRO cmsg comes with such a datagram: the kernel gives it for UDP GRO trains only)
+      if (len > untso::OUTER + innerMtu && !(msgs[j].msg_hdr.msg_flags & MSG_TRUNC)) {
+        if (st->split.size() < MMSG_CHUNK) st->split.resize(MMSG_CHUNK);
+        uint32_t stride = SplitTunnelGso(st->split[j], static_cast<const uint8_t*>(iov[j].iov_base), len, innerMtu);
+        if (stride) {  // from here on the datagram is that train, cut like any UDP GRO datagram
+          iov[j].iov_base = st->split[j].data();
+          len = msgs[j].msg_len = uint32_t(st->split[j].size());
+          gso[j] = stride;
+        }
+      }
       segs[j] = gso[j] && len > gso[j] ? (len + gso[j] - 1) / gso[j] : 1;
       if (segs[j] == 1) gso[j] = 0;
       total += segs[j];

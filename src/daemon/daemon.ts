@@ -362,7 +362,8 @@ export class Daemon {
   /** The VXLAN socket, opened once the cluster has another node (a single node binds no port). */
   private ensureUnderlay(): void {
     if (this.underlay || this.config.nodes.length === 0 || !this.datapath) return;
-    this.underlay = UnderlaySocket.open({ bindIp: this.config.node.underlayIP, port: this.config.vxlan.port });
+    this.underlay = UnderlaySocket.open({ bindIp: this.config.node.underlayIP, port: this.config.vxlan.port,
+      innerMtu: this.config.node.underlayMTU - 50 });
     this.datapath.attachUnderlay(this.underlay);
     this.log.info({ bindIp: this.config.node.underlayIP, port: this.config.vxlan.port }, "VXLAN underlay open");
   }

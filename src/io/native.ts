@@ -28,7 +28,7 @@ export interface Native {
   lastWriteErrors(): [number, number];
   close(fd: number): number;
   openUnderlay(bindIp: string, port: number, netns?: string): OpenResult;
-  recvBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number): number;
+  recvBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, innerMtu: number): number;
   /** Datagrams (UDP GRO) whose segments did not fit the last recvBatch and wait for the next. */
   recvPending(fd: number): number;
   sendBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, verdictMask: number): number;

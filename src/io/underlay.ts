@@ -17,6 +17,9 @@ export interface UnderlayOptions {
   port: number;
   /** A network namespace file (/var/run/netns/NAME); both sockets are made there. */
   netns?: string;
+  /** The largest inner IP packet, the pods' MTU (underlay MTU - 50; default 1450): a peer's
+   *  unsegmented TCP packet (Linux vxlan over a veth) is cut into frames of this size. */
+  innerMtu?: number;
 }
 
 function openFix(stage: string, code: string, opts: UnderlayOptions): string {
@@ -39,7 +42,7 @@ export class UnderlaySocket {
   private readonly label: string;
 
   private constructor(readonly udpFd: number, readonly rawFd: number, readonly bindIp: string,
-    readonly port: number) {
+    readonly port: number, private readonly innerMtu: number) {
     this.label = `underlay socket ${bindIp}:${port}`;
     this.readiness = new Readiness(udpFd, this.label);
   }
@@ -47,7 +50,7 @@ export class UnderlaySocket {
   static open(opts: UnderlayOptions): UnderlaySocket {
     const r = native().openUnderlay(opts.bindIp, opts.port, opts.netns);
     if (r.udpFd !== undefined && r.rawFd !== undefined) {
-      return new UnderlaySocket(r.udpFd, r.rawFd, opts.bindIp, opts.port);
+      return new UnderlaySocket(r.udpFd, r.rawFd, opts.bindIp, opts.port, opts.innerMtu ?? 1450);
     }
     const errno = r.errno ?? 0, stage = r.stage ?? "", code = errnoCode(errno);
     if (stage === "address") {
@@ -71,7 +74,7 @@ export class UnderlaySocket {
    */
   recvBatch(memory: BatchMemory, slotsAddr: number, count: number): number {
     const buffer = bufferOf(memory);
-    const n = native().recvBatch(this.udpFd, buffer, slotsAddr, count);
+    const n = native().recvBatch(this.udpFd, buffer, slotsAddr, count, this.innerMtu);
     if (n >= 0) return n;
     if (n === -EAGAIN) return 0;
     if (n === -EFAULT) throw slotsOutsideMemory("recvBatch", this.label, buffer, slotsAddr, count);
