@@ -195,7 +195,9 @@ describe("overlay: three wasp nodes on one underlay switch (integration, needs r
   });
 
   it("large TCP transfers cross the tunnel: 16 MiB at the default pod MTU, and 8 MiB between two MTU-1500 pods by PMTU discovery; no underlay packet exceeds 1500 bytes, none is fragmented", async () => {
-    ta.wireLikeUnderlay(); // node A sends a flow's segments as UDP GSO datagrams: see them as the wire would
+    // Every node sends a run of one flow's packets (A the data, B and C their ACKs) as one UDP GSO
+    // datagram, which a veth passes on whole: segment them as a NIC would, to see the wire.
+    for (const t of [ta, tb, tc]) t.wireLikeUnderlay();
     const cap = await startCapture(ta.ext, "n1", "udp port 8472", 96);
     const r1 = await ta.stream(pa.ns, pb.ip, 5201, 16 << 20);
     // Both ends at MTU 1500 advertise MSS 1460: only the ICMP errors from node A's engine make
