@@ -15,6 +15,21 @@ const L = { underlayIP: "10.99.0.3", podCIDR: "10.244.2.0/24" };
 // deriveVtepMac); the Linux side is told it as flannel would be told a node annotation.
 const A_VTEP_MAC = "02:0a:63:00:01:01";
 
+/** A wasp node A and a Linux vxlan node L that know each other, a pod on each; `offloads` false
+ *  makes L's eth0 checksum in software, as a NIC's wire would show. */
+async function waspLinuxPair(offloads: boolean): Promise<{ ta: Topology; ln: LinuxVxlanNode; pa: Pod; pl: Pod }> {
+  const ta = new Topology({ nodeIp: A.underlayIP, podCidr: A.podCIDR });
+  const ln = new LinuxVxlanNode(ta.ext, L.underlayIP, L.podCIDR);
+  if (!offloads) inNs(ln.node, "ethtool", "-K", "eth0", "tx", "off");
+  const pa = await ta.addPod("pa"), pl = ln.addPod("pl");
+  ln.peer({ underlayIP: A.underlayIP, podCIDR: A.podCIDR, vtepMAC: A_VTEP_MAC });
+  ta.writeConfig({
+    mode: "tun", node: A, serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16", services: [],
+    nodes: [ln.asPeer("linux-b")],
+  });
+  return { ta, ln, pa, pl };
+}
+
 describe("overlay: wasp node <-> Linux vxlan node in the flannel convention (integration, needs root)", function () {
   this.timeout(60_000);
   let ta: Topology, ln: LinuxVxlanNode;
@@ -23,17 +38,8 @@ describe("overlay: wasp node <-> Linux vxlan node in the flannel convention (int
   let frames: Dissected[] = [];
 
   before(async () => {
-    ta = new Topology({ nodeIp: A.underlayIP, podCidr: A.podCIDR });
-    ln = new LinuxVxlanNode(ta.ext, L.underlayIP, L.podCIDR);
     // Real checksums on the wire (not the partial ones veth offload leaves) so tshark can judge them.
-    inNs(ln.node, "ethtool", "-K", "eth0", "tx", "off");
-    pa = await ta.addPod("pa");
-    pl = ln.addPod("pl");
-    ln.peer({ underlayIP: A.underlayIP, podCIDR: A.podCIDR, vtepMAC: A_VTEP_MAC });
-    ta.writeConfig({
-      mode: "tun", node: A, serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16", services: [],
-      nodes: [ln.asPeer("linux-b")],
-    });
+    ({ ta, ln, pa, pl } = await waspLinuxPair(false));
     await ta.serve(pa.ns, [8080]);
     await ta.serve(pl.ns, [8080]);
     da = await ta.startDaemon();
@@ -121,15 +127,7 @@ describe("overlay: a Linux vxlan node that leaves segmentation and checksums to 
   let pa: Pod, pl: Pod;
 
   before(async () => {
-    ta = new Topology({ nodeIp: A.underlayIP, podCidr: A.podCIDR });
-    ln = new LinuxVxlanNode(ta.ext, L.underlayIP, L.podCIDR);
-    pa = await ta.addPod("pa");
-    pl = ln.addPod("pl");
-    ln.peer({ underlayIP: A.underlayIP, podCIDR: A.podCIDR, vtepMAC: A_VTEP_MAC });
-    ta.writeConfig({
-      mode: "tun", node: A, serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16", services: [],
-      nodes: [ln.asPeer("linux-b")],
-    });
+    ({ ta, ln, pa, pl } = await waspLinuxPair(true));
     await ta.sink(pa.ns, 5001);
     await ta.sink(pl.ns, 5001);
     await ta.startDaemon();
