@@ -19,15 +19,22 @@ const A_VTEP_MAC = "02:0a:63:00:01:01";
  *  makes L's eth0 checksum in software, as a NIC's wire would show. */
 async function waspLinuxPair(offloads: boolean): Promise<{ ta: Topology; ln: LinuxVxlanNode; pa: Pod; pl: Pod }> {
   const ta = new Topology({ nodeIp: A.underlayIP, podCidr: A.podCIDR });
-  const ln = new LinuxVxlanNode(ta.ext, L.underlayIP, L.podCIDR);
-  if (!offloads) inNs(ln.node, "ethtool", "-K", "eth0", "tx", "off");
-  const pa = await ta.addPod("pa"), pl = ln.addPod("pl");
-  ln.peer({ underlayIP: A.underlayIP, podCIDR: A.podCIDR, vtepMAC: A_VTEP_MAC });
-  ta.writeConfig({
-    mode: "tun", node: A, serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16", services: [],
-    nodes: [ln.asPeer("linux-b")],
-  });
-  return { ta, ln, pa, pl };
+  let ln: LinuxVxlanNode | undefined;
+  try {
+    ln = new LinuxVxlanNode(ta.ext, L.underlayIP, L.podCIDR);
+    if (!offloads) inNs(ln.node, "ethtool", "-K", "eth0", "tx", "off");
+    const pa = await ta.addPod("pa"), pl = ln.addPod("pl");
+    ln.peer({ underlayIP: A.underlayIP, podCIDR: A.podCIDR, vtepMAC: A_VTEP_MAC });
+    ta.writeConfig({
+      mode: "tun", node: A, serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16", services: [],
+      nodes: [ln.asPeer("linux-b")],
+    });
+    return { ta, ln, pa, pl };
+  } catch (e) {
+    ln?.destroy();
+    await ta.destroy();
+    throw e;
+  }
 }
 
 describe("overlay: wasp node <-> Linux vxlan node in the flannel convention (integration, needs root)", function () {
