@@ -6,6 +6,7 @@ import { SlotFlag, Verdict } from "../../src/engine/abi.js";
 import { UnderlaySocket } from "../../src/io/index.js";
 import { deleteAllNs, ip, makeNs, veth } from "../helpers/netns.js";
 import { startCapture } from "../helpers/topology.js";
+import { packet as ipPacket, rfc1071, TCP } from "../helpers/packets.js";
 import { ipv4ToU32, layout, packet, put, slot, udp4, waitFor } from "../unit/io/batch.js";
 
 const PORT = 8472;
@@ -128,6 +129,55 @@ describe("io: underlay socket (integration, needs root)", function () {
     assert.equal(seen.length, 10);
     assert.ok(!sb.hasPending());
     payloads.forEach((p, i) => assert.deepEqual(seen[i], p, `packet ${i}`));
+  });
+
+  it("one VXLAN frame carrying an unsegmented TCP packet (a Linux vxlan sender's TSO over a veth) is cut into frames of the inner MTU as RFC 793/791 say a segmenter must; a frame whose inner length disagrees arrives untouched", async () => {
+    // The raw IP_HDRINCL path refuses packets over the link MTU: make the test link a jumbo one.
+    for (const [ns, dev] of [[a, "va"], [b, "vb"]] as const) ip(ns, "link", "set", dev, "mtu", "9000");
+    try {
+      const sa = open(a, "10.98.0.1");
+      const sb = UnderlaySocket.open({ bindIp: "10.98.0.2", port: PORT, netns: `/var/run/netns/${b}`, innerMtu: 1450 });
+      sockets.push(sb);
+      const memory = new WebAssembly.Memory({ initial: 64 });
+      const data = new Uint8Array(3000).map((_, i) => (i * 13) & 255);
+      const inner = ipPacket({ src: "10.244.7.2", dst: "10.244.1.2", id: 0x1234, df: true },
+        { proto: "tcp", sport: 40000, dport: 5001, seq: 0xfffff000, flags: TCP.ACK | TCP.PSH, payload: data });
+      const frame = new Uint8Array(22 + inner.length);
+      frame.set(vxlanPayload(0).subarray(0, 8));
+      frame.set([2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00], 8);
+      frame.set(inner, 22);
+      const liar = frame.slice(); new DataView(liar.buffer).setUint16(22 + 2, inner.length - 8); // inner total length says less
+      const out = layout(memory, 2, 8192, 1024);
+      put(out, 0, udp4("10.98.0.1", "10.98.0.2", 50003, PORT, frame), Verdict.Overlay, ipv4ToU32("10.98.0.2"));
+      put(out, 1, udp4("10.98.0.1", "10.98.0.2", 50004, PORT, liar), Verdict.Overlay, ipv4ToU32("10.98.0.2"));
+      const inb = layout(memory, 8, BIG_ROOM, 1024 + 2 * 32 + 2 * 8192 + 4096);
+      assert.equal(sa.sendBatch(memory, out.slotsAddr, 2, 1 << Verdict.Overlay), 2);
+      let got = 0;
+      await waitFor(() => (got += sb.recvBatch(memory, inb.slotsAddr + got * 32, 8 - got)) >= 4, "3 frames and the liar");
+      assert.equal(got, 4);
+      // 3000 bytes at MSS 1450 - 20 - 20 = 1410: 1410, 1410, 180
+      const sizes = [1410, 1410, 180];
+      let offset = 0;
+      for (const [k, size] of sizes.entries()) {
+        const f = packet(inb, k), dv = new DataView(f.buffer, f.byteOffset, f.byteLength), ipAt = 22, tcpAt = 42;
+        assert.equal(f.length, 22 + 40 + size, `frame ${k} length`);
+        assert.deepEqual([...f.subarray(0, 22)], [...frame.subarray(0, 22)], "VXLAN and inner Ethernet repeated");
+        assert.equal(dv.getUint16(ipAt + 2), 40 + size, "IPv4 total length");
+        assert.equal(dv.getUint16(ipAt + 4), 0x1234 + k, "IPv4 ID numbered as TSO numbers them");
+        assert.equal(rfc1071(f.subarray(ipAt, ipAt + 20)), 0, "IPv4 header checksum (RFC 791)");
+        assert.equal(dv.getUint32(tcpAt + 4), (0xfffff000 + offset) >>> 0, "sequence number (RFC 793, wraps)");
+        assert.equal(f[tcpAt + 13], k === 2 ? TCP.ACK | TCP.PSH : TCP.ACK, "PSH only on the last");
+        assert.deepEqual([...f.subarray(62)], [...data.subarray(offset, offset + size)], "payload in order");
+        // left as the partial sum a NIC would finish: the pseudo-header sum over this segment, folded
+        let pseudo = 10 * 256 + 244 + 7 * 256 + 2 + 10 * 256 + 244 + 1 * 256 + 2 + 6 + 20 + size;
+        while (pseudo > 0xffff) pseudo = (pseudo & 0xffff) + (pseudo >>> 16);
+        assert.equal(dv.getUint16(tcpAt + 16), pseudo, "TCP checksum field: the partial sum");
+        offset += size;
+      }
+      assert.deepEqual([...packet(inb, 3)], [...liar], "not one TSO packet: delivered as it came");
+    } finally {
+      for (const [ns, dev] of [[a, "va"], [b, "vb"]] as const) ip(ns, "link", "set", dev, "mtu", "1500");
+    }
   });
 
   it("slots smaller than 64 KiB turn UDP GRO off: one flow's packets still arrive whole, one per slot", async () => {
