@@ -213,7 +213,8 @@ struct State {
   std::unordered_map<int, RecvPending> pending;  // by the underlay's UDP fd
   std::unordered_set<int> groOff;                // UDP fds whose caller's slots are too small for GRO
   std::unordered_map<int, uint32_t> segsHint;     // by UDP fd: most segments a datagram had last time
-  std::vector<std::vector<uint8_t>> split;        // frame trains made by SplitTunnelGso, one per datagram of a call
+  // frame trains made by SplitTunnelGso, one per datagram of a recvmmsg call
+  std::vector<std::vector<uint8_t>> split = std::vector<std::vector<uint8_t>>(MMSG_CHUNK);
 };
 
 // x86/arm hosts are little-endian like wasm, but memcpy keeps unaligned access defined.
@@ -728,7 +729,7 @@ Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
       if (errno == EAGAIN || n > 0) break;
       return Napi::Number::New(env, -errno);
     }
-    uint32_t total = 0;
+    uint32_t total = 0, most = 1;
     for (int j = 0; j < got; j++) {
       gso[j] = 0;
       for (struct cmsghdr* c = CMSG_FIRSTHDR(&msgs[j].msg_hdr); c; c = CMSG_NXTHDR(&msgs[j].msg_hdr, c)) {
@@ -741,7 +742,6 @@ Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
       uint32_t len = msgs[j].msg_len;
       // (no UDP_GRO cmsg comes with such a datagram: the kernel gives it for UDP GRO trains only)
       if (len > untso::OUTER + innerMtu && !(msgs[j].msg_hdr.msg_flags & MSG_TRUNC)) {
-        if (st->split.size() < MMSG_CHUNK) st->split.resize(MMSG_CHUNK);
         uint32_t stride = SplitTunnelGso(st->split[j], static_cast<const uint8_t*>(iov[j].iov_base), len, innerMtu);
         if (stride) {  // from here on the datagram is that train, cut like any UDP GRO datagram
           iov[j].iov_base = st->split[j].data();
@@ -752,12 +752,9 @@ Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
       segs[j] = gso[j] && len > gso[j] ? (len + gso[j] - 1) / gso[j] : 1;
       if (segs[j] == 1) gso[j] = 0;
       total += segs[j];
+      if (segs[j] > most) most = segs[j];
     }
-    if (got > 0) {
-      uint32_t most = 1;
-      for (int j = 0; j < got; j++) most = segs[j] > most ? segs[j] : most;
-      hint = most;
-    }
+    if (got > 0) hint = most;
     // Where each datagram's first segment ends up: after all segments of the ones before it.
     // Datagrams past the batch's end wait in pending (copied out before any slot is reused).
     uint32_t fit = 0, at = n;

@@ -22,6 +22,7 @@ import { engineOptionsFor, makeControlApi } from "./control-api.js";
 import { serveControl } from "./control-socket.js";
 import { serveCni } from "./cni-socket.js";
 import { handle as handleCni } from "../cni/index.js";
+import { VXLAN_OVERHEAD } from "../cni/config.js";
 import { healthChecks, ServiceHealthServers } from "./service-health.js";
 import { Datapath, nowSec } from "./datapath.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
@@ -363,7 +364,7 @@ export class Daemon {
   private ensureUnderlay(): void {
     if (this.underlay || this.config.nodes.length === 0 || !this.datapath) return;
     this.underlay = UnderlaySocket.open({ bindIp: this.config.node.underlayIP, port: this.config.vxlan.port,
-      innerMtu: this.config.node.underlayMTU - 50 });
+      innerMtu: this.config.node.underlayMTU - VXLAN_OVERHEAD });
     this.datapath.attachUnderlay(this.underlay);
     this.log.info({ bindIp: this.config.node.underlayIP, port: this.config.vxlan.port }, "VXLAN underlay open");
   }
