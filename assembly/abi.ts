@@ -99,6 +99,9 @@ export namespace Note {
   export const GSO: u32 = 2048;
   export const FRAGMENT: u32 = 4096;
   export const AFFINITY: u32 = 8192;
+  /** Overlay: a whole TSO packet, encapsulated once, for the kernel to cut (the host writes
+   *  [data, data+len), a virtio_net_hdr_v1_hash_tunnel and an Ethernet frame, to the tunnel TAP). */
+  export const TUNNEL_GSO: u32 = 16384;
 }
 
 // ╒═══ counters: u64 each, at countersAddr() ═══╕
@@ -119,6 +122,10 @@ export const C_REPLIES_MADE: u32 = 49;
 export const C_ICMP_TRANSLATED: u32 = 50;
 export const C_FRAG_TRACKED: u32 = 51;
 export const C_INNER_CSUM_COMPLETED: u32 = 52;
+/** TSO packets sent encapsulated once through the tunnel TAP (UDP-tunnel GSO) instead of cut. */
+export const C_TUNNEL_GSO_SENT: u32 = 53;
+/** Decapsulated TSO packets that came whole and went to the TUN as one GSO packet. */
+export const C_TUNNEL_GSO_RECEIVED: u32 = 54;
 export const COUNTER_COUNT: u32 = 64;
 
 // ╒═══ control ops, staged at stageAddr() by src/engine/control.ts, applied by commit() ═══╕

@@ -47,6 +47,18 @@ export function setNode(tap: bool, uip: u32, v: u32, port: u32, mtu: u32, seed: 
   rngState ^= (<u64>seed << 17) | 1;
 }
 export function setNow(t: u32): void { nowSec = t; }
+
+// Overlay offloads the host found (setTunnelOffloads): 0 / false until then.
+/** The tunnel TAP's MAC (its frames must be addressed to it), 6 bytes; tunnelGso says it is set. */
+export const TUNNEL_MAC: usize = memory.data(8, 8);
+export let tunnelGso = false;
+/** The TUN takes GSO packets (vnet header, TUN mode): a peer's whole TSO packet stays whole. */
+export let decapGso = false;
+export function setTunnelOffloads(macHi: u32, macLo: u32, gso: bool, decap: bool): void {
+  store<u16>(TUNNEL_MAC, bswap<u16>(<u16>macHi));
+  store<u32>(TUNNEL_MAC, bswap<u32>(macLo), 2);
+  tunnelGso = gso; decapGso = decap;
+}
 @inline export function nextIpId(): u32 { ipId = (ipId + 1) & 0xffff; return ipId; }
 
 /** xorshift64*: the per-flow random choice of the "random" backend selection. */

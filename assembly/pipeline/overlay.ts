@@ -6,13 +6,14 @@ import { csum, csumFold } from "../wire/checksum";
 import { checkVxlan, emitVxlan, Vxlan, VXLAN_HLEN } from "../wire/vxlan";
 import { emitEthernet, ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6 } from "../wire/ethernet";
 import { emitIpv4, IPV4_MIN_LEN, ipv4PseudoSum } from "../wire/ipv4";
-import { PROTO_UDP, UDP_LEN } from "../wire/l4";
+import { PROTO_UDP, UDP_LEN, Tcp } from "../wire/l4";
+import { ipv6PseudoSum } from "../wire/ipv6";
 import { peerKnown, R_MAC, R_UNDERLAY } from "../table/generation";
-import { CONFIG, nextIpId, underlayIp, vni, vxlanPort } from "../state";
+import { CONFIG, nextIpId, underlayIp, underlayMtu, vni, vxlanPort, TUNNEL_MAC } from "../state";
 import { CFG_VTEP_MAC } from "../abi";
 import { hashTuple } from "../table/hash";
 import * as pkt from "./packet";
-import { VNET_CSUM_OFFSET, VNET_CSUM_START, VNET_F_NEEDS_CSUM, VNET_FLAGS, VNET_GSO_SIZE, VNET_GSO_TYPE, VNET_HDR_LEN_F } from "./packet";
+import { GSO_ECN, GSO_TCPV4, GSO_TCPV6, VNET_CSUM_OFFSET, VNET_CSUM_START, VNET_F_NEEDS_CSUM, VNET_FLAGS, VNET_GSO_SIZE, VNET_GSO_TYPE, VNET_HDR_LEN_F } from "./packet";
 
 export const ENCAP_LEN: u32 = IPV4_MIN_LEN + UDP_LEN + VXLAN_HLEN + ETH_HLEN;   // 50
 const OUTER_TTL: u32 = 64;
@@ -53,6 +54,80 @@ export function encap(route: usize, room: u32): usize {
   return outer;
 }
 
+// ── UDP-tunnel GSO: a TSO packet crosses the underlay whole ─────────────────────────────────
+// Linux 6.17 lets a TUN/TAP writer hand over a packet that is already encapsulated in UDP together
+// with the inner TCP's offload (virtio_net_hdr_v1_hash_tunnel, TUN_F_UDP_TUNNEL_GSO), as a
+// virtio NIC does for a guest's vxlan. The kernel then treats it like its own vxlan device's
+// output: forwarded whole to the underlay, cut into wire-sized frames only by a NIC (or by
+// software GSO before a device that cannot), never copied or cut by us. The frame: this header
+// (24 bytes), an Ethernet header addressed to the TAP, the outer IPv4/UDP/VXLAN/Ethernet, the
+// inner packet with its partial checksum. Offsets count from the Ethernet header.
+export const TNL_HDR_LEN: u32 = 24;
+const GSO_UDP_TUNNEL_IPV4: u32 = 0x20;
+const TNL_OUTER_TH: u32 = 20, TNL_INNER_NH: u32 = 22;
+/** Largest outer IPv4 packet: its total length is 16 bits. */
+const MAX_OUTER_LEN: u32 = 65535;
+
+/** Encapsulates the current GSO packet once for route `route` as a tunnel-GSO frame (see above),
+ *  whose segments (gso_size payload + headers + ENCAP_LEN) the caller checked against the underlay
+ *  MTU. Returns the frame's start (its vnet header), 0 when it cannot go this way: no room, too
+ *  long for one outer packet, a checksum not left to offload, ECN (refused with a tunnel). */
+export function encapTunnelGso(route: usize, room: u32, mss: u32): usize {
+  if (room < ENCAP_LEN + ETH_HLEN + TNL_HDR_LEN || pkt.ipLen + ENCAP_LEN > MAX_OUTER_LEN) return 0;
+  if (!pkt.partial || pkt.vnet == 0 || (<u32>ld8(pkt.vnet + VNET_GSO_TYPE) & GSO_ECN) != 0) return 0;
+  const outer = encap(route, room);
+  if (outer == 0) return 0;
+  const eth = outer - ETH_HLEN, v = eth - TNL_HDR_LEN;
+  emitEthernet(eth, TUNNEL_MAC, CONFIG + CFG_VTEP_MAC, ETH_P_IPV4);
+  memory.fill(v, 0, TNL_HDR_LEN);
+  const l4off = <u32>(pkt.l4 - eth);
+  store<u8>(v + VNET_FLAGS, <u8>VNET_F_NEEDS_CSUM);
+  store<u8>(v + VNET_GSO_TYPE, <u8>((pkt.v6 ? GSO_TCPV6 : GSO_TCPV4) | GSO_UDP_TUNNEL_IPV4));
+  // the virtio spec: hdr_len covers every header through the inner transport one
+  store<u16>(v + VNET_HDR_LEN_F, <u16>(l4off + Tcp.at(pkt.l4).dataOffset));
+  store<u16>(v + VNET_GSO_SIZE, <u16>mss);
+  store<u16>(v + VNET_CSUM_START, <u16>l4off);
+  store<u16>(v + VNET_CSUM_OFFSET, 16);
+  store<u16>(v + TNL_OUTER_TH, <u16>(ETH_HLEN + IPV4_MIN_LEN));
+  store<u16>(v + TNL_INNER_NH, <u16>(ETH_HLEN + ENCAP_LEN));
+  return v;
+}
+
+/**
+ * The receiving side: a decapsulated TCP packet (at ip, len bytes) longer than the pods' MTU whose
+ * checksum field still holds the pseudo-header sum is a peer's TSO packet that crossed the
+ * underlay whole (wasp's tunnel GSO, or Linux vxlan over a veth). Instead of being cut, it gets a
+ * virtio_net_hdr (TCP GSO, NEEDS_CSUM, gso_size: the segments the pods' MTU allows) in the
+ * VNET_HDR_LEN bytes before ip, where the inner Ethernet header was, and goes to the TUN whole, as
+ * the kernel's vxlan receiver passes it on. Returns the header's address, 0 when it is no such packet.
+ */
+export function wholeTsoHeader(ip: usize, len: u32): usize {
+  const innerMtu = underlayMtu - ENCAP_LEN;
+  if (len <= innerMtu || len < 60) return 0;
+  const ver = ld8(ip) >> 4;
+  let ipHl: u32 = 0;
+  if (ver == 4) {
+    ipHl = (ld8(ip) & 15) << 2;
+    if (ipHl < 20 || ld8(ip + 9) != 6 || ld16(ip + 2) != len || (ld16(ip + 6) & 0x3fff) != 0) return 0;
+  } else if (ver == 6) {
+    ipHl = 40;
+    if (ld8(ip + 6) != 6 || 40 + ld16(ip + 4) != len) return 0;
+  } else return 0;
+  const tcp = ip + ipHl, thl = <u32>(ld8(tcp + 12) >> 4) << 2;
+  if (thl < 20 || ipHl + thl >= len || ipHl + thl + 8 > innerMtu) return 0;
+  const l4len = len - ipHl;
+  const pseudo = ver == 4 ? ipv4PseudoSum(ip, 6, l4len) : ipv6PseudoSum(ip, 6, l4len);
+  if (<u32>ld16(tcp + 16) != csumFold(pseudo)) return 0;
+  const v = ip - VNET_HDR_LEN;
+  store<u8>(v + VNET_FLAGS, <u8>VNET_F_NEEDS_CSUM);
+  store<u8>(v + VNET_GSO_TYPE, <u8>(ver == 4 ? GSO_TCPV4 : GSO_TCPV6));
+  store<u16>(v + VNET_HDR_LEN_F, <u16>(ipHl + thl));
+  store<u16>(v + VNET_GSO_SIZE, <u16>(innerMtu - ipHl - thl));
+  store<u16>(v + VNET_CSUM_START, <u16>ipHl);
+  store<u16>(v + VNET_CSUM_OFFSET, 16);
+  return v;
+}
+
 // ── receive-side coalescing (what GRO does for the kernel's vxlan) ──────────────────────────
 // Consecutive in-order TCP segments of one flow that came through the tunnel and go to a vnet TUN
 // become one GSO packet (virtio_net_hdr TCPV4, gso_size = the first segment's payload), so the node
@@ -61,7 +136,6 @@ export function encap(route: usize, room: u32): usize {
 // and DF; the next sequence number; only ACK (PSH ends a run and is kept); a segment no longer
 // than the first (a shorter one ends the run). Only segments whose TCP checksum verifies are
 // merged: the kernel takes the merged packet as CHECKSUM_PARTIAL and never checks it again.
-const GSO_TCPV4: u32 = 1;
 const TCP_ACK_ONLY: u32 = 0x10, TCP_PSH_BIT: u32 = 0x08;
 const MAX_GSO_LEN: u32 = 65535;
 
@@ -117,7 +191,7 @@ export function coalesceDecapped(slots: usize, count: u32, link: u32): u32 {
     const s = slots + <usize>i * SLOT_SIZE;
     let ip: usize = 0, len: u32 = 0, payload: i32 = -1;
     if (i < count && load<u8>(s + SLOT_VERDICT) == <u8>Verdict.Tun &&
-        (load<u32>(s + SLOT_NOTE) & (Note.DECAP | Note.REPLY_MADE)) == Note.DECAP && load<u32>(s + SLOT_LEN) > link) {
+        (load<u32>(s + SLOT_NOTE) & (Note.DECAP | Note.REPLY_MADE | Note.GSO)) == Note.DECAP && load<u32>(s + SLOT_LEN) > link) {
       ip = <usize>load<u32>(s + SLOT_DATA) + link; len = load<u32>(s + SLOT_LEN) - link;
       payload = coalescable(ip, len);
     }

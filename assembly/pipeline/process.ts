@@ -6,7 +6,7 @@ import {
   Verdict, Drop, Note, SlotFlag, SLOT_SIZE, SLOT_DATA, SLOT_LEN, SLOT_FLAGS, SLOT_VERDICT, SLOT_REASON, SLOT_PEER,
   SLOT_BUF_START, SLOT_BUF_END, SLOT_SERVICE, SLOT_NOTE, VNET_HDR_LEN, C_DROP_BASE, C_BYTES_IN, C_PACKETS_IN,
   C_NEW_FLOWS, C_STALE_UDP_FLUSHED, C_REPLIES_MADE, C_ICMP_TRANSLATED, C_FRAG_TRACKED, C_BATCHES, Select,
-  C_INNER_CSUM_COMPLETED,
+  C_INNER_CSUM_COMPLETED, C_TUNNEL_GSO_SENT, C_TUNNEL_GSO_RECEIVED,
   ServiceFlag, RouteKind, CFG_MASQ_ADDR4, CFG_MASQ_ADDR6, CFG_CLUSTER_CIDR4, CFG_CLUSTER_CIDR6, CFG_SERVICE_CIDR4,
   CFG_SERVICE_CIDR6, CFG_ENGINE_MAC, CFG_TAP_PEER_MAC,
 } from "../abi";
@@ -89,7 +89,7 @@ function processSlot(s: usize, g: usize): void {
   st.count(C_PACKETS_IN);
   st.count(C_BYTES_IN, <u64>len);
   trace.begin((flags & SlotFlag.TRACE) != 0, s);
-  const vnetHdr: usize = hasVnet ? data - VNET_HDR_LEN : 0;
+  let vnetHdr: usize = hasVnet ? data - VNET_HDR_LEN : 0;
   lowestStart = bufStart + lead;
   let fromOverlay = (flags & SlotFlag.FROM_OVERLAY) != 0;
   const peer = load<u32>(s + SLOT_PEER);
@@ -99,6 +99,9 @@ function processSlot(s: usize, g: usize): void {
     if (d != Drop.None) { drop(d); trace.step(trace.DECAP, d, peer); return; }
     data += VXLAN_HLEN + ETH_HLEN; len -= VXLAN_HLEN + ETH_HLEN;
     note |= Note.DECAP;
+    // a peer's TSO packet that came whole goes on whole, as a GSO packet (never in TAP mode:
+    // there the vnet header would have to precede an Ethernet header the core adds later)
+    if (st.decapGso && !st.modeTap) vnetHdr = overlay.wholeTsoHeader(data, len);
     trace.step(trace.DECAP, 0, peer);
   } else if ((flags & SlotFlag.ETHERNET) != 0) {
     if (len < ETH_HLEN) { drop(Drop.BadEthernet); return; }
@@ -123,7 +126,8 @@ function processSlot(s: usize, g: usize): void {
     if (r == 0 || load<u8>(r + gen.R_KIND) != <u8>RouteKind.Remote || load<u32>(r + gen.R_UNDERLAY) != peer) {
       drop(Drop.SpoofedInnerSource); return;
     }
-    if (pkt.completeOffloadedChecksum()) st.count(C_INNER_CSUM_COMPLETED);
+    if (vnetHdr != 0) st.count(C_TUNNEL_GSO_RECEIVED);
+    else if (pkt.completeOffloadedChecksum()) st.count(C_INNER_CSUM_COMPLETED);
   }
   // free bytes before the IP header (after the vnet header slot); in TAP mode an answer built there
   // still needs an Ethernet header in front of it
@@ -508,6 +512,17 @@ function toOverlay(r: usize, room: u32, g: usize): void {
     // segments must fit the tunnel: a too large MSS is answered like any too big packet
     const segLen = segment.headerLen() + segment.gsoSize();
     if (segLen + overlay.ENCAP_LEN <= mtu) {
+      if (st.tunnelGso) {
+        const frame = overlay.encapTunnelGso(r, room, segment.gsoSize());
+        if (frame != 0) {
+          outIp = frame; outLen = <u32>(pkt.ip + pkt.ipLen - frame);
+          peerOut = load<u32>(r + gen.R_UNDERLAY);
+          verdict = Verdict.Overlay;
+          note |= Note.ENCAP | Note.GSO | Note.TUNNEL_GSO;
+          st.count(C_TUNNEL_GSO_SENT);
+          return;
+        }
+      }
       const before = segment.extraCount();
       if (!segment.segment(r, overlay.ENCAP_LEN, load<u32>(r + gen.R_UNDERLAY), service)) { drop(Drop.GsoUnsupported); return; }
       st.count(Verdict.Overlay, <u64>(segment.extraCount() - before));

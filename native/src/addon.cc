@@ -51,7 +51,9 @@ using wasp::InNetns;
 constexpr uint32_t SLOT_SIZE = 32;
 constexpr uint32_t SLOT_DATA = 0, SLOT_LEN = 4, SLOT_FLAGS = 8, SLOT_VERDICT = 10, SLOT_PEER = 12,
                    SLOT_BUF_START = 16, SLOT_BUF_END = 20;
+constexpr uint32_t SLOT_NOTE = 28;
 constexpr uint16_t FLAG_FROM_OVERLAY = 1, FLAG_VNET = 2;
+constexpr uint32_t NOTE_TUNNEL_GSO = 16384;  // Note.TUNNEL_GSO: a frame for the tunnel TAP
 constexpr uint32_t VNET_HDR_LEN = 10;  // struct virtio_net_hdr without num_buffers
 constexpr unsigned MMSG_CHUNK = 64;    // messages per recvmmsg/sendmmsg call
 
@@ -207,6 +209,7 @@ struct RecvPending {
 struct State {
   uint32_t writeErrors = 0;
   int writeErrno = 0;
+  uint32_t tunnelRefused = 0;  // tunnel TAP writes the kernel refused as malformed (EINVAL)
   Ring ring;
   unsigned readHint = 4;  // reads the next io_uring batch starts with (see ReadRing)
   std::unordered_map<int, GsoPool> gso;  // by the underlay's raw fd
@@ -465,13 +468,15 @@ Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, n);
 }
 
-// lastWriteErrors() -> [dropped, errno of the last drop] for the previous writeBatch/sendBatch.
+// lastWriteErrors() -> [dropped, errno of the last drop, tunnel frames refused as malformed] for the
+// previous writeBatch/sendBatch.
 Napi::Value LastWriteErrors(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   State* st = env.GetInstanceData<State>();
-  Napi::Array a = Napi::Array::New(env, 2);
+  Napi::Array a = Napi::Array::New(env, 3);
   a.Set(uint32_t(0), Napi::Number::New(env, st->writeErrors));
   a.Set(uint32_t(1), Napi::Number::New(env, st->writeErrno));
+  a.Set(uint32_t(2), Napi::Number::New(env, st->tunnelRefused));
   return a;
 }
 
@@ -495,6 +500,85 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   st->segsHint.erase(fd);
   // Linux closes the fd even when close() reports EINTR: never retry.
   return Napi::Number::New(info.Env(), close(fd) < 0 ? -errno : 0);
+}
+
+// ── the tunnel TAP: encapsulated TSO packets handed to the kernel whole ────────────────────────
+constexpr unsigned TUN_F_UDP_TUNNEL_GSO_ = 0x080;   // Linux 6.17 (linux/if_tun.h)
+constexpr int TNL_VNET_HDR_LEN = 24;               // struct virtio_net_hdr_v1_hash_tunnel
+
+bool WriteSysctl(const std::string& path, const char* value) {
+  int f = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (f < 0) return false;
+  bool ok = write(f, value, strlen(value)) == ssize_t(strlen(value));
+  close(f);
+  return ok;
+}
+
+int ReadSysctl(const std::string& path) {
+  int f = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f < 0) return -1;
+  char b[16] = {0};
+  ssize_t n = read(f, b, sizeof b - 1);
+  close(f);
+  return n > 0 ? atoi(b) : -1;
+}
+
+// openTunnelTap(name, netns) -> { fd, mac } | { errno, stage }. A TAP that takes frames with a
+// virtio_net_hdr_v1_hash_tunnel and UDP-tunnel GSO: what is written to it arrives in the kernel as
+// if from a NIC and is routed like any packet to the peer node's underlay address. Its source is
+// this node's own address, so the device accepts local sources (accept_local) and does no
+// reverse-path check; it has no address, no IPv6, and is gone when the fd closes.
+// stage "offload": the kernel lacks UDP-tunnel GSO on TUN (before 6.17); "rpfilter": strict
+// reverse-path filtering for all interfaces would drop the frames (conf/all/rp_filter = 1).
+Napi::Value OpenTunnelTap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) {
+    Napi::TypeError::New(env, "name must be a string").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  std::string ns = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  const char* stage = "";
+  uint8_t mac[6] = {0};
+  int r = InNetns(ns, &stage, [&]() -> int {
+    if (ReadSysctl("/proc/sys/net/ipv4/conf/all/rp_filter") == 1) { stage = "rpfilter"; return -EPERM; }
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) { stage = "open"; return -errno; }
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_flags = short(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR);
+    snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name.c_str());
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) { int e = errno; close(fd); stage = "setiff"; return -e; }
+    int hlen = TNL_VNET_HDR_LEN;
+    if (ioctl(fd, TUNSETVNETHDRSZ, &hlen) < 0) { int e = errno; close(fd); stage = "vnethdr"; return -e; }
+    unsigned off = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UDP_TUNNEL_GSO_;
+    if (ioctl(fd, TUNSETOFFLOAD, off) < 0) { int e = errno; close(fd); stage = "offload"; return -e; }
+    std::string conf = "/proc/sys/net/ipv4/conf/" + std::string(ifr.ifr_name) + "/";
+    if (!WriteSysctl(conf + "accept_local", "1") || !WriteSysctl(conf + "rp_filter", "0")) {
+      int e = errno; close(fd); stage = "sysctl"; return -(e ? e : EIO);
+    }
+    WriteSysctl("/proc/sys/net/ipv6/conf/" + std::string(ifr.ifr_name) + "/disable_ipv6", "1");
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) { int e = errno; close(fd); stage = "up"; return -e; }
+    struct ifreq q;
+    memset(&q, 0, sizeof q);
+    memcpy(q.ifr_name, ifr.ifr_name, IFNAMSIZ);
+    int ok = ioctl(s, SIOCGIFHWADDR, &q);
+    if (ok == 0) memcpy(mac, q.ifr_hwaddr.sa_data, 6);
+    if (ok == 0) ok = ioctl(s, SIOCGIFFLAGS, &q);
+    if (ok == 0) { q.ifr_flags = short(q.ifr_flags | IFF_UP); ok = ioctl(s, SIOCSIFFLAGS, &q); }
+    int e = errno;
+    close(s);
+    if (ok < 0) { close(fd); stage = "up"; return -e; }
+    return fd;
+  });
+  Napi::Object out = FdResult(env, r, stage);
+  if (r >= 0) {
+    char text[18];
+    snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+    out.Set("mac", Napi::String::New(env, text));
+  }
+  return out;
 }
 
 // openUnderlay(bindIp, port, netns) -> { udpFd, rawFd } | { errno, stage }
@@ -583,8 +667,11 @@ inline uint64_t words(const uint8_t* p, uint32_t n) {
 
 /** Writes the frame train for the frame at p (len bytes) with inner packets of at most innerMtu
  *  bytes into out; returns the train's stride (bytes per frame but the last), or 0 when p is not
- *  one unsegmented TCP packet (a UDP datagram is never cut: one too big is the sender's MTU error). */
-uint32_t SplitTunnelGso(std::vector<uint8_t>& out, const uint8_t* p, uint32_t len, uint32_t innerMtu) {
+ *  one unsegmented TCP packet (a UDP datagram is never cut: one too big is the sender's MTU error).
+ *  keepPartial: a packet whose checksum is still the pseudo-header sum stays whole (0): the engine
+ *  hands it to a vnet TUN as one GSO packet (wholeTsoHeader in assembly/). */
+uint32_t SplitTunnelGso(std::vector<uint8_t>& out, const uint8_t* p, uint32_t len, uint32_t innerMtu,
+                        bool keepPartial) {
   using namespace untso;
   if (len < OUTER + 40) return 0;
   const uint8_t* ip = p + OUTER;
@@ -608,10 +695,11 @@ uint32_t SplitTunnelGso(std::vector<uint8_t>& out, const uint8_t* p, uint32_t le
   if (proto != 6 || innerLen < ipHl + 20) return 0;
   uint32_t l4Hl = (ip[ipHl + 12] >> 4) * 4u, hdr = ipHl + l4Hl;
   if (l4Hl < 20 || innerMtu <= hdr || innerLen <= innerMtu) return 0;  // fits: nothing to cut
+  uint64_t addrs = words(ip + (v6 ? 8 : 12), v6 ? 32 : 8);
+  if (keepPartial && be16(ip + ipHl + 16) == fold(addrs + proto + innerLen - ipHl)) return 0;
   uint32_t mss = innerMtu - hdr;
   uint32_t payload = innerLen - hdr, n = (payload + mss - 1) / mss, stride = OUTER + hdr + mss;
   out.resize(size_t(n - 1) * stride + OUTER + hdr + (payload - (n - 1) * mss));
-  uint64_t addrs = words(ip + (v6 ? 8 : 12), v6 ? 32 : 8);
   uint32_t id0 = v6 ? 0 : be16(ip + 4), seq0 = be32(ip + ipHl + 4);
   for (uint32_t k = 0; k < n; k++) {
     uint8_t* f = out.data() + size_t(k) * stride;
@@ -637,16 +725,17 @@ uint32_t SplitTunnelGso(std::vector<uint8_t>& out, const uint8_t* p, uint32_t le
   return stride;
 }
 
-// recvBatch(udpFd, memory, slotsAddr, count, innerMtu) -> datagrams received, or -errno (first
-// call only). Payload (the VXLAN header on) lands at data; peer = sender IPv4 in host order.
+// recvBatch(udpFd, memory, slotsAddr, count, innerMtu, keepWhole) -> datagrams received, or -errno
+// (first call only). Payload (the VXLAN header on) lands at data; peer = sender IPv4 in host order.
 // innerMtu: the largest inner IP packet (underlay MTU - 50), the size a peer's unsegmented TCP
-// packet is cut to (SplitTunnelGso).
+// packet is cut to (SplitTunnelGso); keepWhole: one with a partial checksum is left whole.
 Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd; Mem m; uint32_t slots, count, innerMtu;
   if (!GetFd(info, 0, &fd) || !GetMem(info, 1, &m) || !GetU32(info, 2, &slots) ||
       !GetU32(info, 3, &count) || !GetU32(info, 4, &innerMtu))
     return env.Undefined();
+  const bool keepWhole = info[5].ToBoolean();
   if (!SlotsInside(m, slots, count)) return Napi::Number::New(env, -EFAULT);
   for (uint32_t i = 0; i < count; i++) {
     uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
@@ -742,7 +831,8 @@ Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
       uint32_t len = msgs[j].msg_len;
       // (no UDP_GRO cmsg comes with such a datagram: the kernel gives it for UDP GRO trains only)
       if (len > untso::OUTER + innerMtu && !(msgs[j].msg_hdr.msg_flags & MSG_TRUNC)) {
-        uint32_t stride = SplitTunnelGso(st->split[j], static_cast<const uint8_t*>(iov[j].iov_base), len, innerMtu);
+        uint32_t stride = SplitTunnelGso(st->split[j], static_cast<const uint8_t*>(iov[j].iov_base), len, innerMtu,
+                                         keepWhole);
         if (stride) {  // from here on the datagram is that train, cut like any UDP GRO datagram
           iov[j].iov_base = st->split[j].data();
           len = msgs[j].msg_len = uint32_t(st->split[j].size());
@@ -964,8 +1054,9 @@ GsoResult SendGso(State* st, GsoPool& pool, int rawFd, const Mem& m, uint32_t sl
   }
 }
 
-// sendBatch(rawFd, memory, slotsAddr, count, verdictMask) -> packets sent, or -errno for a
-// broken fd. Each selected slot holds a whole IPv4 packet; it goes to peer (host order).
+// sendBatch(rawFd, memory, slotsAddr, count, verdictMask, tapFd) -> packets sent, or -errno for a
+// broken fd. Each selected slot holds a whole IPv4 packet; it goes to peer (host order). A slot
+// noted TUNNEL_GSO holds a tunnel-GSO frame instead, written to tapFd (the tunnel TAP, -1: none).
 // Refused packets are dropped and counted (lastWriteErrors()).
 Napi::Value SendBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -973,9 +1064,11 @@ Napi::Value SendBatch(const Napi::CallbackInfo& info) {
   if (!GetFd(info, 0, &fd) || !GetMem(info, 1, &m) || !GetU32(info, 2, &slots) ||
       !GetU32(info, 3, &count) || !GetU32(info, 4, &mask))
     return env.Undefined();
+  const int tapFd = info[5].IsNumber() ? info[5].As<Napi::Number>().Int32Value() : -1;
   State* st = env.GetInstanceData<State>();
   st->writeErrors = 0;
   st->writeErrno = 0;
+  st->tunnelRefused = 0;
   if (!SlotsInside(m, slots, count)) return Napi::Number::New(env, -EFAULT);
   for (uint32_t i = 0; i < count; i++) {
     uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
@@ -1013,6 +1106,22 @@ Napi::Value SendBatch(const Napi::CallbackInfo& info) {
   while (i < count) {
     uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
     if (!Selected(m.base, s, mask)) { i++; continue; }
+    if (ld32(m.base, s + SLOT_NOTE) & NOTE_TUNNEL_GSO) {
+      // what came before goes first: one flow's packets never overtake each other
+      if (!flush()) return Napi::Number::New(env, -errno);
+      i++;
+      ssize_t put = -1;
+      errno = EBADF;
+      if (tapFd >= 0) {
+        do put = write(tapFd, m.base + ld32(m.base, s + SLOT_DATA), ld32(m.base, s + SLOT_LEN));
+        while (put < 0 && errno == EINTR);
+      }
+      if (put >= 0) { sent++; continue; }
+      st->writeErrors++;
+      st->writeErrno = errno;
+      if (errno == EINVAL || errno == EBADF) st->tunnelRefused++;
+      continue;
+    }
     if (useGso && !pool.disabled) {
       uint32_t n = GsoRun(m, slots, count, mask, i);
       if (n >= 2) {
@@ -1148,6 +1257,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("probeUring", Napi::Function::New(env, ProbeUring, "probeUring"));
   exports.Set("openUnderlay", Napi::Function::New(env, OpenUnderlay, "openUnderlay"));
+  exports.Set("openTunnelTap", Napi::Function::New(env, OpenTunnelTap, "openTunnelTap"));
   exports.Set("recvBatch", Napi::Function::New(env, RecvBatch, "recvBatch"));
   exports.Set("recvPending", Napi::Function::New(env, RecvPending, "recvPending"));
   exports.Set("sendBatch", Napi::Function::New(env, SendBatch, "sendBatch"));

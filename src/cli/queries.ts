@@ -9,6 +9,8 @@ export interface Counters { verdicts: Record<string, number>; drops: Record<stri
 export interface Status {
   mode: string; device: string; ioUring: boolean; address: string; node: string; generation: number; uptimeSec: number;
   services: number; conntrack: { entries: number; capacity: number }; counters: Counters; tunWriteDropped: number;
+  /** Absent on a single node. */
+  tunnelGso?: { device: string } | { off: string };
 }
 export interface ServiceRow {
   key: string; service: string; port: string; kind: string; id: number; select: string; affinitySec: number;
@@ -27,6 +29,8 @@ export async function status(socket: string, json: boolean): Promise<void> {
     ["verdicts", ["tun", "overlay", "host", "drop"].map((v) => `${v} ${(c.verdicts[v] ?? 0).toLocaleString("en-US")}`).join(", ")],
     ["dropped or answered", `${dropped.toLocaleString("en-US")}${dropped ? " (by reason: wasp counters)" : ""}`],
     ["new flows", c.named.new_flows ?? 0], ["tun write dropped", s.tunWriteDropped],
+    ...(s.tunnelGso ? [["overlay TSO", "device" in s.tunnelGso ? `sent whole (UDP-tunnel GSO through ${s.tunnelGso.device})`
+      : `cut by the engine: ${s.tunnelGso.off}`] as [string, string]] : []),
   ]));
 }
 

@@ -20,6 +20,9 @@ export interface ControlContext {
   gateway(): string;
   readonly startedMs: number;
   tunWriteDropped(): number;
+  /** The overlay's UDP-tunnel GSO: the TAP it goes through, or why it is off; undefined while
+   *  there is no underlay (a single node). */
+  tunnelGso(): { device: string } | { off: string } | undefined;
 }
 
 export type ControlRequest = { cmd?: unknown } & Record<string, unknown>;
@@ -84,7 +87,7 @@ function status(ctx: ControlContext): unknown {
     pid: process.pid, mode: config.mode, device: ctx.device, ioUring: ctx.ioUring, address: ctx.gateway(), node: config.node.name,
     generation: engine.exports.generation(), uptimeSec: Math.round((Date.now() - ctx.startedMs) / 1000),
     services: ctx.model().services.size, conntrack: { entries: engine.exports.ctCount(), capacity: engine.exports.ctCapacity() },
-    counters: engine.counters(), tunWriteDropped: ctx.tunWriteDropped(),
+    counters: engine.counters(), tunWriteDropped: ctx.tunWriteDropped(), tunnelGso: ctx.tunnelGso(),
   };
 }
 

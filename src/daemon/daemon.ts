@@ -27,7 +27,7 @@ import { healthChecks, ServiceHealthServers } from "./service-health.js";
 import { Datapath, nowSec } from "./datapath.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
 import {
-  cleanupNodeNet, reconcileRouting, DEVICE, nodeNetInputs, sameInputs, setupNodeNet, TABLE, type NodeNetInputs,
+  cleanupNodeNet, reconcileRouting, DEVICE, TUNNEL_TAP, nodeNetInputs, sameInputs, setupNodeNet, TABLE, type NodeNetInputs,
 } from "./node-net.js";
 
 export interface DaemonOptions {
@@ -302,7 +302,7 @@ export class Daemon {
       log.fatal({ err: err.message }, "datapath failed");
       this.datapath?.stop();
       this.onFatal?.(err);
-    });
+    }, (what) => log.warn(what));
     this.datapath.start();
     this.ensureUnderlay();
     this.sweepTimer = setInterval(() => this.engine.exports.sweep(nowSec(), SWEEP_BUDGET), 1000);
@@ -312,6 +312,12 @@ export class Daemon {
       engine: () => this.engine, engineOptions: () => this.engineOptions, model: () => this.model, config: () => this.config,
       device: DEVICE, ioUring: this.ioUring, gateway: () => this.inputs.gateway, startedMs: this.started,
       tunWriteDropped: () => this.datapath?.writeDropped ?? 0,
+      tunnelGso: () => {
+        const u = this.underlay;
+        if (!u) return undefined;
+        const off = this.datapath?.tunnelOff || (u.tunnel ? "" : u.tunnelOff);
+        return off ? { off } : { device: u.tunnel?.name ?? "" };
+      },
     }));
     const cniSocket = opts.cniSocketPath ?? join(dirname(opts.socketPath), "cni.sock");
     if (cniSocket) {
@@ -364,9 +370,10 @@ export class Daemon {
   private ensureUnderlay(): void {
     if (this.underlay || this.config.nodes.length === 0 || !this.datapath) return;
     this.underlay = UnderlaySocket.open({ bindIp: this.config.node.underlayIP, port: this.config.vxlan.port,
-      innerMtu: this.config.node.underlayMTU - VXLAN_OVERHEAD });
+      innerMtu: this.config.node.underlayMTU - VXLAN_OVERHEAD, tunnelTap: TUNNEL_TAP });
     this.datapath.attachUnderlay(this.underlay);
-    this.log.info({ bindIp: this.config.node.underlayIP, port: this.config.vxlan.port }, "VXLAN underlay open");
+    this.log.info({ bindIp: this.config.node.underlayIP, port: this.config.vxlan.port,
+      tunnelGso: this.underlay.tunnel ? TUNNEL_TAP : this.underlay.tunnelOff }, "VXLAN underlay open");
   }
 
   private stage(): Uint8Array {

@@ -1,7 +1,7 @@
 // The batch loop: wasp0 (or the VXLAN underlay socket) readable -> read a batch straight into the
 // engine's slots -> one process() -> the Tun and Host verdicts written back to wasp0 in one batch,
 // the Overlay verdicts sent to their nodes in one batch. Drops are counted by the core.
-import { SLOT_DATA, SLOT_FLAGS, SLOT_SIZE, SLOT_VERDICT, SlotFlag, VNET_HDR_LEN, Verdict } from "../engine/abi.js";
+import { Note, SLOT_DATA, SLOT_FLAGS, SLOT_NOTE, SLOT_SIZE, SLOT_VERDICT, SlotFlag, VNET_HDR_LEN, Verdict } from "../engine/abi.js";
 import type { Engine } from "../engine/engine.js";
 import type { IoError, TunDevice, UnderlaySocket } from "../io/index.js";
 
@@ -22,13 +22,21 @@ export class Datapath {
   /** Packets the kernel refused in writeBatch / sendBatch (full queue, malformed packet, no route). */
   writeDropped = 0;
   lastWriteError = "";
+  /** Why tunnel GSO was turned off while running ('' while it was not). */
+  tunnelOff = "";
   private running = false;
   private underlay: UnderlaySocket | undefined;
   /** Coalesce decapsulated TCP segments into GSO writes (WASP_NO_GRO=1 turns it off, to compare). */
   private readonly coalesce = process.env.WASP_NO_GRO !== "1";
 
+  /** A peer's whole TSO packet is passed on as one GSO packet (a vnet TUN, not TAP mode). */
+  private readonly decapGso: boolean;
+
   constructor(private readonly engine: Engine, private readonly tun: TunDevice,
-    private readonly onError: (err: Error) => void) {}
+    private readonly onError: (err: Error) => void,
+    private readonly onNotice: (what: string) => void = () => {}) {
+    this.decapGso = tun.vnet && !tun.tap;
+  }
 
   /** Prepares the slots for a read: data after the headroom (and the vnet header for the TUN),
    *  everything the core may have changed cleared; bufStart and bufEnd were set once by setSlot. */
@@ -55,7 +63,13 @@ export class Datapath {
   /** Also carries VXLAN: decapsulates what arrives, sends the Overlay verdicts. */
   attachUnderlay(u: UnderlaySocket): void {
     this.underlay = u;
+    this.setTunnelOffloads(u.tunnel?.mac);
     u.onReadable((err?: IoError) => this.guard(err, () => this.drain(false)));
+  }
+
+  private setTunnelOffloads(mac: string | undefined): void {
+    const b = Buffer.from((mac ?? "00:00:00:00:00:00").replaceAll(":", ""), "hex");
+    this.engine.exports.setTunnelOffloads(b.readUInt16BE(0), b.readUInt32BE(2), mac ? 1 : 0, this.decapGso ? 1 : 0);
   }
 
   private guard(err: IoError | undefined, f: () => void): void {
@@ -68,7 +82,7 @@ export class Datapath {
     const batches = Math.max(1, Math.floor(PACKETS_PER_TURN / max));
     for (let b = 0; b < batches && this.running; b++) {
       this.reset(max, fromTun);
-      const n = fromTun ? tun.readBatch(mem, e.slots, max) : this.underlay!.recvBatch(mem, e.slots, max);
+      const n = fromTun ? tun.readBatch(mem, e.slots, max) : this.underlay!.recvBatch(mem, e.slots, max, this.decapGso);
       if (n === 0) return;
       e.process(n, nowSec());
       // A decapsulated packet has no virtio_net_hdr; the bytes before it (the inner Ethernet
@@ -86,6 +100,15 @@ export class Datapath {
       if (this.underlay && out > 0) {
         this.underlay.sendBatch(mem, e.exports.overlayOutAddr(), out, OVERLAY_MASK);
         this.noteDrops(this.underlay.lastDropped, this.underlay.lastDropCode);
+        // The kernel refused the tunnel frames themselves (not a full queue): cut TSO packets
+        // again from now on; TCP resends what was lost.
+        if (this.underlay.lastTunnelRefused > 0 && this.underlay.tunnel) {
+          if (!this.tunnelOff) {
+            this.setTunnelOffloads(undefined);
+            this.tunnelOff = `the kernel refused UDP-tunnel GSO frames on ${this.underlay.tunnel.name} (${this.underlay.lastDropCode})`;
+            this.onNotice(`${this.tunnelOff}: TSO packets for other nodes are cut by the engine again`);
+          }
+        }
       }
       if (n < max) return;
     }
@@ -99,6 +122,8 @@ export class Datapath {
     for (let i = 0; i < n; i++) {
       const s = e.slots + i * SLOT_SIZE, verdict = v.getUint8(s + SLOT_VERDICT);
       if (verdict !== Verdict.Tun && verdict !== Verdict.Host) continue;
+      // a whole TSO packet from a peer carries the GSO header the core wrote (wholeTsoHeader)
+      if (v.getUint32(s + SLOT_NOTE, true) & Note.GSO) continue;
       const data = v.getUint32(s + SLOT_DATA, true);
       m.fill(0, data - VNET_HDR_LEN, data);
     }

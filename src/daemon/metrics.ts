@@ -42,6 +42,8 @@ export function makeMetrics(engine: () => Engine, extra: () => { writeDropped: n
     ["wasp_replies_made_total", "Answers the engine made itself (TCP RST, ICMP unreachable or time exceeded, echo reply to a VIP)", "replies_made"],
     ["wasp_icmp_errors_translated_total", "ICMP errors about a NATed flow rewritten for the flow's client", "icmp_translated"],
     ["wasp_overlay_inner_checksums_completed_total", "Decapsulated TCP/UDP packets whose sender left the checksum to offload (a partial sum): the engine completed it", "inner_csum_completed"],
+    ["wasp_overlay_tunnel_gso_sent_total", "TSO packets for other nodes encapsulated once and handed to the kernel whole (UDP-tunnel GSO through the tunnel TAP) instead of cut by the engine", "tunnel_gso_sent"],
+    ["wasp_overlay_tunnel_gso_received_total", "TSO packets that crossed the underlay whole and went to the pods as one GSO packet", "tunnel_gso_received"],
     ["wasp_batches_total", "Batches the engine processed (one process() call each)", "batches"],
   ];
   for (const [name, help, key] of named) {

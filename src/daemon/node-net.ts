@@ -31,6 +31,9 @@ import { NODE_PORT_MAX, NODE_PORT_MIN, type Config } from "../config/index.js";
 import { formatIp, parseCidr, parseIp, type Ip } from "../model/index.js";
 
 export const DEVICE = "wasp0";
+/** The TAP through which TSO packets for other nodes leave whole (UDP-tunnel GSO); like wasp0 it
+ *  goes with the daemon's fd. */
+export const TUNNEL_TAP = "wasp0tnl";
 export const TABLE = 119; // 0x77, "w"
 export const PREF_LOCAL_FROM_WASP = 90;
 export const PREF_MAIN_FROM_WASP = 91;

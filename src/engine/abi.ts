@@ -40,6 +40,7 @@ export const Note = {
   DNAT: 1, REVERSE_NAT: 2, SNAT: 4, NEW_FLOW: 8, CT_HIT: 16, ENCAP: 32, DECAP: 64, REPLY_MADE: 128,
   ICMP_ERROR_TRANSLATED: 256, TTL_DECREMENTED: 512, ARP_ANSWERED: 1024, GSO: 2048, FRAGMENT: 4096,
   AFFINITY: 8192,
+  TUNNEL_GSO: 16384,
 } as const;
 
 export const C_DROP_BASE = 8;
@@ -56,6 +57,8 @@ export const C_REPLIES_MADE = 49;
 export const C_ICMP_TRANSLATED = 50;
 export const C_FRAG_TRACKED = 51;
 export const C_INNER_CSUM_COMPLETED = 52;
+export const C_TUNNEL_GSO_SENT = 53;
+export const C_TUNNEL_GSO_RECEIVED = 54;
 export const COUNTER_COUNT = 64;
 
 export enum Op { End = 0, UpsertService = 1, DeleteService = 2, UpsertRoute = 3, DeleteRoute = 4, AddLocalAddr = 5, DeleteLocalAddr = 6, Clear = 7 }

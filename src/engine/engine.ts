@@ -47,6 +47,9 @@ interface CoreExports {
   overlayOutAddr(): number;
   overlayOutCount(): number;
   coalesce(count: number, link: number): number;
+  /** gso: TSO packets for other nodes go whole to the tunnel TAP whose MAC is macHi:macLo (first
+   *  two bytes, last four); decap: a peer's whole TSO packet goes to the TUN as one GSO packet. */
+  setTunnelOffloads(macHi: number, macLo: number, gso: number, decap: number): void;
   maxBatch(): number;
   bufferAddr(): number;
   bufferStride(): number;
@@ -273,6 +276,8 @@ export class Engine {
       stale_udp_flushed: this.counter(abi.C_STALE_UDP_FLUSHED), replies_made: this.counter(abi.C_REPLIES_MADE),
       icmp_translated: this.counter(abi.C_ICMP_TRANSLATED), frag_tracked: this.counter(abi.C_FRAG_TRACKED),
       inner_csum_completed: this.counter(abi.C_INNER_CSUM_COMPLETED),
+      tunnel_gso_sent: this.counter(abi.C_TUNNEL_GSO_SENT),
+      tunnel_gso_received: this.counter(abi.C_TUNNEL_GSO_RECEIVED),
     };
     return { verdicts, drops, named };
   }
@@ -283,7 +288,7 @@ export class Engine {
 export interface NamedCounters {
   bytes_in: number; packets_in: number; new_flows: number; ct_evicted: number; ct_expired: number; ct_entries: number;
   generation: number; batches: number; stale_udp_flushed: number; replies_made: number; icmp_translated: number;
-  frag_tracked: number; inner_csum_completed: number;
+  frag_tracked: number; inner_csum_completed: number; tunnel_gso_sent: number; tunnel_gso_received: number;
 }
 export interface EngineCounters { verdicts: Record<string, number>; drops: Record<string, number>; named: NamedCounters }
 

@@ -5,7 +5,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export interface OpenResult { fd?: number; udpFd?: number; rawFd?: number; errno?: number; stage?: string }
+export interface OpenResult { fd?: number; udpFd?: number; rawFd?: number; mac?: string; errno?: number; stage?: string }
 
 export interface NativePoller {
   /** 0, or -errno from libuv. */
@@ -24,14 +24,20 @@ export interface Native {
     vnet: boolean, uring: boolean): number;
   /** 0 when io_uring works on this thread, else -errno. */
   probeUring(): number;
-  /** [dropped, errno of the last drop] of the previous writeBatch or sendBatch. */
-  lastWriteErrors(): [number, number];
+  /** [dropped, errno of the last drop, tunnel frames refused as malformed] of the previous
+   *  writeBatch or sendBatch. */
+  lastWriteErrors(): [number, number, number];
   close(fd: number): number;
   openUnderlay(bindIp: string, port: number, netns?: string): OpenResult;
-  recvBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, innerMtu: number): number;
+  /** A TAP taking encapsulated TSO packets with UDP-tunnel GSO (Linux 6.17+): { fd, mac }. */
+  openTunnelTap(name: string, netns?: string): OpenResult;
+  recvBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, innerMtu: number,
+    keepWhole: boolean): number;
   /** Datagrams (UDP GRO) whose segments did not fit the last recvBatch and wait for the next. */
   recvPending(fd: number): number;
-  sendBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, verdictMask: number): number;
+  /** tapFd: the tunnel TAP for slots noted TUNNEL_GSO, -1 when there is none. */
+  sendBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, verdictMask: number,
+    tapFd: number): number;
   Poller: new (fd: number, callback: (status: number) => void) => NativePoller;
   /** A NETLINK_ROUTE socket made inside the namespace at netns (the caller's when absent). */
   netlinkOpen(netns?: string): OpenResult;

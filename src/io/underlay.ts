@@ -5,6 +5,9 @@
 // 1,024 such sockets, ports 49152-65535 of the node's address, send-only); the receiving socket
 // has UDP GRO on, and recvBatch cuts a coalesced datagram back into one packet per slot.
 // WASP_NO_UDP_GSO=1 / WASP_NO_UDP_GRO=1 turn either off (for comparison).
+// With a tunnel TAP (Linux 6.17+, UnderlayOptions.tunnelTap) a TSO packet is not cut at all: the
+// engine encapsulates it once and the kernel forwards it whole with UDP-tunnel GSO, as it does for
+// its own vxlan device (WASP_NO_TUNNEL_GSO=1 turns it off).
 import { EAGAIN, EFAULT, EINVAL, IoError, errnoCode, ioError, NEED_ROOT } from "./errno.js";
 import { bufferOf, slotsOutsideMemory, type BatchMemory } from "./memory.js";
 import { native } from "./native.js";
@@ -20,7 +23,13 @@ export interface UnderlayOptions {
   /** The largest inner IP packet, the pods' MTU (underlay MTU - 50; default 1450): a peer's
    *  unsegmented TCP packet (Linux vxlan over a veth) is cut into frames of this size. */
   innerMtu?: number;
+  /** Name of the tunnel TAP to make for UDP-tunnel GSO sends (absent: none). Where the kernel
+   *  cannot (before 6.17, strict rp_filter) the socket opens without it; tunnelOff says why. */
+  tunnelTap?: string;
 }
+
+/** The tunnel TAP: its fd and MAC (frames are addressed to it). */
+export interface TunnelTap { fd: number; mac: string; name: string }
 
 function openFix(stage: string, code: string, opts: UnderlayOptions): string {
   if (code === "EPERM" || code === "EACCES") return NEED_ROOT;
@@ -41,6 +50,13 @@ export class UnderlaySocket {
   private closed = false;
   private readonly label: string;
 
+  /** Tunnel frames the kernel refused as malformed in the last sendBatch (the engine should stop
+   *  making them: the host turns tunnel GSO off). */
+  lastTunnelRefused = 0;
+  /** The tunnel TAP when open, else undefined and tunnelOff says why ('' when none was asked). */
+  tunnel: TunnelTap | undefined;
+  tunnelOff = "";
+
   private constructor(readonly udpFd: number, readonly rawFd: number, readonly bindIp: string,
     readonly port: number, private readonly innerMtu: number) {
     this.label = `underlay socket ${bindIp}:${port}`;
@@ -50,7 +66,9 @@ export class UnderlaySocket {
   static open(opts: UnderlayOptions): UnderlaySocket {
     const r = native().openUnderlay(opts.bindIp, opts.port, opts.netns);
     if (r.udpFd !== undefined && r.rawFd !== undefined) {
-      return new UnderlaySocket(r.udpFd, r.rawFd, opts.bindIp, opts.port, opts.innerMtu ?? 1450);
+      const u = new UnderlaySocket(r.udpFd, r.rawFd, opts.bindIp, opts.port, opts.innerMtu ?? 1450);
+      if (opts.tunnelTap) u.openTunnel(opts.tunnelTap, opts.netns);
+      return u;
     }
     const errno = r.errno ?? 0, stage = r.stage ?? "", code = errnoCode(errno);
     if (stage === "address") {
@@ -68,13 +86,26 @@ export class UnderlaySocket {
     throw ioError(what, errno, openFix(stage, code, opts));
   }
 
+  /** Opens the tunnel TAP, or says in tunnelOff why not: the socket works without it. */
+  private openTunnel(name: string, netns: string | undefined): void {
+    if (process.env.WASP_NO_TUNNEL_GSO === "1") { this.tunnelOff = "turned off (WASP_NO_TUNNEL_GSO=1)"; return; }
+    const r = native().openTunnelTap(name, netns);
+    if (r.fd !== undefined && r.mac !== undefined) { this.tunnel = { fd: r.fd, mac: r.mac, name }; return; }
+    const code = errnoCode(r.errno ?? 0);
+    this.tunnelOff = r.stage === "offload" ? `this kernel has no UDP-tunnel GSO for TAP devices (Linux 6.17+; ${code})`
+      : r.stage === "rpfilter" ? "net.ipv4.conf.all.rp_filter is 1 (strict): frames from this node's own address would be dropped"
+      : `cannot make tunnel TAP ${name} (${r.stage}: ${code})`;
+  }
+
   /**
    * Receives up to count datagrams: payload (the VXLAN header on) at each slot's data, len,
    * peer = sender IPv4 (host order), FROM_OVERLAY in flags. Returns how many, 0 when none waits.
+   * keepWhole: a peer's unsegmented TCP packet with its checksum left to offload stays whole (the
+   * engine passes it on as one GSO packet); otherwise it is cut into frames of innerMtu.
    */
-  recvBatch(memory: BatchMemory, slotsAddr: number, count: number): number {
+  recvBatch(memory: BatchMemory, slotsAddr: number, count: number, keepWhole = false): number {
     const buffer = bufferOf(memory);
-    const n = native().recvBatch(this.udpFd, buffer, slotsAddr, count, this.innerMtu);
+    const n = native().recvBatch(this.udpFd, buffer, slotsAddr, count, this.innerMtu, keepWhole);
     if (n >= 0) return n;
     if (n === -EAGAIN) return 0;
     if (n === -EFAULT) throw slotsOutsideMemory("recvBatch", this.label, buffer, slotsAddr, count);
@@ -90,9 +121,10 @@ export class UnderlaySocket {
   /** Sends every selected slot's [data, data+len), a whole IPv4 packet, to its peer (host order). */
   sendBatch(memory: BatchMemory, slotsAddr: number, count: number, verdictMask: number): number {
     const nat = native(), buffer = bufferOf(memory);
-    const n = nat.sendBatch(this.rawFd, buffer, slotsAddr, count, verdictMask);
-    const [dropped, errno] = nat.lastWriteErrors();
+    const n = nat.sendBatch(this.rawFd, buffer, slotsAddr, count, verdictMask, this.tunnel?.fd ?? -1);
+    const [dropped, errno, refused] = nat.lastWriteErrors();
     this.lastDropped = dropped;
+    this.lastTunnelRefused = refused;
     this.lastDropCode = dropped ? errnoCode(errno) : "";
     if (n >= 0) return n;
     if (n === -EFAULT) throw slotsOutsideMemory("sendBatch", this.label, buffer, slotsAddr, count);
@@ -110,5 +142,6 @@ export class UnderlaySocket {
     this.readiness.close();
     native().close(this.udpFd);
     native().close(this.rawFd);
+    if (this.tunnel) native().close(this.tunnel.fd);
   }
 }

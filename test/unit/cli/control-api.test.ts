@@ -17,7 +17,7 @@ function context(config: Config): { ctx: ControlContext; engine: Engine } {
   assert.equal(engine.exports.commit(n), 0);
   const ctx: ControlContext = {
     engine: () => engine, engineOptions: () => engineOptionsFor(config), model: () => model, config: () => config,
-    device: "wasp0", ioUring: false, gateway: () => "10.244.1.1", startedMs: Date.now() - 5000, tunWriteDropped: () => 0,
+    device: "wasp0", ioUring: false, gateway: () => "10.244.1.1", startedMs: Date.now() - 5000, tunWriteDropped: () => 0, tunnelGso: () => undefined,
   };
   return { ctx, engine };
 }
