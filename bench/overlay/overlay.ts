@@ -11,13 +11,15 @@
 // On veth the kernel's vxlan never segments: a pod's 64 KiB TSO super-packet crosses vxlan, both
 // veths and the bridge as one skb (UDP tunnel GSO; measured: 99.9% of the underlay bytes in frames
 // over 1514 B, up to 64 KiB), where a real NIC would segment it in hardware, and nothing is copied.
-// wasp reads the super-packet from its TUN, cuts it into VXLAN packets (inner checksums made in the
-// wasm core) and hands each flow's run to the kernel as one UDP GSO datagram; the receiving daemon
-// takes UDP GRO datagrams, decapsulates and merges the segments back into one TSO packet for its
-// TUN: four user/kernel copies per byte that the kernel's own path does not make. For scale, Linux
-// is also measured with tunnel segmentation offload off on its underlay ports
-// (linux_vxlan_nogso_tcp_gbps: the kernel then segments in software before the veth, as it would
-// for a NIC without UDP tunnel offload).
+// wasp reads the super-packet from its TUN, encapsulates it once in the wasm core and writes it to
+// its tunnel TAP with the same UDP-tunnel GSO offload (Linux 6.17+), so it also crosses whole; the
+// receiving daemon takes it from its UDP socket and writes it to its TUN as one GSO packet. That is
+// still four user/kernel copies per byte (TUN read, TAP write, UDP receive, TUN write) that the
+// kernel's own path does not make. wasp_cut_tcp_gbps is wasp with that offload turned off
+// (WASP_NO_TUNNEL_GSO=1, daemons restarted): the engine cuts each super-packet into VXLAN packets
+// sent as UDP GSO datagrams and the receiver merges them again. For scale, Linux is also measured
+// with tunnel segmentation offload off on its underlay ports (linux_vxlan_nogso_tcp_gbps: the
+// kernel then segments in software before the veth, as it would for a NIC without the offload).
 // Namespaces are the topology's (wasp-t-<pid>-*), removed at the end, also on failure; every
 // process is ended by its PID.
 import { median, round, writeResults } from "../lib/results.js";
@@ -31,7 +33,7 @@ const B = { name: "node-b", underlayIP: "10.99.0.3", podCIDR: "10.244.2.0/24" };
 const C = { underlayIP: "10.99.0.4", podCIDR: "10.244.3.0/24" };
 const D = { underlayIP: "10.99.0.5", podCIDR: "10.244.4.0/24" };
 
-type Kind = "wasp" | "linux" | "linux_nogso";
+type Kind = "wasp" | "wasp_cut" | "linux" | "linux_nogso";
 const TUNNEL_GSO = ["tx-udp_tnl-segmentation", "tx-udp_tnl-csum-segmentation"];
 
 function tunnelGso(nodes: LinuxVxlanNode[], on: boolean): void {
@@ -47,8 +49,8 @@ async function iperfServer(pod: Pod): Promise<void> {
 export async function run(quick: boolean): Promise<Record<string, number>> {
   const reps = quick ? 1 : 3;
   const secs = quick ? 2 : 4;
-  const tcp: Record<Kind, number[]> = { wasp: [], linux: [], linux_nogso: [] };
-  const udp: Record<Kind, number[]> = { wasp: [], linux: [], linux_nogso: [] };
+  const tcp: Record<Kind, number[]> = { wasp: [], wasp_cut: [], linux: [], linux_nogso: [] };
+  const udp: Record<Kind, number[]> = { wasp: [], wasp_cut: [], linux: [], linux_nogso: [] };
   const ta = new Topology({ nodeIp: A.underlayIP, podCidr: A.podCIDR });
   let tb: Topology | undefined, lc: LinuxVxlanNode | undefined, ld: LinuxVxlanNode | undefined;
   let cleaned = false;
@@ -76,11 +78,33 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
     const base = { mode: "tun", serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16", services: [] };
     ta.writeConfig({ ...base, node: A, nodes: [B] });
     tb.writeConfig({ ...base, node: B, nodes: [A] });
-    await Promise.all([ta.startDaemon(), tb.startDaemon()]);
+    let daemons = await Promise.all([ta.startDaemon(), tb.startDaemon()]);
     await iperfServer(pb);
     await iperfServer(pd);
+    // The wasp figures are only meaningful if the packets went through the engines' tunnel, the
+    // way each figure says (status: tunnel GSO on or off).
+    const account = async (cut: boolean): Promise<void> => {
+      for (const t of [ta, tb!]) {
+        const s = await control(t.socketPath, { cmd: "status" });
+        overlayPackets += s.counters.verdicts.overlay as number;
+        drops += Object.values(s.counters.drops as Record<string, number>).reduce((a, b) => a + b, 0);
+        if (cut !== !("device" in (s.tunnelGso ?? {}))) {
+          throw new Error(`tunnel GSO was ${cut ? "on" : "off"} where it should not be: ${JSON.stringify(s.tunnelGso)}`);
+        }
+      }
+    };
+    const restart = async (cut: boolean): Promise<void> => {
+      await account(!cut);
+      for (const [t, d] of [[ta, daemons[0]], [tb!, daemons[1]]] as const) await t.stopProcess(d.child);
+      if (cut) process.env.WASP_NO_TUNNEL_GSO = "1";
+      try {
+        daemons = await Promise.all([ta.startDaemon(), tb!.startDaemon()]);
+      } finally {
+        delete process.env.WASP_NO_TUNNEL_GSO;
+      }
+    };
 
-    const client: Record<Kind, [Pod, Pod]> = { wasp: [pa, pb], linux: [pc, pd], linux_nogso: [pc, pd] };
+    const client: Record<Kind, [Pod, Pod]> = { wasp: [pa, pb], wasp_cut: [pa, pb], linux: [pc, pd], linux_nogso: [pc, pd] };
     for (let i = 0; i < reps; i++) {
       for (const k of ["wasp", "linux", "linux_nogso"] as const) {
         if (k === "linux_nogso") tunnelGso([lc, ld], false);
@@ -91,15 +115,13 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
         }
       }
       for (const k of ["wasp", "linux"] as const) udp[k].push(await udpKpps(client[k][0].ns, secs, client[k][1].ip));
-      console.log(`rep ${i + 1}: tcp wasp ${tcp.wasp[i]!.toFixed(2)} linux ${tcp.linux[i]!.toFixed(2)} ` +
+      await restart(true);
+      tcp.wasp_cut.push(await tcpGbps(pa.ns, secs, pb.ip));
+      await restart(false);
+      console.log(`rep ${i + 1}: tcp wasp ${tcp.wasp[i]!.toFixed(2)} (cutting ${tcp.wasp_cut[i]!.toFixed(2)}) linux ${tcp.linux[i]!.toFixed(2)} ` +
         `linux without tunnel GSO ${tcp.linux_nogso[i]!.toFixed(2)} Gbit/s; udp wasp ${udp.wasp[i]!.toFixed(0)} linux ${udp.linux[i]!.toFixed(0)} kpps`);
     }
-    // The wasp figures are only meaningful if the packets went through the engines' tunnel.
-    for (const t of [ta, tb]) {
-      const s = await control(t.socketPath, { cmd: "status" });
-      overlayPackets += s.counters.verdicts.overlay as number;
-      drops += Object.values(s.counters.drops as Record<string, number>).reduce((a, b) => a + b, 0);
-    }
+    await account(false);
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
@@ -110,12 +132,14 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
   const m = (xs: number[], d = 3) => round(median(xs), d);
   const metrics: Record<string, number> = {
     wasp_tcp_gbps: m(tcp.wasp),
+    wasp_cut_tcp_gbps: m(tcp.wasp_cut),
     linux_vxlan_tcp_gbps: m(tcp.linux),
     linux_vxlan_nogso_tcp_gbps: m(tcp.linux_nogso),
     wasp_udp_kpps: m(udp.wasp, 1),
     linux_vxlan_udp_kpps: m(udp.linux, 1),
   };
   metrics.wasp_vs_linux_tcp_ratio = round(metrics.wasp_tcp_gbps! / metrics.linux_vxlan_tcp_gbps!, 2);
+  metrics.wasp_tunnel_gso_gain_ratio = round(metrics.wasp_tcp_gbps! / metrics.wasp_cut_tcp_gbps!, 2);
   metrics.wasp_vs_linux_nogso_tcp_ratio = round(metrics.wasp_tcp_gbps! / metrics.linux_vxlan_nogso_tcp_gbps!, 2);
   metrics.wasp_vs_linux_udp_ratio = round(metrics.wasp_udp_kpps! / metrics.linux_vxlan_udp_kpps!, 2);
   metrics.wasp_overlay_packets = overlayPackets;
