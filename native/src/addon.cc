@@ -262,6 +262,21 @@ bool GetFd(const Napi::CallbackInfo& info, size_t i, int* out) {
   return true;
 }
 
+// A device name (required) at argument i; false with a TypeError pending when it is not a string.
+bool GetName(const Napi::CallbackInfo& info, size_t i, std::string* out) {
+  if (!info[i].IsString()) {
+    Napi::TypeError::New(info.Env(), "name must be a string").ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = info[i].As<Napi::String>().Utf8Value();
+  return true;
+}
+
+// An optional string argument (a namespace path): "" when absent.
+std::string OptString(const Napi::CallbackInfo& info, size_t i) {
+  return info[i].IsString() ? info[i].As<Napi::String>().Utf8Value() : "";
+}
+
 // The slot table itself must lie inside memory (64-bit sums: no u32 wrap-around).
 bool SlotsInside(const Mem& m, uint32_t slotsAddr, uint32_t count) {
   return uint64_t(slotsAddr) + uint64_t(count) * SLOT_SIZE <= m.size;
@@ -270,13 +285,10 @@ bool SlotsInside(const Mem& m, uint32_t slotsAddr, uint32_t count) {
 // openTun(name, tap, vnetHdr, multiQueue, netns) -> { fd } | { errno, stage }
 Napi::Value OpenTun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsString()) {
-    Napi::TypeError::New(env, "name must be a string").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  std::string name = info[0].As<Napi::String>().Utf8Value();
+  std::string name;
+  if (!GetName(info, 0, &name)) return env.Undefined();
   bool tap = info[1].ToBoolean(), vnet = info[2].ToBoolean(), mq = info[3].ToBoolean();
-  std::string ns = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
+  std::string ns = OptString(info, 4);
   const char* stage = "";
   int r = InNetns(ns, &stage, [&]() -> int {
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
@@ -532,12 +544,9 @@ int ReadSysctl(const std::string& path) {
 // reverse-path filtering for all interfaces would drop the frames (conf/all/rp_filter = 1).
 Napi::Value OpenTunnelTap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsString()) {
-    Napi::TypeError::New(env, "name must be a string").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  std::string name = info[0].As<Napi::String>().Utf8Value();
-  std::string ns = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  std::string name;
+  if (!GetName(info, 0, &name)) return env.Undefined();
+  std::string ns = OptString(info, 1);
   const char* stage = "";
   uint8_t mac[6] = {0};
   int r = InNetns(ns, &stage, [&]() -> int {
@@ -591,7 +600,7 @@ Napi::Value OpenUnderlay(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   std::string bindIp = info[0].As<Napi::String>().Utf8Value();
-  std::string ns = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+  std::string ns = OptString(info, 2);
   struct sockaddr_in sa;
   memset(&sa, 0, sizeof sa);
   sa.sin_family = AF_INET;

@@ -20,6 +20,15 @@ function vxlanPayload(i: number): Uint8Array {
   return p;
 }
 
+/** A VXLAN frame (VNI 0) with an inner Ethernet header around the inner IPv4 packet. */
+function frameOf(inner: Uint8Array): Uint8Array {
+  const f = new Uint8Array(22 + inner.length);
+  f.set(vxlanPayload(0).subarray(0, 8));
+  f.set([2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00], 8);
+  f.set(inner, 22);
+  return f;
+}
+
 describe("io: underlay socket (integration, needs root)", function () {
   this.timeout(30000);
   let a = "", b = "";
@@ -39,6 +48,20 @@ describe("io: underlay socket (integration, needs root)", function () {
     const s = UnderlaySocket.open({ bindIp, port: PORT, netns: `/var/run/netns/${ns}` });
     sockets.push(s);
     return s;
+  }
+
+  /** Sender a and receiver b (inner MTU 1450) over a jumbo link: the raw IP_HDRINCL path refuses
+   *  packets over the link MTU, and these frames carry a whole TSO packet. */
+  async function overJumboLink(f: (sa: UnderlaySocket, sb: UnderlaySocket, memory: WebAssembly.Memory) => Promise<void>): Promise<void> {
+    for (const [ns, dev] of [[a, "va"], [b, "vb"]] as const) ip(ns, "link", "set", dev, "mtu", "9000");
+    try {
+      const sa = open(a, "10.98.0.1");
+      const sb = UnderlaySocket.open({ bindIp: "10.98.0.2", port: PORT, netns: `/var/run/netns/${b}`, innerMtu: 1450 });
+      sockets.push(sb);
+      await f(sa, sb, new WebAssembly.Memory({ initial: 64 }));
+    } finally {
+      for (const [ns, dev] of [[a, "va"], [b, "vb"]] as const) ip(ns, "link", "set", dev, "mtu", "1500");
+    }
   }
 
   it("a batch of 32 raw IPv4/UDP packets sent with sendBatch arrives as 32, peer and payload intact", async () => {
@@ -132,20 +155,11 @@ describe("io: underlay socket (integration, needs root)", function () {
   });
 
   it("one VXLAN frame carrying an unsegmented TCP packet (a Linux vxlan sender's TSO over a veth) is cut into frames of the inner MTU as RFC 793/791 say a segmenter must; a frame whose inner length disagrees arrives untouched", async () => {
-    // The raw IP_HDRINCL path refuses packets over the link MTU: make the test link a jumbo one.
-    for (const [ns, dev] of [[a, "va"], [b, "vb"]] as const) ip(ns, "link", "set", dev, "mtu", "9000");
-    try {
-      const sa = open(a, "10.98.0.1");
-      const sb = UnderlaySocket.open({ bindIp: "10.98.0.2", port: PORT, netns: `/var/run/netns/${b}`, innerMtu: 1450 });
-      sockets.push(sb);
-      const memory = new WebAssembly.Memory({ initial: 64 });
+    await overJumboLink(async (sa, sb, memory) => {
       const data = new Uint8Array(3000).map((_, i) => (i * 13) & 255);
       const inner = ipPacket({ src: "10.244.7.2", dst: "10.244.1.2", id: 0x1234, df: true },
         { proto: "tcp", sport: 40000, dport: 5001, seq: 0xfffff000, flags: TCP.ACK | TCP.PSH, payload: data });
-      const frame = new Uint8Array(22 + inner.length);
-      frame.set(vxlanPayload(0).subarray(0, 8));
-      frame.set([2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00], 8);
-      frame.set(inner, 22);
+      const frame = frameOf(inner);
       const liar = frame.slice(); new DataView(liar.buffer).setUint16(22 + 2, inner.length - 8); // inner total length says less
       const out = layout(memory, 2, 8192, 1024);
       put(out, 0, udp4("10.98.0.1", "10.98.0.2", 50003, PORT, frame), Verdict.Overlay, ipv4ToU32("10.98.0.2"));
@@ -175,18 +189,11 @@ describe("io: underlay socket (integration, needs root)", function () {
         offset += size;
       }
       assert.deepEqual([...packet(inb, 3)], [...liar], "not one TSO packet: delivered as it came");
-    } finally {
-      for (const [ns, dev] of [[a, "va"], [b, "vb"]] as const) ip(ns, "link", "set", dev, "mtu", "1500");
-    }
+    });
   });
 
   it("keepWhole: the unsegmented TCP packet whose checksum is still the partial sum stays one datagram (the engine passes it on as GSO); one with a full checksum is still cut", async () => {
-    for (const [ns, dev] of [[a, "va"], [b, "vb"]] as const) ip(ns, "link", "set", dev, "mtu", "9000");
-    try {
-      const sa = open(a, "10.98.0.1");
-      const sb = UnderlaySocket.open({ bindIp: "10.98.0.2", port: PORT, netns: `/var/run/netns/${b}`, innerMtu: 1450 });
-      sockets.push(sb);
-      const memory = new WebAssembly.Memory({ initial: 64 });
+    await overJumboLink(async (sa, sb, memory) => {
       const data = new Uint8Array(3000).map((_, i) => (i * 11) & 255);
       const full = ipPacket({ src: "10.244.7.2", dst: "10.244.1.2", id: 7, df: true },
         { proto: "tcp", sport: 40000, dport: 5001, seq: 1, flags: TCP.ACK, payload: data });
@@ -195,13 +202,6 @@ describe("io: underlay socket (integration, needs root)", function () {
       let pseudo = 10 * 256 + 244 + 7 * 256 + 2 + 10 * 256 + 244 + 1 * 256 + 2 + 6 + 20 + data.length;
       while (pseudo > 0xffff) pseudo = (pseudo & 0xffff) + (pseudo >>> 16);
       new DataView(partial.buffer).setUint16(20 + 16, pseudo);
-      const frameOf = (inner: Uint8Array) => {
-        const f = new Uint8Array(22 + inner.length);
-        f.set(vxlanPayload(0).subarray(0, 8));
-        f.set([2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00], 8);
-        f.set(inner, 22);
-        return f;
-      };
       const out = layout(memory, 2, 8192, 1024);
       put(out, 0, udp4("10.98.0.1", "10.98.0.2", 50005, PORT, frameOf(partial)), Verdict.Overlay, ipv4ToU32("10.98.0.2"));
       put(out, 1, udp4("10.98.0.1", "10.98.0.2", 50006, PORT, frameOf(full)), Verdict.Overlay, ipv4ToU32("10.98.0.2"));
@@ -212,9 +212,7 @@ describe("io: underlay socket (integration, needs root)", function () {
       assert.equal(got, 4);
       assert.deepEqual([...packet(inb, 0)], [...frameOf(partial)], "untouched, one datagram");
       assert.deepEqual([1, 2, 3].map((k) => packet(inb, k).length), [22 + 40 + 1410, 22 + 40 + 1410, 22 + 40 + 180]);
-    } finally {
-      for (const [ns, dev] of [[a, "va"], [b, "vb"]] as const) ip(ns, "link", "set", dev, "mtu", "1500");
-    }
+    });
   });
 
   it("tunnelTap: a TAP with accept_local, no reverse-path check and no IPv6 is made beside the socket and goes with it; strict rp_filter for all interfaces keeps it off, saying why", () => {
