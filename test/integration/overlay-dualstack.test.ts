@@ -5,7 +5,7 @@ import { strict as assert } from "node:assert";
 import { type ChildProcess } from "node:child_process";
 import { ask6, serve6 } from "../helpers/ipv6.js";
 import { stop } from "../helpers/netns.js";
-import { Topology, type Pod } from "../helpers/topology.js";
+import { control, Topology, type Pod } from "../helpers/topology.js";
 
 const A = { name: "node-a", underlayIP: "10.99.0.1", podCIDR: "10.244.1.0/24", podCIDRv6: "fd00:10:244:1::/64" };
 const B = { name: "node-b", underlayIP: "10.99.0.3", podCIDR: "10.244.2.0/24", podCIDRv6: "fd00:10:244:2::/64" };
@@ -57,10 +57,15 @@ describe("wasp daemon: dual-stack pods on two nodes, IPv6 across the VXLAN overl
     assert.deepEqual([o.seen?.local, o.seen?.remote], [pb.ip6, pa.ip6], JSON.stringify(o));
   });
 
-  it("an 8 MiB IPv6 TCP stream crosses the overlay intact, every byte counted by the receiver", () => {
+  it("an 8 MiB IPv6 TCP stream crosses the overlay intact, every byte counted by the receiver; its TSO packets crossed whole (TCPV6 in a UDP-tunnel GSO frame over IPv4) where the kernel can", async () => {
     const bytes = 8 << 20;
     const o = ask(pa, "tcp", pb.ip6!, "8080", String(bytes));
     assert.ok(o.ok, JSON.stringify(o));
     assert.equal(o.seen.bytes, bytes);
+    const [sa, sb] = await Promise.all([control(ta.socketPath, { cmd: "status" }), control(tb.socketPath, { cmd: "status" })]);
+    if (sa.tunnelGso && "device" in sa.tunnelGso) {
+      assert.ok(sa.counters.named.tunnel_gso_sent > 0, JSON.stringify(sa.counters.named));
+      assert.ok(sb.counters.named.tunnel_gso_received > 0, JSON.stringify(sb.counters.named));
+    } else assert.ok(sa.tunnelGso?.off, JSON.stringify(sa.tunnelGso));
   });
 });
