@@ -1,5 +1,8 @@
 // The network configuration of a "wasp" network: schema and pure validation (no files, no clock).
 import { parseCidr } from "../ipam/cidr.js";
+import { VXLAN_OVERHEAD } from "../model/vxlan.js";
+
+export { VXLAN_OVERHEAD };
 
 export interface Dns {
   nameservers?: string[];
@@ -34,8 +37,6 @@ export interface Problem {
 
 export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
 export const DEFAULT_UNDERLAY_MTU = 1500;
-/** RFC 7348 VXLAN over IPv4: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
-export const VXLAN_OVERHEAD = 50;
 
 // Hand-written rather than zod: the plugin is a short-lived process on every pod start, and
 // loading zod cost 75-100 ms of it (measured with a bundled build); these checks cost nothing.

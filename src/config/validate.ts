@@ -4,6 +4,7 @@
 import type { z } from "zod";
 import { cidrContains, cidrsOverlap, formatCidr, formatIp, parseCidr, parseIp, type Cidr, type Family, type Ip } from "../model/addr.js";
 import { drain, drainAsync, every64, type Steps } from "../model/steps.js";
+import { VXLAN_OVERHEAD } from "../model/vxlan.js";
 import {
   BackendSchema, DEFAULT_AFFINITY_TIMEOUT_SEC, describe, PeerNodeSchema, ServiceSchema, TOP_LEVEL,
   type BackendConfig, type Config, type NodeConfig, type PeerNodeConfig, type Problem, type ServiceConfig, type ServiceInput,
@@ -172,9 +173,6 @@ function normalizeService(s: ServiceInput, at: string, problems: Problem[]): Ser
 const ip = (text: string): Ip => parseIp(text) as Ip; // only on text the schema accepted
 const cidr = (text: string | undefined): Cidr | undefined => (text === undefined ? undefined : parseCidr(text));
 const inside = (inner: Cidr, outer: Cidr) => cidrsOverlap(inner, outer) && inner.prefixLen >= outer.prefixLen;
-
-// The VXLAN overhead over an IPv4 underlay (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14), RFC 7348.
-const VXLAN_OVERHEAD = 50;
 
 class CrossCheck {
   private readonly svc: Partial<Record<Family, Cidr>>;

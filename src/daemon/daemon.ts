@@ -22,7 +22,7 @@ import { engineOptionsFor, makeControlApi } from "./control-api.js";
 import { serveControl } from "./control-socket.js";
 import { serveCni } from "./cni-socket.js";
 import { handle as handleCni } from "../cni/index.js";
-import { VXLAN_OVERHEAD } from "../cni/config.js";
+import { VXLAN_OVERHEAD } from "../model/vxlan.js";
 import { healthChecks, ServiceHealthServers } from "./service-health.js";
 import { Datapath, nowSec } from "./datapath.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
