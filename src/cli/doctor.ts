@@ -7,14 +7,13 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import type { Config } from "../config/index.js";
 import { cidrsOverlap, parseCidr, parseIp, type Cidr } from "../model/index.js";
+import { VXLAN_OVERHEAD } from "../model/vxlan.js";
 import { CliError, EXIT, request } from "./client.js";
 import { printJson, table } from "./format.js";
 
 export type Level = "ok" | "warn" | "fail" | "skip";
 export interface Finding { check: string; level: Level; detail: string; fix?: string }
 
-/** RFC 7348 VXLAN over IPv4: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
-const VXLAN_OVERHEAD = 50;
 const DEVICE = "wasp0";
 
 interface Env {
@@ -190,6 +189,43 @@ function checkKubeProxy(): Finding {
   return {
     check, level: "fail", detail: `${found.join("; ")}: kube-proxy's rules DNAT service traffic before it reaches wasp0, and the two fight over every connection`,
     fix: "stop kube-proxy (kubectl -n kube-system delete ds kube-proxy), then clean its rules on each node: kube-proxy --cleanup",
+  };
+}
+
+/** The node forwards pod traffic through wasp0 and, for other nodes, the overlay's whole TSO frames
+ *  from wasp0tnl (UDP-tunnel GSO): a FORWARD chain that drops by default (Docker sets that) must
+ *  accept them. */
+function checkForwardFirewall(): Finding {
+  const check = "FORWARD firewall";
+  const r = sh("iptables-save", ["-t", "filter"]);
+  const notes: string[] = [];
+  let dropping = "";
+  if (!r.ok) notes.push(`iptables-save: ${r.err.split("\n")[0]}`);
+  else {
+    const policy = /^:FORWARD (\w+)/m.exec(r.out)?.[1] ?? "ACCEPT";
+    const accepts = (dev: string) => new RegExp(`^-A \\S+ .*-[io] ${dev} .*-j ACCEPT`, "m").test(r.out);
+    if (policy !== "ACCEPT") {
+      const missing = [["wasp0", accepts("wasp0")], ["wasp0tnl", accepts("wasp0tnl")]].filter(([, ok]) => !ok).map(([d]) => d);
+      if (missing.length) dropping = `iptables FORWARD policy ${policy} and no rule accepting ${missing.join(" or ")}`;
+    }
+  }
+  // nft chains of their own (iptables-nft's ip filter FORWARD is the one iptables-save showed)
+  const nft = sh("nft", ["list", "ruleset"]);
+  const nftDrops = !nft.ok ? [] : [...nft.out.matchAll(/^table (\S+) (\S+) \{([\s\S]*?)^\}/gm)].flatMap(([, fam, table, body]) =>
+    [...body!.matchAll(/chain (\S+) \{([^}]*)\}/g)]
+      .filter(([, chain, text]) => /hook forward/.test(text!) && /policy drop;/.test(text!) && !(r.ok && table === "filter" && chain === "FORWARD" && (fam === "ip" || fam === "ip6")))
+      .map(([, chain]) => `${fam} ${table} ${chain}`));
+  if (nftDrops.length && !/iifname "wasp0/.test(nft.out)) {
+    const what = `nft chain ${nftDrops.join(", ")} drops forwarded packets by default and names no wasp device`;
+    dropping = dropping ? `${dropping}; ${what}` : what;
+  }
+  if (!dropping) {
+    if (!r.ok && !nft.ok) return { check, level: "skip", detail: notes.join("; ") };
+    return { check, level: "ok", detail: "forwarded packets are not dropped by default" };
+  }
+  return {
+    check, level: "warn", detail: `${dropping}: unless other rules accept them, the node drops pod traffic through wasp0 and the overlay's whole TSO frames from wasp0tnl`,
+    fix: "iptables -I FORWARD -i wasp0 -j ACCEPT; iptables -I FORWARD -o wasp0 -j ACCEPT; iptables -I FORWARD -i wasp0tnl -j ACCEPT (or WASP_NO_TUNNEL_GSO=1 for the daemon: the overlay then sends from a socket, not forwarded)",
   };
 }
 
@@ -374,7 +410,7 @@ export async function runDoctor(env: Env): Promise<Finding[]> {
   return [
     ...extra,
     checkForwarding(env), checkRpFilter(env, ls), checkTun(env), checkMtu(env, ls, config), checkCidrs(config, ls),
-    checkKubeProxy(), checkIpam(env), checkVxlanPort(config, d.pid), d.finding,
+    checkKubeProxy(), checkForwardFirewall(), checkIpam(env), checkVxlanPort(config, d.pid), d.finding,
   ];
 }
 

@@ -72,6 +72,7 @@ describe("wasp doctor: silent on a healthy node, names each pitfall made in a te
       sysctl(t.node, "net.ipv4.conf.wasp0.rp_filter", 1);
       ip(t.node, "link", "set", "eth0", "mtu", "1400");
       inNs(t.node, "iptables", "-t", "nat", "-N", "KUBE-SERVICES");
+      inNs(t.node, "iptables", "-P", "FORWARD", "DROP");
       ip(t.node, "route", "add", "10.96.7.0/24", "dev", "eth0");
       writeFileSync(stale, "0123456789abcdef\neth0");
       squatter = spawnInNs(t.node, process.execPath, ["-e",
@@ -94,6 +95,9 @@ describe("wasp doctor: silent on a healthy node, names each pitfall made in a te
       f("config", /overlap\.json is invalid \(2 problems\): .*serviceCIDR is "10\.244\.128\.0\/17", overlapping clusterCIDR/, /correct .*overlap\.json/);
       f("CIDR overlaps", /serviceCIDR 10\.96\.0\.0\/16 overlaps route 10\.96\.7\.0\/24 dev eth0/, /addresses of their own/);
       f("kube-proxy leftovers", /iptables-save: chains KUBE-SERVICES/, /kube-proxy --cleanup/);
+      assert.equal(findings["FORWARD firewall"]?.level, "warn", JSON.stringify(findings["FORWARD firewall"]));
+      assert.match(findings["FORWARD firewall"]!.detail, /iptables FORWARD policy DROP and no rule accepting wasp0 or wasp0tnl/);
+      assert.match(findings["FORWARD firewall"]!.fix ?? "", /iptables -I FORWARD -i wasp0tnl -j ACCEPT/);
       f("IPAM records", /1 of 2 records belong to containers that no longer exist.*waspnet\/10\.244\.1\.200 \(container 0123456789ab\)/, /CNI GC.*rm .*10\.244\.1\.200/);
       f("VXLAN port", /UDP 8472 is taken by node \(pid \d+\)/, /another vxlan\.port/);
       const text = await cli.run(["doctor", "--socket", t.socketPath, "--ipam-dir", join(t.work, "ipam"), "--cni-conf-dir", cniDir, "--dev-tun", join(t.work, "no-tun")], { ns: t.node });
@@ -104,6 +108,7 @@ describe("wasp doctor: silent on a healthy node, names each pitfall made in a te
       if (squatter) await stop(squatter);
       rmSync(stale, { force: true });
       try { inNs(t.node, "iptables", "-t", "nat", "-X", "KUBE-SERVICES"); } catch { /* not made */ }
+      try { inNs(t.node, "iptables", "-P", "FORWARD", "ACCEPT"); } catch { /* not made */ }
       try { ip(t.node, "route", "del", "10.96.7.0/24", "dev", "eth0"); } catch { /* not made */ }
       ip(t.node, "link", "set", "eth0", "mtu", "1500");
       sysctl(t.node, "net.ipv4.conf.wasp0.rp_filter", 0);
