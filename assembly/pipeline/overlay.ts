@@ -113,6 +113,7 @@ export function wholeTsoHeader(ip: usize, len: u32): usize {
     ipHl = 40;
     if (ld8(ip + 6) != 6 || 40 + ld16(ip + 4) != len) return 0;
   } else return 0;
+  if (ipHl + 20 > len) return 0;
   const tcp = ip + ipHl, thl = <u32>(ld8(tcp + 12) >> 4) << 2;
   if (thl < 20 || ipHl + thl >= len || ipHl + thl + 8 > innerMtu) return 0;
   const l4len = len - ipHl;
