@@ -132,13 +132,13 @@ export function extraCount(): u32 { return segmentsMade(); }
  *  it was cut into): the host sends this list to the underlay, not the slots themselves. */
 export function overlayOutAddr(): usize { return overlayOut(); }
 export function overlayOutCount(): u32 { return overlayOutN(); }
-/** After process() of a batch from the underlay, for a TUN (link 0) or TAP (link 14) with vnet
- *  headers the host zeroed: merges runs of one flow's TCP segments into GSO packets (a merged
- *  slot's verdict becomes None). Returns the slots merged away. */
 /** What the host's devices offload for the overlay: gso with the tunnel TAP's MAC (hi: first two
  *  bytes, lo: last four) sends TSO packets whole; decap lets a peer's whole TSO packet reach the
  *  TUN as one GSO packet. */
 export function setTunnelOffloads(macHi: u32, macLo: u32, gso: u32, decap: u32): void { st.setTunnelOffloads(macHi, macLo, gso != 0, decap != 0); }
+/** After process() of a batch from the underlay, for a TUN (link 0) or TAP (link 14) with vnet
+ *  headers the host zeroed: merges runs of one flow's TCP segments into GSO packets (a merged
+ *  slot's verdict becomes None). Returns the slots merged away. */
 export function coalesce(count: u32, link: u32): u32 { return coalesceDecapped(st.slots, count <= st.maxBatch ? count : st.maxBatch, link); }
 export function maxBatch(): u32 { return st.maxBatch; }
 export function bufferAddr(): usize { return st.bufArea; }

@@ -54,6 +54,19 @@ export function encap(route: usize, room: u32): usize {
   return outer;
 }
 
+/** Writes the virtio_net_hdr of a TCP GSO packet at v: NEEDS_CSUM at TCP's checksum field (the
+ *  field holds the folded pseudo-header sum, the kernel adds the rest), gso_size mss; csumStart is
+ *  the TCP header's offset and hdrLen the bytes through it, both from the first byte after the
+ *  header as the device sees it. The bytes after the 10-byte header are left as they are. */
+function writeTcpGsoHeader(v: usize, v6: bool, hdrLen: u32, mss: u32, csumStart: u32): void {
+  store<u8>(v + VNET_FLAGS, <u8>VNET_F_NEEDS_CSUM);
+  store<u8>(v + VNET_GSO_TYPE, <u8>(v6 ? GSO_TCPV6 : GSO_TCPV4));
+  store<u16>(v + VNET_HDR_LEN_F, <u16>hdrLen);
+  store<u16>(v + VNET_GSO_SIZE, <u16>mss);
+  store<u16>(v + VNET_CSUM_START, <u16>csumStart);
+  store<u16>(v + VNET_CSUM_OFFSET, 16);
+}
+
 // ── UDP-tunnel GSO: a TSO packet crosses the underlay whole ─────────────────────────────────
 // Linux 6.17 lets a TUN/TAP writer hand over a packet that is already encapsulated in UDP together
 // with the inner TCP's offload (virtio_net_hdr_v1_hash_tunnel, TUN_F_UDP_TUNNEL_GSO), as a
@@ -81,13 +94,9 @@ export function encapTunnelGso(route: usize, room: u32, mss: u32): usize {
   emitEthernet(eth, TUNNEL_MAC, CONFIG + CFG_VTEP_MAC, ETH_P_IPV4);
   memory.fill(v, 0, TNL_HDR_LEN);
   const l4off = <u32>(pkt.l4 - eth);
-  store<u8>(v + VNET_FLAGS, <u8>VNET_F_NEEDS_CSUM);
-  store<u8>(v + VNET_GSO_TYPE, <u8>((pkt.v6 ? GSO_TCPV6 : GSO_TCPV4) | GSO_UDP_TUNNEL_IPV4));
   // the virtio spec: hdr_len covers every header through the inner transport one
-  store<u16>(v + VNET_HDR_LEN_F, <u16>(l4off + Tcp.at(pkt.l4).dataOffset));
-  store<u16>(v + VNET_GSO_SIZE, <u16>mss);
-  store<u16>(v + VNET_CSUM_START, <u16>l4off);
-  store<u16>(v + VNET_CSUM_OFFSET, 16);
+  writeTcpGsoHeader(v, pkt.v6, l4off + Tcp.at(pkt.l4).dataOffset, mss, l4off);
+  store<u8>(v + VNET_GSO_TYPE, load<u8>(v + VNET_GSO_TYPE) | <u8>GSO_UDP_TUNNEL_IPV4);
   store<u16>(v + TNL_OUTER_TH, <u16>(ETH_HLEN + IPV4_MIN_LEN));
   store<u16>(v + TNL_INNER_NH, <u16>(ETH_HLEN + ENCAP_LEN));
   return v;
@@ -120,12 +129,7 @@ export function wholeTsoHeader(ip: usize, len: u32): usize {
   const pseudo = ver == 4 ? ipv4PseudoSum(ip, 6, l4len) : ipv6PseudoSum(ip, 6, l4len);
   if (<u32>ld16(tcp + 16) != csumFold(pseudo)) return 0;
   const v = ip - VNET_HDR_LEN;
-  store<u8>(v + VNET_FLAGS, <u8>VNET_F_NEEDS_CSUM);
-  store<u8>(v + VNET_GSO_TYPE, <u8>(ver == 4 ? GSO_TCPV4 : GSO_TCPV6));
-  store<u16>(v + VNET_HDR_LEN_F, <u16>(ipHl + thl));
-  store<u16>(v + VNET_GSO_SIZE, <u16>(innerMtu - ipHl - thl));
-  store<u16>(v + VNET_CSUM_START, <u16>ipHl);
-  store<u16>(v + VNET_CSUM_OFFSET, 16);
+  writeTcpGsoHeader(v, ver == 6, ipHl + thl, innerMtu - ipHl - thl, ipHl);
   return v;
 }
 
@@ -169,14 +173,9 @@ function finishRun(ip: usize, len: u32, mss: u32, vnetAt: usize, psh: bool): voi
   st16(ip + 10, csum(ip, 20, 0));
   const tcp = ip + 20, thl = (ld8(tcp + 12) >> 4) << 2;
   if (psh) st8(tcp + 13, ld8(tcp + 13) | TCP_PSH_BIT);
-  // NEEDS_CSUM: the field holds the folded pseudo-header sum, the kernel adds the rest
   st16(tcp + 16, csumFold(ipv4PseudoSum(ip, 6, len - 20)));
-  store<u8>(vnetAt + VNET_FLAGS, <u8>VNET_F_NEEDS_CSUM);
-  store<u8>(vnetAt + VNET_GSO_TYPE, <u8>GSO_TCPV4);
-  store<u16>(vnetAt + VNET_HDR_LEN_F, <u16>(<u32>(ip - vnetAt) - VNET_HDR_LEN + 20 + thl));
-  store<u16>(vnetAt + VNET_GSO_SIZE, <u16>mss);
-  store<u16>(vnetAt + VNET_CSUM_START, <u16>(<u32>(ip - vnetAt) - VNET_HDR_LEN + 20));
-  store<u16>(vnetAt + VNET_CSUM_OFFSET, 16);
+  const csumStart = <u32>(ip - vnetAt) - VNET_HDR_LEN + 20;
+  writeTcpGsoHeader(vnetAt, false, csumStart + thl, mss, csumStart);
 }
 
 /**
