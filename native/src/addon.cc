@@ -282,6 +282,25 @@ bool SlotsInside(const Mem& m, uint32_t slotsAddr, uint32_t count) {
   return uint64_t(slotsAddr) + uint64_t(count) * SLOT_SIZE <= m.size;
 }
 
+// Opens /dev/net/tun as device `name` with IFF_* flags; with IFF_VNET_HDR every packet carries a
+// vnetHdrLen-byte virtio header and the kernel may hand over what `offloads` (TUN_F_*) allow.
+// Returns the fd, or -errno with stage naming the step that failed (fd closed). Call it inside the
+// target namespace.
+int MakeTun(const std::string& name, int iff, int vnetHdrLen, unsigned offloads, const char** stage,
+            struct ifreq* ifr) {
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) { *stage = "open"; return -errno; }
+  memset(ifr, 0, sizeof *ifr);
+  ifr->ifr_flags = short(iff | IFF_NO_PI);
+  snprintf(ifr->ifr_name, IFNAMSIZ, "%s", name.c_str());
+  if (ioctl(fd, TUNSETIFF, ifr) < 0) { int e = errno; close(fd); *stage = "setiff"; return -e; }
+  if (iff & IFF_VNET_HDR) {
+    if (ioctl(fd, TUNSETVNETHDRSZ, &vnetHdrLen) < 0) { int e = errno; close(fd); *stage = "vnethdr"; return -e; }
+    if (ioctl(fd, TUNSETOFFLOAD, offloads) < 0) { int e = errno; close(fd); *stage = "offload"; return -e; }
+  }
+  return fd;
+}
+
 // openTun(name, tap, vnetHdr, multiQueue, netns) -> { fd } | { errno, stage }
 Napi::Value OpenTun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -291,24 +310,10 @@ Napi::Value OpenTun(const Napi::CallbackInfo& info) {
   std::string ns = OptString(info, 4);
   const char* stage = "";
   int r = InNetns(ns, &stage, [&]() -> int {
-    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) { stage = "open"; return -errno; }
     struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    ifr.ifr_flags = short((tap ? IFF_TAP : IFF_TUN) | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0) |
-                          (mq ? IFF_MULTI_QUEUE : 0));
-    snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name.c_str());
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0) { int e = errno; close(fd); stage = "setiff"; return -e; }
-    if (vnet) {
-      int hlen = VNET_HDR_LEN;
-      if (ioctl(fd, TUNSETVNETHDRSZ, &hlen) < 0) {
-        int e = errno; close(fd); stage = "vnethdr"; return -e;
-      }
-      // With these the kernel hands over GSO super-packets (up to 64 KiB) with partial checksums.
-      unsigned off = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
-      if (ioctl(fd, TUNSETOFFLOAD, off) < 0) { int e = errno; close(fd); stage = "offload"; return -e; }
-    }
-    return fd;
+    // With these offloads the kernel hands over GSO super-packets (up to 64 KiB) with partial checksums.
+    return MakeTun(name, (tap ? IFF_TAP : IFF_TUN) | (vnet ? IFF_VNET_HDR : 0) | (mq ? IFF_MULTI_QUEUE : 0),
+                   VNET_HDR_LEN, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, &stage, &ifr);
   });
   return FdResult(env, r, stage);
 }
@@ -551,17 +556,10 @@ Napi::Value OpenTunnelTap(const Napi::CallbackInfo& info) {
   uint8_t mac[6] = {0};
   int r = InNetns(ns, &stage, [&]() -> int {
     if (ReadSysctl("/proc/sys/net/ipv4/conf/all/rp_filter") == 1) { stage = "rpfilter"; return -EPERM; }
-    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) { stage = "open"; return -errno; }
     struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    ifr.ifr_flags = short(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR);
-    snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name.c_str());
-    if (ioctl(fd, TUNSETIFF, &ifr) < 0) { int e = errno; close(fd); stage = "setiff"; return -e; }
-    int hlen = TNL_VNET_HDR_LEN;
-    if (ioctl(fd, TUNSETVNETHDRSZ, &hlen) < 0) { int e = errno; close(fd); stage = "vnethdr"; return -e; }
-    unsigned off = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UDP_TUNNEL_GSO_;
-    if (ioctl(fd, TUNSETOFFLOAD, off) < 0) { int e = errno; close(fd); stage = "offload"; return -e; }
+    int fd = MakeTun(name, IFF_TAP | IFF_VNET_HDR, TNL_VNET_HDR_LEN,
+                     TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UDP_TUNNEL_GSO_, &stage, &ifr);
+    if (fd < 0) return fd;
     std::string conf = "/proc/sys/net/ipv4/conf/" + std::string(ifr.ifr_name) + "/";
     if (!WriteSysctl(conf + "accept_local", "1") || !WriteSysctl(conf + "rp_filter", "0")) {
       int e = errno; close(fd); stage = "sysctl"; return -(e ? e : EIO);
