@@ -1,6 +1,8 @@
 // A GSO super-packet (virtio_net_hdr gso_type TCPV4/TCPV6, up to 64 KiB) bound for another node
-// is cut into segments of gso_size payload bytes, as the kernel's tcp_gso_segment does, because the
-// underlay socket offloads nothing and nothing on the wire may exceed the underlay MTU. The first
+// is cut into segments of gso_size payload bytes, as the kernel's tcp_gso_segment does, where it
+// cannot leave whole through the tunnel TAP (encapTunnelGso in overlay.ts: no UDP-tunnel GSO in the
+// kernel, strict rp_filter, ECN): the underlay socket offloads nothing and nothing on the wire may
+// exceed the underlay MTU. The first
 // segment stays in the slot; the others are written to the segment area and handed to the host as
 // extra slots (extraSlotsAddr(), extraCount()), each already VXLAN-encapsulated.
 //

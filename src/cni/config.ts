@@ -2,8 +2,6 @@
 import { parseCidr } from "../ipam/cidr.js";
 import { VXLAN_OVERHEAD } from "../model/vxlan.js";
 
-export { VXLAN_OVERHEAD };
-
 export interface Dns {
   nameservers?: string[];
   domain?: string;

@@ -102,12 +102,10 @@ export class Datapath {
         this.noteDrops(this.underlay.lastDropped, this.underlay.lastDropCode);
         // The kernel refused the tunnel frames themselves (not a full queue): cut TSO packets
         // again from now on; TCP resends what was lost.
-        if (this.underlay.lastTunnelRefused > 0 && this.underlay.tunnel) {
-          if (!this.tunnelOff) {
-            this.setTunnelOffloads(undefined);
-            this.tunnelOff = `the kernel refused UDP-tunnel GSO frames on ${this.underlay.tunnel.name} (${this.underlay.lastDropCode})`;
-            this.onNotice(`${this.tunnelOff}: TSO packets for other nodes are cut by the engine again`);
-          }
+        if (this.underlay.lastTunnelRefused > 0 && this.underlay.tunnel && !this.tunnelOff) {
+          this.setTunnelOffloads(undefined);
+          this.tunnelOff = `the kernel refused UDP-tunnel GSO frames on ${this.underlay.tunnel.name} (${this.underlay.lastDropCode})`;
+          this.onNotice(`${this.tunnelOff}: TSO packets for other nodes are cut by the engine again`);
         }
       }
       if (n < max) return;
