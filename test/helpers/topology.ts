@@ -5,6 +5,7 @@
 // Node servers and clients that report the addresses each connection really had.
 // Everything lives in namespaces from makeNs (removed by destroy(), also after a failure); every
 // process is ended by its PID.
+import { strict as assert } from "node:assert";
 import { type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, mkdirSync, writeFileSync } from "node:fs";
@@ -87,6 +88,17 @@ const s = net.connect(Number(process.argv[2]), process.argv[1], () => {
 });
 let reply = ""; s.on("data", (d) => reply += d); s.on("end", () => console.log(reply));
 s.on("error", (e) => { console.log(JSON.stringify({ error: e.code || e.message })); });`;
+
+/** What Topology.stream reports: bytes the sink counted, their SHA-256, the peer it saw. */
+export interface StreamResult { n?: number; sha?: string; remote?: string; error?: string }
+
+/** The stream of `bytes` arrived whole and unaltered, and (when `from` is given) the sink saw it
+ *  come from that address. */
+export function assertStreamed(r: StreamResult, bytes: number, from?: string, why?: string): void {
+  assert.equal(r.n, bytes, JSON.stringify(r));
+  assert.equal(r.sha, streamSha(bytes));
+  if (from !== undefined) assert.equal(r.remote, from, why);
+}
 
 /** SHA-256 of what STREAM sends for `bytes` (a multiple of 1 MiB). */
 export function streamSha(bytes: number): string {
@@ -276,7 +288,7 @@ export class Topology {
   }
 
   /** Streams `bytes` from ns to host:port; resolves with the sink's answer. */
-  async stream(ns: string, host: string, port: number, bytes: number): Promise<{ n?: number; sha?: string; remote?: string; error?: string }> {
+  async stream(ns: string, host: string, port: number, bytes: number): Promise<StreamResult> {
     const child = spawnInNs(ns, process.execPath, ["-e", STREAM, host, String(port), String(bytes)]);
     this.children.add(child);
     const out = collect(child);
