@@ -3,6 +3,8 @@
 // (--ipam-dir, --cni-conf-dir, --dev-tun, --proc-sys), so tests check a namespace of their own.
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { readSysctl } from "../io/sysctl.js";
+import { inetChecksum } from "../packet/checksum.js";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import type { Config } from "../config/index.js";
@@ -30,7 +32,7 @@ function sh(cmd: string, args: readonly string[]): { ok: boolean; out: string; e
 }
 
 function readSys(env: Env, key: string): string | undefined {
-  try { return readFileSync(join(env.procSys, ...key.split(".")), "utf8").trim(); } catch { return undefined; }
+  return readSysctl(key, env.procSys);
 }
 
 interface Link { ifname: string; mtu: number; operstate: string; flags: string[]; addr_info?: Array<{ family: string; local: string; prefixlen: number }> }
@@ -332,10 +334,7 @@ async function probeDatapath(vip: string): Promise<{ ok: boolean; ms: number; de
   const id = process.pid & 0xffff, seq = 1;
   const pkt = Buffer.alloc(16);
   pkt.writeUInt8(8, 0); pkt.writeUInt16BE(id, 4); pkt.writeUInt16BE(seq, 6); pkt.write("waspdoc", 8);
-  let sum = 0;
-  for (let i = 0; i < pkt.length; i += 2) sum += pkt.readUInt16BE(i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  pkt.writeUInt16BE(~sum & 0xffff, 2);
+  pkt.writeUInt16BE(inetChecksum(pkt), 2);
   const s = raw.createSocket({ protocol: raw.Protocol.ICMP });
   const t0 = performance.now();
   try {

@@ -1,7 +1,8 @@
 // ADD in routed mode: a veth pair, the pod end as CNI_IFNAME with a /32 (/128), a link-local
 // gateway answered by the host end, and a host route per pod address. Nothing is left half-made:
 // every step pushes its undo, and a failure runs the undo list in reverse.
-import { closeSync, openSync, writeFileSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
+import { SysctlError, writeSysctl } from "../io/sysctl.js";
 import { allocate, PoolExhaustedError, StoreError } from "../ipam/index.js";
 import { Code, CniError } from "./errors.js";
 import { GW4, GW6, openStore, owner, pools, type Ctx } from "./context.js";
@@ -115,9 +116,11 @@ async function linkIndex(nl: Rtnl, name: string): Promise<number> {
 
 function sysctl(key: string, value: string): void {
   try {
-    writeFileSync(`/proc/sys/net/${key}`, value);
+    writeSysctl(`net/${key}`, value);
   } catch (e) {
-    throw new IpError(`cannot set net.${key.replace(/\//g, ".")}=${value}`, (e as Error).message);
+    // an IpError carries the CNI error code of a failed node change
+    if (e instanceof SysctlError) throw new IpError(e.what, e.why);
+    throw e;
   }
 }
 

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import { formatMac } from "../model/addr.js";
 
 /**
  * The host end of a pod's veth: "wasp" + 11 hex digits of a hash of (containerID, ifname), 15
@@ -14,5 +15,5 @@ export const HOST_VETH_RE = /^wasp[0-9a-f]{11}$/;
 export function randomMac(): string {
   const b = randomBytes(6);
   b[0] = (b[0]! & 0xfe) | 0x02;
-  return [...b].map((x) => x.toString(16).padStart(2, "0")).join(":");
+  return formatMac(b);
 }

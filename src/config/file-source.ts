@@ -5,6 +5,7 @@
 import { watch, type FSWatcher } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import { errnoWords } from "../io/errno.js";
 import { loadConfigText, loadConfigTextAsync } from "./parse.js";
 import { ServiceCache } from "./validate.js";
 import type { Config, Problem } from "./schema.js";
@@ -19,15 +20,9 @@ export interface ConfigSource {
   close(): void;
 }
 
-const ERRNO_WORDS: Record<string, string> = {
-  ENOENT: "no such file",
-  EACCES: "permission denied",
-  EISDIR: "is a directory",
-};
-
 function readProblem(err: NodeJS.ErrnoException): Problem {
   const code = err.code ?? "EIO";
-  return { path: "", message: `cannot be read: ${ERRNO_WORDS[code] ?? err.message} (${code})` };
+  return { path: "", message: `cannot be read: ${errnoWords(code)} (${code})` };
 }
 
 /** Reads and validates a config file once. */
@@ -71,7 +66,7 @@ export class FileConfigSource implements ConfigSource {
       this.watcher = watch(dirname(this.path), { persistent: false }, () => this.schedule());
     } catch (e) {
       const err = e as NodeJS.ErrnoException, code = err.code ?? "EIO";
-      throw new Error(`cannot watch ${dirname(this.path)} for changes to ${this.path}: ${ERRNO_WORDS[code] ?? err.message} (${code})`);
+      throw new Error(`cannot watch ${dirname(this.path)} for changes to ${this.path}: ${errnoWords(code)} (${code})`);
     }
     this.watcher.on("error", () => this.schedule());
     void this.check();

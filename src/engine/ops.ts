@@ -22,7 +22,7 @@
 
 import { Op } from "./abi.js";
 import { fullDelta, PROTO, type Model, type ModelDelta, type Route, type ServiceEntry, type ServiceKey } from "../model/model.js";
-import { formatIp, parseIp, readAddr16, u32ToIpv4, type Ip } from "../model/addr.js";
+import { formatIp, formatMac, parseIp, readAddr16, u32ToIpv4, type Ip } from "../model/addr.js";
 
 const HEADER = 8;
 export const OP_SIZE = {
@@ -231,7 +231,7 @@ export function decodeOps(bytes: Uint8Array): DecodedOp[] {
       case Op.UpsertRoute: {
         want(OP_SIZE.upsertRoute);
         if (dv.getUint16(p + 38, true) !== 0) fail("reserved bytes 38-39 are not zero");
-        const mac = Array.from(bytes.subarray(p + 32, p + 38), (x) => x.toString(16).padStart(2, "0")).join(":");
+        const mac = formatMac(bytes.subarray(p + 32, p + 38));
         ops.push({
           op: Op.UpsertRoute, size, prefix: addr(p + 8), prefixLen128: dv.getUint8(p + 24), kind: dv.getUint8(p + 25),
           nodeId: dv.getUint16(p + 26, true), underlay: u32ToIpv4(dv.getUint32(p + 28, true)), vtepMac: mac,

@@ -18,6 +18,7 @@ const WORDS: Readonly<Record<string, string>> = {
   EEXIST: "file exists",
   ENODEV: "no such device",
   ENOTDIR: "not a directory",
+  EISDIR: "is a directory",
   EINVAL: "invalid argument",
   ENFILE: "too many open files in system",
   EMFILE: "too many open files",
@@ -37,6 +38,7 @@ const WORDS: Readonly<Record<string, string>> = {
   ECONNREFUSED: "connection refused",
   EHOSTUNREACH: "no route to host",
   ECANCELED: "operation canceled",
+  ETIMEDOUT: "timed out",
 };
 
 const CODES = new Map<number, string>(

@@ -1,7 +1,8 @@
-// Addresses as bigints so that IPv4 and IPv6 share one arithmetic.
-import { isIPv4, isIPv6 } from "node:net";
+// Pool arithmetic on addresses as bigints, so that IPv4 and IPv6 share one; parsing and text come
+// from model/addr.ts.
+import { bigintToIp, formatIp, ipToBigint, parseIp, type Family } from "../model/addr.js";
 
-export type Family = 4 | 6;
+export type { Family };
 
 export interface Cidr {
   family: Family;
@@ -15,39 +16,14 @@ export interface Cidr {
 }
 
 export function parseAddr(s: string): { family: Family; value: bigint } | undefined {
-  if (isIPv4(s)) {
-    const v = s.split(".").reduce((acc, p) => (acc << 8n) | BigInt(Number(p)), 0n);
-    return { family: 4, value: v };
-  }
-  if (isIPv6(s)) {
-    if (s.includes(".")) return undefined; // an embedded IPv4 tail is not a pod address
-    const [head = "", tail] = s.split("::");
-    const parts = (x: string) => (x === "" ? [] : x.split(":"));
-    const h = parts(head), t = tail === undefined ? [] : parts(tail);
-    const groups = [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t];
-    return { family: 6, value: groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n) };
-  }
-  return undefined;
+  const ip = parseIp(s);
+  // an embedded IPv4 tail (::ffff:10.0.0.1) is not a pod address
+  if (!ip || (ip.family === 6 && s.includes("."))) return undefined;
+  return { family: ip.family, value: ipToBigint(ip) };
 }
 
 export function formatAddr(family: Family, v: bigint): string {
-  if (family === 4) {
-    return [24n, 16n, 8n, 0n].map((s) => String((v >> s) & 0xffn)).join(".");
-  }
-  const groups: number[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(Number((v >> BigInt(i * 16)) & 0xffffn));
-  // RFC 5952 §4.2: compress the longest run (length > 1) of zero groups, the first one on a tie.
-  let bestAt = -1, bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i > 1) { bestAt = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestAt < 0) return hex.join(":");
-  return `${hex.slice(0, bestAt).join(":")}::${hex.slice(bestAt + bestLen).join(":")}`;
+  return formatIp(bigintToIp(family, v));
 }
 
 /** Parses "a.b.c.d/n" or "x::/n"; undefined when it is not a CIDR. Host bits must be zero. */

@@ -198,6 +198,64 @@ export function ipv4ToU32(ip: Ip): number {
   return (((b[12] ?? 0) << 24) | ((b[13] ?? 0) << 16) | ((b[14] ?? 0) << 8) | (b[15] ?? 0)) >>> 0;
 }
 
+/** A dotted quad as a u32 in host order; throws, naming it, on text that is not an IPv4 address. */
+export function parseIpv4(text: string): number {
+  const ip = parseIp(text);
+  if (ip?.family !== 4) throw new TypeError(`"${text}" is not an IPv4 address`);
+  return ipv4ToU32(ip);
+}
+
 export function u32ToIpv4(v: number): string {
   return `${v >>> 24}.${(v >>> 16) & 0xff}.${(v >>> 8) & 0xff}.${v & 0xff}`;
+}
+
+/** An address as an integer of its family's width (32 or 128 bits): IPAM counts offsets with it. */
+export function ipToBigint(ip: Ip): bigint {
+  let v = 0n;
+  for (let i = ip.family === 4 ? 12 : 0; i < 16; i++) v = (v << 8n) | BigInt(ip.bytes[i] ?? 0);
+  return v;
+}
+
+/** The address an integer of the family's width stands for (the inverse of ipToBigint). */
+export function bigintToIp(family: Family, v: bigint): Ip {
+  const b = new Uint8Array(16);
+  if (family === 4) { b[10] = 0xff; b[11] = 0xff; }
+  for (let i = 15, x = v; i >= (family === 4 ? 12 : 0); i--, x >>= 8n) b[i] = Number(x & 0xffn);
+  return { family, bytes: b };
+}
+
+/** Parses "02:77:61:73:70:01" (six hex pairs, either case); undefined if it is not a MAC address. */
+export function parseMac(text: string): Uint8Array | undefined {
+  const parts = text.split(":");
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) return undefined;
+  return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
+}
+
+/** Like parseMac, but a text that is not a MAC address throws, naming it. */
+export function macBytes(text: string): Uint8Array {
+  const m = parseMac(text);
+  if (!m) throw new TypeError(`"${text}" is not a MAC address (six hex pairs: 02:00:00:00:00:01)`);
+  return m;
+}
+
+export function formatMac(b: Uint8Array): string {
+  return [...b.subarray(0, 6)].map((x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
+/** The first address of an IPv4 CIDR (network + 1): a node's wasp0 address in its pod CIDR. */
+export function firstAddress(cidr4: string): string {
+  const c = parseCidr(cidr4);
+  if (!c || c.family !== 4) throw new Error(`${cidr4} is not an IPv4 CIDR`);
+  const [a = 0, b = 0, d = 0, e = 0] = c.bytes.subarray(12);
+  const n = ((a << 24) | (b << 16) | (d << 8) | e) + 1;
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+}
+
+/** The first address of an IPv6 CIDR (network + 1), as the IPv4 one is. */
+export function firstAddress6(cidr6: string): string {
+  const c = parseCidr(cidr6);
+  if (!c || c.family !== 6) throw new Error(`${cidr6} is not an IPv6 CIDR`);
+  const b = Uint8Array.from(c.bytes);
+  for (let i = 15; i >= 0; i--) { b[i] = (b[i]! + 1) & 255; if (b[i] !== 0) break; }
+  return formatIp({ family: 6, bytes: b });
 }

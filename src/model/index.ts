@@ -5,5 +5,6 @@ export {
 } from "./model.js";
 export {
   parseIp, formatIp, canonicalIp, parseCidr, formatCidr, canonicalCidr, cidrContains, cidrsOverlap, mappedPrefixLen,
-  writeAddr16, readAddr16, ipv4ToU32, u32ToIpv4, isV4Mapped, type Ip, type Cidr, type Family,
+  writeAddr16, readAddr16, ipv4ToU32, u32ToIpv4, isV4Mapped, ipToBigint, bigintToIp, parseMac, macBytes, formatMac, firstAddress, firstAddress6, parseIpv4,
+  type Ip, type Cidr, type Family,
 } from "./addr.js";

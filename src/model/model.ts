@@ -5,7 +5,7 @@
 import { ServiceKind, Select, ServiceFlag, RouteKind } from "../engine/abi.js";
 import type { Config, Protocol, ServiceConfig, BackendConfig } from "../config/schema.js";
 import { drain, drainAsync, every64, type Steps } from "./steps.js";
-import { cidrContains, formatCidr, formatIp, ipv4ToU32, mappedPrefixLen, parseCidr, parseIp, type Cidr, type Family, type Ip } from "./addr.js";
+import { cidrContains, formatCidr, formatIp, formatMac, ipv4ToU32, mappedPrefixLen, parseCidr, parseIp, type Cidr, type Family, type Ip } from "./addr.js";
 
 export { ServiceKind, Select, ServiceFlag, RouteKind };
 
@@ -137,8 +137,7 @@ export class IdAllocator {
 export function deriveVtepMac(underlayIPv4: string): string {
   const ip = parseIp(underlayIPv4);
   if (!ip || ip.family !== 4) throw new TypeError(`"${underlayIPv4}" is not an IPv4 address`);
-  const hex = (n: number | undefined) => (n ?? 0).toString(16).padStart(2, "0");
-  return `02:${hex(ip.bytes[12])}:${hex(ip.bytes[13])}:${hex(ip.bytes[14])}:${hex(ip.bytes[15])}:01`;
+  return formatMac(Uint8Array.of(0x02, ...ip.bytes.subarray(12), 0x01));
 }
 
 /** This node's VTEP MAC: the configured one, else the one every peer derives from its underlay IP. */

@@ -1,7 +1,6 @@
 // rtnetlink messages as bytes (linux/netlink.h, linux/rtnetlink.h, linux/if_link.h,
 // linux/if_addr.h, linux/neighbour.h, linux/veth.h). Pure functions: the addon only sends them.
-import { isIPv4, isIPv6 } from "node:net";
-import { parseAddr } from "../ipam/cidr.js";
+import { macBytes, parseIp } from "../model/addr.js";
 
 export const NLM_F_REQUEST = 0x1, NLM_F_ACK = 0x4;
 export const NLM_F_REPLACE = 0x100, NLM_F_EXCL = 0x200, NLM_F_CREATE = 0x400;
@@ -57,21 +56,15 @@ export const str = (type: number, s: string): Attr => ({ type, data: Buffer.from
 export const u32 = (type: number, v: number): Attr => { const d = Buffer.alloc(4); d.writeUInt32LE(v >>> 0); return { type, data: d }; };
 export const bytes = (type: number, data: Buffer): Attr => ({ type, data });
 
-export function macBytes(mac: string): Buffer {
-  const parts = mac.split(":");
-  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-f]{2}$/i.test(p))) throw new TypeError(`not a MAC address: ${mac}`);
-  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+function mac(text: string): Buffer {
+  return Buffer.from(macBytes(text));
 }
 
 /** The address in network byte order with its address family. */
-export function ipBytes(ip: string): { family: number; data: Buffer } {
-  const a = isIPv4(ip) || isIPv6(ip) ? parseAddr(ip) : undefined;
-  if (!a) throw new TypeError(`not an IP address: ${ip}`);
-  const len = a.family === 4 ? 4 : 16;
-  const data = Buffer.alloc(len);
-  let v = a.value;
-  for (let i = len - 1; i >= 0; i--) { data[i] = Number(v & 0xffn); v >>= 8n; }
-  return { family: a.family === 4 ? AF_INET : AF_INET6, data };
+export function ipBytes(text: string): { family: number; data: Buffer } {
+  const ip = parseIp(text);
+  if (!ip) throw new TypeError(`not an IP address: ${text}`);
+  return { family: ip.family === 4 ? AF_INET : AF_INET6, data: Buffer.from(ip.family === 4 ? ip.bytes.subarray(12) : ip.bytes) };
 }
 
 export interface VethSpec {
@@ -82,11 +75,11 @@ export interface VethSpec {
 /** ip link add NAME mtu M address A type veth peer name P mtu M address B netns FD */
 export function newVeth(seq: number, v: VethSpec): Buffer {
   const peer = Buffer.concat([ifinfomsg(), encodeAttrs([
-    str(IFLA_IFNAME, v.peer.name), u32(IFLA_MTU, v.peer.mtu), bytes(IFLA_ADDRESS, macBytes(v.peer.mac)),
+    str(IFLA_IFNAME, v.peer.name), u32(IFLA_MTU, v.peer.mtu), bytes(IFLA_ADDRESS, mac(v.peer.mac)),
     u32(IFLA_NET_NS_FD, v.peer.netnsFd),
   ])]);
   return message(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, seq, ifinfomsg(), [
-    str(IFLA_IFNAME, v.name), u32(IFLA_MTU, v.mtu), bytes(IFLA_ADDRESS, macBytes(v.mac)),
+    str(IFLA_IFNAME, v.name), u32(IFLA_MTU, v.mtu), bytes(IFLA_ADDRESS, mac(v.mac)),
     { type: IFLA_LINKINFO, nested: [str(IFLA_INFO_KIND, "veth"), { type: IFLA_INFO_DATA, nested: [bytes(VETH_INFO_PEER, peer)] }] },
   ]);
 }
@@ -146,13 +139,13 @@ export function newRoute(seq: number, r: RouteSpec): Buffer {
 }
 
 /** ip neigh replace IP lladdr MAC dev INDEX nud permanent */
-export function replaceNeigh(seq: number, index: number, ip: string, mac: string): Buffer {
+export function replaceNeigh(seq: number, index: number, ip: string, lladdr: string): Buffer {
   const a = ipBytes(ip);
   const body = Buffer.alloc(12);
   body.writeUInt8(a.family, 0);
   body.writeInt32LE(index, 4);
   body.writeUInt16LE(NUD_PERMANENT, 8);
-  return message(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, seq, body, [bytes(NDA_DST, a.data), bytes(NDA_LLADDR, macBytes(mac))]);
+  return message(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, seq, body, [bytes(NDA_DST, a.data), bytes(NDA_LLADDR, mac(lladdr))]);
 }
 
 /** The interface index of an RTM_NEWLINK answer (ifi_index after the 16-byte header). */

@@ -2,10 +2,10 @@
 // operations the CNI plugin needs, each one request and its ack, in the order they are called.
 // Replaces spawning `ip` (two processes per ADD, ~34 ms of the plugin's time: bench/cni).
 import { constants } from "node:os";
+import { errnoCode, errnoWords } from "../io/errno.js";
 import { native } from "../io/native.js";
 import * as m from "./message.js";
 
-const NAME_OF = new Map<number, string>(Object.entries(constants.errno).map(([k, v]) => [v as number, k]));
 const ENODEV = constants.errno.ENODEV;
 
 export class NetlinkError extends Error {
@@ -15,13 +15,7 @@ export class NetlinkError extends Error {
 }
 
 function describeErrno(e: number): string {
-  const name = NAME_OF.get(e);
-  const text: Record<string, string> = {
-    EEXIST: "it already exists", ENODEV: "no such device", ENOENT: "no such entry", EPERM: "operation not permitted",
-    EINVAL: "invalid argument", ENETUNREACH: "network unreachable", EBUSY: "busy", ETIMEDOUT: "the kernel did not answer",
-    EOPNOTSUPP: "not supported", EADDRNOTAVAIL: "address not available", EACCES: "permission denied",
-  };
-  return name ? `${text[name] ?? "failed"} (${name})` : `errno ${e}`;
+  return `${errnoWords(e)} (${errnoCode(e)})`;
 }
 
 export class Rtnl {

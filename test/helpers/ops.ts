@@ -1,6 +1,19 @@
 // Control ops written straight from the layout documented in assembly/abi.ts (independent of
 // src/engine/ops.ts, so tests of the core do not lean on the host's encoder).
-import { addr16 } from "../../src/engine/engine.js";
+
+/** 16 bytes of an address, IPv4 as ::ffff:a.b.c.d (RFC 4291 §2.5.5.2): the tests' own encoder. */
+function addr16(text: string): Uint8Array {
+  const out = new Uint8Array(16);
+  if (!text.includes(":")) {
+    out.set([0xff, 0xff, ...text.split(".").map(Number)], 10);
+    return out;
+  }
+  const [head, tail] = text.split("::") as [string, string | undefined];
+  const words = (s: string | undefined) => (s ? s.split(":").map((w) => parseInt(w, 16)) : []);
+  const h = words(head), t = words(tail);
+  [...h, ...Array<number>(8 - h.length - t.length).fill(0), ...t].forEach((w, i) => { out[2 * i] = w >> 8; out[2 * i + 1] = w & 255; });
+  return out;
+}
 
 export interface TestBackend { ip: string; port: number }
 export interface TestService {

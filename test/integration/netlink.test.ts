@@ -71,13 +71,13 @@ describe("netlink: rtnetlink requests checked with iproute2 (integration, needs 
       const lo = (await nl.linkIndex("lo"))!;
       await nl.addAddr(lo, "lo", "10.9.9.9", 32);
       await assert.rejects(nl.addAddr(lo, "lo", "10.9.9.9", 32), (e: unknown) =>
-        e instanceof NetlinkError && /cannot add 10\.9\.9\.9\/32 to lo in \/var\/run\/netns\/.*: it already exists \(EEXIST\)/.test(e.message));
+        e instanceof NetlinkError && /cannot add 10\.9\.9\.9\/32 to lo in \/var\/run\/netns\/.*: file exists \(EEXIST\)/.test(e.message));
       await assert.rejects(nl.addRoute({ dst: "10.1.0.0", prefix: 16, oif: 99999, replace: true }, "ghost0"), (e: unknown) =>
         e instanceof NetlinkError && /cannot replace the route 10\.1\.0\.0\/16 dev ghost0/.test(e.message) && e.errno === 19);
       // extended acks: the kernel's sentence in parentheses
       await assert.rejects(nl.addAddr(lo, "lo", "10.9.9.8", 33), /cannot add 10\.9\.9\.8\/33 to lo .*: invalid argument \(EINVAL\) \(ipv4: Invalid prefix length\)$/);
       await assert.rejects(nl.addRoute({ dst: "10.1.0.0", prefix: 8, oif: lo }, "lo"), /invalid argument \(EINVAL\) \(Invalid prefix for given prefix length\)$/);
     });
-    await assert.rejects(withRtnl("/var/run/netns/wasp-no-such-ns", async () => undefined), /cannot open rtnetlink in \/var\/run\/netns\/wasp-no-such-ns \(netns\): no such entry \(ENOENT\)/);
+    await assert.rejects(withRtnl("/var/run/netns/wasp-no-such-ns", async () => undefined), /cannot open rtnetlink in \/var\/run\/netns\/wasp-no-such-ns \(netns\): no such file \(ENOENT\)/);
   });
 });
