@@ -4,12 +4,12 @@
 // is written to OUT.pcap and the verdicts are summed up.
 import { readFileSync, writeFileSync } from "node:fs";
 import { defaultConfig, formatProblems, loadConfigFile, type Config } from "../config/index.js";
-import { engineOptionsFor } from "../daemon/control-api.js";
-import { ENGINE_MAC, TAP_MAC } from "../daemon/node-net.js";
-import { DROP_NAMES, Note, SLOT_DATA, SLOT_LEN, SLOT_SIZE, SlotFlag, VERDICT_NAMES, Verdict } from "../engine/abi.js";
-import { Engine, parseIpv4 } from "../engine/engine.js";
-import { encodeModel } from "../engine/ops.js";
+import { ENGINE_MAC, engineOptionsFor, TAP_MAC } from "../engine/options.js";
+import { DROP_NAMES, Note, SlotFlag, VERDICT_NAMES, Verdict } from "../engine/abi.js";
+import { Engine } from "../engine/engine.js";
+import { macBytes, parseIpv4 } from "../model/addr.js";
 import { buildModel } from "../model/index.js";
+import { withEthernet } from "../packet/craft.js";
 import { CliError, EXIT } from "./client.js";
 import { fmtInt, printJson, table } from "./format.js";
 import { ipPayload, LINKTYPE_ETHERNET, LINKTYPE_RAW, pcapBytes, readPcap, type PcapRecord } from "./pcap.js";
@@ -46,9 +46,11 @@ export async function runReplay(file: string, configPath: string | undefined, ou
   const config = await loadConfig(configPath);
   const engine = new Engine(engineOptionsFor(config));
   const model = buildModel(config);
-  const n = encodeModel(model, new Uint8Array(engine.memory, engine.stage, engine.stageCapacity), 0);
-  const r = engine.exports.commit(n);
-  if (r !== 0) throw new CliError(`the engine refused the tables of ${configPath ?? "the embedded config"} (commit result ${r})`, EXIT.FAILED);
+  try {
+    engine.loadModel(model);
+  } catch (e) {
+    throw new CliError(`${(e as Error).message}: the tables of ${configPath ?? "the embedded config"}`, EXIT.FAILED);
+  }
   const tap = config.mode === "tap";
   const underlay = parseIpv4(config.node.underlayIP), vxlanPort = config.vxlan.port;
   const byId = new Map([...model.services.values()].map((e) => [e.id + 1, `${e.service}:${e.portName}`]));
@@ -80,11 +82,8 @@ export async function runReplay(file: string, configPath: string | undefined, ou
       if (s.verdict !== Verdict.Drop) outRecs.push({ sec: b.rec.sec, usec: b.rec.usec, data: engine.output(i) });
     });
     // the other segments of GSO super-packets sent to another node
-    const extra = engine.exports.extraCount(), base = engine.exports.extraSlotsAddr(), v = engine.view();
-    for (let k = 0; k < extra; k++) {
-      const s = base + k * SLOT_SIZE, data = v.getUint32(s + SLOT_DATA, true), len = v.getUint32(s + SLOT_LEN, true);
-      outRecs.push({ sec: batch[batch.length - 1]!.rec.sec, usec: batch[batch.length - 1]!.rec.usec, data: new Uint8Array(engine.memory, data, len).slice() });
-    }
+    const last = batch[batch.length - 1]!.rec;
+    for (const data of engine.extraOutputs()) outRecs.push({ sec: last.sec, usec: last.usec, data });
     batch = [];
   };
   for (const rec of cap.records) {
@@ -96,7 +95,7 @@ export async function runReplay(file: string, configPath: string | undefined, ou
       if (ip) {
         const vx = vxlanPayload(ip, underlay, vxlanPort);
         if (vx) { input = { rec, bytes: vx.payload, flags: SlotFlag.FROM_OVERLAY, peer: vx.peer }; sum.fromOverlay++; }
-        else input = { rec, bytes: tap ? withEthernet(ip) : ip, flags: tap ? SlotFlag.ETHERNET : 0, peer: 0 };
+        else input = { rec, bytes: tap ? fromTap(ip) : ip, flags: tap ? SlotFlag.ETHERNET : 0, peer: 0 };
       }
     }
     if (!input) { sum.skipped++; continue; }
@@ -124,13 +123,9 @@ function vxlanPayload(ip: Uint8Array, underlay: number, port: number): { payload
   return { payload: ip.subarray(hl + 8), peer };
 }
 
-function withEthernet(p: Uint8Array): Uint8Array {
-  const mac = (s: string) => s.split(":").map((x) => parseInt(x, 16));
-  const f = new Uint8Array(14 + p.length);
-  f.set(mac(ENGINE_MAC), 0); f.set(mac(TAP_MAC), 6);
-  f[12] = p[0]! >> 4 === 6 ? 0x86 : 0x08; f[13] = p[0]! >> 4 === 6 ? 0xdd : 0x00;
-  f.set(p, 14);
-  return f;
+/** A routed packet as the TAP hands it to the engine: from wasp0 (TAP_MAC) to the engine's MAC. */
+function fromTap(p: Uint8Array): Uint8Array {
+  return withEthernet(p, macBytes(ENGINE_MAC), macBytes(TAP_MAC));
 }
 
 export async function replay(file: string, o: Record<string, any>): Promise<void> {

@@ -26,9 +26,11 @@
 // Everything has a fixed name or preference, so a restart after kill -9 finds and removes what
 // the killed daemon left (the kernel removes wasp0 itself, and its routes, with the last fd).
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
+import { writeSysctl } from "../io/sysctl.js";
 import { NODE_PORT_MAX, NODE_PORT_MIN, type Config } from "../config/index.js";
-import { formatIp, parseCidr, parseIp, type Ip } from "../model/index.js";
+import { ENGINE_MAC, TAP_MAC } from "../engine/options.js";
+import { firstAddress, firstAddress6, formatIp, parseIp } from "../model/index.js";
 
 export const DEVICE = "wasp0";
 /** The TAP through which TSO packets for other nodes leave whole (UDP-tunnel GSO); like wasp0 it
@@ -54,11 +56,9 @@ export const OUR_PREFS = [PREF_LOCAL_FROM_WASP, PREF_MAIN_FROM_WASP, PREF_UNREAC
  * other node has no way back), which the two-node test shows.
  */
 
-/** TAP mode: wasp0's own MAC (the engine addresses its frames to it) and the engine's, which the
- *  node reaches as the permanent neighbour GATEWAY_TAP: every route through wasp0 goes via it, so
- *  the kernel never has to ARP on the device. */
-export const TAP_MAC = "02:77:61:73:70:02";
-export const ENGINE_MAC = "02:77:61:73:70:01";
+/** TAP mode: wasp0 has the MAC TAP_MAC (the engine addresses its frames to it) and the node
+ *  reaches the engine (ENGINE_MAC, both in engine/options.ts) as the permanent neighbour
+ *  GATEWAY_TAP: every route through wasp0 goes via it, so the kernel never has to ARP on the device. */
 export const GATEWAY_TAP = "169.254.1.1";
 export const GATEWAY_TAP6 = "fe80::1";
 export const TUN_QUEUE_LEN = 10000;
@@ -135,23 +135,6 @@ export function sameInputs(a: NodeNetInputs, b: NodeNetInputs): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-export function firstAddress(cidr4: string): string {
-  const c = parseCidr(cidr4);
-  if (!c || c.family !== 4) throw new Error(`${cidr4} is not an IPv4 CIDR`);
-  const [a = 0, b = 0, d = 0, e = 0] = c.bytes.subarray(12);
-  const n = ((a << 24) | (b << 16) | (d << 8) | e) + 1;
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
-}
-
-/** The first address of an IPv6 CIDR (network + 1), as the IPv4 one is. */
-export function firstAddress6(cidr6: string): string {
-  const c = parseCidr(cidr6);
-  if (!c || c.family !== 6) throw new Error(`${cidr6} is not an IPv6 CIDR`);
-  const b = Uint8Array.from(c.bytes);
-  for (let i = 15; i >= 0; i--) { b[i] = (b[i]! + 1) & 255; if (b[i] !== 0) break; }
-  return formatIp({ family: 6, bytes: b } as Ip);
-}
-
 export type Runner = (args: string[]) => string;
 
 /** How a prefix reaches wasp0: on the device (TUN), or via the engine's neighbour entry (TAP). */
@@ -178,19 +161,6 @@ function rules(ip: Runner, fam: Fam = "-4"): RuleRow[] {
 
 const hasLocalAt = (rows: RuleRow[], pref: number) =>
   rows.some((r) => r.priority === pref && r.table === "local" && !r.iif && (!r.src || r.src === "all") && !r.dst);
-
-export function sysctl(key: string, value: string): void {
-  const path = `/proc/sys/net/${key.replace(/\./g, "/")}`;
-  try {
-    writeFileSync(path, value);
-  } catch (e) {
-    throw new Error(`cannot set net.${key}=${value}: ${(e as Error).message}`);
-  }
-}
-
-export function readSysctl(key: string): string | undefined {
-  try { return readFileSync(`/proc/sys/net/${key.replace(/\./g, "/")}`, "utf8").trim(); } catch { return undefined; }
-}
 
 /**
  * Removes what a daemon (this one or a killed one) left: our rules by preference, table 119, and
@@ -222,28 +192,28 @@ export function cleanupNodeNet(ip: Runner = runIp): string[] {
 
 /** Sysctls, address, routes and rules around an open wasp0. */
 export function setupNodeNet(inputs: NodeNetInputs, ip: Runner = runIp): void {
-  sysctl("ipv4.ip_forward", "1");
+  writeSysctl("net.ipv4.ip_forward", "1");
   // rp_filter would drop what the engine writes back (its source is routed via a veth, not wasp0)
   // and pod-to-pod packets on the veths (the pod rule routes their source into wasp0); the
   // effective value is max(all, device), so `all` must be 0 too.
-  sysctl("ipv4.conf.all.rp_filter", "0");
-  sysctl(`ipv4.conf.${DEVICE}.rp_filter`, "0");
+  writeSysctl("net.ipv4.conf.all.rp_filter", "0");
+  writeSysctl(`net.ipv4.conf.${DEVICE}.rp_filter`, "0");
   // node -> ClusterIP and NodePort replies come back out of wasp0 with a source of this node.
-  sysctl(`ipv4.conf.${DEVICE}.accept_local`, "1");
+  writeSysctl(`net.ipv4.conf.${DEVICE}.accept_local`, "1");
   // Early demux hands a packet to a matching local socket before routing, and ip_forward drops a
   // packet that has one: a pod's reply to the node (node -> pod, a TCP or connected-UDP socket of
   // the node) must be forwarded into wasp0 by the pod rule first, so it is turned off.
-  sysctl("ipv4.tcp_early_demux", "0");
-  sysctl("ipv4.udp_early_demux", "0");
+  writeSysctl("net.ipv4.tcp_early_demux", "0");
+  writeSysctl("net.ipv4.udp_early_demux", "0");
   if (inputs.v6) {
     if (!existsSync(`/proc/sys/net/ipv6/conf/${DEVICE}`)) throw new Error("node.podCIDRv6 is set but IPv6 is disabled on this node (no /proc/sys/net/ipv6)");
-    sysctl("ipv6.conf.all.forwarding", "1");
+    writeSysctl("net.ipv6.conf.all.forwarding", "1");
     // The engine is the router: no router advertisements taken, no addresses made up from them.
-    sysctl(`ipv6.conf.${DEVICE}.accept_ra`, "0");
-    sysctl(`ipv6.conf.${DEVICE}.autoconf`, "0");
+    writeSysctl(`net.ipv6.conf.${DEVICE}.accept_ra`, "0");
+    writeSysctl(`net.ipv6.conf.${DEVICE}.autoconf`, "0");
   } else if (existsSync(`/proc/sys/net/ipv6/conf/${DEVICE}`)) {
     // No router solicitations or MLD reports into the engine: the picture is IPv4.
-    sysctl(`ipv6.conf.${DEVICE}.disable_ipv6`, "1");
+    writeSysctl(`net.ipv6.conf.${DEVICE}.disable_ipv6`, "1");
   }
   // /32, not the CIDR: an unused pod address then has no route instead of looping through wasp0.
   ip(["addr", "replace", `${inputs.gateway}/32`, "dev", DEVICE]);

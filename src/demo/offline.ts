@@ -3,62 +3,36 @@
 // summary once a second. It builds no namespaces and sends nothing anywhere, so it runs without
 // root or /dev/net/tun: a look at the core alone.
 import { Engine, Verdict } from "../engine/index.js";
-import { encodeModel } from "../engine/ops.js";
 import { defaultConfig } from "../config/index.js";
 import { buildModel, type ServiceEntry } from "../model/index.js";
+import { craftPacket, TCP_ACK, TCP_SYN } from "../packet/craft.js";
 
-const TCP_SYN = 2, TCP_ACK = 16;
-
-function csum(b: Uint8Array, off: number, len: number, init = 0): number {
-  let s = init;
-  for (let i = 0; i < len; i += 2) s += (b[off + i]! << 8) | (i + 1 < len ? b[off + i + 1]! : 0);
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  return ~s & 0xffff;
-}
-
-/** Writes an IPv4 TCP/UDP packet of 64 bytes at `at` in mem; returns its length. */
-function writePacket(mem: Uint8Array, at: number, src: number, dst: number, proto: number, sport: number, dport: number, flags: number): number {
-  const len = 64, d = new DataView(mem.buffer, at, len);
-  mem.fill(0, at, at + len);
-  d.setUint8(0, 0x45); d.setUint16(2, len); d.setUint8(8, 64); d.setUint8(9, proto);
-  d.setUint32(12, src); d.setUint32(16, dst);
-  d.setUint16(10, csum(mem, at, 20));
-  d.setUint16(20, sport); d.setUint16(22, dport);
-  const l4 = len - 20;
-  if (proto === 6) { d.setUint8(32, 5 << 4); d.setUint8(33, flags); d.setUint16(34, 65535); }
-  else d.setUint16(24, l4);
-  const pseudo = ((src >>> 16) + (src & 0xffff) + (dst >>> 16) + (dst & 0xffff) + proto + l4);
-  d.setUint16(proto === 6 ? 36 : 26, csum(mem, at + 20, l4, pseudo));
-  return len;
-}
-
-const ip = (s: string) => s.split(".").reduce((a, x) => a * 256 + Number(x), 0) >>> 0;
+/** 64-byte packets, as the demo always sent (20 + 20 + 24 over TCP). */
+const PAYLOAD = new Uint8Array(24);
 
 export async function runOfflineDemo(seconds: number): Promise<void> {
   const config = defaultConfig();
   const model = buildModel(config);
   const engine = new Engine({ maxBatch: 256, underlayIp: config.node.underlayIP, serviceCidr4: config.serviceCIDR, clusterCidr4: config.clusterCIDR });
-  const mem = new Uint8Array(engine.memory);
-  const n = encodeModel(model, mem, engine.stage);
-  const r = engine.exports.commit(n);
-  if (r !== 0) throw new Error(`the embedded config did not load into the core (commit ${r})`);
+  engine.loadModel(model);
   const entries = [...model.services.values()].filter((e) => e.addr !== "::" && e.addr !== "0.0.0.0");
   const byId = new Map<number, ServiceEntry>([...model.services.values()].map((e) => [e.id, e]));
   console.log(`wasp demo (offline): the wasm core with the embedded config: ${model.services.size} service entries, ${model.routes.size} routes`);
   console.log("Offline: synthetic pod traffic fed to the core in-process; no namespaces, no daemon (drop --offline for the real node).\n");
   const hits = new Map<string, number>();
   let sport = 20000, total = 0, last = engine.counters();
-  const pods = [ip("10.244.1.20"), ip("10.244.1.21"), ip("10.244.1.22")];
+  const pods = ["10.244.1.20", "10.244.1.21", "10.244.1.22"];
   const deadline = Date.now() + seconds * 1000;
   let tick = Date.now() + 1000;
   while (Date.now() < deadline) {
     for (let i = 0; i < 256; i++) {
       const e = entries[i % entries.length]!, pod = pods[i % pods.length]!;
-      const proto = e.protocol === "UDP" ? 17 : 6;
       const p = sport = sport >= 60000 ? 20000 : sport + 1;
       const stale = i % 16 === 0;   // a few packets to a service port that does not exist: rejected
-      const len = writePacket(mem, engine.packetAddr(i), pod, ip(e.addr), proto, p, stale ? 9 : e.port, i % 4 === 0 ? TCP_SYN : TCP_ACK);
-      engine.setSlot(i, len);
+      engine.putPacket(i, craftPacket({
+        src: pod, dst: e.addr, proto: e.protocol === "UDP" ? "udp" : "tcp", sport: p, dport: stale ? 9 : e.port,
+        tcpFlags: i % 4 === 0 ? TCP_SYN : TCP_ACK, payload: PAYLOAD,
+      }));
     }
     engine.process(256, Math.floor(Date.now() / 1000));
     for (let i = 0; i < 256; i++) {

@@ -5,6 +5,15 @@ import * as sea from "node:sea";
 import v8 from "node:v8";
 import { fileURLToPath } from "node:url";
 import * as abi from "./abi.js";
+import { encodeModel, encodeOps } from "./ops.js";
+import type { Model, ModelDelta } from "../model/model.js";
+import { macBytes, mappedPrefixLen, parseCidr, parseIp, parseIpv4, readAddr16, type Ip } from "../model/addr.js";
+
+// Layouts of assembly/table/conntrack.ts, pipeline/trace.ts and pipeline/svcstats.ts.
+const CT = { F_SRC: 0, F_DST: 16, R_SRC: 32, F_SPORT: 48, F_DPORT: 50, R_SPORT: 52, R_DPORT: 54, PROTO: 56, STATE: 57, CLS: 58, FLAGS: 59, LAST: 60, R_DST: 64, SERVICE: 80, CREATED: 96 };
+const CT_TIMEOUTS = [120, 432000, 120, 120, 10, 30, 120, 30];
+const TRACE_REC = 16;
+const STATS_STRIDE = 24;
 
 export interface EngineOptions {
   maxBatch?: number;
@@ -101,47 +110,26 @@ function compile(path: string): WebAssembly.Module {
   return compiled;
 }
 
-export function parseIpv4(s: string): number {
-  const parts = s.split(".");
-  if (parts.length !== 4) throw new Error(`${s} is not an IPv4 address`);
-  let v = 0;
-  for (const p of parts) {
-    const n = Number(p);
-    if (!/^\d{1,3}$/.test(p) || n > 255) throw new Error(`${s} is not an IPv4 address`);
-    v = v * 256 + n;
+/** The 16-byte form and engine prefix length (of 128) of a CIDR. */
+function cidr16(text: string): { prefix: Uint8Array; bits: number } {
+  const c = parseCidr(text);
+  if (!c) throw new TypeError(`"${text}" is not a CIDR`);
+  return { prefix: c.bytes, bits: mappedPrefixLen(c) };
+}
+
+/** The 16-byte form of an address (IPv4 as ::ffff:a.b.c.d); throws on text that is not one. */
+function addr16(text: string): Uint8Array {
+  const ip = parseIp(text);
+  if (!ip) throw new TypeError(`"${text}" is not an IPv4 or IPv6 address`);
+  return ip.bytes;
+}
+
+/** The core refused a load or delta (its CommitResult named); it still serves the tables it had. */
+export class EngineRefusedError extends Error {
+  constructor(readonly what: string, readonly result: abi.CommitResult) {
+    super(`the engine refused the ${what}: ${abi.CommitResult[result] ?? result}`);
+    this.name = "EngineRefusedError";
   }
-  return v >>> 0;
-}
-
-/** 16-byte form of an address (IPv4 as ::ffff:a.b.c.d), network order. */
-export function addr16(s: string): Uint8Array {
-  const out = new Uint8Array(16);
-  if (s.includes(":")) {
-    const [head = "", tail = ""] = s.split("::");
-    const h = head ? head.split(":") : [];
-    const t = s.includes("::") ? (tail ? tail.split(":") : []) : [];
-    const words = [...h, ...Array(8 - h.length - t.length).fill("0"), ...t];
-    if (!s.includes("::") && h.length !== 8) throw new Error(`${s} is not an IPv6 address`);
-    words.forEach((w, i) => { const n = parseInt(w, 16); out[i * 2] = n >> 8; out[i * 2 + 1] = n & 0xff; });
-    return out;
-  }
-  const v = parseIpv4(s);
-  out[10] = 0xff; out[11] = 0xff;
-  out[12] = v >>> 24; out[13] = (v >>> 16) & 0xff; out[14] = (v >>> 8) & 0xff; out[15] = v & 0xff;
-  return out;
-}
-
-export function macBytes(s: string): Uint8Array {
-  const parts = s.split(":");
-  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new Error(`${s} is not a MAC address`);
-  return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
-}
-
-function cidr16(s: string): { prefix: Uint8Array; bits: number } {
-  const [a = "", l = ""] = s.split("/");
-  const prefix = addr16(a);
-  const bits = Number(l) + (a.includes(":") ? 0 : 96);
-  return { prefix, bits };
 }
 
 export class Engine {
@@ -260,6 +248,106 @@ export class Engine {
     return this.exports.commit(ops.length);
   }
 
+  /** Loads a whole model as one new generation (a Clear first); throws an EngineRefusedError,
+   *  leaving the running tables as they were, when the core refuses it. */
+  loadModel(model: Model): void {
+    this.commitStaged(encodeModel(model, this.stageBytes(), 0), "load");
+  }
+
+  /** Applies a model delta as one new generation; on a refusal the running tables stay whole. */
+  applyDelta(delta: ModelDelta): void {
+    this.commitStaged(encodeOps(delta, this.stageBytes(), 0), "delta");
+  }
+
+  private stageBytes(): Uint8Array {
+    return new Uint8Array(this.memory, this.stage, this.stageCapacity);
+  }
+
+  private commitStaged(bytes: number, what: string): void {
+    const r = this.exports.commit(bytes);
+    if (r !== abi.CommitResult.Ok) throw new EngineRefusedError(what, r);
+  }
+
+  /** The generation the core serves (one per load or delta). */
+  generation(): number { return this.exports.generation(); }
+  serviceCount(): number { return this.exports.serviceCount(); }
+  routeCount(): number { return this.exports.routeCount(); }
+  /** Flows in the conntrack table, and how many it holds at most. */
+  flowCount(): number { return this.exports.ctCount(); }
+  flowCapacity(): number { return this.exports.ctCapacity(); }
+  /** Empties the conntrack table (and the fragments it tracked). */
+  flushFlows(): void { this.exports.ctFlush(); }
+
+  /** Expires timed-out flows and revalidates flows against a new generation, `budget` a call
+   *  (about once a second); the flows removed. */
+  sweep(nowSec: number, budget: number): number { return this.exports.sweep(nowSec >>> 0, budget); }
+
+  /** A new entry in the service table may reuse an id: its per-service counters start at zero. */
+  resetServiceStats(id: number): void { this.exports.serviceStatsReset(id); }
+
+  /** What the node's devices offload for the overlay: TSO packets go whole to the tunnel TAP with
+   *  MAC `tunnelMac` (undefined: cut by the core); decap: a peer's whole TSO packet goes to the TUN
+   *  as one GSO packet. */
+  setTunnelOffloads(tunnelMac: string | undefined, decap: boolean): void {
+    const b = tunnelMac ? macBytes(tunnelMac) : new Uint8Array(6);
+    const hi = (b[0]! << 8) | b[1]!, lo = ((b[2]! << 24) | (b[3]! << 16) | (b[4]! << 8) | b[5]!) >>> 0;
+    this.exports.setTunnelOffloads(hi, lo, tunnelMac ? 1 : 0, decap ? 1 : 0);
+  }
+
+  /** After process() of a batch from the underlay (vnet headers zeroed): merges one flow's TCP
+   *  segments into GSO packets for a TUN (link 0) or TAP (link 14); the slots merged away. */
+  coalesce(count: number, link: number): number { return this.exports.coalesce(count, link); }
+
+  /** A service entry's counters (the core's stats area): packets, bytes, new flows. */
+  serviceStats(id: number): ServiceStats {
+    const v = this.view(), p = this.exports.serviceStatsAddr() + id * STATS_STRIDE;
+    return { packets: Number(v.getBigUint64(p, true)), bytes: Number(v.getBigUint64(p + 8, true)), newFlows: Number(v.getBigUint64(p + 16, true)) };
+  }
+
+  /** The stages the last process() recorded for a slot flagged TRACE. */
+  traceSteps(): TraceStep[] {
+    const v = this.view(), base = this.exports.traceAddr(), n = v.getUint32(base, true), out: TraceStep[] = [];
+    for (let i = 0; i < n; i++) {
+      const p = base + 4 + i * TRACE_REC;
+      out.push({ stage: v.getUint32(p, true), a: v.getUint32(p + 4, true), b: v.getUint32(p + 8, true) });
+    }
+    return out;
+  }
+
+  /** Every live flow of the conntrack table, decoded (the table is walked once, in index order). */
+  *flows(): Generator<FlowRecord> {
+    const ex = this.exports, cap = ex.ctCapacity(), mem = new Uint8Array(this.memory), v = this.view();
+    const addr = (r: number, off: number) => readAddr16(mem, r + off);
+    for (let i = 0; i < cap; i++) {
+      const r = ex.ctRecord(i);
+      if (r === 0) continue;
+      const cls = v.getUint8(r + CT.CLS), last = v.getUint32(r + CT.LAST, true);
+      yield {
+        index: i, proto: v.getUint8(r + CT.PROTO),
+        src: addr(r, CT.F_SRC), sport: v.getUint16(r + CT.F_SPORT, true), dst: addr(r, CT.F_DST), dport: v.getUint16(r + CT.F_DPORT, true),
+        replySrc: addr(r, CT.R_SRC), replySport: v.getUint16(r + CT.R_SPORT, true), replyDst: addr(r, CT.R_DST), replyDport: v.getUint16(r + CT.R_DPORT, true),
+        state: v.getUint8(r + CT.STATE), flags: v.getUint8(r + CT.FLAGS), service: v.getUint32(r + CT.SERVICE, true),
+        createdSec: v.getUint32(r + CT.CREATED, true), lastSec: last, expiresSec: last + (CT_TIMEOUTS[cls] ?? 0),
+      };
+    }
+  }
+
+  /** Copies of the extra output slots of the last process(): the segments after the first of each
+   *  GSO super-packet the core cut for another node, already encapsulated. */
+  extraOutputs(): Uint8Array[] {
+    const n = this.exports.extraCount(), base = this.exports.extraSlotsAddr(), v = this.view(), out: Uint8Array[] = [];
+    for (let k = 0; k < n; k++) {
+      const s = base + k * abi.SLOT_SIZE;
+      out.push(new Uint8Array(this.memory, v.getUint32(s + abi.SLOT_DATA, true), v.getUint32(s + abi.SLOT_LEN, true)).slice());
+    }
+    return out;
+  }
+
+  /** Every Overlay packet of the last process() in wire order, as slot descriptors at `addr`. */
+  overlayOut(): { addr: number; count: number } {
+    return { addr: this.exports.overlayOutAddr(), count: this.exports.overlayOutCount() };
+  }
+
   counter(idx: number): number {
     return Number(this.view().getBigUint64(this.exports.countersAddr() + idx * 8, true));
   }
@@ -291,6 +379,18 @@ export interface NamedCounters {
   frag_tracked: number; inner_csum_completed: number; tunnel_gso_sent: number; tunnel_gso_received: number;
 }
 export interface EngineCounters { verdicts: Record<string, number>; drops: Record<string, number>; named: NamedCounters }
+
+export interface ServiceStats { packets: number; bytes: number; newFlows: number }
+export interface TraceStep { stage: number; a: number; b: number }
+
+/** One flow of the conntrack table. The forward tuple is what the client sent, the reply tuple what
+ *  the backend sends back (as the kernel's tuplehash[ORIGINAL] / [REPLY]); seconds on nowSec's clock. */
+export interface FlowRecord {
+  index: number; proto: number;
+  src: Ip; sport: number; dst: Ip; dport: number;
+  replySrc: Ip; replySport: number; replyDst: Ip; replyDport: number;
+  state: number; flags: number; service: number; createdSec: number; lastSec: number; expiresSec: number;
+}
 
 export interface SlotView {
   data: number; len: number; flags: number; verdict: abi.Verdict; reason: abi.Drop; peer: number; service: number; note: number;

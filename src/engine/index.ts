@@ -1,3 +1,4 @@
 export * from "./abi.js";
-export { Engine, addr16, macBytes, parseIpv4, defaultWasmPath } from "./engine.js";
+export { Engine, defaultWasmPath } from "./engine.js";
+export { parseIpv4 } from "../model/addr.js";
 export type { EngineOptions, SlotView, EngineCounters, NamedCounters } from "./engine.js";

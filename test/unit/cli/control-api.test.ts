@@ -3,7 +3,8 @@
 // (test/helpers/packets.ts); the expected tuples follow from the config.
 import { strict as assert } from "node:assert";
 import { DEFAULT_CONFIG_RAW, defaultConfig, validateConfig, type Config } from "../../../src/config/index.js";
-import { engineOptionsFor, makeControlApi, type ControlContext } from "../../../src/daemon/control-api.js";
+import { makeControlApi, type ControlContext } from "../../../src/daemon/control-api.js";
+import { engineOptionsFor } from "../../../src/engine/options.js";
 import { Engine } from "../../../src/engine/engine.js";
 import { encodeModel } from "../../../src/engine/ops.js";
 import { buildModel } from "../../../src/model/index.js";
