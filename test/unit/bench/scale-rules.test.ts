@@ -4,8 +4,8 @@
 // accepts the text and reads it back as intended: test/integration/bench-scale-rules.test.ts.
 import { strict as assert } from "node:assert";
 import {
-  changeIndexes, iptablesRestore, iptChains, iptSepChain, iptSvcChain, ipvsRestore, nftEndpointChain, nftSvcChain,
-  probability, serviceSet, withChangedBackends, type ScaleService,
+  changeIndexes, iptablesRestore, iptChains, iptSepChain, iptSvcChain, ipvsEdit, ipvsRestore, nftEndpointChain, nftSvcChain,
+  nftUpdate, probability, serviceSet, withChangedBackends, type ScaleService,
 } from "../../../bench/scale/rules.js";
 
 const PORTS = [
@@ -105,5 +105,25 @@ describe("bench/scale rules: ipvsadm input", () => {
       assert.ok(m, `line ${i} is not a virtual server: ${lines[i]}`);
       for (const r of lines.slice(i + 1, i + 3)) assert.match(r, new RegExp(`^-a ${m[1]} ${m[2]!.replace(/\./g, "\\.")} -r \\S+:\\d+ -m -w 1$`));
     }
+  });
+
+  it("an endpoint change deletes (-d) the real server that left and adds (-a) the new one, per port of the changed services only", () => {
+    const s = set(10);
+    const t = withChangedBackends(s, [3, 9], 1, "10.244.64.0");
+    const lines = ipvsEdit(s, t).trim().split("\n");
+    const edit = (op: string, svc: ScaleService, b: string) => svc.ports.map((p) => `${op} ${p.protocol === "TCP" ? "-t" : "-u"} ${svc.clusterIP}:${p.port} -r ${b}:${p.targetPort}`);
+    assert.deepEqual(lines, [
+      ...edit("-d", s[3]!, s[3]!.backends[1]!), ...edit("-a", t[3]!, t[3]!.backends[1]!).map((l) => `${l} -m -w 1`),
+      // The target: one line each for its two ports, in port order, deletes first.
+      `-d -t 10.96.0.10:80 -r ${s[9]!.backends[1]}:8080`, `-a -t 10.96.0.10:80 -r ${t[9]!.backends[1]}:8080 -m -w 1`,
+      `-d -u 10.96.0.10:9000 -r ${s[9]!.backends[1]}:9000`, `-a -u 10.96.0.10:9000 -r ${t[9]!.backends[1]}:9000 -m -w 1`,
+    ]);
+  });
+
+  it("the edits refuse a change of anything but endpoints", () => {
+    const s = set(10);
+    const moved = s.map((x, i) => (i === 2 ? { ...x, clusterIP: "10.96.9.9" } : x));
+    assert.throws(() => ipvsEdit(s, moved), /ipvsEdit: service 2 is svc-3 10\.96\.9\.9, was svc-3 10\.96\.0\.3; only endpoints may change/);
+    assert.throws(() => nftUpdate(s, s.slice(1), "10.244.0.0/16"), /nftUpdate changes endpoints only; the service count went from 10 to 9/);
   });
 });
