@@ -12,7 +12,8 @@
 //             some services' endpoints change (flush the service chain, new endpoint chains, delete
 //             the stale ones);
 //   ipvs      `ipvsadm -R` input (a virtual server per service port, its real servers in masquerading
-//             mode) and the VIPs that kube-proxy puts on the dummy device kube-ipvs0.
+//             mode), the edit when endpoints change, and the VIPs that kube-proxy puts on the dummy
+//             device kube-ipvs0.
 // Chain names use kube-proxy's hashes (sha256, base32, truncated), so the rule text and the name
 // lengths are what a real node has.
 import { createHash } from "node:crypto";
@@ -89,6 +90,17 @@ export function changeIndexes(count: number, k: number): number[] {
   if (others <= 0) return [];
   const n = Math.min(k, others);
   return Array.from({ length: n }, (_, j) => Math.floor((j * others) / n + others / (2 * n)));
+}
+
+/** The services whose endpoints differ between two versions of one set, as [before, after] pairs;
+ *  `who` names the caller in the error when anything but endpoints changed. */
+function endpointChanges(before: readonly ScaleService[], after: readonly ScaleService[], who: string): Array<[ScaleService, ScaleService]> {
+  if (before.length !== after.length) throw new Error(`${who} changes endpoints only; the service count went from ${before.length} to ${after.length}`);
+  return after.flatMap((s, i): Array<[ScaleService, ScaleService]> => {
+    const old = before[i]!;
+    if (old.clusterIP !== s.clusterIP || old.name !== s.name) throw new Error(`${who}: service ${i} is ${s.name} ${s.clusterIP}, was ${old.name} ${old.clusterIP}; only endpoints may change`);
+    return old.backends.join() === s.backends.join() ? [] : [[old, s]];
+  });
 }
 
 // ── iptables ────────────────────────────────────────────────────────────────────────────────────
@@ -301,12 +313,8 @@ export function nftRuleset(services: readonly ScaleService[], serviceCidr: strin
  * that are new are added, and those no longer used are flushed and deleted.
  */
 export function nftUpdate(before: readonly ScaleService[], after: readonly ScaleService[], clusterCidr: string): string {
-  if (before.length !== after.length) throw new Error(`nftUpdate changes endpoints only; the service count went from ${before.length} to ${after.length}`);
   const t = `ip ${NFT_TABLE}`, out: string[] = [];
-  after.forEach((s, i) => {
-    const old = before[i]!;
-    if (old.clusterIP !== s.clusterIP || old.name !== s.name) throw new Error(`nftUpdate: service ${i} is ${s.name} ${s.clusterIP}, was ${old.name} ${old.clusterIP}; only endpoints may change`);
-    if (old.backends.join() === s.backends.join()) return;
+  for (const [old, s] of endpointChanges(before, after, "nftUpdate")) {
     for (const p of s.ports) {
       const svc = nftSvcChain(s, p), l4 = proto(p);
       out.push(`flush chain ${t} ${svc}`);
@@ -324,19 +332,36 @@ export function nftUpdate(before: readonly ScaleService[], after: readonly Scale
         out.push(`flush chain ${t} ${ep}`, `delete chain ${t} ${ep}`);
       }
     }
-  });
+  }
   return out.join("\n") + "\n";
 }
 
 // ── IPVS ────────────────────────────────────────────────────────────────────────────────────────
 
+/** ipvsadm's protocol flag and address of one service port's virtual server. */
+function virtualServer(s: ScaleService, p: ServicePort): string {
+  return `${p.protocol === "TCP" ? "-t" : "-u"} ${s.clusterIP}:${p.port}`;
+}
+
 /** `ipvsadm -R` input: a round-robin virtual server per service port, its endpoints masqueraded (-m), weight 1. */
 export function ipvsRestore(services: readonly ScaleService[]): string {
   const out: string[] = [];
   for (const s of services) for (const p of s.ports) {
-    const f = p.protocol === "TCP" ? "-t" : "-u", vs = `${s.clusterIP}:${p.port}`;
-    out.push(`-A ${f} ${vs} -s rr`);
-    for (const b of s.backends) out.push(`-a ${f} ${vs} -r ${b}:${p.targetPort} -m -w 1`);
+    const vs = virtualServer(s, p);
+    out.push(`-A ${vs} -s rr`);
+    for (const b of s.backends) out.push(`-a ${vs} -r ${b}:${p.targetPort} -m -w 1`);
+  }
+  return out.join("\n") + "\n";
+}
+
+/** `ipvsadm -R` input that changes the endpoints of `before` into those of `after` on a loaded node,
+ *  as kube-proxy's IPVS mode does: the real servers that left are deleted, the new ones added. */
+export function ipvsEdit(before: readonly ScaleService[], after: readonly ScaleService[]): string {
+  const out: string[] = [];
+  for (const [old, s] of endpointChanges(before, after, "ipvsEdit")) for (const p of s.ports) {
+    const vs = virtualServer(s, p);
+    for (const b of old.backends) if (!s.backends.includes(b)) out.push(`-d ${vs} -r ${b}:${p.targetPort}`);
+    for (const b of s.backends) if (!old.backends.includes(b)) out.push(`-a ${vs} -r ${b}:${p.targetPort} -m -w 1`);
   }
   return out.join("\n") + "\n";
 }

@@ -1,11 +1,10 @@
-// The scale benchmark's rule generators (bench/scale/rules.ts) make what they claim: chain names
-// equal to kube-proxy's own (the names in kube-proxy's unit tests), input that iptables-restore and
-// nft accept inside a namespace, and, read back from the kernel (iptables-save, nft -j list), the
-// chain counts, the 1/n probabilities and the verdict map the bench relies on.
+// The scale benchmark's rule generators (bench/scale/rules.ts) make what they claim, as text: chain
+// names equal to kube-proxy's own (the names in kube-proxy's unit tests), its 1/(n-i) probabilities,
+// stale chains deleted on the next sync, and ipvsadm input in ipvsadm's syntax. That the kernel
+// accepts the text and reads it back as intended: test/integration/bench-scale-rules.test.ts.
 import { strict as assert } from "node:assert";
-import { deleteNs, inNs, makeNs, sh } from "../../helpers/netns.js";
 import {
-  changeIndexes, iptablesRestore, iptChains, iptSepChain, iptSvcChain, ipvsRestore, nftEndpointChain, nftRuleset, nftSvcChain,
+  changeIndexes, iptablesRestore, iptChains, iptSepChain, iptSvcChain, ipvsEdit, ipvsRestore, nftEndpointChain, nftSvcChain,
   nftUpdate, probability, serviceSet, withChangedBackends, type ScaleService,
 } from "../../../bench/scale/rules.js";
 
@@ -26,7 +25,7 @@ describe("bench/scale rules: the service set", () => {
   it("makes N services with 2 endpoints each, distinct VIPs, and the target last", () => {
     const s = set(1000);
     assert.equal(s.length, 1000);
-    assert.ok(s.every((x) => x.backends.length === 2));
+    assert.ok(s.every((x) => x.backends.length === 2), "every service has 2 endpoints");
     assert.equal(new Set(s.map((x) => x.clusterIP)).size, 1000);
     assert.equal(s[999]!.name, "target");
     assert.deepEqual(s[999]!.backends, ["10.244.1.5", "10.244.1.250"]);
@@ -38,7 +37,7 @@ describe("bench/scale rules: the service set", () => {
     const idx = changeIndexes(500, 100);
     assert.equal(idx.length, 100);
     assert.equal(new Set(idx).size, 100);
-    assert.ok(idx.every((i) => i >= 0 && i < 499));
+    assert.ok(idx.every((i) => i >= 0 && i < 499), `indexes outside 0-498 (499 is the target): ${idx.filter((i) => i < 0 || i >= 499)}`);
     const t = withChangedBackends(s, idx, 1, "10.244.64.0");
     const changed = t.filter((x, i) => x.backends.join() !== s[i]!.backends.join()).length;
     assert.equal(changed, 100);
@@ -69,45 +68,7 @@ describe("bench/scale rules: names as kube-proxy makes them", () => {
   });
 });
 
-describe("bench/scale rules: accepted and read back by the kernel", function () {
-  this.timeout(120000);
-  let ns = "";
-  before(() => { ns = makeNs("scale"); });
-  after(() => deleteNs(ns));
-
-  it("iptables-restore --test accepts the full sync (nf_tables and legacy backends)", () => {
-    const text = iptablesRestore(set(50), "10.244.0.0/16");
-    inNs(ns, "iptables-nft-restore", "--test", "--noflush"); // empty input: the tool runs here
-    sh("ip", ["netns", "exec", ns, "iptables-nft-restore", "--test", "--noflush"], text);
-    sh("ip", ["netns", "exec", ns, "iptables-legacy-restore", "--test", "--noflush"], text);
-  });
-
-  it("loaded, has one KUBE-SVC per service port, one KUBE-SEP per endpoint, the target last in KUBE-SERVICES", () => {
-    const s = set(200);
-    sh("ip", ["netns", "exec", ns, "iptables-legacy-restore", "--noflush"], iptablesRestore(s, "10.244.0.0/16"));
-    try {
-      const saved = inNs(ns, "iptables-legacy-save", "-t", "nat");
-      const chains = saved.split("\n").filter((l) => l.startsWith(":KUBE-"));
-      const ports = 199 + PORTS.length;
-      assert.equal(chains.filter((l) => l.startsWith(":KUBE-SVC-")).length, ports);
-      assert.equal(chains.filter((l) => l.startsWith(":KUBE-SEP-")).length, 2 * ports);
-      const svcRules = saved.split("\n").filter((l) => l.startsWith("-A KUBE-SERVICES "));
-      // The target's ports are met last, then only the NodePort jump that kube-proxy keeps last.
-      assert.match(svcRules[svcRules.length - 2]!, /10\.96\.0\.200\/32 .*--dport 9000/);
-      assert.match(svcRules[svcRules.length - 1]!, /KUBE-NODEPORTS/);
-      // The kernel stores the probability as a 32-bit fraction; iptables-save prints it back.
-      const stat = saved.split("\n").filter((l) => l.includes("--probability"));
-      assert.equal(stat.length, ports);
-      for (const l of stat) assert.ok(Math.abs(Number(/--probability (\S+)/.exec(l)![1]) - 0.5) < 1e-6, l);
-      assert.equal(saved.split("\n").filter((l) => l.includes("-j DNAT")).length, 2 * ports);
-    } finally {
-      inNs(ns, "iptables-legacy", "-t", "nat", "-F");
-      inNs(ns, "iptables-legacy", "-t", "nat", "-X");
-      inNs(ns, "iptables-legacy", "-t", "filter", "-F");
-      inNs(ns, "iptables-legacy", "-t", "filter", "-X");
-    }
-  });
-
+describe("bench/scale rules: iptables-restore input", () => {
   it("a three-endpoint service gets probabilities 1/3, 1/2, then the rest", () => {
     const three: ScaleService = { ...SVC1, backends: ["10.180.0.1", "10.180.0.2", "10.180.0.3"] };
     const text = iptablesRestore([three], "10.0.0.0/8");
@@ -115,69 +76,18 @@ describe("bench/scale rules: accepted and read back by the kernel", function () 
     assert.deepEqual(probs, ["0.3333333333", "0.5000000000"]);
     const svcJumps = text.split("\n").filter((l) => l.startsWith("-A KUBE-SVC-XPGD46QRK7WJZT7O ") && l.includes("-j KUBE-SEP-"));
     assert.equal(svcJumps.length, 3);
-    assert.ok(!svcJumps[2]!.includes("statistic"));
+    assert.ok(!svcJumps[2]!.includes("statistic"), `the last endpoint takes the rest, with no statistic match: ${svcJumps[2]}`);
   });
 
-  it("a second full sync deletes the chains of endpoints that left", () => {
+  it("a second full sync declares and deletes (-X) the chain of an endpoint that left, and only that one", () => {
     const s = set(20);
     const t = withChangedBackends(s, [5], 1, "10.244.64.0");
     const text = iptablesRestore(t, "10.244.0.0/16", iptChains(s));
     const gone = iptSepChain(s[5]!, s[5]!.ports[0]!, s[5]!.backends[1]!);
-    assert.ok(text.includes(`-X ${gone}`));
-    sh("ip", ["netns", "exec", ns, "iptables-legacy-restore", "--noflush"], iptablesRestore(s, "10.244.0.0/16"));
-    sh("ip", ["netns", "exec", ns, "iptables-legacy-restore", "--noflush"], text);
-    try {
-      const saved = inNs(ns, "iptables-legacy-save", "-t", "nat");
-      assert.ok(!saved.includes(gone));
-      assert.ok(saved.includes(iptSepChain(t[5]!, t[5]!.ports[0]!, t[5]!.backends[1]!)));
-    } finally {
-      inNs(ns, "iptables-legacy", "-t", "nat", "-F");
-      inNs(ns, "iptables-legacy", "-t", "nat", "-X");
-      inNs(ns, "iptables-legacy", "-t", "filter", "-F");
-      inNs(ns, "iptables-legacy", "-t", "filter", "-X");
-    }
-  });
-
-  it("nft -c accepts the ruleset; loaded, service-ips maps every service port to its chain", () => {
-    const s = set(300);
-    const text = nftRuleset(s, "10.96.0.0/16", "10.244.0.0/16");
-    sh("ip", ["netns", "exec", ns, "nft", "-c", "-f", "-"], text);
-    sh("ip", ["netns", "exec", ns, "nft", "-f", "-"], text);
-    try {
-      const j = JSON.parse(inNs(ns, "nft", "-j", "list", "map", "ip", "kube-proxy", "service-ips")) as { nftables: Array<{ map?: { elem?: unknown[] } }> };
-      const elems = j.nftables.find((x) => x.map)!.map!.elem!;
-      assert.equal(elems.length, 299 + PORTS.length);
-      const chains = JSON.parse(inNs(ns, "nft", "-j", "list", "chains", "ip")) as { nftables: Array<{ chain?: { name: string } }> };
-      const names = chains.nftables.flatMap((x) => (x.chain ? [x.chain.name] : []));
-      assert.equal(names.filter((n) => /^service-[A-Z2-7]{8}-/.test(n)).length, 299 + PORTS.length);
-      assert.equal(names.filter((n) => n.startsWith("endpoint-")).length, 2 * (299 + PORTS.length));
-      const target = s[299]!;
-      const listed = inNs(ns, "nft", "list", "chain", "ip", "kube-proxy", nftSvcChain(target, target.ports[0]!));
-      assert.match(listed, /numgen random mod 2 vmap \{ 0 : goto endpoint-\S+__10\.244\.1\.5\/8080, 1 : goto endpoint-\S+__10\.244\.1\.250\/8080 \}/);
-    } finally {
-      inNs(ns, "nft", "delete", "table", "ip", "kube-proxy");
-    }
-  });
-
-  it("the incremental nft update replaces one service's endpoint chain and leaves the others", () => {
-    const s = set(50);
-    const t = withChangedBackends(s, [10], 1, "10.244.64.0");
-    const update = nftUpdate(s, t, "10.244.0.0/16");
-    sh("ip", ["netns", "exec", ns, "nft", "-f", "-"], nftRuleset(s, "10.96.0.0/16", "10.244.0.0/16"));
-    try {
-      sh("ip", ["netns", "exec", ns, "nft", "-f", "-"], update);
-      const names = (JSON.parse(inNs(ns, "nft", "-j", "list", "chains", "ip")) as { nftables: Array<{ chain?: { name: string } }> })
-        .nftables.flatMap((x) => (x.chain ? [x.chain.name] : []));
-      const p = s[10]!.ports[0]!;
-      assert.ok(!names.includes(nftEndpointChain(s[10]!, p, s[10]!.backends[1]!)), "the old endpoint chain is deleted");
-      assert.ok(names.includes(nftEndpointChain(t[10]!, p, t[10]!.backends[1]!)), "the new endpoint chain exists");
-      assert.equal(names.filter((n) => n.startsWith("endpoint-")).length, 2 * (49 + PORTS.length));
-      const listed = inNs(ns, "nft", "list", "chain", "ip", "kube-proxy", nftSvcChain(t[10]!, p));
-      assert.ok(listed.includes(`__${t[10]!.backends[1]}/8080`));
-      assert.equal((listed.match(/numgen/g) ?? []).length, 1, "the service chain was flushed, not appended to");
-    } finally {
-      inNs(ns, "nft", "delete", "table", "ip", "kube-proxy");
-    }
+    const lines = text.split("\n");
+    assert.deepEqual(lines.filter((l) => l.startsWith("-X ")), [`-X ${gone}`]);
+    assert.ok(lines.includes(`:${gone} - [0:0]`), `${gone} is declared (flushed) before it is deleted`);
+    assert.ok(lines.includes(`:${iptSepChain(t[5]!, t[5]!.ports[0]!, t[5]!.backends[1]!)} - [0:0]`), "the new endpoint's chain is declared");
   });
 });
 
@@ -188,12 +98,32 @@ describe("bench/scale rules: ipvsadm input", () => {
     const vs = lines.filter((l) => l.startsWith("-A "));
     assert.equal(vs.length, 9 + PORTS.length);
     assert.equal(lines.length, 3 * vs.length);
-    assert.ok(lines.includes("-A -u 10.96.0.10:9000 -s rr"));
-    assert.ok(lines.includes("-a -u 10.96.0.10:9000 -r 10.244.1.250:9000 -m -w 1"));
+    assert.ok(lines.includes("-A -u 10.96.0.10:9000 -s rr"), "the target's UDP virtual server");
+    assert.ok(lines.includes("-a -u 10.96.0.10:9000 -r 10.244.1.250:9000 -m -w 1"), "the target's second UDP real server");
     for (let i = 0; i < lines.length; i += 3) {
       const m = /^-A (-[tu]) (\S+) -s rr$/.exec(lines[i]!);
-      assert.ok(m, lines[i]);
+      assert.ok(m, `line ${i} is not a virtual server: ${lines[i]}`);
       for (const r of lines.slice(i + 1, i + 3)) assert.match(r, new RegExp(`^-a ${m[1]} ${m[2]!.replace(/\./g, "\\.")} -r \\S+:\\d+ -m -w 1$`));
     }
+  });
+
+  it("an endpoint change deletes (-d) the real server that left and adds (-a) the new one, per port of the changed services only", () => {
+    const s = set(10);
+    const t = withChangedBackends(s, [3, 9], 1, "10.244.64.0");
+    const lines = ipvsEdit(s, t).trim().split("\n");
+    const edit = (op: string, svc: ScaleService, b: string) => svc.ports.map((p) => `${op} ${p.protocol === "TCP" ? "-t" : "-u"} ${svc.clusterIP}:${p.port} -r ${b}:${p.targetPort}`);
+    assert.deepEqual(lines, [
+      ...edit("-d", s[3]!, s[3]!.backends[1]!), ...edit("-a", t[3]!, t[3]!.backends[1]!).map((l) => `${l} -m -w 1`),
+      // The target: one line each for its two ports, in port order, deletes first.
+      `-d -t 10.96.0.10:80 -r ${s[9]!.backends[1]}:8080`, `-a -t 10.96.0.10:80 -r ${t[9]!.backends[1]}:8080 -m -w 1`,
+      `-d -u 10.96.0.10:9000 -r ${s[9]!.backends[1]}:9000`, `-a -u 10.96.0.10:9000 -r ${t[9]!.backends[1]}:9000 -m -w 1`,
+    ]);
+  });
+
+  it("the edits refuse a change of anything but endpoints", () => {
+    const s = set(10);
+    const moved = s.map((x, i) => (i === 2 ? { ...x, clusterIP: "10.96.9.9" } : x));
+    assert.throws(() => ipvsEdit(s, moved), /ipvsEdit: service 2 is svc-3 10\.96\.9\.9, was svc-3 10\.96\.0\.3; only endpoints may change/);
+    assert.throws(() => nftUpdate(s, s.slice(1), "10.244.0.0/16"), /nftUpdate changes endpoints only; the service count went from 10 to 9/);
   });
 });
