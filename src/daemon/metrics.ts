@@ -55,23 +55,23 @@ export function makeMetrics(engine: () => Engine, extra: () => { writeDropped: n
   });
   new Gauge({
     name: "wasp_conntrack_entries", help: "Flows in the connection tracking table", registers: [registry],
-    collect() { this.set(engine().exports.ctCount()); },
+    collect() { this.set(engine().flowCount()); },
   });
   new Gauge({
     name: "wasp_conntrack_capacity", help: "Flows the connection tracking table holds at most", registers: [registry],
-    collect() { this.set(engine().exports.ctCapacity()); },
+    collect() { this.set(engine().flowCapacity()); },
   });
   new Gauge({
     name: "wasp_service_entries", help: "Service entries (VIP or node port, port, protocol) in the engine's tables", registers: [registry],
-    collect() { this.set(engine().exports.serviceCount()); },
+    collect() { this.set(engine().serviceCount()); },
   });
   new Gauge({
     name: "wasp_routes", help: "Pod prefixes in the engine's route table", registers: [registry],
-    collect() { this.set(engine().exports.routeCount()); },
+    collect() { this.set(engine().routeCount()); },
   });
   new Gauge({
     name: "wasp_table_generation", help: "Generation of the engine's tables (one per load or reload)", registers: [registry],
-    collect() { this.set(engine().exports.generation()); },
+    collect() { this.set(engine().generation()); },
   });
   const reloadSeconds = new Histogram({
     name: "wasp_reload_duration_seconds", help: "Time from a config change to its commit",

@@ -187,6 +187,8 @@ export class Engine {
   }
 
   get memory(): ArrayBuffer { return this.exports.memory.buffer; }
+  /** The wasm memory itself, for native/ to read and write packets in place. */
+  get wasmMemory(): WebAssembly.Memory { return this.exports.memory; }
 
   /** A fresh DataView of memory (memory never grows after init, so views stay valid). */
   view(): DataView { return new DataView(this.exports.memory.buffer); }
@@ -209,6 +211,40 @@ export class Engine {
     v.setUint32(s + abi.SLOT_BUF_END, buf + this.bufferStride, true);
     v.setUint32(s + abi.SLOT_SERVICE, 0, true);
     v.setUint32(s + abi.SLOT_NOTE, 0, true);
+  }
+
+  /** Every slot's buffer bounds (set once: the core writes only inside them). */
+  initSlots(): void {
+    for (let i = 0; i < this.maxBatch; i++) this.setSlot(i, 0);
+  }
+
+  /** Prepares the first n slots for a read: data after the headroom (and the vnet header when
+   *  vnet), everything the core may have changed cleared; bufStart and bufEnd stay as initSlots set them. */
+  prepareRead(n: number, vnet: boolean): void {
+    const u32 = new Uint32Array(this.memory), flags = vnet ? abi.SlotFlag.VNET : 0;
+    for (let i = 0; i < n; i++) {
+      const s = (this.slots + i * abi.SLOT_SIZE) >>> 2;
+      u32[s + (abi.SLOT_DATA >>> 2)] = this.packetAddr(i, vnet);
+      u32[s + (abi.SLOT_LEN >>> 2)] = 0;
+      u32[s + (abi.SLOT_FLAGS >>> 2)] = flags;   // with verdict and reason, the u32 at 8
+      u32[s + (abi.SLOT_PEER >>> 2)] = 0;
+      u32[s + (abi.SLOT_SERVICE >>> 2)] = 0;
+      u32[s + (abi.SLOT_NOTE >>> 2)] = 0;
+    }
+  }
+
+  /** After process() of a batch from the underlay for a vnet TUN: a decapsulated packet has no
+   *  virtio_net_hdr, so the bytes before it (the inner Ethernet header) become an empty one: no
+   *  offloads pending. A whole TSO packet from a peer keeps the GSO header the core wrote. */
+  clearOutputVnet(n: number): void {
+    const m = new Uint8Array(this.memory), v = this.view();
+    for (let i = 0; i < n; i++) {
+      const s = this.slots + i * abi.SLOT_SIZE, verdict = v.getUint8(s + abi.SLOT_VERDICT);
+      if (verdict !== abi.Verdict.Tun && verdict !== abi.Verdict.Host) continue;
+      if (v.getUint32(s + abi.SLOT_NOTE, true) & abi.Note.GSO) continue;
+      const data = v.getUint32(s + abi.SLOT_DATA, true);
+      m.fill(0, data - abi.VNET_HDR_LEN, data);
+    }
   }
 
   /** Copies a packet into slot i (tests, replay, trace; the datapath reads straight into memory). */

@@ -8,7 +8,7 @@ import { parseAllDocuments } from "yaml";
 import { DaemonSet } from "kubernetes-models/apps/v1";
 import { ClusterRole, ClusterRoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1";
 import { ServiceAccount } from "kubernetes-models/v1";
-import { parseDaemonArgs } from "../../../src/daemon/daemon.js";
+import { parseDaemonArgs } from "../../../src/daemon/args.js";
 
 const DEPLOY = new URL("../../../deploy", import.meta.url).pathname;
 type Obj = Record<string, any>;

@@ -1,6 +1,6 @@
 // The kube-proxy-named flags of `wasp daemon` (parseDaemonArgs): what each sets, and the errors.
 import { strict as assert } from "node:assert";
-import { parseDaemonArgs, type DaemonOptions } from "../../../src/daemon/daemon.js";
+import { parseDaemonArgs, type DaemonOptions } from "../../../src/daemon/args.js";
 
 const parse = (...a: string[]): DaemonOptions => {
   const o = parseDaemonArgs(a);
