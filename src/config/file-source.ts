@@ -8,10 +8,10 @@ import { dirname } from "node:path";
 import { errnoWords } from "../io/errno.js";
 import { loadConfigText, loadConfigTextAsync } from "./parse.js";
 import { ServiceCache } from "./validate.js";
-import type { Config, Problem } from "./schema.js";
+import type { Config, ConfigChanges, Problem } from "./schema.js";
 
 /** What a config source reports: a valid new config to apply, or a rejected one (the running config stays). */
-export type ConfigEvent = { kind: "config"; config: Config } | { kind: "rejected"; problems: Problem[] };
+export type ConfigEvent = { kind: "config"; config: Config; changes?: ConfigChanges } | { kind: "rejected"; problems: Problem[] };
 
 /** A source of configs (this file now, the Kubernetes API later). */
 export interface ConfigSource {

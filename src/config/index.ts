@@ -1,5 +1,5 @@
 export type {
-  BackendConfig, Config, NodeConfig, PeerNodeConfig, Problem, Protocol, ServiceConfig, ServicePortConfig, TrafficPolicy,
+  BackendConfig, Config, ConfigChanges, NodeConfig, PeerNodeConfig, Problem, Protocol, ServiceConfig, ServicePortConfig, TrafficPolicy,
 } from "./schema.js";
 export { NODE_PORT_MAX, NODE_PORT_MIN, DEFAULT_AFFINITY_TIMEOUT_SEC } from "./schema.js";
 export { validateConfig, validateConfigAsync, formatPath, ServiceCache } from "./validate.js";

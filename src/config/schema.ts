@@ -259,3 +259,17 @@ export interface Problem {
   line?: number;
   column?: number;
 }
+
+/**
+ * What changed from the config `since` to this one, from a source that knows (the Kubernetes
+ * source's dirty Services, as kube-proxy's change trackers hand over previous and current per
+ * name). A changed Service's old parts are in `gone`, its new ones in `came`; `settingsChanged`
+ * says whether anything but the services changed. A consumer whose running config is not `since`
+ * (it rejected one in between) diffs by itself instead.
+ */
+export interface ConfigChanges {
+  since: Config;
+  came: readonly ServiceConfig[];
+  gone: readonly ServiceConfig[];
+  settingsChanged: boolean;
+}

@@ -200,7 +200,7 @@ export class Daemon {
     const next = ev.config;
     const fixed = restartOnly(this.config, next);
     if (fixed.length) return this.reject(fixed);
-    const { model, delta } = await updateModelAsync(this.config, next, this.model);
+    const { model, delta } = await updateModelAsync(this.config, next, this.model, ev.changes);
     if (this.stopping) return "rejected";
     const inputs = nodeNetInputs(next);
     const routing = !sameInputs(inputs, this.inputs);

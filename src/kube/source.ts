@@ -184,6 +184,11 @@ export class KubeConfigSource implements ConfigSource {
   private base: Omit<Config, "services" | "nodes"> | undefined;
   private peers: PeerNodeConfig[] = [];
   private servicesList: ServiceConfig[] = [];
+  /** The config last handed on, and the service parts that came and went since (ConfigChanges). */
+  private emitted: Config | undefined;
+  private came: ServiceConfig[] = [];
+  private gone: ServiceConfig[] = [];
+  private settingsChanged = false;
   private servicesChanged = true;
   private ownNodeProblem = "";
   private lastEligible: boolean | undefined;
@@ -369,11 +374,15 @@ export class KubeConfigSource implements ConfigSource {
     this.pending = [];
 
     for (const key of this.dirty) {
+      const before = this.joined.get(key);
+      if (before) this.gone.push(...before);
       const svc = this.services.get(key);
       if (!svc) { this.joined.delete(key); continue; }
       const keys = this.slicesByService.get(key);
       const slices = keys ? [...keys].map((k) => this.slices.get(k) as KubeSlice) : [];
-      this.joined.set(key, joinService(svc, slices));
+      const parts = joinService(svc, slices);
+      this.joined.set(key, parts);
+      this.came.push(...parts);
       this.stats.serviceJoins++;
     }
     if (this.dirty.size > 0) { this.servicesChanged = true; this.dirty.clear(); }
@@ -382,6 +391,7 @@ export class KubeConfigSource implements ConfigSource {
     if (this.nodesDirty) {
       this.nodesDirty = false;
       nodeChanged = this.rebuildNodes(problems);
+      this.settingsChanged ||= nodeChanged;
     }
 
     if (problems.length > 0) {
@@ -395,7 +405,14 @@ export class KubeConfigSource implements ConfigSource {
       this.servicesChanged = false;
     }
     this.stats.configs++;
-    this.listener?.({ kind: "config", config: { ...this.base, services: this.servicesList, nodes: this.peers } });
+    const config: Config = { ...this.base, services: this.servicesList, nodes: this.peers };
+    const since = this.emitted;
+    const changes = since && { since, came: this.came, gone: this.gone, settingsChanged: this.settingsChanged };
+    this.emitted = config;
+    this.came = [];
+    this.gone = [];
+    this.settingsChanged = false;
+    this.listener?.(changes ? { kind: "config", config, changes } : { kind: "config", config });
   }
 
   /** Where NodePorts answer (see KubeNodeSettings.nodePortAddresses); undefined: the underlay address alone. */

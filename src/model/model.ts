@@ -3,7 +3,7 @@
 // and diffModel into the few ops a reload needs.
 
 import { ServiceKind, Select, ServiceFlag, RouteKind } from "../engine/abi.js";
-import type { Config, Protocol, ServiceConfig, BackendConfig } from "../config/schema.js";
+import type { Config, ConfigChanges, Protocol, ServiceConfig, BackendConfig } from "../config/schema.js";
 import { drain, drainAsync, every64, type Steps } from "./steps.js";
 import { cidrContains, formatCidr, formatIp, formatMac, ipv4ToU32, mappedPrefixLen, parseCidr, parseIp, type Cidr, type Family, type Ip } from "./addr.js";
 
@@ -189,16 +189,17 @@ export function buildModelAsync(config: Config, prev: Model = EMPTY_MODEL): Prom
 
 /**
  * The model of `config` and its delta from `prev` (the model of `prevConfig`). When only services
- * changed, by object identity (the config sources hand over unchanged services as the same
- * objects), only the entries of the services that came or went are built: the cost follows the
- * change, not the number of services. Otherwise: a full build and diff.
+ * changed, only the entries of the services that came or went are built: the cost follows the
+ * change, not the number of services. Which services changed comes from the source's change set
+ * when it has one relative to `prevConfig` (the Kubernetes source), else by object identity (the
+ * config sources hand over unchanged services as the same objects). Otherwise: a full build and diff.
  */
-export function updateModel(prevConfig: Config | undefined, config: Config, prev: Model): { model: Model; delta: ModelDelta } {
-  return drain(updateModelSteps(prevConfig, config, prev));
+export function updateModel(prevConfig: Config | undefined, config: Config, prev: Model, changes?: ConfigChanges): { model: Model; delta: ModelDelta } {
+  return drain(updateModelSteps(prevConfig, config, prev, changes));
 }
 
-export function updateModelAsync(prevConfig: Config | undefined, config: Config, prev: Model): Promise<{ model: Model; delta: ModelDelta }> {
-  return drainAsync(updateModelSteps(prevConfig, config, prev));
+export function updateModelAsync(prevConfig: Config | undefined, config: Config, prev: Model, changes?: ConfigChanges): Promise<{ model: Model; delta: ModelDelta }> {
+  return drainAsync(updateModelSteps(prevConfig, config, prev, changes));
 }
 
 /** The services of `a` not in `b` and those of `b` not in `a`, by identity (ignored ones left out).
@@ -224,13 +225,18 @@ function settingsOf(c: Config): string {
   return JSON.stringify({ ...c, services: undefined });
 }
 
-function* updateModelSteps(prevConfig: Config | undefined, config: Config, prev: Model): Steps<{ model: Model; delta: ModelDelta }> {
+function* updateModelSteps(prevConfig: Config | undefined, config: Config, prev: Model, changes?: ConfigChanges): Steps<{ model: Model; delta: ModelDelta }> {
   const cache = prev.drafts;
-  if (prevConfig === undefined || cache === undefined || settingsOf(prevConfig) !== settingsOf(config)) {
+  // a change set counts only when it is relative to the config the model was built from
+  const known = changes !== undefined && changes.since === prevConfig ? changes : undefined;
+  const settingsChanged = known ? known.settingsChanged : prevConfig !== undefined && settingsOf(prevConfig) !== settingsOf(config);
+  if (prevConfig === undefined || cache === undefined || settingsChanged) {
     const model = yield* buildModelSteps(config, prev);
     return { model, delta: diffModel(prev, model) };
   }
-  const { gone, came } = changedServices(prevConfig.services, config.services);
+  const { gone, came } = known
+    ? { gone: known.gone.filter((s) => !s.ignored), came: known.came.filter((s) => !s.ignored) }
+    : changedServices(prevConfig.services, config.services);
   if (gone.length + came.length > Math.max(16, config.services.length / 8)) {
     const model = yield* buildModelSteps(config, prev);
     return { model, delta: diffModel(prev, model) };

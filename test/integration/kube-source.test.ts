@@ -262,6 +262,14 @@ describe("kube source: the Kubernetes API as a config source (fake apiserver, re
     assert.equal(s.servicesConverted - before.servicesConverted, 0);
     assert.equal(s.serviceJoins - before.serviceJoins, 1);
     assert.equal(s.nodesConverted - before.nodesConverted, 0);
+    // the event carries its change set: the one service's old and new parts, relative to the config before
+    const cs = configs(), ev = cs[cs.length - 1]!, prevEv = cs[cs.length - 2]!;
+    assert.ok(ev.changes, "a change set on the event");
+    assert.equal(ev.changes.since, prevEv.config, "relative to the config handed on before it");
+    assert.deepEqual(ev.changes.gone.map((x) => x.name), ["s500"], "the old parts of the changed service went");
+    assert.deepEqual(ev.changes.came.map((x) => x.name), ["s500"], "its new parts came");
+    assert.equal(ev.changes.came[0]!.backends.length, 2, "the new part holds the new endpoints");
+    assert.equal(ev.changes.settingsChanged, false, "no Node changed");
   });
 
   it("waits for this node's Node object, saying so, before the first config", async () => {

@@ -297,6 +297,34 @@ describe("model", () => {
       }), { seed: 77, numRuns: 200 });
     });
 
+    it("updateModel with a change set relative to the previous config gives the tables and delta of a full rebuild, for random configs", () => {
+      fc.assert(fc.property(configArb, configArb, (ca, cb) => {
+        const a = buildModel(ca);
+        const byText = new Map(ca.services.map((s) => [JSON.stringify(s), s]));
+        const next = { ...ca, services: cb.services.map((s) => byText.get(JSON.stringify(s)) ?? s) };
+        const after = new Set(next.services), before = new Set(ca.services);
+        const changes = { since: ca, came: next.services.filter((s) => !before.has(s)), gone: ca.services.filter((s) => !after.has(s)), settingsChanged: false };
+        const { model, delta } = updateModel(ca, next, a, changes);
+        const full = buildModel({ ...next, services: next.services.map((s) => structuredClone(s)) }, a);
+        assert.deepEqual(engineView(model), engineView(full));
+        assert.deepEqual(engineView(applyDelta(a, delta)), engineView(model));
+      }), { seed: 78, numRuns: 150 });
+    });
+
+    it("a change set is taken as given (no identity diff) when it is relative to the previous config, and ignored when relative to another", () => {
+      const c0 = cfg(base());
+      const s0 = c0.services[0]!, moved = { ...s0, backends: s0.backends.slice(0, 1) };
+      const c1 = { ...c0, services: [moved, ...c0.services.slice(1)] };
+      const a = buildModel(c0);
+      // the set leaves the changed service out: a model that trusts it changes nothing
+      const trusted = updateModel(c0, c1, a, { since: c0, came: [], gone: [], settingsChanged: false });
+      assert.ok(isEmptyDelta(trusted.delta), "the change set said nothing changed");
+      // relative to some other config: the identity diff finds the change
+      const other = { ...c0 };
+      const diffed = updateModel(c0, c1, a, { since: other, came: [], gone: [], settingsChanged: false });
+      assert.equal(diffed.delta.upsertServices.length > 0, true, "the identity diff found the changed service");
+    });
+
     it("ids stay unique and keys keep their ids across a chain of random reloads", () => {
       fc.assert(fc.property(fc.array(configArb, { minLength: 2, maxLength: 5 }), (configs) => {
         let prev = buildModel(configs[0]!);
