@@ -39,22 +39,11 @@
 #include "netlink.h"
 #include "fd_result.h"
 #include "netns.h"
+#include "slot.h"
 
+namespace wasp {
 namespace {
 
-using wasp::FdResult;
-using wasp::InNetns;
-
-// ╒═══ batch slot, 32 bytes, little-endian (assembly/abi.ts) ═══╕
-//  0 u32 data | 4 u32 len | 8 u16 flags | 10 u8 verdict | 11 u8 reason | 12 u32 peer
-// 16 u32 bufStart | 20 u32 bufEnd | 24 u32 service | 28 u32 note
-constexpr uint32_t SLOT_SIZE = 32;
-constexpr uint32_t SLOT_DATA = 0, SLOT_LEN = 4, SLOT_FLAGS = 8, SLOT_VERDICT = 10, SLOT_PEER = 12,
-                   SLOT_BUF_START = 16, SLOT_BUF_END = 20;
-constexpr uint32_t SLOT_NOTE = 28;
-constexpr uint16_t FLAG_FROM_OVERLAY = 1, FLAG_VNET = 2;
-constexpr uint32_t NOTE_TUNNEL_GSO = 16384;  // Note.TUNNEL_GSO: a frame for the tunnel TAP
-constexpr uint32_t VNET_HDR_LEN = 10;  // struct virtio_net_hdr without num_buffers
 constexpr unsigned MMSG_CHUNK = 64;    // messages per recvmmsg/sendmmsg call
 
 // An io_uring used synchronously: a batch of reads or writes is submitted and reaped in one
@@ -393,7 +382,7 @@ Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
   }
   // flags: what every slot read gets in SlotFlag (VNET, ETHERNET for a TAP); default VNET if vnet.
   const uint16_t flags = info[6].IsNumber() ? uint16_t(info[6].As<Napi::Number>().Uint32Value())
-                                            : (hdr ? FLAG_VNET : 0);
+                                            : (hdr ? SlotFlag::VNET : 0);
   if (info[5].ToBoolean()) return Napi::Number::New(env, ReadRing(env, fd, m, slots, count, hdr, flags));
   uint32_t n = 0;
   while (n < count) {
@@ -770,7 +759,7 @@ Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
     uint64_t s = slotAt(i);
     st32(m.base, s + SLOT_LEN, len);
     st32(m.base, s + SLOT_PEER, peer);
-    st16(m.base, s + SLOT_FLAGS, ld16(m.base, s + SLOT_FLAGS) | FLAG_FROM_OVERLAY);
+    st16(m.base, s + SLOT_FLAGS, ld16(m.base, s + SLOT_FLAGS) | SlotFlag::FROM_OVERLAY);
   };
   uint32_t n = 0;
 
@@ -1113,7 +1102,7 @@ Napi::Value SendBatch(const Napi::CallbackInfo& info) {
   while (i < count) {
     uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
     if (!Selected(m.base, s, mask)) { i++; continue; }
-    if (ld32(m.base, s + SLOT_NOTE) & NOTE_TUNNEL_GSO) {
+    if (ld32(m.base, s + SLOT_NOTE) & Note::TUNNEL_GSO) {
       // what came before goes first: one flow's packets never overtake each other
       if (!flush()) return Napi::Number::New(env, -errno);
       i++;
@@ -1255,6 +1244,13 @@ class Poller : public Napi::ObjectWrap<Poller> {
   Napi::AsyncContext context_;
 };
 
+}  // namespace
+}  // namespace wasp
+
+namespace {
+
+using namespace wasp;
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new State());
   exports.Set("openTun", Napi::Function::New(env, OpenTun, "openTun"));
@@ -1269,7 +1265,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("recvPending", Napi::Function::New(env, RecvPending, "recvPending"));
   exports.Set("sendBatch", Napi::Function::New(env, SendBatch, "sendBatch"));
   exports.Set("Poller", Poller::Init(env));
-  wasp::RegisterNetlink(env, exports);
+  RegisterNetlink(env, exports);
   return exports;
 }
 
