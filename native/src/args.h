@@ -1,0 +1,58 @@
+// The arguments of the addon's functions: false means a TypeError is pending for JS.
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+
+#include "memory.h"
+
+namespace wasp {
+
+inline bool GetMem(const Napi::CallbackInfo& info, size_t i, Mem* out) {
+  if (!info[i].IsArrayBuffer()) {
+    Napi::TypeError::New(info.Env(), "memory must be an ArrayBuffer (WebAssembly.Memory.buffer)")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  auto ab = info[i].As<Napi::ArrayBuffer>();
+  out->base = static_cast<uint8_t*>(ab.Data());
+  out->size = ab.ByteLength();
+  return true;
+}
+
+inline bool GetU32(const Napi::CallbackInfo& info, size_t i, uint32_t* out) {
+  if (!info[i].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " must be a number")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = info[i].As<Napi::Number>().Uint32Value();
+  return true;
+}
+
+inline bool GetFd(const Napi::CallbackInfo& info, size_t i, int* out) {
+  if (!info[i].IsNumber()) {
+    Napi::TypeError::New(info.Env(), "fd must be a number").ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = info[i].As<Napi::Number>().Int32Value();
+  return true;
+}
+
+// A device name (required) at argument i; false with a TypeError pending when it is not a string.
+inline bool GetName(const Napi::CallbackInfo& info, size_t i, std::string* out) {
+  if (!info[i].IsString()) {
+    Napi::TypeError::New(info.Env(), "name must be a string").ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = info[i].As<Napi::String>().Utf8Value();
+  return true;
+}
+
+// An optional string argument (a namespace path): "" when absent.
+inline std::string OptString(const Napi::CallbackInfo& info, size_t i) {
+  return info[i].IsString() ? info[i].As<Napi::String>().Utf8Value() : "";
+}
+
+}  // namespace wasp
