@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "drops.h"
 #include "memory.h"
 
 namespace wasp {
@@ -47,6 +48,18 @@ inline bool GetName(const Napi::CallbackInfo& info, size_t i, std::string* out) 
     return false;
   }
   *out = info[i].As<Napi::String>().Utf8Value();
+  return true;
+}
+
+// The Int32Array of DROP_FIELDS that writeBatch/sendBatch report their drops in (drops.h).
+inline bool GetDrops(const Napi::CallbackInfo& info, size_t i, int32_t** out) {
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      info[i].As<Napi::TypedArray>().ElementLength() < DROP_FIELDS) {
+    Napi::TypeError::New(info.Env(), "drops must be an Int32Array of " + std::to_string(DROP_FIELDS))
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = info[i].As<Napi::Int32Array>().Data();
   return true;
 }
 

@@ -31,9 +31,6 @@ struct PendingDatagrams {
 };
 
 struct State {
-  uint32_t writeErrors = 0;
-  int writeErrno = 0;
-  uint32_t tunnelRefused = 0;  // tunnel TAP writes the kernel refused as malformed (EINVAL)
   Ring ring;
   unsigned readHint = 4;  // reads the next io_uring batch starts with (see ReadRing)
   std::unordered_map<int, GsoPool> gso;  // by the underlay's raw fd

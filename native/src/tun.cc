@@ -154,7 +154,7 @@ Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
 }
 
 // The writes of a batch through io_uring; like the write() loop, a refused packet is counted.
-int32_t WriteRing(State* st, int fd, const Mem& m, uint32_t slots, uint32_t count, uint32_t mask,
+int32_t WriteRing(State* st, Drops& drops, int fd, const Mem& m, uint32_t slots, uint32_t count, uint32_t mask,
                   uint32_t hdr) {
   Ring& ring = st->ring;
   int r = ring.Setup();
@@ -175,26 +175,24 @@ int32_t WriteRing(State* st, int fd, const Mem& m, uint32_t slots, uint32_t coun
     for (unsigned j = 0; j < k; j++) {
       if (res[j] >= 0) { n++; continue; }
       if (res[j] == -EBADF) return -EBADF;
-      st->writeErrors++;
-      st->writeErrno = -res[j];
+      drops.Add(-res[j]);
     }
   }
   return int32_t(n);
 }
 
-// writeBatch(fd, memory, slotsAddr, count, verdictMask, vnet, uring) -> packets written, or -errno for
-// a broken fd. A refused packet (EAGAIN, ENOBUFS, EINVAL...) is dropped and counted; see
-// lastWriteErrors(). -EFAULT: a selected slot points outside memory (nothing written).
+// writeBatch(fd, memory, slotsAddr, count, verdictMask, vnet, uring, drops) -> packets written, or
+// -errno for a broken fd. A refused packet (EAGAIN, ENOBUFS, EINVAL...) is dropped and counted in
+// drops (drops.h). -EFAULT: a selected slot points outside memory (nothing written).
 Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd; Mem m; uint32_t slots, count, mask;
+  int fd; Mem m; uint32_t slots, count, mask; int32_t* dropFields;
   if (!GetFd(info, 0, &fd) || !GetMem(info, 1, &m) || !GetU32(info, 2, &slots) ||
-      !GetU32(info, 3, &count) || !GetU32(info, 4, &mask))
+      !GetU32(info, 3, &count) || !GetU32(info, 4, &mask) || !GetDrops(info, 7, &dropFields))
     return env.Undefined();
   const uint32_t hdr = info[5].ToBoolean() ? VNET_HDR_LEN : 0;
   State* st = env.GetInstanceData<State>();
-  st->writeErrors = 0;
-  st->writeErrno = 0;
+  Drops drops(dropFields);
   if (!SlotsInside(m, slots, count)) return Napi::Number::New(env, -EFAULT);
   for (uint32_t i = 0; i < count; i++) {
     uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
@@ -202,7 +200,7 @@ Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
     uint32_t data = ld32(m.base, s + SLOT_DATA), len = ld32(m.base, s + SLOT_LEN);
     if (data < hdr || uint64_t(data) + len > m.size) return Napi::Number::New(env, -EFAULT);
   }
-  if (info[6].ToBoolean()) return Napi::Number::New(env, WriteRing(st, fd, m, slots, count, mask, hdr));
+  if (info[6].ToBoolean()) return Napi::Number::New(env, WriteRing(st, drops, fd, m, slots, count, mask, hdr));
   uint32_t n = 0;
   for (uint32_t i = 0; i < count; i++) {
     uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
@@ -213,25 +211,12 @@ Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
     if (put < 0) {
       if (errno == EBADF) return Napi::Number::New(env, -EBADF);
       // A TUN write is all or nothing; a full queue or a malformed packet loses this one only.
-      st->writeErrors++;
-      st->writeErrno = errno;
+      drops.Add(errno);
       continue;
     }
     n++;
   }
   return Napi::Number::New(env, n);
-}
-
-// lastWriteErrors() -> [dropped, errno of the last drop, tunnel frames refused as malformed] for the
-// previous writeBatch/sendBatch.
-Napi::Value LastWriteErrors(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  State* st = env.GetInstanceData<State>();
-  Napi::Array a = Napi::Array::New(env, 3);
-  a.Set(uint32_t(0), Napi::Number::New(env, st->writeErrors));
-  a.Set(uint32_t(1), Napi::Number::New(env, st->writeErrno));
-  a.Set(uint32_t(2), Napi::Number::New(env, st->tunnelRefused));
-  return a;
 }
 
 // probeUring() -> 0 when this thread's io_uring is set up, else -errno (ENOSYS, EPERM).
@@ -314,7 +299,6 @@ void RegisterTun(Napi::Env env, Napi::Object exports) {
   exports.Set("openTun", Napi::Function::New(env, OpenTun, "openTun"));
   exports.Set("readBatch", Napi::Function::New(env, ReadBatch, "readBatch"));
   exports.Set("writeBatch", Napi::Function::New(env, WriteBatch, "writeBatch"));
-  exports.Set("lastWriteErrors", Napi::Function::New(env, LastWriteErrors, "lastWriteErrors"));
   exports.Set("probeUring", Napi::Function::New(env, ProbeUring, "probeUring"));
   exports.Set("openTunnelTap", Napi::Function::New(env, OpenTunnelTap, "openTunnelTap"));
 }

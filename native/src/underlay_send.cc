@@ -121,7 +121,7 @@ int GsoSocket(GsoPool& pool, int rawFd, uint32_t src, uint16_t sport) {
 enum class GsoResult { Sent, Dropped, UseRaw };
 
 // Sends slots [i, i+n) as one UDP GSO datagram.
-GsoResult SendGso(State* st, GsoPool& pool, int rawFd, const Mem& m, uint32_t slots, uint32_t i, uint32_t n) {
+GsoResult SendGso(Drops& drops, GsoPool& pool, int rawFd, const Mem& m, uint32_t slots, uint32_t i, uint32_t n) {
   OuterUdp head;
   uint64_t s0 = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
   if (!ParseOuter(m, s0, &head)) return GsoResult::UseRaw;
@@ -159,8 +159,7 @@ GsoResult SendGso(State* st, GsoPool& pool, int rawFd, const Mem& m, uint32_t sl
   if (r >= 0) { pool.segments += n; pool.sends++; return GsoResult::Sent; }
   switch (errno) {
     case EAGAIN: case ENOBUFS: case ENETUNREACH: case EHOSTUNREACH: case ECONNREFUSED:
-      st->writeErrors += n;  // as the raw socket would have refused them
-      st->writeErrno = errno;
+      drops.Add(errno, n);  // as the raw socket would have refused them
       return GsoResult::Dropped;
     case EINVAL: case EMSGSIZE:
       return GsoResult::UseRaw;  // e.g. a segment longer than the route's MTU: the raw path fragments
@@ -170,21 +169,19 @@ GsoResult SendGso(State* st, GsoPool& pool, int rawFd, const Mem& m, uint32_t sl
   }
 }
 
-// sendBatch(rawFd, memory, slotsAddr, count, verdictMask, tapFd) -> packets sent, or -errno for a
-// broken fd. Each selected slot holds a whole IPv4 packet; it goes to peer (host order). A slot
-// noted TUNNEL_GSO holds a tunnel-GSO frame instead, written to tapFd (the tunnel TAP, -1: none).
-// Refused packets are dropped and counted (lastWriteErrors()).
+// sendBatch(rawFd, memory, slotsAddr, count, verdictMask, tapFd, drops) -> packets sent, or -errno
+// for a broken fd. Each selected slot holds a whole IPv4 packet; it goes to peer (host order). A
+// slot noted TUNNEL_GSO holds a tunnel-GSO frame instead, written to tapFd (the tunnel TAP, -1:
+// none). Refused packets are dropped and counted in drops (drops.h).
 Napi::Value SendBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd; Mem m; uint32_t slots, count, mask;
+  int fd; Mem m; uint32_t slots, count, mask; int32_t* dropFields;
   if (!GetFd(info, 0, &fd) || !GetMem(info, 1, &m) || !GetU32(info, 2, &slots) ||
-      !GetU32(info, 3, &count) || !GetU32(info, 4, &mask))
+      !GetU32(info, 3, &count) || !GetU32(info, 4, &mask) || !GetDrops(info, 6, &dropFields))
     return env.Undefined();
   const int tapFd = info[5].IsNumber() ? info[5].As<Napi::Number>().Int32Value() : -1;
   State* st = env.GetInstanceData<State>();
-  st->writeErrors = 0;
-  st->writeErrno = 0;
-  st->tunnelRefused = 0;
+  Drops drops(dropFields);
   if (!SlotsInside(m, slots, count)) return Napi::Number::New(env, -EFAULT);
   for (uint32_t i = 0; i < count; i++) {
     uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
@@ -208,8 +205,7 @@ Napi::Value SendBatch(const Napi::CallbackInfo& info) {
         if (errno == EINTR) continue;
         if (errno == EBADF || errno == ENOTSOCK) return false;
         // sendmmsg reports only the first failure: drop that packet, go on with the rest.
-        st->writeErrors++;
-        st->writeErrno = errno;
+        drops.Add(errno);
         off++;
         continue;
       }
@@ -233,9 +229,8 @@ Napi::Value SendBatch(const Napi::CallbackInfo& info) {
         while (put < 0 && errno == EINTR);
       }
       if (put >= 0) { sent++; continue; }
-      st->writeErrors++;
-      st->writeErrno = errno;
-      if (errno == EINVAL || errno == EBADF) st->tunnelRefused++;
+      drops.Add(errno);
+      if (errno == EINVAL || errno == EBADF) drops.TunnelRefused();
       continue;
     }
     if (useGso && !pool.disabled) {
@@ -243,7 +238,7 @@ Napi::Value SendBatch(const Napi::CallbackInfo& info) {
       if (n >= 2) {
         // what came before goes first: one flow's packets never overtake each other
         if (!flush()) return Napi::Number::New(env, -errno);
-        GsoResult g = SendGso(st, pool, fd, m, slots, i, n);
+        GsoResult g = SendGso(drops, pool, fd, m, slots, i, n);
         if (g != GsoResult::UseRaw) {
           if (g == GsoResult::Sent) sent += n;
           i += n;
