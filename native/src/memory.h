@@ -31,4 +31,30 @@ inline bool Selected(const uint8_t* m, uint64_t s, uint32_t mask) {
   return v < 32 && ((1u << v) & mask);
 }
 
+// Every slot's buffer lies inside memory with data, and hdr bytes before it, inside
+// [bufStart, bufEnd): checked before the first read, so a bad batch writes nothing at all.
+inline bool BuffersInside(const Mem& m, uint32_t slots, uint32_t count, uint32_t hdr) {
+  if (!SlotsInside(m, slots, count)) return false;
+  for (uint32_t i = 0; i < count; i++) {
+    uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
+    uint32_t data = ld32(m.base, s + SLOT_DATA), bs = ld32(m.base, s + SLOT_BUF_START),
+             be = ld32(m.base, s + SLOT_BUF_END);
+    if (data < hdr || data - hdr < bs || data >= be || be > m.size) return false;
+  }
+  return true;
+}
+
+// Every selected slot's packet, and hdr bytes before it, lies inside memory: checked before the
+// first write, so a bad batch sends nothing at all.
+inline bool PacketsInside(const Mem& m, uint32_t slots, uint32_t count, uint32_t mask, uint32_t hdr) {
+  if (!SlotsInside(m, slots, count)) return false;
+  for (uint32_t i = 0; i < count; i++) {
+    uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
+    if (!Selected(m.base, s, mask)) continue;
+    uint32_t data = ld32(m.base, s + SLOT_DATA), len = ld32(m.base, s + SLOT_LEN);
+    if (data < hdr || uint64_t(data) + len > m.size) return false;
+  }
+  return true;
+}
+
 }  // namespace wasp

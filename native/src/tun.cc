@@ -124,15 +124,7 @@ Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
       !GetU32(info, 3, &count))
     return env.Undefined();
   const uint32_t hdr = info[4].ToBoolean() ? VNET_HDR_LEN : 0;
-  if (!SlotsInside(m, slots, count)) return Napi::Number::New(env, -EFAULT);
-  // Check every slot before the first read: a bad batch writes nothing at all.
-  for (uint32_t i = 0; i < count; i++) {
-    uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
-    uint32_t data = ld32(m.base, s + SLOT_DATA), bs = ld32(m.base, s + SLOT_BUF_START),
-             be = ld32(m.base, s + SLOT_BUF_END);
-    if (data < hdr || data - hdr < bs || data >= be || be > m.size)
-      return Napi::Number::New(env, -EFAULT);
-  }
+  if (!BuffersInside(m, slots, count, hdr)) return Napi::Number::New(env, -EFAULT);
   // flags: what every slot read gets in SlotFlag (VNET, ETHERNET for a TAP); default VNET if vnet.
   const uint16_t flags = info[6].IsNumber() ? uint16_t(info[6].As<Napi::Number>().Uint32Value())
                                             : (hdr ? SlotFlag::VNET : 0);
@@ -193,13 +185,7 @@ Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
   const uint32_t hdr = info[5].ToBoolean() ? VNET_HDR_LEN : 0;
   State* st = env.GetInstanceData<State>();
   Drops drops(dropFields);
-  if (!SlotsInside(m, slots, count)) return Napi::Number::New(env, -EFAULT);
-  for (uint32_t i = 0; i < count; i++) {
-    uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
-    if (!Selected(m.base, s, mask)) continue;
-    uint32_t data = ld32(m.base, s + SLOT_DATA), len = ld32(m.base, s + SLOT_LEN);
-    if (data < hdr || uint64_t(data) + len > m.size) return Napi::Number::New(env, -EFAULT);
-  }
+  if (!PacketsInside(m, slots, count, mask, hdr)) return Napi::Number::New(env, -EFAULT);
   if (info[6].ToBoolean()) return Napi::Number::New(env, WriteRing(st, drops, fd, m, slots, count, mask, hdr));
   uint32_t n = 0;
   for (uint32_t i = 0; i < count; i++) {

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "args.h"
+#include "fd_result.h"
 #include "netns.h"
 #include "state.h"
 
@@ -86,14 +87,8 @@ Napi::Value OpenUnderlay(const Napi::CallbackInfo& info) {
       return u;
     });
   }
-  Napi::Object out = Napi::Object::New(env);
-  if (r < 0) {
-    out.Set("errno", Napi::Number::New(env, -r));
-    out.Set("stage", Napi::String::New(env, stage));
-  } else {
-    out.Set("udpFd", Napi::Number::New(env, r));
-    out.Set("rawFd", Napi::Number::New(env, rawFd));
-  }
+  Napi::Object out = FdResult(env, r, stage, "udpFd");
+  if (r >= 0) out.Set("rawFd", Napi::Number::New(env, rawFd));
   return out;
 }
 

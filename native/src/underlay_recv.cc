@@ -113,13 +113,7 @@ Napi::Value RecvBatch(const Napi::CallbackInfo& info) {
       !GetU32(info, 3, &count) || !GetU32(info, 4, &innerMtu))
     return env.Undefined();
   const bool keepWhole = info[5].ToBoolean();
-  if (!SlotsInside(m, slots, count)) return Napi::Number::New(env, -EFAULT);
-  for (uint32_t i = 0; i < count; i++) {
-    uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
-    uint32_t data = ld32(m.base, s + SLOT_DATA), bs = ld32(m.base, s + SLOT_BUF_START),
-             be = ld32(m.base, s + SLOT_BUF_END);
-    if (data < bs || data >= be || be > m.size) return Napi::Number::New(env, -EFAULT);
-  }
+  if (!BuffersInside(m, slots, count, 0)) return Napi::Number::New(env, -EFAULT);
   State* st = env.GetInstanceData<State>();
   // A UDP GRO datagram is up to 64 KiB: with smaller slots it would be cut short, so such a
   // caller gets the segments one by one (UDP GRO off for this socket from now on).

@@ -182,13 +182,7 @@ Napi::Value SendBatch(const Napi::CallbackInfo& info) {
   const int tapFd = info[5].IsNumber() ? info[5].As<Napi::Number>().Int32Value() : -1;
   State* st = env.GetInstanceData<State>();
   Drops drops(dropFields);
-  if (!SlotsInside(m, slots, count)) return Napi::Number::New(env, -EFAULT);
-  for (uint32_t i = 0; i < count; i++) {
-    uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
-    if (!Selected(m.base, s, mask)) continue;
-    uint32_t data = ld32(m.base, s + SLOT_DATA), len = ld32(m.base, s + SLOT_LEN);
-    if (uint64_t(data) + len > m.size) return Napi::Number::New(env, -EFAULT);
-  }
+  if (!PacketsInside(m, slots, count, mask, 0)) return Napi::Number::New(env, -EFAULT);
   struct mmsghdr msgs[MMSG_CHUNK];
   struct iovec iov[MMSG_CHUNK];
   struct sockaddr_in to[MMSG_CHUNK];
