@@ -14,14 +14,11 @@ namespace wasp {
 
 constexpr unsigned MMSG_CHUNK = 64;    // messages per recvmmsg/sendmmsg call
 
-// Per-env state: worker threads each load their own instance, so no process-wide counters.
 // UDP sockets for UDP GSO on the underlay, one per outer (source address, source port): a UDP
 // socket's source port is its bound port, and the engine picks the port per inner flow.
 struct GsoPool {
   std::unordered_map<uint64_t, int> fds;
   bool disabled = false;  // the kernel refused UDP_SEGMENT: raw sends only
-  uint64_t segments = 0;  // sent through UDP GSO (underlayGsoStats)
-  uint64_t sends = 0;
 };
 
 // Segments of UDP GRO datagrams that did not fit the last recvBatch, delivered first by the next.
@@ -30,6 +27,7 @@ struct PendingDatagrams {
   std::deque<Datagram> queue;
 };
 
+// Per-env state: worker threads each load their own instance, so no process-wide counters.
 struct State {
   Ring ring;
   unsigned readHint = 4;  // reads the next io_uring batch starts with (see ReadRing)

@@ -156,7 +156,7 @@ GsoResult SendGso(Drops& drops, GsoPool& pool, int rawFd, const Mem& m, uint32_t
   memcpy(CMSG_DATA(c), &gsoSize, sizeof gsoSize);
   ssize_t r;
   do r = sendmsg(u, &msg, MSG_DONTWAIT); while (r < 0 && errno == EINTR);
-  if (r >= 0) { pool.segments += n; pool.sends++; return GsoResult::Sent; }
+  if (r >= 0) return GsoResult::Sent;
   switch (errno) {
     case EAGAIN: case ENOBUFS: case ENETUNREACH: case EHOSTUNREACH: case ECONNREFUSED:
       drops.Add(errno, n);  // as the raw socket would have refused them
