@@ -1,4 +1,4 @@
-// Running a step inside another network namespace (shared by addon.cc and netlink.cc).
+// Running a step inside another network namespace (tun.cc, underlay.cc, netlink.cc).
 #pragma once
 #include <errno.h>
 #include <fcntl.h>

@@ -7,6 +7,19 @@ import { fileURLToPath } from "node:url";
 
 export interface OpenResult { fd?: number; udpFd?: number; rawFd?: number; mac?: string; errno?: number; stage?: string }
 
+/** The fields of the Int32Array in which writeBatch and sendBatch report what the kernel refused
+ *  (native/src/drops.h: DropField). A device makes one and passes it to every batch: no second call
+ *  and no allocation per batch. */
+export enum DropField {
+  /** Packets the kernel refused (full queue, no route, malformed). */
+  Dropped = 0,
+  /** The errno of the last of them, 0 when none. */
+  LastErrno = 1,
+  /** Tunnel-GSO frames the tunnel TAP refused as malformed (sendBatch). */
+  TunnelRefused = 2,
+}
+export const DROP_FIELDS = 3;
+
 export interface NativePoller {
   /** 0, or -errno from libuv. */
   start(): number;
@@ -20,13 +33,11 @@ export interface Native {
   /** flags: SlotFlag bits every slot read gets (VNET, ETHERNET). */
   readBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, vnet: boolean,
     uring: boolean, flags: number): number;
+  /** Packets written; drops (Int32Array of DROP_FIELDS) is set to this batch's DropField values. */
   writeBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, verdictMask: number,
-    vnet: boolean, uring: boolean): number;
+    vnet: boolean, uring: boolean, drops: Int32Array): number;
   /** 0 when io_uring works on this thread, else -errno. */
   probeUring(): number;
-  /** [dropped, errno of the last drop, tunnel frames refused as malformed] of the previous
-   *  writeBatch or sendBatch. */
-  lastWriteErrors(): [number, number, number];
   close(fd: number): number;
   openUnderlay(bindIp: string, port: number, netns?: string): OpenResult;
   /** A TAP taking encapsulated TSO packets with UDP-tunnel GSO (Linux 6.17+): { fd, mac }. */
@@ -35,9 +46,10 @@ export interface Native {
     keepWhole: boolean): number;
   /** Datagrams (UDP GRO) whose segments did not fit the last recvBatch and wait for the next. */
   recvPending(fd: number): number;
-  /** tapFd: the tunnel TAP for slots noted TUNNEL_GSO, -1 when there is none. */
+  /** Packets sent; tapFd: the tunnel TAP for slots noted TUNNEL_GSO, -1 when there is none; drops as
+   *  for writeBatch. */
   sendBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, verdictMask: number,
-    tapFd: number): number;
+    tapFd: number, drops: Int32Array): number;
   Poller: new (fd: number, callback: (status: number) => void) => NativePoller;
   /** A NETLINK_ROUTE socket made inside the namespace at netns (the caller's when absent). */
   netlinkOpen(netns?: string): OpenResult;

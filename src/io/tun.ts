@@ -2,7 +2,7 @@
 import { SlotFlag } from "../engine/abi.js";
 import { EAGAIN, EFAULT, EINVAL, IoError, errnoCode, ioError, NEED_ROOT } from "./errno.js";
 import { bufferOf, slotsOutsideMemory, type BatchMemory } from "./memory.js";
-import { native } from "./native.js";
+import { DROP_FIELDS, DropField, native } from "./native.js";
 import { Readiness } from "./readiness.js";
 
 export interface TunOptions {
@@ -44,6 +44,7 @@ export class TunDevice {
   private readonly readiness: Readiness;
   private closed = false;
   private readonly readFlags: number;
+  private readonly drops = new Int32Array(DROP_FIELDS);
 
   private constructor(readonly name: string, readonly fd: number, readonly vnet: boolean,
     readonly tap: boolean, readonly ioUring: boolean) {
@@ -100,11 +101,10 @@ export class TunDevice {
 
   /** Writes every slot whose verdict bit is set in verdictMask; returns how many the kernel took. */
   writeBatch(memory: BatchMemory, slotsAddr: number, count: number, verdictMask: number): number {
-    const nat = native(), buffer = bufferOf(memory);
-    const n = nat.writeBatch(this.fd, buffer, slotsAddr, count, verdictMask, this.vnet, this.ioUring);
-    const [dropped, errno] = nat.lastWriteErrors();
-    this.lastDropped = dropped;
-    this.lastDropCode = dropped ? errnoCode(errno) : "";
+    const buffer = bufferOf(memory), drops = this.drops;
+    const n = native().writeBatch(this.fd, buffer, slotsAddr, count, verdictMask, this.vnet, this.ioUring, drops);
+    this.lastDropped = drops[DropField.Dropped]!;
+    this.lastDropCode = this.lastDropped ? errnoCode(drops[DropField.LastErrno]!) : "";
     if (n >= 0) return n;
     if (n === -EFAULT) throw slotsOutsideMemory("writeBatch", `device ${this.name}`, buffer, slotsAddr, count);
     throw ioError(`cannot write to device ${this.name}`, -n, "The fd was closed; open the device again");

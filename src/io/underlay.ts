@@ -10,7 +10,7 @@
 // its own vxlan device (WASP_NO_TUNNEL_GSO=1 turns it off).
 import { EAGAIN, EFAULT, EINVAL, IoError, errnoCode, ioError, NEED_ROOT } from "./errno.js";
 import { bufferOf, slotsOutsideMemory, type BatchMemory } from "./memory.js";
-import { native } from "./native.js";
+import { DROP_FIELDS, DropField, native } from "./native.js";
 import { Readiness } from "./readiness.js";
 
 export interface UnderlayOptions {
@@ -49,6 +49,7 @@ export class UnderlaySocket {
   private readonly readiness: Readiness;
   private closed = false;
   private readonly label: string;
+  private readonly drops = new Int32Array(DROP_FIELDS);
 
   /** Tunnel frames the kernel refused as malformed in the last sendBatch (the engine should stop
    *  making them: the host turns tunnel GSO off). */
@@ -120,12 +121,11 @@ export class UnderlaySocket {
 
   /** Sends every selected slot's [data, data+len), a whole IPv4 packet, to its peer (host order). */
   sendBatch(memory: BatchMemory, slotsAddr: number, count: number, verdictMask: number): number {
-    const nat = native(), buffer = bufferOf(memory);
-    const n = nat.sendBatch(this.rawFd, buffer, slotsAddr, count, verdictMask, this.tunnel?.fd ?? -1);
-    const [dropped, errno, refused] = nat.lastWriteErrors();
-    this.lastDropped = dropped;
-    this.lastTunnelRefused = refused;
-    this.lastDropCode = dropped ? errnoCode(errno) : "";
+    const buffer = bufferOf(memory), drops = this.drops;
+    const n = native().sendBatch(this.rawFd, buffer, slotsAddr, count, verdictMask, this.tunnel?.fd ?? -1, drops);
+    this.lastDropped = drops[DropField.Dropped]!;
+    this.lastTunnelRefused = drops[DropField.TunnelRefused]!;
+    this.lastDropCode = this.lastDropped ? errnoCode(drops[DropField.LastErrno]!) : "";
     if (n >= 0) return n;
     if (n === -EFAULT) throw slotsOutsideMemory("sendBatch", this.label, buffer, slotsAddr, count);
     throw ioError(`cannot send on ${this.label}`, -n);

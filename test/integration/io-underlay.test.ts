@@ -2,7 +2,7 @@
 // recvmmsg on the other, one flow's packets as a UDP GSO datagram cut back by UDP GRO, and a
 // kernel vxlan device as a competing user of the port.
 import { strict as assert } from "node:assert";
-import { SlotFlag, Verdict } from "../../src/engine/abi.js";
+import { Note, SLOT_NOTE, SlotFlag, Verdict } from "../../src/engine/abi.js";
 import { UnderlaySocket } from "../../src/io/index.js";
 import { deleteAllNs, inNs, ip, makeNs, veth } from "../helpers/netns.js";
 import { startCapture } from "../helpers/topology.js";
@@ -289,6 +289,28 @@ describe("io: underlay socket (integration, needs root)", function () {
 
   it("an address that is not IPv4 is refused before any socket is made", () => {
     assert.throws(() => UnderlaySocket.open({ bindIp: "10.98.0", port: PORT }), { code: "EINVAL" });
+  });
+
+  it("sendBatch reports its own drops: a packet to a peer with no route (ENETUNREACH) and a tunnel frame with no tunnel TAP (EBADF, refused) are counted, the good packet still leaves; each batch counts only its own", async () => {
+    const sa = open(a, "10.98.0.1"), sb = open(b, "10.98.0.2");
+    const memory = new WebAssembly.Memory({ initial: 64 });
+    const out = layout(memory, 3, 2048, 1024), inb = layout(memory, 4, 2048, 16384);
+    const good = vxlanPayload(5);
+    put(out, 0, udp4("10.98.0.1", "10.98.0.2", 40005, PORT, good), Verdict.Overlay, ipv4ToU32("10.98.0.2"));
+    // 203.0.113.0/24 (RFC 5737): namespace a has a route for 10.98.0.0/24 only.
+    put(out, 1, udp4("10.98.0.1", "203.0.113.9", 40006, PORT, vxlanPayload(6)), Verdict.Overlay, ipv4ToU32("203.0.113.9"));
+    put(out, 2, frameOf(new Uint8Array(40)), Verdict.Overlay, ipv4ToU32("10.98.0.2"));
+    new DataView(memory.buffer).setUint32(out.slotsAddr + 2 * 32 + SLOT_NOTE, Note.TUNNEL_GSO, true);
+    assert.equal(sa.sendBatch(memory, out.slotsAddr, 2, 1 << Verdict.Overlay), 1);
+    assert.deepEqual([sa.lastDropped, sa.lastDropCode, sa.lastTunnelRefused], [1, "ENETUNREACH", 0]);
+    assert.equal(sa.sendBatch(memory, out.slotsAddr, 3, 1 << Verdict.Overlay), 1);
+    assert.deepEqual([sa.lastDropped, sa.lastDropCode, sa.lastTunnelRefused], [2, "EBADF", 1]);
+    assert.equal(sa.sendBatch(memory, out.slotsAddr, 1, 1 << Verdict.Overlay), 1);
+    assert.deepEqual([sa.lastDropped, sa.lastDropCode, sa.lastTunnelRefused], [0, "", 0]);
+    let got = 0;
+    await waitFor(() => (got += sb.recvBatch(memory, inb.slotsAddr + got * 32, 4 - got)) >= 3, "the good datagram 3 times");
+    assert.equal(got, 3);
+    for (let i = 0; i < 3; i++) assert.deepEqual(packet(inb, i), good, `datagram ${i}`);
   });
 
   it("sendBatch with a packet past the end of memory sends nothing, not even the good slots", async () => {

@@ -66,3 +66,58 @@ describe("ABI mirror (src/engine/abi.ts = assembly/abi.ts)", () => {
     assert.ok(abi.C_DROP_BASE >= abi.VERDICT_COUNT && abi.C_DROP_BASE + abi.DROP_COUNT <= abi.C_BYTES_IN, "counter ranges do not overlap");
   });
 });
+
+// The addon reads and writes the same slots in C++: native/src/slot.h must hold the numbers of
+// assembly/abi.ts under the same names, or every packet native hands over is misread.
+describe("native layout (native/src/slot.h = assembly/abi.ts)", () => {
+  const header = readFileSync(new URL("../../native/src/slot.h", import.meta.url), "utf8")
+    .replace(/\/\*[\s\S]*?\*\//g, "").replace(/\/\/.*$/gm, "");
+  const BITS: Record<string, number> = { uint8_t: 8, uint16_t: 16, uint32_t: 32 };
+
+  /** `constexpr TYPE NAME = N[, NAME = N];` in a C++ text, by name: [type, value]. */
+  function cppConstants(text: string): Map<string, [string, number]> {
+    const m = new Map<string, [string, number]>();
+    for (const x of text.matchAll(/constexpr\s+(\w+)\s+([^;]+);/g)) {
+      for (const part of x[2]!.split(",")) {
+        const d = /^\s*(\w+)\s*=\s*(\d+)\s*$/.exec(part);
+        assert.ok(d, `slot.h: "${part.trim()}" is NAME = decimal number`);
+        m.set(d[1]!, [x[1]!, Number(d[2])]);
+      }
+    }
+    return m;
+  }
+  // The innermost namespaces (SlotFlag, Note) hold flags; what is left outside them is the layout.
+  const spaces = new Map<string, Map<string, [string, number]>>();
+  const layout = cppConstants(header.replace(/namespace (\w+) \{([^{}]*)\}/g, (_, name: string, body: string) => {
+    spaces.set(name, cppConstants(body));
+    return "";
+  }));
+
+  it("every constexpr of the layout is a u32 `export const` of assembly/abi.ts with the same name and value", () => {
+    const core = constants();
+    assert.ok(layout.size >= 12, `found ${layout.size} layout constants in slot.h`);
+    for (const [name, [type, v]] of layout) {
+      assert.ok(core.has(name), `slot.h's ${name} is not an export const of assembly/abi.ts`);
+      assert.equal(v, core.get(name), name);
+      assert.equal(type, "uint32_t", `${name} is a u32 in assembly/abi.ts`);
+    }
+  });
+
+  it("slot.h names every SLOT_* field of assembly/abi.ts (the whole slot, not just what native reads)", () => {
+    const fields = [...constants().keys()].filter((k) => k.startsWith("SLOT_") && k !== "SLOT_PACKET_ROOM");
+    assert.deepEqual([...layout.keys()].filter((k) => k.startsWith("SLOT_")).sort(), fields.sort());
+  });
+
+  it("namespaces SlotFlag and Note in slot.h hold bits of assembly/abi.ts with the same names, values and widths", () => {
+    assert.ok(spaces.has("SlotFlag") && spaces.has("Note"), `namespaces in slot.h: ${[...spaces.keys()].join(", ")}`);
+    for (const [ns, members] of spaces) {
+      const core = nsMembers(ns);
+      assert.ok(members.size > 0, `namespace ${ns} in slot.h is empty`);
+      for (const [name, [type, v]] of members) {
+        assert.equal(v, core.get(name), `${ns}::${name}`);
+        const width = new RegExp(`export namespace ${ns} \\{[\\s\\S]*?export const ${name}: u(\\d+) =`).exec(src);
+        assert.equal(BITS[type], Number(width?.[1]), `${ns}::${name} has the width of ${ns}.${name}`);
+      }
+    }
+  });
+});
