@@ -53,26 +53,17 @@ export function makeMetrics(engine: () => Engine, extra: () => { writeDropped: n
     name: "wasp_tun_write_dropped_total", help: "Packets the kernel refused when written back to the TUN device", registers: [registry],
     collect() { this.reset(); this.inc(extra().writeDropped); },
   });
-  new Gauge({
-    name: "wasp_conntrack_entries", help: "Flows in the connection tracking table", registers: [registry],
-    collect() { this.set(engine().flowCount()); },
-  });
-  new Gauge({
-    name: "wasp_conntrack_capacity", help: "Flows the connection tracking table holds at most", registers: [registry],
-    collect() { this.set(engine().flowCapacity()); },
-  });
-  new Gauge({
-    name: "wasp_service_entries", help: "Service entries (VIP or node port, port, protocol) in the engine's tables", registers: [registry],
-    collect() { this.set(engine().serviceCount()); },
-  });
-  new Gauge({
-    name: "wasp_routes", help: "Pod prefixes in the engine's route table", registers: [registry],
-    collect() { this.set(engine().routeCount()); },
-  });
-  new Gauge({
-    name: "wasp_table_generation", help: "Generation of the engine's tables (one per load or reload)", registers: [registry],
-    collect() { this.set(engine().generation()); },
-  });
+  // The engine's tables as they are now, one gauge each.
+  const gauges: Array<[string, string, (e: Engine) => number]> = [
+    ["wasp_conntrack_entries", "Flows in the connection tracking table", (e) => e.flowCount()],
+    ["wasp_conntrack_capacity", "Flows the connection tracking table holds at most", (e) => e.flowCapacity()],
+    ["wasp_service_entries", "Service entries (VIP or node port, port, protocol) in the engine's tables", (e) => e.serviceCount()],
+    ["wasp_routes", "Pod prefixes in the engine's route table", (e) => e.routeCount()],
+    ["wasp_table_generation", "Generation of the engine's tables (one per load or reload)", (e) => e.generation()],
+  ];
+  for (const [name, help, read] of gauges) {
+    new Gauge({ name, help, registers: [registry], collect() { this.set(read(engine())); } });
+  }
   const reloadSeconds = new Histogram({
     name: "wasp_reload_duration_seconds", help: "Time from a config change to its commit",
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry],

@@ -2,8 +2,8 @@
 import { SlotFlag } from "../engine/abi.js";
 import { EAGAIN, EFAULT, EINVAL, IoError, errnoCode, ioError, NEED_ROOT } from "./errno.js";
 import { bufferOf, slotsOutsideMemory, type BatchMemory } from "./memory.js";
-import { DROP_FIELDS, DropField, native } from "./native.js";
-import { Readiness } from "./readiness.js";
+import { BatchDevice } from "./batch-device.js";
+import { native } from "./native.js";
 
 export interface TunOptions {
   /** Interface name, at most 15 bytes (IFNAMSIZ). */
@@ -36,20 +36,13 @@ function openFix(stage: string, code: string, opts: TunOptions): string {
   return "";
 }
 
-export class TunDevice {
-  /** Packets refused by the kernel in the last writeBatch (full queue, malformed packet). */
-  lastDropped = 0;
-  /** The errno code of the last refused packet, '' when none. */
-  lastDropCode = "";
-  private readonly readiness: Readiness;
-  private closed = false;
+export class TunDevice extends BatchDevice {
   private readonly readFlags: number;
-  private readonly drops = new Int32Array(DROP_FIELDS);
 
   private constructor(readonly name: string, readonly fd: number, readonly vnet: boolean,
     readonly tap: boolean, readonly ioUring: boolean) {
+    super(fd, `device ${name}`);
     this.readFlags = (vnet ? SlotFlag.VNET : 0) | (tap ? SlotFlag.ETHERNET : 0);
-    this.readiness = new Readiness(fd, `device ${name}`);
   }
 
   static open(opts: TunOptions): TunDevice {
@@ -101,26 +94,16 @@ export class TunDevice {
 
   /** Writes every slot whose verdict bit is set in verdictMask; returns how many the kernel took. */
   writeBatch(memory: BatchMemory, slotsAddr: number, count: number, verdictMask: number): number {
-    const buffer = bufferOf(memory), drops = this.drops;
-    const n = native().writeBatch(this.fd, buffer, slotsAddr, count, verdictMask, this.vnet, this.ioUring, drops);
-    this.lastDropped = drops[DropField.Dropped]!;
-    this.lastDropCode = this.lastDropped ? errnoCode(drops[DropField.LastErrno]!) : "";
+    const buffer = bufferOf(memory);
+    const n = native().writeBatch(this.fd, buffer, slotsAddr, count, verdictMask, this.vnet, this.ioUring, this.drops);
+    this.takeDrops();
     if (n >= 0) return n;
     if (n === -EFAULT) throw slotsOutsideMemory("writeBatch", `device ${this.name}`, buffer, slotsAddr, count);
     throw ioError(`cannot write to device ${this.name}`, -n, "The fd was closed; open the device again");
   }
 
-  /** Calls cb from the event loop whenever packets wait (level-triggered: drain them in cb). */
-  onReadable(cb: (err?: IoError) => void): void { this.readiness.on(cb); }
-
-  /** Stops the readiness callbacks; onReadable starts them again. */
-  stop(): void { this.readiness.stop(); }
-
   /** Stops polling and closes the fd; the kernel deletes a non-persistent device with its last fd. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.readiness.close();
-    native().close(this.fd);
+    if (this.beginClose()) native().close(this.fd);
   }
 }

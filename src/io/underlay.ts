@@ -10,8 +10,8 @@
 // its own vxlan device (WASP_NO_TUNNEL_GSO=1 turns it off).
 import { EAGAIN, EFAULT, EINVAL, IoError, errnoCode, ioError, NEED_ROOT } from "./errno.js";
 import { bufferOf, slotsOutsideMemory, type BatchMemory } from "./memory.js";
-import { DROP_FIELDS, DropField, native } from "./native.js";
-import { Readiness } from "./readiness.js";
+import { BatchDevice } from "./batch-device.js";
+import { native } from "./native.js";
 
 export interface UnderlayOptions {
   /** This node's underlay IPv4 address (or 0.0.0.0). */
@@ -41,27 +41,16 @@ function openFix(stage: string, code: string, opts: UnderlayOptions): string {
   return "";
 }
 
-export class UnderlaySocket {
-  /** Packets refused by the kernel in the last sendBatch (no route, full buffer). */
-  lastDropped = 0;
-  /** The errno code of the last refused packet, '' when none. */
-  lastDropCode = "";
-  private readonly readiness: Readiness;
-  private closed = false;
+export class UnderlaySocket extends BatchDevice {
   private readonly label: string;
-  private readonly drops = new Int32Array(DROP_FIELDS);
-
-  /** Tunnel frames the kernel refused as malformed in the last sendBatch (the engine should stop
-   *  making them: the host turns tunnel GSO off). */
-  lastTunnelRefused = 0;
   /** The tunnel TAP when open, else undefined and tunnelOff says why ('' when none was asked). */
   tunnel: TunnelTap | undefined;
   tunnelOff = "";
 
   private constructor(readonly udpFd: number, readonly rawFd: number, readonly bindIp: string,
     readonly port: number, private readonly innerMtu: number) {
+    super(udpFd, `underlay socket ${bindIp}:${port}`);
     this.label = `underlay socket ${bindIp}:${port}`;
-    this.readiness = new Readiness(udpFd, this.label);
   }
 
   static open(opts: UnderlayOptions): UnderlaySocket {
@@ -121,25 +110,16 @@ export class UnderlaySocket {
 
   /** Sends every selected slot's [data, data+len), a whole IPv4 packet, to its peer (host order). */
   sendBatch(memory: BatchMemory, slotsAddr: number, count: number, verdictMask: number): number {
-    const buffer = bufferOf(memory), drops = this.drops;
-    const n = native().sendBatch(this.rawFd, buffer, slotsAddr, count, verdictMask, this.tunnel?.fd ?? -1, drops);
-    this.lastDropped = drops[DropField.Dropped]!;
-    this.lastTunnelRefused = drops[DropField.TunnelRefused]!;
-    this.lastDropCode = this.lastDropped ? errnoCode(drops[DropField.LastErrno]!) : "";
+    const buffer = bufferOf(memory);
+    const n = native().sendBatch(this.rawFd, buffer, slotsAddr, count, verdictMask, this.tunnel?.fd ?? -1, this.drops);
+    this.takeDrops();
     if (n >= 0) return n;
     if (n === -EFAULT) throw slotsOutsideMemory("sendBatch", this.label, buffer, slotsAddr, count);
     throw ioError(`cannot send on ${this.label}`, -n);
   }
 
-  /** Calls cb from the event loop whenever datagrams wait (level-triggered: drain them in cb). */
-  onReadable(cb: (err?: IoError) => void): void { this.readiness.on(cb); }
-
-  stop(): void { this.readiness.stop(); }
-
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.readiness.close();
+    if (!this.beginClose()) return;
     native().close(this.udpFd);
     native().close(this.rawFd);
     if (this.tunnel) native().close(this.tunnel.fd);

@@ -34,6 +34,16 @@ describe("config/file-source", () => {
   beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), "wasp-cfg-")); });
   afterEach(async () => { source?.close(); source = undefined; await rm(dir, { recursive: true, force: true }); });
 
+  /** A source watching `file` (config.yaml in the test's directory, written first with port 80
+   *  unless it exists already), started, with its first event. */
+  async function watching(debounceMs: number, file = join(dir, "config.yaml")): Promise<{ file: string; events: Events; first: ConfigEvent }> {
+    await writeFile(file, valid(80), { flag: "wx" }).catch(() => undefined);
+    const events = new Events();
+    source = new FileConfigSource(file, { debounceMs });
+    source.start(events.listener);
+    return { file, events, first: await events.next() };
+  }
+
   it("loads a file once: a valid one gives the config, a missing one a sentence with the errno", async () => {
     const file = join(dir, "config.yaml");
     await writeFile(file, valid(80));
@@ -44,12 +54,8 @@ describe("config/file-source", () => {
   });
 
   it("reports valid, then rejected, then valid versions written in place and by atomic rename", async () => {
-    const file = join(dir, "config.yaml");
-    await writeFile(file, valid(80));
-    const events = new Events();
-    source = new FileConfigSource(file, { debounceMs: 30 });
-    source.start(events.listener);
-    assert.equal(portOf(await events.next()), 80);
+    const { file, events, first } = await watching(30);
+    assert.equal(portOf(first), 80);
 
     await writeFile(file, valid(70000)); // in place
     const rejected = await events.next();
@@ -84,12 +90,7 @@ describe("config/file-source", () => {
   });
 
   it("reports a burst of writes once, with the last content", async () => {
-    const file = join(dir, "config.yaml");
-    await writeFile(file, valid(80));
-    const events = new Events();
-    source = new FileConfigSource(file, { debounceMs: 80 });
-    source.start(events.listener);
-    await events.next();
+    const { file, events } = await watching(80);
     for (const port of [90, 91, 92, 93]) await writeFile(file, valid(port));
     assert.equal(portOf(await events.next()), 93);
     await sleep(300);
@@ -97,24 +98,14 @@ describe("config/file-source", () => {
   });
 
   it("does not report a rewrite that changes nothing", async () => {
-    const file = join(dir, "config.yaml");
-    await writeFile(file, valid(80));
-    const events = new Events();
-    source = new FileConfigSource(file, { debounceMs: 30 });
-    source.start(events.listener);
-    await events.next();
+    const { file, events } = await watching(30);
     await writeFile(file, valid(80));
     await sleep(250);
     assert.equal(events.pending, 0);
   });
 
   it("reports a deleted file as rejected and its return as a config", async () => {
-    const file = join(dir, "config.yaml");
-    await writeFile(file, valid(80));
-    const events = new Events();
-    source = new FileConfigSource(file, { debounceMs: 30 });
-    source.start(events.listener);
-    await events.next();
+    const { file, events } = await watching(30);
     await rm(file);
     const gone = await events.next();
     assert.equal(gone.kind, "rejected");
@@ -129,13 +120,8 @@ describe("config/file-source", () => {
   });
 
   it("reports nothing after close()", async () => {
-    const file = join(dir, "config.yaml");
-    await writeFile(file, valid(80));
-    const events = new Events();
-    source = new FileConfigSource(file, { debounceMs: 30 });
-    source.start(events.listener);
-    await events.next();
-    source.close();
+    const { file, events } = await watching(30);
+    source!.close();
     await writeFile(file, valid(85));
     await sleep(200);
     assert.equal(events.pending, 0);
