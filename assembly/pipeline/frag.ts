@@ -7,7 +7,7 @@ import { hashTuple } from "../table/hash";
 import * as pkt from "./packet";
 import * as ct from "../table/conntrack";
 import { CONFIG, nowSec } from "../state";
-import { CFG_SERVICE_CIDR4, CFG_SERVICE_CIDR6 } from "../abi";
+import { CFG_SERVICE_CIDR4, CFG_SERVICE_CIDR6, CT_F_SRC, CT_F_DST, CT_R_SRC, CT_R_DST, CT_FLAGS, CT_PROTO, FlowFlag } from "../abi";
 
 const CAP: u32 = 4096;          // datagrams in flight at once
 const E_SRC = 0, E_DST = 16, E_ID = 32, E_PROTO = 36, E_USED = 37, E_DIR = 38, E_FLOW = 40, E_EXPIRES = 44, ENTRY = 48;
@@ -37,16 +37,16 @@ export function lookup(g: usize): i32 {
   if (load<u8>(e + E_USED) != 0 && load<u32>(e + E_ID) == pkt.fragId && <u32>load<u8>(e + E_PROTO) == pkt.proto &&
       addrEq(e + E_SRC, pkt.SRC) && addrEq(e + E_DST, pkt.DST) && <i32>(load<u32>(e + E_EXPIRES) - nowSec) > 0) {
     const r = ct.rec(load<u32>(e + E_FLOW)), dir = load<u8>(e + E_DIR);
-    if ((load<u8>(r + ct.FLAGS) & ct.FlowFlag.USED) == 0) return -1;
+    if ((load<u8>(r + CT_FLAGS) & FlowFlag.USED) == 0) return -1;
     // the record may have been evicted and reused by another flow since the first fragment
-    if (<u32>load<u8>(r + ct.PROTO) != pkt.proto ||
-        !addrEq(r + (dir == 0 ? ct.F_SRC : ct.R_SRC), pkt.SRC) || !addrEq(r + (dir == 0 ? ct.F_DST : ct.R_DST), pkt.DST)) return -1;
+    if (<u32>load<u8>(r + CT_PROTO) != pkt.proto ||
+        !addrEq(r + (dir == 0 ? CT_F_SRC : CT_R_SRC), pkt.SRC) || !addrEq(r + (dir == 0 ? CT_F_DST : CT_R_DST), pkt.DST)) return -1;
     if (dir == 0) {
-      pkt.setAddr(false, r + ct.R_SRC);
-      if ((load<u8>(r + ct.FLAGS) & ct.FlowFlag.SNAT) != 0) pkt.setAddr(true, r + ct.R_DST);
+      pkt.setAddr(false, r + CT_R_SRC);
+      if ((load<u8>(r + CT_FLAGS) & FlowFlag.SNAT) != 0) pkt.setAddr(true, r + CT_R_DST);
     } else {
-      pkt.setAddr(true, r + ct.F_DST);
-      if ((load<u8>(r + ct.FLAGS) & ct.FlowFlag.SNAT) != 0) pkt.setAddr(false, r + ct.F_SRC);
+      pkt.setAddr(true, r + CT_F_DST);
+      if ((load<u8>(r + CT_FLAGS) & FlowFlag.SNAT) != 0) pkt.setAddr(false, r + CT_F_SRC);
     }
     return 1;
   }

@@ -12,6 +12,7 @@ import {
 } from "../wire/l4";
 import * as pkt from "./packet";
 import * as ct from "../table/conntrack";
+import { CT_F_SRC, CT_F_DST, CT_R_SRC, CT_R_DST, CT_F_SPORT, CT_F_DPORT, CT_R_SPORT, CT_R_DPORT } from "../abi";
 
 const ISRC: usize = memory.data(16, 16);
 const IDST: usize = memory.data(16, 16);
@@ -71,8 +72,8 @@ export function translateIcmpError(): i32 {
   // dir 1: the quoted packet was a forward packet after DNAT (client -> backend); undo to client -> VIP.
   // dir 0: the quoted packet was a reply after reverse NAT (VIP -> client); redo to backend -> client.
   let qSrcNew: usize, qDstNew: usize, qSportNew: u32, qDportNew: u32;
-  if (dir == 1) { qSrcNew = r + ct.F_SRC; qDstNew = r + ct.F_DST; qSportNew = <u32>load<u16>(r + ct.F_SPORT); qDportNew = <u32>load<u16>(r + ct.F_DPORT); }
-  else { qSrcNew = r + ct.R_SRC; qDstNew = r + ct.R_DST; qSportNew = <u32>load<u16>(r + ct.R_SPORT); qDportNew = <u32>load<u16>(r + ct.R_DPORT); }
+  if (dir == 1) { qSrcNew = r + CT_F_SRC; qDstNew = r + CT_F_DST; qSportNew = <u32>load<u16>(r + CT_F_SPORT); qDportNew = <u32>load<u16>(r + CT_F_DPORT); }
+  else { qSrcNew = r + CT_R_SRC; qDstNew = r + CT_R_DST; qSportNew = <u32>load<u16>(r + CT_R_SPORT); qDportNew = <u32>load<u16>(r + CT_R_DPORT); }
   addrCopy(NEW_SRC, qSrcNew); addrCopy(NEW_DST, qDstNew);
   // quoted addresses and their checksums
   if (!pkt.v6) {

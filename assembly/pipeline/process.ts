@@ -8,7 +8,8 @@ import {
   C_NEW_FLOWS, C_STALE_UDP_FLUSHED, C_REPLIES_MADE, C_ICMP_TRANSLATED, C_FRAG_TRACKED, C_BATCHES, Select,
   C_INNER_CSUM_COMPLETED, C_TUNNEL_GSO_SENT, C_TUNNEL_GSO_RECEIVED,
   ServiceFlag, RouteKind, CFG_MASQ_ADDR4, CFG_MASQ_ADDR6, CFG_CLUSTER_CIDR4, CFG_CLUSTER_CIDR6, CFG_SERVICE_CIDR4,
-  CFG_SERVICE_CIDR6, CFG_ENGINE_MAC, CFG_TAP_PEER_MAC,
+  CFG_SERVICE_CIDR6, CFG_ENGINE_MAC, CFG_TAP_PEER_MAC, CT_F_SRC, CT_F_DST, CT_R_SRC, CT_R_DST, CT_F_SPORT, CT_F_DPORT,
+  CT_R_SPORT, CT_R_DPORT, CT_PROTO, CT_STATE, CT_FLAGS, CT_SERVICE, CT_GEN, FlowFlag, CtState, CtClass, Stage,
 } from "../abi";
 import { addrCopy, addrEq, addrInPrefix, addrIsV4, addrIsZero, ld8, ld16, ld32, st16 } from "../mem";
 import * as st from "../state";
@@ -96,13 +97,13 @@ function processSlot(s: usize, g: usize): void {
 
   if (fromOverlay) {
     const d = overlay.checkDecap(g, data, len, peer);
-    if (d != Drop.None) { drop(d); trace.step(trace.DECAP, d, peer); return; }
+    if (d != Drop.None) { drop(d); trace.step(Stage.Decap, d, peer); return; }
     data += VXLAN_HLEN + ETH_HLEN; len -= VXLAN_HLEN + ETH_HLEN;
     note |= Note.DECAP;
     // a peer's TSO packet that came whole goes on whole, as a GSO packet (never in TAP mode:
     // there the vnet header would have to precede an Ethernet header the core adds later)
     if (st.decapGso && !st.modeTap) vnetHdr = overlay.wholeTsoHeader(data, len);
-    trace.step(trace.DECAP, 0, peer);
+    trace.step(Stage.Decap, 0, peer);
   } else if ((flags & SlotFlag.ETHERNET) != 0) {
     if (len < ETH_HLEN) { drop(Drop.BadEthernet); return; }
     const et = ld16(data + 12);
@@ -112,7 +113,7 @@ function processSlot(s: usize, g: usize): void {
   }
 
   const d = pkt.classify(data, len, vnetHdr);
-  trace.step(trace.PARSE, d, pkt.proto);
+  trace.step(Stage.Parse, d, pkt.proto);
   if (d != Drop.None) { drop(d); return; }
   if (pkt.gso) {
     note |= Note.GSO;
@@ -148,7 +149,7 @@ function processSlot(s: usize, g: usize): void {
     if (t < 0) { drop(Drop.BadIcmpError); return; }
     if (t > 0) {
       natted = true; note |= Note.ICMP_ERROR_TRANSLATED; st.count(C_ICMP_TRANSLATED);
-      service = load<u32>(ct.rec(<u32>icmperr.flowIdx) + ct.SERVICE);
+      service = load<u32>(ct.rec(<u32>icmperr.flowIdx) + CT_SERVICE);
     }
   } else if (pkt.tracked) {
     const r = trackedStage(g, room, fromOverlay);
@@ -239,12 +240,12 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
     if (!flowStillValid(g, idx, dir, now)) ref = 0;
     else {
       note |= Note.CT_HIT;
-      trace.step(trace.CONNTRACK, 1, ref);
+      trace.step(Stage.Conntrack, 1, ref);
       applyFlow(idx, dir, now);
       return 1;
     }
   }
-  trace.step(trace.CONNTRACK, 0, 0);
+  trace.step(Stage.Conntrack, 0, 0);
   // A new connection whose reply would look like the reply of an older NATed flow (the client reused
   // its port to talk to the backend itself): the backend cannot hold both 4-tuples, so the old flow
   // is over; without this, the new connection's SYN/ACK would be reverse-NATed to the old VIP.
@@ -270,7 +271,7 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
   }
   if (e == 0) return 0;
   service = load<u32>(e + gen.S_ID) + 1;
-  trace.step(trace.SERVICE, service, load<u32>(e + gen.S_ELIGIBLE));
+  trace.step(Stage.Service, service, load<u32>(e + gen.S_ELIGIBLE));
   const eligible = load<u32>(e + gen.S_ELIGIBLE);
   if (eligible == 0) {
     if (load<u8>(e + gen.S_FLAGS) & ServiceFlag.DROP_WHEN_EMPTY) drop(Drop.NoLocalBackend);
@@ -284,7 +285,7 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
   if (addrIsV4(b + gen.B_ADDR) == pkt.v6) { reject(Drop.NoBackend, room, g, fromOverlay); return -1; }
   addrCopy(BACKEND, b + gen.B_ADDR);
   const bport = <u32>load<u16>(b + gen.B_PORT);
-  trace.step(trace.BACKEND, bi, load<u8>(e + gen.S_SELECT));
+  trace.step(Stage.Backend, bi, load<u8>(e + gen.S_SELECT));
   // Masquerade where kube-proxy does: hairpin (a pod reaching itself) and, when asked, traffic
   // from outside the cluster; the reply must come back through the core to be reversed.
   const sflags = load<u8>(e + gen.S_FLAGS);
@@ -305,9 +306,9 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
     }
     if (clash != 0) { drop(Drop.NatPortExhausted); return -1; }
   }
-  const cls = pkt.proto == PROTO_TCP ? (isSynOnly() ? ct.CLS_TCP_SYN : ct.CLS_TCP_EST) : ct.CLS_UDP;
-  const state: u8 = pkt.proto == PROTO_TCP ? (isSynOnly() ? ct.Tcp.SYN_SENT : ct.Tcp.ESTABLISHED) : ct.UDP_UNREPLIED;
-  let fl: u8 = ct.FlowFlag.DNAT | (snat || portNat ? ct.FlowFlag.SNAT : 0) | (anyAddr ? ct.FlowFlag.ANY_ADDR_SERVICE : 0);
+  const cls = pkt.proto == PROTO_TCP ? (isSynOnly() ? CtClass.TcpSyn : CtClass.TcpEstablished) : CtClass.Udp;
+  const state = pkt.proto == PROTO_TCP ? (isSynOnly() ? CtState.SynSent : CtState.Established) : CtState.UdpUnreplied;
+  let fl: u8 = FlowFlag.DNAT | (snat || portNat ? FlowFlag.SNAT : 0) | (anyAddr ? FlowFlag.ANY_ADDR_SERVICE : 0);
   const idx = ct.ctCreate(pkt.SRC, pkt.DST, pkt.sport, pkt.dport, BACKEND, rDst, bport, rDport,
     pkt.proto, state, cls, fl, service, gen.generationNumber(), now);
   if (idx < 0) { drop(Drop.NatPortExhausted); return -1; }
@@ -322,9 +323,9 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
 function flowLive(idx: u32, now: u32): bool {
   if (ct.ctExpired(idx, now)) return false;
   const r = ct.rec(idx);
-  if (<u32>load<u8>(r + ct.PROTO) != PROTO_TCP) return true;
-  const s = load<u8>(r + ct.STATE);
-  return s != ct.Tcp.TIME_WAIT && s != ct.Tcp.CLOSE;
+  if (<u32>load<u8>(r + CT_PROTO) != PROTO_TCP) return true;
+  const s = <CtState>load<u8>(r + CT_STATE);
+  return s != CtState.TimeWait && s != CtState.Close;
 }
 
 @inline function isSynOnly(): bool { return (pkt.tcpFlags & (TCP_SYN | TCP_ACKF)) == TCP_SYN; }
@@ -368,10 +369,10 @@ function chooseBackend(g: usize, e: usize, eligible: u32, now: u32): u32 {
 function flowStillValid(g: usize, idx: u32, dir: u32, now: u32): bool {
   const r = ct.rec(idx);
   if (ct.ctExpired(idx, now)) { ct.ctDelete(idx); return false; }
-  const proto = <u32>load<u8>(r + ct.PROTO);
+  const proto = <u32>load<u8>(r + CT_PROTO);
   if (proto == PROTO_TCP && dir == 0 && isSynOnly()) {
-    const s = load<u8>(r + ct.STATE);
-    if (s == ct.Tcp.TIME_WAIT || s == ct.Tcp.CLOSE) { ct.ctDelete(idx); return false; }
+    const s = <CtState>load<u8>(r + CT_STATE);
+    if (s == CtState.TimeWait || s == CtState.Close) { ct.ctDelete(idx); return false; }
   }
   return !revalidate(g, idx);
 }
@@ -382,18 +383,18 @@ function flowStillValid(g: usize, idx: u32, dir: u32, now: u32): bool {
 export function revalidate(g: usize, idx: u32): bool {
   const r = ct.rec(idx);
   const gnow = gen.generationNumber();
-  if (load<u32>(r + ct.GEN) == gnow) return false;
-  store<u32>(r + ct.GEN, gnow);
-  const proto = <u32>load<u8>(r + ct.PROTO);
+  if (load<u32>(r + CT_GEN) == gnow) return false;
+  store<u32>(r + CT_GEN, gnow);
+  const proto = <u32>load<u8>(r + CT_PROTO);
   if (proto != PROTO_UDP) return false;
-  const any = (load<u8>(r + ct.FLAGS) & ct.FlowFlag.ANY_ADDR_SERVICE) != 0;
-  const anyKey = addrIsV4(r + ct.F_DST) ? st.ANY_ADDR4 : st.ANY_ADDR;
-  const e = gen.svcFind(g, any ? anyKey : r + ct.F_DST, <u32>load<u16>(r + ct.F_DPORT), proto);
+  const any = (load<u8>(r + CT_FLAGS) & FlowFlag.ANY_ADDR_SERVICE) != 0;
+  const anyKey = addrIsV4(r + CT_F_DST) ? st.ANY_ADDR4 : st.ANY_ADDR;
+  const e = gen.svcFind(g, any ? anyKey : r + CT_F_DST, <u32>load<u16>(r + CT_F_DPORT), proto);
   if (e != 0) {
-    const n = load<u32>(e + gen.S_COUNT), bport = load<u16>(r + ct.R_SPORT);
+    const n = load<u32>(e + gen.S_COUNT), bport = load<u16>(r + CT_R_SPORT);
     for (let i: u32 = 0; i < n; i++) {
       const b = gen.svcBackend(g, e, i);
-      if (load<u16>(b + gen.B_PORT) == bport && addrEq(b + gen.B_ADDR, r + ct.R_SRC)) return false;
+      if (load<u16>(b + gen.B_PORT) == bport && addrEq(b + gen.B_ADDR, r + CT_R_SRC)) return false;
     }
   }
   ct.ctDelete(idx);
@@ -404,69 +405,69 @@ export function revalidate(g: usize, idx: u32): bool {
 /** Rewrites the packet by the flow's tuples and moves its state machine. */
 function applyFlow(idx: u32, dir: u32, now: u32): void {
   const r = ct.rec(idx);
-  service = load<u32>(r + ct.SERVICE);
+  service = load<u32>(r + CT_SERVICE);
   // keyed by the addresses as they arrived: the later fragments still carry them
   if (pkt.isFrag && pkt.fragFirst) { frag.remember(idx, dir); st.count(C_FRAG_TRACKED); }
   if (dir == 0) {
     // forward: to the reply tuple's source (the backend), from its destination (client or masq)
-    pkt.setAddr(false, r + ct.R_SRC);
-    pkt.setPort(false, <u32>load<u16>(r + ct.R_SPORT));
-    if ((load<u8>(r + ct.FLAGS) & ct.FlowFlag.SNAT) != 0) {
-      pkt.setAddr(true, r + ct.R_DST);
-      pkt.setPort(true, <u32>load<u16>(r + ct.R_DPORT));
+    pkt.setAddr(false, r + CT_R_SRC);
+    pkt.setPort(false, <u32>load<u16>(r + CT_R_SPORT));
+    if ((load<u8>(r + CT_FLAGS) & FlowFlag.SNAT) != 0) {
+      pkt.setAddr(true, r + CT_R_DST);
+      pkt.setPort(true, <u32>load<u16>(r + CT_R_DPORT));
       note |= Note.SNAT;
     }
     note |= Note.DNAT;
   } else {
-    pkt.setAddr(true, r + ct.F_DST);
-    pkt.setPort(true, <u32>load<u16>(r + ct.F_DPORT));
-    if ((load<u8>(r + ct.FLAGS) & ct.FlowFlag.SNAT) != 0) {
-      pkt.setAddr(false, r + ct.F_SRC);
-      pkt.setPort(false, <u32>load<u16>(r + ct.F_SPORT));
+    pkt.setAddr(true, r + CT_F_DST);
+    pkt.setPort(true, <u32>load<u16>(r + CT_F_DPORT));
+    if ((load<u8>(r + CT_FLAGS) & FlowFlag.SNAT) != 0) {
+      pkt.setAddr(false, r + CT_F_SRC);
+      pkt.setPort(false, <u32>load<u16>(r + CT_F_SPORT));
     }
     note |= Note.REVERSE_NAT;
-    store<u8>(r + ct.FLAGS, load<u8>(r + ct.FLAGS) | ct.FlowFlag.REPLIED);
+    store<u8>(r + CT_FLAGS, load<u8>(r + CT_FLAGS) | FlowFlag.REPLIED);
   }
   svcstats.packet(service, pkt.ipLen);
-  trace.step(trace.NAT, dir, idx);
+  trace.step(Stage.Nat, dir, idx);
   ct.ctTouch(idx, nextClass(r, dir), now);
 }
 
 /** The kernel-like TCP state machine (simplified), and UDP's replied/unreplied timeouts. */
-function nextClass(r: usize, dir: u32): u32 {
-  const proto = <u32>load<u8>(r + ct.PROTO);
+function nextClass(r: usize, dir: u32): CtClass {
+  const proto = <u32>load<u8>(r + CT_PROTO);
   if (proto == PROTO_UDP) {
-    if (dir == 1) store<u8>(r + ct.STATE, ct.UDP_REPLIED);
-    return load<u8>(r + ct.STATE) == ct.UDP_REPLIED ? ct.CLS_UDP_STREAM : ct.CLS_UDP;
+    if (dir == 1) store<u8>(r + CT_STATE, <u8>CtState.UdpReplied);
+    return <CtState>load<u8>(r + CT_STATE) == CtState.UdpReplied ? CtClass.UdpStream : CtClass.Udp;
   }
-  if (proto != PROTO_TCP) return ct.CLS_ICMP;
+  if (proto != PROTO_TCP) return CtClass.Icmp;
   const f = pkt.tcpFlags;
-  let s = load<u8>(r + ct.STATE);
+  let s = <CtState>load<u8>(r + CT_STATE);
   // bits 4/5 of the state byte's neighbour: FIN seen from the client / from the backend
   const finBit: u8 = dir == 0 ? 0x10 : 0x20;
-  let fins = load<u8>(r + ct.FLAGS) & 0x30;
-  if ((f & TCP_RST) != 0) s = ct.Tcp.CLOSE;
-  else if (s == ct.Tcp.SYN_SENT) { if (dir == 1 && (f & TCP_SYN) != 0 && (f & TCP_ACKF) != 0) s = ct.Tcp.SYN_RECV; }
-  else if (s == ct.Tcp.SYN_RECV) { if (dir == 0 && (f & TCP_ACKF) != 0 && (f & TCP_SYN) == 0) s = ct.Tcp.ESTABLISHED; }
-  else if (s == ct.Tcp.ESTABLISHED) { if ((f & TCP_FIN) != 0) { s = ct.Tcp.FIN_WAIT; fins |= finBit; } }
-  else if (s == ct.Tcp.FIN_WAIT) {
+  let fins = load<u8>(r + CT_FLAGS) & 0x30;
+  if ((f & TCP_RST) != 0) s = CtState.Close;
+  else if (s == CtState.SynSent) { if (dir == 1 && (f & TCP_SYN) != 0 && (f & TCP_ACKF) != 0) s = CtState.SynRecv; }
+  else if (s == CtState.SynRecv) { if (dir == 0 && (f & TCP_ACKF) != 0 && (f & TCP_SYN) == 0) s = CtState.Established; }
+  else if (s == CtState.Established) { if ((f & TCP_FIN) != 0) { s = CtState.FinWait; fins |= finBit; } }
+  else if (s == CtState.FinWait) {
     if ((f & TCP_FIN) != 0) fins |= finBit;
-    else if (fins == 0x30 && (f & TCP_ACKF) != 0) s = ct.Tcp.TIME_WAIT;
+    else if (fins == 0x30 && (f & TCP_ACKF) != 0) s = CtState.TimeWait;
   }
-  store<u8>(r + ct.STATE, s);
-  store<u8>(r + ct.FLAGS, (load<u8>(r + ct.FLAGS) & ~(<u8>0x30)) | fins);
-  if (s == ct.Tcp.ESTABLISHED) return ct.CLS_TCP_EST;
-  if (s == ct.Tcp.FIN_WAIT) return ct.CLS_TCP_CLOSING;
-  if (s == ct.Tcp.TIME_WAIT) return ct.CLS_TCP_TIME_WAIT;
-  if (s == ct.Tcp.CLOSE) return ct.CLS_TCP_CLOSE;
-  return ct.CLS_TCP_SYN;
+  store<u8>(r + CT_STATE, <u8>s);
+  store<u8>(r + CT_FLAGS, (load<u8>(r + CT_FLAGS) & ~(<u8>0x30)) | fins);
+  if (s == CtState.Established) return CtClass.TcpEstablished;
+  if (s == CtState.FinWait) return CtClass.TcpClosing;
+  if (s == CtState.TimeWait) return CtClass.TcpTimeWait;
+  if (s == CtState.Close) return CtClass.TcpClose;
+  return CtClass.TcpSyn;
 }
 
 // ── routing and output ──────────────────────────────────────────────────────────────────
 
 function route(g: usize, room: u32, natted: bool, fromOverlay: bool): void {
   const r = gen.routeLookup(g, pkt.DST);
-  trace.step(trace.ROUTE, r == 0 ? 0xff : load<u8>(r + gen.R_KIND), r == 0 ? 0 : load<u32>(r + gen.R_UNDERLAY));
+  trace.step(Stage.Route, r == 0 ? 0xff : load<u8>(r + gen.R_KIND), r == 0 ? 0 : load<u32>(r + gen.R_UNDERLAY));
   if (r != 0 && load<u8>(r + gen.R_KIND) == <u8>RouteKind.Remote) {
     // never carry a packet from one node to another: no transit through this node
     if (fromOverlay) { drop(Drop.NoRoute); return; }

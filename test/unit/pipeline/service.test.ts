@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { packet, parse, TCP } from "../../helpers/packets.js";
 import { OpWriter, type TestService } from "../../helpers/ops.js";
 import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, tsharkValid, referenceValid, Verdict, Drop, MASQ4 } from "./setup.js";
-import { Note, ServiceFlag } from "../../../src/engine/index.js";
+import { Note, ServiceFlag, CT_STATE, CT_STATE_NAMES } from "../../../src/engine/index.js";
 
 const CLIENT = "10.244.1.5", VIP = "10.96.0.10";
 const web = (backends: string[], extra: Partial<TestService> = {}): TestService =>
@@ -369,14 +369,14 @@ describe("pipeline: services", () => {
   });
 
   describe("TCP state", () => {
+    /** The state of the only flow, in the kernel's words (as `wasp conntrack` prints it). */
     const state = (eng: ReturnType<typeof newEngine>) => {
       for (let i = 0; i < eng.exports.ctCapacity(); i++) {
         const r = eng.exports.ctRecord(i);
-        if (r) return new Uint8Array(eng.memory)[r + 57];
+        if (r) return CT_STATE_NAMES[new Uint8Array(eng.memory)[r + CT_STATE]!];
       }
-      return -1;
+      return "no flow";
     };
-    const SYN_SENT = 1, SYN_RECV = 2, ESTABLISHED = 3, TIME_WAIT = 5, CLOSE = 6;
     let be: string;
     const back = (flags: number, sport = 40600) => packet({ src: be, dst: CLIENT }, { proto: "tcp", sport: 8080, dport: sport, flags });
     beforeEach(() => {
@@ -385,19 +385,19 @@ describe("pipeline: services", () => {
     });
 
     it("follows SYN, SYN-ACK, ACK to ESTABLISHED; a RST moves the flow to CLOSE", () => {
-      runOne(e, syn(40600)); assert.equal(state(e), SYN_SENT);
-      runOne(e, back(TCP.SYN | TCP.ACK), 101); assert.equal(state(e), SYN_RECV);
-      runOne(e, seg(40600, TCP.ACK), 102); assert.equal(state(e), ESTABLISHED);
-      runOne(e, back(TCP.RST), 103); assert.equal(state(e), CLOSE);
+      runOne(e, syn(40600)); assert.equal(state(e), "SYN_SENT");
+      runOne(e, back(TCP.SYN | TCP.ACK), 101); assert.equal(state(e), "SYN_RECV");
+      runOne(e, seg(40600, TCP.ACK), 102); assert.equal(state(e), "ESTABLISHED");
+      runOne(e, back(TCP.RST), 103); assert.equal(state(e), "CLOSE");
     });
 
     it("a new SYN reusing the client port after CLOSE makes a new flow", () => {
       runOne(e, syn(40600)); runOne(e, back(TCP.SYN | TCP.ACK), 101); runOne(e, seg(40600, TCP.RST), 102);
-      assert.equal(state(e), CLOSE);
+      assert.equal(state(e), "CLOSE");
       const o = runOne(e, syn(40600), 103);
       expectVerdict(o, Verdict.Tun);
       assert.ok(o.slot.note & Note.NEW_FLOW);
-      assert.equal(state(e), SYN_SENT);
+      assert.equal(state(e), "SYN_SENT");
       assert.equal(e.exports.ctCount(), 1);
       assert.equal(e.counters().named.new_flows, 2);
     });
@@ -407,10 +407,10 @@ describe("pipeline: services", () => {
       runOne(e, seg(40600, TCP.FIN | TCP.ACK), 103);
       runOne(e, back(TCP.FIN | TCP.ACK), 104);
       runOne(e, seg(40600, TCP.ACK), 105);
-      assert.equal(state(e), TIME_WAIT);
+      assert.equal(state(e), "TIME_WAIT");
       const o = runOne(e, syn(40600), 106);
       assert.ok(o.slot.note & Note.NEW_FLOW);
-      assert.equal(state(e), SYN_SENT);
+      assert.equal(state(e), "SYN_SENT");
       assert.equal(e.checkInvariants(), 0);
     });
   });

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { packet, parse, TCP } from "../../helpers/packets.js";
 import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, Verdict } from "../pipeline/setup.js";
-import { Note } from "../../../src/engine/index.js";
+import { Note, CT_F_SPORT } from "../../../src/engine/index.js";
 
 const VIP = "10.96.0.10", BE = "10.244.1.10";
 const syn = (sport: number, src = "10.244.1.5") => packet({ src, dst: VIP }, { proto: "tcp", sport, dport: 80, flags: TCP.SYN });
@@ -25,7 +25,7 @@ function flowPorts(e: ReturnType<typeof newEngine>): number[] {
   const v = e.view(), out: number[] = [];
   for (let i = 0; i < e.exports.ctCapacity(); i++) {
     const r = e.exports.ctRecord(i);
-    if (r) out.push(v.getUint16(r + 48, true));
+    if (r) out.push(v.getUint16(r + CT_F_SPORT, true));
   }
   return out.sort((a, b) => a - b);
 }
