@@ -7,7 +7,7 @@ import { hashTuple } from "../table/hash";
 import * as pkt from "./packet";
 import * as ct from "../table/conntrack";
 import { CONFIG, nowSec } from "../state";
-import { CFG_SERVICE_CIDR4, CFG_SERVICE_CIDR6, CT_F_SRC, CT_F_DST, CT_R_SRC, CT_R_DST, CT_FLAGS, CT_PROTO, FlowFlag } from "../abi";
+import { CFG_SERVICE_CIDR4, CFG_SERVICE_CIDR6, CT_F_SRC, CT_F_DST, CT_R_SRC, CT_R_DST, CT_FLAGS, CT_PROTO, FlowFlag, CtDir } from "../abi";
 
 const CAP: u32 = 4096;          // datagrams in flight at once
 const E_SRC = 0, E_DST = 16, E_ID = 32, E_PROTO = 36, E_USED = 37, E_DIR = 38, E_FLOW = 40, E_EXPIRES = 44, ENTRY = 48;
@@ -19,7 +19,7 @@ const TABLE: usize = memory.data(<i32>(CAP * ENTRY), 16);
   return TABLE + <usize>(h & (CAP - 1)) * ENTRY;
 }
 
-export function remember(flow: u32, dir: u32): void {
+export function remember(flow: u32, dir: CtDir): void {
   const e = slotFor();
   addrCopy(e + E_SRC, pkt.SRC); addrCopy(e + E_DST, pkt.DST);
   store<u32>(e + E_ID, pkt.fragId);
@@ -36,12 +36,12 @@ export function lookup(g: usize): i32 {
   const e = slotFor();
   if (load<u8>(e + E_USED) != 0 && load<u32>(e + E_ID) == pkt.fragId && <u32>load<u8>(e + E_PROTO) == pkt.proto &&
       addrEq(e + E_SRC, pkt.SRC) && addrEq(e + E_DST, pkt.DST) && <i32>(load<u32>(e + E_EXPIRES) - nowSec) > 0) {
-    const r = ct.rec(load<u32>(e + E_FLOW)), dir = load<u8>(e + E_DIR);
+    const r = ct.rec(load<u32>(e + E_FLOW)), dir = <CtDir>load<u8>(e + E_DIR);
     if ((load<u8>(r + CT_FLAGS) & FlowFlag.USED) == 0) return -1;
     // the record may have been evicted and reused by another flow since the first fragment
     if (<u32>load<u8>(r + CT_PROTO) != pkt.proto ||
-        !addrEq(r + (dir == 0 ? CT_F_SRC : CT_R_SRC), pkt.SRC) || !addrEq(r + (dir == 0 ? CT_F_DST : CT_R_DST), pkt.DST)) return -1;
-    if (dir == 0) {
+        !addrEq(r + (dir == CtDir.Original ? CT_F_SRC : CT_R_SRC), pkt.SRC) || !addrEq(r + (dir == CtDir.Original ? CT_F_DST : CT_R_DST), pkt.DST)) return -1;
+    if (dir == CtDir.Original) {
       pkt.setAddr(false, r + CT_R_SRC);
       if ((load<u8>(r + CT_FLAGS) & FlowFlag.SNAT) != 0) pkt.setAddr(true, r + CT_R_DST);
     } else {

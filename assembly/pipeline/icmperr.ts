@@ -12,7 +12,7 @@ import {
 } from "../wire/l4";
 import * as pkt from "./packet";
 import * as ct from "../table/conntrack";
-import { CT_F_SRC, CT_F_DST, CT_R_SRC, CT_R_DST, CT_F_SPORT, CT_F_DPORT, CT_R_SPORT, CT_R_DPORT } from "../abi";
+import { CtDir, CT_F_SRC, CT_F_DST, CT_R_SRC, CT_R_DST, CT_F_SPORT, CT_F_DPORT, CT_R_SPORT, CT_R_DPORT } from "../abi";
 
 const ISRC: usize = memory.data(16, 16);
 const IDST: usize = memory.data(16, 16);
@@ -68,11 +68,11 @@ export function translateIcmpError(): i32 {
   // The quoted packet went the other way; its inverse is a tuple of the flow.
   const ref = ct.ctFind(IDST, ISRC, qd, qs, qproto);
   if (ref == 0) return 0;
-  const idx = (ref >> 1) - 1, dir = ref & 1, r = ct.rec(idx);
-  // dir 1: the quoted packet was a forward packet after DNAT (client -> backend); undo to client -> VIP.
-  // dir 0: the quoted packet was a reply after reverse NAT (VIP -> client); redo to backend -> client.
+  const idx = ct.refIdx(ref), dir = ct.refDir(ref), r = ct.rec(idx);
+  // Reply: the quoted packet was a forward packet after DNAT (client -> backend); undo to client -> VIP.
+  // Original: the quoted packet was a reply after reverse NAT (VIP -> client); redo to backend -> client.
   let qSrcNew: usize, qDstNew: usize, qSportNew: u32, qDportNew: u32;
-  if (dir == 1) { qSrcNew = r + CT_F_SRC; qDstNew = r + CT_F_DST; qSportNew = <u32>load<u16>(r + CT_F_SPORT); qDportNew = <u32>load<u16>(r + CT_F_DPORT); }
+  if (dir == CtDir.Reply) { qSrcNew = r + CT_F_SRC; qDstNew = r + CT_F_DST; qSportNew = <u32>load<u16>(r + CT_F_SPORT); qDportNew = <u32>load<u16>(r + CT_F_DPORT); }
   else { qSrcNew = r + CT_R_SRC; qDstNew = r + CT_R_DST; qSportNew = <u32>load<u16>(r + CT_R_SPORT); qDportNew = <u32>load<u16>(r + CT_R_DPORT); }
   addrCopy(NEW_SRC, qSrcNew); addrCopy(NEW_DST, qDstNew);
   // quoted addresses and their checksums

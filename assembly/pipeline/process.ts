@@ -9,7 +9,7 @@ import {
   C_INNER_CSUM_COMPLETED, C_TUNNEL_GSO_SENT, C_TUNNEL_GSO_RECEIVED,
   ServiceFlag, RouteKind, CFG_MASQ_ADDR4, CFG_MASQ_ADDR6, CFG_CLUSTER_CIDR4, CFG_CLUSTER_CIDR6, CFG_SERVICE_CIDR4,
   CFG_SERVICE_CIDR6, CFG_ENGINE_MAC, CFG_TAP_PEER_MAC, CT_F_SRC, CT_F_DST, CT_R_SRC, CT_R_DST, CT_F_SPORT, CT_F_DPORT,
-  CT_R_SPORT, CT_R_DPORT, CT_PROTO, CT_STATE, CT_FLAGS, CT_SERVICE, CT_GEN, FlowFlag, CtState, CtClass, Stage,
+  CT_R_SPORT, CT_R_DPORT, CT_PROTO, CT_STATE, CT_FLAGS, CT_SERVICE, CT_GEN, FlowFlag, CtDir, CtState, CtClass, Stage,
 } from "../abi";
 import { addrCopy, addrEq, addrInPrefix, addrIsV4, addrIsZero, ld8, ld16, ld32, st16 } from "../mem";
 import * as st from "../state";
@@ -236,7 +236,7 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
   const now = st.nowSec;
   let ref = ct.ctFind(pkt.SRC, pkt.DST, pkt.sport, pkt.dport, pkt.proto);
   if (ref != 0) {
-    const idx = (ref >> 1) - 1, dir = ref & 1;
+    const idx = ct.refIdx(ref), dir = ct.refDir(ref);
     if (!flowStillValid(g, idx, dir, now)) ref = 0;
     else {
       note |= Note.CT_HIT;
@@ -251,7 +251,7 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
   // is over; without this, the new connection's SYN/ACK would be reverse-NATed to the old VIP.
   if (pkt.proto == PROTO_TCP && isSynOnly()) {
     const old = ct.ctFind(pkt.DST, pkt.SRC, pkt.dport, pkt.sport, pkt.proto);
-    if (old != 0 && (old & 1) == 1) ct.ctDelete((old >> 1) - 1);
+    if (old != 0 && ct.refDir(old) == CtDir.Reply) ct.ctDelete(ct.refIdx(old));
   }
   // ICMP echo to a service VIP: answered by the VIP, as IPVS does.
   if (pkt.proto == PROTO_ICMP || pkt.proto == PROTO_ICMPV6) {
@@ -296,7 +296,7 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
   // stays, and ours takes another source port, as the kernel's nf_nat does (the same client port
   // towards two VIPs that share a backend).
   let clash = ct.ctFind(BACKEND, rDst, bport, rDport, pkt.proto);
-  if (clash != 0 && !flowLive((clash >> 1) - 1, now)) { ct.ctDelete((clash >> 1) - 1); clash = 0; }
+  if (clash != 0 && !flowLive(ct.refIdx(clash), now)) { ct.ctDelete(ct.refIdx(clash)); clash = 0; }
   let portNat = false;
   if (clash != 0) {
     portNat = true;
@@ -315,7 +315,7 @@ function trackedStage(g: usize, room: u32, fromOverlay: bool): i32 {
   st.count(C_NEW_FLOWS);
   svcstats.newFlow(service);
   note |= Note.NEW_FLOW;
-  applyFlow(<u32>idx, 0, now);
+  applyFlow(<u32>idx, CtDir.Original, now);
   return 1;
 }
 
@@ -366,11 +366,11 @@ function chooseBackend(g: usize, e: usize, eligible: u32, now: u32): u32 {
 /** After a reload, a flow is checked once against the new tables: a UDP flow whose backend is gone
  *  is removed (kube-proxy clears such conntrack entries), a TCP flow goes on until it ends.
  *  Also reaps an expired flow, and ends a TIME_WAIT/CLOSE flow when its client port is reused. */
-function flowStillValid(g: usize, idx: u32, dir: u32, now: u32): bool {
+function flowStillValid(g: usize, idx: u32, dir: CtDir, now: u32): bool {
   const r = ct.rec(idx);
   if (ct.ctExpired(idx, now)) { ct.ctDelete(idx); return false; }
   const proto = <u32>load<u8>(r + CT_PROTO);
-  if (proto == PROTO_TCP && dir == 0 && isSynOnly()) {
+  if (proto == PROTO_TCP && dir == CtDir.Original && isSynOnly()) {
     const s = <CtState>load<u8>(r + CT_STATE);
     if (s == CtState.TimeWait || s == CtState.Close) { ct.ctDelete(idx); return false; }
   }
@@ -403,12 +403,12 @@ export function revalidate(g: usize, idx: u32): bool {
 }
 
 /** Rewrites the packet by the flow's tuples and moves its state machine. */
-function applyFlow(idx: u32, dir: u32, now: u32): void {
+function applyFlow(idx: u32, dir: CtDir, now: u32): void {
   const r = ct.rec(idx);
   service = load<u32>(r + CT_SERVICE);
   // keyed by the addresses as they arrived: the later fragments still carry them
   if (pkt.isFrag && pkt.fragFirst) { frag.remember(idx, dir); st.count(C_FRAG_TRACKED); }
-  if (dir == 0) {
+  if (dir == CtDir.Original) {
     // forward: to the reply tuple's source (the backend), from its destination (client or masq)
     pkt.setAddr(false, r + CT_R_SRC);
     pkt.setPort(false, <u32>load<u16>(r + CT_R_SPORT));
@@ -429,33 +429,36 @@ function applyFlow(idx: u32, dir: u32, now: u32): void {
     store<u8>(r + CT_FLAGS, load<u8>(r + CT_FLAGS) | FlowFlag.REPLIED);
   }
   svcstats.packet(service, pkt.ipLen);
-  trace.step(Stage.Nat, dir, idx);
+  trace.step(Stage.Nat, <u32>dir, idx);
   ct.ctTouch(idx, nextClass(r, dir), now);
 }
 
+/** Both FIN flags: a FIN came from each side. */
+const FINS: u8 = FlowFlag.FIN_ORIG | FlowFlag.FIN_REPLY;
+
 /** The kernel-like TCP state machine (simplified), and UDP's replied/unreplied timeouts. */
-function nextClass(r: usize, dir: u32): CtClass {
+function nextClass(r: usize, dir: CtDir): CtClass {
   const proto = <u32>load<u8>(r + CT_PROTO);
   if (proto == PROTO_UDP) {
-    if (dir == 1) store<u8>(r + CT_STATE, <u8>CtState.UdpReplied);
+    if (dir == CtDir.Reply) store<u8>(r + CT_STATE, <u8>CtState.UdpReplied);
     return <CtState>load<u8>(r + CT_STATE) == CtState.UdpReplied ? CtClass.UdpStream : CtClass.Udp;
   }
   if (proto != PROTO_TCP) return CtClass.Icmp;
   const f = pkt.tcpFlags;
   let s = <CtState>load<u8>(r + CT_STATE);
-  // bits 4/5 of the state byte's neighbour: FIN seen from the client / from the backend
-  const finBit: u8 = dir == 0 ? 0x10 : 0x20;
-  let fins = load<u8>(r + CT_FLAGS) & 0x30;
+  // which sides have sent a FIN: both, then an ACK, and the connection is over
+  const finBit: u8 = dir == CtDir.Original ? FlowFlag.FIN_ORIG : FlowFlag.FIN_REPLY;
+  let fins = load<u8>(r + CT_FLAGS) & FINS;
   if ((f & TCP_RST) != 0) s = CtState.Close;
-  else if (s == CtState.SynSent) { if (dir == 1 && (f & TCP_SYN) != 0 && (f & TCP_ACKF) != 0) s = CtState.SynRecv; }
-  else if (s == CtState.SynRecv) { if (dir == 0 && (f & TCP_ACKF) != 0 && (f & TCP_SYN) == 0) s = CtState.Established; }
+  else if (s == CtState.SynSent) { if (dir == CtDir.Reply && (f & TCP_SYN) != 0 && (f & TCP_ACKF) != 0) s = CtState.SynRecv; }
+  else if (s == CtState.SynRecv) { if (dir == CtDir.Original && (f & TCP_ACKF) != 0 && (f & TCP_SYN) == 0) s = CtState.Established; }
   else if (s == CtState.Established) { if ((f & TCP_FIN) != 0) { s = CtState.FinWait; fins |= finBit; } }
   else if (s == CtState.FinWait) {
     if ((f & TCP_FIN) != 0) fins |= finBit;
-    else if (fins == 0x30 && (f & TCP_ACKF) != 0) s = CtState.TimeWait;
+    else if (fins == FINS && (f & TCP_ACKF) != 0) s = CtState.TimeWait;
   }
   store<u8>(r + CT_STATE, <u8>s);
-  store<u8>(r + CT_FLAGS, (load<u8>(r + CT_FLAGS) & ~(<u8>0x30)) | fins);
+  store<u8>(r + CT_FLAGS, (load<u8>(r + CT_FLAGS) & ~FINS) | fins);
   if (s == CtState.Established) return CtClass.TcpEstablished;
   if (s == CtState.FinWait) return CtClass.TcpClosing;
   if (s == CtState.TimeWait) return CtClass.TcpTimeWait;

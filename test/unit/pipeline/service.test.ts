@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { packet, parse, TCP } from "../../helpers/packets.js";
 import { OpWriter, type TestService } from "../../helpers/ops.js";
 import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, tsharkValid, referenceValid, Verdict, Drop, MASQ4 } from "./setup.js";
-import { Note, ServiceFlag, CT_STATE, CT_STATE_NAMES } from "../../../src/engine/index.js";
+import { Note, ServiceFlag, FlowFlag, CT_FLAGS, CT_STATE, CT_STATE_NAMES } from "../../../src/engine/index.js";
 
 const CLIENT = "10.244.1.5", VIP = "10.96.0.10";
 const web = (backends: string[], extra: Partial<TestService> = {}): TestService =>
@@ -412,6 +412,25 @@ describe("pipeline: services", () => {
       assert.ok(o.slot.note & Note.NEW_FLOW);
       assert.equal(state(e), "SYN_SENT");
       assert.equal(e.checkInvariants(), 0);
+    });
+
+    it("records each side's FIN in the flow's flags (FlowFlag.FIN_ORIG, then FIN_REPLY), beside DNAT and REPLIED", () => {
+      const flags = () => {
+        for (let i = 0; i < e.exports.ctCapacity(); i++) {
+          const r = e.exports.ctRecord(i);
+          if (r) return new Uint8Array(e.memory)[r + CT_FLAGS]!;
+        }
+        return -1;
+      };
+      const named = () => Object.entries(FlowFlag).filter(([, bit]) => (flags() & bit) !== 0).map(([k]) => k).sort();
+      runOne(e, syn(40600)); runOne(e, back(TCP.SYN | TCP.ACK), 101); runOne(e, seg(40600, TCP.ACK), 102);
+      assert.deepEqual(named(), ["DNAT", "REPLIED", "USED"]);
+      runOne(e, seg(40600, TCP.FIN | TCP.ACK), 103);
+      assert.deepEqual([state(e), named()], ["FIN_WAIT", ["DNAT", "FIN_ORIG", "REPLIED", "USED"]]);
+      runOne(e, back(TCP.FIN | TCP.ACK), 104);
+      assert.deepEqual([state(e), named()], ["FIN_WAIT", ["DNAT", "FIN_ORIG", "FIN_REPLY", "REPLIED", "USED"]]);
+      runOne(e, seg(40600, TCP.ACK), 105);
+      assert.equal(state(e), "TIME_WAIT");
     });
   });
 });
