@@ -30,17 +30,25 @@ export function remember(flow: u32, dir: CtDir): void {
   store<u32>(e + E_EXPIRES, nowSec + TIMEOUT_SEC);
 }
 
-/** 1: rewritten like its first fragment; 0: not a NATed datagram; -1: addressed to a service
- *  but its first fragment was never seen (cannot be delivered correctly). */
-export function lookup(g: usize): i32 {
+/** What lookup found for a fragment after the first. */
+export const enum FragMatch {
+  /** Addressed to a service, but its first fragment was never seen: it cannot be delivered right. */
+  Orphan = 0,
+  /** Not part of a NATed datagram: it goes on as it came. */
+  Unmatched = 1,
+  /** Rewritten like its first fragment. */
+  Rewritten = 2,
+}
+
+export function lookup(g: usize): FragMatch {
   const e = slotFor();
   if (load<u8>(e + E_USED) != 0 && load<u32>(e + E_ID) == pkt.fragId && <u32>load<u8>(e + E_PROTO) == pkt.proto &&
       addrEq(e + E_SRC, pkt.SRC) && addrEq(e + E_DST, pkt.DST) && <i32>(load<u32>(e + E_EXPIRES) - nowSec) > 0) {
     const r = ct.rec(load<u32>(e + E_FLOW)), dir = <CtDir>load<u8>(e + E_DIR);
-    if ((load<u8>(r + CT_FLAGS) & FlowFlag.USED) == 0) return -1;
+    if ((load<u8>(r + CT_FLAGS) & FlowFlag.USED) == 0) return FragMatch.Orphan;
     // the record may have been evicted and reused by another flow since the first fragment
     if (<u32>load<u8>(r + CT_PROTO) != pkt.proto ||
-        !addrEq(r + (dir == CtDir.Original ? CT_F_SRC : CT_R_SRC), pkt.SRC) || !addrEq(r + (dir == CtDir.Original ? CT_F_DST : CT_R_DST), pkt.DST)) return -1;
+        !addrEq(r + (dir == CtDir.Original ? CT_F_SRC : CT_R_SRC), pkt.SRC) || !addrEq(r + (dir == CtDir.Original ? CT_F_DST : CT_R_DST), pkt.DST)) return FragMatch.Orphan;
     if (dir == CtDir.Original) {
       pkt.setAddr(false, r + CT_R_SRC);
       if ((load<u8>(r + CT_FLAGS) & FlowFlag.SNAT) != 0) pkt.setAddr(true, r + CT_R_DST);
@@ -48,11 +56,11 @@ export function lookup(g: usize): i32 {
       pkt.setAddr(true, r + CT_F_DST);
       if ((load<u8>(r + CT_FLAGS) & FlowFlag.SNAT) != 0) pkt.setAddr(false, r + CT_F_SRC);
     }
-    return 1;
+    return FragMatch.Rewritten;
   }
   const c = CONFIG + (pkt.v6 ? CFG_SERVICE_CIDR6 : CFG_SERVICE_CIDR4);
   const len = load<u32>(c + 16);
-  return len != 0 && addrInPrefix(pkt.DST, c, len) ? -1 : 0;
+  return len != 0 && addrInPrefix(pkt.DST, c, len) ? FragMatch.Orphan : FragMatch.Unmatched;
 }
 
 export function fragClear(): void { memory.fill(TABLE, 0, <usize>CAP * ENTRY); }
