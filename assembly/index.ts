@@ -18,7 +18,6 @@ import { fragClear } from "./pipeline/frag";
 import * as trace from "./pipeline/trace";
 import { coalesceDecapped } from "./pipeline/overlay";
 import { segmentInit, extraSlots, extraCount as segmentsMade, overlayOutInit, overlayOutAddr as overlayOut, overlayOutCount as overlayOutN } from "./pipeline/segment";
-import { csum } from "./wire/checksum";
 
 const PAGE: usize = 65536;
 
@@ -172,6 +171,5 @@ export function checkInvariants(): u32 {
   return gen.genCheck();
 }
 
-// ── test hooks ─────────────────────────────────────────────────────────────────────────────
-/** Test only: the RFC 1071 checksum field value of `len` bytes at `addr` (test/unit/wire/checksum.test.ts). */
-export function csumForTest(addr: usize, len: u32): u32 { return csum(addr, len, 0); }
+// ── test hooks: the checksum and each header view on its own (test/unit/wire/) ──────────────
+export * from "./test-hooks";
