@@ -28,13 +28,13 @@ describe("pipeline: services", () => {
     assert.ok(["10.244.1.10", "10.244.1.11"].includes(q.dst), q.dst);
     assert.deepEqual([q.src, q.sport, q.dport, q.ttl], [CLIENT, 40000, 8080, 63]);
     assert.equal(o.slot.service, 2, "service id + 1");
-    assert.ok(o.slot.note & Note.DNAT && o.slot.note & Note.NEW_FLOW);
+    assert.ok(o.slot.note & Note.DNAT && o.slot.note & Note.NEW_FLOW, "Note.DNAT and Note.NEW_FLOW set");
     const reply = packet({ src: q.dst, dst: CLIENT }, { proto: "tcp", sport: 8080, dport: 40000, flags: TCP.SYN | TCP.ACK, seq: 9000, ack: 5001 });
     const r = runOne(e, reply, 101);
     expectVerdict(r, Verdict.Tun);
     const rq = parse(r.bytes);
     assert.deepEqual([rq.src, rq.sport, rq.dst, rq.dport], [VIP, 80, CLIENT, 40000]);
-    assert.ok(r.slot.note & Note.REVERSE_NAT);
+    assert.ok(r.slot.note & Note.REVERSE_NAT, "Note.REVERSE_NAT set");
     referenceValid(o.bytes); referenceValid(r.bytes);
     const [d1, d2] = tsharkValid([o.bytes, r.bytes]);
     assert.equal(d1!.get("tcp.checksum.status"), "1");
@@ -47,7 +47,7 @@ describe("pipeline: services", () => {
     for (let i = 0; i < 20; i++) {
       const o = runOne(e, seg(40001, TCP.ACK), 101 + i);
       assert.equal(parse(o.bytes).dst, first);
-      assert.ok(o.slot.note & Note.CT_HIT);
+      assert.ok(o.slot.note & Note.CT_HIT, "Note.CT_HIT set");
     }
     assert.equal(e.counters().named.new_flows, 1);
   });
@@ -131,7 +131,7 @@ describe("pipeline: services", () => {
       });
       const share = before.filter((b) => b === "10.244.1.12").length / before.length;
       assert.ok(share > 0.12 && share < 0.28, `removed backend held ${share}`);
-      assert.ok(!after.includes("10.244.1.12"));
+      assert.ok(!after.includes("10.244.1.12"), "no flow goes to the removed backend 10.244.1.12");
       // the paper's minimal disruption: few flows of surviving backends move (table size >= 100 N)
       assert.ok(movedOthers / before.length < 0.05, `${movedOthers} flows of surviving backends moved`);
       assert.ok(Math.abs(moved / before.length - 0.2) < 0.09, `moved ${moved / before.length}`);
@@ -165,7 +165,7 @@ describe("pipeline: services", () => {
       expectVerdict(o, Verdict.Tun);
       assert.equal(parse(o.bytes).dst, other);
       assert.equal(e.counters().named.stale_udp_flushed, 1);
-      assert.ok(o.slot.note & Note.NEW_FLOW);
+      assert.ok(o.slot.note & Note.NEW_FLOW, "Note.NEW_FLOW set");
       assert.equal(e.exports.ctCount(), 1);
       assert.equal(e.checkInvariants(), 0);
     });
@@ -274,7 +274,7 @@ describe("pipeline: services", () => {
     expectVerdict(o, Verdict.Tun);
     const q = parse(o.bytes);
     assert.deepEqual([q.src, q.dst, q.dport], [MASQ4, POD, 8080]);
-    assert.ok(o.slot.note & Note.SNAT);
+    assert.ok(o.slot.note & Note.SNAT, "Note.SNAT set");
     const reply = packet({ src: POD, dst: MASQ4 }, { proto: "tcp", sport: 8080, dport: q.sport!, flags: TCP.SYN | TCP.ACK });
     const r = runOne(e, reply, 101);
     expectVerdict(r, Verdict.Tun);
@@ -396,7 +396,7 @@ describe("pipeline: services", () => {
       assert.equal(state(e), "CLOSE");
       const o = runOne(e, syn(40600), 103);
       expectVerdict(o, Verdict.Tun);
-      assert.ok(o.slot.note & Note.NEW_FLOW);
+      assert.ok(o.slot.note & Note.NEW_FLOW, "Note.NEW_FLOW set");
       assert.equal(state(e), "SYN_SENT");
       assert.equal(e.exports.ctCount(), 1);
       assert.equal(e.counters().named.new_flows, 2);
@@ -409,7 +409,7 @@ describe("pipeline: services", () => {
       runOne(e, seg(40600, TCP.ACK), 105);
       assert.equal(state(e), "TIME_WAIT");
       const o = runOne(e, syn(40600), 106);
-      assert.ok(o.slot.note & Note.NEW_FLOW);
+      assert.ok(o.slot.note & Note.NEW_FLOW, "Note.NEW_FLOW set");
       assert.equal(state(e), "SYN_SENT");
       assert.equal(e.checkInvariants(), 0);
     });
