@@ -1,10 +1,8 @@
 // ARP for IPv4 over Ethernet (RFC 826) as the core answers it in TAP mode: a literal request decoded
 // through the Arp view and turned into its reply by emitArpReply, no tables or pipeline.
 import assert from "node:assert/strict";
-import { HeaderBench, ARP_FIELDS, hex } from "./hooks.js";
+import { HeaderBench, ARP_FIELDS, hex, toHex } from "./hooks.js";
 import { Drop } from "../../../src/engine/index.js";
-
-const h = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
 describe("wire/arp: a literal request through the Arp view, answered by emitArpReply (no tables)", () => {
   // QEMU user networking's exchange: the guest 10.0.2.15 (52:54:00:12:34:56) asks for its gateway
@@ -22,14 +20,14 @@ describe("wire/arp: a literal request through the Arp view, answered by emitArpR
     assert.equal(Drop[b.hooks.arpDecodeForTest(b.at, 28, b.out)], "None", "checkArp");
     const f = b.fields(ARP_FIELDS);
     assert.deepEqual(f, { oper: 1, senderIp: 0x0a00020f, targetIp: 0x0a000202, senderMac: 8, targetMac: 18 });
-    assert.deepEqual([h(b.bytes(b.at + f.senderMac, 6)), h(b.bytes(b.at + f.targetMac, 6))], ["525400123456", "000000000000"]);
+    assert.deepEqual([toHex(b.bytes(b.at + f.senderMac, 6)), toHex(b.bytes(b.at + f.targetMac, 6))], ["525400123456", "000000000000"]);
   });
 
   it("emitArpReply turns the request into the gateway's literal reply, byte for byte, which decodes as opcode 2", () => {
     b.put(b.at, REQUEST);
     b.put(b.scratch, GATEWAY_MAC);
     b.hooks.arpReplyForTest(b.at, b.scratch);
-    assert.equal(h(b.bytes(b.at, 28)), h(REPLY));
+    assert.equal(toHex(b.bytes(b.at, 28)), toHex(REPLY));
     assert.equal(Drop[b.hooks.arpDecodeForTest(b.at, 28, b.out)], "None", "checkArp");
     assert.deepEqual(b.fields(ARP_FIELDS), { oper: 2, senderIp: 0x0a000202, targetIp: 0x0a00020f, senderMac: 8, targetMac: 18 });
   });

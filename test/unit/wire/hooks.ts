@@ -33,6 +33,9 @@ export const ETHERNET_FIELDS = ["dst", "src", "type"] as const;
 export const ARP_FIELDS = ["oper", "senderIp", "targetIp", "senderMac", "targetMac"] as const;
 export const VXLAN_FIELDS = ["flags", "vni"] as const;
 
+/** Hex digits of bytes, for assertions that show where two headers differ. */
+export const toHex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
 /** Bytes from hex digits; spaces are ignored. */
 export function hex(s: string): Uint8Array {
   const digits = s.replace(/\s+/g, "");

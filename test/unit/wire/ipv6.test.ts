@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { packet, ipv6, parse, TCP } from "../../helpers/packets.js";
 import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, tsharkValid, referenceValid, Verdict, Drop } from "../pipeline/setup.js";
-import { HeaderBench, IPV6_FIELDS, hex } from "./hooks.js";
+import { HeaderBench, IPV6_FIELDS, hex, toHex } from "./hooks.js";
 
 const POD = "fd44:0:0:1::5", POD_F = "fd44:0:0:1:0:0:0:5";
 const VIP = "fd96::10", VIP_F = "fd96:0:0:0:0:0:0:10";
@@ -170,10 +170,10 @@ describe("wire/ipv6: one literal packet through the Ipv6 view, checkIpv6's walk 
       version: 6, payloadLen: 16, next: 44, hopLimit: 64, src: 8, dst: 24,
       l4: 48, proto: 17, isFragment: 1, fragOffset: 0, moreFragments: 1, fragId: 0xdeadbeef,
     });
-    const addr = (off: number) => Buffer.from(b.bytes(b.at + off, 16)).toString("hex");
+    const addr = (off: number) => toHex(b.bytes(b.at + off, 16));
     assert.deepEqual([addr(f.src), addr(f.dst)], ["fd000000000000000000000000000005", "fd000000000000000000000000000006"]);
     b.put(b.scratch + 64, PACKET.subarray(8, 40));   // source and destination for the emit
     b.hooks.ipv6EmitForTest(b.scratch, 16, 44, 64, b.scratch + 64, b.scratch + 80);
-    assert.equal(Buffer.from(b.bytes(b.scratch, 40)).toString("hex"), Buffer.from(FIXED).toString("hex"));
+    assert.equal(toHex(b.bytes(b.scratch, 40)), toHex(FIXED));
   });
 });

@@ -3,9 +3,7 @@
 // no tables or pipeline (test/unit/wire/hooks.ts). The literals' checksums are the ones tshark 4.0
 // calls good.
 import assert from "node:assert/strict";
-import { HeaderBench, TCP_FIELDS, UDP_FIELDS, ICMP_FIELDS, hex } from "./hooks.js";
-
-const h = (b: Uint8Array) => Buffer.from(b).toString("hex");
+import { HeaderBench, TCP_FIELDS, UDP_FIELDS, ICMP_FIELDS, hex, toHex } from "./hooks.js";
 
 describe("wire/l4: one literal header each through L4Ports/Tcp/Udp/Icmp and emitTcp/emitUdp/emitIcmp (no tables)", () => {
   const b = new HeaderBench();
@@ -20,7 +18,7 @@ describe("wire/l4: one literal header each through L4Ports/Tcp/Udp/Icmp and emit
     assert.deepEqual(b.fields(TCP_FIELDS), { sport: 80, dport: 40000, seq: 0, ack: 0x12345679, dataOffset: 20, flags: 0x14 });
     b.put(b.scratch, IP);
     b.hooks.tcpEmitForTest(b.scratch, 80, 40000, 0, 0x12345679, 0x14);
-    assert.equal(h(b.bytes(b.scratch + 20, 20)), h(TCP));
+    assert.equal(toHex(b.bytes(b.scratch + 20, 20)), toHex(TCP));
   });
 
   it("UDP: decodes a datagram's header as tshark does, and emitUdp writes the same 8 bytes", () => {
@@ -30,7 +28,7 @@ describe("wire/l4: one literal header each through L4Ports/Tcp/Udp/Icmp and emit
     b.hooks.udpDecodeForTest(b.at + 20, b.out);
     assert.deepEqual(b.fields(UDP_FIELDS), { sport: 40000, dport: 7, length: 12, check: 0x625a });
     b.hooks.udpEmitForTest(b.scratch, 40000, 7, 12, 0x625a);
-    assert.equal(h(b.bytes(b.scratch, 8)), h(PACKET.subarray(20, 28)));
+    assert.equal(toHex(b.bytes(b.scratch, 8)), toHex(PACKET.subarray(20, 28)));
   });
 
   it("ICMP: decodes an echo request as tshark does, and emitIcmp plus the RFC 792 checksum write the same message", () => {
@@ -42,6 +40,6 @@ describe("wire/l4: one literal header each through L4Ports/Tcp/Udp/Icmp and emit
     assert.deepEqual(b.fields(ICMP_FIELDS), { type: 8, code: 0, check: 0xd9ba, rest: 0x12340001, id: 0x1234, seq: 1 });
     b.put(b.scratch + 8, ICMP.subarray(8));   // the data the checksum covers; the header before it is zero
     b.hooks.icmpEmitForTest(b.scratch, 16, 8, 0, 0x12340001);
-    assert.equal(h(b.bytes(b.scratch, 16)), h(ICMP));
+    assert.equal(toHex(b.bytes(b.scratch, 16)), toHex(ICMP));
   });
 });

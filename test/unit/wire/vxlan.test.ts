@@ -1,10 +1,8 @@
 // VXLAN (RFC 7348 §5) as the core reads and writes it: one literal header, decoded through the
 // Vxlan view and written again by emitVxlan, no tables or pipeline.
 import assert from "node:assert/strict";
-import { HeaderBench, VXLAN_FIELDS, hex } from "./hooks.js";
+import { HeaderBench, VXLAN_FIELDS, hex, toHex } from "./hooks.js";
 import { Drop } from "../../../src/engine/index.js";
-
-const h = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
 describe("wire/vxlan: one literal header through the Vxlan view and emitVxlan (no tables)", () => {
   // From a frame 192.168.100.1:49152 -> 192.168.100.2:4789 carrying an Ethernet frame with an ICMP
@@ -18,7 +16,7 @@ describe("wire/vxlan: one literal header through the Vxlan view and emitVxlan (n
     assert.equal(Drop[b.hooks.vxlanDecodeForTest(b.at, 8, b.out)], "None", "checkVxlan");
     assert.deepEqual(b.fields(VXLAN_FIELDS), { flags: 0x08, vni: 42 });
     b.hooks.vxlanEmitForTest(b.scratch, 42);
-    assert.equal(h(b.bytes(b.scratch, 8)), h(HEADER));
+    assert.equal(toHex(b.bytes(b.scratch, 8)), toHex(HEADER));
   });
 
   it("checkVxlan calls a header without the I flag, and 7 bytes, BadVxlan (RFC 7348: I must be set)", () => {
