@@ -1,7 +1,8 @@
 // The contract between the host (src/engine/abi.ts mirrors every number here) and the core.
 // test/unit/abi.test.ts compares the two. A retired number stays reserved; it is never reused.
 
-// ╒═══ batch slot, 32 bytes, little-endian; filled by src/engine/batch.ts and native/ ═══╕
+// ╒═══ batch slot, 32 bytes, little-endian; filled by src/daemon/datapath.ts and native/src/addon.cc
+//      (src/engine/engine.ts's putPacket in tests and benchmarks) ═══╕
 //  0 u32 data      address of the packet; a virtio_net_hdr (VNET flag) and free headroom lie before it
 //  4 u32 len       packet bytes (a GSO super-packet reaches 64 KiB)
 //  8 u16 flags     SlotFlag.*
@@ -128,7 +129,7 @@ export const C_TUNNEL_GSO_SENT: u32 = 53;
 export const C_TUNNEL_GSO_RECEIVED: u32 = 54;
 export const COUNTER_COUNT: u32 = 64;
 
-// ╒═══ control ops, staged at stageAddr() by src/engine/control.ts, applied by commit() ═══╕
+// ╒═══ control ops, staged at stageAddr() by src/engine/ops.ts, applied by commit() ═══╕
 // Every op: u8 code, u8 0, u16 0, u32 size (bytes of the whole op, a multiple of 4), then fields.
 // Addresses are 16 bytes, network order; IPv4 is IPv4-mapped IPv6 (::ffff:a.b.c.d).
 export const enum Op {
@@ -201,3 +202,136 @@ export const CFG_CLUSTER_CIDR6: u32 = 164;  // 16 + 4
 export const CFG_SIZE: u32 = 192;
 
 export const enum InitResult { Ok = 0, BadConfig = 1, OutOfMemory = 2, AlreadyInitialized = 3 }
+
+// ╒═══ conntrack flow record, CT_REC_SIZE bytes, at ctRecord(i); kept by table/conntrack.ts ═══╕
+// Addresses are 16 bytes, network order (IPv4-mapped for IPv4); every other field is little-endian,
+// ports in host order. The forward tuple is what the client sent, the reply tuple what the backend
+// sends back; NAT is the difference between them, as in the kernel's tuplehash[ORIGINAL]/[REPLY].
+//   0 16  fwdSrc    the client
+//  16 16  fwdDst    the address it asked for (a service VIP, a node address)
+//  32 16  revSrc    the backend
+//  48 u16 fwdSport  50 u16 fwdDport  52 u16 revSport (backend port)  54 u16 revDport
+//  56 u8  proto     57 u8 state CtState.*  58 u8 cls CtClass.*  59 u8 flags FlowFlag.*
+//  60 u32 lastSeen  seconds, process()'s nowSec
+//  64 16  revDst    the client, or the masquerade address when SNATed
+//  80 u32 service   service entry id + 1
+//  84 u32 prev      88 u32 next: the class's LRU list, idx + 1 (0: end); next also chains free records
+//  92 u32 gen       the generation the flow was last checked against
+//  96 u32 created   seconds
+// 100 ... 127       unused
+export const CT_REC_SIZE: u32 = 128;
+export const CT_F_SRC: u32 = 0;
+export const CT_F_DST: u32 = 16;
+export const CT_R_SRC: u32 = 32;
+export const CT_F_SPORT: u32 = 48;
+export const CT_F_DPORT: u32 = 50;
+export const CT_R_SPORT: u32 = 52;
+export const CT_R_DPORT: u32 = 54;
+export const CT_PROTO: u32 = 56;
+export const CT_STATE: u32 = 57;
+export const CT_CLS: u32 = 58;
+export const CT_FLAGS: u32 = 59;
+export const CT_LAST: u32 = 60;
+export const CT_R_DST: u32 = 64;
+export const CT_SERVICE: u32 = 80;
+export const CT_PREV: u32 = 84;
+export const CT_NEXT: u32 = 88;
+export const CT_GEN: u32 = 92;
+export const CT_CREATED: u32 = 96;
+
+/** The flags byte of a flow record: every bit is declared here. */
+export namespace FlowFlag {
+  /** Forward packets go to the backend (the destination is rewritten). */
+  export const DNAT: u8 = 1;
+  /** The source is rewritten too (masquerade, or another source port for a unique reply tuple). */
+  export const SNAT: u8 = 2;
+  /** A packet came back in the reply direction. */
+  export const REPLIED: u8 = 4;
+  /** Matched a NodePort entry on "any local address". */
+  export const ANY_ADDR_SERVICE: u8 = 8;
+  /** TCP: a FIN came from the client (original direction). */
+  export const FIN_ORIG: u8 = 16;
+  /** TCP: a FIN came from the backend (reply direction). */
+  export const FIN_REPLY: u8 = 32;
+  /** The record holds a flow. */
+  export const USED: u8 = 128;
+}
+
+/** A tuple's direction in its flow: the low bit of a conntrack ref, and the Nat trace stage's `a`. */
+export const enum CtDir { Original = 0, Reply = 1 }
+
+/** The state byte: TCP close to the kernel's nf_conntrack_proto_tcp, then UDP, ICMP and others. */
+export const enum CtState {
+  SynSent = 1,
+  SynRecv = 2,
+  Established = 3,
+  FinWait = 4,
+  TimeWait = 5,
+  Close = 6,
+  UdpUnreplied = 10,
+  UdpReplied = 11,
+  Icmp = 20,
+  Other = 30,
+}
+
+/** Timeout classes, one LRU list each: the class byte of a flow record. */
+export const enum CtClass {
+  TcpSyn = 0,
+  TcpEstablished = 1,
+  TcpClosing = 2,
+  TcpTimeWait = 3,
+  TcpClose = 4,
+  Udp = 5,
+  UdpStream = 6,
+  Icmp = 7,
+}
+export const CT_CLASS_COUNT: u32 = 8;
+// Seconds a flow of each class lives unseen: the kernel's defaults (net.netfilter.nf_conntrack_*).
+export const CT_TIMEOUT_TCP_SYN_SEC: u32 = 120;             // tcp_timeout_syn_sent
+export const CT_TIMEOUT_TCP_ESTABLISHED_SEC: u32 = 432000;  // tcp_timeout_established, 5 days
+export const CT_TIMEOUT_TCP_CLOSING_SEC: u32 = 120;         // tcp_timeout_fin_wait
+export const CT_TIMEOUT_TCP_TIME_WAIT_SEC: u32 = 120;       // tcp_timeout_time_wait
+export const CT_TIMEOUT_TCP_CLOSE_SEC: u32 = 10;            // tcp_timeout_close
+export const CT_TIMEOUT_UDP_SEC: u32 = 30;                  // udp_timeout
+export const CT_TIMEOUT_UDP_STREAM_SEC: u32 = 120;          // udp_timeout_stream
+export const CT_TIMEOUT_ICMP_SEC: u32 = 30;                 // icmp_timeout
+
+// ╒═══ trace area at traceAddr(), TRACE_BYTES; written while a slot carries SlotFlag.TRACE ═══╕
+//  0 u32 count     records written by the last process() call
+//  4 records, TRACE_REC_SIZE bytes each, at most TRACE_MAX_RECORDS (later steps are not recorded):
+//      0 u32 stage Stage.*    4 u32 a    8 u32 b (what the stage found, by stage below)
+//     12 u32 slot  address of the slot being traced
+export const TRACE_RECORDS: u32 = 4;
+export const TRACE_REC_SIZE: u32 = 16;
+export const TRACE_MAX_RECORDS: u32 = 64;
+export const TRACE_BYTES: u32 = 4 + 64 * 16;
+export const TRACE_STAGE: u32 = 0;
+export const TRACE_A: u32 = 4;
+export const TRACE_B: u32 = 8;
+export const TRACE_SLOT: u32 = 12;
+/** The Route stage's `a` when no pod route matched (the host routes the packet). */
+export const TRACE_NO_ROUTE: u32 = 0xff;
+
+export const enum Stage {
+  /** a: Drop (None: the headers are valid), b: the IP protocol number */
+  Parse = 1,
+  /** a: Drop (None: decapsulated), b: the underlay source IPv4 (host order) */
+  Decap = 2,
+  /** a: 1 for an existing flow, 0 for none; b: its conntrack ref */
+  Conntrack = 3,
+  /** a: service entry id + 1, b: its eligible backends */
+  Service = 4,
+  /** a: the backend's index in the entry, b: the entry's Select */
+  Backend = 5,
+  /** a: CtDir of the packet, b: the flow's record index */
+  Nat = 6,
+  /** a: RouteKind, or TRACE_NO_ROUTE; b: the underlay IPv4 of a Remote route */
+  Route = 7,
+}
+
+// ╒═══ service stats at serviceStatsAddr(): STATS_STRIDE bytes per service entry id, u64 each ═══╕
+// Not part of a generation: an entry keeps its numbers across reloads while its id lives.
+export const STATS_STRIDE: u32 = 24;
+export const STATS_PACKETS: u32 = 0;
+export const STATS_BYTES: u32 = 8;
+export const STATS_NEW_FLOWS: u32 = 16;

@@ -4,23 +4,22 @@
 import {
   InitResult, CommitResult, CFG_MAX_BATCH, CFG_CT_CAPACITY, CFG_MAX_SERVICES, CFG_MAX_BACKENDS, CFG_MAX_ROUTES,
   CFG_MAGLEV_CELLS, CFG_MODE, CFG_UNDERLAY_IP, CFG_VNI, CFG_VXLAN_PORT, CFG_UNDERLAY_MTU, CFG_SEED, SLOT_SIZE,
-  HEADROOM, SLOT_PACKET_ROOM, COUNTER_COUNT, C_GENERATION,
+  HEADROOM, SLOT_PACKET_ROOM, COUNTER_COUNT, C_GENERATION, CT_FLAGS, FlowFlag, TRACE_BYTES, STATS_STRIDE,
 } from "./abi";
 import * as st from "./state";
 import * as ct from "./table/conntrack";
 import * as gen from "./table/generation";
 import { pow2AtLeast } from "./table/hash";
-import { processBatch, revalidate } from "./pipeline/process";
+import { processBatch } from "./pipeline/process";
+import { revalidate } from "./pipeline/flow";
 import { statsInit, statsAddr, statsReset as resetStats } from "./pipeline/svcstats";
 import { affinityInit } from "./pipeline/affinity";
 import { fragClear } from "./pipeline/frag";
 import * as trace from "./pipeline/trace";
 import { coalesceDecapped } from "./pipeline/overlay";
 import { segmentInit, extraSlots, extraCount as segmentsMade, overlayOutInit, overlayOutAddr as overlayOut, overlayOutCount as overlayOutN } from "./pipeline/segment";
-import { csum } from "./wire/checksum";
 
 const PAGE: usize = 65536;
-const TRACE_BYTES: u32 = 4 + 64 * 16;
 
 /** Where the host writes the init config block (CFG_* offsets) before calling init(). */
 export function configAddr(): usize { return st.CONFIG; }
@@ -54,7 +53,7 @@ export function init(): InitResult {
   p = stage + stageBytes;
   const counters = align(p, 64); p = counters + <usize>COUNTER_COUNT * 8;
   const traceA = align(p, 64); p = traceA + TRACE_BYTES;
-  const statsAt = align(p, 64); p = statsAt + <usize>maxSvc * 24;
+  const statsAt = align(p, 64); p = statsAt + <usize>maxSvc * STATS_STRIDE;
   const ctAt = align(p, 64); p = ctAt + ct.ctBytesNeeded(ctCap);
   // affinityInit rounds its entry count up to a power of two: reserve what it will really use
   const affN = ctCap / 4 + 64;
@@ -156,11 +155,11 @@ export function routeCount(): u32 { return gen.genRouteCount(); }
 // ── conntrack inspection (wasp conntrack, tests) ───────────────────────────────────────────
 export function ctCapacity(): u32 { return ct.ctCapacity(); }
 export function ctCount(): u32 { return ct.ctUsed(); }
-/** Address of flow record i (ct.REC bytes, layout in table/conntrack.ts), 0 when unused. */
+/** Address of flow record i (CT_REC_SIZE bytes, layout in abi.ts), 0 when unused. */
 export function ctRecord(i: u32): usize {
   if (i >= ct.ctCapacity()) return 0;
   const r = ct.rec(i);
-  return (load<u8>(r + ct.FLAGS) & ct.FlowFlag.USED) != 0 ? r : 0;
+  return (load<u8>(r + CT_FLAGS) & FlowFlag.USED) != 0 ? r : 0;
 }
 export function ctFlush(): void { ct.ctClear(); fragClear(); }
 
@@ -172,6 +171,5 @@ export function checkInvariants(): u32 {
   return gen.genCheck();
 }
 
-// ── test hooks ─────────────────────────────────────────────────────────────────────────────
-/** Test only: the RFC 1071 checksum field value of `len` bytes at `addr` (test/unit/wire/checksum.test.ts). */
-export function csumForTest(addr: usize, len: u32): u32 { return csum(addr, len, 0); }
+// ── test hooks: the checksum and each header view on its own (test/unit/wire/) ──────────────
+export * from "./test-hooks";

@@ -7,7 +7,7 @@ import { hashTuple } from "../table/hash";
 import * as pkt from "./packet";
 import * as ct from "../table/conntrack";
 import { CONFIG, nowSec } from "../state";
-import { CFG_SERVICE_CIDR4, CFG_SERVICE_CIDR6 } from "../abi";
+import { CFG_SERVICE_CIDR4, CFG_SERVICE_CIDR6, CT_F_SRC, CT_F_DST, CT_R_SRC, CT_R_DST, CT_FLAGS, CT_PROTO, FlowFlag, CtDir } from "../abi";
 
 const CAP: u32 = 4096;          // datagrams in flight at once
 const E_SRC = 0, E_DST = 16, E_ID = 32, E_PROTO = 36, E_USED = 37, E_DIR = 38, E_FLOW = 40, E_EXPIRES = 44, ENTRY = 48;
@@ -19,7 +19,7 @@ const TABLE: usize = memory.data(<i32>(CAP * ENTRY), 16);
   return TABLE + <usize>(h & (CAP - 1)) * ENTRY;
 }
 
-export function remember(flow: u32, dir: u32): void {
+export function remember(flow: u32, dir: CtDir): void {
   const e = slotFor();
   addrCopy(e + E_SRC, pkt.SRC); addrCopy(e + E_DST, pkt.DST);
   store<u32>(e + E_ID, pkt.fragId);
@@ -30,29 +30,37 @@ export function remember(flow: u32, dir: u32): void {
   store<u32>(e + E_EXPIRES, nowSec + TIMEOUT_SEC);
 }
 
-/** 1: rewritten like its first fragment; 0: not a NATed datagram; -1: addressed to a service
- *  but its first fragment was never seen (cannot be delivered correctly). */
-export function lookup(g: usize): i32 {
+/** What lookup found for a fragment after the first. */
+export const enum FragMatch {
+  /** Addressed to a service, but its first fragment was never seen: it cannot be delivered right. */
+  Orphan = 0,
+  /** Not part of a NATed datagram: it goes on as it came. */
+  Unmatched = 1,
+  /** Rewritten like its first fragment. */
+  Rewritten = 2,
+}
+
+export function lookup(g: usize): FragMatch {
   const e = slotFor();
   if (load<u8>(e + E_USED) != 0 && load<u32>(e + E_ID) == pkt.fragId && <u32>load<u8>(e + E_PROTO) == pkt.proto &&
       addrEq(e + E_SRC, pkt.SRC) && addrEq(e + E_DST, pkt.DST) && <i32>(load<u32>(e + E_EXPIRES) - nowSec) > 0) {
-    const r = ct.rec(load<u32>(e + E_FLOW)), dir = load<u8>(e + E_DIR);
-    if ((load<u8>(r + ct.FLAGS) & ct.FlowFlag.USED) == 0) return -1;
+    const r = ct.rec(load<u32>(e + E_FLOW)), dir = <CtDir>load<u8>(e + E_DIR);
+    if ((load<u8>(r + CT_FLAGS) & FlowFlag.USED) == 0) return FragMatch.Orphan;
     // the record may have been evicted and reused by another flow since the first fragment
-    if (<u32>load<u8>(r + ct.PROTO) != pkt.proto ||
-        !addrEq(r + (dir == 0 ? ct.F_SRC : ct.R_SRC), pkt.SRC) || !addrEq(r + (dir == 0 ? ct.F_DST : ct.R_DST), pkt.DST)) return -1;
-    if (dir == 0) {
-      pkt.setAddr(false, r + ct.R_SRC);
-      if ((load<u8>(r + ct.FLAGS) & ct.FlowFlag.SNAT) != 0) pkt.setAddr(true, r + ct.R_DST);
+    if (<u32>load<u8>(r + CT_PROTO) != pkt.proto ||
+        !addrEq(r + (dir == CtDir.Original ? CT_F_SRC : CT_R_SRC), pkt.SRC) || !addrEq(r + (dir == CtDir.Original ? CT_F_DST : CT_R_DST), pkt.DST)) return FragMatch.Orphan;
+    if (dir == CtDir.Original) {
+      pkt.setAddr(false, r + CT_R_SRC);
+      if ((load<u8>(r + CT_FLAGS) & FlowFlag.SNAT) != 0) pkt.setAddr(true, r + CT_R_DST);
     } else {
-      pkt.setAddr(true, r + ct.F_DST);
-      if ((load<u8>(r + ct.FLAGS) & ct.FlowFlag.SNAT) != 0) pkt.setAddr(false, r + ct.F_SRC);
+      pkt.setAddr(true, r + CT_F_DST);
+      if ((load<u8>(r + CT_FLAGS) & FlowFlag.SNAT) != 0) pkt.setAddr(false, r + CT_F_SRC);
     }
-    return 1;
+    return FragMatch.Rewritten;
   }
   const c = CONFIG + (pkt.v6 ? CFG_SERVICE_CIDR6 : CFG_SERVICE_CIDR4);
   const len = load<u32>(c + 16);
-  return len != 0 && addrInPrefix(pkt.DST, c, len) ? -1 : 0;
+  return len != 0 && addrInPrefix(pkt.DST, c, len) ? FragMatch.Orphan : FragMatch.Unmatched;
 }
 
 export function fragClear(): void { memory.fill(TABLE, 0, <usize>CAP * ENTRY); }

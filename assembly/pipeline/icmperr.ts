@@ -12,6 +12,7 @@ import {
 } from "../wire/l4";
 import * as pkt from "./packet";
 import * as ct from "../table/conntrack";
+import { CtDir, CT_F_SRC, CT_F_DST, CT_R_SRC, CT_R_DST, CT_F_SPORT, CT_F_DPORT, CT_R_SPORT, CT_R_DPORT } from "../abi";
 
 const ISRC: usize = memory.data(16, 16);
 const IDST: usize = memory.data(16, 16);
@@ -26,24 +27,33 @@ export function isIcmpError(): bool {
   return false;
 }
 
-/** Result of translate(): -1 malformed, 0 not about a tracked flow, else the flow's idx + 1. */
-export let flowIdx: i32 = -1;
+/** What translateIcmpError found in the quoted packet. */
+export const enum Quoted {
+  /** Cut short, or not the IP version of the error: BadIcmpError. */
+  Malformed = 0,
+  /** Not a packet of a tracked flow: the error is routed unchanged. */
+  Untracked = 1,
+  /** A packet of flow `flowIdx`: the quote and the outer addresses are translated. */
+  Translated = 2,
+}
 
-/** Translates the ICMP error in the current packet when it quotes a tracked flow.
- *  Returns -1 (malformed quote), 0 (not ours: route it unchanged) or 1 (translated). */
-export function translateIcmpError(): i32 {
+/** The record index of the flow the last Translated error was about. */
+export let flowIdx: u32 = 0;
+
+/** Translates the ICMP error in the current packet when it quotes a tracked flow. */
+export function translateIcmpError(): Quoted {
   const q = pkt.l4 + 8;                           // the quoted packet
   const qlen = pkt.l4Len - 8;
   let qproto: u32 = 0, ql4: usize = 0, qhl: u32 = 0;
   if (!pkt.v6) {
-    if (qlen < 20 || (ld8(q) >> 4) != 4) return -1;
+    if (qlen < 20 || (ld8(q) >> 4) != 4) return Quoted.Malformed;
     qhl = (ld8(q) & 15) << 2;
-    if (qhl < 20 || qhl + 8 > qlen) return -1;
+    if (qhl < 20 || qhl + 8 > qlen) return Quoted.Malformed;
     qproto = ld8(q + 9);
     addrFromV4Be(ISRC, load<u32>(q, 12));
     addrFromV4Be(IDST, load<u32>(q, 16));
   } else {
-    if (qlen < 48 || (ld8(q) >> 4) != 6) return -1;
+    if (qlen < 48 || (ld8(q) >> 4) != 6) return Quoted.Malformed;
     qhl = 40;                                      // extension headers in quotes are not followed
     qproto = ld8(q + 6);
     addrCopy(ISRC, q + 8);
@@ -58,21 +68,21 @@ export function translateIcmpError(): i32 {
     if (qproto == PROTO_UDP && qcsum != 0 && !pkt.v6 && ld16(qcsum) == 0) qcsum = 0;
   } else if (qproto == PROTO_ICMP || qproto == PROTO_ICMPV6) {
     const t = ld8(ql4);
-    if (t != ICMP_ECHO && t != ICMP_ECHO_REPLY && t != ICMP6_ECHO && t != ICMP6_ECHO_REPLY) return 0;
+    if (t != ICMP_ECHO && t != ICMP_ECHO_REPLY && t != ICMP6_ECHO && t != ICMP6_ECHO_REPLY) return Quoted.Untracked;
     qs = ld16(ql4 + 4); qd = 0;
     qcsum = ql4 + 2;
   } else {
-    return 0;
+    return Quoted.Untracked;
   }
   // The quoted packet went the other way; its inverse is a tuple of the flow.
   const ref = ct.ctFind(IDST, ISRC, qd, qs, qproto);
-  if (ref == 0) return 0;
-  const idx = (ref >> 1) - 1, dir = ref & 1, r = ct.rec(idx);
-  // dir 1: the quoted packet was a forward packet after DNAT (client -> backend); undo to client -> VIP.
-  // dir 0: the quoted packet was a reply after reverse NAT (VIP -> client); redo to backend -> client.
+  if (ref == 0) return Quoted.Untracked;
+  const idx = ct.refIdx(ref), dir = ct.refDir(ref), r = ct.rec(idx);
+  // Reply: the quoted packet was a forward packet after DNAT (client -> backend); undo to client -> VIP.
+  // Original: the quoted packet was a reply after reverse NAT (VIP -> client); redo to backend -> client.
   let qSrcNew: usize, qDstNew: usize, qSportNew: u32, qDportNew: u32;
-  if (dir == 1) { qSrcNew = r + ct.F_SRC; qDstNew = r + ct.F_DST; qSportNew = <u32>load<u16>(r + ct.F_SPORT); qDportNew = <u32>load<u16>(r + ct.F_DPORT); }
-  else { qSrcNew = r + ct.R_SRC; qDstNew = r + ct.R_DST; qSportNew = <u32>load<u16>(r + ct.R_SPORT); qDportNew = <u32>load<u16>(r + ct.R_DPORT); }
+  if (dir == CtDir.Reply) { qSrcNew = r + CT_F_SRC; qDstNew = r + CT_F_DST; qSportNew = <u32>load<u16>(r + CT_F_SPORT); qDportNew = <u32>load<u16>(r + CT_F_DPORT); }
+  else { qSrcNew = r + CT_R_SRC; qDstNew = r + CT_R_DST; qSportNew = <u32>load<u16>(r + CT_R_SPORT); qDportNew = <u32>load<u16>(r + CT_R_DPORT); }
   addrCopy(NEW_SRC, qSrcNew); addrCopy(NEW_DST, qDstNew);
   // quoted addresses and their checksums
   if (!pkt.v6) {
@@ -99,8 +109,8 @@ export function translateIcmpError(): i32 {
   // the ICMP checksum covers the whole message (and for ICMPv6 the pseudo-header): sum it anew
   st16(pkt.l4 + ICMP_CHECK, 0);
   st16(pkt.l4 + ICMP_CHECK, pkt.v6 ? csum(pkt.l4, pkt.l4Len, ipv6PseudoSum(pkt.ip, PROTO_ICMPV6, pkt.l4Len)) : csum(pkt.l4, pkt.l4Len, 0));
-  flowIdx = <i32>idx;
-  return 1;
+  flowIdx = idx;
+  return Quoted.Translated;
 }
 
 function rewriteQuoted4(q: usize, off: u32, to: u32, qproto: u32, qcsum: usize): void {

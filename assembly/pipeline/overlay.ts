@@ -6,7 +6,7 @@ import { csum, csumFold } from "../wire/checksum";
 import { checkVxlan, emitVxlan, Vxlan, VXLAN_HLEN } from "../wire/vxlan";
 import { emitEthernet, ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6 } from "../wire/ethernet";
 import { emitIpv4, IPV4_MIN_LEN, ipv4PseudoSum } from "../wire/ipv4";
-import { PROTO_UDP, UDP_LEN, Tcp } from "../wire/l4";
+import { PROTO_UDP, UDP_LEN, Tcp, emitUdp } from "../wire/l4";
 import { ipv6PseudoSum } from "../wire/ipv6";
 import { peerKnown, R_MAC, R_UNDERLAY } from "../table/generation";
 import { CONFIG, nextIpId, underlayIp, underlayMtu, vni, vxlanPort, TUNNEL_MAC } from "../state";
@@ -44,11 +44,8 @@ export function encap(route: usize, room: u32): usize {
   const eth = inner - ETH_HLEN, vx = eth - VXLAN_HLEN, udp = vx - UDP_LEN, outer = udp - IPV4_MIN_LEN;
   emitEthernet(eth, route + R_MAC, CONFIG + CFG_VTEP_MAC, pkt.v6 ? ETH_P_IPV6 : ETH_P_IPV4);
   emitVxlan(vx, vni);
-  st16(udp, flowPort());
-  st16(udp + 2, vxlanPort);
-  st16(udp + 4, UDP_LEN + VXLAN_HLEN + ETH_HLEN + innerLen);
   // RFC 7348 §5: the UDP checksum SHOULD be zero over IPv4; Linux receivers accept it.
-  st16(udp + 6, 0);
+  emitUdp(udp, flowPort(), vxlanPort, UDP_LEN + VXLAN_HLEN + ETH_HLEN + innerLen, 0);
   emitIpv4(outer, ENCAP_LEN + innerLen, nextIpId(), false, OUTER_TTL, PROTO_UDP,
     bswap<u32>(underlayIp), bswap<u32>(load<u32>(route + R_UNDERLAY)));
   return outer;

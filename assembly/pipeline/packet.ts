@@ -8,8 +8,8 @@ import { csum, csumFold, csumReplace16, csumReplace32, csumPartialReplace32 } fr
 import { ipv4PseudoSum } from "../wire/ipv4";
 import { ipv6PseudoSum } from "../wire/ipv6";
 import {
-  PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6, TCP_MIN_LEN, TCP_CHECK, TCP_FLAGS, UDP_LEN, UDP_CHECK,
-  ICMP_MIN_LEN, ICMP_CHECK, ICMP_ID, ICMP_ECHO, ICMP_ECHO_REPLY, ICMP6_ECHO, ICMP6_ECHO_REPLY, Tcp,
+  PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6, TCP_MIN_LEN, TCP_CHECK, UDP_LEN, UDP_CHECK,
+  ICMP_MIN_LEN, ICMP_CHECK, ICMP_ID, ICMP_ECHO, ICMP_ECHO_REPLY, ICMP6_ECHO, ICMP6_ECHO_REPLY, Tcp, Udp, Icmp, L4Ports,
 } from "../wire/l4";
 
 // virtio_net_hdr (include/uapi/linux/virtio_net.h), little-endian on this host
@@ -91,28 +91,28 @@ export function classify(p: usize, len: u32, vnetHdr: usize): Drop {
     const doff = Tcp.at(at).dataOffset;
     if (doff < TCP_MIN_LEN || doff > rest) return Drop.BadL4Header;
     l4 = at; l4Len = rest;
-    sport = ld16(at); dport = ld16(at + 2);
-    tcpFlags = ld8(at + TCP_FLAGS);
+    sport = L4Ports.at(at).sport; dport = L4Ports.at(at).dport;
+    tcpFlags = Tcp.at(at).flags;
     csumAt = at + TCP_CHECK;
     tracked = true;
   } else if (proto == PROTO_UDP) {
     if (rest < UDP_LEN) return Drop.BadL4Header;
-    const ulen = ld16(at + 4);
+    const ulen = Udp.at(at).length;
     // RFC 768: length covers header and data; a fragment's first piece carries the whole datagram's
     if (!isFrag && !gso && (ulen < UDP_LEN || ulen > rest)) return Drop.BadL4Header;
     l4 = at; l4Len = rest;
-    sport = ld16(at); dport = ld16(at + 2);
+    sport = L4Ports.at(at).sport; dport = L4Ports.at(at).dport;
     // RFC 768: a zero checksum over IPv4 means "none"; it stays zero after NAT
-    csumAt = (!v6 && ld16(at + UDP_CHECK) == 0 && !isPartialAt(at + UDP_CHECK)) ? 0 : at + UDP_CHECK;
+    csumAt = (!v6 && Udp.at(at).check == 0 && !isPartialAt(at + UDP_CHECK)) ? 0 : at + UDP_CHECK;
     tracked = true;
   } else if (proto == PROTO_ICMP || proto == PROTO_ICMPV6) {
     if ((proto == PROTO_ICMP) == v6) return Drop.BadL4Header;  // ICMPv4 in IPv6 or the reverse
     if (rest < ICMP_MIN_LEN) return Drop.BadL4Header;
     l4 = at; l4Len = rest;
-    icmpType = ld8(at);
+    icmpType = Icmp.at(at).type;
     csumAt = at + ICMP_CHECK;
     if (icmpType == (v6 ? ICMP6_ECHO : ICMP_ECHO) || icmpType == (v6 ? ICMP6_ECHO_REPLY : ICMP_ECHO_REPLY)) {
-      sport = ld16(at + ICMP_ID); dport = 0;
+      sport = Icmp.at(at).id; dport = 0;
       tracked = !isFrag;
     }
   }

@@ -5,59 +5,43 @@
 import { addrCopy, addrEq } from "../mem";
 import { hashTupleKeyed, pow2AtLeast } from "./hash";
 import { count } from "../state";
-import { C_CT_EVICTED, C_CT_EXPIRED, C_CT_ENTRIES } from "../abi";
+import {
+  C_CT_EVICTED, C_CT_EXPIRED, C_CT_ENTRIES, CT_REC_SIZE, CT_F_SRC, CT_F_DST, CT_R_SRC, CT_R_DST, CT_F_SPORT, CT_F_DPORT,
+  CT_R_SPORT, CT_R_DPORT, CT_PROTO, CT_STATE, CT_CLS, CT_FLAGS, CT_LAST, CT_SERVICE, CT_PREV, CT_NEXT, CT_GEN, CT_CREATED,
+  CT_CLASS_COUNT, CT_TIMEOUT_TCP_SYN_SEC, CT_TIMEOUT_TCP_ESTABLISHED_SEC, CT_TIMEOUT_TCP_CLOSING_SEC,
+  CT_TIMEOUT_TCP_TIME_WAIT_SEC, CT_TIMEOUT_TCP_CLOSE_SEC, CT_TIMEOUT_UDP_SEC, CT_TIMEOUT_UDP_STREAM_SEC,
+  CT_TIMEOUT_ICMP_SEC, FlowFlag, CtClass, CtDir, CtState,
+} from "../abi";
 
-// ╒═══ flow record, 128 bytes ═══╕
-//   0 fwdSrc 16   16 fwdDst 16   32 revSrc 16   48 fwdSport u16  50 fwdDport u16  52 revSport u16
-//  54 revDport u16   56 proto u8   57 state u8   58 cls u8   59 flags u8   60 lastSeen u32
-//  64 revDst 16   80 service u32 (entry id + 1)   84 prev u32   88 next u32 (list links, idx + 1)
-//  92 gen u32 (generation the flow was last checked against)   96 created u32   100 backendPort u32
-// The forward tuple is what the client sent; the reply tuple is what the backend sends back. NAT is
-// the difference between them, as in the kernel's tuplehash[ORIGINAL]/[REPLY].
-export const REC = 128;
-export const F_SRC = 0, F_DST = 16, R_SRC = 32, F_SPORT = 48, F_DPORT = 50, R_SPORT = 52, R_DPORT = 54,
-  PROTO = 56, STATE = 57, CLS = 58, FLAGS = 59, LAST = 60, R_DST = 64, SERVICE = 80, PREV = 84, NEXT = 88,
-  GEN = 92, CREATED = 96;
-
-export namespace FlowFlag {
-  export const DNAT: u8 = 1;
-  export const SNAT: u8 = 2;
-  export const REPLIED: u8 = 4;
-  export const ANY_ADDR_SERVICE: u8 = 8;  // matched a NodePort entry on "any local address"
-  export const USED: u8 = 0x80;
-}
-
-// TCP states, close to the kernel's nf_conntrack_proto_tcp.
-export namespace Tcp {
-  export const SYN_SENT: u8 = 1;
-  export const SYN_RECV: u8 = 2;
-  export const ESTABLISHED: u8 = 3;
-  export const FIN_WAIT: u8 = 4;
-  export const TIME_WAIT: u8 = 5;
-  export const CLOSE: u8 = 6;
-}
-export const UDP_UNREPLIED: u8 = 10, UDP_REPLIED: u8 = 11, ICMP_STATE: u8 = 20, OTHER_STATE: u8 = 30;
-
-// Timeout classes; the kernel's defaults (net.netfilter.nf_conntrack_*_timeout*).
-export const CLS_TCP_SYN: u32 = 0, CLS_TCP_EST: u32 = 1, CLS_TCP_CLOSING: u32 = 2, CLS_TCP_TIME_WAIT: u32 = 3,
-  CLS_TCP_CLOSE: u32 = 4, CLS_UDP: u32 = 5, CLS_UDP_STREAM: u32 = 6, CLS_ICMP: u32 = 7, CLS_COUNT: u32 = 8;
-const TIMEOUTS: usize = memory.data<u32>([120, 432000, 120, 120, 10, 30, 120, 30]);
+// The flow record's layout, FlowFlag, CtState, CtClass and the timeouts are the host's too: they
+// live in assembly/abi.ts.
+// CtClass → seconds, in class order
+const TIMEOUTS: usize = memory.data<u32>([
+  CT_TIMEOUT_TCP_SYN_SEC, CT_TIMEOUT_TCP_ESTABLISHED_SEC, CT_TIMEOUT_TCP_CLOSING_SEC, CT_TIMEOUT_TCP_TIME_WAIT_SEC,
+  CT_TIMEOUT_TCP_CLOSE_SEC, CT_TIMEOUT_UDP_SEC, CT_TIMEOUT_UDP_STREAM_SEC, CT_TIMEOUT_ICMP_SEC,
+]);
 /** Classes whose flows are "established": evicted only when nothing else can go. */
-@inline function isEstablishedClass(c: u32): bool { return c == CLS_TCP_EST || c == CLS_UDP_STREAM; }
+@inline function isEstablishedClass(c: CtClass): bool { return c == CtClass.TcpEstablished || c == CtClass.UdpStream; }
 
-let index: usize = 0;      // u64 buckets: low 32 bits hash, high 32 bits ref = (idx + 1) << 1 | dir
+// A ref names one direction of one flow, (idx + 1) << 1 | dir, so that 0 means none: what the
+// index holds and ctFind returns. Read it only through these.
+@inline export function makeRef(idx: u32, dir: CtDir): u32 { return ((idx + 1) << 1) | <u32>dir; }
+@inline export function refIdx(ref: u32): u32 { return (ref >> 1) - 1; }
+@inline export function refDir(ref: u32): CtDir { return <CtDir>(ref & 1); }
+
+let index: usize = 0;      // u64 buckets: low 32 bits hash, high 32 bits a ref (makeRef)
 let indexMask: u32 = 0;
 let flows: usize = 0;
 let capacity: u32 = 0;
 let used: u32 = 0;
-let freeHead: u32 = 0;
-let hashKey: u64 = 0;      // per node, from the init seed (see hashTupleKeyed)     // idx + 1 of the first free record (chained through NEXT)
-const HEADS: usize = memory.data(4 * 8, 16);   // per class: idx + 1 of the oldest flow
-const TAILS: usize = memory.data(4 * 8, 16);
+let freeHead: u32 = 0;     // idx + 1 of the first free record (chained through CT_NEXT)
+let hashKey: u64 = 0;      // per node, from the init seed (see hashTupleKeyed)
+const HEADS: usize = memory.data(<i32>(CT_CLASS_COUNT * 4), 16);   // per class: idx + 1 of the oldest flow
+const TAILS: usize = memory.data(<i32>(CT_CLASS_COUNT * 4), 16);
 
 export function ctBytesNeeded(cap: u32): usize {
   const c = pow2AtLeast(cap);
-  return <usize>c * REC + <usize>c * 4 * 8 + 64;
+  return <usize>c * CT_REC_SIZE + <usize>c * 4 * 8 + 64;
 }
 
 /** Lays the table out at `base`; returns the end. */
@@ -65,18 +49,18 @@ export function ctInit(base: usize, cap: u32, seed: u32): usize {
   capacity = pow2AtLeast(cap);
   hashKey = (<u64>seed * 0x9e3779b97f4a7c15) ^ 0x6a09e667f3bcc909;
   flows = (base + 63) & ~63;
-  index = flows + <usize>capacity * REC;
+  index = flows + <usize>capacity * CT_REC_SIZE;
   indexMask = capacity * 4 - 1;   // two keys per flow at load factor <= 0.5
-  memory.fill(flows, 0, <usize>capacity * REC + <usize>(indexMask + 1) * 8);
-  // free list through NEXT, in index order
-  for (let i: u32 = 0; i < capacity; i++) store<u32>(rec(i) + NEXT, i + 1 < capacity ? i + 2 : 0);
+  memory.fill(flows, 0, <usize>capacity * CT_REC_SIZE + <usize>(indexMask + 1) * 8);
+  // free list through CT_NEXT, in index order
+  for (let i: u32 = 0; i < capacity; i++) store<u32>(rec(i) + CT_NEXT, i + 1 < capacity ? i + 2 : 0);
   freeHead = 1;
   used = 0;
-  memory.fill(HEADS, 0, 32); memory.fill(TAILS, 0, 32);
+  memory.fill(HEADS, 0, CT_CLASS_COUNT * 4); memory.fill(TAILS, 0, CT_CLASS_COUNT * 4);
   return index + <usize>(indexMask + 1) * 8;
 }
 
-@inline export function rec(idx: u32): usize { return flows + <usize>idx * REC; }
+@inline export function rec(idx: u32): usize { return flows + <usize>idx * CT_REC_SIZE; }
 export function ctCapacity(): u32 { return capacity; }
 export function ctUsed(): u32 { return used; }
 
@@ -87,18 +71,18 @@ export function ctUsed(): u32 { return used; }
 }
 
 /** Does record idx, direction dir, hold the tuple (src, dst, sport, dport, proto)? */
-@inline function matches(idx: u32, dir: u32, src: usize, dst: usize, sport: u32, dport: u32, proto: u32): bool {
+@inline function matches(idx: u32, dir: CtDir, src: usize, dst: usize, sport: u32, dport: u32, proto: u32): bool {
   const r = rec(idx);
-  if (<u32>load<u8>(r + PROTO) != proto) return false;
-  if (dir == 0) {
-    return <u32>load<u16>(r + F_SPORT) == sport && <u32>load<u16>(r + F_DPORT) == dport &&
-      addrEq(r + F_SRC, src) && addrEq(r + F_DST, dst);
+  if (<u32>load<u8>(r + CT_PROTO) != proto) return false;
+  if (dir == CtDir.Original) {
+    return <u32>load<u16>(r + CT_F_SPORT) == sport && <u32>load<u16>(r + CT_F_DPORT) == dport &&
+      addrEq(r + CT_F_SRC, src) && addrEq(r + CT_F_DST, dst);
   }
-  return <u32>load<u16>(r + R_SPORT) == sport && <u32>load<u16>(r + R_DPORT) == dport &&
-    addrEq(r + R_SRC, src) && addrEq(r + R_DST, dst);
+  return <u32>load<u16>(r + CT_R_SPORT) == sport && <u32>load<u16>(r + CT_R_DPORT) == dport &&
+    addrEq(r + CT_R_SRC, src) && addrEq(r + CT_R_DST, dst);
 }
 
-/** Finds the flow holding this tuple in either direction: (idx + 1) << 1 | dir, or 0.
+/** Finds the flow holding this tuple in either direction: its ref (makeRef), or 0.
  *  Ports are stored in host order. */
 export function ctFind(src: usize, dst: usize, sport: u32, dport: u32, proto: u32): u32 {
   const h = hashTupleKeyed(src, dst, tupleWord(sport, dport, proto), hashKey);
@@ -107,8 +91,8 @@ export function ctFind(src: usize, dst: usize, sport: u32, dport: u32, proto: u3
     const e = load<u64>(index + (<usize>b << 3));
     if (e == 0) return 0;
     if (<u32>e == h) {
-      const ref = <u32>(e >> 32), idx = (ref >> 1) - 1;
-      if (matches(idx, ref & 1, src, dst, sport, dport, proto)) return ref;
+      const ref = <u32>(e >> 32);
+      if (matches(refIdx(ref), refDir(ref), src, dst, sport, dport, proto)) return ref;
     }
     b = (b + 1) & indexMask;
   }
@@ -147,47 +131,47 @@ function indexRemove(h: u32, ref: u32): void {
 }
 
 @inline function fwdHash(r: usize): u32 {
-  return hashTupleKeyed(r + F_SRC, r + F_DST,
-    tupleWord(<u32>load<u16>(r + F_SPORT), <u32>load<u16>(r + F_DPORT), <u32>load<u8>(r + PROTO)), hashKey);
+  return hashTupleKeyed(r + CT_F_SRC, r + CT_F_DST,
+    tupleWord(<u32>load<u16>(r + CT_F_SPORT), <u32>load<u16>(r + CT_F_DPORT), <u32>load<u8>(r + CT_PROTO)), hashKey);
 }
 @inline function revHash(r: usize): u32 {
-  return hashTupleKeyed(r + R_SRC, r + R_DST,
-    tupleWord(<u32>load<u16>(r + R_SPORT), <u32>load<u16>(r + R_DPORT), <u32>load<u8>(r + PROTO)), hashKey);
+  return hashTupleKeyed(r + CT_R_SRC, r + CT_R_DST,
+    tupleWord(<u32>load<u16>(r + CT_R_SPORT), <u32>load<u16>(r + CT_R_DPORT), <u32>load<u8>(r + CT_PROTO)), hashKey);
 }
 
 // ── LRU lists per timeout class ─────────────────────────────────────────────────────────
 
 function listUnlink(idx: u32): void {
-  const r = rec(idx), c = <usize>load<u8>(r + CLS);
-  const prev = load<u32>(r + PREV), next = load<u32>(r + NEXT);
-  if (prev != 0) store<u32>(rec(prev - 1) + NEXT, next); else store<u32>(HEADS + (c << 2), next);
-  if (next != 0) store<u32>(rec(next - 1) + PREV, prev); else store<u32>(TAILS + (c << 2), prev);
+  const r = rec(idx), c = <usize>load<u8>(r + CT_CLS);
+  const prev = load<u32>(r + CT_PREV), next = load<u32>(r + CT_NEXT);
+  if (prev != 0) store<u32>(rec(prev - 1) + CT_NEXT, next); else store<u32>(HEADS + (c << 2), next);
+  if (next != 0) store<u32>(rec(next - 1) + CT_PREV, prev); else store<u32>(TAILS + (c << 2), prev);
 }
 
-function listAppend(idx: u32, c: u32): void {
+function listAppend(idx: u32, c: CtClass): void {
   const r = rec(idx), tail = load<u32>(TAILS + (<usize>c << 2));
-  store<u8>(r + CLS, <u8>c);
-  store<u32>(r + PREV, tail);
-  store<u32>(r + NEXT, 0);
-  if (tail != 0) store<u32>(rec(tail - 1) + NEXT, idx + 1); else store<u32>(HEADS + (<usize>c << 2), idx + 1);
+  store<u8>(r + CT_CLS, <u8>c);
+  store<u32>(r + CT_PREV, tail);
+  store<u32>(r + CT_NEXT, 0);
+  if (tail != 0) store<u32>(rec(tail - 1) + CT_NEXT, idx + 1); else store<u32>(HEADS + (<usize>c << 2), idx + 1);
   store<u32>(TAILS + (<usize>c << 2), idx + 1);
 }
 
 /** Marks the flow seen now, in class c (moves it to the tail of that class's list). */
-export function ctTouch(idx: u32, c: u32, now: u32): void {
+export function ctTouch(idx: u32, c: CtClass, now: u32): void {
   const r = rec(idx);
   // Seen already this second in the same class: the list stays ordered by second-granular
   // lastSeen without moving it, so a busy flow touches only its own record.
-  if (load<u32>(r + LAST) == now && <u32>load<u8>(r + CLS) == c) return;
-  store<u32>(r + LAST, now);
-  if (<u32>load<u8>(r + CLS) == c && load<u32>(TAILS + (<usize>c << 2)) == idx + 1) return;
+  if (load<u32>(r + CT_LAST) == now && <CtClass>load<u8>(r + CT_CLS) == c) return;
+  store<u32>(r + CT_LAST, now);
+  if (<CtClass>load<u8>(r + CT_CLS) == c && load<u32>(TAILS + (<usize>c << 2)) == idx + 1) return;
   listUnlink(idx);
   listAppend(idx, c);
 }
 
 @inline function expiresAt(idx: u32): u32 {
   const r = rec(idx);
-  return load<u32>(r + LAST) + load<u32>(TIMEOUTS + (<usize>load<u8>(r + CLS) << 2));
+  return load<u32>(r + CT_LAST) + load<u32>(TIMEOUTS + (<usize>load<u8>(r + CT_CLS) << 2));
 }
 
 // ── create / delete ────────────────────────────────────────────────────────────────────
@@ -195,12 +179,12 @@ export function ctTouch(idx: u32, c: u32, now: u32): void {
 /** Removes the flow from the index and its list and frees the record. */
 export function ctDelete(idx: u32): void {
   const r = rec(idx);
-  if ((load<u8>(r + FLAGS) & FlowFlag.USED) == 0) return;
-  indexRemove(fwdHash(r), ((idx + 1) << 1) | 0);
-  indexRemove(revHash(r), ((idx + 1) << 1) | 1);
+  if ((load<u8>(r + CT_FLAGS) & FlowFlag.USED) == 0) return;
+  indexRemove(fwdHash(r), makeRef(idx, CtDir.Original));
+  indexRemove(revHash(r), makeRef(idx, CtDir.Reply));
   listUnlink(idx);
-  store<u8>(r + FLAGS, 0);
-  store<u32>(r + NEXT, freeHead);
+  store<u8>(r + CT_FLAGS, 0);
+  store<u32>(r + CT_NEXT, freeHead);
   freeHead = idx + 1;
   used--;
   count(C_CT_ENTRIES, <u64>-1);
@@ -209,11 +193,11 @@ export function ctDelete(idx: u32): void {
 /** Frees one record: an expired one if any, else the oldest non-established, else the oldest. */
 function evictOne(now: u32): bool {
   let best: u32 = 0, bestLast: u32 = 0xffffffff, bestEst = true;
-  for (let c: u32 = 0; c < CLS_COUNT; c++) {
+  for (let c: u32 = 0; c < CT_CLASS_COUNT; c++) {
     const h = load<u32>(HEADS + (<usize>c << 2));
     if (h == 0) continue;
     if (<i32>(now - expiresAt(h - 1)) >= 0) { ctDelete(h - 1); count(C_CT_EXPIRED); return true; }
-    const est = isEstablishedClass(c), last = load<u32>(rec(h - 1) + LAST);
+    const est = isEstablishedClass(c), last = load<u32>(rec(h - 1) + CT_LAST);
     if ((bestEst && !est) || (bestEst == est && last < bestLast)) { best = h; bestLast = last; bestEst = est; }
   }
   if (best == 0) return false;
@@ -226,24 +210,24 @@ function evictOne(now: u32): bool {
  *  The caller has made sure no flow holds either tuple. */
 export function ctCreate(fSrc: usize, fDst: usize, fSport: u32, fDport: u32,
                          rSrc: usize, rDst: usize, rSport: u32, rDport: u32,
-                         proto: u32, state: u8, c: u32, flags: u8, service: u32, gen: u32, now: u32): i32 {
+                         proto: u32, state: CtState, c: CtClass, flags: u8, service: u32, gen: u32, now: u32): i32 {
   if (freeHead == 0 && !evictOne(now)) return -1;
   const idx = freeHead - 1, r = rec(idx);
-  freeHead = load<u32>(r + NEXT);
-  addrCopy(r + F_SRC, fSrc); addrCopy(r + F_DST, fDst);
-  addrCopy(r + R_SRC, rSrc); addrCopy(r + R_DST, rDst);
-  store<u16>(r + F_SPORT, <u16>fSport); store<u16>(r + F_DPORT, <u16>fDport);
-  store<u16>(r + R_SPORT, <u16>rSport); store<u16>(r + R_DPORT, <u16>rDport);
-  store<u8>(r + PROTO, <u8>proto);
-  store<u8>(r + STATE, state);
-  store<u8>(r + FLAGS, flags | FlowFlag.USED);
-  store<u32>(r + LAST, now);
-  store<u32>(r + CREATED, now);
-  store<u32>(r + SERVICE, service);
-  store<u32>(r + GEN, gen);
+  freeHead = load<u32>(r + CT_NEXT);
+  addrCopy(r + CT_F_SRC, fSrc); addrCopy(r + CT_F_DST, fDst);
+  addrCopy(r + CT_R_SRC, rSrc); addrCopy(r + CT_R_DST, rDst);
+  store<u16>(r + CT_F_SPORT, <u16>fSport); store<u16>(r + CT_F_DPORT, <u16>fDport);
+  store<u16>(r + CT_R_SPORT, <u16>rSport); store<u16>(r + CT_R_DPORT, <u16>rDport);
+  store<u8>(r + CT_PROTO, <u8>proto);
+  store<u8>(r + CT_STATE, <u8>state);
+  store<u8>(r + CT_FLAGS, flags | FlowFlag.USED);
+  store<u32>(r + CT_LAST, now);
+  store<u32>(r + CT_CREATED, now);
+  store<u32>(r + CT_SERVICE, service);
+  store<u32>(r + CT_GEN, gen);
   listAppend(idx, c);
-  indexInsert(fwdHash(r), ((idx + 1) << 1) | 0);
-  indexInsert(revHash(r), ((idx + 1) << 1) | 1);
+  indexInsert(fwdHash(r), makeRef(idx, CtDir.Original));
+  indexInsert(revHash(r), makeRef(idx, CtDir.Reply));
   used++;
   count(C_CT_ENTRIES);
   return <i32>idx;
@@ -252,7 +236,7 @@ export function ctCreate(fSrc: usize, fDst: usize, fSport: u32, fDport: u32,
 /** Expires up to `budget` flows whose timeout has passed; returns how many went. */
 export function ctExpire(now: u32, budget: u32): u32 {
   let n: u32 = 0;
-  for (let c: u32 = 0; c < CLS_COUNT && n < budget; c++) {
+  for (let c: u32 = 0; c < CT_CLASS_COUNT && n < budget; c++) {
     while (n < budget) {
       const h = load<u32>(HEADS + (<usize>c << 2));
       if (h == 0 || <i32>(now - expiresAt(h - 1)) < 0) break;
@@ -270,10 +254,10 @@ export function ctExpire(now: u32, budget: u32): u32 {
 }
 
 /** Is record idx a live flow? */
-@inline export function ctLive(idx: u32): bool { return (load<u8>(rec(idx) + FLAGS) & FlowFlag.USED) != 0; }
+@inline export function ctLive(idx: u32): bool { return (load<u8>(rec(idx) + CT_FLAGS) & FlowFlag.USED) != 0; }
 
 export function ctClear(): void {
-  for (let i: u32 = 0; i < capacity; i++) if ((load<u8>(rec(i) + FLAGS) & FlowFlag.USED) != 0) ctDelete(i);
+  for (let i: u32 = 0; i < capacity; i++) if ((load<u8>(rec(i) + CT_FLAGS) & FlowFlag.USED) != 0) ctDelete(i);
 }
 
 /** Invariants for tests: every used record is findable from both tuples, every index entry points at
@@ -283,12 +267,12 @@ export function ctCheck(): u32 {
   let n: u32 = 0;
   for (let i: u32 = 0; i < capacity; i++) {
     const r = rec(i);
-    if ((load<u8>(r + FLAGS) & FlowFlag.USED) == 0) continue;
+    if ((load<u8>(r + CT_FLAGS) & FlowFlag.USED) == 0) continue;
     n++;
-    const f = ctFind(r + F_SRC, r + F_DST, <u32>load<u16>(r + F_SPORT), <u32>load<u16>(r + F_DPORT), <u32>load<u8>(r + PROTO));
-    if (f != (((i + 1) << 1) | 0)) return 1;
-    const b = ctFind(r + R_SRC, r + R_DST, <u32>load<u16>(r + R_SPORT), <u32>load<u16>(r + R_DPORT), <u32>load<u8>(r + PROTO));
-    if (b != (((i + 1) << 1) | 1)) return 2;
+    const f = ctFind(r + CT_F_SRC, r + CT_F_DST, <u32>load<u16>(r + CT_F_SPORT), <u32>load<u16>(r + CT_F_DPORT), <u32>load<u8>(r + CT_PROTO));
+    if (f != makeRef(i, CtDir.Original)) return 1;
+    const b = ctFind(r + CT_R_SRC, r + CT_R_DST, <u32>load<u16>(r + CT_R_SPORT), <u32>load<u16>(r + CT_R_DPORT), <u32>load<u8>(r + CT_PROTO));
+    if (b != makeRef(i, CtDir.Reply)) return 2;
   }
   if (n != used) return 3;
   let entries: u32 = 0;
@@ -296,14 +280,14 @@ export function ctCheck(): u32 {
     const e = load<u64>(index + (<usize>b << 3));
     if (e == 0) continue;
     entries++;
-    const ref = <u32>(e >> 32), idx = (ref >> 1) - 1;
-    if (idx >= capacity || (load<u8>(rec(idx) + FLAGS) & FlowFlag.USED) == 0) return 4;
+    const idx = refIdx(<u32>(e >> 32));
+    if (idx >= capacity || (load<u8>(rec(idx) + CT_FLAGS) & FlowFlag.USED) == 0) return 4;
   }
   if (entries != used * 2) return 5;
   let listed: u32 = 0;
-  for (let c: u32 = 0; c < CLS_COUNT; c++) {
+  for (let c: u32 = 0; c < CT_CLASS_COUNT; c++) {
     let h = load<u32>(HEADS + (<usize>c << 2)), guard: u32 = 0;
-    while (h != 0 && guard <= capacity) { listed++; guard++; h = load<u32>(rec(h - 1) + NEXT); }
+    while (h != 0 && guard <= capacity) { listed++; guard++; h = load<u32>(rec(h - 1) + CT_NEXT); }
   }
   if (listed != used) return 6;
   return 0;

@@ -14,6 +14,7 @@ export class Arp {
   @inline get senderIp(): u32 { return ld32(changetype<usize>(this) + SPA); }
   @inline get targetIp(): u32 { return ld32(changetype<usize>(this) + TPA); }
   @inline get senderMacPtr(): usize { return changetype<usize>(this) + SHA; }
+  @inline get targetMacPtr(): usize { return changetype<usize>(this) + THA; }
 }
 
 export function checkArp(p: usize, len: u32): Drop {

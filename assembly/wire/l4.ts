@@ -38,6 +38,28 @@ export class Tcp {
   @inline get ack(): u32 { return ld32(changetype<usize>(this) + TCP_ACK); }
 }
 
+@final @unmanaged
+export class Udp {
+  @inline static at(p: usize): Udp { return changetype<Udp>(p); }
+  /** RFC 768: bytes of header and data. */
+  @inline get length(): u32 { return ld16(changetype<usize>(this) + UDP_LENGTH); }
+  /** 0 over IPv4: no checksum. */
+  @inline get check(): u32 { return ld16(changetype<usize>(this) + UDP_CHECK); }
+}
+
+/** ICMP (RFC 792) and ICMPv6 (RFC 4443) share type, code, checksum and the 4 bytes after them. */
+@final @unmanaged
+export class Icmp {
+  @inline static at(p: usize): Icmp { return changetype<Icmp>(p); }
+  @inline get type(): u32 { return ld8(changetype<usize>(this)); }
+  @inline get code(): u32 { return ld8(changetype<usize>(this) + 1); }
+  @inline get check(): u32 { return ld16(changetype<usize>(this) + ICMP_CHECK); }
+  @inline get rest(): u32 { return ld32(changetype<usize>(this) + ICMP_REST); }
+  /** Echo and echo reply: the identifier and the sequence number. */
+  @inline get id(): u32 { return ld16(changetype<usize>(this) + ICMP_ID); }
+  @inline get seq(): u32 { return ld16(changetype<usize>(this) + ICMP_SEQ); }
+}
+
 /** Writes a 20-byte TCP header without options; checksum left 0 for the caller. */
 export function emitTcp(p: usize, sport: u32, dport: u32, seq: u32, ack: u32, flags: u32): void {
   st16(p + SPORT, sport);
@@ -57,4 +79,12 @@ export function emitIcmp(p: usize, type: u32, code: u32, rest: u32): void {
   st8(p + 1, code);
   st16(p + ICMP_CHECK, 0);
   st32(p + ICMP_REST, rest);
+}
+
+/** Writes an 8-byte UDP header; `length` covers header and data (RFC 768). */
+export function emitUdp(p: usize, sport: u32, dport: u32, length: u32, check: u32): void {
+  st16(p + SPORT, sport);
+  st16(p + DPORT, dport);
+  st16(p + UDP_LENGTH, length);
+  st16(p + UDP_CHECK, check);
 }

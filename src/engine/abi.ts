@@ -92,3 +92,73 @@ export const CFG_CLUSTER_CIDR6 = 164;
 export const CFG_SIZE = 192;
 
 export enum InitResult { Ok = 0, BadConfig = 1, OutOfMemory = 2, AlreadyInitialized = 3 }
+
+// Conntrack flow record at ctRecord(i); the drawn layout is in assembly/abi.ts.
+export const CT_REC_SIZE = 128;
+export const CT_F_SRC = 0;
+export const CT_F_DST = 16;
+export const CT_R_SRC = 32;
+export const CT_F_SPORT = 48;
+export const CT_F_DPORT = 50;
+export const CT_R_SPORT = 52;
+export const CT_R_DPORT = 54;
+export const CT_PROTO = 56;
+export const CT_STATE = 57;
+export const CT_CLS = 58;
+export const CT_FLAGS = 59;
+export const CT_LAST = 60;
+export const CT_R_DST = 64;
+export const CT_SERVICE = 80;
+export const CT_PREV = 84;
+export const CT_NEXT = 88;
+export const CT_GEN = 92;
+export const CT_CREATED = 96;
+
+export const FlowFlag = { DNAT: 1, SNAT: 2, REPLIED: 4, ANY_ADDR_SERVICE: 8, FIN_ORIG: 16, FIN_REPLY: 32, USED: 128 } as const;
+export enum CtDir { Original = 0, Reply = 1 }
+export enum CtState {
+  SynSent = 1, SynRecv = 2, Established = 3, FinWait = 4, TimeWait = 5, Close = 6, UdpUnreplied = 10, UdpReplied = 11,
+  Icmp = 20, Other = 30,
+}
+/** What `wasp conntrack` prints for each state (the kernel's words for TCP). */
+export const CT_STATE_NAMES: Readonly<Record<number, string>> = {
+  [CtState.SynSent]: "SYN_SENT", [CtState.SynRecv]: "SYN_RECV", [CtState.Established]: "ESTABLISHED",
+  [CtState.FinWait]: "FIN_WAIT", [CtState.TimeWait]: "TIME_WAIT", [CtState.Close]: "CLOSE",
+  [CtState.UdpUnreplied]: "UNREPLIED", [CtState.UdpReplied]: "REPLIED", [CtState.Icmp]: "ICMP", [CtState.Other]: "OTHER",
+};
+export enum CtClass { TcpSyn = 0, TcpEstablished = 1, TcpClosing = 2, TcpTimeWait = 3, TcpClose = 4, Udp = 5, UdpStream = 6, Icmp = 7 }
+export const CT_CLASS_COUNT = 8;
+export const CT_TIMEOUT_TCP_SYN_SEC = 120;
+export const CT_TIMEOUT_TCP_ESTABLISHED_SEC = 432000;
+export const CT_TIMEOUT_TCP_CLOSING_SEC = 120;
+export const CT_TIMEOUT_TCP_TIME_WAIT_SEC = 120;
+export const CT_TIMEOUT_TCP_CLOSE_SEC = 10;
+export const CT_TIMEOUT_UDP_SEC = 30;
+export const CT_TIMEOUT_UDP_STREAM_SEC = 120;
+export const CT_TIMEOUT_ICMP_SEC = 30;
+/** Seconds a flow lives unseen, indexed by its class byte (CtClass). */
+export const CT_TIMEOUT_SEC: readonly number[] = [
+  CT_TIMEOUT_TCP_SYN_SEC, CT_TIMEOUT_TCP_ESTABLISHED_SEC, CT_TIMEOUT_TCP_CLOSING_SEC, CT_TIMEOUT_TCP_TIME_WAIT_SEC,
+  CT_TIMEOUT_TCP_CLOSE_SEC, CT_TIMEOUT_UDP_SEC, CT_TIMEOUT_UDP_STREAM_SEC, CT_TIMEOUT_ICMP_SEC,
+];
+
+// Trace area at traceAddr(): u32 count, then records of u32 stage, a, b, slot address.
+export const TRACE_RECORDS = 4;
+export const TRACE_REC_SIZE = 16;
+export const TRACE_MAX_RECORDS = 64;
+export const TRACE_BYTES = 4 + 64 * 16;
+export const TRACE_STAGE = 0;
+export const TRACE_A = 4;
+export const TRACE_B = 8;
+export const TRACE_SLOT = 12;
+export const TRACE_NO_ROUTE = 0xff;
+export enum Stage { Parse = 1, Decap = 2, Conntrack = 3, Service = 4, Backend = 5, Nat = 6, Route = 7 }
+/** What `wasp trace` calls each stage. */
+export const STAGE_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
+  Object.entries(Stage).filter(([, v]) => typeof v === "number").map(([k, v]) => [v, k.toLowerCase()]));
+
+// Service stats at serviceStatsAddr(): per entry id, u64 packets, bytes, new flows.
+export const STATS_STRIDE = 24;
+export const STATS_PACKETS = 0;
+export const STATS_BYTES = 8;
+export const STATS_NEW_FLOWS = 16;

@@ -68,7 +68,7 @@ describe("pipeline: session affinity (ClientIP)", () => {
     commit(e, svc(BACKENDS.filter((x) => x !== b)));
     const c = parse(runOne(e, syn("10.244.1.90", 7001), 101).bytes).dst;
     assert.notEqual(c, b);
-    assert.ok(BACKENDS.includes(c));
+    assert.ok(BACKENDS.includes(c), `${c} is one of the remaining backends`);
     for (let i = 0; i < 5; i++) assert.equal(parse(runOne(e, syn("10.244.1.90", 7002 + i), 102 + i).bytes).dst, c);
   });
 });

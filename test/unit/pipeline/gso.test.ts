@@ -56,7 +56,7 @@ describe("pipeline: virtio_net_hdr, GSO and partial checksums", () => {
     put(vnet, p);
     const s = e.slot(0);
     assert.equal(s.verdict, Verdict.Tun, Drop[s.reason]);
-    assert.ok(s.note & Note.GSO && s.note & Note.DNAT);
+    assert.ok(s.note & Note.GSO && s.note & Note.DNAT, "Note.GSO and Note.DNAT set");
     const out = e.output(0);
     assert.equal(out.length, p.length);
     const q = parse(out);

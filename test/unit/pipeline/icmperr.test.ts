@@ -30,7 +30,7 @@ describe("pipeline: ICMP error translation", () => {
   it("fragmentation needed from the backend: outer source becomes the VIP, the quote becomes client -> VIP:80, every checksum valid", () => {
     const o = runOne(e, fragNeeded(BE, dnated), 101);
     expectVerdict(o, Verdict.Tun);
-    assert.ok(o.slot.note & Note.ICMP_ERROR_TRANSLATED);
+    assert.ok(o.slot.note & Note.ICMP_ERROR_TRANSLATED, "Note.ICMP_ERROR_TRANSLATED set");
     assert.equal(e.counters().named.icmp_translated, 1);
     const q = parse(o.bytes);
     assert.deepEqual([q.src, q.dst, q.icmpType, q.icmpCode], [VIP, CLIENT, 3, 4]);

@@ -28,7 +28,7 @@ describe("pipeline: VXLAN overlay", () => {
       const inner = packet({ src: POD, dst: REMOTE }, { proto: "tcp", sport: 40000, dport: 80, flags: TCP.SYN, payload: new Uint8Array(100).fill(1) });
       const o = runOne(e, inner);
       expectVerdict(o, Verdict.Overlay);
-      assert.ok(o.slot.note & Note.ENCAP);
+      assert.ok(o.slot.note & Note.ENCAP, "Note.ENCAP set");
       assert.equal(o.bytes.length, inner.length + 50, "inner + 50 bytes");
       assert.equal(o.slot.peer, parseIpv4(NODE2));
       const innerOut = o.bytes.subarray(50);
@@ -58,7 +58,7 @@ describe("pipeline: VXLAN overlay", () => {
       for (let b = 0; b < 2; b++) {
         for (const o of run(e, Array.from({ length: 50 }, (_, i) => packet({ src: POD, dst: REMOTE }, { proto: "udp", sport: 1000 + b * 50 + i, dport: 53 })))) {
           ports.add(port(o));
-          assert.ok(port(o) >= 49152);
+          assert.ok(port(o) >= 49152, `outer UDP source port ${port(o)} is in the dynamic range (RFC 7348 §5)`);
         }
       }
       assert.ok(ports.size > 80, `${ports.size} distinct ports`);
@@ -91,7 +91,7 @@ describe("pipeline: VXLAN overlay", () => {
       const inner = fromRemote();
       const o = runOne(e, vxlanPayload(4242, inner), 100, SlotFlag.FROM_OVERLAY, parseIpv4(NODE2));
       expectVerdict(o, Verdict.Tun);
-      assert.ok(o.slot.note & Note.DECAP);
+      assert.ok(o.slot.note & Note.DECAP, "Note.DECAP set");
       const q = parse(o.bytes);
       assert.deepEqual([q.src, q.dst, q.sport, q.dport, q.totalLen], [REMOTE, POD, 5000, 6000, inner.length]);
       referenceValid(o.bytes);
@@ -218,7 +218,7 @@ describe("pipeline: VXLAN overlay", () => {
     expectVerdict(r, Verdict.Tun);
     const q = parse(r.bytes);
     assert.deepEqual([q.src, q.sport, q.dst, q.dport], ["10.96.0.10", 80, POD, 40100]);
-    assert.ok(r.slot.note & Note.DECAP && r.slot.note & Note.REVERSE_NAT);
+    assert.ok(r.slot.note & Note.DECAP && r.slot.note & Note.REVERSE_NAT, "Note.DECAP and Note.REVERSE_NAT set");
     tsharkValid([r.bytes]);
   });
 

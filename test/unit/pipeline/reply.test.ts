@@ -78,7 +78,7 @@ describe("pipeline: answers (IPv6, remote senders) and masquerade", () => {
     const err = packet({ src: BE6, dst: POD6 }, { proto: "icmp", type: 2, code: 0, rest: 1280, payload: seen });
     const o = runOne(e, err, 101);
     expectVerdict(o, Verdict.Tun);
-    assert.ok(o.slot.note & Note.ICMP_ERROR_TRANSLATED);
+    assert.ok(o.slot.note & Note.ICMP_ERROR_TRANSLATED, "Note.ICMP_ERROR_TRANSLATED set");
     const q = parse(o.bytes), inner = parse(o.bytes.subarray(48));
     assert.deepEqual([q.src, q.dst], [VIP6_F, POD6_F]);
     assert.deepEqual([inner.src, inner.sport, inner.dst, inner.dport], [POD6_F, 41000, VIP6_F, 443]);

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { packet, parse, TCP } from "../../helpers/packets.js";
 import { OpWriter, type TestService } from "../../helpers/ops.js";
 import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, tsharkValid, referenceValid, Verdict, Drop, MASQ4 } from "./setup.js";
-import { Note, ServiceFlag } from "../../../src/engine/index.js";
+import { Note, ServiceFlag, FlowFlag, CT_FLAGS, CT_STATE, CT_STATE_NAMES } from "../../../src/engine/index.js";
 
 const CLIENT = "10.244.1.5", VIP = "10.96.0.10";
 const web = (backends: string[], extra: Partial<TestService> = {}): TestService =>
@@ -28,13 +28,13 @@ describe("pipeline: services", () => {
     assert.ok(["10.244.1.10", "10.244.1.11"].includes(q.dst), q.dst);
     assert.deepEqual([q.src, q.sport, q.dport, q.ttl], [CLIENT, 40000, 8080, 63]);
     assert.equal(o.slot.service, 2, "service id + 1");
-    assert.ok(o.slot.note & Note.DNAT && o.slot.note & Note.NEW_FLOW);
+    assert.ok(o.slot.note & Note.DNAT && o.slot.note & Note.NEW_FLOW, "Note.DNAT and Note.NEW_FLOW set");
     const reply = packet({ src: q.dst, dst: CLIENT }, { proto: "tcp", sport: 8080, dport: 40000, flags: TCP.SYN | TCP.ACK, seq: 9000, ack: 5001 });
     const r = runOne(e, reply, 101);
     expectVerdict(r, Verdict.Tun);
     const rq = parse(r.bytes);
     assert.deepEqual([rq.src, rq.sport, rq.dst, rq.dport], [VIP, 80, CLIENT, 40000]);
-    assert.ok(r.slot.note & Note.REVERSE_NAT);
+    assert.ok(r.slot.note & Note.REVERSE_NAT, "Note.REVERSE_NAT set");
     referenceValid(o.bytes); referenceValid(r.bytes);
     const [d1, d2] = tsharkValid([o.bytes, r.bytes]);
     assert.equal(d1!.get("tcp.checksum.status"), "1");
@@ -47,7 +47,7 @@ describe("pipeline: services", () => {
     for (let i = 0; i < 20; i++) {
       const o = runOne(e, seg(40001, TCP.ACK), 101 + i);
       assert.equal(parse(o.bytes).dst, first);
-      assert.ok(o.slot.note & Note.CT_HIT);
+      assert.ok(o.slot.note & Note.CT_HIT, "Note.CT_HIT set");
     }
     assert.equal(e.counters().named.new_flows, 1);
   });
@@ -131,7 +131,7 @@ describe("pipeline: services", () => {
       });
       const share = before.filter((b) => b === "10.244.1.12").length / before.length;
       assert.ok(share > 0.12 && share < 0.28, `removed backend held ${share}`);
-      assert.ok(!after.includes("10.244.1.12"));
+      assert.ok(!after.includes("10.244.1.12"), "no flow goes to the removed backend 10.244.1.12");
       // the paper's minimal disruption: few flows of surviving backends move (table size >= 100 N)
       assert.ok(movedOthers / before.length < 0.05, `${movedOthers} flows of surviving backends moved`);
       assert.ok(Math.abs(moved / before.length - 0.2) < 0.09, `moved ${moved / before.length}`);
@@ -165,7 +165,7 @@ describe("pipeline: services", () => {
       expectVerdict(o, Verdict.Tun);
       assert.equal(parse(o.bytes).dst, other);
       assert.equal(e.counters().named.stale_udp_flushed, 1);
-      assert.ok(o.slot.note & Note.NEW_FLOW);
+      assert.ok(o.slot.note & Note.NEW_FLOW, "Note.NEW_FLOW set");
       assert.equal(e.exports.ctCount(), 1);
       assert.equal(e.checkInvariants(), 0);
     });
@@ -274,7 +274,7 @@ describe("pipeline: services", () => {
     expectVerdict(o, Verdict.Tun);
     const q = parse(o.bytes);
     assert.deepEqual([q.src, q.dst, q.dport], [MASQ4, POD, 8080]);
-    assert.ok(o.slot.note & Note.SNAT);
+    assert.ok(o.slot.note & Note.SNAT, "Note.SNAT set");
     const reply = packet({ src: POD, dst: MASQ4 }, { proto: "tcp", sport: 8080, dport: q.sport!, flags: TCP.SYN | TCP.ACK });
     const r = runOne(e, reply, 101);
     expectVerdict(r, Verdict.Tun);
@@ -369,14 +369,14 @@ describe("pipeline: services", () => {
   });
 
   describe("TCP state", () => {
+    /** The state of the only flow, in the kernel's words (as `wasp conntrack` prints it). */
     const state = (eng: ReturnType<typeof newEngine>) => {
       for (let i = 0; i < eng.exports.ctCapacity(); i++) {
         const r = eng.exports.ctRecord(i);
-        if (r) return new Uint8Array(eng.memory)[r + 57];
+        if (r) return CT_STATE_NAMES[new Uint8Array(eng.memory)[r + CT_STATE]!];
       }
-      return -1;
+      return "no flow";
     };
-    const SYN_SENT = 1, SYN_RECV = 2, ESTABLISHED = 3, TIME_WAIT = 5, CLOSE = 6;
     let be: string;
     const back = (flags: number, sport = 40600) => packet({ src: be, dst: CLIENT }, { proto: "tcp", sport: 8080, dport: sport, flags });
     beforeEach(() => {
@@ -385,19 +385,19 @@ describe("pipeline: services", () => {
     });
 
     it("follows SYN, SYN-ACK, ACK to ESTABLISHED; a RST moves the flow to CLOSE", () => {
-      runOne(e, syn(40600)); assert.equal(state(e), SYN_SENT);
-      runOne(e, back(TCP.SYN | TCP.ACK), 101); assert.equal(state(e), SYN_RECV);
-      runOne(e, seg(40600, TCP.ACK), 102); assert.equal(state(e), ESTABLISHED);
-      runOne(e, back(TCP.RST), 103); assert.equal(state(e), CLOSE);
+      runOne(e, syn(40600)); assert.equal(state(e), "SYN_SENT");
+      runOne(e, back(TCP.SYN | TCP.ACK), 101); assert.equal(state(e), "SYN_RECV");
+      runOne(e, seg(40600, TCP.ACK), 102); assert.equal(state(e), "ESTABLISHED");
+      runOne(e, back(TCP.RST), 103); assert.equal(state(e), "CLOSE");
     });
 
     it("a new SYN reusing the client port after CLOSE makes a new flow", () => {
       runOne(e, syn(40600)); runOne(e, back(TCP.SYN | TCP.ACK), 101); runOne(e, seg(40600, TCP.RST), 102);
-      assert.equal(state(e), CLOSE);
+      assert.equal(state(e), "CLOSE");
       const o = runOne(e, syn(40600), 103);
       expectVerdict(o, Verdict.Tun);
-      assert.ok(o.slot.note & Note.NEW_FLOW);
-      assert.equal(state(e), SYN_SENT);
+      assert.ok(o.slot.note & Note.NEW_FLOW, "Note.NEW_FLOW set");
+      assert.equal(state(e), "SYN_SENT");
       assert.equal(e.exports.ctCount(), 1);
       assert.equal(e.counters().named.new_flows, 2);
     });
@@ -407,11 +407,30 @@ describe("pipeline: services", () => {
       runOne(e, seg(40600, TCP.FIN | TCP.ACK), 103);
       runOne(e, back(TCP.FIN | TCP.ACK), 104);
       runOne(e, seg(40600, TCP.ACK), 105);
-      assert.equal(state(e), TIME_WAIT);
+      assert.equal(state(e), "TIME_WAIT");
       const o = runOne(e, syn(40600), 106);
-      assert.ok(o.slot.note & Note.NEW_FLOW);
-      assert.equal(state(e), SYN_SENT);
+      assert.ok(o.slot.note & Note.NEW_FLOW, "Note.NEW_FLOW set");
+      assert.equal(state(e), "SYN_SENT");
       assert.equal(e.checkInvariants(), 0);
+    });
+
+    it("records each side's FIN in the flow's flags (FlowFlag.FIN_ORIG, then FIN_REPLY), beside DNAT and REPLIED", () => {
+      const flags = () => {
+        for (let i = 0; i < e.exports.ctCapacity(); i++) {
+          const r = e.exports.ctRecord(i);
+          if (r) return new Uint8Array(e.memory)[r + CT_FLAGS]!;
+        }
+        return -1;
+      };
+      const named = () => Object.entries(FlowFlag).filter(([, bit]) => (flags() & bit) !== 0).map(([k]) => k).sort();
+      runOne(e, syn(40600)); runOne(e, back(TCP.SYN | TCP.ACK), 101); runOne(e, seg(40600, TCP.ACK), 102);
+      assert.deepEqual(named(), ["DNAT", "REPLIED", "USED"]);
+      runOne(e, seg(40600, TCP.FIN | TCP.ACK), 103);
+      assert.deepEqual([state(e), named()], ["FIN_WAIT", ["DNAT", "FIN_ORIG", "REPLIED", "USED"]]);
+      runOne(e, back(TCP.FIN | TCP.ACK), 104);
+      assert.deepEqual([state(e), named()], ["FIN_WAIT", ["DNAT", "FIN_ORIG", "FIN_REPLY", "REPLIED", "USED"]]);
+      runOne(e, seg(40600, TCP.ACK), 105);
+      assert.equal(state(e), "TIME_WAIT");
     });
   });
 });

@@ -34,7 +34,7 @@ describe("pipeline: TAP mode", () => {
     it(`answers an ARP request for ${target.join(".")} with a reply from the engine MAC (tshark: opcode 2)`, () => {
       const o = runOne(e, arpRequest([10, 244, 1, 5], target), 100, SlotFlag.ETHERNET);
       expectVerdict(o, Verdict.Tun);
-      assert.ok(o.slot.note & Note.ARP_ANSWERED);
+      assert.ok(o.slot.note & Note.ARP_ANSWERED, "Note.ARP_ANSWERED set");
       assert.equal(o.bytes.length, 42);
       const [d] = tsharkValid([o.bytes], LINKTYPE_ETHERNET);
       assert.equal(d!.get("arp.opcode"), "2");

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { packet, parse, TCP } from "../../helpers/packets.js";
 import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, Verdict } from "../pipeline/setup.js";
-import { Note } from "../../../src/engine/index.js";
+import { Note, CT_F_SPORT } from "../../../src/engine/index.js";
 
 const VIP = "10.96.0.10", BE = "10.244.1.10";
 const syn = (sport: number, src = "10.244.1.5") => packet({ src, dst: VIP }, { proto: "tcp", sport, dport: 80, flags: TCP.SYN });
@@ -25,7 +25,7 @@ function flowPorts(e: ReturnType<typeof newEngine>): number[] {
   const v = e.view(), out: number[] = [];
   for (let i = 0; i < e.exports.ctCapacity(); i++) {
     const r = e.exports.ctRecord(i);
-    if (r) out.push(v.getUint16(r + 48, true));
+    if (r) out.push(v.getUint16(r + CT_F_SPORT, true));
   }
   return out.sort((a, b) => a - b);
 }
@@ -33,10 +33,10 @@ function flowPorts(e: ReturnType<typeof newEngine>): number[] {
 describe("table/conntrack", () => {
   it("a miss creates a flow; the same tuple hits it; the reply tuple hits it from the other side", () => {
     const e = setup();
-    assert.ok(runOne(e, syn(1000)).slot.note & Note.NEW_FLOW);
-    assert.ok(runOne(e, ack(1000), 101).slot.note & Note.CT_HIT);
+    assert.ok(runOne(e, syn(1000)).slot.note & Note.NEW_FLOW, "the SYN makes a flow (Note.NEW_FLOW)");
+    assert.ok(runOne(e, ack(1000), 101).slot.note & Note.CT_HIT, "the ACK finds it (Note.CT_HIT)");
     const r = runOne(e, synAck(1000), 102);
-    assert.ok(r.slot.note & Note.CT_HIT && r.slot.note & Note.REVERSE_NAT);
+    assert.ok(r.slot.note & Note.CT_HIT && r.slot.note & Note.REVERSE_NAT, "Note.CT_HIT and Note.REVERSE_NAT set");
     assert.equal(e.exports.ctCount(), 1);
     assert.equal(e.counters().named.ct_entries, 1);
     assert.equal(e.checkInvariants(), 0);
@@ -99,7 +99,7 @@ describe("table/conntrack", () => {
     for (let b = 0; b < 50; b++) {
       run(e, Array.from({ length: 40 }, (_, i) => (i % 3 === 0 ? udp(10000 + b * 40 + i) : syn(10000 + b * 40 + i))), 100 + b);
       assert.equal(e.checkInvariants(), 0);
-      assert.ok(e.exports.ctCount() <= 16);
+      assert.ok(e.exports.ctCount() <= 16, `${e.exports.ctCount()} flows in a table of 16`);
     }
     assert.equal(e.counters().named.new_flows, 2000);
     assert.equal(e.counters().named.ct_evicted + e.counters().named.ct_expired, 2000 - 16);
@@ -156,7 +156,7 @@ describe("table/conntrack", () => {
       const e = setup();
       runOne(e, udp(2002), 100);
       const o = runOne(e, udp(2002), 131);
-      assert.ok(o.slot.note & Note.NEW_FLOW);
+      assert.ok(o.slot.note & Note.NEW_FLOW, "Note.NEW_FLOW set");
       assert.equal(e.exports.ctCount(), 1);
       assert.equal(e.checkInvariants(), 0);
     });

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { packet, TCP } from "../../helpers/packets.js";
 import { newEngine, clusterRoutes, commit, run } from "../pipeline/setup.js";
+import { CT_PROTO, CT_R_SRC } from "../../../src/engine/index.js";
 
 const VIP = "10.96.0.10", A = "10.244.1.10", B = "10.244.1.11";
 
@@ -21,12 +22,12 @@ describe("table/revalidate: the sweep after a reload", () => {
     for (let i = 0; i < udp.length; i += 50) run(e, udp.slice(i, i + 50), 100);
     for (let i = 0; i < tcp.length; i += 50) run(e, tcp.slice(i, i + 50), 100);
     assert.equal(e.exports.ctCount(), 400);
-    // which UDP flows went to B: their reply source is B (R_SRC at offset 32, IPv4 in its last 4 bytes)
+    // which UDP flows went to B: their reply source is B (IPv4-mapped: the address in its last 4 bytes)
     const v = e.view();
     let udpToB = 0;
     for (let i = 0; i < e.exports.ctCapacity(); i++) {
       const r = e.exports.ctRecord(i);
-      if (r && v.getUint8(r + 56) === 17 && [44, 45, 46, 47].map((o) => v.getUint8(r + o)).join(".") === B) udpToB++;
+      if (r && v.getUint8(r + CT_PROTO) === 17 && [12, 13, 14, 15].map((o) => v.getUint8(r + CT_R_SRC + o)).join(".") === B) udpToB++;
     }
     assert.ok(udpToB > 50 && udpToB < 150, `random choice spread the UDP flows (${udpToB} to B)`);
     commit(e, tables([A]));

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { packet, ipv4, parse, rfc1071, TCP } from "../../helpers/packets.js";
 import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, tsharkValid, referenceValid, Verdict, Drop, MASQ4 } from "../pipeline/setup.js";
+import { HeaderBench, IPV4_FIELDS, hex, toHex } from "./hooks.js";
 
 function refreshHeaderChecksum(b: Uint8Array): Uint8Array {
   const hl = (b[0]! & 15) * 4;
@@ -189,5 +190,32 @@ describe("wire/ipv4", () => {
       assert.equal(parse(o.bytes).dst, "10.244.1.6");
       assert.equal(rfc1071(o.bytes.subarray(0, 20)), 0, "IP header checksum");
     });
+  });
+});
+
+describe("wire/ipv4: one literal header through the Ipv4 view and emitIpv4 (no tables)", () => {
+  // The header of Wikipedia's IPv4 header checksum example, in a 115-byte datagram. tshark 4.0 decodes
+  // it as version 4, header 20 bytes, total length 115, id 0, DF, offset 0, TTL 64, UDP, header
+  // checksum 0xb861 (good), 192.168.0.1 -> 192.168.0.199.
+  const HEADER = hex("4500 0073 0000 4000 4011 b861 c0a8 0001 c0a8 00c7");
+  const b = new HeaderBench();
+
+  it("decodes every field as tshark does, and emitIpv4 writes the same 20 bytes from them", () => {
+    b.put(b.at, HEADER);   // the 95 bytes after it are zero: the total length the header claims
+    assert.equal(Drop[b.hooks.ipv4DecodeForTest(b.at, 115, b.out)], "None", "checkIpv4");
+    assert.deepEqual(b.fields(IPV4_FIELDS), {
+      version: 4, headerLen: 20, totalLen: 115, id: 0, dontFragment: 1, moreFragments: 0, fragOffset: 0, ttl: 64, proto: 17,
+      check: 0xb861, src: 0xc0a80001, dst: 0xc0a800c7,
+    });
+    b.hooks.ipv4EmitForTest(b.scratch, 115, 0, 1, 64, 17, 0xc0a80001, 0xc0a800c7);
+    assert.equal(toHex(b.bytes(b.scratch, 20)), toHex(HEADER));
+  });
+
+  it("checkIpv4 calls the same header with one checksum bit flipped BadIpv4Checksum, and 114 bytes of it BadIpv4Header", () => {
+    const bad = HEADER.slice(); bad[11]! ^= 1;
+    b.put(b.at, bad);
+    assert.equal(Drop[b.hooks.ipv4DecodeForTest(b.at, 115, b.out)], "BadIpv4Checksum");
+    b.put(b.at, HEADER);
+    assert.equal(Drop[b.hooks.ipv4DecodeForTest(b.at, 114, b.out)], "BadIpv4Header", "total length 115 > 114 bytes received");
   });
 });

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { packet, ipv6, parse, TCP } from "../../helpers/packets.js";
 import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, tsharkValid, referenceValid, Verdict, Drop } from "../pipeline/setup.js";
+import { HeaderBench, IPV6_FIELDS, hex, toHex } from "./hooks.js";
 
 const POD = "fd44:0:0:1::5", POD_F = "fd44:0:0:1:0:0:0:5";
 const VIP = "fd96::10", VIP_F = "fd96:0:0:0:0:0:0:10";
@@ -150,5 +151,29 @@ describe("wire/ipv6", () => {
     const [o] = run(e, [packet({ src: POD, dst: VIP }, { proto: "tcp", sport: 1, dport: 81, flags: TCP.SYN })]);
     assert.equal(o!.slot.reason, Drop.NoBackend);
     assert.notEqual(o!.slot.verdict, Verdict.Host);
+  });
+});
+
+describe("wire/ipv6: one literal packet through the Ipv6 view, checkIpv6's walk and emitIpv6 (no tables)", () => {
+  // The first fragment of a UDP datagram, fd00::5 -> fd00::6: fixed header, a fragment header, 8 bytes
+  // of UDP. tshark 4.0 decodes traffic class 0, flow label 0, payload length 16, next header 44,
+  // hop limit 64; fragment header: next header 17, offset 0, more fragments, id 0xdeadbeef.
+  const FIXED = hex("6000 0000 0010 2c40 fd00 0000 0000 0000 0000 0000 0000 0005 fd00 0000 0000 0000 0000 0000 0000 0006");
+  const PACKET = new Uint8Array([...FIXED, ...hex("1100 0001 dead beef"), ...hex("9c40 0035 0018 0000")]);
+  const b = new HeaderBench();
+
+  it("decodes the fixed header and the fragment header as tshark does, and emitIpv6 writes the same 40 bytes", () => {
+    b.put(b.at, PACKET);
+    assert.equal(Drop[b.hooks.ipv6DecodeForTest(b.at, PACKET.length, b.out)], "None", "checkIpv6");
+    const f = b.fields(IPV6_FIELDS);
+    assert.deepEqual(f, {
+      version: 6, payloadLen: 16, next: 44, hopLimit: 64, src: 8, dst: 24,
+      l4: 48, proto: 17, isFragment: 1, fragOffset: 0, moreFragments: 1, fragId: 0xdeadbeef,
+    });
+    const addr = (off: number) => toHex(b.bytes(b.at + off, 16));
+    assert.deepEqual([addr(f.src), addr(f.dst)], ["fd000000000000000000000000000005", "fd000000000000000000000000000006"]);
+    b.put(b.scratch + 64, PACKET.subarray(8, 40));   // source and destination for the emit
+    b.hooks.ipv6EmitForTest(b.scratch, 16, 44, 64, b.scratch + 64, b.scratch + 80);
+    assert.equal(toHex(b.bytes(b.scratch, 40)), toHex(FIXED));
   });
 });
