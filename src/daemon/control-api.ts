@@ -2,6 +2,7 @@
 // context: read-only getters for what it runs, nothing that can change it. `trace` runs a crafted
 // packet through a twin engine loaded with a snapshot of the current tables, never the live one.
 import type { Config } from "../config/index.js";
+import { CT_STATE_NAMES, FlowFlag } from "../engine/abi.js";
 import type { Engine, EngineOptions } from "../engine/engine.js";
 import { formatIp, localVtepMac, RouteKind, u32ToIpv4, type Model } from "../model/index.js";
 import { nowSec } from "./datapath.js";
@@ -90,9 +91,6 @@ function nodes(ctx: ControlContext): unknown {
 }
 
 // ── conntrack ───────────────────────────────────────────────────────────────────────────────
-const CT_STATES: Record<number, string> = {
-  1: "SYN_SENT", 2: "SYN_RECV", 3: "ESTABLISHED", 4: "FIN_WAIT", 5: "TIME_WAIT", 6: "CLOSE", 10: "UNREPLIED", 11: "REPLIED", 20: "ICMP", 30: "OTHER",
-};
 const CT_FILTER_KEYS = ["proto", "src", "dst", "sport", "dport", "backend", "service", "state", "addr", "port"] as const;
 const MAX_FLOWS = 10_000;
 
@@ -120,8 +118,8 @@ function conntrack(ctx: ControlContext, req: ControlRequest): unknown {
       proto: PROTO_NAMES[r.proto] ?? String(r.proto),
       src: formatIp(r.src), sport: r.sport, dst: formatIp(r.dst), dport: r.dport,
       backend: formatIp(r.replySrc), backendPort: r.replySport, replyDst: formatIp(r.replyDst), replyDport: r.replyDport,
-      state: CT_STATES[r.state] ?? String(r.state),
-      dnat: (r.flags & 1) !== 0, snat: (r.flags & 2) !== 0, replied: (r.flags & 4) !== 0,
+      state: CT_STATE_NAMES[r.state] ?? String(r.state),
+      dnat: (r.flags & FlowFlag.DNAT) !== 0, snat: (r.flags & FlowFlag.SNAT) !== 0, replied: (r.flags & FlowFlag.REPLIED) !== 0,
       service: ids.get(r.service) ?? "",
       ageSec: Math.max(0, now - r.createdSec),
       expiresInSec: Math.max(0, r.expiresSec - now),

@@ -1,6 +1,6 @@
 // `wasp trace`: a crafted packet (src/packet/craft.ts) run through a twin engine loaded with a
 // snapshot of the current tables, never the live one; each stage the core recorded, in words.
-import { Drop, Note, SlotFlag, Verdict, DROP_NAMES, VERDICT_NAMES } from "../engine/abi.js";
+import { Drop, Note, SlotFlag, Stage, STAGE_NAMES, TRACE_NO_ROUTE, Verdict, DROP_NAMES, VERDICT_NAMES } from "../engine/abi.js";
 import { Engine, type TraceStep } from "../engine/engine.js";
 import { ENGINE_MAC, TAP_MAC } from "../engine/options.js";
 import { cidrContains, formatIp, localVtepMac, macBytes, parseCidr, parseIp, readAddr16, RouteKind, u32ToIpv4, type Model, type ServiceEntry } from "../model/index.js";
@@ -11,9 +11,6 @@ import { nowSec } from "./datapath.js";
 export const KINDS = ["ClusterIP", "NodePort", "ExternalIP", "LoadBalancer"];
 export const PROTO_NAMES: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6" };
 
-// Stage numbers of assembly/pipeline/trace.ts.
-const T = { PARSE: 1, DECAP: 2, CONNTRACK: 3, SERVICE: 4, BACKEND: 5, NAT: 6, ROUTE: 7 } as const;
-const STAGE_NAMES: Record<number, string> = { 1: "parse", 2: "decap", 3: "conntrack", 4: "service", 5: "backend", 6: "nat", 7: "route" };
 const TRACE_SPORT = 40000;
 const TRACE_PAYLOAD = new TextEncoder().encode("wasp trace");
 
@@ -69,21 +66,21 @@ export function trace(ctx: ControlContext, req: ControlRequest): unknown {
 function describeStep(step: TraceStep, svc: ServiceEntry | undefined): string {
   const { stage, a, b } = step;
   switch (stage) {
-    case T.PARSE: return a === Drop.None ? `${PROTO_NAMES[b] ?? `protocol ${b}`} packet, headers valid` : `malformed: ${DROP_NAMES[a]}`;
-    case T.DECAP: return a === 0 ? `VXLAN from ${u32ToIpv4(b)} decapsulated` : `VXLAN rejected: ${DROP_NAMES[a]}`;
-    case T.CONNTRACK: return a ? "existing flow: rewritten as that flow was" : "no flow yet (a new connection; the snapshot's conntrack is empty)";
-    case T.SERVICE: {
+    case Stage.Parse: return a === Drop.None ? `${PROTO_NAMES[b] ?? `protocol ${b}`} packet, headers valid` : `malformed: ${DROP_NAMES[a]}`;
+    case Stage.Decap: return a === 0 ? `VXLAN from ${u32ToIpv4(b)} decapsulated` : `VXLAN rejected: ${DROP_NAMES[a]}`;
+    case Stage.Conntrack: return a ? "existing flow: rewritten as that flow was" : "no flow yet (a new connection; the snapshot's conntrack is empty)";
+    case Stage.Service: {
       const name = svc ? `${svc.service}:${svc.portName} ${svc.key} (${KINDS[svc.kind]})` : `entry ${a - 1}`;
       return `matches service ${name}; ${b} eligible backend${b === 1 ? "" : "s"}${svc ? ` of ${svc.backends.length}` : ""}`;
     }
-    case T.BACKEND: {
+    case Stage.Backend: {
       const be = svc?.backends[a];
       const how = b === 1 ? "Maglev: consistent hash of the 5-tuple" : `random among the ${svc?.eligible ?? "?"} eligible (ready) backends`;
       return `backend #${a}${be ? ` ${be.addr}:${be.port}` : ""}, chosen by ${how}${svc && svc.affinitySec ? ` (ClientIP affinity ${svc.affinitySec} s)` : ""}`;
     }
-    case T.NAT: return a === 0 ? "forward NAT applied (destination rewritten to the backend)" : "reverse NAT applied (a reply: source rewritten to the service)";
-    case T.ROUTE:
-      return a === 0xff ? "no pod route: to the host's own routing"
+    case Stage.Nat: return a === 0 ? "forward NAT applied (destination rewritten to the backend)" : "reverse NAT applied (a reply: source rewritten to the service)";
+    case Stage.Route:
+      return a === TRACE_NO_ROUTE ? "no pod route: to the host's own routing"
         : a === RouteKind.Local ? "local pod route: out through wasp0 to the pod" : `remote pod route: VXLAN to node ${u32ToIpv4(b)}`;
     default: return "";
   }
@@ -94,7 +91,7 @@ function describeTrace(twin: Engine, model: Model, tap: boolean, generation: num
   const stages: TraceStage[] = [];
   let svc: ReturnType<typeof byId.get>;
   for (const step of twin.traceSteps()) {
-    if (step.stage === T.SERVICE) svc = byId.get(step.a);
+    if (step.stage === Stage.Service) svc = byId.get(step.a);
     stages.push({ stage: STAGE_NAMES[step.stage] ?? `stage ${step.stage}`, detail: describeStep(step, svc), a: step.a, b: step.b });
   }
   const slot = twin.slot(0);

@@ -9,11 +9,6 @@ import { encodeModel, encodeOps } from "./ops.js";
 import type { Model, ModelDelta } from "../model/model.js";
 import { macBytes, mappedPrefixLen, parseCidr, parseIp, parseIpv4, readAddr16, type Ip } from "../model/addr.js";
 
-// Layouts of assembly/table/conntrack.ts, pipeline/trace.ts and pipeline/svcstats.ts.
-const CT = { F_SRC: 0, F_DST: 16, R_SRC: 32, F_SPORT: 48, F_DPORT: 50, R_SPORT: 52, R_DPORT: 54, PROTO: 56, STATE: 57, CLS: 58, FLAGS: 59, LAST: 60, R_DST: 64, SERVICE: 80, CREATED: 96 };
-const CT_TIMEOUTS = [120, 432000, 120, 120, 10, 30, 120, 30];
-const TRACE_REC = 16;
-const STATS_STRIDE = 24;
 
 export interface EngineOptions {
   maxBatch?: number;
@@ -336,16 +331,17 @@ export class Engine {
 
   /** A service entry's counters (the core's stats area): packets, bytes, new flows. */
   serviceStats(id: number): ServiceStats {
-    const v = this.view(), p = this.exports.serviceStatsAddr() + id * STATS_STRIDE;
-    return { packets: Number(v.getBigUint64(p, true)), bytes: Number(v.getBigUint64(p + 8, true)), newFlows: Number(v.getBigUint64(p + 16, true)) };
+    const v = this.view(), p = this.exports.serviceStatsAddr() + id * abi.STATS_STRIDE;
+    const u64 = (off: number) => Number(v.getBigUint64(p + off, true));
+    return { packets: u64(abi.STATS_PACKETS), bytes: u64(abi.STATS_BYTES), newFlows: u64(abi.STATS_NEW_FLOWS) };
   }
 
   /** The stages the last process() recorded for a slot flagged TRACE. */
   traceSteps(): TraceStep[] {
     const v = this.view(), base = this.exports.traceAddr(), n = v.getUint32(base, true), out: TraceStep[] = [];
     for (let i = 0; i < n; i++) {
-      const p = base + 4 + i * TRACE_REC;
-      out.push({ stage: v.getUint32(p, true), a: v.getUint32(p + 4, true), b: v.getUint32(p + 8, true) });
+      const p = base + abi.TRACE_RECORDS + i * abi.TRACE_REC_SIZE;
+      out.push({ stage: v.getUint32(p + abi.TRACE_STAGE, true), a: v.getUint32(p + abi.TRACE_A, true), b: v.getUint32(p + abi.TRACE_B, true) });
     }
     return out;
   }
@@ -357,13 +353,13 @@ export class Engine {
     for (let i = 0; i < cap; i++) {
       const r = ex.ctRecord(i);
       if (r === 0) continue;
-      const cls = v.getUint8(r + CT.CLS), last = v.getUint32(r + CT.LAST, true);
+      const cls = v.getUint8(r + abi.CT_CLS), last = v.getUint32(r + abi.CT_LAST, true);
       yield {
-        index: i, proto: v.getUint8(r + CT.PROTO),
-        src: addr(r, CT.F_SRC), sport: v.getUint16(r + CT.F_SPORT, true), dst: addr(r, CT.F_DST), dport: v.getUint16(r + CT.F_DPORT, true),
-        replySrc: addr(r, CT.R_SRC), replySport: v.getUint16(r + CT.R_SPORT, true), replyDst: addr(r, CT.R_DST), replyDport: v.getUint16(r + CT.R_DPORT, true),
-        state: v.getUint8(r + CT.STATE), flags: v.getUint8(r + CT.FLAGS), service: v.getUint32(r + CT.SERVICE, true),
-        createdSec: v.getUint32(r + CT.CREATED, true), lastSec: last, expiresSec: last + (CT_TIMEOUTS[cls] ?? 0),
+        index: i, proto: v.getUint8(r + abi.CT_PROTO),
+        src: addr(r, abi.CT_F_SRC), sport: v.getUint16(r + abi.CT_F_SPORT, true), dst: addr(r, abi.CT_F_DST), dport: v.getUint16(r + abi.CT_F_DPORT, true),
+        replySrc: addr(r, abi.CT_R_SRC), replySport: v.getUint16(r + abi.CT_R_SPORT, true), replyDst: addr(r, abi.CT_R_DST), replyDport: v.getUint16(r + abi.CT_R_DPORT, true),
+        state: v.getUint8(r + abi.CT_STATE), flags: v.getUint8(r + abi.CT_FLAGS), service: v.getUint32(r + abi.CT_SERVICE, true),
+        createdSec: v.getUint32(r + abi.CT_CREATED, true), lastSec: last, expiresSec: last + (abi.CT_TIMEOUT_SEC[cls] ?? 0),
       };
     }
   }

@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { packet, ipv4, parse, rfc1071, checksumsOk, TCP, type IpSpec, type L4Spec } from "../helpers/packets.js";
 import { newEngine, clusterRoutes, commit, NODE2 } from "./pipeline/setup.js";
-import { parseIpv4, SlotFlag, SLOT_SIZE, SLOT_DATA, SLOT_LEN, SLOT_BUF_START, SLOT_BUF_END, HEADROOM, VNET_HDR_LEN } from "../../src/engine/index.js";
+import { SlotFlag, SLOT_SIZE, SLOT_DATA, SLOT_LEN, SLOT_BUF_START, SLOT_BUF_END, HEADROOM, VNET_HDR_LEN } from "../../src/engine/index.js";
+import { parseIpv4 } from "../../src/model/addr.js";
 import type { Engine } from "../../src/engine/index.js";
 
 const SEED = 20261123;

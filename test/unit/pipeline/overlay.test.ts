@@ -4,7 +4,8 @@
 import assert from "node:assert/strict";
 import { packet, parse, TCP } from "../../helpers/packets.js";
 import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, tsharkValid, referenceValid, Verdict, Drop, SlotFlag, NODE1, NODE2 } from "./setup.js";
-import { parseIpv4, Note } from "../../../src/engine/index.js";
+import { Note } from "../../../src/engine/index.js";
+import { parseIpv4 } from "../../../src/model/addr.js";
 import { CHECKSUM_BAD, dissectOne } from "../../helpers/tshark.js";
 
 const POD = "10.244.1.5", REMOTE = "10.244.2.7";

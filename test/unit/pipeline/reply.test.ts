@@ -3,7 +3,8 @@
 import assert from "node:assert/strict";
 import { packet, parse, TCP } from "../../helpers/packets.js";
 import { newEngine, clusterRoutes, commit, runOne, expectVerdict, tsharkValid, referenceValid, Verdict, Drop, SlotFlag, NODE2, MASQ4 } from "./setup.js";
-import { parseIpv4, Note } from "../../../src/engine/index.js";
+import { Note } from "../../../src/engine/index.js";
+import { parseIpv4 } from "../../../src/model/addr.js";
 import { dissectOne } from "../../helpers/tshark.js";
 
 const POD6 = "fd44:0:0:1::5", POD6_F = "fd44:0:0:1:0:0:0:5", VIP6 = "fd96::10", VIP6_F = "fd96:0:0:0:0:0:0:10";

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { packet, parse } from "../../helpers/packets.js";
 import { OpWriter } from "../../helpers/ops.js";
 import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, Verdict, NODE2 } from "./setup.js";
-import { parseIpv4 } from "../../../src/engine/index.js";
+import { parseIpv4 } from "../../../src/model/addr.js";
 
 const from = "10.244.1.5";
 const to = (dst: string) => packet({ src: from, dst }, { proto: "udp", sport: 1000, dport: 2000 });

@@ -1,7 +1,8 @@
 // Shared fixtures for the core's tests: an engine with a small two-node cluster, batch helpers,
 // and checks of the core's output by tshark and the RFC 1071 reference.
 import assert from "node:assert/strict";
-import { Engine, Verdict, Drop, SlotFlag, parseIpv4 } from "../../../src/engine/index.js";
+import { Engine, Verdict, Drop, SlotFlag } from "../../../src/engine/index.js";
+import { parseIpv4 } from "../../../src/model/addr.js";
 import type { EngineOptions, SlotView } from "../../../src/engine/index.js";
 import { OpWriter } from "../../helpers/ops.js";
 import { checksumsOk } from "../../helpers/packets.js";
