@@ -82,8 +82,10 @@ export const enum Drop {
   GsoUnsupported = 23,
   NotReady = 24,
   NoLocalBackend = 25,
+  /** Offload mode: the kernel refused the flow's conntrack entry (its table full, a clash). */
+  OffloadFailed = 26,
 }
-export const DROP_COUNT: u32 = 26;
+export const DROP_COUNT: u32 = 27;
 
 export namespace Note {
   export const DNAT: u32 = 1;
@@ -103,6 +105,9 @@ export namespace Note {
   /** Overlay: a whole TSO packet, encapsulated once, for the kernel to cut (the host writes
    *  [data, data+len), a virtio_net_hdr_v1_hash_tunnel and an Ethernet frame, to the tunnel TAP). */
   export const TUNNEL_GSO: u32 = 16384;
+  /** Offload mode: the flow's NAT went to the kernel's conntrack (ctnetlink requests at
+   *  offloadAddr()); the packet goes back to the TUN unchanged, for the kernel to NAT. */
+  export const OFFLOADED: u32 = 32768;
 }
 
 // ╒═══ counters: u64 each, at countersAddr() ═══╕
@@ -127,6 +132,14 @@ export const C_INNER_CSUM_COMPLETED: u32 = 52;
 export const C_TUNNEL_GSO_SENT: u32 = 53;
 /** Decapsulated TSO packets that came whole and went to the TUN as one GSO packet. */
 export const C_TUNNEL_GSO_RECEIVED: u32 = 54;
+/** Offload mode: flows the kernel took (their NEW acked), and refused. */
+export const C_OFFLOADED: u32 = 55;
+export const C_OFFLOAD_FAILED: u32 = 56;
+/** Offload mode: packets of a flow already offloaded that reached the engine (the kernel's entry was
+ *  gone): its binding was sent again. */
+export const C_OFFLOAD_RESENT: u32 = 57;
+/** Offload mode: the errno (positive) of the last refused NEW, 0 when none: a gauge, not a count. */
+export const C_OFFLOAD_LAST_ERRNO: u32 = 58;
 export const COUNTER_COUNT: u32 = 64;
 
 // ╒═══ control ops, staged at stageAddr() by src/engine/ops.ts, applied by commit() ═══╕
@@ -199,6 +212,7 @@ export const CFG_SERVICE_CIDR4: u32 = 104;  // 16 bytes prefix + u32 len (of 128
 export const CFG_SERVICE_CIDR6: u32 = 124;  // 16 bytes prefix + u32 len at +16
 export const CFG_CLUSTER_CIDR4: u32 = 144;  // 16 + 4
 export const CFG_CLUSTER_CIDR6: u32 = 164;  // 16 + 4
+export const CFG_OFFLOAD: u32 = 184;        // 1: new flows go to the kernel's conntrack (offload mode)
 export const CFG_SIZE: u32 = 192;
 
 export const enum InitResult { Ok = 0, BadConfig = 1, OutOfMemory = 2, AlreadyInitialized = 3 }
@@ -253,6 +267,8 @@ export namespace FlowFlag {
   export const FIN_ORIG: u8 = 16;
   /** TCP: a FIN came from the backend (reply direction). */
   export const FIN_REPLY: u8 = 32;
+  /** Offload mode: the flow's NAT binding was handed to the kernel's conntrack. */
+  export const OFFLOADED: u8 = 64;
   /** The record holds a flow. */
   export const USED: u8 = 128;
 }
@@ -284,8 +300,10 @@ export const enum CtClass {
   Udp = 5,
   UdpStream = 6,
   Icmp = 7,
+  /** Offload mode: a flow the kernel carries; the engine remembers its decision a while. */
+  Offloaded = 8,
 }
-export const CT_CLASS_COUNT: u32 = 8;
+export const CT_CLASS_COUNT: u32 = 9;
 // Seconds a flow of each class lives unseen: the kernel's defaults (net.netfilter.nf_conntrack_*).
 export const CT_TIMEOUT_TCP_SYN_SEC: u32 = 120;             // tcp_timeout_syn_sent
 export const CT_TIMEOUT_TCP_ESTABLISHED_SEC: u32 = 432000;  // tcp_timeout_established, 5 days
@@ -295,6 +313,19 @@ export const CT_TIMEOUT_TCP_CLOSE_SEC: u32 = 10;            // tcp_timeout_close
 export const CT_TIMEOUT_UDP_SEC: u32 = 30;                  // udp_timeout
 export const CT_TIMEOUT_UDP_STREAM_SEC: u32 = 120;          // udp_timeout_stream
 export const CT_TIMEOUT_ICMP_SEC: u32 = 30;                 // icmp_timeout
+// An offloaded flow's later packets never reach the engine; it keeps the decision this long for a
+// packet that comes back (a retransmitted first packet, a kernel entry lost) to get the same backend.
+export const CT_TIMEOUT_OFFLOADED_SEC: u32 = 30;
+
+// ╒═══ offload requests at offloadAddr() after process(), offload mode only ═══╕
+//  offloadBytes() bytes of ctnetlink requests (assembly/wire/ctnetlink.ts), offloadCount() of them,
+//  request i with nlmsg_seq i + 1: a DELETE of the kernel's own entry for the first packet, then the
+//  NEW with the engine's binding, per flow. The host sends them in one sendmsg before it writes the
+//  batch back, and puts each request's result at offloadResultsAddr() (i32 i: 0, or the errno the
+//  kernel answered); offloadFinish() then drops the packets of flows the kernel refused.
+// Offload mode: the ct mark on every conntrack entry the engine makes ("wasp"): `wasp conntrack`
+// lists, and reloads clean up, the kernel's entries by it.
+export const OFFLOAD_MARK: u32 = 0x77617370;
 
 // ╒═══ trace area at traceAddr(), TRACE_BYTES; written while a slot carries SlotFlag.TRACE ═══╕
 //  0 u32 count     records written by the last process() call
@@ -327,6 +358,8 @@ export const enum Stage {
   Nat = 6,
   /** a: RouteKind, or TRACE_NO_ROUTE; b: the underlay IPv4 of a Remote route */
   Route = 7,
+  /** a: 1 when the flow's binding goes to the kernel (offload mode), b: the flow's record index */
+  Offload = 8,
 }
 
 // ╒═══ service stats at serviceStatsAddr(): STATS_STRIDE bytes per service entry id, u64 each ═══╕

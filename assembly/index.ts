@@ -3,7 +3,7 @@
 // service stats | conntrack | affinity | the two table generations. Nothing grows after init().
 import {
   InitResult, CommitResult, CFG_MAX_BATCH, CFG_CT_CAPACITY, CFG_MAX_SERVICES, CFG_MAX_BACKENDS, CFG_MAX_ROUTES,
-  CFG_MAGLEV_CELLS, CFG_MODE, CFG_UNDERLAY_IP, CFG_VNI, CFG_VXLAN_PORT, CFG_UNDERLAY_MTU, CFG_SEED, SLOT_SIZE,
+  CFG_MAGLEV_CELLS, CFG_MODE, CFG_OFFLOAD, CFG_UNDERLAY_IP, CFG_VNI, CFG_VXLAN_PORT, CFG_UNDERLAY_MTU, CFG_SEED, SLOT_SIZE,
   HEADROOM, SLOT_PACKET_ROOM, COUNTER_COUNT, C_GENERATION, CT_FLAGS, FlowFlag, TRACE_BYTES, STATS_STRIDE,
 } from "./abi";
 import * as st from "./state";
@@ -17,6 +17,7 @@ import { affinityInit } from "./pipeline/affinity";
 import { fragClear } from "./pipeline/frag";
 import * as trace from "./pipeline/trace";
 import { coalesceDecapped } from "./pipeline/overlay";
+import { offloadInit, offloadBytesNeeded, offloadAddr as offloadMsgs, offloadBytes as offloadLen, offloadCount as offloadN, offloadResultsAddr as offloadResults, offloadFinish as finishOffload } from "./pipeline/offload";
 import { segmentInit, extraSlots, extraCount as segmentsMade, overlayOutInit, overlayOutAddr as overlayOut, overlayOutCount as overlayOutN } from "./pipeline/segment";
 
 const PAGE: usize = 65536;
@@ -63,19 +64,22 @@ export function init(): InitResult {
   const segAt = align(p, 64); p = segAt + 64 + <usize>segSlots * SLOT_SIZE + 64 + <usize>segSlots * segStride;
   // every Overlay output of a batch in wire order: one descriptor per slot and per segment slot
   const outAt = align(p, 64); p = outAt + <usize>(maxBatch + segSlots) * SLOT_SIZE;
+  // offload mode: a batch's ctnetlink requests and their results, one flow per slot at most
+  const offAt = align(p, 64); p = offAt + offloadBytesNeeded(maxBatch);
   const genAt = align(p, 64);
   const end = genAt + gen.genBytesNeeded(maxSvc, maxBe, maxRoutes, mgCells);
   if (!ensureMemory(end)) return InitResult.OutOfMemory;
   memory.fill(slots, 0, <usize>maxBatch * SLOT_SIZE);
   memory.fill(counters, 0, <usize>COUNTER_COUNT * 8);
   st.setRegions(slots, maxBatch, bufs, stride, stage, <u32>stageBytes, counters, traceA, TRACE_BYTES);
-  st.setNode(cfg(CFG_MODE) == 1, cfg(CFG_UNDERLAY_IP), cfg(CFG_VNI), cfg(CFG_VXLAN_PORT), cfg(CFG_UNDERLAY_MTU), cfg(CFG_SEED));
+  st.setNode(cfg(CFG_MODE) == 1, cfg(CFG_OFFLOAD) == 1, cfg(CFG_UNDERLAY_IP), cfg(CFG_VNI), cfg(CFG_VXLAN_PORT), cfg(CFG_UNDERLAY_MTU), cfg(CFG_SEED));
   statsInit(statsAt, maxSvc);
   ct.ctInit(ctAt, ctCap, cfg(CFG_SEED));
   affinityInit(affAt, affN);
   gen.genInit(genAt, maxSvc, maxBe, maxRoutes, mgCells);
   segmentInit(segAt, segSlots, segStride);
   overlayOutInit(outAt, maxBatch + segSlots);
+  offloadInit(offAt, maxBatch);
   fragClear();
   st.setInitialized();
   return InitResult.Ok + <InitResult>(stageCap & 0);
@@ -131,6 +135,14 @@ export function extraCount(): u32 { return segmentsMade(); }
  *  it was cut into): the host sends this list to the underlay, not the slots themselves. */
 export function overlayOutAddr(): usize { return overlayOut(); }
 export function overlayOutCount(): u32 { return overlayOutN(); }
+/** Offload mode, after process(): the batch's ctnetlink requests (layout in abi.ts), their count,
+ *  where the host puts the kernel's answers, and offloadFinish() once it has (returns the flows
+ *  the kernel refused, whose packets it dropped). */
+export function offloadAddr(): usize { return offloadMsgs(); }
+export function offloadBytes(): u32 { return offloadLen(); }
+export function offloadCount(): u32 { return offloadN(); }
+export function offloadResultsAddr(): usize { return offloadResults(); }
+export function offloadFinish(): u32 { return finishOffload(); }
 /** What the host's devices offload for the overlay: gso with the tunnel TAP's MAC (hi: first two
  *  bytes, lo: last four) sends TSO packets whole; decap lets a peer's whole TSO packet reach the
  *  TUN as one GSO packet. */

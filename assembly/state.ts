@@ -34,6 +34,8 @@ export function setRegions(s: usize, mb: u32, ba: usize, bs: u32, sa: usize, sc:
 
 // Node settings (copied from CONFIG at init)
 export let modeTap = false;
+/** Offload mode: new flows' NAT bindings go to the kernel's conntrack (pipeline/offload.ts). */
+export let offload = false;
 export let underlayIp: u32 = 0;       // host order
 export let vni: u32 = 1;
 export let vxlanPort: u32 = 8472;
@@ -42,8 +44,8 @@ export let rngState: u64 = 0x9e3779b97f4a7c15;
 export let ipId: u32 = 0;
 export let nowSec: u32 = 0;
 
-export function setNode(tap: bool, uip: u32, v: u32, port: u32, mtu: u32, seed: u32): void {
-  modeTap = tap; underlayIp = uip; vni = v; vxlanPort = port; underlayMtu = mtu;
+export function setNode(tap: bool, off: bool, uip: u32, v: u32, port: u32, mtu: u32, seed: u32): void {
+  modeTap = tap; offload = off; underlayIp = uip; vni = v; vxlanPort = port; underlayMtu = mtu;
   rngState ^= (<u64>seed << 17) | 1;
 }
 export function setNow(t: u32): void { nowSec = t; }

@@ -12,6 +12,7 @@ import { L4Ports, Tcp, Udp, Icmp, emitTcp, emitUdp, emitIcmp, PROTO_TCP, TCP_CHE
 import { Ethernet, checkEthernet, emitEthernet } from "./wire/ethernet";
 import { Arp, checkArp, emitArpReply } from "./wire/arp";
 import { Vxlan, checkVxlan, emitVxlan } from "./wire/vxlan";
+import { CtBinding, emitCtNew, emitCtDelete } from "./wire/ctnetlink";
 
 const UPPER: usize = memory.data(offsetof<Ipv6Upper>(), 8);
 
@@ -125,3 +126,15 @@ export function vxlanDecodeForTest(p: usize, len: u32, out: usize): Drop {
 }
 
 export function vxlanEmitForTest(p: usize, vni: u32): void { emitVxlan(p, vni); }
+
+/** emitCtNew (then emitCtDelete at p + its length when withDelete) for a binding whose addresses lie
+ *  at src/dst/backend/masq (16 bytes each, masq 0: no SNAT); returns the bytes written. */
+export function ctNewForTest(p: usize, seq: u32, src: usize, dst: usize, sport: u32, dport: u32, proto: u32,
+  backend: usize, backendPort: u32, masq: usize, timeoutSec: u32, mark: u32, tcpState: u32, withDelete: bool): u32 {
+  CT_B.src = src; CT_B.dst = dst; CT_B.sport = sport; CT_B.dport = dport; CT_B.proto = proto;
+  CT_B.backend = backend; CT_B.backendPort = backendPort; CT_B.masqAddr = masq;
+  CT_B.timeoutSec = timeoutSec; CT_B.mark = mark; CT_B.tcpState = <u8>tcpState;
+  const n = emitCtNew(p, seq, CT_B);
+  return withDelete ? n + emitCtDelete(p + n, seq + 1, CT_B) : n;
+}
+const CT_B = changetype<CtBinding>(memory.data(offsetof<CtBinding>(), 8));

@@ -55,6 +55,12 @@ function toTun(): void {
   if (st.modeTap) addEthernet();
 }
 
+/** Offload mode: back to the TUN exactly as it came (TTL and all): the kernel forwards it, and NATs
+ *  it by the conntrack entry the engine made for its flow. */
+export function toKernel(): void {
+  toTun();
+}
+
 export function addEthernet(): void {
   const p = out.data - ETH_HLEN;
   // the slot's bounds hold for every write: a frame that came without a link header may have no room

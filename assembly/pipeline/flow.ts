@@ -20,6 +20,7 @@ import * as trace from "./trace";
 import { chooseBackend } from "./backend";
 import { answered, reject, masqFor } from "./finish";
 import { out, drop } from "./result";
+import { bindFlow } from "./offload";
 
 /** The chosen backend's address, 16 bytes: the new flow's reply source. */
 const BACKEND: usize = memory.data(16, 16);
@@ -34,6 +35,8 @@ export const enum Tracked {
   Existing = 2,
   /** A service matched: a new flow was made and its NAT applied. */
   Created = 3,
+  /** Offload mode: the flow's binding goes to the kernel; the packet goes back unchanged. */
+  Offloaded = 4,
 }
 
 /** Finds the packet's flow, or on a miss its service, and rewrites the packet by the flow. */
@@ -45,6 +48,8 @@ export function trackedStage(g: usize, room: u32): Tracked {
     if (flowStillValid(g, idx, dir, now)) {
       out.note |= Note.CT_HIT;
       trace.step(Stage.Conntrack, 1, ref);
+      // the kernel carries an offloaded flow: a packet of it here means the kernel's entry is gone
+      if ((load<u8>(ct.rec(idx) + CT_FLAGS) & FlowFlag.OFFLOADED) != 0) return offload(idx, true);
       applyFlow(idx, dir, now);
       return Tracked.Existing;
     }
@@ -121,13 +126,21 @@ function newFlow(g: usize, room: u32, now: u32): Tracked {
   const state = pkt.proto == PROTO_TCP ? (isSynOnly() ? CtState.SynSent : CtState.Established) : CtState.UdpUnreplied;
   let fl: u8 = FlowFlag.DNAT | (snat || portNat ? FlowFlag.SNAT : 0) | (anyAddr ? FlowFlag.ANY_ADDR_SERVICE : 0);
   const idx = ct.ctCreate(pkt.SRC, pkt.DST, pkt.sport, pkt.dport, BACKEND, rDst, bport, rDport,
-    pkt.proto, state, cls, fl, service, gen.generationNumber(), now);
+    pkt.proto, state, st.offload ? CtClass.Offloaded : cls, fl, service, gen.generationNumber(), now);
   if (idx < 0) { drop(Drop.NatPortExhausted); return Tracked.Final; }
   st.count(C_NEW_FLOWS);
   svcstats.newFlow(service);
   out.note |= Note.NEW_FLOW;
+  if (st.offload) return offload(<u32>idx, false);
   applyFlow(<u32>idx, CtDir.Original, now);
   return Tracked.Created;
+}
+
+/** Offload mode: the flow's binding is queued for the kernel; the packet goes back as it came. */
+function offload(idx: u32, resent: bool): Tracked {
+  out.service = load<u32>(ct.rec(idx) + CT_SERVICE);
+  if (!bindFlow(idx, out.slot, resent)) { drop(Drop.OffloadFailed); return Tracked.Final; }
+  return Tracked.Offloaded;
 }
 
 /** Is flow idx still in use: not past its timeout, and for TCP not closed or in TIME_WAIT? */

@@ -28,14 +28,16 @@ import { FragMatch } from "./frag";
 import * as trace from "./trace";
 import * as segment from "./segment";
 import { trackedStage, Tracked } from "./flow";
-import { route, answered, reject, masqFor } from "./finish";
+import { route, answered, reject, masqFor, toKernel } from "./finish";
 import { answerArp } from "./arp";
+import { offloadReset } from "./offload";
 import { out, resetResult, drop } from "./result";
 
 /** Runs `count` slots; returns the number not dropped. */
 export function processBatch(count: u32, now: u32): u32 {
   st.setNow(now);
   segment.segmentReset();
+  offloadReset();
   if (count > st.maxBatch) count = st.maxBatch;
   let kept: u32 = 0;
   const g = gen.activeGen();
@@ -69,7 +71,7 @@ function processSlot(s: usize, g: usize): void {
   const bufStart = <usize>load<u32>(s + SLOT_BUF_START), bufEnd = <usize>load<u32>(s + SLOT_BUF_END);
   const hasVnet = (flags & SlotFlag.VNET) != 0;
   const lead: usize = hasVnet ? <usize>VNET_HDR_LEN : 0;
-  resetResult(bufStart + lead);
+  resetResult(s, bufStart + lead);
   // The host's slot must lie inside the packet buffer area: the core never writes elsewhere.
   if (bufStart < st.bufArea || bufEnd > st.bufAreaEnd || bufStart > bufEnd || data < bufStart + lead ||
       <u64>data + <u64>len > <u64>bufEnd) { drop(Drop.BadSlot); return; }
@@ -139,7 +141,12 @@ function processSlot(s: usize, g: usize): void {
   } else if (pkt.tracked) {
     const t = trackedStage(g, room);
     if (t == Tracked.Final) return;
+    if (t == Tracked.Offloaded) { toKernel(); return; }
     natted = t == Tracked.Existing || t == Tracked.Created;
+  } else if (pkt.isFrag && !pkt.fragFirst && st.offload && inServiceCidr()) {
+    // offload mode: the kernel reassembles a datagram before it NATs it by the first fragment's flow
+    toKernel();
+    return;
   } else if (pkt.isFrag && !pkt.fragFirst) {
     const f = frag.lookup(g);
     if (f == FragMatch.Orphan) { drop(Drop.FragmentUntracked); return; }

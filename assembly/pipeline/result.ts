@@ -20,14 +20,16 @@ export class SlotResult {
   peer: u32;
   /** The lowest address the core may write for this slot: its buffer start after the vnet header. */
   lowest: usize;
+  /** The slot itself (offload mode: the host may still drop its packet after process()). */
+  slot: usize;
 }
 
 export const out = changetype<SlotResult>(memory.data(offsetof<SlotResult>(), 16));
 
 /** A fresh result for the next slot: dropped, nothing done yet. */
-@inline export function resetResult(lowest: usize): void {
+@inline export function resetResult(slot: usize, lowest: usize): void {
   out.verdict = Verdict.Drop; out.reason = Drop.None; out.note = 0; out.service = 0;
-  out.data = 0; out.len = 0; out.peer = 0; out.lowest = lowest;
+  out.data = 0; out.len = 0; out.peer = 0; out.lowest = lowest; out.slot = slot;
 }
 
 @inline export function drop(why: Drop): void { out.verdict = Verdict.Drop; out.reason = why; }

@@ -10,7 +10,7 @@ import {
   CT_R_SPORT, CT_R_DPORT, CT_PROTO, CT_STATE, CT_CLS, CT_FLAGS, CT_LAST, CT_SERVICE, CT_PREV, CT_NEXT, CT_GEN, CT_CREATED,
   CT_CLASS_COUNT, CT_TIMEOUT_TCP_SYN_SEC, CT_TIMEOUT_TCP_ESTABLISHED_SEC, CT_TIMEOUT_TCP_CLOSING_SEC,
   CT_TIMEOUT_TCP_TIME_WAIT_SEC, CT_TIMEOUT_TCP_CLOSE_SEC, CT_TIMEOUT_UDP_SEC, CT_TIMEOUT_UDP_STREAM_SEC,
-  CT_TIMEOUT_ICMP_SEC, FlowFlag, CtClass, CtDir, CtState,
+  CT_TIMEOUT_ICMP_SEC, CT_TIMEOUT_OFFLOADED_SEC, FlowFlag, CtClass, CtDir, CtState,
 } from "../abi";
 
 // The flow record's layout, FlowFlag, CtState, CtClass and the timeouts are the host's too: they
@@ -18,7 +18,7 @@ import {
 // CtClass → seconds, in class order
 const TIMEOUTS: usize = memory.data<u32>([
   CT_TIMEOUT_TCP_SYN_SEC, CT_TIMEOUT_TCP_ESTABLISHED_SEC, CT_TIMEOUT_TCP_CLOSING_SEC, CT_TIMEOUT_TCP_TIME_WAIT_SEC,
-  CT_TIMEOUT_TCP_CLOSE_SEC, CT_TIMEOUT_UDP_SEC, CT_TIMEOUT_UDP_STREAM_SEC, CT_TIMEOUT_ICMP_SEC,
+  CT_TIMEOUT_TCP_CLOSE_SEC, CT_TIMEOUT_UDP_SEC, CT_TIMEOUT_UDP_STREAM_SEC, CT_TIMEOUT_ICMP_SEC, CT_TIMEOUT_OFFLOADED_SEC,
 ]);
 /** Classes whose flows are "established": evicted only when nothing else can go. */
 @inline function isEstablishedClass(c: CtClass): bool { return c == CtClass.TcpEstablished || c == CtClass.UdpStream; }

@@ -7,10 +7,12 @@
 //   tun.cc            TUN/TAP and the tunnel TAP: open, readBatch, writeBatch (io_uring: ring.h)
 //   underlay.cc       the underlay's sockets; underlay_recv.cc: recvBatch; underlay_send.cc: sendBatch
 //   poller.cc         readiness through libuv
-//   netlink.cc        rtnetlink for the CNI plugin
+//   netlink.cc        rtnetlink for the CNI plugin (and any one request off the JS thread)
+//   conntrack.cc      ctnetlink batches for offload mode
 //   state.h           what an env keeps between calls
 #include <napi.h>
 
+#include "conntrack.h"
 #include "netlink.h"
 #include "poller.h"
 #include "state.h"
@@ -27,6 +29,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   wasp::RegisterUnderlaySend(env, exports);
   wasp::RegisterPoller(env, exports);
   wasp::RegisterNetlink(env, exports);
+  wasp::RegisterConntrack(env, exports);
   return exports;
 }
 

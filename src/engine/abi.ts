@@ -26,9 +26,9 @@ export enum Drop {
   BadL4Header = 6, TtlExceeded = 7, NoBackend = 8, NoService = 9, FragmentUntracked = 10, BadVxlan = 11,
   UnknownVni = 12, UnknownPeer = 13, SpoofedInnerSource = 14, NoRoute = 15, TooBig = 16,
   NatPortExhausted = 17, BadEthernet = 18, BadArp = 19, BadSlot = 20, Martian = 21, BadIcmpError = 22,
-  GsoUnsupported = 23, NotReady = 24, NoLocalBackend = 25,
+  GsoUnsupported = 23, NotReady = 24, NoLocalBackend = 25, OffloadFailed = 26,
 }
-export const DROP_COUNT = 26;
+export const DROP_COUNT = 27;
 
 /** Metric-label names of the drop reasons: snake_case of the enum names. */
 export const DROP_NAMES: readonly string[] = Array.from({ length: DROP_COUNT }, (_, i) =>
@@ -41,6 +41,7 @@ export const Note = {
   ICMP_ERROR_TRANSLATED: 256, TTL_DECREMENTED: 512, ARP_ANSWERED: 1024, GSO: 2048, FRAGMENT: 4096,
   AFFINITY: 8192,
   TUNNEL_GSO: 16384,
+  OFFLOADED: 32768,
 } as const;
 
 export const C_DROP_BASE = 8;
@@ -59,6 +60,10 @@ export const C_FRAG_TRACKED = 51;
 export const C_INNER_CSUM_COMPLETED = 52;
 export const C_TUNNEL_GSO_SENT = 53;
 export const C_TUNNEL_GSO_RECEIVED = 54;
+export const C_OFFLOADED = 55;
+export const C_OFFLOAD_FAILED = 56;
+export const C_OFFLOAD_RESENT = 57;
+export const C_OFFLOAD_LAST_ERRNO = 58;
 export const COUNTER_COUNT = 64;
 
 export enum Op { End = 0, UpsertService = 1, DeleteService = 2, UpsertRoute = 3, DeleteRoute = 4, AddLocalAddr = 5, DeleteLocalAddr = 6, Clear = 7 }
@@ -89,6 +94,7 @@ export const CFG_SERVICE_CIDR4 = 104;
 export const CFG_SERVICE_CIDR6 = 124;
 export const CFG_CLUSTER_CIDR4 = 144;
 export const CFG_CLUSTER_CIDR6 = 164;
+export const CFG_OFFLOAD = 184;
 export const CFG_SIZE = 192;
 
 export enum InitResult { Ok = 0, BadConfig = 1, OutOfMemory = 2, AlreadyInitialized = 3 }
@@ -114,7 +120,7 @@ export const CT_NEXT = 88;
 export const CT_GEN = 92;
 export const CT_CREATED = 96;
 
-export const FlowFlag = { DNAT: 1, SNAT: 2, REPLIED: 4, ANY_ADDR_SERVICE: 8, FIN_ORIG: 16, FIN_REPLY: 32, USED: 128 } as const;
+export const FlowFlag = { DNAT: 1, SNAT: 2, REPLIED: 4, ANY_ADDR_SERVICE: 8, FIN_ORIG: 16, FIN_REPLY: 32, OFFLOADED: 64, USED: 128 } as const;
 export enum CtDir { Original = 0, Reply = 1 }
 export enum CtState {
   SynSent = 1, SynRecv = 2, Established = 3, FinWait = 4, TimeWait = 5, Close = 6, UdpUnreplied = 10, UdpReplied = 11,
@@ -126,8 +132,8 @@ export const CT_STATE_NAMES: Readonly<Record<number, string>> = {
   [CtState.FinWait]: "FIN_WAIT", [CtState.TimeWait]: "TIME_WAIT", [CtState.Close]: "CLOSE",
   [CtState.UdpUnreplied]: "UNREPLIED", [CtState.UdpReplied]: "REPLIED", [CtState.Icmp]: "ICMP", [CtState.Other]: "OTHER",
 };
-export enum CtClass { TcpSyn = 0, TcpEstablished = 1, TcpClosing = 2, TcpTimeWait = 3, TcpClose = 4, Udp = 5, UdpStream = 6, Icmp = 7 }
-export const CT_CLASS_COUNT = 8;
+export enum CtClass { TcpSyn = 0, TcpEstablished = 1, TcpClosing = 2, TcpTimeWait = 3, TcpClose = 4, Udp = 5, UdpStream = 6, Icmp = 7, Offloaded = 8 }
+export const CT_CLASS_COUNT = 9;
 export const CT_TIMEOUT_TCP_SYN_SEC = 120;
 export const CT_TIMEOUT_TCP_ESTABLISHED_SEC = 432000;
 export const CT_TIMEOUT_TCP_CLOSING_SEC = 120;
@@ -136,10 +142,12 @@ export const CT_TIMEOUT_TCP_CLOSE_SEC = 10;
 export const CT_TIMEOUT_UDP_SEC = 30;
 export const CT_TIMEOUT_UDP_STREAM_SEC = 120;
 export const CT_TIMEOUT_ICMP_SEC = 30;
+export const CT_TIMEOUT_OFFLOADED_SEC = 30;
+export const OFFLOAD_MARK = 0x77617370;
 /** Seconds a flow lives unseen, indexed by its class byte (CtClass). */
 export const CT_TIMEOUT_SEC: readonly number[] = [
   CT_TIMEOUT_TCP_SYN_SEC, CT_TIMEOUT_TCP_ESTABLISHED_SEC, CT_TIMEOUT_TCP_CLOSING_SEC, CT_TIMEOUT_TCP_TIME_WAIT_SEC,
-  CT_TIMEOUT_TCP_CLOSE_SEC, CT_TIMEOUT_UDP_SEC, CT_TIMEOUT_UDP_STREAM_SEC, CT_TIMEOUT_ICMP_SEC,
+  CT_TIMEOUT_TCP_CLOSE_SEC, CT_TIMEOUT_UDP_SEC, CT_TIMEOUT_UDP_STREAM_SEC, CT_TIMEOUT_ICMP_SEC, CT_TIMEOUT_OFFLOADED_SEC,
 ];
 
 // Trace area at traceAddr(): u32 count, then records of u32 stage, a, b, slot address.
@@ -152,7 +160,7 @@ export const TRACE_A = 4;
 export const TRACE_B = 8;
 export const TRACE_SLOT = 12;
 export const TRACE_NO_ROUTE = 0xff;
-export enum Stage { Parse = 1, Decap = 2, Conntrack = 3, Service = 4, Backend = 5, Nat = 6, Route = 7 }
+export enum Stage { Parse = 1, Decap = 2, Conntrack = 3, Service = 4, Backend = 5, Nat = 6, Route = 7, Offload = 8 }
 /** What `wasp trace` calls each stage. */
 export const STAGE_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
   Object.entries(Stage).filter(([, v]) => typeof v === "number").map(([k, v]) => [v, k.toLowerCase()]));

@@ -18,6 +18,9 @@ export interface EngineOptions {
   maxRoutes?: number;
   maglevCells?: number;
   mode?: "tun" | "tap";
+  /** Offload mode: a new flow's NAT binding goes to the kernel's conntrack (offloadRequests), and
+   *  its packet back to the TUN unchanged. */
+  offload?: boolean;
   /** This node's underlay IPv4 (dotted quad). */
   underlayIp?: string;
   vni?: number;
@@ -51,6 +54,11 @@ interface CoreExports {
   overlayOutAddr(): number;
   overlayOutCount(): number;
   coalesce(count: number, link: number): number;
+  offloadAddr(): number;
+  offloadBytes(): number;
+  offloadCount(): number;
+  offloadResultsAddr(): number;
+  offloadFinish(): number;
   /** gso: TSO packets for other nodes go whole to the tunnel TAP whose MAC is macHi:macLo (first
    *  two bytes, last four); decap: a peer's whole TSO packet goes to the TUN as one GSO packet. */
   setTunnelOffloads(macHi: number, macLo: number, gso: number, decap: number): void;
@@ -150,6 +158,7 @@ export class Engine {
     u32(abi.CFG_MAX_ROUTES, opts.maxRoutes ?? 1024);
     u32(abi.CFG_MAGLEV_CELLS, opts.maglevCells ?? 1 << 20);
     u32(abi.CFG_MODE, opts.mode === "tap" ? 1 : 0);
+    u32(abi.CFG_OFFLOAD, opts.offload ? 1 : 0);
     u32(abi.CFG_UNDERLAY_IP, opts.underlayIp ? parseIpv4(opts.underlayIp) : 0);
     u32(abi.CFG_VNI, opts.vni ?? 1);
     u32(abi.CFG_VXLAN_PORT, opts.vxlanPort ?? 8472);
@@ -375,6 +384,22 @@ export class Engine {
     return out;
   }
 
+  /** Offload mode, after process(): the batch's ctnetlink requests (abi.ts: offload requests), to
+   *  send before the batch is written back; count 0 when the batch made no new flow. */
+  offloadRequests(): { addr: number; bytes: number; count: number } {
+    const e = this.exports;
+    return { addr: e.offloadAddr(), bytes: e.offloadBytes(), count: e.offloadCount() };
+  }
+
+  /** Where the kernel's answers to the last offloadRequests() go (0 or the errno, one per request). */
+  offloadResults(count: number): Int32Array {
+    return new Int32Array(this.memory, this.exports.offloadResultsAddr(), count);
+  }
+
+  /** Once the answers are in: the packets of flows the kernel refused are dropped (OffloadFailed).
+   *  Returns how many were. */
+  finishOffload(): number { return this.exports.offloadFinish(); }
+
   /** Every Overlay packet of the last process() in wire order, as slot descriptors at `addr`. */
   overlayOut(): { addr: number; count: number } {
     return { addr: this.exports.overlayOutAddr(), count: this.exports.overlayOutCount() };
@@ -398,6 +423,8 @@ export class Engine {
       inner_csum_completed: this.counter(abi.C_INNER_CSUM_COMPLETED),
       tunnel_gso_sent: this.counter(abi.C_TUNNEL_GSO_SENT),
       tunnel_gso_received: this.counter(abi.C_TUNNEL_GSO_RECEIVED),
+      offloaded: this.counter(abi.C_OFFLOADED), offload_failed: this.counter(abi.C_OFFLOAD_FAILED),
+      offload_resent: this.counter(abi.C_OFFLOAD_RESENT), offload_last_errno: this.counter(abi.C_OFFLOAD_LAST_ERRNO),
     };
     return { verdicts, drops, named };
   }
@@ -409,6 +436,7 @@ export interface NamedCounters {
   bytes_in: number; packets_in: number; new_flows: number; ct_evicted: number; ct_expired: number; ct_entries: number;
   generation: number; batches: number; stale_udp_flushed: number; replies_made: number; icmp_translated: number;
   frag_tracked: number; inner_csum_completed: number; tunnel_gso_sent: number; tunnel_gso_received: number;
+  offloaded: number; offload_failed: number; offload_resent: number; offload_last_errno: number;
 }
 export interface EngineCounters { verdicts: Record<string, number>; drops: Record<string, number>; named: NamedCounters }
 

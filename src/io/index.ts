@@ -4,3 +4,4 @@ export { UnderlaySocket, type UnderlayOptions } from "./underlay.js";
 export { IoError, errnoCode, errnoWords, ioError } from "./errno.js";
 export { type BatchMemory } from "./memory.js";
 export { addonPath } from "./native.js";
+export { ConntrackSocket } from "./conntrack.js";

@@ -56,6 +56,11 @@ export interface Native {
   /** Sends one rtnetlink request (NLM_F_ACK set) and waits off the JS thread for its ack: errno 0 or
    *  the kernel's errno, its extended-ack sentence, and the answers that came before the ack. */
   netlinkRequest(fd: number, message: Buffer): Promise<{ errno: number; message?: string; replies: Buffer }>;
+  /** A NETLINK_NETFILTER socket (ctnetlink) made inside the namespace at netns. */
+  ctOpen(netns?: string): OpenResult;
+  /** Sends buffer[offset, offset+length) (requests with seq 1..results.length) in one sendmsg and
+   *  puts each request's answer in results (0, or the kernel's errno; ETIME when none came). */
+  ctTransact(fd: number, buffer: ArrayBuffer, offset: number, length: number, results: Int32Array): number;
 }
 
 const ADDON_PATH = join("native", "build", "Release", "wasp_native.node");

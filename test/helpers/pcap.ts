@@ -6,6 +6,18 @@ import { writeFileSync } from "node:fs";
 export const LINKTYPE_RAW = 101;
 /** LINKTYPE_ETHERNET: each record is an Ethernet II frame. */
 export const LINKTYPE_ETHERNET = 1;
+/** LINKTYPE_NETLINK: each record is netlink messages after a 16-byte cooked header (as nlmon captures). */
+export const LINKTYPE_NETLINK = 253;
+/** The netlink family numbers of linux/netlink.h the tests capture. */
+export const NETLINK_NETFILTER = 12;
+
+/** A LINKTYPE_NETLINK record: the cooked header (pkttype, ARPHRD_NETLINK 824, family) then the messages. */
+export function netlinkRecord(messages: Uint8Array, family: number): Uint8Array {
+  const r = new Uint8Array(16 + messages.length), v = new DataView(r.buffer);
+  v.setUint16(0, 4); v.setUint16(2, 824); v.setUint16(14, family);
+  r.set(messages, 16);
+  return r;
+}
 
 /** The bytes of a pcap file (microsecond timestamps, little-endian) holding `packets`. */
 export function pcapBytes(packets: readonly Uint8Array[], linktype: number): Uint8Array {

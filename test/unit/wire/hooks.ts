@@ -22,6 +22,8 @@ export interface HeaderHooks {
   arpReplyForTest(p: number, myMac: number): void;
   vxlanDecodeForTest: Decode3;
   vxlanEmitForTest(p: number, vni: number): void;
+  ctNewForTest(p: number, seq: number, src: number, dst: number, sport: number, dport: number, proto: number,
+    backend: number, backendPort: number, masq: number, timeoutSec: number, mark: number, tcpState: number, withDelete: number): number;
 }
 
 export const IPV4_FIELDS = ["version", "headerLen", "totalLen", "id", "dontFragment", "moreFragments", "fragOffset", "ttl", "proto", "check", "src", "dst"] as const;

@@ -1,0 +1,35 @@
+// The kernel's connection tracking over ctnetlink (native/src/conntrack.cc): offload mode hands it
+// the engine's per-flow NAT bindings, a batch of requests per sendmsg.
+import { errnoCode, ioError, NEED_ROOT } from "./errno.js";
+import { native } from "./native.js";
+
+export class ConntrackSocket {
+  private closed = false;
+  private constructor(readonly fd: number, readonly where: string) {}
+
+  /** A NETLINK_NETFILTER socket in the namespace at netns (the caller's when absent). */
+  static open(netns?: string): ConntrackSocket {
+    const r = native().ctOpen(netns);
+    const where = netns ?? "this namespace";
+    if (r.fd !== undefined) return new ConntrackSocket(r.fd, where);
+    const code = errnoCode(r.errno ?? 0);
+    const fix = code === "EPERM" ? NEED_ROOT
+      : code === "EPROTONOSUPPORT" ? "The kernel lacks ctnetlink: modprobe nf_conntrack_netlink" : "";
+    throw ioError(`cannot open ctnetlink in ${where} (${r.stage})`, r.errno ?? 0, fix);
+  }
+
+  /** Sends the requests in buffer[offset, offset + length) (seq 1..results.length) in one sendmsg
+   *  and fills results with 0 or each request's errno (ETIME when the kernel did not answer it).
+   *  Returns how many were answered; throws when the send itself failed. */
+  transact(buffer: ArrayBuffer, offset: number, length: number, results: Int32Array): number {
+    const n = native().ctTransact(this.fd, buffer, offset, length, results);
+    if (n < 0) throw ioError(`cannot send ${results.length} conntrack requests in ${this.where}`, -n);
+    return n;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    native().close(this.fd);
+  }
+}
