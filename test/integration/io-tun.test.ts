@@ -4,7 +4,7 @@ import { type ChildProcess } from "node:child_process";
 import { SlotFlag, Verdict, VNET_HDR_LEN } from "../../src/engine/abi.js";
 import { TunDevice } from "../../src/io/index.js";
 import { deleteAllNs, inNs, ip, makeNs, spawnInNs, stop, sysctl } from "../helpers/netns.js";
-import { echoReply, layout, packet, parseIpv4, put, slot, udp4, waitFor } from "../unit/io/batch.js";
+import { echoReply, layout, packet, parseIpv4, put, slot, udp4, waitFor } from "../helpers/batch.js";
 
 const nsPath = (ns: string) => `/var/run/netns/${ns}`;
 

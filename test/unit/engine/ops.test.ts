@@ -7,7 +7,7 @@ import { decodeOps, encodeModel, encodeOps, measureOps, type DecodedOp } from ".
 import { buildModel, diffModel, fullDelta, PROTO, RouteKind, ServiceFlag, ServiceKind, type Model, type ModelDelta } from "../../../src/model/index.js";
 import { OpWriter } from "../../helpers/ops.js";
 import { packet, parse, TCP } from "../../helpers/packets.js";
-import { configArb } from "../model/arbitrary.js";
+import { configArb } from "../../helpers/arbitrary.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const EMPTY: ModelDelta = { clear: false, deleteServices: [], upsertServices: [], deleteRoutes: [], upsertRoutes: [], deleteLocalAddrs: [], addLocalAddrs: [] };

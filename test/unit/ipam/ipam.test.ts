@@ -173,7 +173,7 @@ describe("ipam: allocation store", () => {
 
   it("12 processes allocating 4 addresses each at once never get the same address twice", async function () {
     this.timeout(60_000);
-    const worker = new URL("./fixtures/alloc-worker.ts", import.meta.url).pathname;
+    const worker = new URL("../../helpers/ipam-alloc-worker.ts", import.meta.url).pathname;
     const outs = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>
         run(process.execPath, ["--import", "tsx", worker, dataDir, "net", "10.244.1.0/26", `p${i}`, "4"])),

@@ -5,7 +5,7 @@ import {
   applyDelta, buildModel, updateModel, deriveVtepMac, localVtepMac, diffModel, fullDelta, IdAllocator, isEmptyDelta, orderBackends,
   RouteKind, Select, ServiceFlag, ServiceKind, type Model, type ServiceEntry,
 } from "../../../src/model/index.js";
-import { configArb } from "./arbitrary.js";
+import { configArb } from "../../helpers/arbitrary.js";
 
 function cfg(raw: Record<string, any>): Config {
   const r = validateConfig(raw);
