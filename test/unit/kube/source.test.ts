@@ -4,9 +4,9 @@ import { strict as assert } from "node:assert";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Config, ConfigEvent, ServiceConfig } from "../../src/config/index.js";
-import { KubeConfigSource, loadKubeConfig, type KubeSourceOptions } from "../../src/kube/index.js";
-import { endpointSlice, FakeApiServer, node, service } from "../helpers/fake-apiserver.js";
+import type { Config, ConfigEvent, ServiceConfig } from "../../../src/config/index.js";
+import { KubeConfigSource, loadKubeConfig, type KubeSourceOptions } from "../../../src/kube/index.js";
+import { endpointSlice, FakeApiServer, node, service } from "../../helpers/fake-apiserver.js";
 
 const NODE = "node-a";
 

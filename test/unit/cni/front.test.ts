@@ -11,7 +11,7 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const ROOT = new URL("../..", import.meta.url).pathname;
+const ROOT = new URL("../../..", import.meta.url).pathname;
 const SOURCE = join(ROOT, "native", "front", "wasp-front.c");
 
 // Prints what it was started with, then the stdin it got, byte for byte.
@@ -38,7 +38,7 @@ interface Request { header: string[]; body: Buffer }
  *  "reset" (close at once, before reading anything). */
 type Answer = Buffer | "end" | "reset";
 
-describe("CNI front door: dist/wasp hands a CNI call to the daemon, else execs wasp-node beside it (integration)", function () {
+describe("CNI front door: dist/wasp hands a CNI call to the daemon, else execs wasp-node beside it", function () {
   this.timeout(20_000);
   let work = "", front = "", lonely = "", sock = "";
   let server: net.Server;
