@@ -240,6 +240,23 @@ export class Topology {
     renameSync(tmp, this.configPath);
   }
 
+  /** The config the running daemon holds in force (its control socket's answer), as JSON text. */
+  async configInForce(): Promise<string> {
+    return JSON.stringify((await control(this.socketPath, { cmd: "config" })).config);
+  }
+
+  /**
+   * Puts a config back after a test changed it: writes `config` and waits until the daemon holds
+   * `inForce` (what configInForce() said while `config` was in force). A file written as it already
+   * is makes no reload and no log line, so the wait asks the daemon instead.
+   */
+  async restoreConfig(config: unknown, inForce: string, timeoutMs = 20000): Promise<void> {
+    this.writeConfig(config);
+    for (const end = Date.now() + timeoutMs; (await this.configInForce()) !== inForce; await new Promise((r) => setTimeout(r, 100))) {
+      if (Date.now() > end) throw new Error(`the daemon did not return to the config:\n${inForce}\nin force:\n${await this.configInForce()}`);
+    }
+  }
+
   /** `wasp daemon` in the node namespace, as the tests' brief and a DaemonSet run it. */
   async startDaemon(extraArgs: string[] = []): Promise<DaemonProc> {
     const child = spawnInNs(this.node, process.execPath, [

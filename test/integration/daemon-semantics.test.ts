@@ -38,6 +38,8 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
   let client: Pod, b1: Pod, b2: Pod;
   const mine: ChildProcess[] = [];
   let services: Record<string, any>[] = [];
+  /** The services the daemon starts with and its config in force then: after each test, again. */
+  let first = "", firstInForce = "";
 
   const config = () => ({
     mode: "tun",
@@ -91,14 +93,27 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
       },
       { name: "plain", clusterIP: "10.96.0.15", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }, { ip: b2.ip }] },
     ];
+    first = JSON.stringify(services);
     t.writeConfig(config());
+    // The external namespace routes the LoadBalancer IP and the service CIDR to the node, as a
+    // router in front of the cluster would.
+    ip(t.ext, "route", "replace", "198.51.100.10/32", "via", NODE_IP);
+    ip(t.ext, "route", "replace", "10.96.0.0/16", "via", NODE_IP);
     await t.serve(b1.ns, [8080], 5353);
     await t.serve(b2.ns, [8080], 5353);
     daemon = await t.startDaemon();
+    firstInForce = await t.configInForce();
+  });
+
+  // A test that changes a service or starts processes leaves neither behind, also when it fails:
+  // the next test sees the config the daemon started with.
+  afterEach(async () => {
+    for (const c of mine.splice(0)) await stop(c);
+    services = JSON.parse(first);
+    await t.restoreConfig(config(), firstInForce);
   });
 
   after(async () => {
-    for (const c of mine) await stop(c);
     await t?.destroy();
   });
 
@@ -187,7 +202,6 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
   });
 
   it("a LoadBalancer ingress IP routed to the node reaches the endpoint, masqueraded under externalTrafficPolicy Cluster, answered from the ingress IP", async () => {
-    ip(t.ext, "route", "replace", "198.51.100.10/32", "via", NODE_IP);
     const [o] = await t.requests(t.ext, [{ host: "198.51.100.10", port: 80 }]);
     assert.ok(o!.ok, JSON.stringify(o));
     assert.deepEqual([o!.seen?.local, o!.seen?.remote], [b2.ip, MASQ]);
@@ -196,7 +210,6 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
   });
 
   it("masquerade where kube-proxy masquerades: outside client -> ClusterIP is SNATed to the node; pod -> ClusterIP is not", async () => {
-    ip(t.ext, "route", "replace", "10.96.0.0/16", "via", NODE_IP);
     const [outside] = await t.requests(t.ext, [{ host: "10.96.0.15", port: 80 }]);
     assert.ok(outside!.ok, JSON.stringify(outside));
     assert.equal(outside!.seen?.remote, MASQ);

@@ -78,9 +78,11 @@ describe("CNI front door: dist/wasp hands a CNI call to the daemon, else execs w
     if (server) await new Promise((ok) => server.close(ok));
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
+  // The fake daemon starts each test declining (255), whatever answer the test before set.
   beforeEach(() => {
     requests = [];
     connections = 0;
+    answer = () => Buffer.from([255]);
   });
 
   /** NUL-terminated strings up to an empty one, then the stdin bytes. */
