@@ -147,7 +147,7 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
     ]);
     assert.equal(tcp!.error, "timeout", `TCP is dropped, not refused: ${JSON.stringify(tcp)}`);
     assert.equal(udp!.error, "timeout", `UDP is dropped, not answered with port unreachable: ${JSON.stringify(udp)}`);
-    assert.ok(((await drops()).no_local_backend ?? 0) > before);
+    assert.ok(((await drops()).no_local_backend ?? 0) > before, `no_local_backend counted the drops (was ${before})`);
   });
 
   it("with no ready endpoint the serving-terminating one takes new connections; once another is ready, new connections go there", async () => {

@@ -121,7 +121,7 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
     const s = await control(t.socketPath, { cmd: "status" });
     assert.equal(s.mode, mode);
     assert.equal(s.device, "wasp0");
-    assert.ok(s.generation >= 1);
+    assert.ok(s.generation >= 1, `a table generation in force: ${s.generation}`);
     assert.ok(s.counters.verdicts.tun > 0, JSON.stringify(s.counters));
     const sv = await control(t.socketPath, { cmd: "services" });
     const web = sv.services.find((e: any) => e.key === "10.96.0.10:80/TCP");
@@ -177,7 +177,7 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
       assert.ok(o.ok, JSON.stringify(out));
       assert.equal(o.local, EXT_IP);
       assert.equal(o.seen!.remote, MASQ, "external traffic is masqueraded (externalTrafficPolicy Cluster)");
-      assert.ok([b1.ip, b2.ip].includes(o.seen!.local!));
+      assert.ok([b1.ip, b2.ip].includes(o.seen!.local!), `a backend answered: ${JSON.stringify(o)}`);
     }
   });
 
@@ -195,7 +195,7 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
     for (const o of out) {
       assert.ok(o.ok, JSON.stringify(out));
       assert.equal(o.seen!.remote, MASQ);
-      assert.ok([b1.ip, b2.ip].includes(o.seen!.local!));
+      assert.ok([b1.ip, b2.ip].includes(o.seen!.local!), `a backend answered: ${JSON.stringify(o)}`);
     }
   });
 
@@ -361,7 +361,7 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
           t.writeConfig({ ...config(mode, { services }), serviceCIDR: "10.96.0.0/15" });
           await waitFor(() => rejected().length > 1, "the second rejection");
           assert.match(JSON.stringify(rejected()[1]!.problems), /serviceCIDR is \\"10\.96\.0\.0\/15\\", was \\"10\.96\.0\.0\/16\\"; this setting takes a daemon restart/);
-          assert.ok((await t.request(client.ns, { host: "10.96.0.10", port: 80 })).ok);
+          assert.ok((await t.request(client.ns, { host: "10.96.0.10", port: 80 })).ok, "the ClusterIP still answers after the second rejection");
         } finally {
           t.writeConfig(config(mode, { services })); // valid again before the test ends
         }

@@ -108,7 +108,7 @@ describe("io: TUN device (integration, needs root)", function () {
       dv.setUint32(b.slotsAddr + 3 * 32 + 20, memory.buffer.byteLength + 1, true); // slot 3 bufEnd
       const before = new Uint8Array(memory.buffer).slice();
       assert.throws(() => dev.readBatch(memory, b.slotsAddr, 4), (e: Error & { code?: string }) => {
-        assert.ok(e instanceof RangeError);
+        assert.ok(e instanceof RangeError, `a RangeError, not ${e.constructor.name}`);
         assert.equal(e.code, "EFAULT");
         assert.match(e.message, /^readBatch on device wtbound refused: .* outside the wasm memory \(4194304 bytes\); nothing was transferred/);
         return true;
@@ -283,7 +283,7 @@ describe("io: TUN device (integration, needs root)", function () {
       await waitFor(() => fired > 0, "the readiness callback");
       const after = ticks;
       await waitFor(() => ticks >= after + 200, "the loop to keep turning after the callback");
-      assert.ok(ticksAtFire >= 200);
+      assert.ok(ticksAtFire >= 200, `the callback came after the 200 idle turns, at turn ${ticksAtFire}`);
       await exit; // no reply is written: ping gives up after 1 s
     } finally {
       spinning = false;

@@ -150,7 +150,7 @@ describe("io: underlay socket (integration, needs root)", function () {
       return seen.length >= 10;
     }, "10 packets in batches of 4");
     assert.equal(seen.length, 10);
-    assert.ok(!sb.hasPending());
+    assert.ok(!sb.hasPending(), "nothing pending once all 10 are read");
     payloads.forEach((p, i) => assert.deepEqual(seen[i], p, `packet ${i}`));
   });
 

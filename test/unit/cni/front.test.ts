@@ -167,7 +167,7 @@ describe("CNI front door: dist/wasp hands a CNI call to the daemon, else execs w
     assert.equal(r.status, 0, r.stderr);
     const st = fs.statSync(sandbox, { bigint: true });
     assert.ok(requests[0]!.header.includes(`WASP_FRONT_SANDBOX=${st.dev}:${st.ino}`), requests[0]!.header.join(" "));
-    assert.ok(requests[0]!.header.includes(`CNI_NETNS=${sandbox}`));
+    assert.ok(requests[0]!.header.includes(`CNI_NETNS=${sandbox}`), `CNI_NETNS=${sandbox} passed on: ${requests[0]!.header.join(" ")}`);
   });
 
   it("exits with the daemon's status (7) and prints its CNI error; an empty stdin is an empty body", async () => {
@@ -177,7 +177,7 @@ describe("CNI front door: dist/wasp hands a CNI call to the daemon, else execs w
     assert.equal(r.status, 7, r.stderr);
     assert.deepEqual(r.stdout, error);
     assert.equal(requests.length, 1);
-    assert.ok(requests[0]!.header.includes("CNI_COMMAND=DEL"));
+    assert.ok(requests[0]!.header.includes("CNI_COMMAND=DEL"), `CNI_COMMAND=DEL passed on: ${requests[0]!.header.join(" ")}`);
     assert.equal(requests[0]!.body.length, 0);
   });
 

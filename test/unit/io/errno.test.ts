@@ -17,7 +17,7 @@ describe("io/errno", () => {
 
   it("builds the sentence: problem, thing, errno in words, then the fix", () => {
     const e = ioError("cannot open /dev/net/tun", 2, "Load the module: modprobe tun");
-    assert.ok(e instanceof IoError && e instanceof Error);
+    assert.ok(e instanceof IoError && e instanceof Error, "an IoError, which is an Error");
     assert.equal(e.message, "cannot open /dev/net/tun: no such file (ENOENT). Load the module: modprobe tun");
     assert.equal(e.code, "ENOENT");
     assert.equal(e.errno, 2);

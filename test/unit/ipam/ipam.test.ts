@@ -161,7 +161,7 @@ describe("ipam: allocation store", () => {
     fs.writeFileSync(join(dataDir, "net", "lock"), String(dead));
     const t0 = Date.now();
     assert.deepEqual(await store.release(owner("x")), ["10.244.1.2"]);
-    assert.ok(Date.now() - t0 < 1000);
+    assert.ok(Date.now() - t0 < 1000, `the dead holder's lock broken at once, not waited out: ${Date.now() - t0} ms`);
     assert.equal(fs.existsSync(join(dataDir, "net", "lock")), false);
   });
 

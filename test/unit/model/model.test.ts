@@ -215,7 +215,7 @@ describe("model", () => {
     it("an unchanged reload diffs to nothing and reuses the previous entries", () => {
       const a = buildModel(cfg(base()));
       const b = buildModel(cfg(base()), a);
-      assert.ok(isEmptyDelta(diffModel(a, b)));
+      assert.ok(isEmptyDelta(diffModel(a, b)), "an unchanged reload has an empty delta");
       for (const [k, e] of b.services) assert.equal(e, a.services.get(k));
     });
 
