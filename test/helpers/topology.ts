@@ -131,6 +131,22 @@ export interface Outcome {
   errors?: string[];
 }
 
+/**
+ * A random backend choice can land on one backend many times running (two backends, n picks:
+ * a 2^(1-n) chance), so a test that must see every backend keeps asking instead of trusting a
+ * fixed number of picks: ask(n) adds n more outcomes (`step` at a time) to `got` until covered()
+ * holds or there are `max` in all. A backend that is never chosen still fails the test.
+ */
+export async function askUntilCovered<T>(got: T[], covered: (all: readonly T[]) => boolean, ask: (n: number) => T[] | Promise<T[]>, max = 64, step = 8): Promise<T[]> {
+  while (!covered(got) && got.length < max) got.push(...await ask(Math.min(step, max - got.length)));
+  return got;
+}
+
+/** covered() for askUntilCovered: each of these backend addresses answered one of the outcomes. */
+export function everyBackend<T extends { seen?: { local?: string } }>(...addrs: string[]): (all: readonly T[]) => boolean {
+  return (all) => addrs.every((a) => all.some((o) => o.seen?.local === a));
+}
+
 export interface Pod { name: string; ns: string; ip: string; /** dual-stack topologies: the pod's IPv6 address */ ip6?: string }
 
 export interface DaemonProc {

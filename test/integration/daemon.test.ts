@@ -5,7 +5,7 @@
 import { strict as assert } from "node:assert";
 import { statSync } from "node:fs";
 import { inNs, ip } from "../helpers/netns.js";
-import { assertStreamed, control, EXT_IP, NODE_IP, POD_CIDR, streamSha, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
+import { askUntilCovered, assertStreamed, control, everyBackend, EXT_IP, NODE_IP, POD_CIDR, streamSha, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
 
 const GATEWAY = "10.244.1.1";
 /** The masquerade address: wasp0's own (see src/daemon/node-net.ts). */
@@ -34,6 +34,8 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
   /** The services the daemon starts with; a test that changes the config works on `services`. */
   let base: unknown[] = [];
   let services: unknown[] = [];
+  /** n TCP connections from the client pod to the web ClusterIP. */
+  const toWeb = (n: number) => t.requests(client.ns, Array.from({ length: n }, () => ({ host: "10.96.0.10", port: 80 })));
   const lateService = () => ({ name: "late", clusterIP: "10.96.0.40", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }] });
 
   before(async () => {
@@ -96,7 +98,8 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
   });
 
   it("pod -> ClusterIP TCP reaches a backend that sees the client pod's own IP (no SNAT); connections spread over both backends", async () => {
-    const out = await t.requests(client.ns, Array.from({ length: 24 }, () => ({ host: "10.96.0.10", port: 80 })));
+    // 24 connections, and more until both backends have answered (64 at most)
+    const out = await askUntilCovered(await toWeb(24), everyBackend(b1.ip, b2.ip), toWeb);
     for (const o of out) {
       assert.ok(o.ok, JSON.stringify(o));
       assert.equal(o.seen!.remote, client.ip, "the backend sees the client's pod IP");
@@ -331,7 +334,7 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
       await waitFor(() => applied() > n0 + 1, "the reload back");
       assert.equal(ip(t.node, "-4", "route", "show", "10.244.2.0/24").trim(), "");
       assert.doesNotMatch(rules(t.node), /10\.99\.0\.9/);
-      const back = await t.requests(client.ns, Array.from({ length: 16 }, () => ({ host: "10.96.0.10", port: 80 })));
+      const back = await askUntilCovered(await toWeb(16), everyBackend(b1.ip, b2.ip), toWeb);
       assert.deepEqual([...new Set(back.map((o) => o.seen?.local))].sort(), [b1.ip, b2.ip].sort());
     });
 
