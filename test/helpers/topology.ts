@@ -131,6 +131,22 @@ export interface Outcome {
   errors?: string[];
 }
 
+/**
+ * A random backend choice can land on one backend many times running (two backends, n picks:
+ * a 2^(1-n) chance), so a test that must see every backend keeps asking instead of trusting a
+ * fixed number of picks: ask(n) adds n more outcomes (`step` at a time) to `got` until covered()
+ * holds or there are `max` in all. A backend that is never chosen still fails the test.
+ */
+export async function askUntilCovered<T>(got: T[], covered: (all: readonly T[]) => boolean, ask: (n: number) => T[] | Promise<T[]>, max = 64, step = 8): Promise<T[]> {
+  while (!covered(got) && got.length < max) got.push(...await ask(Math.min(step, max - got.length)));
+  return got;
+}
+
+/** covered() for askUntilCovered: each of these backend addresses answered one of the outcomes. */
+export function everyBackend<T extends { seen?: { local?: string } }>(...addrs: string[]): (all: readonly T[]) => boolean {
+  return (all) => addrs.every((a) => all.some((o) => o.seen?.local === a));
+}
+
 export interface Pod { name: string; ns: string; ip: string; /** dual-stack topologies: the pod's IPv6 address */ ip6?: string }
 
 export interface DaemonProc {
@@ -238,6 +254,23 @@ export class Topology {
     const tmp = join(this.work, "etc", `.config-${++this.seq}.json`);
     writeFileSync(tmp, typeof config === "string" ? config : JSON.stringify(config, null, 2));
     renameSync(tmp, this.configPath);
+  }
+
+  /** The config the running daemon holds in force (its control socket's answer), as JSON text. */
+  async configInForce(): Promise<string> {
+    return JSON.stringify((await control(this.socketPath, { cmd: "config" })).config);
+  }
+
+  /**
+   * Puts a config back after a test changed it: writes `config` and waits until the daemon holds
+   * `inForce` (what configInForce() said while `config` was in force). A file written as it already
+   * is makes no reload and no log line, so the wait asks the daemon instead.
+   */
+  async restoreConfig(config: unknown, inForce: string, timeoutMs = 20000): Promise<void> {
+    this.writeConfig(config);
+    for (const end = Date.now() + timeoutMs; (await this.configInForce()) !== inForce; await new Promise((r) => setTimeout(r, 100))) {
+      if (Date.now() > end) throw new Error(`the daemon did not return to the config:\n${inForce}\nin force:\n${await this.configInForce()}`);
+    }
   }
 
   /** `wasp daemon` in the node namespace, as the tests' brief and a DaemonSet run it. */

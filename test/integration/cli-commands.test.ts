@@ -169,7 +169,7 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
     const [json, text] = await Promise.all([wasp(["counters", "--json", ...sock()]), wasp(["counters", ...sock()])]);
     const c = JSON.parse(json.stdout);
     assert.ok(c.drops.no_backend >= 1, JSON.stringify(c.drops));
-    assert.ok(c.verdicts.tun > 0);
+    assert.ok(c.verdicts.tun > 0, `packets to the TUN counted: ${JSON.stringify(c.verdicts)}`);
     assert.match(text.stdout, new RegExp(`^no_backend +${c.drops.no_backend}$`, "m"));
     assert.match(text.stdout, /^VERDICT +PACKETS$/m);
   });
@@ -338,7 +338,7 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
     } finally {
       await stop(dump, "SIGINT");
     }
-    assert.ok(existsSync(pcap));
+    assert.ok(existsSync(pcap), `tcpdump wrote ${pcap}`);
     const r = await wasp(["replay", pcap, "--config", t.configPath, "--out", out, "--json"]);
     assert.equal(r.status, 0, r.stderr);
     const s = JSON.parse(r.stdout);

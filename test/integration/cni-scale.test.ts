@@ -67,7 +67,7 @@ describe("cni plugin at scale: parallel ADD/DEL and kill -9", function () {
       assert.equal(retry.exitCode, 0, retry.stdout);
       assert.equal(retry.json.ips[0].address, "10.244.1.2/32");
       assert.deepEqual(waspLinks(node), [hostVethName(`cid-${pod}`, "eth0")]);
-      assert.ok(ping(node, "10.244.1.2"));
+      assert.ok(ping(node, "10.244.1.2"), "the node pings the pod the retried ADD wired");
 
       // Killed again, and this time the runtime has given up on the pod: GC removes everything.
       const k2 = await execPlugin(WASP, { ...run("ADD", pod, conf()), extraEnv: { WASP_CNI_FAILPOINT: point } });

@@ -69,7 +69,7 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
 
     // Pod side, as the kernel sees it.
     const eth0 = links(pod).find((l) => l.ifname === "eth0")!;
-    assert.ok(eth0.flags.includes("UP"));
+    assert.ok(eth0.flags.includes("UP"), `the pod's eth0 is UP: ${eth0.flags}`);
     assert.equal(eth0.mtu, 1450);
     assert.deepEqual(eth0.addr_info!.filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`), ["10.244.1.2/32"]);
     const pr = routes(pod);
@@ -80,12 +80,12 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
     const host = hostVethName(`cid-${pod}`, "eth0");
     const hv = links(node).find((l) => l.ifname === host)!;
     assert.ok(hv, `host veth ${host} missing`);
-    assert.ok(hv.flags.includes("UP"));
+    assert.ok(hv.flags.includes("UP"), `the host veth is UP: ${hv.flags}`);
     assert.equal(hv.mtu, 1450);
     assert.equal(inNs(node, "cat", `/proc/sys/net/ipv4/conf/${host}/proxy_arp`).trim(), "1");
     // the pod's traffic is routed into wasp0, not back out of this veth: strict rp_filter must be off
     assert.equal(inNs(node, "cat", `/proc/sys/net/ipv4/conf/${host}/rp_filter`).trim(), "0");
-    assert.ok(routes(node).some((x) => x.dst === "10.244.1.2" && x.dev === host && x.scope === "link"));
+    assert.ok(routes(node).some((x) => x.dst === "10.244.1.2" && x.dev === host && x.scope === "link"), `node route 10.244.1.2 dev ${host} scope link: ${JSON.stringify(routes(node))}`);
 
     // The result matches the kernel: MACs, sandbox, ips pointing at the pod interface.
     assert.deepEqual(res.interfaces, [
@@ -121,11 +121,11 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
     assert.equal(r.exitCode, 0, r.stdout);
     assert.deepEqual(r.json.ips.map((i: { address: string }) => i.address), ["10.244.1.2/32", "fd00:10:244:1::2/128"]);
     const eth0 = links(pod).find((l) => l.ifname === "eth0")!;
-    assert.ok(eth0.addr_info!.some((a) => a.local === "fd00:10:244:1::2" && a.prefixlen === 128));
-    assert.ok(routes(pod, "-6").some((x) => x.dst === "default" && x.gateway === "fe80::1"));
+    assert.ok(eth0.addr_info!.some((a) => a.local === "fd00:10:244:1::2" && a.prefixlen === 128), `eth0 holds fd00:10:244:1::2/128: ${JSON.stringify(eth0.addr_info)}`);
+    assert.ok(routes(pod, "-6").some((x) => x.dst === "default" && x.gateway === "fe80::1"), `pod route default via fe80::1: ${JSON.stringify(routes(pod, "-6"))}`);
     const host = hostVethName(`cid-${pod}`, "eth0");
-    assert.ok(links(node).find((l) => l.ifname === host)!.addr_info!.some((a) => a.local === "fe80::1"));
-    assert.ok(routes(node, "-6").some((x) => x.dst === "fd00:10:244:1::2" && x.dev === host));
+    assert.ok(links(node).find((l) => l.ifname === host)!.addr_info!.some((a) => a.local === "fe80::1"), `the host veth ${host} holds fe80::1`);
+    assert.ok(routes(node, "-6").some((x) => x.dst === "fd00:10:244:1::2" && x.dev === host), `node route fd00:10:244:1::2 dev ${host}: ${JSON.stringify(routes(node, "-6"))}`);
     assert.equal((await call("DEL", pod, conf({ cniVersion: "1.1.0", podCIDRv6: "fd00:10:244:1::/120" }))).exitCode, 0);
     assert.deepEqual(records(), []);
   });
@@ -193,8 +193,8 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
       const r = await call("ADD", pod, conf(), { netns });
       assert.equal(r.exitCode, 0, r.stdout);
       assert.equal(r.json.interfaces[1].sandbox, netns);
-      assert.ok(links(pod).some((l) => l.ifname === "eth0"));
-      assert.ok(ping(node, "10.244.1.2"));
+      assert.ok(links(pod).some((l) => l.ifname === "eth0"), "eth0 made in the sandbox named by /proc/<pid>/ns/net");
+      assert.ok(ping(node, "10.244.1.2"), "the node pings the pod");
       assert.equal((await call("CHECK", pod, { ...conf(), prevResult: r.json }, { netns })).exitCode, 0);
       assert.equal((await call("DEL", pod, conf(), { netns })).exitCode, 0);
       assert.deepEqual(waspLinks(node), []);
@@ -207,7 +207,7 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
     const a = makeNs("pod"), b = makeNs("pod");
     const ra = await call("ADD", a, conf()), rb = await call("ADD", b, conf());
     ip(a, "neigh", "flush", "dev", "eth0", "nud", "permanent");
-    assert.ok(ping(a, rb.json.ips[0].address.split("/")[0]));
+    assert.ok(ping(a, rb.json.ips[0].address.split("/")[0]), "pod A pings pod B through 169.254.1.1, found by ARP");
     const neigh = JSON.parse(ip(a, "-j", "neigh", "show", "169.254.1.1", "dev", "eth0")) as Array<{ lladdr?: string }>;
     assert.equal(neigh[0]?.lladdr, ra.json.interfaces[0].mac);
   });
@@ -246,7 +246,7 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
     assert.equal(g.stdout, "");
     assert.deepEqual(records(), ["10.244.1.2"]);
     assert.deepEqual(waspLinks(node), [hostVethName(`cid-${keep}`, "eth0")]);
-    assert.ok(ping(node, "10.244.1.2"));
+    assert.ok(ping(node, "10.244.1.2"), "the node still pings the kept pod");
     const missing = await call("GC", undefined, c, { containerId: undefined, ifname: undefined, netns: undefined });
     assert.equal(missing.json.code, 7, "GC without the list is refused rather than releasing everything");
   });
@@ -316,9 +316,9 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
       const sw = shape(w), sb = shape(b);
       assert.deepEqual(sw.keys, sb.keys);
       assert.deepEqual(sw.ipKeys, sb.ipKeys);
-      assert.ok(sw.ipIfIsSandboxEth0 && sb.ipIfIsSandboxEth0);
+      assert.ok(sw.ipIfIsSandboxEth0 && sb.ipIfIsSandboxEth0, `ips[].interface is the sandboxed eth0 in both: ${JSON.stringify({ wasp: w, reference: b })}`);
       assert.deepEqual(sw.ifKeys.at(-1), sb.ifKeys.at(-1)); // the pod interface: mac,name,sandbox
-      assert.ok(new Set([...sw.ifKeys.slice(0, -1), ...sb.ifKeys.slice(0, -1)]).size === 1); // host-side ones: mac,name
+      assert.ok(new Set([...sw.ifKeys.slice(0, -1), ...sb.ifKeys.slice(0, -1)]).size === 1, `host-side interfaces have the same keys in both: ${JSON.stringify([sw.ifKeys, sb.ifKeys])}`); // host-side ones: mac,name
       assert.equal(w.cniVersion, b.cniVersion);
     });
 
@@ -345,7 +345,7 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
       const b = await execPlugin(`${REF}/bridge`, { command: "VERSION", config: { cniVersion: "1.0.0" }, nodeNs: node });
       assert.deepEqual(Object.keys(w.json).sort(), Object.keys(b.json).sort());
       assert.equal(w.json.cniVersion, b.json.cniVersion);
-      for (const v of ["0.4.0", "1.0.0"]) assert.ok(w.json.supportedVersions.includes(v) && b.json.supportedVersions.includes(v));
+      for (const v of ["0.4.0", "1.0.0"]) assert.ok(w.json.supportedVersions.includes(v) && b.json.supportedVersions.includes(v), `${v} supported by both: ${JSON.stringify([w.json, b.json])}`);
       assert.deepEqual(w.json.supportedVersions, ["0.4.0", "1.0.0", "1.1.0"]);
     });
 

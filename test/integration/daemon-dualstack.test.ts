@@ -5,7 +5,7 @@ import { strict as assert } from "node:assert";
 import { type ChildProcess } from "node:child_process";
 import { ask6, serve6 } from "../helpers/ipv6.js";
 import { ip, stop } from "../helpers/netns.js";
-import { NODE_IP, POD_CIDR, Topology, type DaemonProc, type Pod } from "../helpers/topology.js";
+import { askUntilCovered, everyBackend, NODE_IP, POD_CIDR, Topology, type DaemonProc, type Pod } from "../helpers/topology.js";
 
 const POD_CIDR6 = "fd00:10:244:1::/64";
 const NODE_IP6 = "fd00:99::1";
@@ -72,10 +72,11 @@ describe("wasp daemon, dual-stack: IPv4 and IPv6 pods, services and flows (integ
     assert.match(ip(t.node, "-6", "route", "show", "table", "119"), /default dev wasp0/);
   });
 
-  it("pod -> IPv6 ClusterIP, TCP and UDP: a backend answers and sees the client's own IPv6 address; the UDP answer comes from the VIP", () => {
+  it("pod -> IPv6 ClusterIP, TCP and UDP: a backend answers and sees the client's own IPv6 address; the UDP answer comes from the VIP", async () => {
+    // 8 connections, and more until both IPv6 backends have answered (64 at most)
+    const pick = (n: number) => Array.from({ length: n }, () => ask(client, "tcp", "fd00:10:96::10", 80));
     const seen = new Set<string>();
-    for (let i = 0; i < 8; i++) {
-      const o = ask(client, "tcp", "fd00:10:96::10", 80);
+    for (const o of await askUntilCovered(pick(8), everyBackend(b1.ip6!, b2.ip6!), pick)) {
       assert.ok(o.ok, JSON.stringify(o));
       assert.equal(o.seen.remote, client.ip6);
       seen.add(o.seen.local);

@@ -160,7 +160,7 @@ describe("wasp daemon reload storm: 100 valid and invalid config changes under a
     const report = JSON.parse(iperfOut) as { error?: string; end?: { sum_received?: { bytes: number } } };
     assert.equal(report.error, undefined, `iperf3: ${report.error}`);
     assert.equal(iperfCode, 0);
-    assert.ok((report.end?.sum_received?.bytes ?? 0) > 0);
+    assert.ok((report.end?.sum_received?.bytes ?? 0) > 0, `iperf3's receiver got bytes: ${JSON.stringify(report.end?.sum_received)}`);
 
     const times = JSON.parse(sender.out().trim()) as number[];
     const got = new Set(JSON.parse(receiver.out().trim()) as number[]);

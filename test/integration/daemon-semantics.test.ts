@@ -8,7 +8,7 @@
 import { strict as assert } from "node:assert";
 import { type ChildProcess } from "node:child_process";
 import { inNs, ip, spawnInNs, stop } from "../helpers/netns.js";
-import { control, EXT_IP, NODE_IP, POD_CIDR, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
+import { askUntilCovered, control, everyBackend, EXT_IP, NODE_IP, POD_CIDR, Topology, waitFor, type DaemonProc, type Outcome, type Pod } from "../helpers/topology.js";
 
 const MASQ = "10.244.1.1";
 const REMOTE = "10.244.2.10"; // an endpoint on node-b (config only: it never answers)
@@ -38,6 +38,8 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
   let client: Pod, b1: Pod, b2: Pod;
   const mine: ChildProcess[] = [];
   let services: Record<string, any>[] = [];
+  /** The services the daemon starts with and its config in force then: after each test, again. */
+  let first = "", firstInForce = "";
 
   const config = () => ({
     mode: "tun",
@@ -91,14 +93,27 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
       },
       { name: "plain", clusterIP: "10.96.0.15", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }, { ip: b2.ip }] },
     ];
+    first = JSON.stringify(services);
     t.writeConfig(config());
+    // The external namespace routes the LoadBalancer IP and the service CIDR to the node, as a
+    // router in front of the cluster would.
+    ip(t.ext, "route", "replace", "198.51.100.10/32", "via", NODE_IP);
+    ip(t.ext, "route", "replace", "10.96.0.0/16", "via", NODE_IP);
     await t.serve(b1.ns, [8080], 5353);
     await t.serve(b2.ns, [8080], 5353);
     daemon = await t.startDaemon();
+    firstInForce = await t.configInForce();
+  });
+
+  // A test that changes a service or starts processes leaves neither behind, also when it fails:
+  // the next test sees the config the daemon started with.
+  afterEach(async () => {
+    for (const c of mine.splice(0)) await stop(c);
+    services = JSON.parse(first);
+    await t.restoreConfig(config(), firstInForce);
   });
 
   after(async () => {
-    for (const c of mine) await stop(c);
     await t?.destroy();
   });
 
@@ -132,7 +147,7 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
     ]);
     assert.equal(tcp!.error, "timeout", `TCP is dropped, not refused: ${JSON.stringify(tcp)}`);
     assert.equal(udp!.error, "timeout", `UDP is dropped, not answered with port unreachable: ${JSON.stringify(udp)}`);
-    assert.ok(((await drops()).no_local_backend ?? 0) > before);
+    assert.ok(((await drops()).no_local_backend ?? 0) > before, `no_local_backend counted the drops (was ${before})`);
   });
 
   it("with no ready endpoint the serving-terminating one takes new connections; once another is ready, new connections go there", async () => {
@@ -146,22 +161,25 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
   it("sessionAffinity ClientIP: every connection from one client goes to one endpoint (without it, both are used)", async () => {
     const sticky = await t.requests(client.ns, Array.from({ length: 16 }, () => ({ host: "10.96.0.13", port: 80 })));
     assert.equal(new Set(sticky.map((o) => o.seen?.local)).size, 1, JSON.stringify(sticky.map((o) => o.seen?.local)));
-    const spread = await t.requests(client.ns, Array.from({ length: 16 }, () => ({ host: "10.96.0.15", port: 80 })));
+    // without affinity: 16 connections, and more until both have answered (64 at most)
+    const toPlain = (n: number) => t.requests(client.ns, Array.from({ length: n }, () => ({ host: "10.96.0.15", port: 80 })));
+    const spread = await askUntilCovered(await toPlain(16), everyBackend(b1.ip, b2.ip), toPlain);
     assert.equal(new Set(spread.map((o) => o.seen?.local)).size, 2);
   });
 
   it("sessionAffinity's timeout: with timeoutSeconds 1, connections more than 2 s apart are free to change endpoint (both are used; with timeoutSeconds 60 one is: the test before)", async () => {
-    const apart = async (gapMs: number, n: number) => {
-      const seen = new Set<string>();
+    const apart = async (n: number) => {
+      const got: Outcome[] = [];
       for (let i = 0; i < n; i++) {
-        const [o] = await t.requests(client.ns, [{ host: "10.96.0.17", port: 80 }]);
-        seen.add(o!.seen?.local ?? `error ${o!.error}`);
-        await new Promise((r) => setTimeout(r, gapMs));
+        got.push((await t.requests(client.ns, [{ host: "10.96.0.17", port: 80 }]))[0]!);
+        await new Promise((r) => setTimeout(r, 2100));
       }
-      return seen;
+      return got;
     };
-    // Each choice after an expiry is a fresh draw: 11 draws all on one of two endpoints is a 1-in-1024 chance.
-    assert.deepEqual([...(await apart(2100, 11))].sort(), [b1.ip, b2.ip].sort());
+    // Each choice after an expiry is a fresh draw: 11 draws all land on one of two endpoints once in
+    // 1024 runs, so it draws on, one at a time (24 in all at most), until both have answered.
+    const draws = await askUntilCovered(await apart(11), everyBackend(b1.ip, b2.ip), apart, 24, 1);
+    assert.deepEqual([...new Set(draws.map((o) => o.seen?.local ?? `error ${o.error}`))].sort(), [b1.ip, b2.ip].sort());
   });
 
   it("a UDP flow whose endpoint goes away moves to the remaining endpoint on the same 5-tuple (stale conntrack cleared)", async () => {
@@ -187,7 +205,6 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
   });
 
   it("a LoadBalancer ingress IP routed to the node reaches the endpoint, masqueraded under externalTrafficPolicy Cluster, answered from the ingress IP", async () => {
-    ip(t.ext, "route", "replace", "198.51.100.10/32", "via", NODE_IP);
     const [o] = await t.requests(t.ext, [{ host: "198.51.100.10", port: 80 }]);
     assert.ok(o!.ok, JSON.stringify(o));
     assert.deepEqual([o!.seen?.local, o!.seen?.remote], [b2.ip, MASQ]);
@@ -196,7 +213,6 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
   });
 
   it("masquerade where kube-proxy masquerades: outside client -> ClusterIP is SNATed to the node; pod -> ClusterIP is not", async () => {
-    ip(t.ext, "route", "replace", "10.96.0.0/16", "via", NODE_IP);
     const [outside] = await t.requests(t.ext, [{ host: "10.96.0.15", port: 80 }]);
     assert.ok(outside!.ok, JSON.stringify(outside));
     assert.equal(outside!.seen?.remote, MASQ);

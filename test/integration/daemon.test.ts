@@ -5,7 +5,7 @@
 import { strict as assert } from "node:assert";
 import { statSync } from "node:fs";
 import { inNs, ip } from "../helpers/netns.js";
-import { assertStreamed, control, EXT_IP, NODE_IP, POD_CIDR, streamSha, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
+import { askUntilCovered, assertStreamed, control, everyBackend, EXT_IP, NODE_IP, POD_CIDR, streamSha, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
 
 const GATEWAY = "10.244.1.1";
 /** The masquerade address: wasp0's own (see src/daemon/node-net.ts). */
@@ -31,14 +31,19 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
   let daemon: DaemonProc;
   let client: Pod, b1: Pod, b2: Pod;
   let rulesBefore = "";
+  /** The services the daemon starts with; a test that changes the config works on `services`. */
+  let base: unknown[] = [];
   let services: unknown[] = [];
+  /** n TCP connections from the client pod to the web ClusterIP. */
+  const toWeb = (n: number) => t.requests(client.ns, Array.from({ length: n }, () => ({ host: "10.96.0.10", port: 80 })));
+  const lateService = () => ({ name: "late", clusterIP: "10.96.0.40", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }] });
 
   before(async () => {
     t = new Topology();
     client = await t.addPod("client");
     b1 = await t.addPod("b1");
     b2 = await t.addPod("b2");
-    services = [
+    base = [
       {
         name: "web", clusterIP: "10.96.0.10",
         ports: [{ name: "http", port: 80, protocol: "TCP", targetPort: 8080 }, { name: "dns", port: 53, protocol: "UDP", targetPort: 5353 }],
@@ -60,7 +65,10 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
         ports: [{ name: "http", port: 80, protocol: "TCP" }, { name: "dns", port: 53, protocol: "UDP" }], backends: [],
       },
     ];
+    services = [...base];
     t.writeConfig(config(mode, { services }));
+    // The external namespace routes the externalIP to the node, as a router that announces it would.
+    ip(t.ext, "route", "replace", "192.0.2.10/32", "via", NODE_IP);
     await t.serve(b1.ns, [8080], 5353);
     await t.serve(b2.ns, [8080], 5353);
     await t.serve(client.ns, [8080]);
@@ -90,7 +98,8 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
   });
 
   it("pod -> ClusterIP TCP reaches a backend that sees the client pod's own IP (no SNAT); connections spread over both backends", async () => {
-    const out = await t.requests(client.ns, Array.from({ length: 24 }, () => ({ host: "10.96.0.10", port: 80 })));
+    // 24 connections, and more until both backends have answered (64 at most)
+    const out = await askUntilCovered(await toWeb(24), everyBackend(b1.ip, b2.ip), toWeb);
     for (const o of out) {
       assert.ok(o.ok, JSON.stringify(o));
       assert.equal(o.seen!.remote, client.ip, "the backend sees the client's pod IP");
@@ -115,7 +124,7 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
     const s = await control(t.socketPath, { cmd: "status" });
     assert.equal(s.mode, mode);
     assert.equal(s.device, "wasp0");
-    assert.ok(s.generation >= 1);
+    assert.ok(s.generation >= 1, `a table generation in force: ${s.generation}`);
     assert.ok(s.counters.verdicts.tun > 0, JSON.stringify(s.counters));
     const sv = await control(t.socketPath, { cmd: "services" });
     const web = sv.services.find((e: any) => e.key === "10.96.0.10:80/TCP");
@@ -171,7 +180,7 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
       assert.ok(o.ok, JSON.stringify(out));
       assert.equal(o.local, EXT_IP);
       assert.equal(o.seen!.remote, MASQ, "external traffic is masqueraded (externalTrafficPolicy Cluster)");
-      assert.ok([b1.ip, b2.ip].includes(o.seen!.local!));
+      assert.ok([b1.ip, b2.ip].includes(o.seen!.local!), `a backend answered: ${JSON.stringify(o)}`);
     }
   });
 
@@ -184,13 +193,12 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
   });
 
   it("an externalIP from the external namespace (routed via the node): reaches a backend, masqueraded, answered from the externalIP", async () => {
-    ip(t.ext, "route", "replace", "192.0.2.10/32", "via", NODE_IP);
     assert.match(ip(t.node, "-4", "route", "show", "192.0.2.10"), /dev wasp0/);
     const out = await t.requests(t.ext, Array.from({ length: 4 }, () => ({ host: "192.0.2.10", port: 80 })));
     for (const o of out) {
       assert.ok(o.ok, JSON.stringify(out));
       assert.equal(o.seen!.remote, MASQ);
-      assert.ok([b1.ip, b2.ip].includes(o.seen!.local!));
+      assert.ok([b1.ip, b2.ip].includes(o.seen!.local!), `a backend answered: ${JSON.stringify(o)}`);
     }
   });
 
@@ -280,135 +288,167 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
     assert.match(text, /# TYPE wasp_reload_duration_seconds histogram/);
   });
 
-  it("a valid reload (a service added) takes effect while traffic runs, without a failed connection", async () => {
-    const gen0 = (await control(t.socketPath, { cmd: "status" })).generation as number;
-    let loopDone = false;
-    const traffic = t.request(client.ns, { host: "10.96.0.10", port: 80, loopMs: 4000 }).finally(() => { loopDone = true; });
-    await new Promise((r) => setTimeout(r, 800));
-    services.push({ name: "late", clusterIP: "10.96.0.40", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }] });
-    t.writeConfig(config(mode, { services }));
-    await waitFor(() => daemon.lines().some((l) => String(l.msg).startsWith("reload applied")), "the reload");
-    const duringTraffic = !loopDone;
-    const late = await t.request(client.ns, { host: "10.96.0.40", port: 80 });
-    assert.ok(late.ok, JSON.stringify(late));
-    assert.equal(late.seen!.local, b1.ip);
-    const loop = await traffic;
-    assert.ok(duringTraffic, "the reload landed while the traffic loop ran");
-    assert.ok(loop.ok && loop.count! > 0, JSON.stringify(loop));
-    const s = await control(t.socketPath, { cmd: "status" });
-    assert.ok(s.generation > gen0, `generation ${gen0} -> ${s.generation}`);
-  });
-
-  it("a reload that drops a backend, adds a peer node and a node address changes the engine, the routes and the NodePort rules in place", async () => {
+  // Each reload test starts from the config it needs and the config the daemon started with is put
+  // back after it, also when it fails: a failed reload does not leave the next test another config.
+  describe("reloads", () => {
     const applied = () => daemon.lines().filter((l) => String(l.msg).startsWith("reload applied")).length;
-    const n0 = applied();
-    const changed = structuredClone(config(mode, { services })) as any;
-    changed.services[0].backends = [{ ip: b1.ip }];
-    changed.node.nodeAddresses = [NODE_IP, "10.99.0.9"];
-    changed.nodes = [{ name: "node-b", underlayIP: "10.99.0.3", podCIDR: "10.244.2.0/24" }];
-    t.writeConfig(changed);
-    await waitFor(() => applied() > n0, "the reload");
-    assert.match(ip(t.node, "-4", "route", "show", "10.244.2.0/24"), /dev wasp0/);
-    assert.match(rules(t.node), /^110:\s+from all to 10\.99\.0\.9 ipproto tcp dport 30000-32767 lookup 119/m);
-    const out = await t.requests(client.ns, Array.from({ length: 8 }, () => ({ host: "10.96.0.10", port: 80 })));
-    assert.ok(out.every((o) => o.ok && o.seen!.local === b1.ip), JSON.stringify(out.map((o) => o.seen?.local ?? o.error)));
-    t.writeConfig(config(mode, { services }));
-    await waitFor(() => applied() > n0 + 1, "the reload back");
-    assert.equal(ip(t.node, "-4", "route", "show", "10.244.2.0/24").trim(), "");
-    assert.doesNotMatch(rules(t.node), /10\.99\.0\.9/);
-    const back = await t.requests(client.ns, Array.from({ length: 16 }, () => ({ host: "10.96.0.10", port: 80 })));
-    assert.deepEqual([...new Set(back.map((o) => o.seen?.local))].sort(), [b1.ip, b2.ip].sort());
-  });
-
-  it("an invalid reload is rejected naming the field, the tables stay and traffic continues", async () => {
-    const gen = (await control(t.socketPath, { cmd: "status" })).generation as number;
-    const bad = structuredClone(config(mode, { services })) as any;
-    bad.services[0].ports[0].port = 70000;
-    t.writeConfig(bad);
-    await waitFor(() => daemon.lines().some((l) => String(l.msg).startsWith("reload rejected")), "the rejection");
-    const line = daemon.lines().find((l) => String(l.msg).startsWith("reload rejected"))!;
-    assert.equal(line.msg, `reload rejected (1 problems); still serving generation ${gen}`);
-    assert.match(JSON.stringify(line.problems), /services\[0\]\.ports\[0\]\.port is 70000/);
-    const out = await t.requests(client.ns, [{ host: "10.96.0.10", port: 80 }, { host: "10.96.0.40", port: 80 }]);
-    assert.ok(out.every((o) => o.ok), JSON.stringify(out));
-    assert.equal((await control(t.socketPath, { cmd: "status" })).generation, gen);
-    // Valid on its own, but the engine took the service CIDR at start.
-    const rejected = () => daemon.lines().filter((l) => String(l.msg).startsWith("reload rejected"));
-    try {
-      t.writeConfig({ ...config(mode, { services }), serviceCIDR: "10.96.0.0/15" });
-      await waitFor(() => rejected().length > 1, "the second rejection");
-      assert.match(JSON.stringify(rejected()[1]!.problems), /serviceCIDR is \\"10\.96\.0\.0\/15\\", was \\"10\.96\.0\.0\/16\\"; this setting takes a daemon restart/);
-      assert.ok((await t.request(client.ns, { host: "10.96.0.10", port: 80 })).ok);
-    } finally {
-      t.writeConfig(config(mode, { services })); // valid again for what follows
-    }
-  });
-
-  it("a reload storm (20 writes in a row) ends in the last config, with traffic unharmed throughout", async () => {
-    const traffic = t.request(client.ns, { host: "10.96.0.10", port: 80, loopMs: 3000 });
-    const without = services.filter((x: any) => x.name !== "late");
-    for (let i = 0; i < 20; i++) {
-      t.writeConfig(config(mode, { services: i % 2 ? services : without }));
-      await new Promise((r) => setTimeout(r, 15));
-    }
-    const storm = { name: "storm", clusterIP: "10.96.0.70", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b2.ip }] };
-    services.push(storm);
-    t.writeConfig(config(mode, { services }));
-    let keys: string[] = [];
-    for (let i = 0; i < 100 && !keys.includes("10.96.0.70:80/TCP"); i++) {
-      keys = ((await control(t.socketPath, { cmd: "services" })).services as Array<{ key: string }>).map((e) => e.key);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.ok(keys.includes("10.96.0.70:80/TCP") && keys.includes("10.96.0.40:80/TCP"), keys.join(" "));
-    const [a, b] = await t.requests(client.ns, [{ host: "10.96.0.70", port: 80 }, { host: "10.96.0.40", port: 80 }]);
-    assert.equal(a!.seen?.local, b2.ip, JSON.stringify(a));
-    assert.equal(b!.seen?.local, b1.ip, JSON.stringify(b));
-    const loop = await traffic;
-    assert.ok(loop.ok && loop.count! > 0, JSON.stringify(loop));
-  });
-
-  it("the daemon stops on SIGTERM and leaves no wasp0, no table 119 and the rules as they were", async () => {
-    await t.stopProcess(daemon.child, "SIGTERM");
-    assert.equal(await daemon.exited, 0, daemon.log());
-    assert.equal(rules(t.node), rulesBefore);
-    assert.throws(() => ip(t.node, "link", "show", "wasp0"));
-    assert.equal(ip(t.node, "-4", "route", "show", "table", "119").trim(), "");
-  });
-  it("after kill -9 the leftovers stay; a restart removes them and rebuilds, and SIGTERM then restores the rules", async () => {
-    const d1 = await t.startDaemon();
-    await t.stopProcess(d1.child, "SIGKILL");
-    const left = rules(t.node);
-    assert.match(left, /^100:/m, `the pod rule should be left over:\n${left}`);
-    assert.doesNotMatch(left, /^0:/m);
-    const d2 = await t.startDaemon();
-    daemon = d2;
-    assert.ok(d2.lines().some((l) => l.msg === "removed what a previous daemon left behind"), d2.log());
-    const o = await t.request(client.ns, { host: "10.96.0.10", port: 80 });
-    assert.ok(o.ok, JSON.stringify(o));
-    assert.equal(o.seen!.remote, client.ip);
-    await t.stopProcess(d2.child, "SIGTERM");
-    assert.equal(await d2.exited, 0, d2.log());
-    assert.equal(rules(t.node), rulesBefore);
-    assert.throws(() => ip(t.node, "link", "show", "wasp0"));
-  });
-
-  // io_uring is the default where it works (this kernel: yes); the plain read/write path stays served.
-  for (const [flag, uring] of [["--io-uring", true], ["--no-io-uring", false]] as const) {
-    it(`with ${flag} the datapath serves pod -> ClusterIP TCP and UDP and a 32 MiB stream (status says ioUring ${uring})`, async () => {
-      const d = await t.startDaemon([flag]);
-      daemon = d;
-      assert.equal((await control(t.socketPath, { cmd: "status" })).ioUring, uring);
-      const out = await t.requests(client.ns, [
-        ...Array.from({ length: 8 }, () => ({ host: "10.96.0.10", port: 80 })),
-        { proto: "udp" as const, host: "10.96.0.10", port: 53 },
-      ]);
-      assert.ok(out.every((o) => o.ok && o.seen!.remote === client.ip), JSON.stringify(out));
-      const r = await t.stream(client.ns, "10.96.0.50", 5201, 32 << 20);
-      assert.equal(r.sha, streamSha(32 << 20), JSON.stringify(r));
-      await t.stopProcess(d.child, "SIGTERM");
-      assert.equal(await d.exited, 0, d.log());
-      assert.equal(rules(t.node), rulesBefore);
+    let first = "";
+    before(async () => { first = await t.configInForce(); });
+    afterEach(async () => {
+      services = [...base];
+      await t.restoreConfig(config(mode, { services }), first);
     });
-  }
+
+    it("a valid reload (a service added) takes effect while traffic runs, without a failed connection", async () => {
+      const gen0 = (await control(t.socketPath, { cmd: "status" })).generation as number;
+      let loopDone = false;
+      const traffic = t.request(client.ns, { host: "10.96.0.10", port: 80, loopMs: 4000 }).finally(() => { loopDone = true; });
+      await new Promise((r) => setTimeout(r, 800));
+      services.push(lateService());
+      t.writeConfig(config(mode, { services }));
+      await waitFor(() => daemon.lines().some((l) => String(l.msg).startsWith("reload applied")), "the reload");
+      const duringTraffic = !loopDone;
+      const late = await t.request(client.ns, { host: "10.96.0.40", port: 80 });
+      assert.ok(late.ok, JSON.stringify(late));
+      assert.equal(late.seen!.local, b1.ip);
+      const loop = await traffic;
+      assert.ok(duringTraffic, "the reload landed while the traffic loop ran");
+      assert.ok(loop.ok && loop.count! > 0, JSON.stringify(loop));
+      const s = await control(t.socketPath, { cmd: "status" });
+      assert.ok(s.generation > gen0, `generation ${gen0} -> ${s.generation}`);
+    });
+
+    it("a reload that drops a backend, adds a peer node and a node address changes the engine, the routes and the NodePort rules in place", async () => {
+      const n0 = applied();
+      const changed = structuredClone(config(mode, { services })) as any;
+      changed.services[0].backends = [{ ip: b1.ip }];
+      changed.node.nodeAddresses = [NODE_IP, "10.99.0.9"];
+      changed.nodes = [{ name: "node-b", underlayIP: "10.99.0.3", podCIDR: "10.244.2.0/24" }];
+      t.writeConfig(changed);
+      await waitFor(() => applied() > n0, "the reload");
+      assert.match(ip(t.node, "-4", "route", "show", "10.244.2.0/24"), /dev wasp0/);
+      assert.match(rules(t.node), /^110:\s+from all to 10\.99\.0\.9 ipproto tcp dport 30000-32767 lookup 119/m);
+      const out = await t.requests(client.ns, Array.from({ length: 8 }, () => ({ host: "10.96.0.10", port: 80 })));
+      assert.ok(out.every((o) => o.ok && o.seen!.local === b1.ip), JSON.stringify(out.map((o) => o.seen?.local ?? o.error)));
+      t.writeConfig(config(mode, { services }));
+      await waitFor(() => applied() > n0 + 1, "the reload back");
+      assert.equal(ip(t.node, "-4", "route", "show", "10.244.2.0/24").trim(), "");
+      assert.doesNotMatch(rules(t.node), /10\.99\.0\.9/);
+      const back = await askUntilCovered(await toWeb(16), everyBackend(b1.ip, b2.ip), toWeb);
+      assert.deepEqual([...new Set(back.map((o) => o.seen?.local))].sort(), [b1.ip, b2.ip].sort());
+    });
+
+    describe("with the service added by a reload (10.96.0.40)", () => {
+      beforeEach(async () => {
+        const n = applied();
+        services = [...base, lateService()];
+        t.writeConfig(config(mode, { services }));
+        await waitFor(() => applied() > n, "the reload adding 10.96.0.40");
+      });
+
+      it("an invalid reload is rejected naming the field, the tables stay and traffic continues", async () => {
+        const gen = (await control(t.socketPath, { cmd: "status" })).generation as number;
+        const bad = structuredClone(config(mode, { services })) as any;
+        bad.services[0].ports[0].port = 70000;
+        t.writeConfig(bad);
+        await waitFor(() => daemon.lines().some((l) => String(l.msg).startsWith("reload rejected")), "the rejection");
+        const line = daemon.lines().find((l) => String(l.msg).startsWith("reload rejected"))!;
+        assert.equal(line.msg, `reload rejected (1 problems); still serving generation ${gen}`);
+        assert.match(JSON.stringify(line.problems), /services\[0\]\.ports\[0\]\.port is 70000/);
+        const out = await t.requests(client.ns, [{ host: "10.96.0.10", port: 80 }, { host: "10.96.0.40", port: 80 }]);
+        assert.ok(out.every((o) => o.ok), JSON.stringify(out));
+        assert.equal((await control(t.socketPath, { cmd: "status" })).generation, gen);
+        // Valid on its own, but the engine took the service CIDR at start.
+        const rejected = () => daemon.lines().filter((l) => String(l.msg).startsWith("reload rejected"));
+        try {
+          t.writeConfig({ ...config(mode, { services }), serviceCIDR: "10.96.0.0/15" });
+          await waitFor(() => rejected().length > 1, "the second rejection");
+          assert.match(JSON.stringify(rejected()[1]!.problems), /serviceCIDR is \\"10\.96\.0\.0\/15\\", was \\"10\.96\.0\.0\/16\\"; this setting takes a daemon restart/);
+          assert.ok((await t.request(client.ns, { host: "10.96.0.10", port: 80 })).ok, "the ClusterIP still answers after the second rejection");
+        } finally {
+          t.writeConfig(config(mode, { services })); // valid again before the test ends
+        }
+      });
+
+      it("a reload storm (20 writes in a row) ends in the last config, with traffic unharmed throughout", async () => {
+        const traffic = t.request(client.ns, { host: "10.96.0.10", port: 80, loopMs: 3000 });
+        const without = services.filter((x: any) => x.name !== "late");
+        for (let i = 0; i < 20; i++) {
+          t.writeConfig(config(mode, { services: i % 2 ? services : without }));
+          await new Promise((r) => setTimeout(r, 15));
+        }
+        const storm = { name: "storm", clusterIP: "10.96.0.70", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b2.ip }] };
+        services.push(storm);
+        t.writeConfig(config(mode, { services }));
+        let keys: string[] = [];
+        for (let i = 0; i < 100 && !keys.includes("10.96.0.70:80/TCP"); i++) {
+          keys = ((await control(t.socketPath, { cmd: "services" })).services as Array<{ key: string }>).map((e) => e.key);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(keys.includes("10.96.0.70:80/TCP") && keys.includes("10.96.0.40:80/TCP"), keys.join(" "));
+        const [a, b] = await t.requests(client.ns, [{ host: "10.96.0.70", port: 80 }, { host: "10.96.0.40", port: 80 }]);
+        assert.equal(a!.seen?.local, b2.ip, JSON.stringify(a));
+        assert.equal(b!.seen?.local, b1.ip, JSON.stringify(b));
+        const loop = await traffic;
+        assert.ok(loop.ok && loop.count! > 0, JSON.stringify(loop));
+      });
+    });
+  });
+
+  // These stop the daemon and start their own: whatever daemon a test leaves running is stopped
+  // after it, also when it fails, so the next one starts on a node without a daemon.
+  describe("the daemon's life", () => {
+    afterEach(async () => { await t.stopProcess(daemon.child); });
+
+    it("the daemon stops on SIGTERM and leaves no wasp0, no table 119 and the rules as they were", async () => {
+      await t.stopProcess(daemon.child, "SIGTERM");
+      assert.equal(await daemon.exited, 0, daemon.log());
+      assert.equal(rules(t.node), rulesBefore);
+      assert.throws(() => ip(t.node, "link", "show", "wasp0"));
+      assert.equal(ip(t.node, "-4", "route", "show", "table", "119").trim(), "");
+    });
+
+    describe("each with a daemon of its own", () => {
+      // Run without the test before, the first daemon still serves: stopped first.
+      beforeEach(async () => { await t.stopProcess(daemon.child); });
+
+      it("after kill -9 the leftovers stay; a restart removes them and rebuilds, and SIGTERM then restores the rules", async () => {
+        const d1 = await t.startDaemon();
+        await t.stopProcess(d1.child, "SIGKILL");
+        const left = rules(t.node);
+        assert.match(left, /^100:/m, `the pod rule should be left over:\n${left}`);
+        assert.doesNotMatch(left, /^0:/m);
+        const d2 = await t.startDaemon();
+        daemon = d2;
+        assert.ok(d2.lines().some((l) => l.msg === "removed what a previous daemon left behind"), d2.log());
+        const o = await t.request(client.ns, { host: "10.96.0.10", port: 80 });
+        assert.ok(o.ok, JSON.stringify(o));
+        assert.equal(o.seen!.remote, client.ip);
+        await t.stopProcess(d2.child, "SIGTERM");
+        assert.equal(await d2.exited, 0, d2.log());
+        assert.equal(rules(t.node), rulesBefore);
+        assert.throws(() => ip(t.node, "link", "show", "wasp0"));
+      });
+
+      // io_uring is the default where it works (this kernel: yes); the plain read/write path stays served.
+      for (const [flag, uring] of [["--io-uring", true], ["--no-io-uring", false]] as const) {
+        it(`with ${flag} the datapath serves pod -> ClusterIP TCP and UDP and a 32 MiB stream (status says ioUring ${uring})`, async () => {
+          const d = await t.startDaemon([flag]);
+          daemon = d;
+          assert.equal((await control(t.socketPath, { cmd: "status" })).ioUring, uring);
+          const out = await t.requests(client.ns, [
+            ...Array.from({ length: 8 }, () => ({ host: "10.96.0.10", port: 80 })),
+            { proto: "udp" as const, host: "10.96.0.10", port: 53 },
+          ]);
+          assert.ok(out.every((o) => o.ok && o.seen!.remote === client.ip), JSON.stringify(out));
+          const r = await t.stream(client.ns, "10.96.0.50", 5201, 32 << 20);
+          assert.equal(r.sha, streamSha(32 << 20), JSON.stringify(r));
+          await t.stopProcess(d.child, "SIGTERM");
+          assert.equal(await d.exited, 0, d.log());
+          assert.equal(rules(t.node), rulesBefore);
+        });
+      }
+    });
+  });
 });
 }

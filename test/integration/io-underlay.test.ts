@@ -7,7 +7,7 @@ import { UnderlaySocket } from "../../src/io/index.js";
 import { deleteAllNs, inNs, ip, makeNs, veth } from "../helpers/netns.js";
 import { startCapture } from "../helpers/topology.js";
 import { packet as ipPacket, rfc1071, TCP } from "../helpers/packets.js";
-import { ipv4ToU32, layout, packet, put, slot, udp4, waitFor } from "../unit/io/batch.js";
+import { ipv4ToU32, layout, packet, put, slot, udp4, waitFor } from "../helpers/batch.js";
 
 const PORT = 8472;
 
@@ -150,7 +150,7 @@ describe("io: underlay socket (integration, needs root)", function () {
       return seen.length >= 10;
     }, "10 packets in batches of 4");
     assert.equal(seen.length, 10);
-    assert.ok(!sb.hasPending());
+    assert.ok(!sb.hasPending(), "nothing pending once all 10 are read");
     payloads.forEach((p, i) => assert.deepEqual(seen[i], p, `packet ${i}`));
   });
 

@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { Verdict, VNET_HDR_LEN } from "../../src/engine/abi.js";
 import { TunDevice } from "../../src/io/index.js";
 import { deleteAllNs, ip, makeNs, spawnInNs, stop, sysctl, veth } from "../helpers/netns.js";
-import { layout, slot, vnetHeader, waitFor } from "../unit/io/batch.js";
+import { layout, slot, vnetHeader, waitFor } from "../helpers/batch.js";
 
 const BYTES = 32 << 20;
 const VIRTIO_NET_HDR_GSO_TCPV4 = 1;

@@ -42,8 +42,8 @@ describe("netlink: rtnetlink requests checked with iproute2 (integration, needs 
     const [h] = json(host, "addr", "show", "dev", "vh0");
     assert.equal(h.mtu, 1450);
     assert.equal(h.address, "02:00:00:00:00:01");
-    assert.ok(h.flags.includes("UP"));
-    assert.ok(h.addr_info.some((a: { local: string; prefixlen: number }) => a.local === "fe80::1" && a.prefixlen === 64));
+    assert.ok(h.flags.includes("UP"), `vh0 is UP: ${h.flags}`);
+    assert.ok(h.addr_info.some((a: { local: string; prefixlen: number }) => a.local === "fe80::1" && a.prefixlen === 64), `vh0 holds fe80::1/64: ${JSON.stringify(h.addr_info)}`);
     assert.match(ip(host, "-4", "route", "show"), /^10\.244\.1\.2 dev vh0 scope link/m);
     assert.match(ip(host, "-6", "route", "show"), /^fd00::2 dev vh0/m);
 
@@ -51,8 +51,8 @@ describe("netlink: rtnetlink requests checked with iproute2 (integration, needs 
     assert.equal(p.mtu, 1450);
     assert.equal(p.address, "02:00:00:00:00:02");
     assert.equal(p.link_type, "ether");
-    assert.ok(p.addr_info.some((a: { local: string; prefixlen: number }) => a.local === "10.244.1.2" && a.prefixlen === 32));
-    assert.ok(p.addr_info.some((a: { local: string; prefixlen: number }) => a.local === "fd00::2" && a.prefixlen === 128));
+    assert.ok(p.addr_info.some((a: { local: string; prefixlen: number }) => a.local === "10.244.1.2" && a.prefixlen === 32), `eth0 holds 10.244.1.2/32: ${JSON.stringify(p.addr_info)}`);
+    assert.ok(p.addr_info.some((a: { local: string; prefixlen: number }) => a.local === "fd00::2" && a.prefixlen === 128), `eth0 holds fd00::2/128: ${JSON.stringify(p.addr_info)}`);
     assert.match(ip(pod, "-4", "route", "show"), /^default via 169\.254\.1\.1 dev eth0 onlink/m);
     assert.match(ip(pod, "-4", "route", "show"), /^169\.254\.1\.1 dev eth0 scope link/m);
     assert.match(ip(pod, "-6", "route", "show"), /^default via fe80::1 dev eth0 .*onlink/m);

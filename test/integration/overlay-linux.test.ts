@@ -90,7 +90,7 @@ describe("overlay: wasp node <-> Linux vxlan node in the flannel convention (int
       // eth.dst: the outer frame's, then the inner frame's
       assert.equal(f.all("eth.dst")[1], fromWasp ? ln.vtepMac : A_VTEP_MAC);
       // RFC 7348 §5: the outer source port is a flow hash, in the dynamic range for wasp
-      if (fromWasp) assert.ok(Number(f.get("udp.srcport")) >= 49152);
+      if (fromWasp) assert.ok(Number(f.get("udp.srcport")) >= 49152, `outer source port ${f.get("udp.srcport")} in the dynamic range 49152-65535`);
       dirs.add(`${fromWasp ? "wasp->linux" : "linux->wasp"} ${f.has("tcp.srcport") ? "tcp" : f.has("icmp.type") ? "icmp" : "other"}`);
     }
     assert.deepEqual([...dirs].sort(), ["linux->wasp icmp", "linux->wasp tcp", "wasp->linux icmp", "wasp->linux tcp"]);
@@ -109,7 +109,7 @@ describe("overlay: wasp node <-> Linux vxlan node in the flannel convention (int
       if (f.has("tcp.srcport")) assert.equal(f.get("tcp.checksum.status"), CHECKSUM_GOOD, `inner TCP checksum (${fromWasp ? "from wasp" : "from Linux"})`);
       if (f.has("icmp.type")) assert.equal(f.get("icmp.checksum.status"), CHECKSUM_GOOD, "inner ICMP checksum");
       assert.ok(!f.all("_ws.expert.message").some((m) => /checksum/i.test(m)), f.expert().join("; "));
-      assert.ok(!ipSums.includes(CHECKSUM_BAD));
+      assert.ok(!ipSums.includes(CHECKSUM_BAD), `no IPv4 checksum marked bad: ${ipSums}`);
     }
     assert.ok(tcp >= 8 && icmp >= 8, `${tcp} TCP and ${icmp} ICMP frames judged`);
   });

@@ -10,7 +10,7 @@ import { inNs, ip, spawnInNs, stop } from "../helpers/netns.js";
 import { packet } from "../helpers/packets.js";
 import { LINKTYPE_ETHERNET } from "../helpers/pcap.js";
 import { CHECKSUM_GOOD, dissect } from "../helpers/tshark.js";
-import { assertStreamed, control, startCapture, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
+import { askUntilCovered, assertStreamed, control, everyBackend, startCapture, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
 
 const A = { name: "node-a", underlayIP: "10.99.0.1", podCIDR: "10.244.1.0/24" };
 const B = { name: "node-b", underlayIP: "10.99.0.3", podCIDR: "10.244.2.0/24" };
@@ -161,13 +161,16 @@ describe("overlay: three wasp nodes on one underlay switch (integration, needs r
   });
 
   it("a ClusterIP on node A with backends on nodes B and C: both answer, each sees the client's pod IP, replies come from the VIP", async () => {
-    const out = await ta.requests(pa.ns, [
+    const first = await ta.requests(pa.ns, [
       ...Array.from({ length: 16 }, () => ({ host: VIP, port: 80 })),
       ...Array.from({ length: 4 }, () => ({ proto: "udp" as const, host: VIP, port: 53 })),
     ]);
+    // 16 TCP connections, and more until both backends have answered (64 at most)
+    const tcp = await askUntilCovered(first.slice(0, 16), everyBackend(pb.ip, pc.ip),
+      (n) => ta.requests(pa.ns, Array.from({ length: n }, () => ({ host: VIP, port: 80 }))));
+    const udp = first.slice(16), out = [...tcp, ...udp];
     assert.ok(out.every((o) => o.ok), JSON.stringify(out.filter((o) => !o.ok)));
-    const tcp = out.slice(0, 16), udp = out.slice(16);
-    assert.deepEqual(new Set(tcp.map((o) => o.seen!.local)), new Set([pb.ip, pc.ip]), "random choice over 16 connections reaches both backends");
+    assert.deepEqual(new Set(tcp.map((o) => o.seen!.local)), new Set([pb.ip, pc.ip]), `random choice over ${tcp.length} connections reaches both backends`);
     for (const o of out) assert.equal(o.seen!.remote, pa.ip, "no SNAT for a pod client");
     for (const o of udp) assert.equal(o.from, VIP, "the UDP reply is reverse-NATed on node A");
   });

@@ -11,7 +11,7 @@ const problems = (raw: unknown) => {
 describe("cni: network config validation (pure)", () => {
   it("fills the defaults: mtu 1450 (1500 underlay - 50 VXLAN), dataDir /var/lib/cni/networks, empty dns", () => {
     const r = validateNetConf(base);
-    assert.ok("config" in r);
+    assert.ok("config" in r, `the base config is valid: ${JSON.stringify(r)}`);
     assert.equal(r.config.mtu, 1450);
     assert.equal(r.config.dataDir, "/var/lib/cni/networks");
     assert.deepEqual(r.config.dns, {});
@@ -19,7 +19,7 @@ describe("cni: network config validation (pure)", () => {
 
   it("derives the mtu from underlayMTU when only that is given (9000 -> 8950)", () => {
     const r = validateNetConf({ ...base, underlayMTU: 9000 });
-    assert.ok("config" in r);
+    assert.ok("config" in r, `underlayMTU 9000 is valid: ${JSON.stringify(r)}`);
     assert.equal(r.config.mtu, 8950);
   });
 
@@ -43,21 +43,21 @@ describe("cni: network config validation (pure)", () => {
 
   it("follows the CNI spec's network name rule (alphanumeric first, then [A-Za-z0-9_.-])", () => {
     assert.match(problems({ ...base, name: "-bad" })[0]!, /^name \("-bad"\)/);
-    assert.ok("config" in validateNetConf({ ...base, name: "k8s-pod.net_1" }));
+    assert.ok("config" in validateNetConf({ ...base, name: "k8s-pod.net_1" }), "k8s-pod.net_1 is a valid network name");
   });
 
   it("accepts the GC list under cni.dev/valid-attachments and the older cni.dev/attachments", () => {
     const att = [{ containerID: "c1", ifname: "eth0" }];
     for (const key of ["cni.dev/valid-attachments", "cni.dev/attachments"]) {
       const r = validateNetConf({ ...base, [key]: att });
-      assert.ok("config" in r);
+      assert.ok("config" in r, `${key} is accepted: ${JSON.stringify(r)}`);
       assert.deepEqual(r.config.validAttachments, att);
     }
     assert.match(problems({ ...base, "cni.dev/valid-attachments": [{ containerID: "c1" }] })[0]!, /ifname is missing/);
   });
 
   it("keeps unknown fields (args, capabilities, ipMasq) out of the way: plugins may ignore them", () => {
-    assert.ok("config" in validateNetConf({ ...base, args: { labels: {} }, capabilities: { portMappings: true }, ipMasq: false }));
+    assert.ok("config" in validateNetConf({ ...base, args: { labels: {} }, capabilities: { portMappings: true }, ipMasq: false }), "args, capabilities and ipMasq are accepted");
   });
 
   it("says so when the config is not an object at all", () => {

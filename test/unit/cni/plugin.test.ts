@@ -89,10 +89,10 @@ describe("cni: result shapes per version", () => {
       { version: "4", address: "10.244.1.2/32", gateway: "169.254.1.1", interface: 1 },
       { version: "6", address: "fd00::2/128", gateway: "fe80::1", interface: 1 },
     ]);
-    assert.ok((formatResult(r, "1.0.0").ips as object[]).every((i) => !("version" in i)));
+    assert.ok((formatResult(r, "1.0.0").ips as object[]).every((i) => !("version" in i)), "no ips[].version in a 1.0.0 result");
   });
   it("interfaces[].mtu appears only from 1.1.0 (a 1.1 addition)", () => {
-    assert.ok((formatResult(r, "1.0.0").interfaces as object[]).every((i) => !("mtu" in i)));
+    assert.ok((formatResult(r, "1.0.0").interfaces as object[]).every((i) => !("mtu" in i)), "no interfaces[].mtu in a 1.0.0 result");
     assert.equal((formatResult(r, "1.1.0").interfaces as Array<{ mtu?: number }>)[1]!.mtu, 1450);
   });
   it("after another plugin, our interface indexes shift past the previous result's interfaces", () => {

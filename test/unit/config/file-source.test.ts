@@ -48,7 +48,7 @@ describe("config/file-source", () => {
     const file = join(dir, "config.yaml");
     await writeFile(file, valid(80));
     const r = await loadConfigFile(file);
-    assert.ok("config" in r);
+    assert.ok("config" in r, `the valid file loads: ${JSON.stringify(r)}`);
     const missing = await loadConfigFile(join(dir, "nope.yaml"));
     assert.deepEqual(missing, { problems: [{ path: "", message: "cannot be read: no such file (ENOENT)" }] });
   });

@@ -14,7 +14,7 @@ describe("config/parse", () => {
 
   it("gives a YAML syntax error with its line and column", () => {
     const r = parseConfigText("node:\n  name: n1\n   bad: [\n", "c.yaml");
-    assert.ok("problems" in r);
+    assert.ok("problems" in r, "bad YAML is a problem");
     const p = r.problems[0]!;
     assert.equal(p.path, "");
     assert.match(p.message, /^is not valid YAML: /);
@@ -25,7 +25,7 @@ describe("config/parse", () => {
 
   it("gives a JSON syntax error with its line and column when V8 names the offset", () => {
     const r = parseConfigText('{\n  "mode": "tun",\n  "node" 1\n}', "c.json");
-    assert.ok("problems" in r);
+    assert.ok("problems" in r, "bad JSON is a problem");
     assert.deepEqual({ line: r.problems[0]!.line, column: r.problems[0]!.column }, { line: 3, column: 10 });
     assert.match(r.problems[0]!.message, /^is not valid JSON: [^\n]+$/);
     assert.doesNotMatch(r.problems[0]!.message, /position/);
@@ -33,7 +33,7 @@ describe("config/parse", () => {
 
   it("rejects duplicate keys in YAML instead of letting the last one win", () => {
     const r = parseConfigText("mode: tun\nmode: tap\n", "c.yaml");
-    assert.ok("problems" in r);
+    assert.ok("problems" in r, `a duplicate key is a problem: ${JSON.stringify(r)}`);
   });
 
   it("formats problems as file: path message, and syntax errors as file:line:column", () => {
@@ -49,7 +49,7 @@ describe("config/parse", () => {
 
   it("loads text through parse and validation", () => {
     const r = loadConfigText("node: { name: n1, underlayIP: 10.99.0.1, podCIDR: 10.244.1.0/24 }\nservices:\n  - { name: a, clusterIP: 10.96.0.1, ports: [{ port: 70000 }] }\n", "c.yaml");
-    assert.ok("problems" in r);
+    assert.ok("problems" in r, "port 70000 is a problem");
     assert.deepEqual(formatProblems("c.yaml", r.problems), ["c.yaml: services[0].ports[0].port is 70000; a port is 1-65535"]);
   });
 });

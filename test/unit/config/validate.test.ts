@@ -98,7 +98,7 @@ describe("config/validate", () => {
     const raw = base();
     delete raw.node;
     const p = problems(raw).find((x) => x.path === "node");
-    assert.ok(p);
+    assert.ok(p, `a problem at "node": ${JSON.stringify(problems(raw))}`);
     assert.match(p.message, /^is missing; expected a mapping of node settings/);
   });
 
@@ -181,11 +181,11 @@ describe("config/validate", () => {
   it("with a ServiceCache, an unchanged service keeps its object across validations and a changed one is checked afresh", async () => {
     const cache = new ServiceCache();
     const first = await validateConfigAsync(base(), cache);
-    assert.ok("config" in first);
+    assert.ok("config" in first, "the base config is valid");
     const raw = base();
     raw.services[1].backends = [{ ip: "10.244.1.13" }];
     const second = await validateConfigAsync(raw, cache);
-    assert.ok("config" in second);
+    assert.ok("config" in second, "valid with services[1]'s backends changed");
     assert.equal(second.config.services[0], first.config.services[0], "unchanged: the same object");
     assert.notEqual(second.config.services[1], first.config.services[1]);
     assert.deepEqual(second.config.services[1]!.backends.map((b) => b.ip), ["10.244.1.13"]);
@@ -231,8 +231,8 @@ describe("config/validate", () => {
     const ps = problems(raw);
     assert.deepEqual(ps.map((p) => p.path).sort(), ["nodes[1].podCIDR", "nodes[2].podCIDR", "nodes[3].podCIDR", "nodes[3].podCIDR"], JSON.stringify(ps, null, 1));
     assert.match(ps.find((p) => p.path === "nodes[2].podCIDR")!.message, /overlapping this node's pod CIDR 10\.244\.1\.0\/24/);
-    assert.ok(ps.some((p) => p.path === "nodes[3].podCIDR" && /overlapping the service CIDR/.test(p.message)));
-    assert.ok(ps.some((p) => p.path === "nodes[1].podCIDR" && /overlapping the pod CIDR of nodes\[0\] \(n2\)/.test(p.message)));
+    assert.ok(ps.some((p) => p.path === "nodes[3].podCIDR" && /overlapping the service CIDR/.test(p.message)), `nodes[3].podCIDR overlaps the service CIDR: ${JSON.stringify(ps)}`);
+    assert.ok(ps.some((p) => p.path === "nodes[1].podCIDR" && /overlapping the pod CIDR of nodes\[0\] \(n2\)/.test(p.message)), `nodes[1].podCIDR overlaps nodes[0]'s: ${JSON.stringify(ps)}`);
   });
 
   it("rejects a node with this node's underlay IP or name", () => {

@@ -8,7 +8,7 @@ const req = (...parts: Array<string | Buffer>) => Buffer.concat(parts.map((p) =>
 describe("CNI socket protocol (daemon side)", () => {
   it("splits NUL-ended NAME=value strings up to an empty one, then takes the rest as stdin (which may hold NULs)", () => {
     const r = parseRequest(req("CNI_COMMAND=ADD\0", "CNI_ARGS=K8S_POD_NAME=a;IgnoreUnknown=1\0", "WASP_FRONT_NETNS=4:5\0", "\0", '{"a":1}\0x'));
-    assert.ok(r);
+    assert.ok(r, "the well-formed request parses");
     assert.equal(r.vars.get("CNI_COMMAND"), "ADD");
     assert.equal(r.vars.get("CNI_ARGS"), "K8S_POD_NAME=a;IgnoreUnknown=1", "only the first = separates name and value");
     assert.equal(r.stdin, '{"a":1}\0x');

@@ -7,7 +7,7 @@ import { decodeOps, encodeModel, encodeOps, measureOps, type DecodedOp } from ".
 import { buildModel, diffModel, fullDelta, PROTO, RouteKind, ServiceFlag, ServiceKind, type Model, type ModelDelta } from "../../../src/model/index.js";
 import { OpWriter } from "../../helpers/ops.js";
 import { packet, parse, TCP } from "../../helpers/packets.js";
-import { configArb } from "../model/arbitrary.js";
+import { configArb } from "../../helpers/arbitrary.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const EMPTY: ModelDelta = { clear: false, deleteServices: [], upsertServices: [], deleteRoutes: [], upsertRoutes: [], deleteLocalAddrs: [], addLocalAddrs: [] };
@@ -108,8 +108,8 @@ describe("engine/ops", () => {
     const n = measureOps(d);
     const buf = new Uint8Array(n + 64).fill(0xee);
     assert.equal(encodeOps(d, new DataView(buf.buffer, 16), 16), n);
-    assert.ok(buf.subarray(0, 32).every((x) => x === 0xee));
-    assert.ok(buf.subarray(32 + n).every((x) => x === 0xee));
+    assert.ok(buf.subarray(0, 32).every((x) => x === 0xee), "nothing written before the ops");
+    assert.ok(buf.subarray(32 + n).every((x) => x === 0xee), "nothing written after the ops");
     assert.deepEqual(decodeOps(buf.subarray(32, 32 + n)), decodeOps(encode(d)));
   });
 
@@ -117,7 +117,7 @@ describe("engine/ops", () => {
     const d = fullDelta(buildModel(defaultConfig()));
     const buf = new Uint8Array(measureOps(d) - 4);
     assert.throws(() => encodeOps(d, buf, 0), /control ops need \d+ bytes at offset 0; the staging area has \d+/);
-    assert.ok(buf.every((x) => x === 0));
+    assert.ok(buf.every((x) => x === 0), "nothing written to a staging area too small");
   });
 
   it("decodeOps refuses unknown codes, wrong sizes and non-zero reserved bytes", () => {

@@ -86,10 +86,10 @@ describe("kube convert: Service, EndpointSlice and Node objects", () => {
     }
     const bad = endpointSlice("s", "web", [{ ip: "fd00::1" }], [{ port: 80 }]);
     const r = convertEndpointSlice(bad);
-    assert.ok("problems" in r);
+    assert.ok("problems" in r, "an IPv6 address in an IPv4 slice is a problem");
     assert.equal(`${r.problems[0]?.path} ${r.problems[0]?.message}`, 'EndpointSlice default/s endpoints[0].addresses[0] is "fd00::1", an IPv6 address in an IPv4 slice');
     const n = convertNode({ metadata: { name: "n1" }, spec: { podCIDR: "10.244.1.5/24" } });
-    assert.ok("problems" in n);
+    assert.ok("problems" in n, "a pod CIDR with host bits set is a problem");
     assert.match(n.problems[0]?.message ?? "", /bits set after the prefix/);
   });
 
@@ -98,7 +98,7 @@ describe("kube convert: Service, EndpointSlice and Node objects", () => {
     assert.deepEqual(n, { name: "n1", addresses: ["192.168.1.5", "198.51.100.5"], eligible: true, internalIPv4: "192.168.1.5", podCIDR: "10.244.5.0/24", podCIDRv6: "fd00:244:5::/64" });
     assert.deepEqual(peerOf(n), { name: "n1", underlayIP: "192.168.1.5", podCIDR: "10.244.5.0/24", podCIDRv6: "fd00:244:5::/64" });
     const bare = ok(convertNode(node("n2", "192.168.1.6", undefined))) as typeof n;
-    assert.ok("skip" in peerOf(bare));
+    assert.ok("skip" in peerOf(bare), "a Node without a pod CIDR is no peer");
     assert.equal((ok(convertNode(node("n3", "192.168.1.7", "10.244.7.0/24", { taints: [{ key: "ToBeDeletedByClusterAutoscaler", effect: "NoSchedule" }] }))) as typeof n).eligible, false);
     assert.equal((ok(convertNode(node("n4", "192.168.1.8", "10.244.8.0/24", { deleting: true }))) as typeof n).eligible, false);
   });

@@ -50,7 +50,7 @@ describe("model/addr", () => {
     fc.assert(fc.property(fc.array(group, { minLength: 8, maxLength: 8 }), (groups) => {
       const text = groups.map((g) => g.toString(16)).join(":");
       const ip = parseIp(text);
-      assert.ok(ip);
+      assert.ok(ip, `${text} parses`);
       fc.pre(!isV4Mapped(ip)); // URL prints a mapped address in hex groups, RFC 5952 §5 in dotted form
       assert.equal(`[${formatIp(ip)}]`, new URL(`http://[${text}]/`).hostname);
       assert.equal(formatIp(parseIp(formatIp(ip)) ?? ip), formatIp(ip));
@@ -73,7 +73,7 @@ describe("model/addr", () => {
 
   it("parses CIDRs, flags host bits and refuses bad lengths", () => {
     const c = parseCidr("10.244.1.5/24");
-    assert.ok(c);
+    assert.ok(c, "10.244.1.5/24 parses");
     assert.equal(c.hostBitsSet, true);
     assert.equal(canonicalCidr("10.244.1.5/24"), "10.244.1.0/24");
     assert.equal(parseCidr("10.244.1.0/24")?.hostBitsSet, false);

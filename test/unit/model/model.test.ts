@@ -5,7 +5,7 @@ import {
   applyDelta, buildModel, updateModel, deriveVtepMac, localVtepMac, diffModel, fullDelta, IdAllocator, isEmptyDelta, orderBackends,
   RouteKind, Select, ServiceFlag, ServiceKind, type Model, type ServiceEntry,
 } from "../../../src/model/index.js";
-import { configArb } from "./arbitrary.js";
+import { configArb } from "../../helpers/arbitrary.js";
 
 function cfg(raw: Record<string, any>): Config {
   const r = validateConfig(raw);
@@ -215,7 +215,7 @@ describe("model", () => {
     it("an unchanged reload diffs to nothing and reuses the previous entries", () => {
       const a = buildModel(cfg(base()));
       const b = buildModel(cfg(base()), a);
-      assert.ok(isEmptyDelta(diffModel(a, b)));
+      assert.ok(isEmptyDelta(diffModel(a, b)), "an unchanged reload has an empty delta");
       for (const [k, e] of b.services) assert.equal(e, a.services.get(k));
     });
 

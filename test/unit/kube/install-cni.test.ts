@@ -7,11 +7,11 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { validateNetConf } from "../../src/cni/config.js";
-import { installCni, loadKubeConfig } from "../../src/kube/index.js";
-import { FakeApiServer, node } from "../helpers/fake-apiserver.js";
+import { validateNetConf } from "../../../src/cni/config.js";
+import { installCni, loadKubeConfig } from "../../../src/kube/index.js";
+import { FakeApiServer, node } from "../../helpers/fake-apiserver.js";
 
-const ROOT = new URL("../..", import.meta.url).pathname;
+const ROOT = new URL("../../..", import.meta.url).pathname;
 const run = promisify(execFile);
 
 describe("kube install-cni: the plugin and a per-node conflist from the Node's pod CIDR", function () {

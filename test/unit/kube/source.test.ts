@@ -4,9 +4,9 @@ import { strict as assert } from "node:assert";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Config, ConfigEvent, ServiceConfig } from "../../src/config/index.js";
-import { KubeConfigSource, loadKubeConfig, type KubeSourceOptions } from "../../src/kube/index.js";
-import { endpointSlice, FakeApiServer, node, service } from "../helpers/fake-apiserver.js";
+import type { Config, ConfigEvent, ServiceConfig } from "../../../src/config/index.js";
+import { KubeConfigSource, loadKubeConfig, type KubeSourceOptions } from "../../../src/kube/index.js";
+import { endpointSlice, FakeApiServer, node, service } from "../../helpers/fake-apiserver.js";
 
 const NODE = "node-a";
 
@@ -109,7 +109,7 @@ describe("kube source: the Kubernetes API as a config source (fake apiserver, re
     assert.equal(lb.externalTrafficPolicy, "Local");
     const ignored = c.services.filter((s) => s.ignored).map((s) => s.name).sort();
     assert.deepEqual(ignored, ["ext", "headless"], "headless and ExternalName services programme nothing");
-    assert.ok(api.requests.includes("list services") && api.requests.includes("list endpointslices") && api.requests.includes("list nodes"));
+    assert.ok(api.requests.includes("list services") && api.requests.includes("list endpointslices") && api.requests.includes("list nodes"), `services, endpointslices and nodes listed: ${api.requests.join(", ")}`);
     assert.ok(!api.requests.includes("401"), "the kubeconfig's bearer token reached the server");
     await waitFor("watches that ask for bookmarks", () => api.requests.some((r) => /^watch services rv=\d+ bookmarks$/.test(r)));
   });
@@ -130,7 +130,7 @@ describe("kube source: the Kubernetes API as a config source (fake apiserver, re
     await waitFor("node-c as a peer", () => (last() as Config).nodes.some((n) => n.name === "node-c" && n.podCIDR === "10.244.3.0/24"));
     api.remove("Node", "node-b");
     await waitFor("node-b gone", () => !(last() as Config).nodes.some((n) => n.name === "node-b"));
-    assert.ok(configs().length > n0);
+    assert.ok(configs().length > n0, `configs after the first: ${configs().length - n0}`);
     assert.equal(api.requests.filter((r) => r === "list services").length, 1, "no re-list: the watch carried every change");
   });
 
@@ -213,9 +213,9 @@ describe("kube source: the Kubernetes API as a config source (fake apiserver, re
     api.failLists.Service = 3;
     startSource();
     const c = await waitFor("the first config", last);
-    assert.ok(byPort(c).has("default/web 80/TCP"));
+    assert.ok(byPort(c).has("default/web 80/TCP"), "default/web 80/TCP in the config");
     assert.equal(api.requests.filter((r) => r === "list services").length, 4, "three failures, then success");
-    assert.ok((source as KubeConfigSource).stats.watchErrors >= 3);
+    assert.ok((source as KubeConfigSource).stats.watchErrors >= 3, `3 or more failed lists counted: ${(source as KubeConfigSource).stats.watchErrors}`);
   });
 
   it("a malformed Service is rejected with a message naming it, and its last good version stays in force", async () => {
@@ -226,7 +226,7 @@ describe("kube source: the Kubernetes API as a config source (fake apiserver, re
     ((bad["spec"] as { ports: Array<{ port: unknown }> }).ports[1] as { port: unknown }).port = 70000;
     api.apply("Service", bad);
     const rej = await waitFor("a rejection", () => events.find((e) => e.kind === "rejected"));
-    assert.ok(rej.kind === "rejected");
+    assert.ok(rej.kind === "rejected", JSON.stringify(rej));
     assert.deepEqual(rej.problems, [{ path: "Service default/web spec.ports[1].port", message: "is 70000; a port is 1-65535 (its last good version stays in force)" }]);
     const outside = service({ name: "other", clusterIP: "10.97.0.1", ports: [{ port: 80 }] });
     api.apply("Service", outside);
@@ -243,7 +243,7 @@ describe("kube source: the Kubernetes API as a config source (fake apiserver, re
     const m = byPort(last() as Config);
     assert.deepEqual(m.get("default/web 443/TCP")?.backends.map((b) => `${b.ip}:${b.port}`), ["10.244.1.10:8443", "10.244.2.11:8443", "10.244.2.12:8443"], "web as it was before the bad update");
     assert.deepEqual(m.get("kube-system/dns 53/UDP")?.backends.map((b) => b.ip), ["10.244.2.20"]);
-    assert.ok(!m.has("default/other 80/TCP"));
+    assert.ok(!m.has("default/other 80/TCP"), "the Service outside the service CIDR never went into the config");
   });
 
   it("a change costs work proportional to it: one slice update among 1000 services converts one object and re-joins one service", async () => {
@@ -298,7 +298,7 @@ describe("kube source: the Kubernetes API as a config source (fake apiserver, re
       source = new KubeConfigSource({ kubeConfig: kc, nodeName: NODE, minSyncPeriodMs: 50, settings: { serviceCIDR: "10.96.0.0/16" } });
       source.start((e) => events.push(e));
       const c = await waitFor("the first config", last);
-      assert.ok(byPort(c).has("default/web 80/TCP"));
+      assert.ok(byPort(c).has("default/web 80/TCP"), "default/web 80/TCP in the config");
       assert.ok(!api.requests.includes("401"), "the service account token was sent");
     } finally {
       for (const [k, v] of [["KUBERNETES_SERVICE_HOST", saved.host], ["KUBERNETES_SERVICE_PORT", saved.port]] as const) {
@@ -316,7 +316,7 @@ describe("kube source: the Kubernetes API as a config source (fake apiserver, re
     source.start((e) => events.push(e));
     await waitFor("three refused attempts", () => api.requests.filter((r) => r === "401").length >= 6);
     assert.equal(events.length, 0, "no config and no rejection from a refused list");
-    assert.ok(source.stats.watchErrors >= 3);
+    assert.ok(source.stats.watchErrors >= 3, `3 or more refused lists counted: ${source.stats.watchErrors}`);
   });
 
   it("dual-stack: with IPv6 service and cluster CIDRs the Node's IPv6 pod CIDR, both cluster IPs and the IPv6 slice's endpoints are carried", async () => {

@@ -11,7 +11,7 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const ROOT = new URL("../..", import.meta.url).pathname;
+const ROOT = new URL("../../..", import.meta.url).pathname;
 const SOURCE = join(ROOT, "native", "front", "wasp-front.c");
 
 // Prints what it was started with, then the stdin it got, byte for byte.
@@ -38,7 +38,7 @@ interface Request { header: string[]; body: Buffer }
  *  "reset" (close at once, before reading anything). */
 type Answer = Buffer | "end" | "reset";
 
-describe("CNI front door: dist/wasp hands a CNI call to the daemon, else execs wasp-node beside it (integration)", function () {
+describe("CNI front door: dist/wasp hands a CNI call to the daemon, else execs wasp-node beside it", function () {
   this.timeout(20_000);
   let work = "", front = "", lonely = "", sock = "";
   let server: net.Server;
@@ -78,9 +78,11 @@ describe("CNI front door: dist/wasp hands a CNI call to the daemon, else execs w
     if (server) await new Promise((ok) => server.close(ok));
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
+  // The fake daemon starts each test declining (255), whatever answer the test before set.
   beforeEach(() => {
     requests = [];
     connections = 0;
+    answer = () => Buffer.from([255]);
   });
 
   /** NUL-terminated strings up to an empty one, then the stdin bytes. */
@@ -165,7 +167,7 @@ describe("CNI front door: dist/wasp hands a CNI call to the daemon, else execs w
     assert.equal(r.status, 0, r.stderr);
     const st = fs.statSync(sandbox, { bigint: true });
     assert.ok(requests[0]!.header.includes(`WASP_FRONT_SANDBOX=${st.dev}:${st.ino}`), requests[0]!.header.join(" "));
-    assert.ok(requests[0]!.header.includes(`CNI_NETNS=${sandbox}`));
+    assert.ok(requests[0]!.header.includes(`CNI_NETNS=${sandbox}`), `CNI_NETNS=${sandbox} passed on: ${requests[0]!.header.join(" ")}`);
   });
 
   it("exits with the daemon's status (7) and prints its CNI error; an empty stdin is an empty body", async () => {
@@ -175,7 +177,7 @@ describe("CNI front door: dist/wasp hands a CNI call to the daemon, else execs w
     assert.equal(r.status, 7, r.stderr);
     assert.deepEqual(r.stdout, error);
     assert.equal(requests.length, 1);
-    assert.ok(requests[0]!.header.includes("CNI_COMMAND=DEL"));
+    assert.ok(requests[0]!.header.includes("CNI_COMMAND=DEL"), `CNI_COMMAND=DEL passed on: ${requests[0]!.header.join(" ")}`);
     assert.equal(requests[0]!.body.length, 0);
   });
 

@@ -1,7 +1,7 @@
 // Random valid configs for property tests: a handful of services over a shared pool of names, IPs and
 // backends, so that two draws overlap (same keys, changed backends, added and removed entries).
 import fc from "fast-check";
-import { validateConfig, type Config } from "../../../src/config/index.js";
+import { validateConfig, type Config } from "../../src/config/index.js";
 
 const backend = fc.record({
   host: fc.integer({ min: 2, max: 30 }),

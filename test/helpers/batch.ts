@@ -1,9 +1,10 @@
 // Test-side helpers for src/io: lay out slots in a wasm memory, read them back, and build or
-// parse the few packets the tests need. Shared by test/unit/io and test/integration/io*.
+// parse the few packets the tests need. Used by test/integration/io-*.test.ts.
 import {
   HEADROOM, SLOT_BUF_END, SLOT_BUF_START, SLOT_DATA, SLOT_FLAGS, SLOT_LEN, SLOT_PEER, SLOT_SIZE,
   SLOT_VERDICT, VNET_HDR_LEN,
-} from "../../../src/engine/abi.js";
+} from "../../src/engine/abi.js";
+import { rfc1071 as checksum } from "./packets.js";
 
 export interface Batch {
   memory: WebAssembly.Memory;
@@ -70,15 +71,6 @@ export function put(b: Batch, i: number, bytes: Uint8Array, verdict: number, pee
   dv.setUint32(s + SLOT_LEN, bytes.length, true);
   dv.setUint8(s + SLOT_VERDICT, verdict);
   dv.setUint32(s + SLOT_PEER, peer, true);
-}
-
-/** RFC 1071 Internet checksum, the ten-line reference. */
-export function checksum(bytes: Uint8Array): number {
-  let sum = 0;
-  for (let i = 0; i + 1 < bytes.length; i += 2) sum += (bytes[i]! << 8) | bytes[i + 1]!;
-  if (bytes.length & 1) sum += bytes[bytes.length - 1]! << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
 }
 
 export function ipv4ToU32(a: string): number {
