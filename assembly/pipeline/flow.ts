@@ -42,7 +42,13 @@ export const enum Tracked {
 /** Finds the packet's flow, or on a miss its service, and rewrites the packet by the flow. */
 export function trackedStage(g: usize, room: u32): Tracked {
   const now = st.nowSec;
-  const ref = ct.ctFind(pkt.SRC, pkt.DST, pkt.sport, pkt.dport, pkt.proto);
+  let ref = ct.ctFind(pkt.SRC, pkt.DST, pkt.sport, pkt.dport, pkt.proto);
+  // Offload mode: a SYN on the tuple of an offloaded flow is a new connection reusing the client's
+  // port (the kernel ended the old entry, in TIME_WAIT or closed): it is decided anew, by today's tables.
+  if (ref != 0 && pkt.proto == PROTO_TCP && isSynOnly() && (load<u8>(ct.rec(ct.refIdx(ref)) + CT_FLAGS) & FlowFlag.OFFLOADED) != 0) {
+    ct.ctDelete(ct.refIdx(ref));
+    ref = 0;
+  }
   if (ref != 0) {
     const idx = ct.refIdx(ref), dir = ct.refDir(ref);
     if (flowStillValid(g, idx, dir, now)) {

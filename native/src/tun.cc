@@ -43,19 +43,28 @@ int MakeTun(const std::string& name, int iff, int vnetHdrLen, unsigned offloads,
   return fd;
 }
 
-// openTun(name, tap, vnetHdr, multiQueue, netns) -> { fd } | { errno, stage }
+// openTun(name, tap, vnetHdr, multiQueue, netns, persist?) -> { fd } | { errno, stage }. An existing
+// device of that name and kind (a persistent one left by an earlier process) is attached to.
+// persist true: the device outlives the fd (TUNSETPERSIST), so its routes stay and packets for it are
+// dropped, not routed elsewhere, while no process reads it; false: it goes with the last fd again.
 Napi::Value OpenTun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name;
   if (!GetName(info, 0, &name)) return env.Undefined();
   bool tap = info[1].ToBoolean(), vnet = info[2].ToBoolean(), mq = info[3].ToBoolean();
   std::string ns = OptString(info, 4);
+  const bool setPersist = info.Length() > 5 && info[5].IsBoolean();
+  const bool persist = setPersist && info[5].As<Napi::Boolean>().Value();
   const char* stage = "";
   int r = InNetns(ns, &stage, [&]() -> int {
     struct ifreq ifr;
     // With these offloads the kernel hands over GSO super-packets (up to 64 KiB) with partial checksums.
-    return MakeTun(name, (tap ? IFF_TAP : IFF_TUN) | (vnet ? IFF_VNET_HDR : 0) | (mq ? IFF_MULTI_QUEUE : 0),
-                   VNET_HDR_LEN, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, &stage, &ifr);
+    int fd = MakeTun(name, (tap ? IFF_TAP : IFF_TUN) | (vnet ? IFF_VNET_HDR : 0) | (mq ? IFF_MULTI_QUEUE : 0),
+                     VNET_HDR_LEN, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, &stage, &ifr);
+    if (fd >= 0 && setPersist && ioctl(fd, TUNSETPERSIST, persist ? 1 : 0) < 0) {
+      int e = errno; close(fd); stage = "persist"; return -e;
+    }
+    return fd;
   });
   return FdResult(env, r, stage);
 }

@@ -14,6 +14,12 @@ export interface DaemonOptions {
   /** Batch the TUN reads and writes through io_uring: true requires it, false never, absent
    *  whenever this kernel and sandbox allow it (a container's seccomp profile often does not). */
   ioUring?: boolean;
+  /** Offload mode: the engine decides each new flow, the kernel's conntrack carries it. auto (the
+   *  default): on where this kernel and these tools allow it, else full-wasm with a log line. */
+  offload: "auto" | "on" | "off";
+  /** Remove everything a daemon set up on this node (wasp0, rules, routes, the offload table, waspvx)
+   *  and exit: a stopped daemon leaves its datapath for the next one. */
+  cleanup?: boolean;
   /** Watch the Kubernetes API through this kubeconfig (in-cluster config when absent in a pod without --config). */
   kubeconfig?: string;
   /** This node's Node name (kube-proxy's --hostname-override). */
@@ -55,6 +61,13 @@ export const DAEMON_USAGE = `usage: wasp daemon [--config FILE | --kubeconfig PA
   --io-uring           batch the TUN reads and writes through io_uring (one syscall per batch); the
                        default whenever io_uring works here, this flag makes it a requirement
   --no-io-uring        plain read()/write() per packet
+  --offload auto|on|off  offload mode: the engine decides every new flow and hands its NAT to the
+                       kernel's conntrack, which carries the rest of it (pod-to-pod traffic and
+                       established flows never leave the kernel); off keeps every packet of a service
+                       flow in wasm. auto (default): on wherever this kernel allows it
+  --cleanup            remove what a daemon set up on this node (wasp0, its rules and routes, the
+                       offload table, waspvx) and exit. A stopped daemon leaves them for the next one,
+                       so a restart or upgrade keeps established connections
 
  kube options (with --kubeconfig or in-cluster):
   --hostname-override NAME  this node's Node name (default: $NODE_NAME, else the host name)
@@ -89,7 +102,7 @@ function parseHostPort(flag: string, v: string): { host: string; port: number } 
 
 export function parseDaemonArgs(argv: readonly string[]): DaemonOptions | { error: string } {
   const o: DaemonOptions = {
-    socketPath: DEFAULT_SOCKET, metricsHost: "127.0.0.1", metricsPort: DEFAULT_METRICS_PORT, healthzHost: DEFAULT_HEALTHZ_HOST, healthzPort: DEFAULT_HEALTHZ_PORT,
+    socketPath: DEFAULT_SOCKET, offload: "auto", metricsHost: "127.0.0.1", metricsPort: DEFAULT_METRICS_PORT, healthzHost: DEFAULT_HEALTHZ_HOST, healthzPort: DEFAULT_HEALTHZ_PORT,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? "";
@@ -102,6 +115,12 @@ export function parseDaemonArgs(argv: readonly string[]): DaemonOptions | { erro
     try {
       if (flag === "--io-uring" && inline === undefined) o.ioUring = true;
       else if (flag === "--no-io-uring" && inline === undefined) o.ioUring = false;
+      else if (flag === "--cleanup" && inline === undefined) o.cleanup = true;
+      else if (flag === "--offload") {
+        const v = value();
+        if (v !== "auto" && v !== "on" && v !== "off") return { error: `--offload is ${JSON.stringify(v)}; expected auto, on or off` };
+        o.offload = v;
+      }
       else if (flag === "--config") o.configPath = value();
       else if (flag === "--socket") o.socketPath = value();
       else if (flag === "--cni-socket") o.cniSocketPath = value(true);

@@ -22,6 +22,8 @@ export interface ControlContext {
   /** The overlay's UDP-tunnel GSO: the TAP it goes through, or why it is off; undefined while
    *  there is no underlay (a single node). */
   tunnelGso(): { device: string } | { off: string } | undefined;
+  /** Offload mode: on or off, and why. */
+  offload(): { on: boolean; why: string };
 }
 
 export type ControlRequest = { cmd?: unknown } & Record<string, unknown>;
@@ -53,6 +55,7 @@ function status(ctx: ControlContext): unknown {
     generation: engine.generation(), uptimeSec: Math.round((Date.now() - ctx.startedMs) / 1000),
     services: ctx.model().services.size, conntrack: { entries: engine.flowCount(), capacity: engine.flowCapacity() },
     counters: engine.counters(), tunWriteDropped: ctx.tunWriteDropped(), tunnelGso: ctx.tunnelGso(),
+    offload: ctx.offload(),
   };
 }
 

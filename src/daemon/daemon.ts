@@ -12,7 +12,7 @@ import { DEFAULT_HEALTHZ_HOST, ProxyHealth, serveHealthz } from "./healthz.js";
 import { registerKubeProxyMetrics } from "./kube-proxy-metrics.js";
 import { Engine, type EngineOptions } from "../engine/engine.js";
 import { engineOptionsFor } from "../engine/options.js";
-import { TunDevice, UnderlaySocket } from "../io/index.js";
+import { ConntrackSocket, IoError, TunDevice, UnderlaySocket } from "../io/index.js";
 import { native } from "../io/native.js";
 import { buildModel, isEmptyDelta, updateModelAsync, type Model } from "../model/index.js";
 import { makeControlApi } from "./control-api.js";
@@ -23,7 +23,8 @@ import { VXLAN_OVERHEAD } from "../model/vxlan.js";
 import { healthChecks, ServiceHealthServers } from "./service-health.js";
 import { Datapath, nowSec } from "./datapath.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
-import { cleanupNodeNet, reconcileRouting, DEVICE, TUNNEL_TAP, nodeNetInputs, sameInputs, setupNodeNet, TABLE, type NodeNetInputs } from "./node-net.js";
+import { cleanupNodeNet, DEVICE, ensureNodeNet, ensureRouting, nodeNetInputs, runIp, sameInputs, TABLE, TUNNEL_TAP, type NodeNetInputs } from "./node-net.js";
+import { ensureOverlay, offloadBlocker } from "./offload-net.js";
 import { DAEMON_USAGE, parseDaemonArgs, type DaemonOptions } from "./args.js";
 import { startingConfig, type StartingConfig } from "./config-sources.js";
 import { ReloadQueue, type ReloadOutcome } from "./reloads.js";
@@ -39,6 +40,8 @@ export class Daemon {
   private engineOptions!: EngineOptions;
   private tun: TunDevice | undefined;
   private underlay: UnderlaySocket | undefined;
+  private ct: ConntrackSocket | undefined;
+  private offload = { on: false, why: "" };
   private datapath: Datapath | undefined;
   private model: Model = { services: new Map(), routes: new Map(), localAddrs: new Set(), nodeIds: new Map() };
   private config!: Config;
@@ -85,26 +88,23 @@ export class Daemon {
     this.config = config;
 
     this.touched = true;
-    const left = cleanupNodeNet();
-    if (left.length) log.warn({ removed: left }, "removed what a previous daemon left behind");
-
-    this.engineOptions = engineOptionsFor(config);
+    this.offload = this.chooseOffload();
+    this.engineOptions = engineOptionsFor(config, this.offload.on);
     this.engine = new Engine(this.engineOptions);
     const model = buildModel(config);
     this.engine.loadModel(model);
     this.model = model;
 
-    this.inputs = nodeNetInputs(config);
+    this.inputs = nodeNetInputs(config, this.offload.on);
     // io_uring measured faster on every path (bench datapath and overlay); used when it works here.
     const uring = opts.ioUring ?? uringWorks();
     if (opts.ioUring === undefined && !uring) log.info({ errno: native().probeUring() }, "io_uring is not available here: plain read/write on the TUN");
     this.ioUring = uring;
-    this.tun = TunDevice.open({ name: DEVICE, tap: config.mode === "tap", vnetHdr: true, ioUring: uring });
+    this.tun = openDevice(config.mode === "tap", uring, log);
     try {
-      setupNodeNet(this.inputs);
+      ensureNodeNet(this.inputs);
     } catch (e) {
       this.tun.close();
-      cleanupNodeNet();
       throw e;
     }
     // A read that fails (not EAGAIN) means the fd or the device is gone: the node cannot be served.
@@ -112,7 +112,7 @@ export class Daemon {
       log.fatal({ err: err.message }, "datapath failed");
       this.datapath?.stop();
       this.onFatal?.(err);
-    }, (what) => log.warn(what));
+    }, (what) => log.warn(what), this.ct);
     this.datapath.start();
     this.ensureUnderlay();
     this.sweepTimer = setInterval(() => this.engine.sweep(nowSec(), SWEEP_BUDGET), 1000);
@@ -128,6 +128,7 @@ export class Daemon {
         const off = this.datapath?.tunnelOff || (u.tunnel ? "" : u.tunnelOff);
         return off ? { off } : { device: u.tunnel?.name ?? "" };
       },
+      offload: () => this.offload,
     }));
     const cniSocket = opts.cniSocketPath ?? join(dirname(opts.socketPath), "cni.sock");
     if (cniSocket) {
@@ -166,9 +167,24 @@ export class Daemon {
     this.kubeProxyMetrics.observeSync((performance.now() - t) / 1000, this.source?.triggerTimes());
   }
 
-  /** The VXLAN socket, opened once the cluster has another node (a single node binds no port). */
+  /** Offload mode, as asked and as this node allows; the ctnetlink socket it needs. */
+  private chooseOffload(): { on: boolean; why: string } {
+    const asked = this.opts.offload;
+    if (asked === "off") return { on: false, why: "turned off (--offload off)" };
+    let blocker = offloadBlocker(DEVICE);
+    if (!blocker) {
+      try { this.ct = ConntrackSocket.open(); } catch (e) { blocker = (e as Error).message; }
+    }
+    if (!blocker) return { on: true, why: asked === "on" ? "--offload on" : "this kernel has conntrack, NAT and ctnetlink" };
+    if (asked === "on") throw new Error(`--offload on, but ${blocker}`);
+    this.log.warn({ why: blocker }, "offload mode is not available here: every packet of a service flow goes through wasm");
+    return { on: false, why: blocker };
+  }
+
+  /** The VXLAN socket, opened once the cluster has another node (a single node binds no port); in
+   *  offload mode the kernel's vxlan device (waspvx) carries the overlay instead. */
   private ensureUnderlay(): void {
-    if (this.underlay || this.config.nodes.length === 0 || !this.datapath) return;
+    if (this.underlay || this.offload.on || this.config.nodes.length === 0 || !this.datapath) return;
     this.underlay = UnderlaySocket.open({ bindIp: this.config.node.underlayIP, port: this.config.vxlan.port,
       innerMtu: this.config.node.underlayMTU - VXLAN_OVERHEAD, tunnelTap: TUNNEL_TAP });
     this.datapath.attachUnderlay(this.underlay);
@@ -202,7 +218,7 @@ export class Daemon {
     if (fixed.length) return this.reject(fixed);
     const { model, delta } = await updateModelAsync(this.config, next, this.model, ev.changes);
     if (this.stopping) return "rejected";
-    const inputs = nodeNetInputs(next);
+    const inputs = nodeNetInputs(next, this.offload.on);
     const routing = !sameInputs(inputs, this.inputs);
     if (isEmptyDelta(delta) && !routing) { this.config = next; this.syncHealth(); return "unchanged"; }
     if (!isEmptyDelta(delta)) {
@@ -227,7 +243,8 @@ export class Daemon {
     }
     if (routing) {
       try {
-        reconcileRouting(this.inputs, inputs);
+        if (inputs.overlay) ensureOverlay(inputs.overlay, this.inputs.overlay, runIp);
+        ensureRouting(inputs);
         this.inputs = inputs;
       } catch (e) {
         // Kept as it was, so the next reload tries the whole change again.
@@ -243,7 +260,10 @@ export class Daemon {
     return "applied";
   }
 
-  /** Undoes every change to the node; safe to call twice, and after a failed start. */
+  /** Stops serving and leaves the node's datapath (the persistent wasp0, its rules and routes, in
+   *  offload mode the conntrack entries, the table and waspvx) for the next daemon: established
+   *  connections live on, new ones wait. `wasp daemon --cleanup` removes it. Safe to call twice,
+   *  and after a failed start. */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
@@ -251,20 +271,27 @@ export class Daemon {
     this.closeSource?.();
     this.source?.close();
     this.datapath?.stop();
-    // Closing the last fd deletes wasp0 and every route through it.
     this.tun?.close();
     this.underlay?.close();
-    if (this.touched) {
-      try {
-        const done = cleanupNodeNet();
-        this.log.info({ removed: done }, "node picture removed");
-      } catch (e) {
-        this.log.error({ err: (e as Error).message }, "cleanup incomplete; a restart finishes it");
-      }
-    }
+    this.ct?.close();
+    if (this.touched) this.log.info({ device: DEVICE }, "the datapath stays for the next daemon (wasp daemon --cleanup removes it)");
     await this.health.close();
     if (this.cniSocket) rmSync(this.cniSocket, { force: true });
     await Promise.all([this.control, this.cniServer, this.metricsServer, this.healthzServer].map((s) => new Promise<void>((resolve) => (s ? s.close(() => resolve()) : resolve()))));
+  }
+}
+
+/** wasp0, persistent: a device left by an earlier daemon is adopted; one of the other kind (TUN and
+ *  TAP, a switch of `mode`) is replaced. */
+function openDevice(tap: boolean, uring: boolean, log: Logger): TunDevice {
+  const open = () => TunDevice.open({ name: DEVICE, tap, vnetHdr: true, ioUring: uring, persist: true });
+  try {
+    return open();
+  } catch (e) {
+    if (!(e instanceof IoError) || e.code !== "EINVAL") throw e;
+    try { runIp(["link", "del", DEVICE]); } catch { throw e; }
+    log.warn({ device: DEVICE, tap }, "replaced a device of the other kind left by an earlier daemon");
+    return open();
   }
 }
 
@@ -292,6 +319,10 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
   const log = makeLogger();
   if (opts.installCni) {
     await runInstallCni(opts, log);
+    return;
+  }
+  if (opts.cleanup) {
+    log.info({ removed: cleanupNodeNet() }, "removed the datapath a daemon left on this node");
     return;
   }
   const daemon = new Daemon(opts, log);

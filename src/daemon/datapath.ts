@@ -3,7 +3,7 @@
 // the Overlay verdicts sent to their nodes in one batch. Drops are counted by the core.
 import { Verdict } from "../engine/abi.js";
 import type { Engine } from "../engine/engine.js";
-import type { IoError, TunDevice, UnderlaySocket } from "../io/index.js";
+import type { ConntrackSocket, IoError, TunDevice, UnderlaySocket } from "../io/index.js";
 
 const ETH_HLEN = 14;
 const TUN_MASK = (1 << Verdict.Tun) | (1 << Verdict.Host);
@@ -32,10 +32,17 @@ export class Datapath {
   /** A peer's whole TSO packet is passed on as one GSO packet (a vnet TUN, not TAP mode). */
   private readonly decapGso: boolean;
 
+  /** Offload mode: new flows' NAT bindings go to the kernel over this socket before a batch is written back. */
+  private readonly ct: ConntrackSocket | undefined;
+  /** Offload mode: batches of requests the kernel could not take at all (the send failed). */
+  offloadSendFailed = 0;
+  lastOffloadError = "";
+
   constructor(private readonly engine: Engine, private readonly tun: TunDevice,
     private readonly onError: (err: Error) => void,
-    private readonly onNotice: (what: string) => void = () => {}) {
+    private readonly onNotice: (what: string) => void = () => {}, ct?: ConntrackSocket) {
     this.decapGso = tun.vnet && !tun.tap;
+    this.ct = ct;
   }
 
   start(): void {
@@ -68,6 +75,7 @@ export class Datapath {
       const n = fromTun ? tun.readBatch(mem, e.slots, max) : this.underlay!.recvBatch(mem, e.slots, max, this.decapGso);
       if (n === 0) return;
       e.process(n, nowSec());
+      if (this.ct) this.offload();
       // A decapsulated packet has no virtio_net_hdr; the bytes before it (the inner Ethernet
       // header) become an empty one for the vnet TUN: no offloads pending.
       if (!fromTun && tun.vnet) {
@@ -96,6 +104,23 @@ export class Datapath {
     // The turn's batches are used up: what the socket holds makes it readable again, but segments
     // of a datagram already read (UDP GRO) would wait for the next datagram: drain them soon.
     if (!fromTun && this.running && this.underlay?.hasPending()) setImmediate(() => this.guard(undefined, () => { if (this.running) this.drain(false); }));
+  }
+
+  /** Offload mode: the batch's ctnetlink requests go to the kernel (one sendmsg, every ack read)
+   *  before the batch is written back, so its packets meet their new conntrack entries. */
+  private offload(): void {
+    const e = this.engine, req = e.offloadRequests();
+    if (req.count === 0) return;
+    const results = e.offloadResults(req.count);
+    try {
+      this.ct!.transact(e.memory, req.addr, req.bytes, results);
+    } catch (err) {
+      // nothing went in: every flow of the batch is refused (its packet dropped; the client retries)
+      results.fill(5);   // EIO
+      this.offloadSendFailed++;
+      this.lastOffloadError = (err as Error).message;
+    }
+    e.finishOffload();
   }
 
   private noteDrops(n: number, code: string): void {

@@ -23,14 +23,24 @@
 // table 119, wasp0 holding the first address of the IPv6 pod CIDR /128, serviceCIDRv6 and the
 // other nodes' IPv6 pod CIDRs routed to wasp0; in TAP mode via fe80::1 with a permanent neighbour).
 //
-// Everything has a fixed name or preference, so a restart after kill -9 finds and removes what
-// the killed daemon left (the kernel removes wasp0 itself, and its routes, with the last fd).
+// Offload mode (offload-net.ts): no rule 100 (pods' traffic to each other and the kernel-carried
+// flows never enter wasp0; only what is routed to wasp0, a service address with no conntrack entry
+// yet, reaches the engine), and the other nodes' pod CIDRs go via the vxlan device waspvx.
+//
+// Everything has a fixed name or preference. wasp0 is persistent: when no daemon reads it (a crash,
+// a restart, an upgrade) its routes stay and what they carry is dropped, never routed elsewhere. A
+// daemon that starts adopts whatever picture is there (ensureNodeNet: what is wanted and missing is
+// added, what is there and not wanted goes, a wanted rule is never removed, not even for a moment),
+// and a daemon that stops leaves it for the next one; `wasp daemon --cleanup` removes it all.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { writeSysctl } from "../io/sysctl.js";
+import { VXLAN_OVERHEAD } from "../model/vxlan.js";
+import { localVtepMac } from "../model/model.js";
+import { ensureOffloadTable, ensureOverlay, NFT_TABLE, removeOffloadTable, removeOverlay, runNft, VXLAN_DEVICE, type NftRunner, type OverlayInputs } from "./offload-net.js";
 import { NODE_PORT_MAX, NODE_PORT_MIN, type Config } from "../config/index.js";
 import { ENGINE_MAC, TAP_MAC } from "../engine/options.js";
-import { firstAddress, firstAddress6, formatIp, parseIp } from "../model/index.js";
+import { canonicalCidr, firstAddress, firstAddress6, formatIp, parseIp, type Ip } from "../model/index.js";
 
 export const DEVICE = "wasp0";
 /** The TAP through which TSO packets for other nodes leave whole (UDP-tunnel GSO); like wasp0 it
@@ -91,9 +101,11 @@ export interface NodeNetInputs {
   nodeAddresses: string[];
   /** Dual-stack nodes: the IPv6 part. */
   v6?: FamilyInputs;
+  /** Offload mode: the kernel's overlay (the vxlan device and its peers). */
+  overlay?: OverlayInputs;
 }
 
-export function nodeNetInputs(config: Config): NodeNetInputs {
+export function nodeNetInputs(config: Config, offload = false): NodeNetInputs {
   const external = (family: 4 | 6) => [...new Set(config.services.filter((sv) => !sv.ignored)
     .flatMap((sv) => [...sv.externalIPs, ...sv.loadBalancerIPs])
     .flatMap((a) => { const ip = parseIp(a); return ip?.family === family ? [`${formatIp(ip)}/${family === 4 ? 32 : 128}`] : []; }))].sort();
@@ -107,6 +119,7 @@ export function nodeNetInputs(config: Config): NodeNetInputs {
     remotePodCIDRs: config.nodes.map((n) => n.podCIDR),
     externalIPs: external(4),
     nodeAddresses: addresses(4),
+    ...(offload ? { overlay: overlayInputs(config) } : {}),
     ...(v6 === undefined ? {} : {
       v6: {
         podCIDR: v6, gateway: firstAddress6(v6), serviceCIDR: config.serviceCIDRv6,
@@ -114,6 +127,14 @@ export function nodeNetInputs(config: Config): NodeNetInputs {
         externalIPs: external(6), nodeAddresses: addresses(6),
       },
     }),
+  };
+}
+
+function overlayInputs(config: Config): OverlayInputs {
+  return {
+    vni: config.vxlan.vni, port: config.vxlan.port, underlayIP: config.node.underlayIP, mtu: config.node.underlayMTU - VXLAN_OVERHEAD,
+    mac: localVtepMac(config.node), podCIDR: config.node.podCIDR,
+    peers: config.nodes.map((n) => ({ name: n.name, podCIDR: n.podCIDR, podCIDRv6: n.podCIDRv6, underlayIP: n.underlayIP, vtepMac: localVtepMac(n) })),
   };
 }
 
@@ -126,9 +147,10 @@ function parts(i: NodeNetInputs): Array<[Fam, FamilyInputs]> {
   return [["-4", v4Part(i)], ...(i.v6 ? [["-6", i.v6] as [Fam, FamilyInputs]] : [])];
 }
 
-/** The routed prefixes of one family, in the order they are added. */
-function routed(f: FamilyInputs): string[] {
-  return [...(f.serviceCIDR === undefined ? [] : [f.serviceCIDR]), ...f.remotePodCIDRs, ...f.externalIPs];
+/** The prefixes of one family routed to wasp0, in the order they are added (offload mode: the other
+ *  nodes' pod CIDRs go via waspvx instead). */
+function routed(i: NodeNetInputs, f: FamilyInputs): string[] {
+  return [...(f.serviceCIDR === undefined ? [] : [f.serviceCIDR]), ...(i.overlay ? [] : f.remotePodCIDRs), ...f.externalIPs];
 }
 
 export function sameInputs(a: NodeNetInputs, b: NodeNetInputs): boolean {
@@ -153,7 +175,10 @@ export const runIp: Runner = (args) => {
   }
 };
 
-interface RuleRow { priority: number; table?: string; iif?: string; action?: string; src?: string; dst?: string }
+interface RuleRow {
+  priority: number; table?: string; iif?: string; action?: string; src?: string; srclen?: number; dst?: string; dstlen?: number;
+  ipproto?: string; dport_start?: number; dport_end?: number;
+}
 
 function rules(ip: Runner, fam: Fam = "-4"): RuleRow[] {
   return JSON.parse(ip([fam, "-j", "rule", "show"]) || "[]") as RuleRow[];
@@ -162,14 +187,60 @@ function rules(ip: Runner, fam: Fam = "-4"): RuleRow[] {
 const hasLocalAt = (rows: RuleRow[], pref: number) =>
   rows.some((r) => r.priority === pref && r.table === "local" && !r.iif && (!r.src || r.src === "all") && !r.dst);
 
+/** A policy rule: `ip rule add pref P <selector> <action>`, and the identity `ip -j rule show` gives it. */
+interface Rule { pref: number; args: string[]; key: string }
+
+function ruleKey(pref: number, sel: { src?: string; dst?: string; iif?: string; ipproto?: string; dport?: string }, action: string): string {
+  return [pref, sel.src ?? "all", sel.dst ?? "", sel.iif ?? "", sel.ipproto ?? "", sel.dport ?? "", action].join("|");
+}
+
+/** The identity of a rule as the kernel lists it (prefixes with their length, /32 or /128 when none). */
+function rowKey(r: RuleRow, fam: Fam): string {
+  const full = fam === "-4" ? 32 : 128;
+  const pfx = (a: string | undefined, len: number | undefined) => (a === undefined || a === "all" ? undefined : `${a}/${len ?? full}`);
+  const dport = r.dport_start === undefined ? undefined : `${r.dport_start}-${r.dport_end ?? r.dport_start}`;
+  return ruleKey(r.priority, { src: pfx(r.src, r.srclen), dst: pfx(r.dst, r.dstlen), iif: r.iif, ipproto: r.ipproto, dport }, r.action ?? r.table ?? "");
+}
+
+/** The rules of one family the picture wants (the kernel's local rule aside). */
+function wantedRules(inputs: NodeNetInputs, fam: Fam, f: FamilyInputs): Rule[] {
+  const out: Rule[] = [];
+  const add = (pref: number, sel: { src?: string; dst?: string; iif?: string; ipproto?: string; dport?: string }, action: string) => {
+    const args = [
+      ...(sel.iif ? ["iif", sel.iif] : []), ...(sel.src ? ["from", sel.src] : []), ...(sel.dst ? ["to", sel.dst] : []),
+      ...(sel.ipproto ? ["ipproto", sel.ipproto] : []), ...(sel.dport ? ["dport", sel.dport] : []),
+      ...(action === "unreachable" ? ["unreachable"] : ["lookup", action]),
+    ];
+    out.push({ pref, args, key: ruleKey(pref, sel, action) });
+  };
+  const canon = (c: string) => canonicalCidr(c) ?? c;
+  add(PREF_LOCAL_FROM_WASP, { iif: DEVICE }, "local");
+  add(PREF_MAIN_FROM_WASP, { iif: DEVICE }, "main");
+  add(PREF_UNREACHABLE_FROM_WASP, { iif: DEVICE }, "unreachable");
+  // offload mode: a pod's packets enter wasp0 only when they are routed there (a service address)
+  if (!inputs.overlay) add(PREF_PODS, { src: canon(f.podCIDR) }, String(TABLE));
+  const ports = `${NODE_PORT_MIN}-${NODE_PORT_MAX}`;
+  for (const a of f.nodeAddresses) {
+    const host = `${formatIp(parseIp(a) as Ip)}/${fam === "-4" ? 32 : 128}`;
+    add(PREF_NODEPORT_TCP, { dst: host, ipproto: "tcp", dport: ports }, String(TABLE));
+    add(PREF_NODEPORT_UDP, { dst: host, ipproto: "udp", dport: ports }, String(TABLE));
+  }
+  return out;
+}
+
+/** What there is on a node: a family's rules and whether it has IPv6 at all. */
+function families(): Fam[] {
+  return existsSync("/proc/sys/net/ipv6") ? ["-4", "-6"] : ["-4"];
+}
+
 /**
- * Removes what a daemon (this one or a killed one) left: our rules by preference, table 119, and
- * the moved local rule (restored to pref 0 first, so no moment is without one). Safe to repeat.
+ * Removes the whole picture (`wasp daemon --cleanup`): our rules, table 119, the moved local rule
+ * (restored to pref 0 first, so no moment is without one), wasp0 (persistent: it stays otherwise),
+ * the offload table and waspvx. Safe to repeat; returns what it removed.
  */
-export function cleanupNodeNet(ip: Runner = runIp): string[] {
+export function cleanupNodeNet(ip: Runner = runIp, nft: NftRunner = runNft): string[] {
   const done: string[] = [];
-  const v6 = existsSync("/proc/sys/net/ipv6");
-  for (const fam of (v6 ? ["-4", "-6"] : ["-4"]) as Fam[]) {
+  for (const fam of families()) {
     const tag = fam === "-6" ? " (IPv6)" : "";
     let rows = rules(ip, fam);
     for (const pref of OUR_PREFS) {
@@ -185,13 +256,16 @@ export function cleanupNodeNet(ip: Runner = runIp): string[] {
     }
     try { ip([fam, "route", "flush", "table", String(TABLE)]); } catch { /* empty table */ }
   }
-  // A device left by a killed daemon vanishes with its fd; one made persistent by someone else does not.
   try { ip(["link", "del", DEVICE]); done.push(`link ${DEVICE}`); } catch { /* not there */ }
+  if (removeOverlay(ip)) done.push(`link ${VXLAN_DEVICE}`);
+  if (removeOffloadTable(nft)) done.push(`nft table inet ${NFT_TABLE}`);
   return done;
 }
 
-/** Sysctls, address, routes and rules around an open wasp0. */
-export function setupNodeNet(inputs: NodeNetInputs, ip: Runner = runIp): void {
+/** Sysctls, address, the offload table and overlay (offload mode), routes and rules around an open
+ *  wasp0, from whatever a previous daemon left (see the header). prev: the picture this daemon set
+ *  up before (a reload), absent at start. */
+export function ensureNodeNet(inputs: NodeNetInputs, prev?: NodeNetInputs, ip: Runner = runIp, nft: NftRunner = runNft): void {
   writeSysctl("net.ipv4.ip_forward", "1");
   // rp_filter would drop what the engine writes back (its source is routed via a veth, not wasp0)
   // and pod-to-pod packets on the veths (the pod rule routes their source into wasp0); the
@@ -225,56 +299,59 @@ export function setupNodeNet(inputs: NodeNetInputs, ip: Runner = runIp): void {
   ip(["link", "set", DEVICE, "up"]);
   if (inputs.tap) ip(["neigh", "replace", GATEWAY_TAP, "lladdr", ENGINE_MAC, "dev", DEVICE, "nud", "permanent"]);
   if (inputs.tap && inputs.v6) ip(["-6", "neigh", "replace", GATEWAY_TAP6, "lladdr", ENGINE_MAC, "dev", DEVICE, "nud", "permanent"]);
-  applyRouting(inputs, ip);
+  if (inputs.overlay) {
+    ensureOffloadTable(DEVICE, nft);
+    ensureOverlay(inputs.overlay, prev?.overlay, ip);
+  } else {
+    // full-wasm mode: the engine's own underlay socket takes the VXLAN port, and nothing else NATs
+    removeOverlay(ip);
+    removeOffloadTable(nft);
+  }
+  ensureRouting(inputs, ip);
 }
 
-/** Routes and rules at start (idempotent: removes ours first). The local rule leaves pref 0 last. */
-export function applyRouting(inputs: NodeNetInputs, ip: Runner = runIp): void {
-  for (const [fam, f] of parts(inputs)) {
-    const rows = rules(ip, fam);
-    if (!hasLocalAt(rows, PREF_LOCAL_MOVED)) ip([fam, "rule", "add", "pref", String(PREF_LOCAL_MOVED), "lookup", "local"]);
-    for (const pref of OUR_PREFS) {
-      for (const _ of rows.filter((r) => r.priority === pref)) ip([fam, "rule", "del", "pref", String(pref)]);
+/** Routes and rules: every wanted one added where missing, every other one of ours removed, the
+ *  local rule leaving pref 0 only once ours are in place. Safe to repeat. */
+export function ensureRouting(inputs: NodeNetInputs, ip: Runner = runIp): void {
+  const fams = new Map(parts(inputs));
+  for (const fam of families()) {
+    const f = fams.get(fam);
+    let rows = rules(ip, fam);
+    if (!f) {
+      // a family this picture does not have (IPv6 on an IPv4 node): none of our rules in it
+      for (const r of rows) if ((OUR_PREFS as readonly number[]).includes(r.priority)) { try { ip([fam, "rule", "del", "pref", String(r.priority)]); } catch { /* gone */ } }
+      continue;
     }
-    try { ip([fam, "route", "flush", "dev", DEVICE, "table", "main"]); } catch { /* none */ }
-    try { ip([fam, "route", "flush", "table", String(TABLE)]); } catch { /* none */ }
+    if (!hasLocalAt(rows, PREF_LOCAL_MOVED)) ip([fam, "rule", "add", "pref", String(PREF_LOCAL_MOVED), "lookup", "local"]);
+    const want = wantedRules(inputs, fam, f), wantKeys = new Set(want.map((r) => r.key));
+    const have = new Set(rows.filter((r) => (OUR_PREFS as readonly number[]).includes(r.priority)).map((r) => rowKey(r, fam)));
+    // routes first, so a new rule finds its table filled
     ip([fam, "route", "replace", "default", ...through(inputs, fam), "table", String(TABLE)]);
-    for (const c of routed(f)) ip([fam, "route", "replace", c, ...through(inputs, fam), "src", f.gateway]);
-    ip([fam, "rule", "add", "pref", String(PREF_LOCAL_FROM_WASP), "iif", DEVICE, "lookup", "local"]);
-    ip([fam, "rule", "add", "pref", String(PREF_MAIN_FROM_WASP), "iif", DEVICE, "lookup", "main"]);
-    ip([fam, "rule", "add", "pref", String(PREF_UNREACHABLE_FROM_WASP), "iif", DEVICE, "unreachable"]);
-    ip([fam, "rule", "add", "pref", String(PREF_PODS), "from", f.podCIDR, "lookup", String(TABLE)]);
-    for (const a of f.nodeAddresses) nodePortRules("add", a, ip, fam);
+    const wanted = routed(inputs, f).map((c) => canonicalCidr(c) ?? c);
+    for (const c of wanted) ip([fam, "route", "replace", c, ...through(inputs, fam), "src", f.gateway]);
+    const keep = new Set(wanted);
+    for (const r of JSON.parse(ip([fam, "-j", "route", "show", "dev", DEVICE, "table", "main"]) || "[]") as Array<{ dst: string; protocol?: string }>) {
+      if (r.protocol === "kernel") continue;   // the device's own address routes
+      const dst = r.dst.includes("/") ? r.dst : `${r.dst}/${fam === "-4" ? 32 : 128}`;
+      if (!keep.has(canonicalCidr(dst) ?? dst)) { try { ip([fam, "route", "del", r.dst, "dev", DEVICE]); } catch { /* gone */ } }
+    }
+    for (const r of want) if (!have.has(r.key)) ip([fam, "rule", "add", "pref", String(r.pref), ...r.args]);
+    rows = rules(ip, fam);
+    for (const r of rows) {
+      if (!(OUR_PREFS as readonly number[]).includes(r.priority) || wantKeys.has(rowKey(r, fam))) continue;
+      // exactly this rule, by its selector: another rule may share the preference
+      try { ip([fam, "rule", "del", "pref", String(r.priority), ...staleSelector(r)]); } catch { /* gone */ }
+    }
     // Last: only now may the kernel's rule leave pref 0 (ours are in place behind nothing).
     if (hasLocalAt(rules(ip, fam), 0)) ip([fam, "rule", "del", "pref", "0", "lookup", "local"]);
   }
 }
 
-function nodePortRules(verb: "add" | "del", addr: string, ip: Runner, fam: Fam = "-4"): void {
-  const ports = `${NODE_PORT_MIN}-${NODE_PORT_MAX}`;
-  const host = `${addr}/${fam === "-4" ? 32 : 128}`;
-  for (const [pref, proto] of [[PREF_NODEPORT_TCP, "tcp"], [PREF_NODEPORT_UDP, "udp"]] as const) {
-    ip([fam, "rule", verb, "pref", String(pref), "to", host, "ipproto", proto, "dport", ports, "lookup", String(TABLE)]);
-  }
+/** The selector of a listed rule, to delete it and not its neighbour at the same preference. */
+function staleSelector(r: RuleRow): string[] {
+  return [
+    ...(r.iif ? ["iif", r.iif] : []), ...(r.src && r.src !== "all" ? ["from", `${r.src}/${r.srclen ?? (r.src.includes(":") ? 128 : 32)}`] : []),
+    ...(r.dst ? ["to", `${r.dst}/${r.dstlen ?? (r.dst.includes(":") ? 128 : 32)}`] : []),
+    ...(r.ipproto ? ["ipproto", r.ipproto] : []), ...(r.dport_start !== undefined ? ["dport", `${r.dport_start}-${r.dport_end ?? r.dport_start}`] : []),
+  ];
 }
-
-/**
- * A reload's change to the picture, made in place: new routes and rules first, then the old ones
- * go, so no packet meets a moment without them. (podCIDR and serviceCIDR take a restart.)
- */
-export function reconcileRouting(prev: NodeNetInputs, next: NodeNetInputs, ip: Runner = runIp): void {
-  const before = new Map(parts(prev));
-  for (const [fam, f] of parts(next)) {
-    const was = before.get(fam) ?? { ...f, remotePodCIDRs: [], externalIPs: [], nodeAddresses: [] };
-    const want = new Set(routed(f));
-    for (const c of want) ip([fam, "route", "replace", c, ...through(next, fam), "src", f.gateway]);
-    for (const c of routed(was)) {
-      if (!want.has(c)) { try { ip([fam, "route", "del", c, "dev", DEVICE]); } catch { /* gone */ } }
-    }
-    for (const a of f.nodeAddresses) if (!was.nodeAddresses.includes(a)) nodePortRules("add", a, ip, fam);
-    for (const a of was.nodeAddresses) {
-      if (!f.nodeAddresses.includes(a)) { try { nodePortRules("del", a, ip, fam); } catch { /* gone */ } }
-    }
-  }
-}
-

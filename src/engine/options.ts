@@ -19,8 +19,9 @@ export const ENGINE_MAC = "02:77:61:73:70:01";
 export const DAEMON_MAX_BATCH = 256;
 
 /** The engine options a config gives: the daemon starts its engine with them, replay and trace their twins. */
-export function engineOptionsFor(config: Config): EngineOptions {
+export function engineOptionsFor(config: Config, offload = false): EngineOptions {
   return {
+    offload,
     conntrackCapacity: config.conntrack.capacity,
     maxBatch: DAEMON_MAX_BATCH,
     ...(config.tables ? { maxServices: config.tables.services, maxBackends: config.tables.backends } : {}),

@@ -29,7 +29,9 @@ export interface NativePoller {
 
 /** The addon's surface; every number result below 0 is -errno. */
 export interface Native {
-  openTun(name: string, tap: boolean, vnetHdr: boolean, multiQueue: boolean, netns?: string): OpenResult;
+  /** persist: true keeps the device after its last fd closes (TUNSETPERSIST), false undoes that,
+   *  absent leaves it as it is. */
+  openTun(name: string, tap: boolean, vnetHdr: boolean, multiQueue: boolean, netns?: string, persist?: boolean): OpenResult;
   /** flags: SlotFlag bits every slot read gets (VNET, ETHERNET). */
   readBatch(fd: number, memory: ArrayBuffer, slotsAddr: number, count: number, vnet: boolean,
     uring: boolean, flags: number): number;

@@ -20,6 +20,9 @@ export interface TunOptions {
   /** Batch the reads and writes through io_uring (one io_uring_enter per batch) instead of a
    *  read()/write() per packet. */
   ioUring?: boolean;
+  /** true: the device outlives this process (its routes stay, its packets are dropped while nobody
+   *  reads it) and a later open attaches to it; false: it goes with the last fd again. */
+  persist?: boolean;
 }
 
 function openFix(stage: string, code: string, opts: TunOptions): string {
@@ -60,7 +63,7 @@ export class TunDevice extends BatchDevice {
           "Allow it (sysctl kernel.io_uring_disabled=0) or open without ioUring");
       }
     }
-    const r = native().openTun(opts.name, !!opts.tap, !!opts.vnetHdr, !!opts.multiQueue, opts.netns);
+    const r = native().openTun(opts.name, !!opts.tap, !!opts.vnetHdr, !!opts.multiQueue, opts.netns, opts.persist);
     if (r.fd !== undefined) return new TunDevice(opts.name, r.fd, !!opts.vnetHdr, !!opts.tap, !!opts.ioUring);
     const errno = r.errno ?? 0, stage = r.stage ?? "", code = errnoCode(errno);
     if (stage === "netns") {
@@ -73,6 +76,7 @@ export class TunDevice extends BatchDevice {
     const what = stage === "open" ? "cannot open /dev/net/tun"
       : stage === "setiff" ? `cannot create ${kind} device ${opts.name}`
       : stage === "vnethdr" || stage === "offload" ? `cannot enable vnet header offloads on ${kind} device ${opts.name}`
+      : stage === "persist" ? `cannot make ${kind} device ${opts.name} persistent (TUNSETPERSIST)`
       : `cannot open ${kind} device ${opts.name} (${stage})`;
     throw ioError(what, errno, openFix(stage, code, opts));
   }

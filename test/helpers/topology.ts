@@ -183,6 +183,9 @@ export class Topology {
   private readonly cniPath: string;
   private seq = 0;
 
+  /** Arguments every startDaemon passes before its own (e.g. ["--offload", "off"]). */
+  daemonArgs: string[] = [];
+
   readonly nodeIp: string;
   readonly podCidr: string;
   /** Dual-stack: pods also get an IPv6 address from this CIDR. */
@@ -277,7 +280,7 @@ export class Topology {
   async startDaemon(extraArgs: string[] = []): Promise<DaemonProc> {
     const child = spawnInNs(this.node, process.execPath, [
       "--import", `file://${TSX}`, join(ROOT, "src/main.ts"), "daemon",
-      "--config", this.configPath, "--socket", this.socketPath, "--metrics-port", "0", ...extraArgs,
+      "--config", this.configPath, "--socket", this.socketPath, "--metrics-port", "0", ...this.daemonArgs, ...extraArgs,
     ]);
     this.children.add(child);
     const log = collect(child);
@@ -289,6 +292,12 @@ export class Topology {
     await waitFor(() => gone || lines().some((l) => l.msg === "serving"), "the daemon to serve", 30000);
     if (gone) throw new Error(`the daemon exited at start:\n${log()}`);
     return d;
+  }
+
+  /** `wasp daemon --cleanup` in the node: what a stopped daemon left (wasp0, rules, routes, the
+   *  offload table, waspvx) removed. */
+  cleanupNode(): void {
+    inNs(this.node, process.execPath, "--import", `file://${TSX}`, join(ROOT, "src/main.ts"), "daemon", "--cleanup");
   }
 
   metricsPort(d: DaemonProc): number {

@@ -24,8 +24,11 @@ function config(mode: "tun" | "tap", extra: { services?: unknown[] } = {}) {
 
 const rules = (ns: string) => ip(ns, "-4", "rule", "show");
 
-for (const mode of ["tun", "tap"] as const) {
-describe(`wasp daemon (${mode} mode): a single node in test namespaces (integration, needs root)`, function () {
+// Both devices in both datapath modes: offload (the kernel carries each flow the engine decided)
+// and full-wasm (every packet of a service flow through the engine).
+for (const [mode, datapath] of [["tun", "offload"], ["tap", "offload"], ["tun", "wasm"], ["tap", "wasm"]] as const) {
+const offload = datapath === "offload";
+describe(`wasp daemon (${mode} mode, ${datapath}): a single node in test namespaces (integration, needs root)`, function () {
   this.timeout(120_000);
   let t: Topology;
   let daemon: DaemonProc;
@@ -74,6 +77,7 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
     await t.serve(client.ns, [8080]);
     await t.sink(b1.ns, 5201);
     rulesBefore = rules(t.node);
+    t.daemonArgs = ["--offload", offload ? "on" : "off"];
     daemon = await t.startDaemon();
   });
 
@@ -81,7 +85,7 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
     await t?.destroy();
   });
 
-  it("builds the node picture: wasp0 up with the pod CIDR's first address /32, table 119, the local rule behind the pod and NodePort rules", () => {
+  it(`builds the node picture: wasp0 up with the pod CIDR's first address /32, table 119, the local rule behind the ${offload ? "NodePort rules (no pod rule: pods reach wasp0 only for a service), the offload table" : "pod and NodePort rules"}`, async () => {
     const link = JSON.parse(ip(t.node, "-j", "addr", "show", "dev", "wasp0"))[0];
     assert.ok(link.flags.includes("UP"), JSON.stringify(link.flags));
     assert.deepEqual(link.addr_info.filter((a: any) => a.family === "inet").map((a: any) => `${a.local}/${a.prefixlen}`), [`${GATEWAY}/32`]);
@@ -91,7 +95,15 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
     assert.ok(!r.some((x) => x.priority === 0), `a rule at pref 0 is left: ${rules(t.node)}`);
     const at = (p: number) => r.filter((x) => x.priority === p);
     assert.equal(at(1000)[0]?.table, "local");
-    assert.equal(at(100)[0]?.table, "119");
+    if (offload) {
+      assert.equal(at(100).length, 0, `no pod rule in offload mode: ${rules(t.node)}`);
+      const table = inNs(t.node, "nft", "list", "table", "inet", "wasp");
+      assert.match(table, /type nat hook prerouting/, "a nat chain registers the NAT hooks");
+      assert.match(table, /ct mark 0x77617370 counter name "offloaded_in"/, "a conntrack rule counts offloaded flows");
+      assert.match(table, /iifname "wasp0" oifname "wasp0" counter name "loop_dropped" drop/, "the loop guard");
+    } else assert.equal(at(100)[0]?.table, "119");
+    const status = await control(t.socketPath, { cmd: "status" });
+    assert.equal(status.offload.on, offload, JSON.stringify(status.offload));
     assert.equal(at(90)[0]?.iif, "wasp0");
     assert.equal(at(110).length, 1);
     assert.equal(inNs(t.node, "cat", "/proc/sys/net/ipv4/ip_forward").trim(), "1");
@@ -220,13 +232,19 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
     assert.equal(udp!.error, "ECONNREFUSED", JSON.stringify(udp));
   });
 
-  it("a 32 MiB TCP stream through a ClusterIP arrives intact, carried as GSO super-packets (vnet header)", async () => {
+  it(offload ? "a 32 MiB TCP stream through a ClusterIP arrives intact, and only its first packet crosses the engine (the kernel carries the rest)"
+    : "a 32 MiB TCP stream through a ClusterIP arrives intact, carried as GSO super-packets (vnet header)", async () => {
     const before = (await control(t.socketPath, { cmd: "status" })).counters.named;
     const bytes = 32 << 20;
     const r = await t.stream(client.ns, "10.96.0.50", 5201, bytes);
     assertStreamed(r, bytes, client.ip);
     const after = (await control(t.socketPath, { cmd: "status" })).counters.named;
     const packets = after.packets_in - before.packets_in, avg = (after.bytes_in - before.bytes_in) / packets;
+    if (offload) {
+      assert.ok(packets <= 3, `the engine saw ${packets} packets of a 32 MiB stream`);
+      assert.equal(after.offloaded - before.offloaded, 1, "one flow handed to the kernel");
+      return;
+    }
     // Without TSO through the TUN no packet exceeds the 1450-byte pod MTU.
     assert.ok(avg > 1500, `${packets} packets averaging ${Math.round(avg)} B`);
   });
@@ -326,7 +344,8 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
       changed.nodes = [{ name: "node-b", underlayIP: "10.99.0.3", podCIDR: "10.244.2.0/24" }];
       t.writeConfig(changed);
       await waitFor(() => applied() > n0, "the reload");
-      assert.match(ip(t.node, "-4", "route", "show", "10.244.2.0/24"), /dev wasp0/);
+      // the other node's pods: through the engine's overlay (wasp0), or the kernel's (waspvx) in offload mode
+    assert.match(ip(t.node, "-4", "route", "show", "10.244.2.0/24"), offload ? /via 10\.244\.2\.0 dev waspvx onlink/ : /dev wasp0/);
       assert.match(rules(t.node), /^110:\s+from all to 10\.99\.0\.9 ipproto tcp dport 30000-32767 lookup 119/m);
       const out = await t.requests(client.ns, Array.from({ length: 8 }, () => ({ host: "10.96.0.10", port: 80 })));
       assert.ok(out.every((o) => o.ok && o.seen!.local === b1.ip), JSON.stringify(out.map((o) => o.seen?.local ?? o.error)));
@@ -400,34 +419,36 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
   describe("the daemon's life", () => {
     afterEach(async () => { await t.stopProcess(daemon.child); });
 
-    it("the daemon stops on SIGTERM and leaves no wasp0, no table 119 and the rules as they were", async () => {
+    it("SIGTERM stops the daemon and leaves its datapath for the next one (wasp0 persistent, rules, routes); --cleanup then removes it all and restores the rules", async () => {
       await t.stopProcess(daemon.child, "SIGTERM");
       assert.equal(await daemon.exited, 0, daemon.log());
+      assert.ok(daemon.lines().some((l) => String(l.msg).startsWith("the datapath stays for the next daemon")), daemon.log());
+      assert.match(ip(t.node, "link", "show", "wasp0"), /wasp0/, "wasp0 outlives the daemon");
+      assert.match(ip(t.node, "-4", "route", "show", "10.96.0.0/16"), /dev wasp0/, "its routes too: service traffic is dropped, not routed elsewhere");
+      assert.notEqual(rules(t.node), rulesBefore, "the rules stay");
+      t.cleanupNode();
       assert.equal(rules(t.node), rulesBefore);
       assert.throws(() => ip(t.node, "link", "show", "wasp0"));
       assert.equal(ip(t.node, "-4", "route", "show", "table", "119").trim(), "");
+      assert.throws(() => inNs(t.node, "nft", "list", "table", "inet", "wasp"), "no offload table");
     });
 
     describe("each with a daemon of its own", () => {
       // Run without the test before, the first daemon still serves: stopped first.
       beforeEach(async () => { await t.stopProcess(daemon.child); });
 
-      it("after kill -9 the leftovers stay; a restart removes them and rebuilds, and SIGTERM then restores the rules", async () => {
+      it("after kill -9 the datapath stays as it was; a restart adopts it (the same rules, once each) and serves", async () => {
         const d1 = await t.startDaemon();
+        const serving = rules(t.node);
         await t.stopProcess(d1.child, "SIGKILL");
-        const left = rules(t.node);
-        assert.match(left, /^100:/m, `the pod rule should be left over:\n${left}`);
-        assert.doesNotMatch(left, /^0:/m);
+        assert.equal(rules(t.node), serving, "nothing changed by the crash");
+        assert.match(ip(t.node, "link", "show", "wasp0"), /wasp0/, "wasp0 outlives the daemon");
         const d2 = await t.startDaemon();
         daemon = d2;
-        assert.ok(d2.lines().some((l) => l.msg === "removed what a previous daemon left behind"), d2.log());
+        assert.equal(rules(t.node), serving, "adopted: the same rules, none twice");
         const o = await t.request(client.ns, { host: "10.96.0.10", port: 80 });
         assert.ok(o.ok, JSON.stringify(o));
         assert.equal(o.seen!.remote, client.ip);
-        await t.stopProcess(d2.child, "SIGTERM");
-        assert.equal(await d2.exited, 0, d2.log());
-        assert.equal(rules(t.node), rulesBefore);
-        assert.throws(() => ip(t.node, "link", "show", "wasp0"));
       });
 
       // io_uring is the default where it works (this kernel: yes); the plain read/write path stays served.
@@ -445,7 +466,6 @@ describe(`wasp daemon (${mode} mode): a single node in test namespaces (integrat
           assert.equal(r.sha, streamSha(32 << 20), JSON.stringify(r));
           await t.stopProcess(d.child, "SIGTERM");
           assert.equal(await d.exited, 0, d.log());
-          assert.equal(rules(t.node), rulesBefore);
         });
       }
     });

@@ -23,6 +23,16 @@ function requests(e: Engine): { list: Array<[number, number]>; bytes: Uint8Array
   return { list, bytes: b };
 }
 
+/** The DNAT address (CTA_NAT_DST's CTA_NAT_V4_MINIP) of the NEW in a batch's requests. */
+function natDst(bytes: Uint8Array): number[] {
+  const v = new DataView(bytes.buffer, bytes.byteOffset);
+  const at = v.getUint32(0, true);   // the NEW follows the DELETE
+  for (let p = at + 20; p < bytes.length; p += (v.getUint16(p, true) + 3) & ~3) {
+    if ((v.getUint16(p + 2, true) & 0x3fff) === 13) return [...bytes.subarray(p + 8, p + 12)];
+  }
+  throw new Error("no CTA_NAT_DST in the NEW");
+}
+
 /** Answers the last batch's requests with the given errnos (0: acked) and finishes it. */
 function answer(e: Engine, errnos: number[]): number {
   const res = e.offloadResults(e.offloadRequests().count);
@@ -76,18 +86,35 @@ describe("pipeline: offload mode", () => {
     assert.equal(c.verdicts["tun"], 1);
   });
 
-  it("a second packet of an offloaded flow (the kernel's entry gone) sends the same binding again, to the same backend", () => {
+  it("a later packet of an offloaded flow (the kernel's entry gone) sends the same binding again, to the same backend", () => {
     commit(e, clusterRoutes().service(web(["10.244.1.10", "10.244.1.11", "10.244.1.12", "10.244.1.13"])));
     runOne(e, syn(42000));
     const first = requests(e).bytes;
     answer(e, [0, 0]);
-    const o = runOne(e, syn(42000), 101);
+    const ack = packet({ src: CLIENT, dst: VIP }, { proto: "tcp", sport: 42000, dport: 80, flags: TCP.ACK, seq: 5001, ack: 1 });
+    const o = runOne(e, ack, 101);
     expectVerdict(o, Verdict.Tun);
     assert.ok(o.slot.note & Note.CT_HIT, "found in the engine's conntrack");
-    assert.deepEqual(requests(e).bytes, first, "byte for byte the same requests: the same backend");
+    const again = requests(e).bytes;
+    // the same tuples and NAT; only the TCP state differs (a mid-flow packet: ESTABLISHED)
+    assert.equal(again.length, first.length, "the same requests");
+    assert.deepEqual(natDst(again), natDst(first), "the same backend");
     answer(e, [0, 0]);
     assert.equal(e.counters().named.offload_resent, 1);
     assert.equal(e.counters().named.new_flows, 1, "one decision");
+  });
+
+  it("a SYN that reuses an offloaded flow's tuple (the client's port again) is decided anew by today's tables", () => {
+    commit(e, clusterRoutes().service(web(["10.244.1.10", "10.244.1.11"])));
+    runOne(e, syn(47000));
+    const before = natDst(requests(e).bytes);
+    answer(e, [0, 0]);
+    const left = before[3] === 10 ? "10.244.1.11" : "10.244.1.10";
+    commit(e, clusterRoutes().service(web([left])));
+    runOne(e, syn(47000), 102);
+    assert.deepEqual(natDst(requests(e).bytes).join("."), left, "the remaining backend, not the removed one");
+    answer(e, [0, 0]);
+    assert.equal(e.counters().named.new_flows, 2, "two decisions");
   });
 
   it("the engine's flow record says OFFLOADED", () => {
