@@ -146,6 +146,7 @@ function newFlow(g: usize, room: u32, now: u32): Tracked {
 function offload(idx: u32, resent: bool): Tracked {
   out.service = load<u32>(ct.rec(idx) + CT_SERVICE);
   if (!bindFlow(idx, out.slot, resent)) { drop(Drop.OffloadFailed); return Tracked.Final; }
+  svcstats.packet(out.service, pkt.ipLen);   // the kernel counts the rest (wasp status: offload)
   return Tracked.Offloaded;
 }
 

@@ -11,6 +11,7 @@ export interface Status {
   services: number; conntrack: { entries: number; capacity: number }; counters: Counters; tunWriteDropped: number;
   /** Absent on a single node. */
   tunnelGso?: { device: string } | { off: string };
+  offload: { on: boolean; why: string };
 }
 export interface ServiceRow {
   key: string; service: string; port: string; kind: string; id: number; select: string; affinitySec: number;
@@ -23,6 +24,9 @@ export async function status(socket: string, json: boolean): Promise<void> {
   const c = s.counters, dropped = Object.values(c.drops).reduce((a, b) => a + b, 0);
   out(pairs([
     ["node", s.node], ["mode", `${s.mode} (device ${s.device}, ${s.address}${s.ioUring ? ", io_uring" : ""})`],
+    ["datapath", s.offload.on ? `offload: the engine decides each new flow, the kernel's conntrack carries it (${s.offload.why})`
+      : `full-wasm: every packet of a service flow through the engine (${s.offload.why})`],
+    ...(s.offload.on ? [["flows offloaded", `${(c.named.offloaded ?? 0).toLocaleString("en-US")}${c.named.offload_failed ? `, ${c.named.offload_failed.toLocaleString("en-US")} refused by the kernel (last errno ${c.named.offload_last_errno})` : ""}`] as [string, string]] : []),
     ["generation", s.generation], ["uptime", fmtDuration(s.uptimeSec)], ["services", s.services],
     ["conntrack", `${s.conntrack.entries.toLocaleString("en-US")} / ${s.conntrack.capacity.toLocaleString("en-US")} flows`],
     ["packets in", `${c.named.packets_in?.toLocaleString("en-US")} (${fmtBytes(c.named.bytes_in ?? 0)})`],
@@ -91,12 +95,20 @@ export async function conntrack(socket: string, json: boolean, filters: string[]
   const limit = Number(limitText);
   if (!/^\d+$/.test(limitText) || limit < 1) throw new CliError(`--limit is ${JSON.stringify(limitText)}; give a positive number`, EXIT.USAGE);
   const filter = parseFilters(filters);
-  const a = await request<{ entries: number; capacity: number; matched: number; shown: number; flows: any[] }>(socket, { cmd: "conntrack", filter, limit });
+  type List = { matched: number; shown: number; flows: any[] };
+  const a = await request<List & { entries: number; capacity: number; kernel?: List & { entries: number } }>(socket, { cmd: "conntrack", filter, limit });
   if (json) { printJson(a); return; }
-  out(table(["PROTO", "CLIENT", "SERVICE ADDRESS", "BACKEND", "REPLY TO", "STATE", "NAT", "SERVICE", "EXPIRES"], a.flows.map((f) => [
+  const rows = (l: List) => table(["PROTO", "CLIENT", "SERVICE ADDRESS", "BACKEND", "REPLY TO", "STATE", "NAT", "SERVICE", "EXPIRES"], l.flows.map((f) => [
     f.proto, hp(f.src, f.sport), hp(f.dst, f.dport), hp(f.backend, f.backendPort), hp(f.replyDst, f.replyDport), f.state,
     [f.dnat ? "dnat" : "", f.snat ? "snat" : ""].filter(Boolean).join("+") || "-", f.service || "-", fmtDuration(f.expiresInSec),
-  ])));
+  ]));
+  if (a.kernel) {
+    out("Carried by the kernel (offloaded: their conntrack entries, mark \"wasp\"):\n");
+    out(rows(a.kernel));
+    out(`${a.kernel.shown} shown of ${a.kernel.matched} matching; ${a.kernel.entries.toLocaleString("en-US")} offloaded flows in the kernel\n\n`);
+    out("Decided by the engine (its own table; an offloaded flow stays there a while):\n");
+  }
+  out(rows(a));
   out(`${a.shown} shown of ${a.matched} matching; ${a.entries.toLocaleString("en-US")} flows in a table of ${a.capacity.toLocaleString("en-US")}\n`);
 }
 

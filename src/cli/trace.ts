@@ -49,6 +49,7 @@ interface TraceAnswer {
   verdict: string; reason: string; notes: string[]; service: string;
   output?: { src: string; sport: number; dst: string; dport: number; nextHop?: string; len: number };
   arrives?: string;
+  offloadedTo?: { addr: string; port: number };
 }
 
 const hp = (a: string, p: number) => (p ? `${a.includes(":") ? `[${a}]` : a}:${p}` : a);
@@ -59,6 +60,7 @@ export function summarize(t: TraceAnswer): string {
   if (t.verdict === "drop") return `dropped: ${t.reason}`;
   if (t.reason === "no_backend") return `refused: the service has no ready backend, the engine answers ${t.packet.proto === "tcp" ? "a TCP RST" : "ICMP port unreachable"}`;
   if (t.reason === "no_service") return `refused: nothing serves this port on the service address, the engine answers ${t.packet.proto === "tcp" ? "a TCP RST" : "ICMP port unreachable"}`;
+  if (t.offloadedTo) return `offloaded: the kernel carries this flow to ${hp(t.offloadedTo.addr, t.offloadedTo.port)} (its conntrack entry, made by the engine); the packet goes back unchanged`;
   if (t.notes.includes("reply_made")) return `answered by the engine itself (${t.reason === "none" ? "echo reply" : t.reason}) back to ${o ? o.dst : "the sender"}`;
   const where = t.verdict === "tun" ? "delivered through wasp0" : t.verdict === "overlay" ? `sent over VXLAN to node ${o?.nextHop}` : "handed to the host's routing";
   return `${where} as ${o ? `${hp(o.src, o.sport)} -> ${hp(o.dst, o.dport)}` : "?"}`;

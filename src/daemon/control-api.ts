@@ -3,6 +3,7 @@
 // packet through a twin engine loaded with a snapshot of the current tables, never the live one.
 import type { Config } from "../config/index.js";
 import { CT_STATE_NAMES, FlowFlag } from "../engine/abi.js";
+import type { KernelFlow } from "../netlink/conntrack.js";
 import type { Engine, EngineOptions } from "../engine/engine.js";
 import { formatIp, localVtepMac, RouteKind, u32ToIpv4, type Model } from "../model/index.js";
 import { nowSec } from "./datapath.js";
@@ -22,8 +23,10 @@ export interface ControlContext {
   /** The overlay's UDP-tunnel GSO: the TAP it goes through, or why it is off; undefined while
    *  there is no underlay (a single node). */
   tunnelGso(): { device: string } | { off: string } | undefined;
-  /** Offload mode: on or off, and why. */
-  offload(): { on: boolean; why: string };
+  /** Offload mode: on or off, and why; the kernel's counters of offloaded flows when on. */
+  offload(): { on: boolean; why: string; kernel?: Record<string, { packets: number; bytes: number }> | undefined };
+  /** Offload mode: the kernel's conntrack entries the engine made (a dump, off the JS thread). */
+  kernelFlows?(): Promise<KernelFlow[]>;
 }
 
 export type ControlRequest = { cmd?: unknown } & Record<string, unknown>;
@@ -101,6 +104,8 @@ export interface Flow {
   proto: string; src: string; sport: number; dst: string; dport: number;
   backend: string; backendPort: number; replyDst: string; replyDport: number;
   state: string; dnat: boolean; snat: boolean; replied: boolean; service: string; ageSec: number; expiresInSec: number;
+  /** Kernel flows (offload mode), with conntrack accounting on: both directions. */
+  packets?: number; bytes?: number;
 }
 
 function conntrack(ctx: ControlContext, req: ControlRequest): unknown {
@@ -131,8 +136,33 @@ function conntrack(ctx: ControlContext, req: ControlRequest): unknown {
     matched++;
     if (flows.length < limit) flows.push(flow);
   }
-  return { entries: engine.flowCount(), capacity: engine.flowCapacity(), matched, shown: flows.length, flows };
+  const answer = { entries: engine.flowCount(), capacity: engine.flowCapacity(), matched, shown: flows.length, flows };
+  if (!ctx.kernelFlows) return answer;
+  // offload mode: the flows the kernel carries, beside the engine's recent decisions
+  const byKey = new Map([...ctx.model().services.values()].map((e) => [`${e.addr}|${e.port}|${e.protocol.toLowerCase()}`, `${e.service}:${e.portName} (${e.key})`]));
+  return ctx.kernelFlows().then((list) => {
+    const kernel: Flow[] = [];
+    let km = 0;
+    for (const k of list) {
+      const proto = PROTO_NAMES[k.proto] ?? String(k.proto);
+      const flow: Flow = {
+        proto, src: k.orig.src, sport: k.orig.sport, dst: k.orig.dst, dport: k.orig.dport,
+        backend: k.reply.src, backendPort: k.reply.sport, replyDst: k.reply.dst, replyDport: k.reply.dport,
+        state: k.state || ((k.status & IPS_SEEN_REPLY) ? "REPLIED" : "UNREPLIED"),
+        dnat: (k.status & IPS_DST_NAT) !== 0, snat: (k.status & IPS_SRC_NAT) !== 0, replied: (k.status & IPS_SEEN_REPLY) !== 0,
+        service: byKey.get(`${k.orig.dst}|${k.orig.dport}|${proto}`) ?? "", ageSec: -1, expiresInSec: k.timeoutSec,
+        packets: k.packets, bytes: k.bytes,
+      };
+      if (!flowMatches(flow, f)) continue;
+      km++;
+      if (kernel.length < limit) kernel.push(flow);
+    }
+    return { ...answer, kernel: { entries: list.length, matched: km, shown: kernel.length, flows: kernel } };
+  });
 }
+
+// IP_CT_* status bits (linux/netfilter/nf_conntrack_common.h)
+const IPS_SEEN_REPLY = 1 << 1, IPS_SRC_NAT = 1 << 4, IPS_DST_NAT = 1 << 5;
 
 function flowMatches(fl: Flow, f: Record<string, unknown>): boolean {
   const s = (k: string) => (f[k] === undefined ? undefined : String(f[k]).toLowerCase());

@@ -4,6 +4,7 @@ import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { createConnection, createServer, type Server } from "node:net";
 import { dirname } from "node:path";
 
+/** An answer, or a promise of one (a kernel dump read off the JS thread). */
 export type Handler = (req: { cmd?: unknown }) => unknown;
 
 const MAX_REQUEST = 64 * 1024;
@@ -38,7 +39,7 @@ export async function serveControl(path: string, handle: Handler): Promise<Serve
       let req: unknown;
       try { req = JSON.parse(text); } catch { answer({ error: 'the request is not JSON; send {"cmd":"status"}' }); return; }
       if (typeof req !== "object" || req === null) { answer({ error: 'expected an object like {"cmd":"status"}' }); return; }
-      try { answer(handle(req as { cmd?: unknown })); } catch (e) { answer({ error: (e as Error).message }); }
+      Promise.resolve().then(() => handle(req as { cmd?: unknown })).then(answer, (e: Error) => answer({ error: e.message }));
     };
   });
   return listenPrivate(server, path, "the control socket");

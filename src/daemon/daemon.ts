@@ -14,7 +14,8 @@ import { Engine, type EngineOptions } from "../engine/engine.js";
 import { engineOptionsFor } from "../engine/options.js";
 import { ConntrackSocket, IoError, TunDevice, UnderlaySocket } from "../io/index.js";
 import { native } from "../io/native.js";
-import { buildModel, isEmptyDelta, updateModelAsync, type Model } from "../model/index.js";
+import { buildModel, goneBackends, isEmptyDelta, updateModelAsync, type GoneBackend, type Model } from "../model/index.js";
+import { dumpOffloaded, flushUdpBackend, parseFlows, type KernelFlow } from "../netlink/conntrack.js";
 import { makeControlApi } from "./control-api.js";
 import { serveControl } from "./control-socket.js";
 import { serveCni } from "./cni-socket.js";
@@ -24,7 +25,7 @@ import { healthChecks, ServiceHealthServers } from "./service-health.js";
 import { Datapath, nowSec } from "./datapath.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
 import { cleanupNodeNet, DEVICE, ensureNodeNet, ensureRouting, nodeNetInputs, runIp, sameInputs, TABLE, TUNNEL_TAP, type NodeNetInputs } from "./node-net.js";
-import { ensureOverlay, offloadBlocker } from "./offload-net.js";
+import { ensureOverlay, offloadBlocker, readOffloadCounters } from "./offload-net.js";
 import { DAEMON_USAGE, parseDaemonArgs, type DaemonOptions } from "./args.js";
 import { startingConfig, type StartingConfig } from "./config-sources.js";
 import { ReloadQueue, type ReloadOutcome } from "./reloads.js";
@@ -34,6 +35,7 @@ import { runInstallCni } from "./install-cni.js";
 export { DAEMON_USAGE, DEFAULT_METRICS_PORT, DEFAULT_SOCKET, parseDaemonArgs, type DaemonOptions } from "./args.js";
 
 const SWEEP_BUDGET = 4096;
+const ENOENT = 2;
 
 export class Daemon {
   private engine!: Engine;
@@ -41,6 +43,7 @@ export class Daemon {
   private tun: TunDevice | undefined;
   private underlay: UnderlaySocket | undefined;
   private ct: ConntrackSocket | undefined;
+  private ctDump: ConntrackSocket | undefined;
   private offload = { on: false, why: "" };
   private datapath: Datapath | undefined;
   private model: Model = { services: new Map(), routes: new Map(), localAddrs: new Set(), nodeIds: new Map() };
@@ -62,7 +65,8 @@ export class Daemon {
   private stopping = false;
   /** Set once the node's network is changed (a failed config load leaves it alone). */
   private touched = false;
-  private metrics = makeMetrics(() => this.engine, () => ({ writeDropped: this.datapath?.writeDropped ?? 0 }));
+  private metrics = makeMetrics(() => this.engine, () => ({ writeDropped: this.datapath?.writeDropped ?? 0 }),
+    () => (this.offload.on ? readOffloadCounters() : undefined));
   private readonly reloads = new ReloadQueue((ev) => this.applyConfig(ev));
   metricsPort = 0;
   /** Called once when the datapath cannot go on (the caller stops the daemon). */
@@ -128,7 +132,8 @@ export class Daemon {
         const off = this.datapath?.tunnelOff || (u.tunnel ? "" : u.tunnelOff);
         return off ? { off } : { device: u.tunnel?.name ?? "" };
       },
-      offload: () => this.offload,
+      offload: () => (this.offload.on ? { ...this.offload, kernel: readOffloadCounters() } : this.offload),
+      ...(this.ct ? { kernelFlows: () => this.kernelFlows() } : {}),
     }));
     const cniSocket = opts.cniSocketPath ?? join(dirname(opts.socketPath), "cni.sock");
     if (cniSocket) {
@@ -165,6 +170,26 @@ export class Daemon {
     if (this.stopping) return;
     this.proxyHealth.updated();
     this.kubeProxyMetrics.observeSync((performance.now() - t) / 1000, this.source?.triggerTimes());
+  }
+
+  /** Offload mode: the kernel's entries of UDP flows to backends a reload took away go, as
+   *  kube-proxy clears stale UDP conntrack (the engine's own go in its sweep); TCP flows are left
+   *  to end as they would with kube-proxy. */
+  private flushGoneUdp(gone: GoneBackend[]): void {
+    if (!gone.length || !this.ct) return;
+    try {
+      const r = this.ct.send(gone.map((g, i) => flushUdpBackend(i + 1, g)));
+      const failed = [...r].filter((e) => e !== 0 && e !== ENOENT).length;
+      if (failed) this.log.warn({ failed, of: gone.length }, "some stale UDP conntrack entries could not be flushed");
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, "cannot flush stale UDP conntrack entries");
+    }
+  }
+
+  /** Offload mode: the conntrack entries the engine made, dumped on a socket of their own. */
+  private async kernelFlows(): Promise<KernelFlow[]> {
+    this.ctDump ??= ConntrackSocket.open();
+    return parseFlows(await this.ctDump.dump(dumpOffloaded(1)));
   }
 
   /** Offload mode, as asked and as this node allows; the ctnetlink socket it needs. */
@@ -232,6 +257,7 @@ export class Daemon {
       for (const e of delta.upsertServices) {
         if (this.model.services.get(e.key)?.id !== e.id) this.engine.resetServiceStats(e.id);
       }
+      if (this.ct) this.flushGoneUdp(goneBackends(this.model, delta, "UDP"));
     }
     this.model = model;
     this.config = next;
@@ -274,6 +300,7 @@ export class Daemon {
     this.tun?.close();
     this.underlay?.close();
     this.ct?.close();
+    this.ctDump?.close();
     if (this.touched) this.log.info({ device: DEVICE }, "the datapath stays for the next daemon (wasp daemon --cleanup removes it)");
     await this.health.close();
     if (this.cniSocket) rmSync(this.cniSocket, { force: true });

@@ -15,7 +15,10 @@ export interface Metrics {
   reloadSeconds: Histogram;
 }
 
-export function makeMetrics(engine: () => Engine, extra: () => { writeDropped: number }): Metrics {
+/** Offload mode: the kernel's counters of the offload table (offload-net.ts), undefined otherwise. */
+export type KernelOffloadCounters = () => Record<"offloaded_in" | "offloaded_out" | "loop_dropped", { packets: number; bytes: number }> | undefined;
+
+export function makeMetrics(engine: () => Engine, extra: () => { writeDropped: number }, kernel: KernelOffloadCounters = () => undefined): Metrics {
   const registry = new Registry();
   new Counter({
     name: "wasp_packets_total", help: "Packets the engine gave each verdict", labelNames: ["verdict"], registers: [registry],
@@ -45,6 +48,9 @@ export function makeMetrics(engine: () => Engine, extra: () => { writeDropped: n
     ["wasp_overlay_tunnel_gso_sent_total", "TSO packets for other nodes encapsulated once and handed to the kernel whole (UDP-tunnel GSO through the tunnel TAP) instead of cut by the engine", "tunnel_gso_sent"],
     ["wasp_overlay_tunnel_gso_received_total", "TSO packets that crossed the underlay whole and went to the pods as one GSO packet", "tunnel_gso_received"],
     ["wasp_batches_total", "Batches the engine processed (one process() call each)", "batches"],
+    ["wasp_offload_flows_total", "Offload mode: flows whose NAT binding the kernel's conntrack took (its NEW acked)", "offloaded"],
+    ["wasp_offload_failures_total", "Offload mode: flows whose binding the kernel refused (table full, a clash); their packet was dropped", "offload_failed"],
+    ["wasp_offload_resent_total", "Offload mode: packets of an offloaded flow that reached the engine again (the kernel's entry was gone) and had their binding sent again", "offload_resent"],
   ];
   for (const [name, help, key] of named) {
     new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(engine().counters().named[key]); } });
@@ -64,6 +70,22 @@ export function makeMetrics(engine: () => Engine, extra: () => { writeDropped: n
   for (const [name, help, read] of gauges) {
     new Gauge({ name, help, registers: [registry], collect() { this.set(read(engine())); } });
   }
+  // Offload mode: what the kernel carried for the engine's flows (counters of the offload table, read when scraped).
+  for (const unit of ["packets", "bytes"] as const) {
+    new Counter({
+      name: `wasp_offloaded_${unit}_total`, help: `Offload mode: ${unit} of offloaded flows the kernel carried (in: entering the node, out: sent by the node itself)`,
+      labelNames: ["direction"], registers: [registry],
+      collect() {
+        this.reset();
+        const k = kernel();
+        if (k) { this.inc({ direction: "in" }, k.offloaded_in[unit]); this.inc({ direction: "out" }, k.offloaded_out[unit]); }
+      },
+    });
+  }
+  new Counter({
+    name: "wasp_offload_loop_dropped_total", help: "Offload mode: packets written back that the kernel did not translate and would have routed into wasp0 again (the loop guard dropped them)",
+    registers: [registry], collect() { this.reset(); this.inc(kernel()?.loop_dropped.packets ?? 0); },
+  });
   const reloadSeconds = new Histogram({
     name: "wasp_reload_duration_seconds", help: "Time from a config change to its commit",
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry],

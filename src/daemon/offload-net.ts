@@ -123,8 +123,10 @@ function networkOf(cidr: string): string {
 }
 
 /** Creates or adopts waspvx as `o` describes and brings its peers to o.peers (prev: what a running
- *  daemon set up before, to remove peers that left; absent at start: every stale entry goes). */
+ *  daemon set up before, to remove peers that left; absent at start: every stale entry goes). A
+ *  node without peers has no vxlan device (and binds no VXLAN port). */
 export function ensureOverlay(o: OverlayInputs, prev: OverlayInputs | undefined, ip: Runner): void {
+  if (o.peers.length === 0) { removeOverlay(ip); return; }
   const exists = (() => { try { ip(["-j", "link", "show", VXLAN_DEVICE]); return true; } catch { return false; } })();
   const want = ["type", "vxlan", "id", String(o.vni), "dstport", String(o.port), "local", o.underlayIP, "nolearning"];
   if (exists && prev && (prev.vni !== o.vni || prev.port !== o.port || prev.underlayIP !== o.underlayIP)) ip(["link", "del", VXLAN_DEVICE]);

@@ -26,6 +26,8 @@ export interface TraceAnswer {
   output?: { src: string; sport: number; dst: string; dport: number; nextHop?: string; len: number };
   /** Where the crafted packet enters: wasp0, or VXLAN from the node whose pod CIDR holds the source. */
   arrives?: string;
+  /** Offload mode: the backend the kernel's conntrack entry sends the flow to. */
+  offloadedTo?: { addr: string; port: number };
 }
 
 export function trace(ctx: ControlContext, req: ControlRequest): unknown {
@@ -79,6 +81,9 @@ function describeStep(step: TraceStep, svc: ServiceEntry | undefined): string {
       return `backend #${a}${be ? ` ${be.addr}:${be.port}` : ""}, chosen by ${how}${svc && svc.affinitySec ? ` (ClientIP affinity ${svc.affinitySec} s)` : ""}`;
     }
     case Stage.Nat: return a === 0 ? "forward NAT applied (destination rewritten to the backend)" : "reverse NAT applied (a reply: source rewritten to the service)";
+    case Stage.Offload:
+      return "offloaded: the flow's NAT binding goes to the kernel's conntrack (DELETE + NEW over ctnetlink); this packet goes back as it came, " +
+        "and the kernel NATs it and every later packet of the flow, both ways, without the engine";
     case Stage.Route:
       return a === TRACE_NO_ROUTE ? "no pod route: to the host's own routing"
         : a === RouteKind.Local ? "local pod route: out through wasp0 to the pod" : `remote pod route: VXLAN to node ${u32ToIpv4(b)}`;
@@ -89,9 +94,10 @@ function describeStep(step: TraceStep, svc: ServiceEntry | undefined): string {
 function describeTrace(twin: Engine, model: Model, tap: boolean, generation: number, packet: TraceAnswer["packet"]): TraceAnswer {
   const byId = new Map([...model.services.values()].map((e) => [e.id + 1, e]));
   const stages: TraceStage[] = [];
-  let svc: ReturnType<typeof byId.get>;
+  let svc: ReturnType<typeof byId.get>, backend: { addr: string; port: number } | undefined;
   for (const step of twin.traceSteps()) {
     if (step.stage === Stage.Service) svc = byId.get(step.a);
+    if (step.stage === Stage.Backend) backend = svc?.backends[step.a];
     stages.push({ stage: STAGE_NAMES[step.stage] ?? `stage ${step.stage}`, detail: describeStep(step, svc), a: step.a, b: step.b });
   }
   const slot = twin.slot(0);
@@ -102,6 +108,7 @@ function describeTrace(twin: Engine, model: Model, tap: boolean, generation: num
     notes, service: e ? `${e.service}:${e.portName}` : "",
   };
   if (slot.verdict !== Verdict.Drop) answer.output = outputTuple(twin.output(0), tap && slot.verdict !== Verdict.Overlay, slot.verdict === Verdict.Overlay, slot.peer);
+  if ((slot.note & Note.OFFLOADED) !== 0 && backend) answer.offloadedTo = { addr: backend.addr, port: backend.port };
   return answer;
 }
 

@@ -8,6 +8,15 @@ export interface Status {
   conntrack: { entries: number; capacity: number };
   counters: { drops: Record<string, number>; named: { packets_in: number; new_flows: number } };
   tunWriteDropped: number;
+  /** Offload mode: the kernel carries each flow after its first packet; its counters of them. */
+  offload?: { on: boolean; why: string; kernel?: Record<string, { packets: number; bytes: number }> };
+}
+
+/** Packets of service flows so far: those through the engine, and in offload mode those the kernel
+ *  carried for the flows the engine decided. */
+export function servicePackets(st: Status): number {
+  const k = st.offload?.kernel;
+  return st.counters.named.packets_in + (k ? (k["offloaded_in"]?.packets ?? 0) + (k["offloaded_out"]?.packets ?? 0) : 0);
 }
 export interface ServiceRow {
   key: string; service: string; kind: string; packets: number; newFlows: number;
@@ -93,6 +102,7 @@ export class SummaryTable {
     let names = "";
     for (const [name, , b] of this.groups) names = names.padEnd(start(b) + this.columns[b]!.width - name.length) + name;
     return [
+      "pkts/s: packets of service flows per second (offload mode: the engine's first packets and what the kernel carried)",
       "new/s: new flows per second, in all and per service entry (columns under each service's name)",
       "ok/s, failed: client requests answered per second, failed so far; drops: packets the engine refused",
       "",
@@ -109,7 +119,7 @@ export class SummaryTable {
     const drops = dropDelta(cur.status, prev.status);
     const cells = [
       String(Math.round(elapsedSec)),
-      rate(cur.status.counters.named.packets_in, prev.status.counters.named.packets_in),
+      rate(servicePackets(cur.status), servicePackets(prev.status)),
       String(cur.status.conntrack.entries),
       rate(cur.status.counters.named.new_flows, prev.status.counters.named.new_flows),
       ...cur.services.map((e) => rate(e.newFlows, byKey.get(e.key)?.newFlows ?? 0)),
@@ -144,9 +154,14 @@ export function finalReport(s: Sample, seconds: number, clients: Map<string, Cli
   const fmt = (r: string[]) => r.map((c, i) => (i < 3 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
   const drops = dropDelta(s.status);
   const st = s.status;
+  const k = st.offload?.on ? st.offload.kernel : undefined;
+  const carried = k ? (k["offloaded_in"]?.packets ?? 0) + (k["offloaded_out"]?.packets ?? 0) : 0;
   return [
     `after ${seconds.toFixed(1)} s: ${st.counters.named.packets_in} packets through the engine, ${st.counters.named.new_flows} flows, ` +
       `${st.conntrack.entries} in conntrack now, generation ${st.generation}`,
+    ...(st.offload ? [st.offload.on
+      ? `datapath: offload, the engine decided every flow and the kernel carried the rest: ${carried} packets of them`
+      : `datapath: full-wasm, every packet through the engine (${st.offload.why})`] : []),
     "",
     fmt(head),
     ...rows.map(fmt),

@@ -27,6 +27,22 @@ export class ConntrackSocket {
     return n;
   }
 
+  /** Sends requests built by the host (src/netlink/conntrack.ts, seq 1..n in order) and returns
+   *  each one's answer: 0 or the kernel's errno. */
+  send(messages: Buffer[]): Int32Array {
+    const all = Buffer.concat(messages), results = new Int32Array(messages.length);
+    if (messages.length) this.transact(all.buffer, all.byteOffset, all.length, results);
+    return results;
+  }
+
+  /** One request whose answers come back as messages until NLMSG_DONE (a dump), read off the JS
+   *  thread; use a socket of its own, so no batch's acks land in between. */
+  async dump(request: Buffer): Promise<Buffer> {
+    const r = await native().netlinkRequest(this.fd, request);
+    if (r.errno) throw ioError(`conntrack dump in ${this.where}`, r.errno);
+    return r.replies;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

@@ -525,3 +525,27 @@ export function applyDelta(model: Model, delta: ModelDelta): Model {
   for (const r of routes.values()) nodeIds.set(r.nodeName, r.nodeId);
   return { services, routes, localAddrs, nodeIds };
 }
+
+/** A backend a reload took from an entry of `protocol`: the entry's address (undefined for a
+ *  NodePort's "any address" entry) and port, and the backend. */
+export interface GoneBackend { vip: string | undefined; port: number; backend: string; backendPort: number }
+
+/**
+ * The backends of `protocol` entries that `delta` takes away from `prev` (an entry deleted, or
+ * upserted without one it had, ready or terminating): what kube-proxy clears from conntrack for UDP.
+ */
+export function goneBackends(prev: Model, delta: ModelDelta, protocol: Protocol): GoneBackend[] {
+  const out: GoneBackend[] = [];
+  const upserted = new Map(delta.upsertServices.map((e) => [e.key, e]));
+  const gone = (old: ServiceEntry, now: ServiceEntry | undefined) => {
+    if (old.protocol !== protocol) return;
+    const keep = new Set((now?.backends ?? []).map((b) => `${b.addr}|${b.port}`));
+    const any = (old.flags & ServiceFlag.ANY_LOCAL_ADDR) !== 0;
+    for (const b of old.backends) {
+      if (!keep.has(`${b.addr}|${b.port}`)) out.push({ vip: any ? undefined : old.addr, port: old.port, backend: b.addr, backendPort: b.port });
+    }
+  };
+  for (const e of delta.deleteServices) { const old = prev.services.get(e.key); if (old) gone(old, undefined); }
+  for (const [key, e] of upserted) { const old = prev.services.get(key); if (old) gone(old, e); }
+  return out;
+}

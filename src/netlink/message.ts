@@ -18,6 +18,7 @@ const AF_INET = 2, AF_INET6 = 10, AF_UNSPEC = 0;
 export type Attr = { type: number; data: Buffer } | { type: number; nested: Attr[] };
 
 const align4 = (n: number) => (n + 3) & ~3;
+const NLA_F_NESTED = 0x8000;
 
 export function encodeAttrs(attrs: readonly Attr[]): Buffer {
   const parts: Buffer[] = [];
@@ -25,7 +26,8 @@ export function encodeAttrs(attrs: readonly Attr[]): Buffer {
     const data = "nested" in a ? encodeAttrs(a.nested) : a.data;
     const head = Buffer.alloc(4);
     head.writeUInt16LE(4 + data.length, 0);
-    head.writeUInt16LE(a.type, 2);
+    // NLA_F_NESTED: the kernel's strict parsers (ctnetlink's CTA_FILTER) refuse a nest without it
+    head.writeUInt16LE("nested" in a ? a.type | NLA_F_NESTED : a.type, 2);
     parts.push(head, data, Buffer.alloc(align4(data.length) - data.length));
   }
   return Buffer.concat(parts);

@@ -47,7 +47,7 @@ describe("wasp daemon: starting without a config, refusing bad options and confi
     assert.match(r.stderr, /--metrics-port is "70000"; a port is 0-65535/);
   });
 
-  it("without --config it serves the embedded demo config, and SIGTERM leaves the namespace as it found it", async () => {
+  it("without --config it serves the embedded demo config; after SIGTERM, --cleanup leaves the namespace as it found it", async () => {
     const rules = ip(node, "-4", "rule", "show");
     const child = spawnInNs(node, process.execPath, ["--import", `file://${TSX}`, join(ROOT, "src/main.ts"), "daemon",
       "--socket", join(work, "demo.sock"), "--metrics-port", "0"]);
@@ -62,7 +62,11 @@ describe("wasp daemon: starting without a config, refusing bad options and confi
       await stop(child);
     }
     assert.equal(child.exitCode, 0, log);
+    assert.notEqual(ip(node, "-4", "rule", "show"), rules, "SIGTERM leaves the datapath for the next daemon");
+    const c = daemon("--cleanup");
+    assert.equal(c.status, 0, c.stderr);
     assert.equal(ip(node, "-4", "rule", "show"), rules);
+    assert.throws(() => ip(node, "link", "show", "wasp0"), "no wasp0");
   });
 
   it("an invalid config exits 1 naming every problem, and touches neither links nor rules", () => {

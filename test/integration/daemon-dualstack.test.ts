@@ -12,7 +12,10 @@ const NODE_IP6 = "fd00:99::1";
 const EXT_IP6 = "fd00:99::2";
 
 
-describe("wasp daemon, dual-stack: IPv4 and IPv6 pods, services and flows (integration, needs root)", function () {
+// In both datapath modes: offload (the kernel carries each flow, one inet table for both families) and full-wasm.
+for (const datapath of ["offload", "wasm"] as const) {
+const offload = datapath === "offload";
+describe(`wasp daemon, dual-stack (${datapath}): IPv4 and IPv6 pods, services and flows (integration, needs root)`, function () {
   this.timeout(120_000);
   let t: Topology;
   let daemon: DaemonProc;
@@ -52,6 +55,7 @@ describe("wasp daemon, dual-stack: IPv4 and IPv6 pods, services and flows (integ
     await t.serve(b1.ns, [8080]);
     await t.serve(b2.ns, [8080]);
     for (const pod of [b1, b2, client]) mine.push(await serve6(pod.ns, 8080));
+    t.daemonArgs = ["--offload", offload ? "on" : "off"];
     daemon = await t.startDaemon();
   });
 
@@ -65,7 +69,9 @@ describe("wasp daemon, dual-stack: IPv4 and IPv6 pods, services and flows (integ
     const addrs = JSON.parse(ip(t.node, "-j", "addr", "show", "dev", "wasp0"))[0].addr_info.map((a: any) => `${a.local}/${a.prefixlen}`);
     assert.ok(addrs.includes("10.244.1.1/32") && addrs.includes("fd00:10:244:1::1/128"), addrs.join(" "));
     const rules6 = ip(t.node, "-6", "rule", "show");
-    assert.match(rules6, /^100:\s+from fd00:10:244:1::\/64 lookup 119/m);
+    // offload mode: no pod rule, a pod's packets enter wasp0 only for a service address
+    if (offload) assert.doesNotMatch(rules6, /^100:/m);
+    else assert.match(rules6, /^100:\s+from fd00:10:244:1::\/64 lookup 119/m);
     assert.match(rules6, /^1000:\s+from all lookup local/m);
     assert.doesNotMatch(rules6, /^0:\s+from all lookup local/m);
     assert.match(ip(t.node, "-6", "route", "show"), /fd00:10:96::\/112 dev wasp0/);
@@ -125,10 +131,13 @@ describe("wasp daemon, dual-stack: IPv4 and IPv6 pods, services and flows (integ
     assert.equal(o4!.seen?.remote, "10.244.1.1");
   });
 
-  it("SIGTERM removes the IPv6 rules and puts the IPv6 local rule back at 0", async () => {
+  it("SIGTERM leaves the IPv6 rules for the next daemon; --cleanup removes them and puts the IPv6 local rule back at 0", async () => {
     await t.stopProcess(daemon.child);
+    assert.match(ip(t.node, "-6", "rule", "show"), /lookup 119/m, "left for the next daemon");
+    t.cleanupNode();
     const rules6 = ip(t.node, "-6", "rule", "show");
     assert.match(rules6, /^0:\s+from all lookup local/m);
     assert.doesNotMatch(rules6, /lookup 119|^1000:/m);
   });
 });
+}

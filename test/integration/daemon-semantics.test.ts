@@ -31,7 +31,9 @@ const HTTP_GET = `
 fetch(process.argv[1]).then(async (r) => console.log(JSON.stringify({ status: r.status, weight: r.headers.get("x-load-balancing-endpoint-weight"), body: await r.json() })))
   .catch((e) => console.log(JSON.stringify({ error: String(e.cause?.code ?? e.message) })));`;
 
-describe("kube-proxy Service semantics through wasp daemon, with real traffic (integration, needs root)", function () {
+// In both datapath modes: offload (the kernel carries each flow the engine decided) and full-wasm.
+for (const datapath of ["offload", "wasm"] as const) {
+describe(`kube-proxy Service semantics through wasp daemon (${datapath}), with real traffic (integration, needs root)`, function () {
   this.timeout(120_000);
   let t: Topology;
   let daemon: DaemonProc;
@@ -101,6 +103,7 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
     ip(t.ext, "route", "replace", "10.96.0.0/16", "via", NODE_IP);
     await t.serve(b1.ns, [8080], 5353);
     await t.serve(b2.ns, [8080], 5353);
+    t.daemonArgs = ["--offload", datapath === "offload" ? "on" : "off"];
     daemon = await t.startDaemon();
     firstInForce = await t.configInForce();
   });
@@ -220,3 +223,4 @@ describe("kube-proxy Service semantics through wasp daemon, with real traffic (i
     assert.equal(inside!.seen?.remote, client.ip);
   });
 });
+}

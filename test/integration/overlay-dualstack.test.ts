@@ -21,6 +21,7 @@ describe("wasp daemon: dual-stack pods on two nodes, IPv6 across the VXLAN overl
   before(async () => {
     ta = new Topology({ nodeIp: A.underlayIP, podCidr: A.podCIDR, podCidr6: A.podCIDRv6 });
     tb = new Topology({ nodeIp: B.underlayIP, podCidr: B.podCIDR, podCidr6: B.podCIDRv6, ext: ta.ext });
+    for (const t of [ta, tb]) t.daemonArgs = ["--offload", "off"];   // IPv6 through the engine's overlay
     pa = await ta.addPod("pa");
     pb = await tb.addPod("pb");
     const services = [

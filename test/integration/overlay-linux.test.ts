@@ -19,6 +19,8 @@ const A_VTEP_MAC = "02:0a:63:00:01:01";
  *  makes L's eth0 checksum in software, as a NIC's wire would show. */
 async function waspLinuxPair(offloads: boolean): Promise<{ ta: Topology; ln: LinuxVxlanNode; pa: Pod; pl: Pod }> {
   const ta = new Topology({ nodeIp: A.underlayIP, podCidr: A.podCIDR });
+  // the engine's own overlay against Linux's (in offload mode the node's overlay is a Linux vxlan device too)
+  ta.daemonArgs = ["--offload", "off"];
   let ln: LinuxVxlanNode | undefined;
   try {
     ln = new LinuxVxlanNode(ta.ext, L.underlayIP, L.podCIDR);

@@ -120,6 +120,8 @@ describe("overlay: three wasp nodes on one underlay switch (integration, needs r
     ta = new Topology({ nodeIp: A.underlayIP, podCidr: A.podCIDR });
     tb = new Topology({ nodeIp: B.underlayIP, podCidr: B.podCIDR, ext: ta.ext });
     tc = new Topology({ nodeIp: C.underlayIP, podCidr: C.podCIDR, ext: ta.ext });
+    // the engine's overlay (encap, GSO, PMTU, decap checks): every node in full-wasm mode
+    for (const t of [ta, tb, tc]) t.daemonArgs = ["--offload", "off"];
     pa = await ta.addPod("pa");
     pbig = await ta.addPod("pbig");
     pb = await tb.addPod("pb");
