@@ -54,8 +54,9 @@ function vxlanOf(inner: Uint8Array, vni: number): Uint8Array {
 }
 
 export async function run(quick: boolean, total = quick ? 1_000_000 : 10_000_000): Promise<Record<string, number>> {
-  const e = new Engine({ maxBatch: BATCH, conntrackCapacity: 4096, maxServices: 256, maxBackends: 1024, underlayIp: "10.99.0.1",
-    serviceCidr6: "fd00:96::/108" });
+  const opts = { maxBatch: BATCH, conntrackCapacity: 4096, maxServices: 256, maxBackends: 1024, underlayIp: "10.99.0.1", serviceCidr6: "fd00:96::/108" };
+  // every other batch goes to an engine in offload mode, whose ctnetlink requests get random answers
+  const full = new Engine(opts), off = new Engine({ ...opts, offload: true });
   const ops = new OpWriter().clear().route("10.244.1.0", 24, 0).route("10.244.2.0", 24, 1, 0x0a630002).route("fd00::", 64, 0)
     .localAddr("10.99.0.1")
     .service({ vip: "10.96.0.10", port: 80, proto: "tcp", id: 0, backends: [{ ip: "10.244.1.10", port: 8080 }, { ip: "10.244.2.11", port: 8080 }] })
@@ -64,13 +65,14 @@ export async function run(quick: boolean, total = quick ? 1_000_000 : 10_000_000
     .service({ vip: "any", port: 80, proto: "tcp", id: 3, flags: 5, backends: [{ ip: "10.244.1.5", port: 8080 }] })
     .service({ vip: "10.96.0.11", port: 80, proto: "tcp", id: 4, backends: [] })
     .service({ vip: "fd00:96::10", port: 80, proto: "tcp", id: 5, backends: [{ ip: "fd00::10", port: 8080 }] });
-  if (e.commitOps(ops.bytes()) !== 0) throw new Error("fuzz tables did not load");
+  for (const x of [full, off]) if (x.commitOps(ops.bytes()) !== 0) throw new Error("fuzz tables did not load");
   const base = seeds();
   const r = rng(quick ? 7 : 11);
-  const mem = new Uint8Array(e.memory), view = new DataView(e.memory);
-  let traps = 0, violations = 0, sent = 0, batches = 0;
+  let traps = 0, violations = 0, sent = 0, batches = 0, offloadRequests = 0;
   const t0 = Date.now();
   while (sent < total) {
+    const e = batches % 2 ? off : full;
+    const mem = new Uint8Array(e.memory), view = new DataView(e.memory);
     for (let i = 0; i < BATCH; i++) {
       const kind = r() % 100;
       let pkt: Uint8Array, flags = 0, peer = 0;
@@ -104,10 +106,18 @@ export async function run(quick: boolean, total = quick ? 1_000_000 : 10_000_000
       }
     }
     // the overlay's offloads on and off: TSO packets sent whole through a tunnel TAP, whole ones passed on
-    if (batches % 1024 === 0) { const on = (batches >> 10) % 2; e.exports.setTunnelOffloads(0x0211, 0x22334455, on, on); }
+    if (batches % 1024 < 2) { const on = (batches >> 10) % 2 === 1; e.setTunnelOffloads(on ? "02:11:22:33:44:55" : undefined, on); }
     const count = r() % 100 === 0 ? r() : BATCH;    // huge counts are clamped, never trusted
     try {
       e.process(count, 1000 + (batches >> 6));
+      const req = e.offloadRequests();
+      if (req.count) {
+        // the kernel's answers as they come: acked, already gone (ENOENT), a clash (EEXIST), a full table (ENOMEM)
+        const answers = e.offloadResults(req.count);
+        for (let k = 0; k < answers.length; k++) answers[k] = [0, 0, 0, 2, 17, 12][r() % 6]!;
+        offloadRequests += req.count;
+        e.finishOffload();
+      }
     } catch {
       traps++;
     }
@@ -117,22 +127,26 @@ export async function run(quick: boolean, total = quick ? 1_000_000 : 10_000_000
     }
     sent += BATCH;
     batches++;
-    if (batches % 512 === 0) {
+    if (batches % 512 < 2) {
       if (e.checkInvariants() !== 0) violations++;
-      e.exports.sweep(1000 + (batches >> 6), 1000);
+      e.sweep(1000 + (batches >> 6), 1000);
     }
-    if (batches % 2048 === 0) {                     // reload in the middle of traffic
+    if (batches % 2048 < 2) {                       // reload in the middle of traffic
       if (e.commitOps(ops.bytes()) !== 0) violations++;
     }
   }
-  if (e.checkInvariants() !== 0) violations++;
+  for (const x of [full, off]) if (x.checkInvariants() !== 0) violations++;
   const secs = (Date.now() - t0) / 1000;
   // what the packets became, to show the mutations reach every stage and not only the parser
-  const c = e.counters();
+  const c = full.counters(), co = off.counters();
   const res: Record<string, number> = { packets: sent, traps, invariant_violations: violations, seconds: round(secs, 1) };
-  for (const [k, v] of Object.entries(c.verdicts)) if (k !== "none") res[`verdict_${k}`] = v;
-  for (const k of ["new_flows", "replies_made", "icmp_translated", "frag_tracked", "ct_evicted", "stale_udp_flushed", "tunnel_gso_sent", "tunnel_gso_received"] as const) res[k] = c.named[k];
-  res.drop_reasons_seen = Object.values(c.drops).filter((v) => v > 0).length;
+  for (const [k, v] of Object.entries(c.verdicts)) if (k !== "none") res[`verdict_${k}`] = v + (co.verdicts[k] ?? 0);
+  for (const k of ["new_flows", "replies_made", "icmp_translated", "frag_tracked", "ct_evicted", "stale_udp_flushed", "tunnel_gso_sent", "tunnel_gso_received"] as const) res[k] = c.named[k] + co.named[k];
+  res.drop_reasons_seen = Object.entries(c.drops).filter(([k, v]) => v + (co.drops[k] ?? 0) > 0).length;
+  res.offload_requests = offloadRequests;
+  res.offloaded = co.named.offloaded;
+  res.offload_failed = co.named.offload_failed;
+  res.offload_resent = co.named.offload_resent;
   writeResults("fuzz", res);
   return res;
 }

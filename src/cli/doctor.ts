@@ -4,6 +4,7 @@
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { readSysctl } from "../io/sysctl.js";
+import { ConntrackSocket } from "../io/conntrack.js";
 import { inetChecksum } from "../packet/checksum.js";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -15,6 +16,9 @@ import { printJson, table } from "./format.js";
 
 export type Level = "ok" | "warn" | "fail" | "skip";
 export interface Finding { check: string; level: Level; detail: string; fix?: string }
+
+/** The daemon's vxlan device in offload mode (src/daemon/offload-net.ts). */
+const OFFLOAD_VXLAN = "waspvx";
 
 const DEVICE = "wasp0";
 
@@ -299,6 +303,30 @@ function pidOfInode(inode: number): { pid: number; comm: string } | undefined {
   return undefined;
 }
 
+/** What offload mode needs of the kernel (nf_tables with NAT and conntrack expressions, checked by
+ *  the kernel without applying anything; ctnetlink), and the mode the daemon runs in. */
+function checkOffload(daemon: { on: boolean; why: string } | undefined): Finding {
+  const check = "offload";
+  const probe = [
+    "add table inet wasp_doctor", "add chain inet wasp_doctor n { type nat hook prerouting priority dstnat; }",
+    "add chain inet wasp_doctor f { type filter hook prerouting priority mangle; }", "add rule inet wasp_doctor f ct mark 0x1 counter", "",
+  ].join("\n");
+  const missing: string[] = [];
+  try {
+    execFileSync("nft", ["-c", "-f", "-"], { input: probe, stdio: ["pipe", "ignore", "pipe"] });
+  } catch (e) {
+    const x = e as { code?: string; stderr?: Buffer };
+    missing.push(x.code === "ENOENT" ? "nft is not installed" : `nf_tables NAT/conntrack refused: ${String(x.stderr ?? "").trim().split("\n").pop()}`);
+  }
+  try { ConntrackSocket.open().close(); } catch (e) { missing.push((e as Error).message); }
+  const mode = daemon ? `; the daemon runs ${daemon.on ? "offload mode" : `full-wasm (${daemon.why})`}` : "";
+  if (!missing.length) return { check, level: "ok", detail: `the kernel has conntrack, NAT and ctnetlink for offload mode${mode}` };
+  return {
+    check, level: daemon?.on === false ? "warn" : "fail", detail: `offload mode cannot run here: ${missing.join("; ")}${mode}`,
+    fix: "modprobe nf_conntrack nf_nat nf_tables nft_ct nf_conntrack_netlink and apt-get install nftables; or run the daemon with --offload off",
+  };
+}
+
 function checkVxlanPort(config: Config | undefined, daemonPid: number | undefined): Finding {
   const check = "VXLAN port";
   if (!config) return { check, level: "skip", detail: "no config (daemon not running and no --config)" };
@@ -307,9 +335,11 @@ function checkVxlanPort(config: Config | undefined, daemonPid: number | undefine
   for (const s of udpOwners(port)) {
     if (s.inode === 0) {
       const vx = sh("ip", ["-d", "-j", "link", "show", "type", "vxlan"]);
-      let names = "";
-      try { names = (JSON.parse(vx.out || "[]") as Array<{ ifname: string; linkinfo?: { info_data?: { port?: number } } }>).filter((l) => l.linkinfo?.info_data?.port === port).map((l) => l.ifname).join(", "); } catch { /* */ }
-      others.push(`a kernel vxlan device${names ? ` (${names})` : ""}`);
+      let names: string[] = [];
+      try { names = (JSON.parse(vx.out || "[]") as Array<{ ifname: string; linkinfo?: { info_data?: { port?: number } } }>).filter((l) => l.linkinfo?.info_data?.port === port).map((l) => l.ifname); } catch { /* */ }
+      // offload mode: the daemon's own overlay is a kernel vxlan device
+      if (daemonPid !== undefined && names.length === 1 && names[0] === OFFLOAD_VXLAN) continue;
+      others.push(`a kernel vxlan device${names.length ? ` (${names.join(", ")})` : ""}`);
       continue;
     }
     const o = pidOfInode(s.inode);
@@ -360,7 +390,7 @@ async function probeDatapath(vip: string): Promise<{ ok: boolean; ms: number; de
   }
 }
 
-async function checkDaemon(env: Env): Promise<{ finding: Finding; config?: Config; pid?: number }> {
+async function checkDaemon(env: Env): Promise<{ finding: Finding; config?: Config; pid?: number; offload?: { on: boolean; why: string } }> {
   const check = "daemon";
   let st: any;
   try { st = await request(env.socket, { cmd: "status" }, 3000); } catch (e) {
@@ -385,7 +415,7 @@ async function checkDaemon(env: Env): Promise<{ finding: Finding; config?: Confi
   const finding: Finding = problems.length
     ? { check, level: "fail", detail: `${base}: ${problems.join("; ")}`, fix: "see the daemon's log; restart it (it rebuilds wasp0 and its rules)" }
     : { check, level: "ok", detail: `${base}${probe}` };
-  return { finding, ...(cfg?.config ? { config: cfg.config } : {}), ...(st.pid ? { pid: st.pid } : {}) };
+  return { finding, ...(cfg?.config ? { config: cfg.config } : {}), ...(st.pid ? { pid: st.pid } : {}), ...(st.offload ? { offload: st.offload } : {}) };
 }
 
 export async function runDoctor(env: Env): Promise<Finding[]> {
@@ -409,7 +439,7 @@ export async function runDoctor(env: Env): Promise<Finding[]> {
   return [
     ...extra,
     checkForwarding(env), checkRpFilter(env, ls), checkTun(env), checkMtu(env, ls, config), checkCidrs(config, ls),
-    checkKubeProxy(), checkForwardFirewall(), checkIpam(env), checkVxlanPort(config, d.pid), d.finding,
+    checkKubeProxy(), checkForwardFirewall(), checkIpam(env), checkVxlanPort(config, d.pid), checkOffload(d.offload), d.finding,
   ];
 }
 

@@ -56,6 +56,7 @@ describe("wasp doctor: silent on a healthy node, names each pitfall made in a te
     for (const [name, f] of Object.entries(findings)) assert.equal(f.level, "ok", `${name}: ${f.detail}`);
     assert.match(findings.daemon!.detail, /ICMP echo to 10\.96\.0\.10 answered by the engine \((echo reply|ICMP unreachable)\) in [\d.]+ ms/);
     assert.match(findings["IPAM records"]!.detail, /1 address allocated under .*, each routed to a live pod/);
+    assert.match(findings.offload!.detail, /the kernel has conntrack, NAT and ctnetlink for offload mode; the daemon runs offload mode/);
     const text = await cli.run(["doctor", "--socket", t.socketPath, "--ipam-dir", join(t.work, "ipam"), "--cni-conf-dir", cniDir], { ns: t.node });
     assert.equal(text.status, 0);
     assert.match(text.stdout, /^CHECK +RESULT +DETAIL$/m);
