@@ -1,8 +1,10 @@
 // npm run bench -- datapath: pod -> ClusterIP through each dataplane, on one topology
 // (test/helpers/topology.ts: a node namespace, a client and a backend pod attached by the wasp CNI
 // plugin in routed mode). The dataplanes run one after another on the same pods:
-//   wasp      `wasp daemon` in the node namespace, one service (VIP:5201 TCP+UDP -> backend:5201);
-//             stopped with SIGTERM (it restores the node's rules) before the next phase;
+//   wasp      `wasp daemon --offload off` in the node namespace, one service (VIP:5201 TCP+UDP ->
+//             backend:5201): every packet through the engine; stopped with SIGTERM and the node
+//             cleaned (`wasp daemon --cleanup`) before the next phase;
+//   wasp_offload  the same with --offload on: the engine decides the flow, the kernel carries it;
 //   iptables  kube-proxy-shaped nat rules in the node namespace (PREROUTING -> KUBE-SERVICES ->
 //             KUBE-SVC-x -> KUBE-SEP-x -j DNAT, KUBE-MARK-MASQ present); the pods route via the node;
 //   c_tun     the C anchor tunnat (/work/shared/anchors/tunnat.c, built into bench/bin/) with -v
@@ -103,14 +105,14 @@ function iptablesRules(backend: string): string {
   ].join("\n");
 }
 
-type Phase = "wasp" | "iptables" | "c_tun" | "c_tun_novnet" | "direct";
+type Phase = "wasp" | "wasp_offload" | "iptables" | "c_tun" | "c_tun_novnet" | "direct";
 
 export async function run(quick: boolean): Promise<Record<string, number>> {
   if (!existsSync(TUNNAT)) buildTunnat();
   const reps = quick ? 1 : 3;
   const secs = quick ? 2 : 4;
-  const tcp: Record<Phase, number[]> = { wasp: [], iptables: [], c_tun: [], c_tun_novnet: [], direct: [] };
-  const udp: Record<Phase, number[]> = { wasp: [], iptables: [], c_tun: [], c_tun_novnet: [], direct: [] };
+  const tcp: Record<Phase, number[]> = { wasp: [], wasp_offload: [], iptables: [], c_tun: [], c_tun_novnet: [], direct: [] };
+  const udp: Record<Phase, number[]> = { wasp: [], wasp_offload: [], iptables: [], c_tun: [], c_tun_novnet: [], direct: [] };
   const phaseSecs: Record<string, number> = {};
   const t = new Topology();
   const onSignal = () => { void cleanup().finally(() => process.exit(130)); };
@@ -152,11 +154,16 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
         backends: [{ ip: backend.ip }],
       }],
     });
-    const daemon = await t.startDaemon();
-    try {
-      await measure("wasp");
-    } finally {
-      await t.stopProcess(daemon.child, "SIGTERM");
+    // full-wasm (every packet through the engine), then offload (the kernel carries each flow the
+    // engine decided); each phase leaves the node as it found it (--cleanup after the daemon stops)
+    for (const [phase, offload] of [["wasp", "off"], ["wasp_offload", "on"]] as const) {
+      const daemon = await t.startDaemon(["--offload", offload]);
+      try {
+        await measure(phase);
+      } finally {
+        await t.stopProcess(daemon.child, "SIGTERM");
+        t.cleanupNode();
+      }
     }
 
     // (b) iptables DNAT, kube-proxy shaped; the pods route via the node.
@@ -207,10 +214,12 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
   const m = (xs: number[], d = 3) => round(median(xs), d);
   const metrics: Record<string, number> = {
     wasp_tcp_gbps: m(tcp.wasp),
+    wasp_offload_tcp_gbps: m(tcp.wasp_offload),
     iptables_tcp_gbps: m(tcp.iptables),
     c_tun_tcp_gbps: m(tcp.c_tun),
     c_tun_novnet_tcp_gbps: m(tcp.c_tun_novnet),
     wasp_udp_kpps: m(udp.wasp, 1),
+    wasp_offload_udp_kpps: m(udp.wasp_offload, 1),
     iptables_udp_kpps: m(udp.iptables, 1),
     c_tun_udp_kpps: m(udp.c_tun, 1),
     c_tun_novnet_udp_kpps: m(udp.c_tun_novnet, 1),

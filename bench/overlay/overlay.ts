@@ -33,7 +33,8 @@ const B = { name: "node-b", underlayIP: "10.99.0.3", podCIDR: "10.244.2.0/24" };
 const C = { underlayIP: "10.99.0.4", podCIDR: "10.244.3.0/24" };
 const D = { underlayIP: "10.99.0.5", podCIDR: "10.244.4.0/24" };
 
-type Kind = "wasp" | "wasp_cut" | "linux" | "linux_nogso";
+type Kind = "wasp" | "wasp_cut" | "wasp_offload" | "linux" | "linux_nogso";
+type WaspMode = "full" | "cut" | "offload";
 const TUNNEL_GSO = ["tx-udp_tnl-segmentation", "tx-udp_tnl-csum-segmentation"];
 
 function tunnelGso(nodes: LinuxVxlanNode[], on: boolean): void {
@@ -49,8 +50,8 @@ async function iperfServer(pod: Pod): Promise<void> {
 export async function run(quick: boolean): Promise<Record<string, number>> {
   const reps = quick ? 1 : 3;
   const secs = quick ? 2 : 4;
-  const tcp: Record<Kind, number[]> = { wasp: [], wasp_cut: [], linux: [], linux_nogso: [] };
-  const udp: Record<Kind, number[]> = { wasp: [], wasp_cut: [], linux: [], linux_nogso: [] };
+  const tcp: Record<Kind, number[]> = { wasp: [], wasp_cut: [], wasp_offload: [], linux: [], linux_nogso: [] };
+  const udp: Record<Kind, number[]> = { wasp: [], wasp_cut: [], wasp_offload: [], linux: [], linux_nogso: [] };
   const ta = new Topology({ nodeIp: A.underlayIP, podCidr: A.podCIDR });
   let tb: Topology | undefined, lc: LinuxVxlanNode | undefined, ld: LinuxVxlanNode | undefined;
   let cleaned = false;
@@ -78,6 +79,8 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
     const base = { mode: "tun", serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16", services: [] };
     ta.writeConfig({ ...base, node: A, nodes: [B] });
     tb.writeConfig({ ...base, node: B, nodes: [A] });
+    // full-wasm by default; offload mode (the kernel's vxlan carries the established flows) in its own turn
+    for (const t of [ta, tb]) t.daemonArgs = ["--offload", "off"];
     let daemons = await Promise.all([ta.startDaemon(), tb.startDaemon()]);
     await iperfServer(pb);
     await iperfServer(pd);
@@ -93,18 +96,21 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
         }
       }
     };
-    const restart = async (cut: boolean): Promise<void> => {
-      await account(!cut);
+    let current: WaspMode = "full";
+    const restart = async (next: WaspMode): Promise<void> => {
+      if (current !== "offload") await account(current === "cut");
       for (const [t, d] of [[ta, daemons[0]], [tb!, daemons[1]]] as const) await t.stopProcess(d.child);
-      if (cut) process.env.WASP_NO_TUNNEL_GSO = "1";
+      if (next === "cut") process.env.WASP_NO_TUNNEL_GSO = "1";
+      for (const t of [ta, tb!]) t.daemonArgs = ["--offload", next === "offload" ? "on" : "off"];
       try {
         daemons = await Promise.all([ta.startDaemon(), tb!.startDaemon()]);
       } finally {
         delete process.env.WASP_NO_TUNNEL_GSO;
       }
+      current = next;
     };
 
-    const client: Record<Kind, [Pod, Pod]> = { wasp: [pa, pb], wasp_cut: [pa, pb], linux: [pc, pd], linux_nogso: [pc, pd] };
+    const client: Record<Kind, [Pod, Pod]> = { wasp: [pa, pb], wasp_cut: [pa, pb], wasp_offload: [pa, pb], linux: [pc, pd], linux_nogso: [pc, pd] };
     for (let i = 0; i < reps; i++) {
       for (const k of ["wasp", "linux", "linux_nogso"] as const) {
         if (k === "linux_nogso") tunnelGso([lc, ld], false);
@@ -115,11 +121,14 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
         }
       }
       for (const k of ["wasp", "linux"] as const) udp[k].push(await udpKpps(client[k][0].ns, secs, client[k][1].ip));
-      await restart(true);
+      await restart("cut");
       tcp.wasp_cut.push(await tcpGbps(pa.ns, secs, pb.ip));
-      await restart(false);
-      console.log(`rep ${i + 1}: tcp wasp ${tcp.wasp[i]!.toFixed(2)} (cutting ${tcp.wasp_cut[i]!.toFixed(2)}) linux ${tcp.linux[i]!.toFixed(2)} ` +
-        `linux without tunnel GSO ${tcp.linux_nogso[i]!.toFixed(2)} Gbit/s; udp wasp ${udp.wasp[i]!.toFixed(0)} linux ${udp.linux[i]!.toFixed(0)} kpps`);
+      await restart("offload");
+      tcp.wasp_offload.push(await tcpGbps(pa.ns, secs, pb.ip));
+      udp.wasp_offload.push(await udpKpps(pa.ns, secs, pb.ip));
+      await restart("full");
+      console.log(`rep ${i + 1}: tcp wasp ${tcp.wasp[i]!.toFixed(2)} (cutting ${tcp.wasp_cut[i]!.toFixed(2)}, offload ${tcp.wasp_offload[i]!.toFixed(2)}) linux ${tcp.linux[i]!.toFixed(2)} ` +
+        `linux without tunnel GSO ${tcp.linux_nogso[i]!.toFixed(2)} Gbit/s; udp wasp ${udp.wasp[i]!.toFixed(0)} (offload ${udp.wasp_offload[i]!.toFixed(0)}) linux ${udp.linux[i]!.toFixed(0)} kpps`);
     }
     await account(false);
   } finally {
@@ -137,7 +146,11 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
     linux_vxlan_nogso_tcp_gbps: m(tcp.linux_nogso),
     wasp_udp_kpps: m(udp.wasp, 1),
     linux_vxlan_udp_kpps: m(udp.linux, 1),
+    wasp_offload_tcp_gbps: m(tcp.wasp_offload),
+    wasp_offload_udp_kpps: m(udp.wasp_offload, 1),
   };
+  metrics.wasp_offload_vs_linux_tcp_ratio = round(metrics.wasp_offload_tcp_gbps! / metrics.linux_vxlan_tcp_gbps!, 2);
+  metrics.wasp_offload_vs_linux_udp_ratio = round(metrics.wasp_offload_udp_kpps! / metrics.linux_vxlan_udp_kpps!, 2);
   metrics.wasp_vs_linux_tcp_ratio = round(metrics.wasp_tcp_gbps! / metrics.linux_vxlan_tcp_gbps!, 2);
   metrics.wasp_tunnel_gso_gain_ratio = round(metrics.wasp_tcp_gbps! / metrics.wasp_cut_tcp_gbps!, 2);
   metrics.wasp_vs_linux_nogso_tcp_ratio = round(metrics.wasp_tcp_gbps! / metrics.linux_vxlan_nogso_tcp_gbps!, 2);

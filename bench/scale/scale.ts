@@ -145,6 +145,11 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
     ratio("wasp_vs_iptables_p99_ratio", get("wasp", "connect_p99_us", n), get("iptables", "connect_p99_us", n));
     ratio("iptables_vs_wasp_update_ratio", get("iptables", "update_ms", n), get("wasp", "update_ms", n));
     ratio("wasp_vs_iptables_tcp_ratio", get("wasp", "tcp_gbps", n), get("iptables", "tcp_gbps", n));
+    // offload mode against kube-proxy's nftables mode (issue 15's targets): TCP, conn/s, p99, load
+    ratio("wasp_offload_vs_nftables_tcp_ratio", get("wasp_offload", "tcp_gbps", n), get("nftables", "tcp_gbps", n));
+    ratio("wasp_offload_vs_nftables_conn_ratio", get("wasp_offload", "conn_per_s", n), get("nftables", "conn_per_s", n));
+    ratio("wasp_offload_vs_nftables_p99_ratio", get("wasp_offload", "connect_p99_us", n), get("nftables", "connect_p99_us", n));
+    ratio("nftables_vs_wasp_offload_load_ratio", get("nftables", "load_ms", n), get("wasp_offload", "load_ms", n));
   }
   const w1 = get("wasp", "conn_per_s", Ns[0]!), wN = get("wasp", "conn_per_s", Ns[Ns.length - 1]!);
   if (w1 && wN) metrics.wasp_conn_change_pct_1_to_max = round((wN / w1 - 1) * 100, 1);

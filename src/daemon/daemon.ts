@@ -27,10 +27,11 @@ import { makeMetrics, serveMetrics } from "./metrics.js";
 import { cleanupNodeNet, DEVICE, ensureNodeNet, ensureRouting, nodeNetInputs, runIp, sameInputs, TABLE, TUNNEL_TAP, type NodeNetInputs } from "./node-net.js";
 import { ensureOverlay, offloadBlocker, readOffloadCounters } from "./offload-net.js";
 import { DAEMON_USAGE, parseDaemonArgs, type DaemonOptions } from "./args.js";
-import { startingConfig, type StartingConfig } from "./config-sources.js";
+import { startingConfig, usesKube, type StartingConfig } from "./config-sources.js";
 import { ReloadQueue, type ReloadOutcome } from "./reloads.js";
 import { restartOnly } from "./restart-only.js";
 import { runInstallCni } from "./install-cni.js";
+import { DaemonRunningError, takeDaemonLock } from "./lock.js";
 
 export { DAEMON_USAGE, DEFAULT_METRICS_PORT, DEFAULT_SOCKET, parseDaemonArgs, type DaemonOptions } from "./args.js";
 
@@ -43,6 +44,7 @@ export class Daemon {
   private tun: TunDevice | undefined;
   private underlay: UnderlaySocket | undefined;
   private ct: ConntrackSocket | undefined;
+  private lock: Server | undefined;
   private ctDump: ConntrackSocket | undefined;
   private offload = { on: false, why: "" };
   private datapath: Datapath | undefined;
@@ -82,6 +84,8 @@ export class Daemon {
   async start(): Promise<void> {
     const { opts, log } = this;
     const t0 = performance.now();
+    // before anything is touched: a second daemon on this node refuses here
+    this.lock = await takeDaemonLock();
     this.source = await startingConfig(opts, log, {
       onQueued: () => { this.proxyHealth.queued(); this.kubeProxyMetrics.queued(); },
       onNodeEligible: (e) => this.proxyHealth.setNodeEligible(e),
@@ -240,6 +244,14 @@ export class Daemon {
     const t0 = performance.now();
     const next = ev.config;
     const fixed = restartOnly(this.config, next);
+    if (fixed.length && usesKube(this.opts)) {
+      // This Node itself changed (its InternalIP, its pod CIDR): as kube-proxy does, exit so that the
+      // DaemonSet starts a daemon on the new settings; the datapath stays for it meanwhile.
+      const what = fixed.map((p) => p.path).join(", ");
+      this.log.error({ problems: formatProblems("kube", fixed) }, `this Node's ${what} changed: exiting so the next daemon starts with it`);
+      this.onFatal?.(new Error(`this Node's ${what} changed`));
+      return "rejected";
+    }
     if (fixed.length) return this.reject(fixed);
     const { model, delta } = await updateModelAsync(this.config, next, this.model, ev.changes);
     if (this.stopping) return "rejected";
@@ -305,6 +317,7 @@ export class Daemon {
     await this.health.close();
     if (this.cniSocket) rmSync(this.cniSocket, { force: true });
     await Promise.all([this.control, this.cniServer, this.metricsServer, this.healthzServer].map((s) => new Promise<void>((resolve) => (s ? s.close(() => resolve()) : resolve()))));
+    this.lock?.close();
   }
 }
 
@@ -349,7 +362,14 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
     return;
   }
   if (opts.cleanup) {
-    log.info({ removed: cleanupNodeNet() }, "removed the datapath a daemon left on this node");
+    try {
+      const lock = await takeDaemonLock();
+      log.info({ removed: cleanupNodeNet() }, "removed the datapath a daemon left on this node");
+      lock.close();
+    } catch (e) {
+      process.stderr.write(`wasp daemon --cleanup: ${(e as Error).message}\n`);
+      process.exitCode = 1;
+    }
     return;
   }
   const daemon = new Daemon(opts, log);
@@ -360,7 +380,7 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
     log.info({ why }, "stopping");
     void daemon.stop().finally(() => { process.exitCode = code; process.exit(); });
   };
-  daemon.onFatal = () => shutdown("datapath failed", 1);
+  daemon.onFatal = (err) => shutdown(err.message, 1);
   process.once("SIGTERM", () => shutdown("SIGTERM", 0));
   process.once("SIGINT", () => shutdown("SIGINT", 0));
   process.once("uncaughtException", (e) => { log.fatal({ err: e.message, stack: e.stack }, "uncaught exception"); shutdown("crash", 1); });
@@ -368,7 +388,9 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
     await daemon.start();
   } catch (e) {
     log.fatal({ err: (e as Error).message }, "cannot start");
-    await daemon.stop();
+    // the reason plainly too, not only as a JSON log line
+    process.stderr.write(`wasp daemon: ${(e as Error).message}\n`);
+    if (!(e instanceof DaemonRunningError)) await daemon.stop();
     process.exitCode = 1;
     process.exit();
   }

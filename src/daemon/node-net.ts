@@ -32,8 +32,8 @@
 // daemon that starts adopts whatever picture is there (ensureNodeNet: what is wanted and missing is
 // added, what is there and not wanted goes, a wanted rule is never removed, not even for a moment),
 // and a daemon that stops leaves it for the next one; `wasp daemon --cleanup` removes it all.
-import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import { keepOnlyAddresses, runIp, type Runner } from "./ip-runner.js";
 import { writeSysctl } from "../io/sysctl.js";
 import { VXLAN_OVERHEAD } from "../model/vxlan.js";
 import { localVtepMac } from "../model/model.js";
@@ -73,6 +73,7 @@ export const GATEWAY_TAP = "169.254.1.1";
 export const GATEWAY_TAP6 = "fe80::1";
 export const TUN_QUEUE_LEN = 10000;
 
+export { runIp, type Runner };
 type Fam = "-4" | "-6";
 
 /** One address family's part of the picture. */
@@ -157,23 +158,11 @@ export function sameInputs(a: NodeNetInputs, b: NodeNetInputs): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-export type Runner = (args: string[]) => string;
-
 /** How a prefix reaches wasp0: on the device (TUN), or via the engine's neighbour entry (TAP). */
 function through(inputs: NodeNetInputs, fam: Fam = "-4"): string[] {
   if (!inputs.tap) return ["dev", DEVICE];
   return fam === "-4" ? ["via", GATEWAY_TAP, "dev", DEVICE, "onlink"] : ["via", GATEWAY_TAP6, "dev", DEVICE];
 }
-
-/** `ip ARGS` in this process's namespace; throws with ip's message. */
-export const runIp: Runner = (args) => {
-  try {
-    return execFileSync("ip", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-  } catch (e) {
-    const err = e as { stderr?: string; message: string };
-    throw new Error(`ip ${args.join(" ")} failed: ${err.stderr?.trim() || err.message}`);
-  }
-};
 
 interface RuleRow {
   priority: number; table?: string; iif?: string; action?: string; src?: string; srclen?: number; dst?: string; dstlen?: number;
@@ -292,6 +281,7 @@ export function ensureNodeNet(inputs: NodeNetInputs, prev?: NodeNetInputs, ip: R
   // /32, not the CIDR: an unused pod address then has no route instead of looping through wasp0.
   ip(["addr", "replace", `${inputs.gateway}/32`, "dev", DEVICE]);
   if (inputs.v6) ip(["-6", "addr", "replace", `${inputs.v6.gateway}/128`, "dev", DEVICE, "nodad"]);
+  keepOnlyAddresses(DEVICE, [`${inputs.gateway}/32`, ...(inputs.v6 ? [`${inputs.v6.gateway}/128`] : [])], ip);
   if (inputs.tap) ip(["link", "set", DEVICE, "address", TAP_MAC]);
   // The TUN ring holds txqueuelen packets for the engine: 500 (the default) is 0.1 s of a 5 kpps
   // stream; a longer one rides out the moments the event loop spends on something else.

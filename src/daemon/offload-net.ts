@@ -23,7 +23,7 @@
 import { execFileSync } from "node:child_process";
 import { OFFLOAD_MARK } from "../engine/abi.js";
 import { parseCidr, formatIp, type Cidr } from "../model/addr.js";
-import type { Runner } from "./node-net.js";
+import { keepOnlyAddresses, type Runner } from "./ip-runner.js";
 
 export const NFT_TABLE = "wasp";
 export const VXLAN_DEVICE = "waspvx";
@@ -133,6 +133,7 @@ export function ensureOverlay(o: OverlayInputs, prev: OverlayInputs | undefined,
   try { ip(["link", "add", VXLAN_DEVICE, ...want]); } catch { /* there: adopted */ }
   ip(["link", "set", VXLAN_DEVICE, "address", o.mac, "mtu", String(o.mtu), "up"]);
   ip(["addr", "replace", `${networkOf(o.podCIDR)}/32`, "dev", VXLAN_DEVICE]);
+  keepOnlyAddresses(VXLAN_DEVICE, [`${networkOf(o.podCIDR)}/32`], ip);
   const keep = new Set<string>();
   for (const p of o.peers) {
     for (const cidr of [p.podCIDR, ...(p.podCIDRv6 ? [p.podCIDRv6] : [])]) {

@@ -294,6 +294,18 @@ export class Topology {
     return d;
   }
 
+  /** `wasp daemon ARGS` (with the topology's config) run to its end: exit code and output. */
+  runDaemonOnce(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const child = spawnInNs(this.node, process.execPath, [
+      "--import", `file://${TSX}`, join(ROOT, "src/main.ts"), "daemon", "--config", this.configPath, "--metrics-port", "0", ...this.daemonArgs, ...args,
+    ]);
+    this.children.add(child);
+    let stdout = "", stderr = "";
+    child.stdout?.on("data", (d: Buffer) => { stdout += d.toString(); });
+    child.stderr?.on("data", (d: Buffer) => { stderr += d.toString(); });
+    return new Promise((resolve) => child.once("exit", (code) => { this.children.delete(child); resolve({ code, stdout, stderr }); }));
+  }
+
   /** `wasp daemon --cleanup` in the node: what a stopped daemon left (wasp0, rules, routes, the
    *  offload table, waspvx) removed. */
   cleanupNode(): void {

@@ -3,6 +3,7 @@
 // nothing, and a new connection while no daemon runs is dropped (never routed elsewhere, never
 // reset) and served once the next daemon is up. Figures (UDP lost, time to serve) are printed.
 import { strict as assert } from "node:assert";
+import { ip } from "../helpers/netns.js";
 import { control, Topology, type DaemonProc, type Pod } from "../helpers/topology.js";
 import { startEcho, talk, udpStream, type TalkResult } from "../helpers/long-flows.js";
 
@@ -84,3 +85,42 @@ for (const datapath of ["offload"] as const) {
     }
   });
 }
+
+describe("one daemon per node: a second one refuses before it touches anything (integration, needs root)", function () {
+  this.timeout(60_000);
+  let t: Topology, client: Pod, b1: Pod, daemon: DaemonProc;
+
+  before(async () => {
+    t = new Topology();
+    client = await t.addPod("client");
+    b1 = await t.addPod("b1");
+    await t.serve(b1.ns, [8080]);
+    t.writeConfig({
+      node: { name: "node-a", underlayIP: "10.99.0.1", podCIDR: "10.244.1.0/24" },
+      serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16",
+      services: [{ name: "web", clusterIP: "10.96.0.10", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }] }],
+    });
+    daemon = await t.startDaemon();
+  });
+
+  after(async () => { await t?.destroy(); });
+
+  it("a second `wasp daemon` (another control socket) exits 1 naming the running one's PID; the running one keeps serving with wasp0 and its rules untouched", async () => {
+    const rules = ip(t.node, "-4", "rule", "show"), routes = ip(t.node, "-4", "route", "show");
+    const second = await t.runDaemonOnce(["--socket", `${t.work}/second.sock`]);
+    assert.equal(second.code, 1, second.stderr);
+    assert.match(second.stderr, new RegExp(`another wasp daemon \\(pid ${daemon.child.pid}\\) runs in this network namespace`));
+    assert.equal(ip(t.node, "-4", "rule", "show"), rules, "rules untouched");
+    assert.equal(ip(t.node, "-4", "route", "show"), routes, "routes untouched");
+    const o = await t.request(client.ns, { host: "10.96.0.10", port: 80 });
+    assert.ok(o.ok, `the first daemon still serves: ${JSON.stringify(o)}`);
+    assert.equal(daemon.child.exitCode, null, "the first daemon still runs");
+  });
+
+  it("`wasp daemon --cleanup` refuses too while a daemon runs", async () => {
+    const c = await t.runDaemonOnce(["--cleanup"]);
+    assert.equal(c.code, 1, c.stderr);
+    assert.match(c.stderr, /another wasp daemon \(pid \d+\) runs/);
+    assert.match(ip(t.node, "link", "show", "wasp0"), /wasp0/, "wasp0 still there");
+  });
+});

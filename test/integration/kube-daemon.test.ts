@@ -192,4 +192,33 @@ describe("wasp daemon --kubeconfig: Services from the Kubernetes API drive the d
       await waitFor(() => httpGet(t.node, 10256, "/healthz").status === 200, "healthz 200 again", 20_000);
     });
   });
+
+  // Last: it ends the daemon of the other tests.
+  describe("this Node's own address changes in the API", () => {
+    it("the daemon exits within seconds naming it (as kube-proxy does, so the DaemonSet restarts it), and the next one serves on the new address", async () => {
+      const NEW_IP = "10.99.0.5";
+      inNs(t.node, "ip", "addr", "add", `${NEW_IP}/24`, "dev", "eth0");
+      const exited = new Promise<number | null>((resolve) => daemon!.once("exit", (code) => resolve(code)));
+      const t0 = Date.now();
+      await api.apply("Node", node("node-a", NEW_IP, POD_CIDR));
+      const code = await Promise.race([exited, new Promise<"running">((r) => setTimeout(() => r("running"), 10_000))]);
+      assert.equal(code, 1, `the daemon ${code === "running" ? "still runs 10 s later, serving stale settings" : `exited with ${code}`}`);
+      console.log(`      exited ${Date.now() - t0} ms after the Node changed`);
+      assert.match(log, /this Node's node\.underlayIP[^"]* changed: exiting so the next daemon starts with it/);
+      // the next daemon, as the DaemonSet would start it, adopts the datapath with the new address
+      log = "";
+      daemon = spawnInNs(t.node, process.execPath, [
+        "--import", `file://${TSX}`, join(ROOT, "src/main.ts"), "daemon", "--kubeconfig", join(t.work, "kubeconfig"), "--hostname-override", "node-a",
+        "--service-cidr", "10.96.0.0/16", "--cluster-cidr", "10.244.0.0/16", "--min-sync-period", "100ms", "--socket", t.socketPath, "--metrics-port", "0",
+      ]);
+      daemon.stdout?.on("data", (d: Buffer) => { log += d.toString(); });
+      daemon.stderr?.on("data", (d: Buffer) => { log += d.toString(); });
+      await waitFor(() => lines().some((l) => l.msg === "serving"), "the next daemon to serve", 60_000);
+      const rules = inNs(t.node, "ip", "-4", "rule", "show");
+      assert.match(rules, new RegExp(`to ${NEW_IP.replace(/\./g, "\\.")} ipproto tcp dport 30000-32767`), rules);
+      assert.doesNotMatch(rules, new RegExp(`to ${NODE_IP.replace(/\./g, "\\.")} `), "the old address's NodePort rules are gone");
+      const st = await control(t.socketPath, { cmd: "status" });
+      assert.ok(st.generation >= 1, "serving");
+    });
+  });
 });

@@ -9,7 +9,8 @@ import { nftables } from "./nftables.js";
 import { waspDataplane } from "./wasp.js";
 
 export const DATAPLANES: readonly Dataplane[] = [
-  waspDataplane({ name: "wasp", color: "#d62728", breakdown: true }),
+  waspDataplane({ name: "wasp", color: "#d62728", breakdown: true, daemonArgs: ["--offload", "off"] }),
+  waspDataplane({ name: "wasp_offload", color: "#ff7f0e", daemonArgs: ["--offload", "on"] }),
   iptables,
   nftables,
   ipvs,

@@ -79,6 +79,8 @@ async function runWasp(c: Ctx, services: ScaleService[], n: number, out: Sample,
     if (applied) out.reload_apply_ms = applied.ms as number;
   } finally {
     await c.t.stopProcess(d.child, "SIGTERM");
+    // a stopped daemon leaves its datapath for the next one: the next dataplane starts from nothing
+    c.t.cleanupNode();
   }
 }
 
