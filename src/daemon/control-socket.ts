@@ -22,8 +22,10 @@ export async function serveControl(path: string, handle: Handler): Promise<Serve
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   if (await inUse(path)) throw new Error(`cannot serve the control socket ${path}: another daemon answers there. Stop it or pick another path (--socket)`);
   rmSync(path, { force: true });
-  const server = createServer((conn) => {
-    let buf = "";
+  // allowHalfOpen: a client that sends its request and ends its side still gets an answer that
+  // takes a while (a kernel dump), instead of a connection closed under it
+  const server = createServer({ allowHalfOpen: true }, (conn) => {
+    let buf = "", asked = false;
     conn.setEncoding("utf8");
     const answer = (v: unknown) => { conn.end(`${JSON.stringify(v)}\n`); };
     conn.on("data", (d: string) => {
@@ -35,7 +37,8 @@ export async function serveControl(path: string, handle: Handler): Promise<Serve
     conn.on("end", () => { if (!conn.writableEnded) reply(buf); });
     conn.on("error", () => conn.destroy());
     const reply = (text: string) => {
-      if (conn.writableEnded) return;
+      if (conn.writableEnded || asked) return;
+      asked = true;
       let req: unknown;
       try { req = JSON.parse(text); } catch { answer({ error: 'the request is not JSON; send {"cmd":"status"}' }); return; }
       if (typeof req !== "object" || req === null) { answer({ error: 'expected an object like {"cmd":"status"}' }); return; }

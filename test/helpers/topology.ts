@@ -317,6 +317,12 @@ export class Topology {
     return Number(l?.metricsPort);
   }
 
+  /** The daemon's /metrics text, fetched where it listens: 127.0.0.1 of the node namespace. */
+  metrics(d: DaemonProc): string {
+    return inNs(this.node, process.execPath, "-e",
+      `fetch("http://127.0.0.1:${this.metricsPort(d)}/metrics").then((r) => r.text()).then((x) => process.stdout.write(x))`);
+  }
+
   async stopProcess(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
     await stop(child, signal);
     this.children.delete(child);

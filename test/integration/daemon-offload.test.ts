@@ -35,7 +35,7 @@ describe("offload mode: what the kernel carries for the engine (integration, nee
       serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16",
       services: [
         { name: "web", clusterIP: VIP, ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }, { ip: b2.ip }] },
-        { name: "one", clusterIP: ONE, ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }, { port: 5201, protocol: "TCP" }], backends: [{ ip: b1.ip }] },
+        { name: "one", clusterIP: ONE, ports: [{ name: "http", port: 80, protocol: "TCP", targetPort: 8080 }, { name: "sink", port: 5201, protocol: "TCP" }], backends: [{ ip: b1.ip }] },
       ],
     });
     await t.serve(b1.ns, [8080]);
@@ -69,13 +69,13 @@ describe("offload mode: what the kernel carries for the engine (integration, nee
     const carried = (k: any) => k.offloaded_in.packets;
     assert.ok(carried(s.offload.kernel) - carried(before.offload.kernel) > 100, `the kernel carried the stream's packets: ${JSON.stringify(s.offload.kernel)}`);
     const text = (await cli(["status"])).stdout;
-    assert.match(text, /datapath\s+offload: the engine decides each new flow, the kernel's conntrack carries it/);
+    assert.match(text, /datapath:\s+offload: the engine decides each new flow, the kernel's conntrack carries it/);
     const table = (await cli(["conntrack", "--filter", "dport=5201"])).stdout;
     assert.match(table, /Carried by the kernel/);
   });
 
   it("Prometheus metrics carry flows offloaded and the kernel's packets and bytes of them", async () => {
-    const text = await (await fetch(`http://127.0.0.1:${t.metricsPort(daemon)}/metrics`)).text();
+    const text = t.metrics(daemon);
     const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
     assert.ok(value(/^wasp_offload_flows_total (\d+)/m) > 0, "wasp_offload_flows_total");
     assert.ok(value(/^wasp_offloaded_packets_total\{direction="in"\} (\d+)/m) > 0, "wasp_offloaded_packets_total in");

@@ -3,7 +3,8 @@
 // nothing, and a new connection while no daemon runs is dropped (never routed elsewhere, never
 // reset) and served once the next daemon is up. Figures (UDP lost, time to serve) are printed.
 import { strict as assert } from "node:assert";
-import { ip } from "../helpers/netns.js";
+import type { ChildProcess } from "node:child_process";
+import { ip, stop } from "../helpers/netns.js";
 import { control, Topology, type DaemonProc, type Pod } from "../helpers/topology.js";
 import { startEcho, talk, udpStream, type TalkResult } from "../helpers/long-flows.js";
 
@@ -15,6 +16,7 @@ for (const datapath of ["offload"] as const) {
     this.timeout(120_000);
     let t: Topology, client: Pod, b1: Pod, b2: Pod;
     let daemon: DaemonProc;
+    const echoes: ChildProcess[] = [];
 
     before(async () => {
       t = new Topology();
@@ -22,7 +24,7 @@ for (const datapath of ["offload"] as const) {
       client = await t.addPod("client");
       b1 = await t.addPod("b1");
       b2 = await t.addPod("b2");
-      for (const b of [b1, b2]) { await startEcho(b.ns, [ECHO_TCP], ECHO_UDP); await t.serve(b.ns, [8080]); }
+      for (const b of [b1, b2]) { echoes.push(await startEcho(b.ns, [ECHO_TCP], ECHO_UDP)); await t.serve(b.ns, [8080]); }
       t.writeConfig({
         node: { name: "node-a", underlayIP: "10.99.0.1", podCIDR: "10.244.1.0/24" },
         serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16",
@@ -36,7 +38,8 @@ for (const datapath of ["offload"] as const) {
       daemon = await t.startDaemon();
     });
 
-    after(async () => { await t?.destroy(); });
+    // the echo servers are this file's own: a process left running would keep mocha alive
+    after(async () => { for (const c of echoes) await stop(c); await t?.destroy(); });
 
     /** Kills or stops the daemon while 4 conversations and a UDP stream run, keeps it down for
      *  downMs, starts the next one; returns what the flows saw and how long serving took. */
