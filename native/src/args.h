@@ -3,7 +3,9 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <utility>
 
 #include "drops.h"
 #include "memory.h"
@@ -61,6 +63,12 @@ inline bool GetDrops(const Napi::CallbackInfo& info, size_t i, int32_t** out) {
   }
   *out = info[i].As<Napi::Int32Array>().Data();
   return true;
+}
+
+// Sets exports[name] to fn for each pair, each function named for stack traces.
+inline void ExportAll(Napi::Env env, Napi::Object exports,
+                      std::initializer_list<std::pair<const char*, Napi::Function::Callback>> fns) {
+  for (const auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
 }
 
 // An optional string argument (a namespace path): "" when absent.

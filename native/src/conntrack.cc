@@ -89,8 +89,7 @@ Napi::Value CtTransact(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterConntrack(Napi::Env env, Napi::Object exports) {
-  exports.Set("ctOpen", Napi::Function::New(env, CtOpen, "ctOpen"));
-  exports.Set("ctTransact", Napi::Function::New(env, CtTransact, "ctTransact"));
+  ExportAll(env, exports, {{"ctOpen", CtOpen}, {"ctTransact", CtTransact}});
 }
 
 }  // namespace wasp

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "fd_result.h"
 #include "netns.h"
 
@@ -142,8 +143,7 @@ Napi::Value NetlinkRequest(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterNetlink(Napi::Env env, Napi::Object exports) {
-  exports.Set("netlinkOpen", Napi::Function::New(env, NetlinkOpen, "netlinkOpen"));
-  exports.Set("netlinkRequest", Napi::Function::New(env, NetlinkRequest, "netlinkRequest"));
+  ExportAll(env, exports, {{"netlinkOpen", NetlinkOpen}, {"netlinkRequest", NetlinkRequest}});
 }
 
 }  // namespace wasp

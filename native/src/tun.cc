@@ -17,6 +17,7 @@
 #include <string>
 
 #include "args.h"
+#include "batch_call.h"
 #include "fd_result.h"
 #include "netns.h"
 #include "state.h"
@@ -186,32 +187,27 @@ int32_t WriteRing(State* st, Drops& drops, int fd, const Mem& m, uint32_t slots,
 // -errno for a broken fd. A refused packet (EAGAIN, ENOBUFS, EINVAL...) is dropped and counted in
 // drops (drops.h). -EFAULT: a selected slot points outside memory (nothing written).
 Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd; Mem m; uint32_t slots, count, mask; int32_t* dropFields;
-  if (!GetFd(info, 0, &fd) || !GetMem(info, 1, &m) || !GetU32(info, 2, &slots) ||
-      !GetU32(info, 3, &count) || !GetU32(info, 4, &mask) || !GetDrops(info, 7, &dropFields))
-    return env.Undefined();
   const uint32_t hdr = info[5].ToBoolean() ? VNET_HDR_LEN : 0;
-  State* st = env.GetInstanceData<State>();
-  Drops drops(dropFields);
-  if (!PacketsInside(m, slots, count, mask, hdr)) return Napi::Number::New(env, -EFAULT);
-  if (info[6].ToBoolean()) return Napi::Number::New(env, WriteRing(st, drops, fd, m, slots, count, mask, hdr));
-  uint32_t n = 0;
-  for (uint32_t i = 0; i < count; i++) {
-    uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
-    if (!Selected(m.base, s, mask)) continue;
-    uint32_t at = ld32(m.base, s + SLOT_DATA) - hdr, len = ld32(m.base, s + SLOT_LEN) + hdr;
-    ssize_t put;
-    do put = write(fd, m.base + at, len); while (put < 0 && errno == EINTR);
-    if (put < 0) {
-      if (errno == EBADF) return Napi::Number::New(env, -EBADF);
-      // A TUN write is all or nothing; a full queue or a malformed packet loses this one only.
-      drops.Add(errno);
-      continue;
+  const bool uring = info[6].ToBoolean();
+  return BatchCall(info, 7, hdr, [&](State* st, const BatchArgs& a, Drops& drops) -> int32_t {
+    if (uring) return WriteRing(st, drops, a.fd, a.m, a.slots, a.count, a.mask, hdr);
+    int32_t n = 0;
+    for (uint32_t i = 0; i < a.count; i++) {
+      uint64_t s = uint64_t(a.slots) + uint64_t(i) * SLOT_SIZE;
+      if (!Selected(a.m.base, s, a.mask)) continue;
+      uint32_t at = ld32(a.m.base, s + SLOT_DATA) - hdr, len = ld32(a.m.base, s + SLOT_LEN) + hdr;
+      ssize_t put;
+      do put = write(a.fd, a.m.base + at, len); while (put < 0 && errno == EINTR);
+      if (put < 0) {
+        if (errno == EBADF) return -EBADF;
+        // A TUN write is all or nothing; a full queue or a malformed packet loses this one only.
+        drops.Add(errno);
+        continue;
+      }
+      n++;
     }
-    n++;
-  }
-  return Napi::Number::New(env, n);
+    return n;
+  });
 }
 
 // probeUring() -> 0 when this thread's io_uring is set up, else -errno (ENOSYS, EPERM).
@@ -291,11 +287,13 @@ Napi::Value OpenTunnelTap(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterTun(Napi::Env env, Napi::Object exports) {
-  exports.Set("openTun", Napi::Function::New(env, OpenTun, "openTun"));
-  exports.Set("readBatch", Napi::Function::New(env, ReadBatch, "readBatch"));
-  exports.Set("writeBatch", Napi::Function::New(env, WriteBatch, "writeBatch"));
-  exports.Set("probeUring", Napi::Function::New(env, ProbeUring, "probeUring"));
-  exports.Set("openTunnelTap", Napi::Function::New(env, OpenTunnelTap, "openTunnelTap"));
+  ExportAll(env, exports, {
+      {"openTun", OpenTun},
+      {"readBatch", ReadBatch},
+      {"writeBatch", WriteBatch},
+      {"probeUring", ProbeUring},
+      {"openTunnelTap", OpenTunnelTap},
+  });
 }
 
 }  // namespace wasp

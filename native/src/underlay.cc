@@ -95,8 +95,7 @@ Napi::Value OpenUnderlay(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterUnderlay(Napi::Env env, Napi::Object exports) {
-  exports.Set("openUnderlay", Napi::Function::New(env, OpenUnderlay, "openUnderlay"));
-  exports.Set("close", Napi::Function::New(env, Close, "close"));
+  ExportAll(env, exports, {{"openUnderlay", OpenUnderlay}, {"close", Close}});
 }
 
 }  // namespace wasp

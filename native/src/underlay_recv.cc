@@ -283,8 +283,7 @@ Napi::Value RecvPending(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterUnderlayRecv(Napi::Env env, Napi::Object exports) {
-  exports.Set("recvBatch", Napi::Function::New(env, RecvBatch, "recvBatch"));
-  exports.Set("recvPending", Napi::Function::New(env, RecvPending, "recvPending"));
+  ExportAll(env, exports, {{"recvBatch", RecvBatch}, {"recvPending", RecvPending}});
 }
 
 }  // namespace wasp

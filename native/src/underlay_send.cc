@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "args.h"
+#include "batch_call.h"
 #include "state.h"
 #include "underlay.h"
 
@@ -174,94 +175,91 @@ GsoResult SendGso(Drops& drops, GsoPool& pool, int rawFd, const Mem& m, uint32_t
 // slot noted TUNNEL_GSO holds a tunnel-GSO frame instead, written to tapFd (the tunnel TAP, -1:
 // none). Refused packets are dropped and counted in drops (drops.h).
 Napi::Value SendBatch(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd; Mem m; uint32_t slots, count, mask; int32_t* dropFields;
-  if (!GetFd(info, 0, &fd) || !GetMem(info, 1, &m) || !GetU32(info, 2, &slots) ||
-      !GetU32(info, 3, &count) || !GetU32(info, 4, &mask) || !GetDrops(info, 6, &dropFields))
-    return env.Undefined();
   const int tapFd = info[5].IsNumber() ? info[5].As<Napi::Number>().Int32Value() : -1;
-  State* st = env.GetInstanceData<State>();
-  Drops drops(dropFields);
-  if (!PacketsInside(m, slots, count, mask, 0)) return Napi::Number::New(env, -EFAULT);
-  struct mmsghdr msgs[MMSG_CHUNK];
-  struct iovec iov[MMSG_CHUNK];
-  struct sockaddr_in to[MMSG_CHUNK];
-  uint32_t sent = 0, i = 0;
-  unsigned k = 0;
-  GsoPool& pool = st->gso[fd];
-  bool useGso = !pool.disabled && getenv("WASP_NO_UDP_GSO") == nullptr;
-  // The raw packets gathered so far, in order; false when the fd is broken.
-  auto flush = [&]() -> bool {
-    unsigned off = 0;
-    while (off < k) {
-      int r = sendmmsg(fd, msgs + off, k - off, MSG_DONTWAIT);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EBADF || errno == ENOTSOCK) return false;
-        // sendmmsg reports only the first failure: drop that packet, go on with the rest.
-        drops.Add(errno);
-        off++;
-        continue;
-      }
-      sent += r;
-      off += r;
-    }
-    k = 0;
-    return true;
-  };
-  while (i < count) {
-    uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
-    if (!Selected(m.base, s, mask)) { i++; continue; }
-    if (ld32(m.base, s + SLOT_NOTE) & Note::TUNNEL_GSO) {
-      // what came before goes first: one flow's packets never overtake each other
-      if (!flush()) return Napi::Number::New(env, -errno);
-      i++;
-      ssize_t put = -1;
-      errno = EBADF;
-      if (tapFd >= 0) {
-        do put = write(tapFd, m.base + ld32(m.base, s + SLOT_DATA), ld32(m.base, s + SLOT_LEN));
-        while (put < 0 && errno == EINTR);
-      }
-      if (put >= 0) { sent++; continue; }
-      drops.Add(errno);
-      if (errno == EINVAL || errno == EBADF) drops.TunnelRefused();
-      continue;
-    }
-    if (useGso && !pool.disabled) {
-      uint32_t n = GsoRun(m, slots, count, mask, i);
-      if (n >= 2) {
-        // what came before goes first: one flow's packets never overtake each other
-        if (!flush()) return Napi::Number::New(env, -errno);
-        GsoResult g = SendGso(drops, pool, fd, m, slots, i, n);
-        if (g != GsoResult::UseRaw) {
-          if (g == GsoResult::Sent) sent += n;
-          i += n;
+  return BatchCall(info, 6, 0, [&](State* st, const BatchArgs& a, Drops& drops) -> int32_t {
+    const int fd = a.fd;
+    const Mem& m = a.m;
+    const uint32_t slots = a.slots, count = a.count, mask = a.mask;
+    struct mmsghdr msgs[MMSG_CHUNK];
+    struct iovec iov[MMSG_CHUNK];
+    struct sockaddr_in to[MMSG_CHUNK];
+    uint32_t sent = 0, i = 0;
+    unsigned k = 0;
+    GsoPool& pool = st->gso[fd];
+    bool useGso = !pool.disabled && getenv("WASP_NO_UDP_GSO") == nullptr;
+    // The raw packets gathered so far, in order; false when the fd is broken.
+    auto flush = [&]() -> bool {
+      unsigned off = 0;
+      while (off < k) {
+        int r = sendmmsg(fd, msgs + off, k - off, MSG_DONTWAIT);
+        if (r < 0) {
+          if (errno == EINTR) continue;
+          if (errno == EBADF || errno == ENOTSOCK) return false;
+          // sendmmsg reports only the first failure: drop that packet, go on with the rest.
+          drops.Add(errno);
+          off++;
           continue;
         }
+        sent += r;
+        off += r;
       }
+      k = 0;
+      return true;
+    };
+    while (i < count) {
+      uint64_t s = uint64_t(slots) + uint64_t(i) * SLOT_SIZE;
+      if (!Selected(m.base, s, mask)) { i++; continue; }
+      if (ld32(m.base, s + SLOT_NOTE) & Note::TUNNEL_GSO) {
+        // what came before goes first: one flow's packets never overtake each other
+        if (!flush()) return -errno;
+        i++;
+        ssize_t put = -1;
+        errno = EBADF;
+        if (tapFd >= 0) {
+          do put = write(tapFd, m.base + ld32(m.base, s + SLOT_DATA), ld32(m.base, s + SLOT_LEN));
+          while (put < 0 && errno == EINTR);
+        }
+        if (put >= 0) { sent++; continue; }
+        drops.Add(errno);
+        if (errno == EINVAL || errno == EBADF) drops.TunnelRefused();
+        continue;
+      }
+      if (useGso && !pool.disabled) {
+        uint32_t n = GsoRun(m, slots, count, mask, i);
+        if (n >= 2) {
+          // what came before goes first: one flow's packets never overtake each other
+          if (!flush()) return -errno;
+          GsoResult g = SendGso(drops, pool, fd, m, slots, i, n);
+          if (g != GsoResult::UseRaw) {
+            if (g == GsoResult::Sent) sent += n;
+            i += n;
+            continue;
+          }
+        }
+      }
+      iov[k].iov_base = m.base + ld32(m.base, s + SLOT_DATA);
+      iov[k].iov_len = ld32(m.base, s + SLOT_LEN);
+      memset(&to[k], 0, sizeof to[k]);
+      to[k].sin_family = AF_INET;
+      to[k].sin_addr.s_addr = htonl(ld32(m.base, s + SLOT_PEER));
+      memset(&msgs[k].msg_hdr, 0, sizeof msgs[k].msg_hdr);
+      msgs[k].msg_hdr.msg_iov = &iov[k];
+      msgs[k].msg_hdr.msg_iovlen = 1;
+      msgs[k].msg_hdr.msg_name = &to[k];
+      msgs[k].msg_hdr.msg_namelen = sizeof to[k];
+      k++;
+      i++;
+      if (k == MMSG_CHUNK && !flush()) return -errno;
     }
-    iov[k].iov_base = m.base + ld32(m.base, s + SLOT_DATA);
-    iov[k].iov_len = ld32(m.base, s + SLOT_LEN);
-    memset(&to[k], 0, sizeof to[k]);
-    to[k].sin_family = AF_INET;
-    to[k].sin_addr.s_addr = htonl(ld32(m.base, s + SLOT_PEER));
-    memset(&msgs[k].msg_hdr, 0, sizeof msgs[k].msg_hdr);
-    msgs[k].msg_hdr.msg_iov = &iov[k];
-    msgs[k].msg_hdr.msg_iovlen = 1;
-    msgs[k].msg_hdr.msg_name = &to[k];
-    msgs[k].msg_hdr.msg_namelen = sizeof to[k];
-    k++;
-    i++;
-    if (k == MMSG_CHUNK && !flush()) return Napi::Number::New(env, -errno);
-  }
-  if (!flush()) return Napi::Number::New(env, -errno);
-  return Napi::Number::New(env, sent);
+    if (!flush()) return -errno;
+    return int32_t(sent);
+  });
 }
 
 }  // namespace
 
 void RegisterUnderlaySend(Napi::Env env, Napi::Object exports) {
-  exports.Set("sendBatch", Napi::Function::New(env, SendBatch, "sendBatch"));
+  ExportAll(env, exports, {{"sendBatch", SendBatch}});
 }
 
 }  // namespace wasp
