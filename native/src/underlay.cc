@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/sock_diag.h>
 #include <linux/udp.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -21,6 +22,18 @@
 
 namespace wasp {
 namespace {
+
+// socketDrops(fd) -> datagrams the kernel dropped at this socket since it was made (its receive
+// buffer full: SO_MEMINFO's SK_MEMINFO_DROPS, what ss -m shows as d), or -errno.
+Napi::Value SocketDrops(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!GetFd(info, 0, &fd)) return info.Env().Undefined();
+  uint32_t mem[SK_MEMINFO_VARS] = {};
+  socklen_t len = sizeof mem;
+  if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) < 0) return Napi::Number::New(info.Env(), -errno);
+  if (len <= SK_MEMINFO_DROPS * sizeof(uint32_t)) return Napi::Number::New(info.Env(), -EINVAL);
+  return Napi::Number::New(info.Env(), mem[SK_MEMINFO_DROPS]);
+}
 
 Napi::Value Close(const Napi::CallbackInfo& info) {
   int fd;
@@ -95,7 +108,7 @@ Napi::Value OpenUnderlay(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterUnderlay(Napi::Env env, Napi::Object exports) {
-  ExportAll(env, exports, {{"openUnderlay", OpenUnderlay}, {"close", Close}});
+  ExportAll(env, exports, {{"openUnderlay", OpenUnderlay}, {"close", Close}, {"socketDrops", SocketDrops}});
 }
 
 }  // namespace wasp

@@ -401,7 +401,7 @@ async function checkDaemon(env: Env): Promise<{ finding: Finding; config?: Confi
   const ls = links(), dev = ls.find((l) => l.ifname === st.device);
   if (!dev) problems.push(`${st.device} does not exist in this namespace`);
   else if (!dev.flags.includes("UP")) problems.push(`${st.device} is down`);
-  if (st.tunWriteDropped > 0) problems.push(`${st.tunWriteDropped} packets refused by the kernel on write`);
+  for (const [place, n] of Object.entries(st.pathDrops as Record<string, number>)) if (n > 0) problems.push(`${n} packets lost outside the engine at ${place}`);
   let probe = "";
   const services = ((await request(env.socket, { cmd: "services" }, 3000).catch(() => ({ services: [] }))) as { services: Array<{ key: string; kind: string }> }).services;
   const vip = services.find((s) => s.kind === "ClusterIP" && !s.key.startsWith("["))?.key.split(":")[0];

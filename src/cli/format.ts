@@ -23,6 +23,11 @@ export function pairs(rows: ReadonlyArray<readonly [string, string | number]>): 
   return rows.map(([k, v]) => `${`${k}:`.padEnd(w + 2)}${typeof v === "number" ? fmtInt(v) : v}\n`).join("");
 }
 
+/** The places with a count above 0, "tun_queue_full 10, write_refused 2" ('' when none). */
+export function fmtCounts(counts: Readonly<Record<string, number>>): string {
+  return Object.entries(counts).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${fmtInt(n)}`).join(", ");
+}
+
 export function fmtInt(n: number): string {
   return Number.isInteger(n) ? n.toLocaleString("en-US") : n.toFixed(1);
 }

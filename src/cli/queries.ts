@@ -1,14 +1,14 @@
 // The commands that ask the daemon and print its answer: status, services, backends, conntrack,
 // routes, nodes, counters.
 import { CliError, EXIT, request } from "./client.js";
-import { fmtBytes, fmtDuration, pairs, printJson, table } from "./format.js";
+import { fmtBytes, fmtCounts, fmtDuration, pairs, printJson, table } from "./format.js";
 
 const out = (s: string) => process.stdout.write(s);
 
 export interface Counters { verdicts: Record<string, number>; drops: Record<string, number>; named: Record<string, number> }
 export interface Status {
   mode: string; device: string; ioUring: boolean; address: string; node: string; generation: number; uptimeSec: number;
-  services: number; conntrack: { entries: number; capacity: number }; counters: Counters; tunWriteDropped: number;
+  services: number; conntrack: { entries: number; capacity: number }; counters: Counters; pathDrops: Record<string, number>;
   /** Absent on a single node. */
   tunnelGso?: { device: string } | { off: string };
   offload: { on: boolean; why: string };
@@ -32,7 +32,7 @@ export async function status(socket: string, json: boolean): Promise<void> {
     ["packets in", `${c.named.packets_in?.toLocaleString("en-US")} (${fmtBytes(c.named.bytes_in ?? 0)})`],
     ["verdicts", ["tun", "overlay", "host", "drop"].map((v) => `${v} ${(c.verdicts[v] ?? 0).toLocaleString("en-US")}`).join(", ")],
     ["dropped or answered", `${dropped.toLocaleString("en-US")}${dropped ? " (by reason: wasp counters)" : ""}`],
-    ["new flows", c.named.new_flows ?? 0], ["tun write dropped", s.tunWriteDropped],
+    ["new flows", c.named.new_flows ?? 0], ["lost outside the engine", fmtCounts(s.pathDrops) || "0"],
     ...(s.tunnelGso ? [["overlay TSO", "device" in s.tunnelGso ? `sent whole (UDP-tunnel GSO through ${s.tunnelGso.device})`
       : `cut by the engine: ${s.tunnelGso.off}`] as [string, string]] : []),
   ]));
@@ -129,13 +129,16 @@ export async function nodes(socket: string, json: boolean): Promise<void> {
 }
 
 export async function counters(socket: string, json: boolean, all: boolean): Promise<void> {
-  const c = await request<Counters & { tunWriteDropped: number }>(socket, { cmd: "counters" });
+  const c = await request<Counters & { pathDrops: Record<string, number> }>(socket, { cmd: "counters" });
   if (json) { printJson(c); return; }
   out(table(["VERDICT", "PACKETS"], Object.entries(c.verdicts).filter(([v]) => v !== "none").map(([v, n]) => [v, n])));
   out("\n");
   const drops = Object.entries(c.drops).filter(([, n]) => all || n > 0);
-  out(drops.length ? table(["DROP REASON", "PACKETS"], drops.map(([r, n]) => [r, n])) : "no packet dropped\n");
+  out(drops.length ? table(["DROP REASON", "PACKETS"], drops.map(([r, n]) => [r, n])) : "the engine dropped no packet\n");
   out("\n");
-  out(table(["COUNTER", "VALUE"], [...Object.entries(c.named).filter(([k]) => k !== "generation"), ["tun_write_dropped", c.tunWriteDropped]]
+  const lost = Object.entries(c.pathDrops).filter(([, n]) => all || n > 0);
+  out(lost.length ? table(["LOST OUTSIDE THE ENGINE", "PACKETS"], lost.map(([p, n]) => [p, n])) : "no packet lost outside the engine (kernel queues, socket buffers, writes)\n");
+  out("\n");
+  out(table(["COUNTER", "VALUE"], [...Object.entries(c.named).filter(([k]) => k !== "generation")]
     .map(([k, n]) => [String(k), Number(n)])));
 }

@@ -7,6 +7,7 @@ import type { KernelFlow } from "../netlink/conntrack.js";
 import type { Engine, EngineOptions } from "../engine/engine.js";
 import { formatIp, localVtepMac, RouteKind, u32ToIpv4, type Model } from "../model/index.js";
 import { nowSec } from "./datapath.js";
+import type { PathDrops } from "./path-drops.js";
 import { KINDS, PROTO_NAMES, trace } from "./trace.js";
 
 export interface ControlContext {
@@ -19,7 +20,8 @@ export interface ControlContext {
   readonly ioUring: boolean;
   gateway(): string;
   readonly startedMs: number;
-  tunWriteDropped(): number;
+  /** Packets lost outside the engine, by place (path-drops.ts). */
+  pathDrops(): PathDrops;
   /** The overlay's UDP-tunnel GSO: the TAP it goes through, or why it is off; undefined while
    *  there is no underlay (a single node). */
   tunnelGso(): { device: string } | { off: string } | undefined;
@@ -42,7 +44,7 @@ export function makeControlApi(ctx: ControlContext): (req: ControlRequest) => un
       case "conntrack": return conntrack(ctx, req);
       case "routes": return { generation: ctx.engine().generation(), routes: routes(ctx) };
       case "nodes": return nodes(ctx);
-      case "counters": return { ...ctx.engine().counters(), tunWriteDropped: ctx.tunWriteDropped() };
+      case "counters": return { ...ctx.engine().counters(), pathDrops: ctx.pathDrops() };
       case "trace": return trace(ctx, req);
       case "config": return { generation: ctx.engine().generation(), config: ctx.config() };
       default:
@@ -57,7 +59,7 @@ function status(ctx: ControlContext): unknown {
     pid: process.pid, mode: config.mode, device: ctx.device, ioUring: ctx.ioUring, address: ctx.gateway(), node: config.node.name,
     generation: engine.generation(), uptimeSec: Math.round((Date.now() - ctx.startedMs) / 1000),
     services: ctx.model().services.size, conntrack: { entries: engine.flowCount(), capacity: engine.flowCapacity() },
-    counters: engine.counters(), tunWriteDropped: ctx.tunWriteDropped(), tunnelGso: ctx.tunnelGso(),
+    counters: engine.counters(), pathDrops: ctx.pathDrops(), tunnelGso: ctx.tunnelGso(),
     offload: ctx.offload(),
   };
 }

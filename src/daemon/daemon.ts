@@ -23,6 +23,7 @@ import { handle as handleCni } from "../cni/index.js";
 import { VXLAN_OVERHEAD } from "../model/vxlan.js";
 import { healthChecks, ServiceHealthServers } from "./service-health.js";
 import { Datapath, nowSec } from "./datapath.js";
+import { PathDropMeter } from "./path-drops.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
 import { cleanupNodeNet, DEVICE, ensureNodeNet, ensureRouting, nodeNetInputs, runIp, sameInputs, TABLE, TUNNEL_TAP, type NodeNetInputs } from "./node-net.js";
 import { ensureOverlay, offloadBlocker, readOffloadCounters } from "./offload-net.js";
@@ -67,7 +68,11 @@ export class Daemon {
   private stopping = false;
   /** Set once the node's network is changed (a failed config load leaves it alone). */
   private touched = false;
-  private metrics = makeMetrics(() => this.engine, () => ({ writeDropped: this.datapath?.writeDropped ?? 0 }),
+  private readonly pathDrops = new PathDropMeter({
+    device: DEVICE, tunnelTap: () => this.underlay?.tunnel?.name, underlayFd: () => this.underlay?.udpFd,
+    writeRefused: () => this.datapath?.writeDropped ?? 0,
+  });
+  private metrics = makeMetrics(() => this.engine, () => this.pathDrops.drops(),
     () => (this.offload.on ? readOffloadCounters() : undefined));
   private readonly reloads = new ReloadQueue((ev) => this.applyConfig(ev));
   metricsPort = 0;
@@ -125,11 +130,12 @@ export class Daemon {
     this.ensureUnderlay();
     this.sweepTimer = setInterval(() => this.engine.sweep(nowSec(), SWEEP_BUDGET), 1000);
     this.sweepTimer.unref();
+    this.pathDrops.start();
 
     this.control = await serveControl(opts.socketPath, makeControlApi({
       engine: () => this.engine, engineOptions: () => this.engineOptions, model: () => this.model, config: () => this.config,
       device: DEVICE, ioUring: this.ioUring, gateway: () => this.inputs.gateway, startedMs: this.started,
-      tunWriteDropped: () => this.datapath?.writeDropped ?? 0,
+      pathDrops: () => this.pathDrops.drops(),
       tunnelGso: () => {
         const u = this.underlay;
         if (!u) return undefined;
@@ -306,6 +312,7 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     clearInterval(this.sweepTimer);
+    this.pathDrops.stop();
     this.closeSource?.();
     this.source?.close();
     this.datapath?.stop();

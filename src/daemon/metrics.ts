@@ -4,6 +4,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Engine, NamedCounters } from "../engine/engine.js";
+import type { PathDrops } from "./path-drops.js";
 
 /** Drop names as the metric labels them: NoBackend -> no_backend. */
 export function snake(name: string): string {
@@ -18,7 +19,7 @@ export interface Metrics {
 /** Offload mode: the kernel's counters of the offload table (offload-net.ts), undefined otherwise. */
 export type KernelOffloadCounters = () => Record<"offloaded_in" | "offloaded_out" | "loop_dropped", { packets: number; bytes: number }> | undefined;
 
-export function makeMetrics(engine: () => Engine, extra: () => { writeDropped: number }, kernel: KernelOffloadCounters = () => undefined): Metrics {
+export function makeMetrics(engine: () => Engine, pathDrops: () => PathDrops, kernel: KernelOffloadCounters = () => undefined): Metrics {
   const registry = new Registry();
   new Counter({
     name: "wasp_packets_total", help: "Packets the engine gave each verdict", labelNames: ["verdict"], registers: [registry],
@@ -56,8 +57,9 @@ export function makeMetrics(engine: () => Engine, extra: () => { writeDropped: n
     new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(engine().counters().named[key]); } });
   }
   new Counter({
-    name: "wasp_tun_write_dropped_total", help: "Packets the kernel refused when written back to the TUN device", registers: [registry],
-    collect() { this.reset(); this.inc(extra().writeDropped); },
+    name: "wasp_path_dropped_total", help: "Packets lost on wasp's path outside the engine, by place (tun_queue_full: wasp0's queue to wasp was full; write_refused: the kernel refused a write; underlay_rcvbuf_full, tun_rx_dropped, tunnel_tap_dropped)",
+    labelNames: ["place"], registers: [registry],
+    collect() { this.reset(); for (const [place, n] of Object.entries(pathDrops())) this.inc({ place }, n); },
   });
   // The engine's tables as they are now, one gauge each.
   const gauges: Array<[string, string, (e: Engine) => number]> = [

@@ -2,12 +2,14 @@
 // {"cmd":"services"}, see src/daemon/control-socket.ts), turned into one aligned row per second
 // and a closing table. Formatting is pure, so it is read and tested without a daemon.
 import { createConnection } from "node:net";
+import { fmtCounts } from "../cli/format.js";
 
 export interface Status {
   generation: number;
   conntrack: { entries: number; capacity: number };
   counters: { drops: Record<string, number>; named: { packets_in: number; new_flows: number } };
-  tunWriteDropped: number;
+  /** Packets lost outside the engine, by place. */
+  pathDrops: Record<string, number>;
   /** Offload mode: the kernel carries each flow after its first packet; its counters of them. */
   offload?: { on: boolean; why: string; kernel?: Record<string, { packets: number; bytes: number }> };
 }
@@ -167,7 +169,7 @@ export function finalReport(s: Sample, seconds: number, clients: Map<string, Cli
     ...rows.map(fmt),
     "",
     `drops: ${drops.length ? drops.map(([k, v]) => `${k} ${v}`).join(", ") : "none"}` +
-      (st.tunWriteDropped ? `; ${st.tunWriteDropped} packets not written to wasp0 (queue full)` : ""),
+      (fmtCounts(st.pathDrops) ? `; lost outside the engine: ${fmtCounts(st.pathDrops)}` : ""),
     `clients: ${s.answered} requests answered, ${s.failed} failed`,
     `backends: ${backends.map(([pod, n]) => `${pod} answered ${n}`).join(", ")}`,
   ];

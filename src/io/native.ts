@@ -41,6 +41,8 @@ export interface Native {
   /** 0 when io_uring works on this thread, else -errno. */
   probeUring(): number;
   close(fd: number): number;
+  /** Datagrams the kernel dropped at the socket (its receive buffer full), or -errno. */
+  socketDrops(fd: number): number;
   openUnderlay(bindIp: string, port: number, netns?: string): OpenResult;
   /** A TAP taking encapsulated TSO packets with UDP-tunnel GSO (Linux 6.17+): { fd, mac }. */
   openTunnelTap(name: string, netns?: string): OpenResult;

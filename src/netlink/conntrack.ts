@@ -4,7 +4,7 @@
 // mark), and flush the UDP entries of a backend a reload took away, with a kernel-side filter.
 import { OFFLOAD_MARK } from "../engine/abi.js";
 import { formatIp, parseIp, type Ip } from "../model/addr.js";
-import { type Attr, message } from "./message.js";
+import { type Attr, message, parseAttrs } from "./message.js";
 
 const NFNL_SUBSYS_CTNETLINK = 1;
 const IPCTNL_MSG_CT_NEW = 0, IPCTNL_MSG_CT_GET = 1, IPCTNL_MSG_CT_DELETE = 2;
@@ -91,17 +91,6 @@ export interface KernelFlow {
   /** With net.netfilter.nf_conntrack_acct = 1 when the entry was made; 0 otherwise. */
   packets: number;
   bytes: number;
-}
-
-function parseAttrs(b: Buffer): Map<number, Buffer> {
-  const out = new Map<number, Buffer>();
-  for (let p = 0; p + 4 <= b.length;) {
-    const len = b.readUInt16LE(p), type = b.readUInt16LE(p + 2) & 0x3fff;
-    if (len < 4 || p + len > b.length) break;
-    out.set(type, b.subarray(p + 4, p + len));
-    p += (len + 3) & ~3;
-  }
-  return out;
 }
 
 function tupleOf(b: Buffer | undefined): { proto: number; t: KernelTuple } {

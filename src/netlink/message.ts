@@ -5,7 +5,7 @@ import { macBytes, parseIp } from "../model/addr.js";
 export const NLM_F_REQUEST = 0x1, NLM_F_ACK = 0x4;
 export const NLM_F_REPLACE = 0x100, NLM_F_EXCL = 0x200, NLM_F_CREATE = 0x400;
 export const RTM_NEWLINK = 16, RTM_DELLINK = 17, RTM_GETLINK = 18, RTM_NEWADDR = 20, RTM_NEWROUTE = 24, RTM_NEWNEIGH = 28;
-export const IFLA_ADDRESS = 1, IFLA_IFNAME = 3, IFLA_MTU = 4, IFLA_LINKINFO = 18, IFLA_NET_NS_FD = 28;
+export const IFLA_ADDRESS = 1, IFLA_IFNAME = 3, IFLA_MTU = 4, IFLA_LINKINFO = 18, IFLA_STATS64 = 23, IFLA_NET_NS_FD = 28;
 export const IFLA_INFO_KIND = 1, IFLA_INFO_DATA = 2, VETH_INFO_PEER = 1;
 export const IFA_ADDRESS = 1, IFA_LOCAL = 2, IFA_FLAGS = 8, IFA_F_NODAD = 0x02;
 export const RTA_DST = 1, RTA_OIF = 4, RTA_GATEWAY = 5;
@@ -153,4 +153,28 @@ export function replaceNeigh(seq: number, index: number, ip: string, lladdr: str
 /** The interface index of an RTM_NEWLINK answer (ifi_index after the 16-byte header). */
 export function linkIndexOf(reply: Buffer): number | undefined {
   return reply.length >= 16 + 16 && reply.readUInt16LE(4) === RTM_NEWLINK ? reply.readInt32LE(16 + 4) : undefined;
+}
+
+/** The attributes of a message body, by type (the nested flag masked off); a torn one ends the list. */
+export function parseAttrs(b: Buffer): Map<number, Buffer> {
+  const out = new Map<number, Buffer>();
+  for (let p = 0; p + 4 <= b.length;) {
+    const len = b.readUInt16LE(p), type = b.readUInt16LE(p + 2) & 0x3fff;
+    if (len < 4 || p + len > b.length) break;
+    out.set(type, b.subarray(p + 4, p + len));
+    p += (len + 3) & ~3;
+  }
+  return out;
+}
+
+/** What the kernel dropped at a link (struct rtnl_link_stats64's rx_dropped and tx_dropped, which
+ *  include the core's own drops): for a TUN, tx is towards the reading process. */
+export interface LinkDrops { rxDropped: number; txDropped: number }
+
+/** The drop counters of an RTM_NEWLINK answer; undefined when it has no IFLA_STATS64. */
+export function linkDropsOf(reply: Buffer): LinkDrops | undefined {
+  if (reply.length < 32 || reply.readUInt16LE(4) !== RTM_NEWLINK) return undefined;
+  const st = parseAttrs(reply.subarray(32, reply.readUInt32LE(0))).get(IFLA_STATS64);
+  if (!st || st.length < 64) return undefined;
+  return { rxDropped: Number(st.readBigUInt64LE(48)), txDropped: Number(st.readBigUInt64LE(56)) };
 }

@@ -49,6 +49,12 @@ export class Rtnl {
     return reply.length ? m.linkIndexOf(reply) : undefined;
   }
 
+  /** The link's drop counters, or undefined when there is no such interface. */
+  async linkDrops(name: string): Promise<m.LinkDrops | undefined> {
+    const reply = await this.request((s) => m.getLink(s, name), `cannot look up ${name} in ${this.where}`, [ENODEV]);
+    return reply.length ? m.linkDropsOf(reply) : undefined;
+  }
+
   async addVeth(v: m.VethSpec): Promise<void> {
     await this.request((s) => m.newVeth(s, v), `cannot create veth ${v.name} <-> ${v.peer.name}`);
   }

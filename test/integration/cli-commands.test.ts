@@ -184,7 +184,7 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
       wasp_packets_total: "counter", wasp_packets_dropped_total: "counter", wasp_received_bytes_total: "counter", wasp_received_packets_total: "counter",
       wasp_new_flows_total: "counter", wasp_conntrack_evicted_total: "counter", wasp_conntrack_expired_total: "counter",
       wasp_conntrack_stale_udp_flushed_total: "counter", wasp_replies_made_total: "counter", wasp_icmp_errors_translated_total: "counter",
-      wasp_batches_total: "counter", wasp_tun_write_dropped_total: "counter", wasp_conntrack_entries: "gauge", wasp_conntrack_capacity: "gauge",
+      wasp_batches_total: "counter", wasp_path_dropped_total: "counter", wasp_conntrack_entries: "gauge", wasp_conntrack_capacity: "gauge",
       wasp_service_entries: "gauge", wasp_routes: "gauge", wasp_table_generation: "gauge", wasp_reload_duration_seconds: "histogram",
     };
     for (const [name, type] of Object.entries(types)) assert.match(text, new RegExp(`^# TYPE ${name} ${type}$`, "m"), name);

@@ -136,7 +136,7 @@ describe("wasp CLI (unit)", () => {
     it("rates are the counter differences over the time between two samples; the busiest service is first", () => {
       const status = (pk: number, by: number, nf: number, drop: number) => ({
         mode: "tun", device: "wasp0", ioUring: false, address: "10.244.1.1", node: "node-a", generation: 3, uptimeSec: 61, services: 2,
-        conntrack: { entries: 7, capacity: 262144 }, tunWriteDropped: 0,
+        conntrack: { entries: 7, capacity: 262144 }, pathDrops: { tun_queue_full: 3, write_refused: 0 },
         counters: { verdicts: { tun: pk, overlay: 0, host: 0, drop }, drops: { no_backend: drop }, named: { packets_in: pk + drop, bytes_in: by, new_flows: nf } },
       });
       const svc = (key: string, packets: number) => ({ key, service: `default/${key}`, port: "80", kind: "ClusterIP", id: 0, select: "random", affinitySec: 0, backends: [], packets, bytes: packets * 100, newFlows: 0 });
