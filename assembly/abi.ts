@@ -253,6 +253,10 @@ export const CT_NEXT: u32 = 88;
 export const CT_GEN: u32 = 92;
 export const CT_CREATED: u32 = 96;
 
+/** The FlowFlag bits a flow the host inserts may carry (ctInsert): DNAT through FIN_REPLY; USED and
+ *  OFFLOADED are the table's own. */
+export const FLOW_FLAGS_INSERTABLE: u32 = 63;
+
 /** The flags byte of a flow record: every bit is declared here. */
 export namespace FlowFlag {
   /** Forward packets go to the backend (the destination is rewritten). */

@@ -40,13 +40,11 @@ export let underlayIp: u32 = 0;       // host order
 export let vni: u32 = 1;
 export let vxlanPort: u32 = 8472;
 export let underlayMtu: u32 = 1500;
-export let rngState: u64 = 0x9e3779b97f4a7c15;
 export let ipId: u32 = 0;
 export let nowSec: u32 = 0;
 
-export function setNode(tap: bool, off: bool, uip: u32, v: u32, port: u32, mtu: u32, seed: u32): void {
+export function setNode(tap: bool, off: bool, uip: u32, v: u32, port: u32, mtu: u32): void {
   modeTap = tap; offload = off; underlayIp = uip; vni = v; vxlanPort = port; underlayMtu = mtu;
-  rngState ^= (<u64>seed << 17) | 1;
 }
 export function setNow(t: u32): void { nowSec = t; }
 
@@ -62,14 +60,6 @@ export function setTunnelOffloads(macHi: u32, macLo: u32, gso: bool, decap: bool
   tunnelGso = gso; decapGso = decap;
 }
 @inline export function nextIpId(): u32 { ipId = (ipId + 1) & 0xffff; return ipId; }
-
-/** xorshift64*: the per-flow random choice of the "random" backend selection. */
-export function random32(): u32 {
-  let x = rngState;
-  x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
-  rngState = x;
-  return <u32>((x * 0x2545f4914f6cdd1d) >> 32);
-}
 
 /** Bumps a u64 counter. */
 @inline export function count(idx: u32, by: u64 = 1): void {

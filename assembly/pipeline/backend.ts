@@ -1,11 +1,13 @@
 // Backend choice for a new flow: the client's remembered backend under ClientIP affinity, else
-// Maglev (a consistent hash of the 5-tuple, so a restart or another node picks the same one) or a
-// random eligible backend.
+// Maglev or "random". Every choice is a hash of the flow (of the client address under affinity),
+// never a draw: the same tables give the same answer in any process, so after a daemon restart a
+// mid-flow packet of a connection the new process does not know goes to the backend it had, and a
+// client keeps its affinity backend. "random" is a uniform hash over the eligible backends (kube-proxy's
+// random choice, per flow); Maglev is the consistent hash that moves fewest flows when backends change.
 import { Note, ServiceFlag, Select } from "../abi";
-import * as st from "../state";
 import * as pkt from "./packet";
 import * as gen from "../table/generation";
-import { hashTuple } from "../table/hash";
+import { hashAddrWord, hashTuple } from "../table/hash";
 import * as affinity from "./affinity";
 import { out } from "./result";
 
@@ -21,7 +23,7 @@ export function chooseBackend(g: usize, e: usize, eligible: u32, now: u32): u32 
       else for (let i: u32 = 0; i < eligible; i++) if (identOf(g, e, i) == want) { found = <i32>i; break; }
       if (found >= 0) { out.note |= Note.AFFINITY; affinity.touch(now, <u32>found); return <u32>found; }
     }
-    const bi = pick(g, e, eligible);
+    const bi = hashAddrWord(pkt.SRC, 0, 0) % eligible;
     affinity.remember(load<u32>(e + gen.S_ID), pkt.SRC, bi, identOf(g, e, bi), now);
     return bi;
   }
@@ -34,10 +36,10 @@ export function chooseBackend(g: usize, e: usize, eligible: u32, now: u32): u32 
 }
 
 @inline function pick(g: usize, e: usize, eligible: u32): u32 {
+  const h = hashTuple(pkt.SRC, pkt.DST, (<u64>pkt.sport << 32) | (<u64>pkt.dport << 16) | <u64>pkt.proto);
   if (load<u8>(e + gen.S_SELECT) == <u8>Select.Maglev && load<u32>(e + gen.S_MAGLEV) != 0) {
-    const h = hashTuple(pkt.SRC, pkt.DST, (<u64>pkt.sport << 32) | (<u64>pkt.dport << 16) | <u64>pkt.proto);
     const i = gen.svcMaglevPick(g, e, h);
     return i < eligible ? i : 0;
   }
-  return st.random32() % eligible;
+  return h % eligible;
 }

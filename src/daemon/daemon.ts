@@ -23,6 +23,7 @@ import { handle as handleCni } from "../cni/index.js";
 import { VXLAN_OVERHEAD } from "../model/vxlan.js";
 import { healthChecks, ServiceHealthServers } from "./service-health.js";
 import { Datapath, nowSec } from "./datapath.js";
+import { FlowJournal, journalPath } from "./flow-journal.js";
 import { PathDropMeter } from "./path-drops.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
 import { cleanupNodeNet, DEVICE, ensureNodeNet, ensureRouting, nodeNetInputs, runIp, sameInputs, TABLE, TUNNEL_TAP, type NodeNetInputs } from "./node-net.js";
@@ -64,6 +65,7 @@ export class Daemon {
     (port, err) => this.log.error({ port, err: err.message }, "health check not served"),
   );
   private sweepTimer: NodeJS.Timeout | undefined;
+  private journal: FlowJournal | undefined;
   private readonly started = Date.now();
   private stopping = false;
   /** Set once the node's network is changed (a failed config load leaves it alone). */
@@ -108,6 +110,8 @@ export class Daemon {
     this.engine.loadModel(model);
     this.model = model;
 
+    if (!this.offload.on) this.restoreFlows();
+
     this.inputs = nodeNetInputs(config, this.offload.on);
     // io_uring measured faster on every path (bench datapath and overlay); used when it works here.
     const uring = opts.ioUring ?? uringWorks();
@@ -127,6 +131,7 @@ export class Daemon {
       this.onFatal?.(err);
     }, (what) => log.warn(what), this.ct);
     this.datapath.start();
+    this.journal?.start();
     this.ensureUnderlay();
     this.sweepTimer = setInterval(() => this.engine.sweep(nowSec(), SWEEP_BUDGET), 1000);
     this.sweepTimer.unref();
@@ -172,6 +177,7 @@ export class Daemon {
     log.info({
       mode: config.mode, device: DEVICE, address: this.inputs.gateway, table: TABLE, generation: this.generation(), services: model.services.size,
       socket: opts.socketPath, metricsPort: this.metricsPort, masquerade: this.inputs.gateway, ioUring: this.ioUring,
+      sinceProcessStartMs: Math.round(performance.now()), startMs: Math.round(performance.now() - t0),
     }, "serving");
   }
 
@@ -304,6 +310,20 @@ export class Daemon {
     return "applied";
   }
 
+  /** Full-wasm mode: the flows the last daemon on this node had are put back before a packet is
+   *  read, and this daemon's are written for the next one (src/daemon/flow-journal.ts). */
+  private restoreFlows(): void {
+    const journal = new FlowJournal(journalPath(this.opts.socketPath), () => this.engine, () => this.model, nowSec,
+      (err) => this.log.warn({ err: err.message }, "flow journal not written"));
+    this.journal = journal;
+    try {
+      const r = journal.restore();
+      if (r) this.log.info({ ...r }, `restored ${r.restored} flows of the last daemon (written ${r.ageMs} ms before)`);
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, "flows of the last daemon not restored");
+    }
+  }
+
   /** Stops serving and leaves the node's datapath (the persistent wasp0, its rules and routes, in
    *  offload mode the conntrack entries, the table and waspvx) for the next daemon: established
    *  connections live on, new ones wait. `wasp daemon --cleanup` removes it. Safe to call twice,
@@ -316,6 +336,7 @@ export class Daemon {
     this.closeSource?.();
     this.source?.close();
     this.datapath?.stop();
+    this.journal?.stop();
     this.tun?.close();
     this.underlay?.close();
     this.ct?.close();
@@ -372,6 +393,7 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
     try {
       const lock = await takeDaemonLock();
       log.info({ removed: cleanupNodeNet() }, "removed the datapath a daemon left on this node");
+      rmSync(journalPath(opts.socketPath), { force: true });
       lock.close();
     } catch (e) {
       process.stderr.write(`wasp daemon --cleanup: ${(e as Error).message}\n`);

@@ -120,6 +120,8 @@ export const CT_NEXT = 88;
 export const CT_GEN = 92;
 export const CT_CREATED = 96;
 
+/** The FlowFlag bits ctInsert accepts (not USED, not OFFLOADED). */
+export const FLOW_FLAGS_INSERTABLE = 63;
 export const FlowFlag = { DNAT: 1, SNAT: 2, REPLIED: 4, ANY_ADDR_SERVICE: 8, FIN_ORIG: 16, FIN_REPLY: 32, OFFLOADED: 64, USED: 128 } as const;
 export enum CtDir { Original = 0, Reply = 1 }
 export enum CtState {

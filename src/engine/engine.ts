@@ -367,20 +367,43 @@ export class Engine {
 
   /** Every live flow of the conntrack table, decoded (the table is walked once, in index order). */
   *flows(): Generator<FlowRecord> {
-    const ex = this.exports, cap = ex.ctCapacity(), mem = new Uint8Array(this.memory), v = this.view();
-    const addr = (r: number, off: number) => readAddr16(mem, r + off);
+    const ex = this.exports, cap = ex.ctCapacity(), mem = new Uint8Array(this.memory);
     for (let i = 0; i < cap; i++) {
       const r = ex.ctRecord(i);
-      if (r === 0) continue;
-      const cls = v.getUint8(r + abi.CT_CLS), last = v.getUint32(r + abi.CT_LAST, true);
-      yield {
-        index: i, proto: v.getUint8(r + abi.CT_PROTO),
-        src: addr(r, abi.CT_F_SRC), sport: v.getUint16(r + abi.CT_F_SPORT, true), dst: addr(r, abi.CT_F_DST), dport: v.getUint16(r + abi.CT_F_DPORT, true),
-        replySrc: addr(r, abi.CT_R_SRC), replySport: v.getUint16(r + abi.CT_R_SPORT, true), replyDst: addr(r, abi.CT_R_DST), replyDport: v.getUint16(r + abi.CT_R_DPORT, true),
-        state: v.getUint8(r + abi.CT_STATE), flags: v.getUint8(r + abi.CT_FLAGS), service: v.getUint32(r + abi.CT_SERVICE, true),
-        createdSec: v.getUint32(r + abi.CT_CREATED, true), lastSec: last, expiresSec: last + (abi.CT_TIMEOUT_SEC[cls] ?? 0),
-      };
+      if (r !== 0) yield decodeFlow(mem, r, i);
     }
+  }
+
+  /** The live flows as their raw records (CT_REC_SIZE bytes each, the abi.ts layout) and the
+   *  service entries they name: what the next process on this node restores (restoreFlows). */
+  flowRecords(): { records: Uint8Array; services: Set<number> } {
+    const ex = this.exports, cap = ex.ctCapacity(), mem = new Uint8Array(this.memory), v = this.view();
+    const out = new Uint8Array(ex.ctCount() * abi.CT_REC_SIZE), services = new Set<number>();
+    let n = 0;
+    for (let i = 0; i < cap && n < out.length; i++) {
+      const r = ex.ctRecord(i);
+      if (r === 0) continue;
+      out.set(mem.subarray(r, r + abi.CT_REC_SIZE), n);
+      services.add(v.getUint32(r + abi.CT_SERVICE, true));
+      n += abi.CT_REC_SIZE;
+    }
+    return { records: out.subarray(0, n), services };
+  }
+
+  /** Puts flows another process recorded (flowRecords, `ageSec` seconds ago on its clock) back
+   *  into the conntrack table, their ages kept: a flow past its timeout is left out, `service`
+   *  maps the old process's service entry to this one's (0: none). */
+  restoreFlows(records: Uint8Array, recordedSec: number, ageSec: number, nowSec: number, service: (old: number) => number): { restored: number; expired: number; refused: number } {
+    const counts = { restored: 0, expired: 0, refused: 0 };
+    const view = new DataView(records.buffer, records.byteOffset, records.byteLength);
+    for (let r = 0; r + abi.CT_REC_SIZE <= records.length; r += abi.CT_REC_SIZE) {
+      const f = decodeFlow(records, r, 0), cls = view.getUint8(r + abi.CT_CLS);
+      const age = recordedSec - f.lastSec + ageSec;
+      if (age < 0 || age >= (abi.CT_TIMEOUT_SEC[cls] ?? 0)) { counts.expired++; continue; }
+      const ok = this.insertFlow({ ...f, cls, flags: f.flags & abi.FLOW_FLAGS_INSERTABLE, service: service(f.service), lastSec: nowSec - age });
+      if (ok) counts.restored++; else counts.refused++;
+    }
+    return counts;
   }
 
   /** Copies of the extra output slots of the last process(): the segments after the first of each
@@ -460,6 +483,19 @@ export interface FlowRecord {
   src: Ip; sport: number; dst: Ip; dport: number;
   replySrc: Ip; replySport: number; replyDst: Ip; replyDport: number;
   state: number; flags: number; service: number; createdSec: number; lastSec: number; expiresSec: number;
+}
+
+/** Flow record r of mem (the abi.ts layout), the index it had in its table. */
+function decodeFlow(mem: Uint8Array, r: number, index: number): FlowRecord {
+  const v = new DataView(mem.buffer, mem.byteOffset, mem.byteLength), addr = (off: number) => readAddr16(mem, r + off);
+  const cls = v.getUint8(r + abi.CT_CLS), last = v.getUint32(r + abi.CT_LAST, true);
+  return {
+    index, proto: v.getUint8(r + abi.CT_PROTO),
+    src: addr(abi.CT_F_SRC), sport: v.getUint16(r + abi.CT_F_SPORT, true), dst: addr(abi.CT_F_DST), dport: v.getUint16(r + abi.CT_F_DPORT, true),
+    replySrc: addr(abi.CT_R_SRC), replySport: v.getUint16(r + abi.CT_R_SPORT, true), replyDst: addr(abi.CT_R_DST), replyDport: v.getUint16(r + abi.CT_R_DPORT, true),
+    state: v.getUint8(r + abi.CT_STATE), flags: v.getUint8(r + abi.CT_FLAGS), service: v.getUint32(r + abi.CT_SERVICE, true),
+    createdSec: v.getUint32(r + abi.CT_CREATED, true), lastSec: last, expiresSec: last + (abi.CT_TIMEOUT_SEC[cls] ?? 0),
+  };
 }
 
 /** A flow for insertFlow: the tuples of FlowRecord, its state and timeout class, seen at lastSec. */

@@ -17,11 +17,7 @@ export class Cli {
   static async build(): Promise<Cli> {
     const dir = mkdtempSync(join(tmpdir(), "wasp-cli-"));
     const script = join(dir, "wasp.cjs");
-    await build({
-      entryPoints: [join(ROOT, "src/main.ts")], outfile: script, bundle: true, platform: "node", format: "cjs", target: "node20",
-      logLevel: "warning", define: { "import.meta.url": "__waspMetaUrl" },
-      banner: { js: 'var __waspMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
-    });
+    await bundle(script);
     return new Cli(dir, script);
   }
 
@@ -31,7 +27,7 @@ export class Cli {
   }
 
   env(): NodeJS.ProcessEnv {
-    return { ...process.env, WASP_WASM: join(ROOT, "build/wasp.wasm"), WASP_NATIVE: join(ROOT, "native/build/Release/wasp_native.node") };
+    return { ...process.env, ...BUILD_ENV };
   }
 
   /** Runs `wasp ARGS` (optionally inside namespace ns) and collects its output. */
@@ -49,4 +45,32 @@ export class Cli {
   remove(): void {
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Where a bundle finds the core and the addon (it has no repository above it). */
+const BUILD_ENV = { WASP_WASM: join(ROOT, "build/wasp.wasm"), WASP_NATIVE: join(ROOT, "native/build/Release/wasp_native.node") };
+
+function bundle(script: string): Promise<unknown> {
+  return build({
+    entryPoints: [join(ROOT, "src/main.ts")], outfile: script, bundle: true, platform: "node", format: "cjs", target: "node20",
+    logLevel: "warning", define: { "import.meta.url": "__waspMetaUrl" },
+    banner: { js: 'var __waspMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
+  });
+}
+
+let shared: string | undefined;
+
+/** The wasp CLI bundled once for this test process, as dist/wasp runs it (the daemons the
+ *  topologies start: a bundle starts in a third of tsx's time, and a restart test measures the
+ *  time to serve); removed when the process exits. Its children find the core and the addon
+ *  through the environment this sets. */
+export async function sharedWasp(): Promise<string> {
+  if (shared) return shared;
+  const dir = mkdtempSync(join(tmpdir(), "wasp-bundle-"));
+  const script = join(dir, "wasp.cjs");
+  await bundle(script);
+  Object.assign(process.env, BUILD_ENV);
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  shared = script;
+  return script;
 }

@@ -12,12 +12,12 @@ import { mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, mkdirSync, 
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { sharedWasp } from "./cli.js";
 import { execPlugin } from "./cni-driver.js";
 import { deleteNs, inNs, ip, makeNs, sh, spawnInNs, stop, veth } from "./netns.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const WASP = join(ROOT, "bin/wasp-dev");
-const TSX = join(ROOT, "node_modules/tsx/dist/loader.mjs");
 
 export const NODE_IP = "10.99.0.1";
 export const EXT_IP = "10.99.0.2";
@@ -279,7 +279,7 @@ export class Topology {
   /** `wasp daemon` in the node namespace, as the tests' brief and a DaemonSet run it. */
   async startDaemon(extraArgs: string[] = []): Promise<DaemonProc> {
     const child = spawnInNs(this.node, process.execPath, [
-      "--import", `file://${TSX}`, join(ROOT, "src/main.ts"), "daemon",
+      await sharedWasp(), "daemon",
       "--config", this.configPath, "--socket", this.socketPath, "--metrics-port", "0", ...this.daemonArgs, ...extraArgs,
     ]);
     this.children.add(child);
@@ -295,9 +295,9 @@ export class Topology {
   }
 
   /** `wasp daemon ARGS` (with the topology's config) run to its end: exit code and output. */
-  runDaemonOnce(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  async runDaemonOnce(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
     const child = spawnInNs(this.node, process.execPath, [
-      "--import", `file://${TSX}`, join(ROOT, "src/main.ts"), "daemon", "--config", this.configPath, "--metrics-port", "0", ...this.daemonArgs, ...args,
+      await sharedWasp(), "daemon", "--config", this.configPath, "--metrics-port", "0", ...this.daemonArgs, ...args,
     ]);
     this.children.add(child);
     let stdout = "", stderr = "";
@@ -308,8 +308,8 @@ export class Topology {
 
   /** `wasp daemon --cleanup` in the node: what a stopped daemon left (wasp0, rules, routes, the
    *  offload table, waspvx) removed. */
-  cleanupNode(): void {
-    inNs(this.node, process.execPath, "--import", `file://${TSX}`, join(ROOT, "src/main.ts"), "daemon", "--cleanup");
+  async cleanupNode(): Promise<void> {
+    inNs(this.node, process.execPath, await sharedWasp(), "daemon", "--cleanup");
   }
 
   metricsPort(d: DaemonProc): number {

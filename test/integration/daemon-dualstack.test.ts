@@ -134,7 +134,7 @@ describe(`wasp daemon, dual-stack (${datapath}): IPv4 and IPv6 pods, services an
   it("SIGTERM leaves the IPv6 rules for the next daemon; --cleanup removes them and puts the IPv6 local rule back at 0", async () => {
     await t.stopProcess(daemon.child);
     assert.match(ip(t.node, "-6", "rule", "show"), /lookup 119/m, "left for the next daemon");
-    t.cleanupNode();
+    await t.cleanupNode();
     const rules6 = ip(t.node, "-6", "rule", "show");
     assert.match(rules6, /^0:\s+from all lookup local/m);
     assert.doesNotMatch(rules6, /lookup 119|^1000:/m);

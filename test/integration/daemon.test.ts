@@ -424,7 +424,7 @@ describe(`wasp daemon (${mode} mode, ${datapath}): a single node in test namespa
       assert.match(ip(t.node, "link", "show", "wasp0"), /wasp0/, "wasp0 outlives the daemon");
       assert.match(ip(t.node, "-4", "route", "show", "10.96.0.0/16"), /dev wasp0/, "its routes too: service traffic is dropped, not routed elsewhere");
       assert.notEqual(rules(t.node), rulesBefore, "the rules stay");
-      t.cleanupNode();
+      await t.cleanupNode();
       assert.equal(rules(t.node), rulesBefore);
       assert.throws(() => ip(t.node, "link", "show", "wasp0"));
       assert.equal(ip(t.node, "-4", "route", "show", "table", "119").trim(), "");
