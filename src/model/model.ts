@@ -5,7 +5,7 @@
 import { ServiceKind, Select, ServiceFlag, RouteKind } from "../engine/abi.js";
 import type { Config, ConfigChanges, Protocol, ServiceConfig, BackendConfig } from "../config/schema.js";
 import { drain, drainAsync, every64, type Steps } from "./steps.js";
-import { cidrContains, formatCidr, formatIp, formatMac, ipv4ToU32, mappedPrefixLen, parseCidr, parseIp, type Cidr, type Family, type Ip } from "./addr.js";
+import { formatCidr, formatIp, formatMac, ipv4ToU32, mappedPrefixLen, parseCidr, parseIp, type Cidr, type Family, type Ip } from "./addr.js";
 
 export { ServiceKind, Select, ServiceFlag, RouteKind };
 
@@ -290,11 +290,13 @@ function* updateModelSteps(prevConfig: Config | undefined, config: Config, prev:
   };
 }
 
-/** An endpoint is on this node when it says so, or, without a nodeName, when its address is in
- *  this node's pod CIDR (the traffic policies and the health check node ports go by this). */
-export function localEndpointTest(node: Config["node"]): (b: Pick<BackendConfig, "nodeName">, ip: Ip) => boolean {
-  const podCidrs = [node.podCIDR, node.podCIDRv6].flatMap((t) => (t === undefined ? [] : [parseCidr(t) as Cidr]));
-  return (b, ip) => (b.nodeName !== undefined ? b.nodeName === node.name : podCidrs.some((c) => cidrContains(c, ip)));
+/** An endpoint is on this node when its nodeName says so, and only then, as kube-proxy decides
+ *  (pkg/proxy/endpointslicecache.go: IsLocal is nodeName == this node's name): an endpoint without
+ *  a nodeName is remote even when its address lies in this node's pod CIDR. The traffic policies
+ *  and the health check node ports go by this. The address argument is not consulted; it stays for
+ *  the callers that pass it. */
+export function localEndpointTest(node: Config["node"]): (b: Pick<BackendConfig, "nodeName">, ip?: Ip) => boolean {
+  return (b) => b.nodeName === node.name;
 }
 
 /** How a config drafts its services' entries: which endpoints are local, the backend selection. */
@@ -377,7 +379,7 @@ function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
 }
 
 interface DraftContext {
-  isLocal: (b: BackendConfig, ip: Ip) => boolean;
+  isLocal: (b: BackendConfig) => boolean;
   select: Select;
   maglevSize: number;
 }
@@ -392,7 +394,7 @@ function serviceDrafts(s: ServiceConfig, ctx: DraftContext): Draft[] {
   // Each endpoint parsed once per service, not once per entry.
   const endpoints = s.backends.map((b) => {
     const ip = parseIp(b.ip) as Ip;
-    return { ready: b.ready, serving: b.serving, terminating: b.terminating, port: b.port, ip, addr: formatIp(ip), local: ctx.isLocal(b, ip) };
+    return { ready: b.ready, serving: b.serving, terminating: b.terminating, port: b.port, ip, addr: formatIp(ip), local: ctx.isLocal(b) };
   });
 
   for (const p of s.ports) {

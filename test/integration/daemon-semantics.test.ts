@@ -69,7 +69,8 @@ describe(`kube-proxy Service semantics through wasp daemon (${datapath}), with r
       {
         name: "lb-local", type: "LoadBalancer", clusterIP: "10.96.0.10", externalTrafficPolicy: "Local", healthCheckNodePort: 32100,
         ports: [{ port: 80, protocol: "TCP", targetPort: 8080, nodePort: 30100 }],
-        backends: [{ ip: b1.ip }, { ip: REMOTE, nodeName: "node-b" }],
+        // kube-proxy counts an endpoint as local by its nodeName alone (an address in this node's pod CIDR is not enough)
+        backends: [{ ip: b1.ip, nodeName: "node-a" }, { ip: REMOTE, nodeName: "node-b" }],
       },
       {
         name: "itp-local", clusterIP: "10.96.0.11", internalTrafficPolicy: "Local",

@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import fc from "fast-check";
 import { defaultConfig, validateConfig, type Config } from "../../../src/config/index.js";
 import {
-  applyDelta, buildModel, updateModel, deriveVtepMac, localVtepMac, diffModel, fullDelta, IdAllocator, isEmptyDelta, orderBackends,
+  applyDelta, buildModel, updateModel, deriveVtepMac, localVtepMac, localEndpointTest, diffModel, fullDelta, IdAllocator, isEmptyDelta, orderBackends,
   RouteKind, Select, ServiceFlag, ServiceKind, type Model, type ServiceEntry,
 } from "../../../src/model/index.js";
 import { configArb } from "../../helpers/arbitrary.js";
@@ -118,6 +118,7 @@ describe("model", () => {
       const raw = base();
       Object.assign(raw.services[0], { type: "NodePort", externalTrafficPolicy: "Local" });
       raw.services[0].ports[0].nodePort = 30080;
+      raw.services[0].backends = [{ ip: "10.244.1.10", nodeName: "n1" }, { ip: "10.244.2.10", nodeName: "n2" }];
       const m = buildModel(cfg(raw));
       const np = svc(m, "0.0.0.0:30080/TCP");
       assert.deepEqual(backendsOf(np), ["10.244.1.10:8080"]);
@@ -125,11 +126,22 @@ describe("model", () => {
       assert.deepEqual(backendsOf(svc(m, "10.96.0.1:80/TCP")), ["10.244.1.10:8080", "10.244.2.10:8080"]);
     });
 
-    it("internalTrafficPolicy Local keeps only this node's backends on the ClusterIP entry, by nodeName or pod CIDR", () => {
+    it("internalTrafficPolicy Local keeps only the backends whose nodeName is this node on the ClusterIP entry", () => {
       const raw = base();
       raw.services[0].internalTrafficPolicy = "Local";
-      raw.services[0].backends = [{ ip: "10.244.1.10" }, { ip: "10.244.2.10" }, { ip: "10.99.0.1", nodeName: "n1" }, { ip: "10.99.0.2", nodeName: "n2" }];
+      raw.services[0].backends = [{ ip: "10.244.1.10", nodeName: "n1" }, { ip: "10.244.2.10", nodeName: "n2" }, { ip: "10.99.0.1", nodeName: "n1" }, { ip: "10.99.0.2", nodeName: "n2" }];
       assert.deepEqual(backendsOf(svc(buildModel(cfg(raw)), "10.96.0.1:80/TCP")), ["10.244.1.10:8080", "10.99.0.1:8080"]);
+    });
+
+    it("an endpoint without nodeName is not local even with an address in this node's pod CIDR (kube-proxy: IsLocal is nodeName == this node)", () => {
+      const raw = base();
+      Object.assign(raw.services[0], { type: "NodePort", externalTrafficPolicy: "Local", internalTrafficPolicy: "Local" });
+      raw.services[0].ports[0].nodePort = 30080;
+      raw.services[0].backends = [{ ip: "10.244.1.10" }, { ip: "10.244.1.11", nodeName: "n1" }, { ip: "10.244.1.12", nodeName: "n2" }];
+      const m = buildModel(cfg(raw));
+      assert.deepEqual(backendsOf(svc(m, "10.96.0.1:80/TCP")), ["10.244.1.11:8080"], "ClusterIP under internalTrafficPolicy Local");
+      assert.deepEqual(backendsOf(svc(m, "0.0.0.0:30080/TCP")), ["10.244.1.11:8080"], "NodePort under externalTrafficPolicy Local");
+      assert.deepEqual(localEndpointTest(cfg(raw).node)({}), false, "no nodeName: remote");
     });
 
     it("a Local policy with no endpoint on this node but some elsewhere marks the entry drop-when-empty; with none anywhere it rejects", () => {
