@@ -10,9 +10,9 @@ import { addrCopy, addrEq, addrMask, ld8, ld16 } from "../mem";
 import { hashAddrWord, pow2AtLeast, mix, finish } from "./hash";
 import { CommitResult, Op, Select } from "../abi";
 
-// ╒═══ generation header ═══╕
+// ╒═══ generation header ═══╕  H_SVC_COUNT counts port entries, H_MARKER_COUNT the echo markers
 const H_SVC_COUNT = 0, H_ROUTE_COUNT = 4, H_LOCAL_COUNT = 8, H_PEER_COUNT = 12, H_BE_BUMP = 16, H_MG_BUMP = 20,
-  H_BE_FREE = 32 /* 24 u32 */, H_MG_FREE = 128 /* 24 u32 */, H_LEN_COUNT = 256 /* 129 u32 */,
+  H_MARKER_COUNT = 24, H_BE_FREE = 32 /* 24 u32 */, H_MG_FREE = 128 /* 24 u32 */, H_LEN_COUNT = 256 /* 129 u32 */,
   H_LENS = 784 /* up to 129 u8, longest first */, H_NLENS = 916, HDR = 1024;
 
 // ╒═══ service entry, 64 bytes ═══╕
@@ -31,7 +31,10 @@ const P_IP = 0, P_REFS = 4, P_USED = 8, P_HASH = 12, PEER = 16;
 let gens: usize = 0;            // base of copy 0; copy 1 follows at gens + genSize
 let genSize: usize = 0;
 let active: u32 = 0;
-let svcCap: u32 = 0, routeCap: u32 = 0, peerCap: u32 = 0;
+// The service table holds up to svcLimit port entries and as many echo markers (an entry with port 0
+// and protocol 0: a VIP that answers ping, one per address, never more than the entries that use
+// it), in svcCap = 4 x svcLimit slots: linear probing stays under half full with both at their limit.
+let svcCap: u32 = 0, svcLimit: u32 = 0, routeCap: u32 = 0, peerCap: u32 = 0;
 let offSvc: usize = 0, offRoute: usize = 0, offLocal: usize = 0, offPeer: usize = 0, offBe: usize = 0, offMg: usize = 0;
 let beArena: u32 = 0, mgArena: u32 = 0;
 let maglevScratch: usize = 0;   // u32 per backend: the Maglev "next" array
@@ -39,7 +42,7 @@ let maxBackendsPerService: u32 = 0;
 let generation: u32 = 0;
 
 export function genBytesNeeded(maxServices: u32, maxBackends: u32, maxRoutes: u32, maglevCells: u32): usize {
-  const sc = pow2AtLeast(maxServices * 2), rc = pow2AtLeast(maxRoutes * 2 + 2), pc = rc;
+  const sc = pow2AtLeast(maxServices * 2) * 2, rc = pow2AtLeast(maxRoutes * 2 + 2), pc = rc;
   // size classes round up to a power of two: twice the exact need covers the worst rounding
   const one = <usize>HDR + <usize>sc * SVC + <usize>rc * ROUTE + <usize>LOCAL_CAP * LOCAL + <usize>pc * PEER +
     <usize>maxBackends * BE * 2 + <usize>maglevCells * 2 * 2 + 64 * 6;
@@ -47,7 +50,8 @@ export function genBytesNeeded(maxServices: u32, maxBackends: u32, maxRoutes: u3
 }
 
 export function genInit(base: usize, maxServices: u32, maxBackends: u32, maxRoutes: u32, maglevCells: u32): usize {
-  svcCap = pow2AtLeast(maxServices * 2);
+  svcLimit = pow2AtLeast(maxServices * 2) >> 1;
+  svcCap = svcLimit << 2;
   routeCap = pow2AtLeast(maxRoutes * 2 + 2);
   peerCap = routeCap;
   beArena = maxBackends * BE * 2;
@@ -205,7 +209,8 @@ function svcUpsert(g: usize, op: usize, size: u32): CommitResult {
   if (e != 0) {
     svcFreeStorage(g, e);
   } else {
-    if (load<u32>(g + H_SVC_COUNT) * 2 >= svcCap) return CommitResult.ServicesFull;
+    const countAt = g + countFieldOf(port, proto);
+    if (load<u32>(countAt) >= svcLimit) return CommitResult.ServicesFull;
     const h = svcHash(addr, port, proto), mask = svcCap - 1;
     let b = h & mask;
     while (load<u8>(g + offSvc + <usize>b * SVC + S_USED) != 0) b = (b + 1) & mask;
@@ -215,7 +220,7 @@ function svcUpsert(g: usize, op: usize, size: u32): CommitResult {
     store<u8>(e + S_PROTO, <u8>proto);
     store<u8>(e + S_USED, 1);
     store<u32>(e + S_HASH, h);
-    store<u32>(g + H_SVC_COUNT, load<u32>(g + H_SVC_COUNT) + 1);
+    store<u32>(countAt, load<u32>(countAt) + 1);
   }
   store<u8>(e + S_KIND, load<u8>(op + 27));
   store<u32>(e + S_ID, load<u32>(op + 28));
@@ -250,9 +255,15 @@ function svcUpsert(g: usize, op: usize, size: u32): CommitResult {
 }
 
 function svcDeleteEntry(g: usize, e: usize): void {
+  const countAt = g + countFieldOf(<u32>load<u16>(e + S_PORT), <u32>load<u8>(e + S_PROTO));
   svcFreeStorage(g, e);
   svcRemoveSlot(g, e);
-  store<u32>(g + H_SVC_COUNT, load<u32>(g + H_SVC_COUNT) - 1);
+  store<u32>(countAt, load<u32>(countAt) - 1);
+}
+
+/** The header field that counts entries of this key: an echo marker (port 0, protocol 0) or a port entry. */
+@inline function countFieldOf(port: u32, proto: u32): usize {
+  return port == 0 && proto == 0 ? H_MARKER_COUNT : H_SVC_COUNT;
 }
 
 /** The address of backend i of entry e (in the generation that holds e). */
@@ -470,7 +481,9 @@ export function genCommit(ops: usize, bytes: u32): CommitResult {
   return CommitResult.Ok;
 }
 
+/** Port entries (echo markers not counted: genMarkerCount). */
 export function genServiceCount(): u32 { return load<u32>(activeGen() + H_SVC_COUNT); }
+export function genMarkerCount(): u32 { return load<u32>(activeGen() + H_MARKER_COUNT); }
 export function genRouteCount(): u32 { return load<u32>(activeGen() + H_ROUTE_COUNT); }
 export function genSvcTable(): usize { return activeGen() + offSvc; }
 export function genSvcCap(): u32 { return svcCap; }
@@ -490,6 +503,6 @@ export function genCheck(): u32 {
     if (svcFind(g, e + S_ADDR, <u32>load<u16>(e + S_PORT), <u32>load<u8>(e + S_PROTO)) != e) return 11;
     if (load<u32>(e + S_ELIGIBLE) > load<u32>(e + S_COUNT)) return 12;
   }
-  if (n != load<u32>(g + H_SVC_COUNT)) return 13;
+  if (n != load<u32>(g + H_SVC_COUNT) + load<u32>(g + H_MARKER_COUNT)) return 13;
   return 0;
 }

@@ -14,7 +14,8 @@
 // 28 u32 id        32 u8 select Select.*   33 u8 flags ServiceFlag.*   34 u16 0
 // 36 u32 affinitySec   40 u32 maglevSize (0: the core picks a prime ≥ 100 × eligible)   44 u32 count   48 u32 eligible
 // 52 count × { addr16 | u16 port | u16 weight } (network order): the first `eligible` take new flows
-// ├─ DeleteService (28):   8 addr16 | 24 u16 port (network order) | 26 u8 proto | 27 u8 0
+//    An echo marker (Model.vips) is an UpsertService of the VIP with port 0, proto 0 and every other field 0.
+// ├─ DeleteService (28):   8 addr16 | 24 u16 port (network order) | 26 u8 proto | 27 u8 0 (port 0, proto 0: the echo marker)
 // ├─ UpsertRoute (40):     8 prefix16 | 24 u8 len (of 128) | 25 u8 kind | 26 u16 nodeId (LE) | 28 u32 underlay IPv4 (LE u32 of a<<24|b<<16|c<<8|d) | 32 mac6 | 38 u16 0
 // ├─ DeleteRoute (28):     8 prefix16 | 24 u8 len | 25 u8 0 | 26 u16 0
 // ├─ AddLocalAddr, DeleteLocalAddr (24): 8 addr16
@@ -47,6 +48,7 @@ export function measureOps(delta: ModelDelta, options: EncodeOptions = {}): numb
   n += delta.deleteServices.length * OP_SIZE.deleteService;
   n += delta.deleteRoutes.length * OP_SIZE.deleteRoute;
   n += (delta.deleteLocalAddrs.length + delta.addLocalAddrs.length) * OP_SIZE.localAddr;
+  n += delta.deleteVips.length * OP_SIZE.deleteService + delta.addVips.length * OP_SIZE.serviceBase;
   n += delta.upsertRoutes.length * OP_SIZE.upsertRoute;
   for (const e of delta.upsertServices) n += OP_SIZE.serviceBase + e.backends.length * OP_SIZE.backend;
   return n + (options.end === false ? 0 : OP_SIZE.end);
@@ -82,6 +84,12 @@ export function encodeOps(delta: ModelDelta, out: Uint8Array | DataView, offset:
     dv.setUint8(p + 27, 0);
     p += OP_SIZE.deleteService;
   }
+  for (const a of delta.deleteVips) {
+    header(Op.DeleteService, OP_SIZE.deleteService);
+    writeAddrText(bytes, p + 8, a);
+    dv.setUint32(p + 24, 0, true); // port 0, proto 0: the echo marker
+    p += OP_SIZE.deleteService;
+  }
   for (const r of delta.deleteRoutes) {
     header(Op.DeleteRoute, OP_SIZE.deleteRoute);
     bytes.set(r.prefix16, p + 8);
@@ -104,6 +112,12 @@ export function encodeOps(delta: ModelDelta, out: Uint8Array | DataView, offset:
     p += OP_SIZE.upsertRoute;
   }
   for (const e of delta.upsertServices) p += writeService(bytes, dv, p, e);
+  for (const a of delta.addVips) {
+    header(Op.UpsertService, OP_SIZE.serviceBase);
+    writeAddrText(bytes, p + 8, a);
+    for (let at = p + 24; at < p + OP_SIZE.serviceBase; at += 4) dv.setUint32(at, 0, true); // port 0, proto 0, no backends
+    p += OP_SIZE.serviceBase;
+  }
   if (options.end !== false) {
     header(Op.End, OP_SIZE.end);
     p += OP_SIZE.end;

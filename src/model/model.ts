@@ -79,6 +79,14 @@ export interface Model {
   readonly routes: ReadonlyMap<string, Route>;
   /** Canonical address texts NodePorts answer on. */
   readonly localAddrs: ReadonlySet<string>;
+  /**
+   * The service addresses that answer ping, each with the number of entries on it: every ClusterIP,
+   * externalIP and LoadBalancer IP with an entry. IPVS mode binds these addresses to a device, so the
+   * node answers an echo request to them; the engine does it for an address with an echo marker
+   * (its entry with port 0 and protocol 0). Absent: as the services say (vipsOf); a build keeps it so
+   * that a reload counts only the entries that came and went.
+   */
+  readonly vips?: ReadonlyMap<string, number>;
   /** Node name → node id (this node is 0). */
   readonly nodeIds: ReadonlyMap<string, number>;
   /** The entries each service gave, kept so that a rebuild skips the services that did not change. */
@@ -101,9 +109,22 @@ export interface ModelDelta {
   readonly upsertRoutes: readonly Route[];
   readonly deleteLocalAddrs: readonly string[];
   readonly addLocalAddrs: readonly string[];
+  /** Echo markers to remove and to add (canonical address texts; Model.vips). */
+  readonly deleteVips: readonly string[];
+  readonly addVips: readonly string[];
 }
 
-export const EMPTY_MODEL: Model = { services: new Map(), routes: new Map(), localAddrs: new Set(), nodeIds: new Map() };
+export const EMPTY_MODEL: Model = { services: new Map(), routes: new Map(), localAddrs: new Set(), nodeIds: new Map(), vips: new Map() };
+
+/** Does this entry's address answer ping (Model.vips)? A NodePort's "any address" key does not. */
+const answersPing = (e: ServiceKey & { kind: ServiceKind }): boolean => e.kind !== ServiceKind.NodePort;
+
+/** Model.vips of a set of entries. */
+function vipsOf(services: Iterable<ServiceEntry>): Map<string, number> {
+  const vips = new Map<string, number>();
+  for (const e of services) if (answersPing(e)) vips.set(e.addr, (vips.get(e.addr) ?? 0) + 1);
+  return vips;
+}
 
 /**
  * Hands out small integer ids, reusing freed ones lowest first so ids stay dense (they index engine
@@ -283,10 +304,30 @@ function* updateModelSteps(prevConfig: Config | undefined, config: Config, prev:
     }
   }
   yield;
-  const model: Model = { services, routes: prev.routes, localAddrs: prev.localAddrs, nodeIds: prev.nodeIds, drafts: cache };
+  // Echo markers follow the addresses that gained their first entry or lost their last one.
+  const vips = new Map(prev.vips ?? vipsOf(prev.services.values()));
+  const touched = new Map<string, number>();
+  const count = (e: ServiceEntry, by: number) => {
+    if (!answersPing(e)) return;
+    if (!touched.has(e.addr)) touched.set(e.addr, vips.get(e.addr) ?? 0);
+    const n = (vips.get(e.addr) ?? 0) + by;
+    if (n > 0) vips.set(e.addr, n); else vips.delete(e.addr);
+  };
+  for (const e of removed.values()) count(e, -1);
+  for (const e of upserts) if (!prev.services.has(e.key)) count(e, +1);
+  const addVips: string[] = [], deleteVips: string[] = [];
+  for (const [addr, before] of touched) {
+    const now = vips.get(addr) ?? 0;
+    if (before === 0 && now > 0) addVips.push(addr);
+    else if (before > 0 && now === 0) deleteVips.push(addr);
+  }
+  const model: Model = { services, routes: prev.routes, localAddrs: prev.localAddrs, nodeIds: prev.nodeIds, vips, drafts: cache };
   return {
     model,
-    delta: { clear: false, deleteServices: [...removed.values()], upsertServices: upserts, deleteRoutes: [], upsertRoutes: [], deleteLocalAddrs: [], addLocalAddrs: [] },
+    delta: {
+      clear: false, deleteServices: [...removed.values()], upsertServices: upserts, deleteRoutes: [], upsertRoutes: [],
+      deleteLocalAddrs: [], addLocalAddrs: [], deleteVips, addVips,
+    },
   };
 }
 
@@ -375,7 +416,7 @@ function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
   }
 
   const localAddrs = new Set(node.nodeAddresses.map((a) => formatIp(parseIp(a) as Ip)));
-  return { services, routes, localAddrs, nodeIds, drafts: cache };
+  return { services, routes, localAddrs, nodeIds, vips: vipsOf(services.values()), drafts: cache };
 }
 
 interface DraftContext {
@@ -490,7 +531,10 @@ export function diffModel(prev: Model, next: Model): ModelDelta {
 
   const addLocalAddrs = [...next.localAddrs].filter((a) => !prev.localAddrs.has(a));
   const deleteLocalAddrs = [...prev.localAddrs].filter((a) => !next.localAddrs.has(a));
-  return { clear: false, deleteServices, upsertServices, deleteRoutes, upsertRoutes, deleteLocalAddrs, addLocalAddrs };
+  const prevVips = prev.vips ?? vipsOf(prev.services.values()), nextVips = next.vips ?? vipsOf(next.services.values());
+  const addVips = [...nextVips.keys()].filter((a) => !prevVips.has(a));
+  const deleteVips = [...prevVips.keys()].filter((a) => !nextVips.has(a));
+  return { clear: false, deleteServices, upsertServices, deleteRoutes, upsertRoutes, deleteLocalAddrs, addLocalAddrs, deleteVips, addVips };
 }
 
 /** A full load: Clear, then every entry of the model. */
@@ -500,13 +544,15 @@ export function fullDelta(model: Model): ModelDelta {
     deleteServices: [], upsertServices: [...model.services.values()],
     deleteRoutes: [], upsertRoutes: [...model.routes.values()],
     deleteLocalAddrs: [], addLocalAddrs: [...model.localAddrs],
+    deleteVips: [], addVips: [...(model.vips ?? vipsOf(model.services.values())).keys()],
   };
 }
 
 /** True when a delta changes nothing. */
 export function isEmptyDelta(d: ModelDelta): boolean {
   return !d.clear && d.deleteServices.length === 0 && d.upsertServices.length === 0 && d.deleteRoutes.length === 0 &&
-    d.upsertRoutes.length === 0 && d.deleteLocalAddrs.length === 0 && d.addLocalAddrs.length === 0;
+    d.upsertRoutes.length === 0 && d.deleteLocalAddrs.length === 0 && d.addLocalAddrs.length === 0 &&
+    d.deleteVips.length === 0 && d.addVips.length === 0;
 }
 
 /**
@@ -525,7 +571,13 @@ export function applyDelta(model: Model, delta: ModelDelta): Model {
   for (const a of delta.addLocalAddrs) localAddrs.add(a);
   const nodeIds = new Map<string, number>();
   for (const r of routes.values()) nodeIds.set(r.nodeName, r.nodeId);
-  return { services, routes, localAddrs, nodeIds };
+  // The markers the ops leave, each with the entries on its address (0 for a marker left without one).
+  const markers = new Set(delta.clear ? [] : (model.vips ?? vipsOf(model.services.values())).keys());
+  for (const a of delta.deleteVips) markers.delete(a);
+  for (const a of delta.addVips) markers.add(a);
+  const counts = vipsOf(services.values());
+  const vips = new Map([...markers].map((a) => [a, counts.get(a) ?? 0]));
+  return { services, routes, localAddrs, nodeIds, vips };
 }
 
 /** A backend a reload took from an entry of `protocol`: the entry's address (undefined for a

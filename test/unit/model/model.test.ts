@@ -36,7 +36,9 @@ const backendsOf = (e: ServiceEntry) => e.backends.map((b) => `${b.addr}:${b.por
 function engineView(m: Model) {
   const s = [...m.services.values()].map((e) => ({ key: e.key, id: e.id, sig: e.sig, addr16: [...e.addr16] })).sort((a, b) => a.key.localeCompare(b.key));
   const r = [...m.routes.values()].map((x) => ({ key: x.key, sig: x.sig })).sort((a, b) => a.key.localeCompare(b.key));
-  return { s, r, l: [...m.localAddrs].sort() };
+  // echo markers with the entries on each address (applyDelta: 0 for a marker the ops left without one)
+  const v = [...(m.vips ?? new Map<string, number>())].sort((a, b) => a[0].localeCompare(b[0]));
+  return { s, r, l: [...m.localAddrs].sort(), v };
 }
 
 describe("model", () => {
@@ -180,6 +182,31 @@ describe("model", () => {
       assert.deepEqual([e.affinitySec, e.select, e.maglevSize], [600, Select.Maglev, 16381]);
       const b = svc(buildModel(cfg(raw)), "10.96.0.2:53/UDP");
       assert.deepEqual([b.flags & ServiceFlag.AFFINITY, b.affinitySec], [0, 0]);
+    });
+
+    it("gives every ClusterIP, externalIP and LoadBalancer IP with an entry one echo marker (Model.vips, entries counted), a NodePort none", () => {
+      const raw = base();
+      Object.assign(raw.services[0], { type: "LoadBalancer", externalIPs: ["192.0.2.10"], loadBalancerIPs: ["198.51.100.1"] });
+      raw.services[0].ports = [{ name: "http", port: 80, targetPort: 8080, nodePort: 30080 }, { name: "dns", port: 53, protocol: "UDP", nodePort: 30053 }];
+      const m = buildModel(cfg(raw));
+      assert.deepEqual([...m.vips!].sort(), [["10.96.0.1", 2], ["10.96.0.2", 1], ["10.96.0.3", 1], ["192.0.2.10", 2], ["198.51.100.1", 2]]);
+      const d = fullDelta(m);
+      assert.deepEqual([...d.addVips].sort(), ["10.96.0.1", "10.96.0.2", "10.96.0.3", "192.0.2.10", "198.51.100.1"]);
+    });
+
+    it("a reload adds the marker of an address with its first entry and deletes it with its last, both incrementally and by diff", () => {
+      const a = cfg(base());
+      const m0 = buildModel(a);
+      const raw = base();
+      raw.services.splice(1, 1); // 10.96.0.2 goes
+      raw.services[0].ports.push({ name: "x", port: 81, targetPort: 8081 }); // 10.96.0.1 gets a second entry
+      raw.services[0].ports[0].name = "http";
+      raw.services.push({ name: "d", clusterIP: "10.96.0.4", ports: [{ port: 80 }], backends: [] });
+      const b = cfg(raw);
+      for (const { delta, model } of [updateModel(a, b, m0), { model: buildModel(b, m0), delta: diffModel(m0, buildModel(b, m0)) }]) {
+        assert.deepEqual([delta.addVips, delta.deleteVips], [["10.96.0.4"], ["10.96.0.2"]]);
+        assert.deepEqual(model.vips!.get("10.96.0.1"), 2);
+      }
     });
 
     it("puts IPv6 backends on the IPv6 entry and IPv4 ones on the IPv4 entry of a dual-stack service", () => {
