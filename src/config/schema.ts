@@ -33,6 +33,10 @@ const LABEL_RULE = "a name is lowercase letters, digits and '-', at most 63, sta
 const Label = z.string(rule(LABEL_RULE)).refine((s) => LABEL.test(s), rule(LABEL_RULE));
 const NODE_NAME_RULE = "a node name is a DNS subdomain (lowercase letters, digits, '-' and '.')";
 const NodeName = z.string(rule(NODE_NAME_RULE)).refine((s) => SUBDOMAIN.test(s), rule(NODE_NAME_RULE));
+// A label value (topology.kubernetes.io/zone): at most 63 of letters, digits, '-', '_' and '.', alphanumeric at the ends.
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$/;
+const ZONE_RULE = "a zone is a label value: at most 63 letters, digits, '-', '_' and '.', starting and ending alphanumeric";
+const Zone = z.string(rule(ZONE_RULE)).refine((s) => LABEL_VALUE.test(s), rule(ZONE_RULE));
 
 const ipOf = (family: Family | undefined, hint: string) =>
   z.string(rule(hint)).superRefine((s, ctx) => {
@@ -85,6 +89,8 @@ export const NodeSchema = obj({
   underlayMTU: int(576, 65535, "an MTU is 576-65535").default(1500),
   nodeAddresses: list(IpSchema, "addresses").optional(),
   vtepMAC: MacSchema.optional(),
+  /** This node's topology.kubernetes.io/zone: endpoints hinted for it are preferred (hints.forZones). */
+  zone: Zone.optional(),
 }, "node settings (name, underlayIP, podCIDR, ...)");
 
 export const PeerNodeSchema = obj({
@@ -110,7 +116,12 @@ export const BackendSchema = obj({
   serving: Bool.optional(),
   terminating: Bool.default(false),
   nodeName: NodeName.optional(),
-}, "backend settings (ip, port, ready, serving, terminating, nodeName)");
+  /** An EndpointSlice endpoint's hints (discovery.k8s.io/v1): the zones and nodes it is meant for. */
+  hints: obj({
+    forZones: list(Zone, "zones").default([]),
+    forNodes: list(NodeName, "node names").default([]),
+  }, "hints (forZones, forNodes)").optional(),
+}, "backend settings (ip, port, ready, serving, terminating, nodeName, hints)");
 
 const CLUSTER_IP_RULE = 'expected an IPv4 or IPv6 address, or "None" for a headless service';
 const ClusterIpSchema = z.string(rule(CLUSTER_IP_RULE)).refine((s) => s === "None" || parseIp(s) !== undefined, rule(CLUSTER_IP_RULE));
@@ -185,6 +196,8 @@ export interface NodeConfig {
   /** Addresses NodePorts answer on; defaults to [underlayIP]. */
   nodeAddresses: string[];
   vtepMAC?: string;
+  /** topology.kubernetes.io/zone of this node. */
+  zone?: string;
 }
 
 export interface PeerNodeConfig {
@@ -212,6 +225,13 @@ export interface BackendConfig {
   serving: boolean;
   terminating: boolean;
   nodeName?: string;
+  /**
+   * Topology hints, as an EndpointSlice's endpoint carries them: the zones (hints.forZones) and nodes
+   * (hints.forNodes) whose traffic it should take. The EndpointSlice controller sets them for
+   * spec.trafficDistribution (PreferClose / PreferSameZone: zones; PreferSameNode: nodes) and for
+   * the service.kubernetes.io/topology-mode annotation; kube-proxy goes by the hints alone.
+   */
+  hints?: { forZones: string[]; forNodes: string[] };
 }
 
 export interface ServiceConfig {

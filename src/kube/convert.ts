@@ -11,7 +11,9 @@
 //   a not-ready terminating endpoint of a controller too old to set serving);
 // - an endpoint that appears in several slices of one service counts once;
 // - headless (clusterIP None) and ExternalName services programme nothing;
-// - LoadBalancer ingress IPs with ipMode "Proxy" are left to the load balancer (kube-proxy ≥ 1.30).
+// - LoadBalancer ingress IPs with ipMode "Proxy" are left to the load balancer (kube-proxy ≥ 1.30);
+// - an endpoint's hints.forZones and hints.forNodes pass on as they are, and a Node's zone is its
+//   topology.kubernetes.io/zone label: the model applies them as pkg/proxy/topology.go does.
 
 import type { BackendConfig, PeerNodeConfig, Problem, Protocol, ServiceConfig, ServicePortConfig, TrafficPolicy } from "../config/schema.js";
 import { DEFAULT_AFFINITY_TIMEOUT_SEC } from "../config/schema.js";
@@ -21,6 +23,8 @@ import { cidrContains, formatCidr, formatIp, parseCidr, parseIp, type Cidr, type
 export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
 /** Cluster Autoscaler's taint on a node it is about to delete (kube-proxy's healthz turns 503). */
 export const TO_BE_DELETED_TAINT = "ToBeDeletedByClusterAutoscaler";
+/** The well-known label of a Node's zone (v1.LabelTopologyZone). */
+export const ZONE_LABEL = "topology.kubernetes.io/zone";
 
 /** What the converter needs to know about this node's settings. */
 export interface ConvertContext {
@@ -41,6 +45,8 @@ export interface SliceEndpoint {
   serving: boolean;
   terminating: boolean;
   nodeName?: string;
+  /** hints.forZones[].name and hints.forNodes[].name; absent without hints. */
+  hints?: { forZones: string[]; forNodes: string[] };
 }
 
 /** An EndpointSlice, converted. */
@@ -68,6 +74,8 @@ export interface KubeNode {
   podCIDRv6?: string;
   /** Not being deleted and not tainted ToBeDeletedByClusterAutoscaler (kube-proxy's nodeEligible). */
   eligible: boolean;
+  /** The topology.kubernetes.io/zone label. */
+  zone?: string;
 }
 
 export type Converted<T> = { ok: T } | { problems: Problem[] };
@@ -326,9 +334,10 @@ export function convertEndpointSlice(raw: unknown): Converted<KubeSlice> | { ign
     const serving = r.bool(cond["serving"], `endpoints[${i}].conditions.serving`, true);
     const terminating = r.bool(cond["terminating"], `endpoints[${i}].conditions.terminating`, false);
     const nodeName = r.str(ep["nodeName"], `endpoints[${i}].nodeName`);
+    const hints = hintsOf(r, ep["hints"], `endpoints[${i}].hints`);
     if (!ip) return;
     if (ip.family !== family) { r.problem(`endpoints[${i}].addresses[0]`, `is ${describe(ip.text)}, an IPv${ip.family} address in an ${at} slice`); return; }
-    endpoints.push({ ip: ip.text, ready, serving, terminating, ...(nodeName !== undefined && { nodeName }) });
+    endpoints.push({ ip: ip.text, ready, serving, terminating, ...(nodeName !== undefined && { nodeName }), ...(hints && { hints }) });
   });
 
   if (r.problems.length) return { problems: r.problems };
@@ -338,6 +347,23 @@ export function convertEndpointSlice(raw: unknown): Converted<KubeSlice> | { ign
   return {
     ok: { key: `${namespace}/${name}`, service: `${namespace}/${svc}`, family, ports, endpoints, ...(Number.isFinite(triggerMs) && { triggerMs }) },
   };
+}
+
+/** An endpoint's hints: {forZones: [{name}], forNodes: [{name}]}; undefined when it has none. */
+function hintsOf(r: Reader, v: unknown, path: string): SliceEndpoint["hints"] {
+  const h = r.obj(v, path);
+  if (!h) return undefined;
+  const names = (key: "forZones" | "forNodes"): string[] => {
+    const out: string[] = [];
+    r.list(h[key], `${path}.${key}`).forEach((x, i) => {
+      const o = r.obj(x, `${path}.${key}[${i}]`, true);
+      const name = o && r.str(o["name"], `${path}.${key}[${i}].name`, true);
+      if (name !== undefined && !out.includes(name)) out.push(name);
+    });
+    return out;
+  };
+  const forZones = names("forZones"), forNodes = names("forNodes");
+  return forZones.length + forNodes.length > 0 ? { forZones, forNodes } : undefined;
 }
 
 // ─── Node ───
@@ -377,11 +403,13 @@ export function convertNode(raw: unknown): Converted<KubeNode> {
 
   let eligible = meta["deletionTimestamp"] === undefined || meta["deletionTimestamp"] === null;
   for (const t of r.list(spec["taints"], "spec.taints")) if (isObj(t) && t["key"] === TO_BE_DELETED_TAINT) eligible = false;
+  const labels = r.obj(meta["labels"], "metadata.labels");
+  const zone = labels && r.str(labels[ZONE_LABEL], `metadata.labels["${ZONE_LABEL}"]`);
 
   if (r.problems.length) return { problems: r.problems };
   return {
     ok: {
-      name, addresses, eligible,
+      name, addresses, eligible, ...(zone !== undefined && { zone }),
       ...(internalIPv4 !== undefined && { internalIPv4 }), ...(internalIPv6 !== undefined && { internalIPv6 }),
       ...(podCIDR !== undefined && { podCIDR }), ...(podCIDRv6 !== undefined && { podCIDRv6 }),
     },
@@ -421,7 +449,10 @@ export function joinService(svc: KubeService, slices: Iterable<KubeSlice>): Serv
         const k = `${e.ip}|${sp.port}`;
         if (seen.has(k)) continue;
         seen.add(k);
-        backends.push({ ip: e.ip, port: sp.port, ready: e.ready, serving: e.serving, terminating: e.terminating, ...(e.nodeName !== undefined && { nodeName: e.nodeName }) });
+        backends.push({
+          ip: e.ip, port: sp.port, ready: e.ready, serving: e.serving, terminating: e.terminating,
+          ...(e.nodeName !== undefined && { nodeName: e.nodeName }), ...(e.hints && { hints: e.hints }),
+        });
       }
     }
     return { ...common, ignored: false, ports: [p], backends };

@@ -465,6 +465,7 @@ export class KubeConfigSource implements ConfigSource {
         ...(n.podCIDRv6 !== undefined && s.serviceCIDRv6 !== undefined && { podCIDRv6: n.podCIDRv6 }),
         ...(s.underlayMTU !== undefined && { underlayMTU: s.underlayMTU }),
         nodeAddresses: s.nodeAddresses ?? this.nodePortAddresses(n),
+        ...(n.zone !== undefined && { zone: n.zone }),
       },
       serviceCIDR: s.serviceCIDR ?? DEFAULT_SERVICE_CIDR,
       ...(s.serviceCIDRv6 !== undefined && { serviceCIDRv6: s.serviceCIDRv6 }),

@@ -176,18 +176,49 @@ function serviceKey(addr: string, port: number, protocol: Protocol): string {
 }
 
 /**
- * Orders a service's endpoints as kube-proxy chooses them: new flows go to the ready ones; when none
- * is ready, to those that are serving and terminating; endpoints that are neither take no traffic.
- * Serving terminating endpoints that are not chosen follow the chosen ones, to keep their flows.
+ * Orders a service's endpoints as kube-proxy chooses them: new flows go to the ready ones (of those,
+ * only the ones `preferred` keeps when a topology applies); when none is ready, to those that are
+ * serving and terminating; endpoints that are neither take no traffic. The endpoints left out of a
+ * topology and the serving terminating ones that are not chosen follow the chosen ones, to keep
+ * their flows (kube-proxy clears a UDP flow's conntrack entry only when its endpoint is gone).
  */
-export function orderBackends<B extends Pick<BackendConfig, "ready" | "serving" | "terminating">>(endpoints: readonly B[]): { backends: B[]; eligible: number } {
-  const ready: B[] = [], servingTerminating: B[] = [];
+export function orderBackends<B extends Pick<BackendConfig, "ready" | "serving" | "terminating">>(endpoints: readonly B[], preferred?: (e: B) => boolean): { backends: B[]; eligible: number } {
+  const ready: B[] = [], elsewhere: B[] = [], servingTerminating: B[] = [];
   for (const e of endpoints) {
-    if (e.ready && !e.terminating) ready.push(e);
+    if (e.ready && !e.terminating) (preferred === undefined || preferred(e) ? ready : elsewhere).push(e);
     else if (e.serving && e.terminating) servingTerminating.push(e);
   }
-  if (ready.length > 0) return { backends: [...ready, ...servingTerminating], eligible: ready.length };
-  return { backends: servingTerminating, eligible: servingTerminating.length };
+  if (ready.length > 0) return { backends: [...ready, ...elsewhere, ...servingTerminating], eligible: ready.length };
+  return { backends: [...servingTerminating, ...elsewhere], eligible: servingTerminating.length };
+}
+
+/** Where this node is, for topology-aware routing. */
+export interface NodeTopology { name: string; zone?: string | undefined }
+
+/**
+ * Which ready endpoints take the new flows of a Cluster traffic policy, as kube-proxy decides from
+ * the EndpointSlice hints (pkg/proxy/topology.go, topologyModeFromHints and availableForTopology):
+ * when every ready endpoint has a node hint and one is hinted for this node, those hinted for this
+ * node (PreferSameNode); else, when every ready endpoint has a zone hint and one is hinted for this
+ * node's zone, those hinted for the zone (PreferClose, PreferSameZone); else all of them (undefined).
+ * Hints are all-or-nothing: one ready endpoint without a hint, or none for this node or zone (a node
+ * without a zone label among them), and the service uses every endpoint.
+ */
+export function topologyPreference(endpoints: readonly Pick<BackendConfig, "ready" | "hints">[], node: NodeTopology): ((e: Pick<BackendConfig, "hints">) => boolean) | undefined {
+  let anyReady = false, allNodeHints = true, forNode = false, allZoneHints = true, forZone = false;
+  for (const e of endpoints) {
+    if (!e.ready) continue;
+    anyReady = true;
+    const nodes = e.hints?.forNodes ?? [], zones = e.hints?.forZones ?? [];
+    if (nodes.length === 0) allNodeHints = false;
+    else if (nodes.includes(node.name)) forNode = true;
+    if (zones.length === 0) allZoneHints = false;
+    else if (node.zone !== undefined && zones.includes(node.zone)) forZone = true;
+  }
+  if (!anyReady) return undefined;
+  if (allNodeHints && forNode) return (e) => (e.hints?.forNodes ?? []).includes(node.name);
+  if (allZoneHints && forZone) return (e) => node.zone !== undefined && (e.hints?.forZones ?? []).includes(node.zone);
+  return undefined;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -340,11 +371,12 @@ export function localEndpointTest(node: Config["node"]): (b: Pick<BackendConfig,
   return (b) => b.nodeName === node.name;
 }
 
-/** How a config drafts its services' entries: which endpoints are local, the backend selection. */
+/** How a config drafts its services' entries: which endpoints are local, where this node is, the backend selection. */
 function draftContext(config: Config): DraftContext {
   const select = config.loadBalancing.mode === "maglev" ? Select.Maglev : Select.Random;
   return {
     isLocal: localEndpointTest(config.node),
+    node: { name: config.node.name, zone: config.node.zone },
     select,
     maglevSize: select === Select.Maglev ? config.loadBalancing.maglevTableSize ?? 0 : 0,
   };
@@ -358,7 +390,7 @@ function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
   // Collect the entries first, ids after: a key present in prev must keep its id even when a new key
   // that comes earlier in this config would have taken that number. A service object seen by the
   // previous build (the config sources keep unchanged services' objects) gives its entries again.
-  const context = `${node.name}|${node.podCIDR}|${node.podCIDRv6 ?? ""}|${select}|${maglevSize}`;
+  const context = `${node.name}|${node.zone ?? ""}|${select}|${maglevSize}`;
   const cache: DraftCache = prev.drafts?.context === context ? prev.drafts : { context, byService: new WeakMap() };
   const drafts = new Map<string, Draft>();
   for (let i = 0; i < config.services.length; i++) {
@@ -421,6 +453,7 @@ function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
 
 interface DraftContext {
   isLocal: (b: BackendConfig) => boolean;
+  node: NodeTopology;
   select: Select;
   maglevSize: number;
 }
@@ -435,7 +468,7 @@ function serviceDrafts(s: ServiceConfig, ctx: DraftContext): Draft[] {
   // Each endpoint parsed once per service, not once per entry.
   const endpoints = s.backends.map((b) => {
     const ip = parseIp(b.ip) as Ip;
-    return { ready: b.ready, serving: b.serving, terminating: b.terminating, port: b.port, ip, addr: formatIp(ip), local: ctx.isLocal(b) };
+    return { ready: b.ready, serving: b.serving, terminating: b.terminating, hints: b.hints, port: b.port, ip, addr: formatIp(ip), local: ctx.isLocal(b) };
   });
 
   for (const p of s.ports) {
@@ -449,8 +482,10 @@ function serviceDrafts(s: ServiceConfig, ctx: DraftContext): Draft[] {
       const cached = lists.get(listKey);
       if (cached) return cached;
       const ofFamily = endpoints.filter((b) => b.ip.family === family);
-      const usable = policy === "Cluster" ? ofFamily : ofFamily.filter((b) => b.local);
-      const { backends, eligible } = orderBackends(usable);
+      // Topology hints narrow the Cluster policy's endpoints; a Local policy's are this node's already.
+      const { backends, eligible } = policy === "Cluster"
+        ? orderBackends(ofFamily, topologyPreference(ofFamily, ctx.node))
+        : orderBackends(ofFamily.filter((b) => b.local));
       // kube-proxy rejects traffic to a service nothing can serve, but drops it silently when a
       // Local policy leaves this node without endpoints that another policy of the service reaches.
       const reachable = s.internalTrafficPolicy === "Cluster" || s.externalTrafficPolicy === "Cluster";

@@ -300,6 +300,9 @@ export interface EndpointSpec {
   serving?: boolean | null;
   terminating?: boolean | null;
   nodeName?: string;
+  /** hints.forZones and hints.forNodes, as the EndpointSlice controller sets them for trafficDistribution. */
+  forZones?: string[];
+  forNodes?: string[];
 }
 
 /** An EndpointSlice as the EndpointSlice controller writes one. */
@@ -320,6 +323,12 @@ export function endpointSlice(name: string, serviceName: string, endpoints: Endp
       return {
         addresses: [e.ip], conditions,
         ...(e.nodeName !== undefined && { nodeName: e.nodeName }),
+        ...((e.forZones !== undefined || e.forNodes !== undefined) && {
+          hints: {
+            ...(e.forZones !== undefined && { forZones: e.forZones.map((name) => ({ name })) }),
+            ...(e.forNodes !== undefined && { forNodes: e.forNodes.map((name) => ({ name })) }),
+          },
+        }),
         targetRef: { kind: "Pod", namespace: opts.namespace ?? "default", name: `${serviceName}-${e.ip.replace(/[.:]/g, "-")}`, uid: randomUUID() },
       };
     }),
@@ -328,11 +337,12 @@ export function endpointSlice(name: string, serviceName: string, endpoints: Endp
 }
 
 /** A Node as the kubelet registers it, with the pod CIDR the controller manager assigned. */
-export function node(name: string, internalIP: string, podCIDR: string | undefined, extra: { podCIDRv6?: string; externalIP?: string; taints?: Array<{ key: string; effect: string }>; deleting?: boolean } = {}): Record<string, unknown> {
+export function node(name: string, internalIP: string, podCIDR: string | undefined, extra: { podCIDRv6?: string; externalIP?: string; taints?: Array<{ key: string; effect: string }>; deleting?: boolean; zone?: string; annotations?: Record<string, string> } = {}): Record<string, unknown> {
   const podCIDRs = [podCIDR, extra.podCIDRv6].filter((c): c is string => c !== undefined);
   return {
     metadata: {
-      name, labels: { "kubernetes.io/hostname": name, "kubernetes.io/os": "linux" },
+      name, labels: { "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", ...(extra.zone !== undefined && { "topology.kubernetes.io/zone": extra.zone }) },
+      ...(extra.annotations && { annotations: extra.annotations }),
       ...(extra.deleting && { deletionTimestamp: new Date().toISOString().replace(/\.\d+Z$/, "Z") }),
     },
     spec: { ...(podCIDR !== undefined && { podCIDR }), ...(podCIDRs.length > 0 && { podCIDRs }), ...(extra.taints && { taints: extra.taints }) },

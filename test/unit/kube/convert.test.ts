@@ -102,4 +102,19 @@ describe("kube convert: Service, EndpointSlice and Node objects", () => {
     assert.equal((ok(convertNode(node("n3", "192.168.1.7", "10.244.7.0/24", { taints: [{ key: "ToBeDeletedByClusterAutoscaler", effect: "NoSchedule" }] }))) as typeof n).eligible, false);
     assert.equal((ok(convertNode(node("n4", "192.168.1.8", "10.244.8.0/24", { deleting: true }))) as typeof n).eligible, false);
   });
+
+  it("topology: an endpoint's hints.forZones and hints.forNodes become its backends' hints; a Node's topology.kubernetes.io/zone label its zone", () => {
+    const svc = ok(convertService(service({ name: "web", clusterIP: "10.96.0.10", ports: [{ port: 80 }] }), ctx)) as KubeService;
+    const sl = ok(convertEndpointSlice(endpointSlice("a", "web", [
+      { ip: "10.244.1.1", forZones: ["zone-a"] }, { ip: "10.244.1.2", forZones: ["zone-b", "zone-c"], forNodes: ["n2"] }, { ip: "10.244.1.3" },
+    ], [{ port: 8080 }]))) as KubeSlice;
+    assert.deepEqual(joinService(svc, [sl])[0]?.backends.map((b) => b.hints), [
+      { forZones: ["zone-a"], forNodes: [] }, { forZones: ["zone-b", "zone-c"], forNodes: ["n2"] }, undefined,
+    ]);
+    assert.equal((ok(convertNode(node("n1", "192.168.1.5", "10.244.5.0/24", { zone: "zone-a" }))) as { zone?: string }).zone, "zone-a");
+    assert.equal("zone" in (ok(convertNode(node("n2", "192.168.1.6", "10.244.6.0/24"))) as object), false, "no label, no zone");
+    const bad = endpointSlice("b", "web", [{ ip: "10.244.1.4" }], [{ port: 8080 }]);
+    ((bad["endpoints"] as Array<Record<string, unknown>>)[0]!)["hints"] = { forZones: [{ zone: "x" }] };
+    assert.match(JSON.stringify(convertEndpointSlice(bad)), /endpoints\[0\]\.hints\.forZones\[0\]\.name.*is missing/);
+  });
 });

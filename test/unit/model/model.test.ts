@@ -184,6 +184,70 @@ describe("model", () => {
       assert.deepEqual([b.flags & ServiceFlag.AFFINITY, b.affinitySec], [0, 0]);
     });
 
+    describe("topology-aware routing (kube-proxy's pkg/proxy/topology.go: hints are all or nothing)", () => {
+      // Four ready endpoints: two hinted for zone-a (one of them for node n1 as well), one for zone-b, one for zone-c.
+      const hinted = (zone?: string) => {
+        const raw = base();
+        if (zone !== undefined) raw.node.zone = zone;
+        Object.assign(raw.services[0], { type: "NodePort" });
+        raw.services[0].ports[0].nodePort = 30080;
+        raw.services[0].backends = [
+          { ip: "10.244.2.10", nodeName: "n2", hints: { forZones: ["zone-a"] } },
+          { ip: "10.244.2.11", nodeName: "n2", hints: { forZones: ["zone-b"] } },
+          { ip: "10.244.1.10", nodeName: "n1", hints: { forZones: ["zone-a"] } },
+          { ip: "10.244.2.12", nodeName: "n2", hints: { forZones: ["zone-c"] } },
+        ];
+        return raw;
+      };
+      const chosen = (raw: Record<string, any>, key = "10.96.0.1:80/TCP") => {
+        const e = svc(buildModel(cfg(raw)), key);
+        return { eligible: backendsOf(e).slice(0, e.eligible), all: backendsOf(e).sort() };
+      };
+      const ALL = ["10.244.1.10:8080", "10.244.2.10:8080", "10.244.2.11:8080", "10.244.2.12:8080"];
+
+      it("every ready endpoint hinted for a zone: new flows go only to those hinted for this node's zone (ClusterIP and NodePort); the others stay to keep their flows", () => {
+        const r = chosen(hinted("zone-a"));
+        assert.deepEqual(r.eligible, ["10.244.2.10:8080", "10.244.1.10:8080"]);
+        assert.deepEqual(r.all, ALL, "the out-of-zone endpoints follow, not eligible");
+        assert.deepEqual(chosen(hinted("zone-a"), "0.0.0.0:30080/TCP").eligible, ["10.244.2.10:8080", "10.244.1.10:8080"]);
+        assert.deepEqual(chosen(hinted("zone-b")).eligible, ["10.244.2.11:8080"]);
+      });
+
+      it("falls back to every endpoint when one ready endpoint has no hint, when no endpoint is hinted for this zone, or when the node has no zone label", () => {
+        const missing = hinted("zone-a");
+        delete missing.services[0].backends[3].hints;
+        assert.deepEqual(chosen(missing).eligible.sort(), ALL);
+        assert.deepEqual(chosen(hinted("zone-d")).eligible.sort(), ALL);
+        assert.deepEqual(chosen(hinted()).eligible.sort(), ALL);
+      });
+
+      it("a not-ready endpoint's missing hint does not count; a terminating fallback ignores topology", () => {
+        const raw = hinted("zone-a");
+        raw.services[0].backends.push({ ip: "10.244.2.13", nodeName: "n2", ready: false });
+        assert.deepEqual(chosen(raw).eligible, ["10.244.2.10:8080", "10.244.1.10:8080"]);
+        for (const b of raw.services[0].backends) Object.assign(b, { ready: false, serving: true, terminating: true });
+        assert.equal(chosen(raw).eligible.length, 5, "no ready endpoint: every serving terminating one");
+      });
+
+      it("PreferSameNode: every ready endpoint hinted for a node and one for this node: only this node's; a node hint missing: zones decide", () => {
+        const raw = hinted("zone-b");
+        raw.services[0].backends.forEach((b: any, i: number) => { b.hints.forNodes = [i === 2 ? "n1" : "n2"]; });
+        assert.deepEqual(chosen(raw).eligible, ["10.244.1.10:8080"]);
+        delete raw.services[0].backends[0].hints.forNodes;
+        assert.deepEqual(chosen(raw).eligible, ["10.244.2.11:8080"], "back to the zone hints (zone-b)");
+      });
+
+      it("a Local traffic policy ignores the hints (this node's endpoints), and a change of the node's zone rebuilds the entries", () => {
+        const raw = hinted("zone-b");
+        raw.services[0].internalTrafficPolicy = "Local";
+        assert.deepEqual(chosen(raw).eligible, ["10.244.1.10:8080"]);
+        const a = cfg(hinted("zone-a")), b = cfg(hinted("zone-b"));
+        const { model, delta } = updateModel(a, b, buildModel(a));
+        assert.deepEqual(backendsOf(svc(model, "10.96.0.1:80/TCP")).slice(0, 1), ["10.244.2.11:8080"]);
+        assert.ok(delta.upsertServices.some((e) => e.key === "10.96.0.1:80/TCP"), "the entry is upserted");
+      });
+    });
+
     it("gives every ClusterIP, externalIP and LoadBalancer IP with an entry one echo marker (Model.vips, entries counted), a NodePort none", () => {
       const raw = base();
       Object.assign(raw.services[0], { type: "LoadBalancer", externalIPs: ["192.0.2.10"], loadBalancerIPs: ["198.51.100.1"] });
