@@ -94,6 +94,9 @@ function newFlow(g: usize, room: u32, now: u32): Tracked {
   const service = load<u32>(e + gen.S_ID) + 1;
   out.service = service;
   trace.step(Stage.Service, service, load<u32>(e + gen.S_ELIGIBLE));
+  // loadBalancerSourceRanges: kube-proxy's firewall drops a new connection from elsewhere, before
+  // any endpoint is looked at (no reject either); a flow already tracked is not checked again.
+  if (!gen.svcSourceAllowed(g, e, pkt.SRC)) { drop(Drop.SourceNotAllowed); return Tracked.Final; }
   const eligible = load<u32>(e + gen.S_ELIGIBLE);
   if (eligible == 0) {
     if (load<u8>(e + gen.S_FLAGS) & ServiceFlag.DROP_WHEN_EMPTY) drop(Drop.NoLocalBackend);

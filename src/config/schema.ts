@@ -61,6 +61,12 @@ const cidrOf = (family: Family, example: string) =>
   });
 export const Cidr4Schema = cidrOf(4, "10.244.1.0/24");
 export const Cidr6Schema = cidrOf(6, "fd00:10:244:1::/64");
+const CIDR_RULE = "expected a CIDR like 203.0.113.0/24 or 2001:db8::/64";
+export const CidrSchema = z.string(rule(CIDR_RULE)).superRefine((s, ctx) => {
+  const c = parseCidr(s);
+  if (!c) ctx.addIssue({ code: "custom", message: `is ${describe(s)}; ${CIDR_RULE}` });
+  else if (c.hostBitsSet) ctx.addIssue({ code: "custom", message: `is ${describe(s)}, which has bits set after the prefix; write ${formatCidr(c)}` });
+});
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 const MAC_RULE = "expected a unicast MAC like 02:0a:63:00:02:01";
@@ -136,6 +142,8 @@ export const ServiceSchema = obj({
   externalName: z.string(rule("expected a DNS name")).optional(),
   externalIPs: list(IpSchema, "addresses").default([]),
   loadBalancerIPs: list(IpSchema, "addresses").default([]),
+  /** Sources new connections to the LoadBalancer IPs may come from (none: any). */
+  loadBalancerSourceRanges: list(CidrSchema, "CIDRs").default([]),
   ports: list(ServicePortSchema, "ports").default([]),
   sessionAffinity: oneOf(["None", "ClientIP"]).default("None"),
   sessionAffinityConfig: obj({
@@ -243,6 +251,12 @@ export interface ServiceConfig {
   clusterIPs: string[];
   externalIPs: string[];
   loadBalancerIPs: string[];
+  /**
+   * spec.loadBalancerSourceRanges: a new connection to a LoadBalancer IP from a source outside these
+   * prefixes is dropped, as kube-proxy's firewall does; empty: every source. Each family's IPs use the
+   * ranges of their family (an IPv6 IP with only IPv4 ranges takes every source, as in kube-proxy).
+   */
+  loadBalancerSourceRanges: string[];
   ports: ServicePortConfig[];
   sessionAffinity: "None" | "ClientIP";
   affinityTimeoutSec: number;

@@ -190,7 +190,8 @@ export function convertService(raw: unknown, ctx: ConvertContext): Converted<Kub
   const clusterIpRaw = ipTexts.length > 0 ? ipTexts : spec["clusterIP"] !== undefined && spec["clusterIP"] !== null && spec["clusterIP"] !== "" ? [spec["clusterIP"]] : [];
   const headless = clusterIpRaw.includes("None");
   const base = {
-    key, namespace, name, type, clusterIPs: [] as string[], externalIPs: [] as string[], loadBalancerIPs: [] as string[], ports: [] as ServicePortConfig[],
+    key, namespace, name, type, clusterIPs: [] as string[], externalIPs: [] as string[], loadBalancerIPs: [] as string[],
+    loadBalancerSourceRanges: [] as string[], ports: [] as ServicePortConfig[],
     sessionAffinity: "None" as const, affinityTimeoutSec: DEFAULT_AFFINITY_TIMEOUT_SEC, externalTrafficPolicy: "Cluster" as const, internalTrafficPolicy: "Cluster" as const,
   };
   if (type === "ExternalName" || headless) {
@@ -236,6 +237,20 @@ export function convertService(raw: unknown, ctx: ConvertContext): Converted<Kub
       if (ing["ipMode"] === "Proxy") { notes.push(`${at} skipped: ipMode Proxy (the load balancer proxies)`); return; }
       const ip = r.ip(ing["ip"], `${at}.ip`);
       if (ip && familyOk(ip.family, `${at}.ip`, ip.text)) loadBalancerIPs.push(ip.text);
+    });
+  }
+
+  // spec.loadBalancerSourceRanges, only for type LoadBalancer (the API refuses it on others): kube-proxy
+  // parses each with ParseCIDRSloppy, so host bits are cleared, not refused.
+  const loadBalancerSourceRanges: string[] = [];
+  if (type === "LoadBalancer") {
+    r.list(spec["loadBalancerSourceRanges"], "spec.loadBalancerSourceRanges").forEach((x, i) => {
+      const at = `spec.loadBalancerSourceRanges[${i}]`;
+      const t = r.str(x, at, true);
+      const c = t === undefined ? undefined : parseCidr(t.trim());
+      if (t !== undefined && !c) { r.problem(at, `is ${describe(t)}; expected a CIDR like 203.0.113.0/24`); return; }
+      if (!c) return;
+      if (!loadBalancerSourceRanges.includes(formatCidr(c))) loadBalancerSourceRanges.push(formatCidr(c));
     });
   }
 
@@ -286,7 +301,7 @@ export function convertService(raw: unknown, ctx: ConvertContext): Converted<Kub
   if (r.problems.length) return { problems: r.problems };
   return {
     ok: {
-      ...base, ignored: clusterIPs.length === 0, clusterIPs, externalIPs, loadBalancerIPs, ports,
+      ...base, ignored: clusterIPs.length === 0, clusterIPs, externalIPs, loadBalancerIPs, loadBalancerSourceRanges, ports,
       sessionAffinity, affinityTimeoutSec, externalTrafficPolicy, internalTrafficPolicy, notes,
       ...(healthCheckNodePort !== undefined && { healthCheckNodePort }),
     },
@@ -433,7 +448,8 @@ export function peerOf(n: KubeNode): PeerNodeConfig | { skip: string } {
 export function joinService(svc: KubeService, slices: Iterable<KubeSlice>): ServiceConfig[] {
   const common = {
     name: svc.name, namespace: svc.namespace, type: svc.type, clusterIPs: svc.clusterIPs, externalIPs: svc.externalIPs,
-    loadBalancerIPs: svc.loadBalancerIPs, sessionAffinity: svc.sessionAffinity, affinityTimeoutSec: svc.affinityTimeoutSec,
+    loadBalancerIPs: svc.loadBalancerIPs, loadBalancerSourceRanges: svc.loadBalancerSourceRanges,
+    sessionAffinity: svc.sessionAffinity, affinityTimeoutSec: svc.affinityTimeoutSec,
     externalTrafficPolicy: svc.externalTrafficPolicy, internalTrafficPolicy: svc.internalTrafficPolicy,
     ...(svc.healthCheckNodePort !== undefined && { healthCheckNodePort: svc.healthCheckNodePort }),
   };

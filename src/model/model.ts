@@ -5,7 +5,7 @@
 import { ServiceKind, Select, ServiceFlag, RouteKind } from "../engine/abi.js";
 import type { Config, ConfigChanges, Protocol, ServiceConfig, BackendConfig } from "../config/schema.js";
 import { drain, drainAsync, every64, type Steps } from "./steps.js";
-import { formatCidr, formatIp, formatMac, ipv4ToU32, mappedPrefixLen, parseCidr, parseIp, type Cidr, type Family, type Ip } from "./addr.js";
+import { cidrContains, firstAddress, firstAddress6, formatCidr, formatIp, formatMac, ipv4ToU32, mappedPrefixLen, parseCidr, parseIp, type Cidr, type Family, type Ip } from "./addr.js";
 
 export { ServiceKind, Select, ServiceFlag, RouteKind };
 
@@ -33,6 +33,15 @@ export interface ServiceKey {
   readonly protocol: Protocol;
 }
 
+/** A prefix new flows to an entry may come from (loadBalancerSourceRanges). */
+export interface SourceRange {
+  /** Canonical prefix text, `203.0.113.0/24`. */
+  readonly text: string;
+  readonly prefix16: Uint8Array;
+  /** Counted of 128: an IPv4 /24 is 120. */
+  readonly prefixLen128: number;
+}
+
 /** One engine service entry. */
 export interface ServiceEntry extends ServiceKey {
   readonly kind: ServiceKind;
@@ -48,6 +57,8 @@ export interface ServiceEntry extends ServiceKey {
   /** [eligible for new flows..., terminating-but-serving (keep their flows only)...] */
   readonly backends: readonly ModelBackend[];
   readonly eligible: number;
+  /** New flows only from these sources; empty: from any (every entry but a LoadBalancer IP with ranges). */
+  readonly sourceRanges: readonly SourceRange[];
   /** `namespace/name` and the port's name or number, for people (CLI, logs). */
   readonly service: string;
   readonly portName: string;
@@ -374,9 +385,16 @@ export function localEndpointTest(node: Config["node"]): (b: Pick<BackendConfig,
 /** How a config drafts its services' entries: which endpoints are local, where this node is, the backend selection. */
 function draftContext(config: Config): DraftContext {
   const select = config.loadBalancing.mode === "maglev" ? Select.Maglev : Select.Random;
+  const node = config.node;
+  const v6 = node.nodeAddresses.map((a) => parseIp(a) as Ip).find((ip) => ip.family === 6);
   return {
-    isLocal: localEndpointTest(config.node),
-    node: { name: config.node.name, zone: config.node.zone },
+    isLocal: localEndpointTest(node),
+    node: { name: node.name, zone: node.zone },
+    // kube-proxy's nodeIP of each family, and the source this node's own connections to a VIP take (wasp0's address)
+    self: {
+      4: { nodeIp: parseIp(node.underlayIP) as Ip, gateway: firstAddress(node.podCIDR) },
+      6: { nodeIp: v6, gateway: node.podCIDRv6 === undefined ? undefined : firstAddress6(node.podCIDRv6) },
+    },
     select,
     maglevSize: select === Select.Maglev ? config.loadBalancing.maglevTableSize ?? 0 : 0,
   };
@@ -390,7 +408,7 @@ function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
   // Collect the entries first, ids after: a key present in prev must keep its id even when a new key
   // that comes earlier in this config would have taken that number. A service object seen by the
   // previous build (the config sources keep unchanged services' objects) gives its entries again.
-  const context = `${node.name}|${node.zone ?? ""}|${select}|${maglevSize}`;
+  const context = `${node.name}|${node.zone ?? ""}|${node.underlayIP}|${node.nodeAddresses.join(",")}|${node.podCIDR}|${node.podCIDRv6 ?? ""}|${select}|${maglevSize}`;
   const cache: DraftCache = prev.drafts?.context === context ? prev.drafts : { context, byService: new WeakMap() };
   const drafts = new Map<string, Draft>();
   for (let i = 0; i < config.services.length; i++) {
@@ -454,6 +472,7 @@ function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
 interface DraftContext {
   isLocal: (b: BackendConfig) => boolean;
   node: NodeTopology;
+  self: Record<Family, { nodeIp: Ip | undefined; gateway: string | undefined }>;
   select: Select;
   maglevSize: number;
 }
@@ -506,9 +525,22 @@ function serviceDrafts(s: ServiceConfig, ctx: DraftContext): Draft[] {
         kind, select: ctx.select, maglevSize: ctx.maglevSize,
         flags: flags | (affinity ? ServiceFlag.AFFINITY : 0) | (dropWhenEmpty ? ServiceFlag.DROP_WHEN_EMPTY : 0),
         affinitySec: affinity ? s.affinityTimeoutSec : 0,
-        backends, eligible, service: name, portName,
+        backends, eligible, sourceRanges: kind === ServiceKind.LoadBalancer ? sourceRangesFor(addr, family) : [],
+        service: name, portName,
       };
       out.set(key, { ...d, sig: serviceSig(d) });
+    };
+    // kube-proxy's firewall (proxier.go, "loadBalancerSourceRanges"): the ranges of the entry's family;
+    // when one holds the node's own IP (allowFromNode) the node's connections pass too: kube-proxy
+    // lets the VIP itself through as a source, and here they also come from wasp0's address.
+    const sourceRangesFor = (addr: string, family: Family): SourceRange[] => {
+      const mine = s.loadBalancerSourceRanges.map((t) => parseCidr(t) as Cidr).filter((c) => c.family === family);
+      if (mine.length === 0) return [];
+      const self = ctx.self[family];
+      const hosts = self.nodeIp !== undefined && mine.some((c) => cidrContains(c, self.nodeIp as Ip))
+        ? [addr, ...(self.gateway === undefined ? [] : [self.gateway])].map((a) => parseCidr(`${a}/${family === 4 ? 32 : 128}`) as Cidr)
+        : [];
+      return [...mine, ...hosts].map((c) => ({ text: formatCidr(c), prefix16: c.bytes, prefixLen128: mappedPrefixLen(c) }));
     };
     const addIp = (text: string, kind: ServiceKind, flags: number, policy: "Cluster" | "Local") => {
       const ip = parseIp(text) as Ip;
@@ -534,6 +566,7 @@ function serviceDrafts(s: ServiceConfig, ctx: DraftContext): Draft[] {
 function serviceSig(d: Omit<ServiceEntry, "id" | "sig">): string {
   let s = `${d.family}|${d.kind}|${d.select}|${d.maglevSize}|${d.flags}|${d.affinitySec}|${d.eligible}|${d.service}|${d.portName}`;
   for (const b of d.backends) s += `|${b.addr},${b.port},${b.weight}`;
+  for (const r of d.sourceRanges) s += `|from ${r.text}`;
   return s;
 }
 

@@ -4,7 +4,7 @@ import fc from "fast-check";
 import { defaultConfig, validateConfig, type Config } from "../../../src/config/index.js";
 import { CommitResult, Op, Verdict } from "../../../src/engine/abi.js";
 import { decodeOps, encodeModel, encodeOps, measureOps, type DecodedOp } from "../../../src/engine/ops.js";
-import { buildModel, diffModel, fullDelta, PROTO, RouteKind, ServiceFlag, ServiceKind, type Model, type ModelDelta } from "../../../src/model/index.js";
+import { buildModel, diffModel, formatIp, fullDelta, PROTO, RouteKind, ServiceFlag, ServiceKind, type Model, type ModelDelta } from "../../../src/model/index.js";
 import { OpWriter } from "../../helpers/ops.js";
 import { packet, parse, TCP } from "../../helpers/packets.js";
 import { configArb } from "../../helpers/arbitrary.js";
@@ -82,6 +82,30 @@ describe("engine/ops", () => {
       "01000000" + "34000000" + "fd00000000000000000000000000000a" + "00".repeat(28));       // fd00::a
     assert.equal(hex(bytes), hex(new OpWriter().service({ vip: "10.96.0.10", port: 0, proto: 0, id: 0, backends: [] })
       .service({ vip: "fd00::a", port: 0, proto: 0, id: 0, backends: [] }).bytes()));
+  });
+
+  it("encodes a LoadBalancer entry's source ranges after its backends: the u16 count at 34, then addr16 | len of 128 | 0 | 0 each (20 bytes), as the OpWriter does", () => {
+    const m = buildModel(cfg({
+      node: { name: "n1", underlayIP: "10.99.0.1", podCIDR: "10.244.1.0/24" },
+      services: [{ name: "lb", type: "LoadBalancer", clusterIP: "10.96.0.10", loadBalancerIPs: ["198.51.100.1"], loadBalancerSourceRanges: ["203.0.113.0/24"], ports: [{ port: 80, targetPort: 8080 }], backends: [{ ip: "10.244.1.10" }] }],
+    }));
+    const e = m.services.get("198.51.100.1:80/TCP")!;
+    const bytes = encode({ ...EMPTY, upsertServices: [e] }, false);
+    assert.equal(hex(bytes),
+      "01000000" + "5c000000" +                        // code 1, size 92 = 52 + 20 + 20
+      "00000000000000000000ffffc6336401" +             // 198.51.100.1
+      "0050" + "06" + "03" +                           // port 80, TCP, LoadBalancer
+      hex(new Uint8Array(new Uint32Array([e.id]).buffer)) +
+      "00" + "01" + "0100" +                           // Random, MASQUERADE_EXTERNAL, 1 range (little-endian)
+      "00000000" + "00000000" + "01000000" + "01000000" +
+      "00000000000000000000ffff0af4010a" + "1f90" + "0001" + // backend 10.244.1.10:8080, weight 1
+      "00000000000000000000ffffcb007100" + "78" + "00" + "0000"); // 203.0.113.0, len 120 (of 128)
+    assert.equal(hex(bytes), hex(new OpWriter().service({
+      vip: "198.51.100.1", port: 80, proto: "tcp", kind: ServiceKind.LoadBalancer, id: e.id, flags: ServiceFlag.MASQUERADE_EXTERNAL,
+      backends: [{ ip: "10.244.1.10", port: 8080 }], ranges: ["203.0.113.0/24"],
+    }).bytes()));
+    const [d] = decodeOps(bytes) as Array<Extract<DecodedOp, { op: Op.UpsertService }>>;
+    assert.deepEqual(d!.ranges, ["203.0.113.0/120"]);
   });
 
   it("writes the same bytes as the test helper's independent OpWriter for a service and a route", () => {
@@ -283,6 +307,7 @@ function checkAgainstModel(ops: DecodedOp[], m: Model): void {
       [o.addr, o.port, o.proto, o.kind, o.id, o.select, o.flags, o.affinitySec, o.maglevSize, o.count, o.eligible],
       [e.addr, e.port, PROTO[e.protocol], e.kind, e.id, e.select, e.flags, e.affinitySec, e.maglevSize, e.backends.length, e.eligible]);
     assert.deepEqual(o.backends, e.backends.map((b) => ({ addr: b.addr, port: b.port, weight: b.weight })));
+    assert.deepEqual(o.ranges, e.sourceRanges.map((r) => `${formatIp({ family: e.family, bytes: r.prefix16 })}/${r.prefixLen128}`));
     if (e.kind === ServiceKind.NodePort) assert.equal(o.addr, e.family === 4 ? "0.0.0.0" : "::");
   });
   const rs = [...m.routes.values()];

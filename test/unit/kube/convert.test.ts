@@ -103,6 +103,17 @@ describe("kube convert: Service, EndpointSlice and Node objects", () => {
     assert.equal((ok(convertNode(node("n4", "192.168.1.8", "10.244.8.0/24", { deleting: true }))) as typeof n).eligible, false);
   });
 
+  it("spec.loadBalancerSourceRanges of a LoadBalancer: trimmed, host bits cleared as ParseCIDRSloppy does, each once; on another type ignored; a malformed one is a problem", () => {
+    const lb = service({ name: "lb", type: "LoadBalancer", clusterIP: "10.96.0.10", ports: [{ port: 80 }], loadBalancerIngress: [{ ip: "198.51.100.1" }] });
+    (lb["spec"] as Record<string, unknown>)["loadBalancerSourceRanges"] = [" 203.0.113.7/24", "203.0.113.0/24", "2001:db8::/32"];
+    assert.deepEqual((ok(convertService(lb, ctx)) as KubeService).loadBalancerSourceRanges, ["203.0.113.0/24", "2001:db8::/32"]);
+    const cip = service({ name: "c", clusterIP: "10.96.0.11", ports: [{ port: 80 }] });
+    (cip["spec"] as Record<string, unknown>)["loadBalancerSourceRanges"] = ["203.0.113.0/24"];
+    assert.deepEqual((ok(convertService(cip, ctx)) as KubeService).loadBalancerSourceRanges, []);
+    (lb["spec"] as Record<string, unknown>)["loadBalancerSourceRanges"] = ["203.0.113.0"];
+    assert.match(JSON.stringify(convertService(lb, ctx)), /spec\.loadBalancerSourceRanges\[0\]","message":"is \\"203\.0\.113\.0\\"; expected a CIDR/);
+  });
+
   it("topology: an endpoint's hints.forZones and hints.forNodes become its backends' hints; a Node's topology.kubernetes.io/zone label its zone", () => {
     const svc = ok(convertService(service({ name: "web", clusterIP: "10.96.0.10", ports: [{ port: 80 }] }), ctx)) as KubeService;
     const sl = ok(convertEndpointSlice(endpointSlice("a", "web", [

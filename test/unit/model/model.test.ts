@@ -248,6 +248,31 @@ describe("model", () => {
       });
     });
 
+    it("loadBalancerSourceRanges go to the LoadBalancer IPs' entries only, each its family's ranges; ClusterIP, externalIP and NodePort entries take every source", () => {
+      const raw = base();
+      raw.serviceCIDRv6 = "fd00:96::/112";
+      Object.assign(raw.services[0], {
+        type: "LoadBalancer", clusterIPs: ["10.96.0.1", "fd00:96::1"], externalIPs: ["192.0.2.10"], loadBalancerIPs: ["198.51.100.1", "2001:db8::1"],
+        loadBalancerSourceRanges: ["203.0.113.0/24", "2001:db8:5::/48"],
+      });
+      delete raw.services[0].clusterIP;
+      raw.services[0].ports[0].nodePort = 30080;
+      const m = buildModel(cfg(raw));
+      const ranges = (key: string) => svc(m, key).sourceRanges.map((r) => `${r.text} (${r.prefixLen128})`);
+      assert.deepEqual(ranges("198.51.100.1:80/TCP"), ["203.0.113.0/24 (120)"]);
+      assert.deepEqual(ranges("[2001:db8::1]:80/TCP"), ["2001:db8:5::/48 (48)"]);
+      for (const k of ["10.96.0.1:80/TCP", "192.0.2.10:80/TCP", "0.0.0.0:30080/TCP"]) assert.deepEqual(ranges(k), [], k);
+    });
+
+    it("a source range that holds the node's IP lets the node's own connections through: the LoadBalancer IP itself (kube-proxy's allowFromNode) and wasp0's address", () => {
+      const raw = base();
+      Object.assign(raw.services[0], { type: "LoadBalancer", loadBalancerIPs: ["198.51.100.1"], loadBalancerSourceRanges: ["10.99.0.0/16"] });
+      const lb = svc(buildModel(cfg(raw)), "198.51.100.1:80/TCP");
+      assert.deepEqual(lb.sourceRanges.map((r) => r.text), ["10.99.0.0/16", "198.51.100.1/32", "10.244.1.1/32"]);
+      raw.services[0].loadBalancerSourceRanges = ["203.0.113.0/24"];
+      assert.deepEqual(svc(buildModel(cfg(raw)), "198.51.100.1:80/TCP").sourceRanges.map((r) => r.text), ["203.0.113.0/24"]);
+    });
+
     it("gives every ClusterIP, externalIP and LoadBalancer IP with an entry one echo marker (Model.vips, entries counted), a NodePort none", () => {
       const raw = base();
       Object.assign(raw.services[0], { type: "LoadBalancer", externalIPs: ["192.0.2.10"], loadBalancerIPs: ["198.51.100.1"] });
