@@ -14,10 +14,14 @@
 // - LoadBalancer ingress IPs with ipMode "Proxy" are left to the load balancer (kube-proxy ≥ 1.30);
 // - an endpoint's hints.forZones and hints.forNodes pass on as they are, and a Node's zone is its
 //   topology.kubernetes.io/zone label: the model applies them as pkg/proxy/topology.go does.
+// A peer's overlay follows flannel's kube subnet manager (pkg/subnet/kube): a Node annotated with
+// flannel.alpha.coreos.com/backend-data {"VNI":1,"VtepMAC":"aa:bb:..."} is reached at that VTEP MAC
+// and at its flannel.alpha.coreos.com/public-ip (the address its VXLAN device sends from); a Node
+// without them at its InternalIP and the MAC derived from it, as before.
 
 import type { BackendConfig, PeerNodeConfig, Problem, Protocol, ServiceConfig, ServicePortConfig, TrafficPolicy } from "../config/schema.js";
 import { DEFAULT_AFFINITY_TIMEOUT_SEC } from "../config/schema.js";
-import { cidrContains, formatCidr, formatIp, parseCidr, parseIp, type Cidr, type Family } from "../model/addr.js";
+import { cidrContains, formatCidr, formatIp, parseCidr, parseIp, parseMac, type Cidr, type Family } from "../model/addr.js";
 
 /** The label that ties an EndpointSlice to its Service (discovery.k8s.io/v1). */
 export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
@@ -25,6 +29,23 @@ export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
 export const TO_BE_DELETED_TAINT = "ToBeDeletedByClusterAutoscaler";
 /** The well-known label of a Node's zone (v1.LabelTopologyZone). */
 export const ZONE_LABEL = "topology.kubernetes.io/zone";
+/** flannel's Node annotations (its default prefix flannel.alpha.coreos.com). */
+export const FLANNEL = {
+  backendData: "flannel.alpha.coreos.com/backend-data",
+  backendType: "flannel.alpha.coreos.com/backend-type",
+  publicIP: "flannel.alpha.coreos.com/public-ip",
+  kubeSubnetManager: "flannel.alpha.coreos.com/kube-subnet-manager",
+} as const;
+
+/** What a Node's flannel annotations say about its VXLAN endpoint. */
+export interface FlannelVtep {
+  /** backend-data's VtepMAC, lowercase. */
+  vtepMAC?: string;
+  /** backend-data's VNI. */
+  vni?: number;
+  /** public-ip: the underlay address its VXLAN device sends from. */
+  publicIP?: string;
+}
 
 /** What the converter needs to know about this node's settings. */
 export interface ConvertContext {
@@ -76,6 +97,12 @@ export interface KubeNode {
   eligible: boolean;
   /** The topology.kubernetes.io/zone label. */
   zone?: string;
+  /** Its flannel annotations (backend type vxlan), when it has any. */
+  flannel?: FlannelVtep;
+  /** The flannel annotations as they are (FLANNEL keys present), to tell whether publishing would change them. */
+  flannelAnnotations: Record<string, string>;
+  /** Annotations that could not be used, for the log (the Node itself is fine). */
+  notes: string[];
 }
 
 export type Converted<T> = { ok: T } | { problems: Problem[] };
@@ -420,22 +447,62 @@ export function convertNode(raw: unknown): Converted<KubeNode> {
   for (const t of r.list(spec["taints"], "spec.taints")) if (isObj(t) && t["key"] === TO_BE_DELETED_TAINT) eligible = false;
   const labels = r.obj(meta["labels"], "metadata.labels");
   const zone = labels && r.str(labels[ZONE_LABEL], `metadata.labels["${ZONE_LABEL}"]`);
+  const notes: string[] = [];
+  const annotations = isObj(meta["annotations"]) ? meta["annotations"] : {};
+  const flannel = flannelVtepOf(annotations, notes);
+  const flannelAnnotations: Record<string, string> = {};
+  for (const k of Object.values(FLANNEL)) if (typeof annotations[k] === "string") flannelAnnotations[k] = annotations[k];
 
   if (r.problems.length) return { problems: r.problems };
   return {
     ok: {
-      name, addresses, eligible, ...(zone !== undefined && { zone }),
+      name, addresses, eligible, notes, flannelAnnotations, ...(zone !== undefined && { zone }), ...(flannel && { flannel }),
       ...(internalIPv4 !== undefined && { internalIPv4 }), ...(internalIPv6 !== undefined && { internalIPv6 }),
       ...(podCIDR !== undefined && { podCIDR }), ...(podCIDRv6 !== undefined && { podCIDRv6 }),
     },
   };
 }
 
-/** Another node as the overlay needs it, or why it cannot be one yet. */
+/**
+ * A Node's flannel VXLAN endpoint from its annotations (flannel's backend/vxlan: backend-type
+ * "vxlan", backend-data {"VNI":n,"VtepMAC":"..."}, public-ip), or undefined without them. An
+ * annotation that cannot be used is left out with a note: the Node stays usable (its MAC is then
+ * derived, as for a Node that never ran flannel).
+ */
+export function flannelVtepOf(annotations: Record<string, unknown>, notes: string[]): FlannelVtep | undefined {
+  const type = annotations[FLANNEL.backendType], data = annotations[FLANNEL.backendData], pub = annotations[FLANNEL.publicIP];
+  if (type !== undefined && type !== "vxlan") {
+    if (data !== undefined) notes.push(`${FLANNEL.backendType} is ${describe(type)}, not vxlan: its backend-data names no VTEP`);
+    return undefined;
+  }
+  const out: FlannelVtep = {};
+  if (typeof data === "string" && data !== "" && data !== "null") {
+    let parsed: unknown;
+    try { parsed = JSON.parse(data); } catch { parsed = undefined; }
+    const mac = isObj(parsed) ? parsed["VtepMAC"] : undefined, vni = isObj(parsed) ? parsed["VNI"] : undefined;
+    const bytes = typeof mac === "string" ? parseMac(mac) : undefined;
+    if (bytes && (bytes[0]! & 1) === 0) out.vtepMAC = (mac as string).toLowerCase();
+    else notes.push(`${FLANNEL.backendData} is ${describe(data)}; expected {"VNI":1,"VtepMAC":"<unicast MAC>"}`);
+    if (typeof vni === "number" && Number.isInteger(vni) && vni >= 0 && vni <= 0xffffff) out.vni = vni;
+  }
+  if (typeof pub === "string") {
+    const ip = parseIp(pub);
+    if (ip?.family === 4) out.publicIP = formatIp(ip);
+    else notes.push(`${FLANNEL.publicIP} is ${describe(pub)}; expected an IPv4 address`);
+  }
+  return out.vtepMAC !== undefined || out.publicIP !== undefined ? out : undefined;
+}
+
+/** Another node as the overlay needs it, or why it cannot be one yet: its flannel VTEP when it
+ *  publishes one, else its first IPv4 InternalIP (and the MAC every wasp node derives from it). */
 export function peerOf(n: KubeNode): PeerNodeConfig | { skip: string } {
   if (n.podCIDR === undefined) return { skip: "has no IPv4 pod CIDR yet (spec.podCIDR)" };
-  if (n.internalIPv4 === undefined) return { skip: "has no IPv4 InternalIP in status.addresses" };
-  return { name: n.name, underlayIP: n.internalIPv4, podCIDR: n.podCIDR, ...(n.podCIDRv6 !== undefined && { podCIDRv6: n.podCIDRv6 }) };
+  const underlayIP = n.flannel?.publicIP ?? n.internalIPv4;
+  if (underlayIP === undefined) return { skip: "has no IPv4 InternalIP in status.addresses" };
+  return {
+    name: n.name, underlayIP, podCIDR: n.podCIDR, ...(n.podCIDRv6 !== undefined && { podCIDRv6: n.podCIDRv6 }),
+    ...(n.flannel?.vtepMAC !== undefined && { vtepMAC: n.flannel.vtepMAC }),
+  };
 }
 
 // ─── joining a Service with its slices ───
