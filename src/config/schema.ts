@@ -110,7 +110,7 @@ export const PeerNodeSchema = obj({
 export const ServicePortSchema = obj({
   name: Label.optional(),
   port: PortSchema,
-  protocol: oneOf(["TCP", "UDP"]).default("TCP"),
+  protocol: oneOf(["TCP", "UDP", "SCTP"]).default("TCP"),
   targetPort: PortSchema.optional(),
   nodePort: NodePortSchema.optional(),
 }, "port settings (name, port, protocol, targetPort, nodePort)");
@@ -192,7 +192,7 @@ export type PeerNodeInput = z.output<typeof PeerNodeSchema>;
 
 // ─── the validated config (output of validateConfig) ───
 
-export type Protocol = "TCP" | "UDP";
+export type Protocol = "TCP" | "UDP" | "SCTP";
 export type TrafficPolicy = "Cluster" | "Local";
 
 export interface NodeConfig {

@@ -11,6 +11,7 @@
 //   a not-ready terminating endpoint of a controller too old to set serving);
 // - an endpoint that appears in several slices of one service counts once;
 // - headless (clusterIP None) and ExternalName services programme nothing;
+// - TCP, UDP and SCTP ports are served (the engine tracks SCTP as UDP and patches its CRC32c);
 // - LoadBalancer ingress IPs with ipMode "Proxy" are left to the load balancer (kube-proxy ≥ 1.30);
 // - an endpoint's hints.forZones and hints.forNodes pass on as they are, and a Node's zone is its
 //   topology.kubernetes.io/zone label: the model applies them as pkg/proxy/topology.go does.
@@ -56,7 +57,7 @@ export interface ConvertContext {
 /** A Service, converted: everything but the backends, which come from its slices. */
 export type KubeService = Omit<ServiceConfig, "backends"> & {
   key: string;
-  /** Things skipped on purpose (SCTP ports, an unconfigured family), for the log. */
+  /** Things skipped on purpose (an unconfigured family, an ingress IP in ipMode Proxy), for the log. */
   notes: string[];
 };
 
@@ -189,10 +190,10 @@ function identify(kind: string, raw: unknown, namespaced: boolean): { r: Reader;
 
 const PROTOCOLS = new Set(["TCP", "UDP", "SCTP"]);
 
-function protocolOf(r: Reader, v: unknown, path: string): Protocol | "SCTP" | undefined {
+function protocolOf(r: Reader, v: unknown, path: string): Protocol | undefined {
   if (v === undefined || v === null) return "TCP"; // the API's default
   if (typeof v !== "string" || !PROTOCOLS.has(v)) { r.problem(path, `is ${describe(v)}; expected TCP, UDP or SCTP`); return undefined; }
-  return v as Protocol | "SCTP";
+  return v as Protocol;
 }
 
 // ─── Service ───
@@ -296,7 +297,6 @@ export function convertService(raw: unknown, ctx: ConvertContext): Converted<Kub
       nodePort = r.int(p["nodePort"], `${at}.nodePort`, 1, 65535, "a nodePort is 1-65535");
     }
     if (port === undefined || protocol === undefined) return;
-    if (protocol === "SCTP") { notes.push(`${at} (${port}/SCTP) skipped: the engine serves TCP and UDP`); return; }
     ports.push({ ...(portName !== undefined && { name: portName }), port, protocol, ...(nodePort !== undefined && { nodePort }) });
   });
 
@@ -360,7 +360,7 @@ export function convertEndpointSlice(raw: unknown): Converted<KubeSlice> | { ign
     const port = r.int(p["port"], `ports[${i}].port`, 1, 65535, "a port is 1-65535");
     const protocol = protocolOf(r, p["protocol"], `ports[${i}].protocol`);
     const pname = r.str(p["name"], `ports[${i}].name`) ?? "";
-    if (port !== undefined && protocol !== undefined && protocol !== "SCTP") ports.push({ name: pname, protocol, port });
+    if (port !== undefined && protocol !== undefined) ports.push({ name: pname, protocol, port });
   });
 
   const endpoints: SliceEndpoint[] = [];

@@ -10,7 +10,7 @@ import { cidrContains, firstAddress, firstAddress6, formatCidr, formatIp, format
 export { ServiceKind, Select, ServiceFlag, RouteKind };
 
 /** IANA protocol numbers, as the engine's key holds them. */
-export const PROTO: Record<Protocol, number> = { TCP: 6, UDP: 17 };
+export const PROTO: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
 
 export interface ModelBackend {
   /** Canonical address text. */

@@ -17,13 +17,13 @@ function addr16(text: string): Uint8Array {
 
 export interface TestBackend { ip: string; port: number }
 export interface TestService {
-  vip: string; port: number; proto: "tcp" | "udp" | 0; kind?: number; id: number; select?: number; flags?: number;
+  vip: string; port: number; proto: "tcp" | "udp" | "sctp" | 0; kind?: number; id: number; select?: number; flags?: number;
   affinitySec?: number; maglevSize?: number; backends: TestBackend[]; eligible?: number;
   /** Source ranges, `10.0.0.0/8` or `fd00::/64`: new flows only from inside them. */
   ranges?: string[];
 }
 
-const PROTO = { tcp: 6, udp: 17 } as const;
+const PROTO = { tcp: 6, udp: 17, sctp: 132 } as const;
 
 export class OpWriter {
   private chunks: Uint8Array[] = [];
@@ -54,7 +54,7 @@ export class OpWriter {
     });
     return this;
   }
-  deleteService(vip: string, port: number, proto: "tcp" | "udp"): this {
+  deleteService(vip: string, port: number, proto: "tcp" | "udp" | "sctp"): this {
     const { b, d } = this.op(2, 28);
     b.set(addr16(vip), 8); d.setUint16(24, port); b[26] = PROTO[proto];
     return this;

@@ -46,13 +46,15 @@ describe("kube convert: Service, EndpointSlice and Node objects", () => {
     assert.deepEqual(joinService(svc, [sl])[0]?.backends.map((x) => x.port), [9376]);
   });
 
-  it("headless and ExternalName Services are ignored; SCTP ports and IPv6 addresses on an IPv4-only node are skipped with a note", () => {
+  it("headless and ExternalName Services are ignored; IPv6 addresses on an IPv4-only node are skipped with a note; SCTP ports are served like TCP and UDP", () => {
     assert.equal((ok(convertService(service({ name: "h", clusterIP: "None", ports: [{ port: 80 }] }), ctx)) as KubeService).ignored, true);
     assert.equal((ok(convertService(service({ name: "e", type: "ExternalName" }), ctx)) as KubeService).ignored, true);
     const s = ok(convertService(service({ name: "d", clusterIPs: ["10.96.0.12", "fd00:96::12"], ports: [{ name: "a", port: 80 }, { name: "b", port: 9, protocol: "SCTP" }] }), ctx)) as KubeService;
     assert.deepEqual(s.clusterIPs, ["10.96.0.12"]);
-    assert.deepEqual(s.ports.map((p) => p.port), [80]);
-    assert.equal(s.notes.length, 2, s.notes.join("; "));
+    assert.deepEqual(s.ports.map((p) => `${p.port}/${p.protocol}`), ["80/TCP", "9/SCTP"]);
+    assert.equal(s.notes.length, 1, s.notes.join("; "));
+    const sl = ok(convertEndpointSlice(endpointSlice("d-1", "d", [{ ip: "10.244.1.9" }], [{ name: "b", port: 9999, protocol: "SCTP" }]))) as KubeSlice;
+    assert.deepEqual(joinService(s, [sl]).map((x) => x.backends.map((b) => `${b.ip}:${b.port}`)), [[], ["10.244.1.9:9999"]], "the SCTP port joins its slice port");
     const d = ok(convertService(service({ name: "d", clusterIPs: ["10.96.0.12", "fd00:96::12"], ports: [{ port: 80 }] }), ctx6)) as KubeService;
     assert.deepEqual(d.clusterIPs, ["10.96.0.12", "fd00:96::12"], "dual-stack when the node has serviceCIDRv6");
   });

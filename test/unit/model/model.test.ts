@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { defaultConfig, validateConfig, type Config } from "../../../src/config/index.js";
 import {
   applyDelta, buildModel, updateModel, deriveVtepMac, localVtepMac, localEndpointTest, diffModel, fullDelta, IdAllocator, isEmptyDelta, orderBackends,
-  RouteKind, Select, ServiceFlag, ServiceKind, type Model, type ServiceEntry,
+  PROTO, RouteKind, Select, ServiceFlag, ServiceKind, type Model, type ServiceEntry,
 } from "../../../src/model/index.js";
 import { configArb } from "../../helpers/arbitrary.js";
 
@@ -246,6 +246,15 @@ describe("model", () => {
         assert.deepEqual(backendsOf(svc(model, "10.96.0.1:80/TCP")).slice(0, 1), ["10.244.2.11:8080"]);
         assert.ok(delta.upsertServices.some((e) => e.key === "10.96.0.1:80/TCP"), "the entry is upserted");
       });
+    });
+
+    it("an SCTP port makes entries keyed by protocol 132 (ClusterIP and NodePort), beside TCP and UDP ones on the same port", () => {
+      const raw = base();
+      Object.assign(raw.services[0], { type: "NodePort" });
+      raw.services[0].ports = [{ name: "t", port: 80, targetPort: 8080, nodePort: 30080 }, { name: "s", port: 80, protocol: "SCTP", targetPort: 8080, nodePort: 30080 }];
+      const m = buildModel(cfg(raw));
+      assert.deepEqual([svc(m, "10.96.0.1:80/SCTP").protocol, PROTO.SCTP], ["SCTP", 132]);
+      assert.deepEqual(backendsOf(svc(m, "0.0.0.0:30080/SCTP")), ["10.244.1.10:8080", "10.244.2.10:8080"]);
     });
 
     it("loadBalancerSourceRanges go to the LoadBalancer IPs' entries only, each its family's ranges; ClusterIP, externalIP and NodePort entries take every source", () => {
