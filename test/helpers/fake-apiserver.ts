@@ -293,6 +293,7 @@ export interface ServiceSpec {
   ports?: Array<{ name?: string; port: number; protocol?: string; targetPort?: number | string; nodePort?: number }>;
   externalIPs?: string[];
   loadBalancerIngress?: Array<{ ip?: string; hostname?: string; ipMode?: string }>;
+  loadBalancerSourceRanges?: string[];
   sessionAffinity?: "None" | "ClientIP";
   affinityTimeoutSec?: number;
   externalTrafficPolicy?: "Cluster" | "Local";
@@ -321,6 +322,7 @@ export function service(s: ServiceSpec): Record<string, unknown> {
   }
   if (type === "NodePort" || type === "LoadBalancer") spec["externalTrafficPolicy"] = s.externalTrafficPolicy ?? "Cluster";
   if (s.externalIPs) spec["externalIPs"] = s.externalIPs;
+  if (s.loadBalancerSourceRanges) spec["loadBalancerSourceRanges"] = s.loadBalancerSourceRanges;
   if (s.sessionAffinity === "ClientIP") spec["sessionAffinityConfig"] = { clientIP: { timeoutSeconds: s.affinityTimeoutSec ?? 10800 } };
   return {
     metadata: { name: s.name, namespace: s.namespace ?? "default", labels: { app: s.name } },

@@ -6,13 +6,14 @@
 // Everything lives in namespaces from makeNs (removed by destroy(), also after a failure); every
 // process is ended by its PID.
 import { strict as assert } from "node:assert";
-import { type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, mkdirSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execPlugin } from "./cni-driver.js";
+import { FakeApiServerProcess } from "./fake-apiserver.js";
 import { deleteNs, inNs, ip, makeNs, sh, spawnInNs, stop, veth } from "./netns.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -277,10 +278,36 @@ export class Topology {
   }
 
   /** `wasp daemon` in the node namespace, as the tests' brief and a DaemonSet run it. */
-  async startDaemon(extraArgs: string[] = []): Promise<DaemonProc> {
+  startDaemon(extraArgs: string[] = []): Promise<DaemonProc> {
+    return this.launchDaemon(["--config", this.configPath, ...extraArgs]);
+  }
+
+  /** `wasp daemon --kubeconfig` as Node `nodeName`: the API source (a fake apiserver, startApiServer) in
+   *  place of the file config. */
+  startKubeDaemon(kubeconfig: string, nodeName: string, extraArgs: string[] = []): Promise<DaemonProc> {
+    return this.launchDaemon([
+      "--kubeconfig", kubeconfig, "--hostname-override", nodeName, "--service-cidr", "10.96.0.0/16",
+      "--cluster-cidr", "10.244.0.0/16", "--min-sync-period", "100ms", ...extraArgs,
+    ]);
+  }
+
+  /** The fake apiserver (test/helpers/fake-apiserver.ts) in the node namespace, where the daemon reaches
+   *  it; ended by destroy(). Its kubeconfig is written to a file, whose path comes back. */
+  async startApiServer(token: string): Promise<{ api: FakeApiServerProcess; kubeconfig: string }> {
+    // stdin too: the test sends it commands
+    const child = spawn("ip", ["netns", "exec", this.node, process.execPath, "--import", `file://${TSX}`, join(ROOT, "test/helpers/fake-apiserver.ts"), token],
+      { stdio: ["pipe", "pipe", "inherit"] });
+    this.children.add(child);
+    const api = new FakeApiServerProcess(child);
+    const kubeconfig = join(this.work, "kubeconfig");
+    writeFileSync(kubeconfig, (await api.ready()).kubeconfig);
+    return { api, kubeconfig };
+  }
+
+  private async launchDaemon(args: string[]): Promise<DaemonProc> {
     const child = spawnInNs(this.node, process.execPath, [
       "--import", `file://${TSX}`, join(ROOT, "src/main.ts"), "daemon",
-      "--config", this.configPath, "--socket", this.socketPath, "--metrics-port", "0", ...this.daemonArgs, ...extraArgs,
+      "--socket", this.socketPath, "--metrics-port", "0", ...this.daemonArgs, ...args,
     ]);
     this.children.add(child);
     const log = collect(child);
