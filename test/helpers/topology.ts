@@ -383,6 +383,15 @@ export class Topology {
     return (await this.requests(ns, [req]))[0]!;
   }
 
+  /** The pods of the one-node Service suites: a client, and backends b1 and b2 that serve TCP on 8080
+   *  (and UDP on `udpPort` when given). */
+  async clientAndBackends(udpPort = 0): Promise<{ client: Pod; b1: Pod; b2: Pod }> {
+    const client = await this.addPod("client"), b1 = await this.addPod("b1"), b2 = await this.addPod("b2");
+    await this.serve(b1.ns, [8080], udpPort);
+    await this.serve(b2.ns, [8080], udpPort);
+    return { client, b1, b2 };
+  }
+
   /** Ends every process this topology started (by PID), then removes its namespaces and files. */
   async destroy(): Promise<void> {
     for (const c of [...this.children]) await stop(c);
@@ -392,6 +401,72 @@ export class Topology {
     if (this.ownsExt) deleteNs(this.ext);
     rmSync(this.work, { recursive: true, force: true });
   }
+}
+
+/**
+ * The file config of the one-node Service suites (daemon-semantics, daemon-parity): node-a on the
+ * topology's address and pod CIDR (`node` adds fields such as zone), node-b as its one peer, and the
+ * services, which a test changes through apply(); reset() brings back what the daemon started with.
+ */
+export class ServiceSuiteConfig {
+  services: Record<string, any>[] = [];
+  node: Record<string, unknown> = {};
+  private first = "";
+  private firstInForce = "";
+
+  constructor(private readonly t: Topology) {}
+
+  toJSON(): Record<string, unknown> {
+    return {
+      mode: "tun",
+      node: { name: "node-a", underlayIP: this.t.nodeIp, podCIDR: this.t.podCidr, ...this.node },
+      serviceCIDR: "10.96.0.0/16",
+      clusterCIDR: "10.244.0.0/16",
+      nodes: [{ name: "node-b", underlayIP: "10.99.0.9", podCIDR: "10.244.2.0/24" }],
+      services: this.services,
+    };
+  }
+
+  svc(name: string): Record<string, any> {
+    const s = this.services.find((x) => x.name === name);
+    if (!s) throw new Error(`no service ${name} in the suite's config`);
+    return s;
+  }
+
+  /**
+   * Routes `outsideVips` (LoadBalancer IPs) and the service CIDR from the external namespace to the
+   * node, as a router in front of the cluster would; writes this config and starts the daemon on it
+   * in the datapath mode (`--offload on|off`); remembers both for reset().
+   */
+  async startDaemon(datapath: "offload" | "wasm", outsideVips: string[]): Promise<DaemonProc> {
+    for (const vip of outsideVips) ip(this.t.ext, "route", "replace", `${vip}/32`, "via", this.t.nodeIp);
+    ip(this.t.ext, "route", "replace", "10.96.0.0/16", "via", this.t.nodeIp);
+    this.t.daemonArgs = ["--offload", datapath === "offload" ? "on" : "off"];
+    this.first = JSON.stringify({ services: this.services, node: this.node });
+    this.t.writeConfig(this.toJSON());
+    const d = await this.t.startDaemon();
+    this.firstInForce = await this.t.configInForce();
+    return d;
+  }
+
+  /** Makes the change, writes the config and waits (up to 5 s) for the table generation it makes. */
+  async apply(change: () => void): Promise<void> {
+    const gen = (await control(this.t.socketPath, { cmd: "status" })).generation as number;
+    change();
+    this.t.writeConfig(this.toJSON());
+    for (let i = 0; i < 100 && (await control(this.t.socketPath, { cmd: "status" })).generation === gen; i++) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  /** Back to the config the daemon started with, in force. */
+  async reset(): Promise<void> {
+    ({ services: this.services, node: this.node } = JSON.parse(this.first) as { services: Record<string, any>[]; node: Record<string, unknown> });
+    await this.t.restoreConfig(this.toJSON(), this.firstInForce);
+  }
+}
+
+/** The daemon's drop counters by reason (its control socket's status). */
+export async function dropCounters(t: Topology): Promise<Record<string, number>> {
+  return (await control(t.socketPath, { cmd: "status" })).counters.drops as Record<string, number>;
 }
 
 // ── multi-node additions (overlay tests and bench/overlay) ─────────────────────────────────────

@@ -8,11 +8,11 @@
 // stack (CONFIG_IP_SCTP off: no socket, no module), but routes, tracks and NATs protocol 132, and
 // the peers check the CRC32c themselves.
 import { strict as assert } from "node:assert";
-import { spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { ip, spawnInNs, stop } from "../helpers/netns.js";
 import { endpointSlice, node, service, type FakeApiServerProcess } from "../helpers/fake-apiserver.js";
-import { askUntilCovered, control, everyBackend, EXT_IP, NODE_IP, POD_CIDR, Topology, waitFor, type DaemonProc, type Outcome, type Pod } from "../helpers/topology.js";
+import { askUntilCovered, control, dropCounters, everyBackend, EXT_IP, NODE_IP, POD_CIDR, ServiceSuiteConfig, Topology, waitFor, type Outcome, type Pod } from "../helpers/topology.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const SCTP_RAW = join(ROOT, "test/helpers/sctp-raw.py");
@@ -36,37 +36,18 @@ for (const datapath of ["offload", "wasm"] as const) {
 describe(`kube-proxy parity through wasp daemon (${datapath}): topology hints, source ranges, ping, locality, SCTP (integration, needs root)`, function () {
   this.timeout(180_000);
   let t: Topology;
-  let daemon: DaemonProc;
+  let cfg: ServiceSuiteConfig;
   let client: Pod, b1: Pod, b2: Pod;
-  const mine: ChildProcess[] = [];
-  let zone = "zone-a";
-  let services: Record<string, any>[] = [];
-  let first = "", firstInForce = "";
-
-  const config = () => ({
-    mode: "tun",
-    node: { name: "node-a", underlayIP: NODE_IP, podCIDR: POD_CIDR, zone },
-    serviceCIDR: "10.96.0.0/16",
-    clusterCIDR: "10.244.0.0/16",
-    nodes: [{ name: "node-b", underlayIP: "10.99.0.9", podCIDR: "10.244.2.0/24" }],
-    services,
-  });
-  const apply = async (change: () => void) => {
-    const gen = (await control(t.socketPath, { cmd: "status" })).generation as number;
-    change();
-    t.writeConfig(config());
-    for (let i = 0; i < 100 && (await control(t.socketPath, { cmd: "status" })).generation === gen; i++) await new Promise((r) => setTimeout(r, 50));
-  };
-  const svc = (name: string) => services.find((s) => s.name === name)!;
-  const drops = async () => (await control(t.socketPath, { cmd: "status" })).counters.drops as Record<string, number>;
+  const apply = (change: () => void) => cfg.apply(change);
+  const svc = (name: string) => cfg.svc(name);
   const asks = (ns: string, host: string, port: number) => (n: number) => t.requests(ns, Array.from({ length: n }, () => ({ host, port })));
 
   before(async () => {
     t = new Topology();
-    client = await t.addPod("client");
-    b1 = await t.addPod("b1");
-    b2 = await t.addPod("b2");
-    services = [
+    cfg = new ServiceSuiteConfig(t);
+    ({ client, b1, b2 } = await t.clientAndBackends());
+    cfg.node = { zone: "zone-a" };
+    cfg.services = [
       {
         name: "topo", clusterIP: "10.96.0.40", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }],
         backends: [
@@ -89,24 +70,10 @@ describe(`kube-proxy parity through wasp daemon (${datapath}): topology hints, s
         backends: [{ ip: b1.ip, nodeName: "node-a" }],
       },
     ];
-    first = JSON.stringify(services);
-    t.writeConfig(config());
-    // a router in front of the cluster sends the LoadBalancer IP and the service CIDR to the node
-    ip(t.ext, "route", "replace", `${LB}/32`, "via", NODE_IP);
-    ip(t.ext, "route", "replace", "10.96.0.0/16", "via", NODE_IP);
-    await t.serve(b1.ns, [8080]);
-    await t.serve(b2.ns, [8080]);
-    t.daemonArgs = ["--offload", datapath === "offload" ? "on" : "off"];
-    daemon = await t.startDaemon();
-    firstInForce = await t.configInForce();
+    await cfg.startDaemon(datapath, [LB]);
   });
 
-  afterEach(async () => {
-    for (const c of mine.splice(0)) await stop(c);
-    zone = "zone-a";
-    services = JSON.parse(first);
-    await t.restoreConfig(config(), firstInForce);
-  });
+  afterEach(() => cfg.reset());
 
   after(async () => {
     await t?.destroy();
@@ -115,7 +82,7 @@ describe(`kube-proxy parity through wasp daemon (${datapath}): topology hints, s
   it("topology hints: with every endpoint hinted, a pod's connections to the ClusterIP reach only the endpoint hinted for this node's zone (zone-a: b1; zone-b: b2)", async () => {
     const out = await asks(client.ns, "10.96.0.40", 80)(10);
     for (const o of out) assert.equal(o.seen?.local, b1.ip, `zone-a's endpoint: ${JSON.stringify(o)}`);
-    await apply(() => { zone = "zone-b"; });
+    await apply(() => { cfg.node.zone = "zone-b"; });
     const after = await asks(client.ns, "10.96.0.40", 80)(10);
     for (const o of after) assert.equal(o.seen?.local, b2.ip, `zone-b's endpoint: ${JSON.stringify(o)}`);
   });
@@ -138,10 +105,10 @@ describe(`kube-proxy parity through wasp daemon (${datapath}): topology hints, s
     assert.ok(ok.ok, JSON.stringify(ok));
     assert.equal(ok.seen?.local, b1.ip);
     await apply(() => { svc("fw").loadBalancerSourceRanges = ["203.0.113.0/24"]; });
-    const before = (await drops()).source_not_allowed ?? 0;
+    const before = (await dropCounters(t)).source_not_allowed ?? 0;
     const denied = await t.request(t.ext, { host: LB, port: 80, timeoutMs: 2500 });
     assert.deepEqual([denied.ok, denied.error], [false, "timeout"], `dropped, not refused: ${JSON.stringify(denied)}`);
-    assert.ok(((await drops()).source_not_allowed ?? 0) > before, "counted as source_not_allowed");
+    assert.ok(((await dropCounters(t)).source_not_allowed ?? 0) > before, "counted as source_not_allowed");
     const inside = await t.request(client.ns, { host: "10.96.0.41", port: 80 });
     assert.ok(inside.ok, `the ClusterIP has no source ranges: ${JSON.stringify(inside)}`);
   });
@@ -166,15 +133,18 @@ describe(`kube-proxy parity through wasp daemon (${datapath}): topology hints, s
 
   it("SCTP: a pod's INIT to ClusterIP:9000 reaches the backend on 9900 with a good CRC32c, and the INIT ACK comes back from ClusterIP:9000 with a good CRC32c", async () => {
     const server = spawnInNs(b1.ns, "python3", [SCTP_RAW, "server", "9900"]);
-    mine.push(server);
-    let seen = "";
-    server.stdout?.on("data", (d: Buffer) => { seen += d.toString(); });
-    await waitFor(() => seen.includes("ready"), "the SCTP server");
-    const r = sctpInit(client.ns, "10.96.0.43", 9000, 40000);
-    assert.deepEqual(r, { ok: true, src: "10.96.0.43", sport: 9000, dport: 40000, crc_ok: true }, `the answer, as the client saw it; server saw: ${seen}`);
-    await waitFor(() => seen.includes("{"), "the server's line about the INIT", 5000);
-    const got = JSON.parse(seen.split("\n").find((l) => l.startsWith("{")) ?? "{}");
-    assert.deepEqual(got, { src: client.ip, sport: 40000, dst: b1.ip, dport: 9900, crc_ok: true }, "the INIT as the backend saw it");
+    try {
+      let seen = "";
+      server.stdout?.on("data", (d: Buffer) => { seen += d.toString(); });
+      await waitFor(() => seen.includes("ready"), "the SCTP server");
+      const r = sctpInit(client.ns, "10.96.0.43", 9000, 40000);
+      assert.deepEqual(r, { ok: true, src: "10.96.0.43", sport: 9000, dport: 40000, crc_ok: true }, `the answer, as the client saw it; server saw: ${seen}`);
+      await waitFor(() => seen.includes("{"), "the server's line about the INIT", 5000);
+      const got = JSON.parse(seen.split("\n").find((l) => l.startsWith("{")) ?? "{}");
+      assert.deepEqual(got, { src: client.ip, sport: 40000, dst: b1.ip, dport: 9900, crc_ok: true }, "the INIT as the backend saw it");
+    } finally {
+      await stop(server);
+    }
   });
 });
 
@@ -214,11 +184,8 @@ describe(`kube-proxy parity through wasp daemon --kubeconfig (${datapath}): hint
 
   before(async () => {
     t = new Topology();
-    client = await t.addPod("client");
-    b1 = await t.addPod("b1");
-    b2 = await t.addPod("b2");
-    await t.serve(b1.ns, [8080]);
-    await t.serve(b2.ns, [8080]);
+    ({ client, b1, b2 } = await t.clientAndBackends());
+    // a router in front of the cluster sends the LoadBalancer IP to the node
     ip(t.ext, "route", "replace", `${LB_API}/32`, "via", NODE_IP);
     let kubeconfig: string;
     ({ api, kubeconfig } = await t.startApiServer("parity-token"));
