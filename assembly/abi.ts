@@ -84,8 +84,11 @@ export const enum Drop {
   NoLocalBackend = 25,
   /** Offload mode: the kernel refused the flow's conntrack entry (its table full, a clash). */
   OffloadFailed = 26,
+  /** A new flow to an entry with source ranges (a LoadBalancer IP's loadBalancerSourceRanges) from
+   *  a source outside them: dropped, as kube-proxy's firewall chain drops it. */
+  SourceNotAllowed = 27,
 }
-export const DROP_COUNT: u32 = 27;
+export const DROP_COUNT: u32 = 28;
 
 export namespace Note {
   export const DNAT: u32 = 1;
@@ -147,10 +150,11 @@ export const COUNTER_COUNT: u32 = 64;
 // Addresses are 16 bytes, network order; IPv4 is IPv4-mapped IPv6 (::ffff:a.b.c.d).
 export const enum Op {
   End = 0,
-  /** key addr16 | port u16 | proto u8 | kind u8 | id u32 | select u8 | flags u8 | 0 u16 |
+  /** key addr16 | port u16 | proto u8 | kind u8 | id u32 | select u8 | flags u8 | ranges u16 |
    *  affinitySec u32 | maglevSize u32 | count u32 | eligible u32 | then `count` backends:
-   *  addr16 | port u16 | weight u16. The first `eligible` backends take new flows; the rest
-   *  (terminating) only keep the flows they have. */
+   *  addr16 | port u16 | weight u16, then `ranges` source ranges: addr16 | len u8 (of 128) | 0 u8 | 0 u16.
+   *  The first `eligible` backends take new flows; the rest (terminating) only keep the flows they
+   *  have. An entry with source ranges takes new flows only from sources inside one of them. */
   UpsertService = 1,
   /** key addr16 | port u16 | proto u8 | 0 u8 */
   DeleteService = 2,
@@ -164,6 +168,12 @@ export const enum Op {
   /** drop everything: services, routes, local addresses (the first op of a full load) */
   Clear = 7,
 }
+
+/** UpsertService: bytes before the backends, the u16 count of source ranges, bytes per backend and per range. */
+export const OP_SERVICE_HEAD: u32 = 52;
+export const OP_SERVICE_RANGES: u32 = 34;
+export const OP_BACKEND_SIZE: u32 = 20;
+export const OP_RANGE_SIZE: u32 = 20;
 
 export const enum ServiceKind { ClusterIp = 0, NodePort = 1, ExternalIp = 2, LoadBalancer = 3 }
 export const enum Select { Random = 0, Maglev = 1 }

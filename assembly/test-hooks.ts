@@ -4,7 +4,7 @@
 // return at `out`, one u32 each in the order its comment lists (a pointer as its offset from the
 // header); it returns the check's Drop. An emit hook writes the header with the emit function.
 import { Drop } from "./abi";
-import { st16 } from "./mem";
+import { ld16, st16 } from "./mem";
 import { csum } from "./wire/checksum";
 import { Ipv4, checkIpv4, emitIpv4, ipv4PseudoSum } from "./wire/ipv4";
 import { Ipv6, Ipv6Upper, checkIpv6, emitIpv6 } from "./wire/ipv6";
@@ -13,6 +13,7 @@ import { Ethernet, checkEthernet, emitEthernet } from "./wire/ethernet";
 import { Arp, checkArp, emitArpReply } from "./wire/arp";
 import { Vxlan, checkVxlan, emitVxlan } from "./wire/vxlan";
 import { CtBinding, emitCtNew, emitCtDelete } from "./wire/ctnetlink";
+import { Sctp, SCTP_HLEN, crc32c, sctpChecksum, sctpPortChange } from "./wire/sctp";
 
 const UPPER: usize = memory.data(offsetof<Ipv6Upper>(), 8);
 
@@ -138,3 +139,22 @@ export function ctNewForTest(p: usize, seq: u32, src: usize, dst: usize, sport: 
   return withDelete ? n + emitCtDelete(p + n, seq + 1, CT_B) : n;
 }
 const CT_B = changetype<CtBinding>(memory.data(offsetof<CtBinding>(), 8));
+
+/** CRC32c of `len` bytes at p (RFC 9260 Appendix A; test vectors of RFC 3720 B.4). */
+export function crc32cForTest(p: usize, len: u32): u32 { return crc32c(p, len); }
+
+/** The SCTP common header of `len` bytes at p: sport, dport, vtag, check (as stored), and the
+ *  checksum the packet should carry; Drop.TooShort below 12 bytes. */
+export function sctpDecodeForTest(p: usize, len: u32, out: usize): Drop {
+  if (len < SCTP_HLEN) return Drop.TooShort;
+  const h = Sctp.at(p);
+  put(out, 0, h.sport); put(out, 1, h.dport); put(out, 2, h.vtag); put(out, 3, h.check); put(out, 4, sctpChecksum(p, len));
+  return Drop.None;
+}
+
+/** Writes port `to` at `off` (0 or 2) of the SCTP packet at p and patches its checksum as NAT does. */
+export function sctpSetPortForTest(p: usize, len: u32, off: u32, to: u32): void {
+  const from = <u32>ld16(p + off);
+  sctpPortChange(p, len, off, from, to);
+  st16(p + off, to);
+}

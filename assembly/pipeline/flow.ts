@@ -13,6 +13,7 @@ import * as ct from "../table/conntrack";
 import * as gen from "../table/generation";
 import { hashTuple } from "../table/hash";
 import { PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6, TCP_SYN, TCP_ACKF, TCP_FIN, TCP_RST, ICMP_ECHO, ICMP6_ECHO } from "../wire/l4";
+import { PROTO_SCTP } from "../wire/sctp";
 import * as reply from "./reply";
 import * as frag from "./frag";
 import * as svcstats from "./svcstats";
@@ -94,6 +95,9 @@ function newFlow(g: usize, room: u32, now: u32): Tracked {
   const service = load<u32>(e + gen.S_ID) + 1;
   out.service = service;
   trace.step(Stage.Service, service, load<u32>(e + gen.S_ELIGIBLE));
+  // loadBalancerSourceRanges: kube-proxy's firewall drops a new connection from elsewhere, before
+  // any endpoint is looked at (no reject either); a flow already tracked is not checked again.
+  if (!gen.svcSourceAllowed(g, e, pkt.SRC)) { drop(Drop.SourceNotAllowed); return Tracked.Final; }
   const eligible = load<u32>(e + gen.S_ELIGIBLE);
   if (eligible == 0) {
     if (load<u8>(e + gen.S_FLAGS) & ServiceFlag.DROP_WHEN_EMPTY) drop(Drop.NoLocalBackend);
@@ -235,10 +239,12 @@ function applyFlow(idx: u32, dir: CtDir, now: u32): void {
 /** Both FIN flags: a FIN came from each side. */
 const FINS: u8 = FlowFlag.FIN_ORIG | FlowFlag.FIN_REPLY;
 
-/** The kernel-like TCP state machine (simplified), and UDP's replied/unreplied timeouts. */
+/** The kernel-like TCP state machine (simplified), and UDP's replied/unreplied timeouts. SCTP is
+ *  tracked as UDP is (30 s until a reply, 120 s after): an association's heartbeats (every 30 s
+ *  by default, RFC 9260 §8.3) keep an idle one alive. */
 function nextClass(r: usize, dir: CtDir): CtClass {
   const proto = <u32>load<u8>(r + CT_PROTO);
-  if (proto == PROTO_UDP) {
+  if (proto == PROTO_UDP || proto == PROTO_SCTP) {
     if (dir == CtDir.Reply) store<u8>(r + CT_STATE, <u8>CtState.UdpReplied);
     return <CtState>load<u8>(r + CT_STATE) == CtState.UdpReplied ? CtClass.UdpStream : CtClass.Udp;
   }

@@ -10,6 +10,7 @@ import {
   ICMP_PARAM_PROBLEM, ICMP6_DEST_UNREACH, ICMP6_PACKET_TOO_BIG, ICMP6_TIME_EXCEEDED, ICMP6_PARAM_PROBLEM,
   ICMP_ECHO, ICMP_ECHO_REPLY, ICMP6_ECHO, ICMP6_ECHO_REPLY,
 } from "../wire/l4";
+import { PROTO_SCTP } from "../wire/sctp";
 import * as pkt from "./packet";
 import * as ct from "../table/conntrack";
 import { CtDir, CT_F_SRC, CT_F_DST, CT_R_SRC, CT_R_DST, CT_F_SPORT, CT_F_DPORT, CT_R_SPORT, CT_R_DPORT } from "../abi";
@@ -61,7 +62,10 @@ export function translateIcmpError(): Quoted {
   }
   ql4 = q + qhl;
   let qs: u32 = 0, qd: u32 = 0, qcsum: usize = 0;
-  if (qproto == PROTO_TCP || qproto == PROTO_UDP) {
+  if (qproto == PROTO_SCTP) {
+    // the ports as TCP's; the quoted CRC32c covers bytes the quote lacks: no receiver checks it
+    qs = ld16(ql4); qd = ld16(ql4 + 2);
+  } else if (qproto == PROTO_TCP || qproto == PROTO_UDP) {
     qs = ld16(ql4); qd = ld16(ql4 + 2);
     const off: u32 = qproto == PROTO_TCP ? 16 : 6;
     if (qhl + off + 2 <= qlen) qcsum = ql4 + off;
@@ -95,7 +99,7 @@ export function translateIcmpError(): Quoted {
     rewriteQuoted6(q + 24, NEW_DST, qcsum);
   }
   // quoted ports (ICMP echo: the identifier)
-  if (qproto == PROTO_TCP || qproto == PROTO_UDP) {
+  if (qproto == PROTO_TCP || qproto == PROTO_UDP || qproto == PROTO_SCTP) {
     rewriteQuotedPort(ql4, qSportNew, qcsum);
     rewriteQuotedPort(ql4 + 2, qDportNew, qcsum);
   } else {

@@ -11,6 +11,7 @@ import {
   PROTO_TCP, PROTO_UDP, PROTO_ICMP, PROTO_ICMPV6, TCP_MIN_LEN, TCP_CHECK, UDP_LEN, UDP_CHECK,
   ICMP_MIN_LEN, ICMP_CHECK, ICMP_ID, ICMP_ECHO, ICMP_ECHO_REPLY, ICMP6_ECHO, ICMP6_ECHO_REPLY, Tcp, Udp, Icmp, L4Ports,
 } from "../wire/l4";
+import { PROTO_SCTP, SCTP_HLEN, sctpPortChange } from "../wire/sctp";
 
 // virtio_net_hdr (include/uapi/linux/virtio_net.h), little-endian on this host
 export const VNET_F_NEEDS_CSUM: u32 = 1;
@@ -39,7 +40,7 @@ export let sport: u32 = 0;       // host order; ICMP echo: identifier
 export let dport: u32 = 0;       // host order; ICMP echo: 0
 export let tcpFlags: u32 = 0;
 export let icmpType: u32 = 0xff;
-export let tracked = false;      // TCP, UDP or ICMP echo with its ports known: conntrack applies
+export let tracked = false;      // TCP, UDP, SCTP or ICMP echo with its ports known: conntrack applies
 
 @inline export function ttlAt(): usize { return v6 ? ip + 7 : ip + 8; }
 @inline export function ttl(): u32 { return ld8(ttlAt()); }
@@ -105,6 +106,13 @@ export function classify(p: usize, len: u32, vnetHdr: usize): Drop {
     // RFC 768: a zero checksum over IPv4 means "none"; it stays zero after NAT
     csumAt = (!v6 && Udp.at(at).check == 0 && !isPartialAt(at + UDP_CHECK)) ? 0 : at + UDP_CHECK;
     tracked = true;
+  } else if (proto == PROTO_SCTP) {
+    // RFC 9260 §3.1: a 12-byte common header, ports where TCP and UDP have them. Its CRC32c has no
+    // pseudo-header (csumAt stays 0: a new address changes nothing); a new port patches it (setPort).
+    if (rest < SCTP_HLEN) return Drop.BadL4Header;
+    l4 = at; l4Len = rest;
+    sport = L4Ports.at(at).sport; dport = L4Ports.at(at).dport;
+    tracked = true;
   } else if (proto == PROTO_ICMP || proto == PROTO_ICMPV6) {
     if ((proto == PROTO_ICMP) == v6) return Drop.BadL4Header;  // ICMPv4 in IPv6 or the reverse
     if (rest < ICMP_MIN_LEN) return Drop.BadL4Header;
@@ -162,15 +170,19 @@ export function setAddr(isSrc: bool, addr: usize): void {
 }
 
 /** Sets the source or destination port (ICMP echo: the identifier), patching the L4 checksum.
- *  A partial checksum covers only the pseudo-header, so it needs no change for ports. */
+ *  A partial checksum covers only the pseudo-header, so it needs no change for ports. SCTP's
+ *  CRC32c covers the whole packet: a fragment's cannot be patched (the kernel NATs SCTP after
+ *  reassembly; an association sets DF and discovers the path MTU, RFC 9260 §7.3). */
 export function setPort(isSrc: bool, port: u32): void {
   if (l4 == 0) return;
-  const at = proto == PROTO_TCP || proto == PROTO_UDP ? l4 + (isSrc ? 0 : 2) : (isSrc ? l4 + ICMP_ID : 0);
+  const at = proto == PROTO_TCP || proto == PROTO_UDP || proto == PROTO_SCTP ? l4 + (isSrc ? 0 : 2) : (isSrc ? l4 + ICMP_ID : 0);
   if (at == 0) return;
   const from = ld16(at);
   if (from == port) return;
   st16(at, port);
-  if (csumAt != 0 && !partial) {
+  if (proto == PROTO_SCTP) {
+    if (!isFrag) sctpPortChange(l4, l4Len, isSrc ? 0 : 2, from, port);
+  } else if (csumAt != 0 && !partial) {
     let n = csumReplace16(ld16(csumAt), from, port);
     if (proto == PROTO_UDP && n == 0) n = 0xffff;
     st16(csumAt, n);

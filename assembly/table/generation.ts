@@ -6,21 +6,22 @@
 //
 // Every pointer stored inside a generation is an offset from that generation's base, so the two
 // copies are byte-identical after a commit and one memory.copy restores a copy after a failure.
-import { addrCopy, addrEq, addrMask, ld8, ld16 } from "../mem";
+import { addrCopy, addrEq, addrInPrefix, addrMask, ld8, ld16 } from "../mem";
 import { hashAddrWord, pow2AtLeast, mix, finish } from "./hash";
-import { CommitResult, Op, Select } from "../abi";
+import { CommitResult, Op, Select, OP_SERVICE_HEAD, OP_SERVICE_RANGES, OP_BACKEND_SIZE, OP_RANGE_SIZE } from "../abi";
 
-// ╒═══ generation header ═══╕
+// ╒═══ generation header ═══╕  H_SVC_COUNT counts port entries, H_MARKER_COUNT the echo markers
 const H_SVC_COUNT = 0, H_ROUTE_COUNT = 4, H_LOCAL_COUNT = 8, H_PEER_COUNT = 12, H_BE_BUMP = 16, H_MG_BUMP = 20,
-  H_BE_FREE = 32 /* 24 u32 */, H_MG_FREE = 128 /* 24 u32 */, H_LEN_COUNT = 256 /* 129 u32 */,
+  H_MARKER_COUNT = 24, H_BE_FREE = 32 /* 24 u32 */, H_MG_FREE = 128 /* 24 u32 */, H_LEN_COUNT = 256 /* 129 u32 */,
   H_LENS = 784 /* up to 129 u8, longest first */, H_NLENS = 916, HDR = 1024;
 
-// ╒═══ service entry, 64 bytes ═══╕
+// ╒═══ service entry, 64 bytes ═══╕  S_BACKENDS names the entry's block of BE slots: S_COUNT backends,
+// then its source ranges (S_BE_BYTES / BE - S_COUNT of them; svcRangeCount)
 export const S_ADDR = 0, S_PORT = 16, S_PROTO = 18, S_USED = 19, S_KIND = 20, S_SELECT = 21, S_FLAGS = 22,
   S_ID = 24, S_AFFINITY = 28, S_BACKENDS = 32, S_COUNT = 36, S_ELIGIBLE = 40, S_MAGLEV = 44, S_MAGLEV_SIZE = 48,
   S_HASH = 52, S_BE_BYTES = 56, S_MG_BYTES = 60, SVC = 64;
-// ╒═══ backend, 32 bytes ═══╕  addr16 | port u16 | weight u16
-export const B_ADDR = 0, B_PORT = 16, BE = 32;
+// ╒═══ backend, 32 bytes ═══╕  addr16 | port u16 | weight u16; a source range in the same slot: addr16 | len u8 (of 128)
+export const B_ADDR = 0, B_PORT = 16, B_RANGE_LEN = 16, BE = 32;
 // ╒═══ route entry, 48 bytes ═══╕
 export const R_PREFIX = 0, R_LEN = 16, R_KIND = 17, R_NODE = 18, R_UNDERLAY = 20, R_MAC = 24, R_USED = 30,
   R_HASH = 32, ROUTE = 48;
@@ -31,7 +32,10 @@ const P_IP = 0, P_REFS = 4, P_USED = 8, P_HASH = 12, PEER = 16;
 let gens: usize = 0;            // base of copy 0; copy 1 follows at gens + genSize
 let genSize: usize = 0;
 let active: u32 = 0;
-let svcCap: u32 = 0, routeCap: u32 = 0, peerCap: u32 = 0;
+// The service table holds up to svcLimit port entries and as many echo markers (an entry with port 0
+// and protocol 0: a VIP that answers ping, one per address, never more than the entries that use
+// it), in svcCap = 4 x svcLimit slots: linear probing stays under half full with both at their limit.
+let svcCap: u32 = 0, svcLimit: u32 = 0, routeCap: u32 = 0, peerCap: u32 = 0;
 let offSvc: usize = 0, offRoute: usize = 0, offLocal: usize = 0, offPeer: usize = 0, offBe: usize = 0, offMg: usize = 0;
 let beArena: u32 = 0, mgArena: u32 = 0;
 let maglevScratch: usize = 0;   // u32 per backend: the Maglev "next" array
@@ -39,7 +43,7 @@ let maxBackendsPerService: u32 = 0;
 let generation: u32 = 0;
 
 export function genBytesNeeded(maxServices: u32, maxBackends: u32, maxRoutes: u32, maglevCells: u32): usize {
-  const sc = pow2AtLeast(maxServices * 2), rc = pow2AtLeast(maxRoutes * 2 + 2), pc = rc;
+  const sc = pow2AtLeast(maxServices * 2) * 2, rc = pow2AtLeast(maxRoutes * 2 + 2), pc = rc;
   // size classes round up to a power of two: twice the exact need covers the worst rounding
   const one = <usize>HDR + <usize>sc * SVC + <usize>rc * ROUTE + <usize>LOCAL_CAP * LOCAL + <usize>pc * PEER +
     <usize>maxBackends * BE * 2 + <usize>maglevCells * 2 * 2 + 64 * 6;
@@ -47,7 +51,8 @@ export function genBytesNeeded(maxServices: u32, maxBackends: u32, maxRoutes: u3
 }
 
 export function genInit(base: usize, maxServices: u32, maxBackends: u32, maxRoutes: u32, maglevCells: u32): usize {
-  svcCap = pow2AtLeast(maxServices * 2);
+  svcLimit = pow2AtLeast(maxServices * 2) >> 1;
+  svcCap = svcLimit << 2;
   routeCap = pow2AtLeast(maxRoutes * 2 + 2);
   peerCap = routeCap;
   beArena = maxBackends * BE * 2;
@@ -191,12 +196,15 @@ function svcFreeStorage(g: usize, e: usize): void {
 }
 
 function svcUpsert(g: usize, op: usize, size: u32): CommitResult {
-  // op: 8 addr16 | 24 port u16 | 26 proto u8 | 27 kind u8 | 28 id u32 | 32 select u8 | 33 flags u8 |
-  //     36 affinitySec u32 | 40 maglevSize u32 | 44 count u32 | 48 eligible u32 | 52 backends (20 bytes each)
-  if (size < 52) return CommitResult.BadOp;
+  // op: 8 addr16 | 24 port u16 | 26 proto u8 | 27 kind u8 | 28 id u32 | 32 select u8 | 33 flags u8 | 34 ranges u16 |
+  //     36 affinitySec u32 | 40 maglevSize u32 | 44 count u32 | 48 eligible u32 | 52 backends (20 bytes each) | ranges (20 bytes each)
+  if (size < OP_SERVICE_HEAD) return CommitResult.BadOp;
   const addr = op + 8, port = <u32>ld16(op + 24), proto = ld8(op + 26);
-  const n = load<u32>(op + 44), eligible = load<u32>(op + 48);
-  if (eligible > n || n > maxBackendsPerService || <u64>52 + <u64>n * 20 > <u64>size) return CommitResult.BadOp;
+  const n = load<u32>(op + 44), eligible = load<u32>(op + 48), ranges = <u32>load<u16>(op + OP_SERVICE_RANGES);
+  if (eligible > n || <u64>n + <u64>ranges > <u64>maxBackendsPerService ||
+      <u64>OP_SERVICE_HEAD + <u64>n * OP_BACKEND_SIZE + <u64>ranges * OP_RANGE_SIZE > <u64>size) return CommitResult.BadOp;
+  const rangesAt = op + OP_SERVICE_HEAD + <usize>n * OP_BACKEND_SIZE;
+  for (let i: u32 = 0; i < ranges; i++) if (ld8(rangesAt + <usize>i * OP_RANGE_SIZE + 16) > 128) return CommitResult.BadOp;
   // A Maglev permutation covers every cell only when the size is prime; any other size can leave a
   // backend with no free cell on its cycle, and the fill would never end.
   const askedSize = load<u32>(op + 40);
@@ -205,7 +213,8 @@ function svcUpsert(g: usize, op: usize, size: u32): CommitResult {
   if (e != 0) {
     svcFreeStorage(g, e);
   } else {
-    if (load<u32>(g + H_SVC_COUNT) * 2 >= svcCap) return CommitResult.ServicesFull;
+    const countAt = g + countFieldOf(port, proto);
+    if (load<u32>(countAt) >= svcLimit) return CommitResult.ServicesFull;
     const h = svcHash(addr, port, proto), mask = svcCap - 1;
     let b = h & mask;
     while (load<u8>(g + offSvc + <usize>b * SVC + S_USED) != 0) b = (b + 1) & mask;
@@ -215,7 +224,7 @@ function svcUpsert(g: usize, op: usize, size: u32): CommitResult {
     store<u8>(e + S_PROTO, <u8>proto);
     store<u8>(e + S_USED, 1);
     store<u32>(e + S_HASH, h);
-    store<u32>(g + H_SVC_COUNT, load<u32>(g + H_SVC_COUNT) + 1);
+    store<u32>(countAt, load<u32>(countAt) + 1);
   }
   store<u8>(e + S_KIND, load<u8>(op + 27));
   store<u32>(e + S_ID, load<u32>(op + 28));
@@ -226,17 +235,22 @@ function svcUpsert(g: usize, op: usize, size: u32): CommitResult {
   store<u32>(e + S_ELIGIBLE, eligible);
   store<u32>(e + S_BACKENDS, 0); store<u32>(e + S_BE_BYTES, 0);
   store<u32>(e + S_MAGLEV, 0); store<u32>(e + S_MG_BYTES, 0); store<u32>(e + S_MAGLEV_SIZE, 0);
-  if (n > 0) {
-    const bytes = n * BE;
+  if (n + ranges > 0) {
+    const bytes = (n + ranges) * BE;
     const off = arenaAlloc(g, bytes, H_BE_BUMP, H_BE_FREE, offBe, beArena);
     if (off == 0) { svcDeleteEntry(g, e); return CommitResult.BackendsFull; }
     store<u32>(e + S_BACKENDS, off); store<u32>(e + S_BE_BYTES, bytes);
     const bl = g + <usize>off - 1;
     for (let i: u32 = 0; i < n; i++) {
-      const src = op + 52 + <usize>i * 20, dst = bl + <usize>i * BE;
+      const src = op + OP_SERVICE_HEAD + <usize>i * OP_BACKEND_SIZE, dst = bl + <usize>i * BE;
       addrCopy(dst + B_ADDR, src);
       store<u16>(dst + B_PORT, <u16>ld16(src + 16));
       store<u16>(dst + B_PORT + 2, <u16>ld16(src + 18));
+    }
+    for (let i: u32 = 0; i < ranges; i++) {
+      const src = rangesAt + <usize>i * OP_RANGE_SIZE, dst = bl + <usize>(n + i) * BE;
+      addrCopy(dst + B_ADDR, src);
+      store<u8>(dst + B_RANGE_LEN, <u8>ld8(src + 16));
     }
   }
   if (load<u8>(op + 32) == <u8>Select.Maglev && eligible > 0) {
@@ -250,15 +264,39 @@ function svcUpsert(g: usize, op: usize, size: u32): CommitResult {
 }
 
 function svcDeleteEntry(g: usize, e: usize): void {
+  const countAt = g + countFieldOf(<u32>load<u16>(e + S_PORT), <u32>load<u8>(e + S_PROTO));
   svcFreeStorage(g, e);
   svcRemoveSlot(g, e);
-  store<u32>(g + H_SVC_COUNT, load<u32>(g + H_SVC_COUNT) - 1);
+  store<u32>(countAt, load<u32>(countAt) - 1);
+}
+
+/** The header field that counts entries of this key: an echo marker (port 0, protocol 0) or a port entry. */
+@inline function countFieldOf(port: u32, proto: u32): usize {
+  return port == 0 && proto == 0 ? H_MARKER_COUNT : H_SVC_COUNT;
 }
 
 /** The address of backend i of entry e (in the generation that holds e). */
 @inline export function svcBackend(g: usize, e: usize, i: u32): usize {
   return g + <usize>load<u32>(e + S_BACKENDS) - 1 + <usize>i * BE;
 }
+/** The entry's source ranges: 0 when it takes every source. */
+@inline export function svcRangeCount(e: usize): u32 {
+  return load<u32>(e + S_BE_BYTES) / BE - load<u32>(e + S_COUNT);
+}
+
+/** May a new flow from `src` (16 bytes) use entry e: it has no source ranges, or one holds src.
+ *  O(ranges), and only for a new flow. */
+export function svcSourceAllowed(g: usize, e: usize, src: usize): bool {
+  const r = svcRangeCount(e);
+  if (r == 0) return true;
+  const first = svcBackend(g, e, load<u32>(e + S_COUNT));
+  for (let i: u32 = 0; i < r; i++) {
+    const range = first + <usize>i * BE;
+    if (addrInPrefix(src, range + B_ADDR, <u32>load<u8>(range + B_RANGE_LEN))) return true;
+  }
+  return false;
+}
+
 /** Maglev cell for hash h: the index of the chosen eligible backend. */
 @inline export function svcMaglevPick(g: usize, e: usize, h: u32): u32 {
   const m = load<u32>(e + S_MAGLEV_SIZE);
@@ -470,7 +508,9 @@ export function genCommit(ops: usize, bytes: u32): CommitResult {
   return CommitResult.Ok;
 }
 
+/** Port entries (echo markers not counted: genMarkerCount). */
 export function genServiceCount(): u32 { return load<u32>(activeGen() + H_SVC_COUNT); }
+export function genMarkerCount(): u32 { return load<u32>(activeGen() + H_MARKER_COUNT); }
 export function genRouteCount(): u32 { return load<u32>(activeGen() + H_ROUTE_COUNT); }
 export function genSvcTable(): usize { return activeGen() + offSvc; }
 export function genSvcCap(): u32 { return svcCap; }
@@ -490,6 +530,6 @@ export function genCheck(): u32 {
     if (svcFind(g, e + S_ADDR, <u32>load<u16>(e + S_PORT), <u32>load<u8>(e + S_PROTO)) != e) return 11;
     if (load<u32>(e + S_ELIGIBLE) > load<u32>(e + S_COUNT)) return 12;
   }
-  if (n != load<u32>(g + H_SVC_COUNT)) return 13;
+  if (n != load<u32>(g + H_SVC_COUNT) + load<u32>(g + H_MARKER_COUNT)) return 13;
   return 0;
 }

@@ -33,6 +33,10 @@ const LABEL_RULE = "a name is lowercase letters, digits and '-', at most 63, sta
 const Label = z.string(rule(LABEL_RULE)).refine((s) => LABEL.test(s), rule(LABEL_RULE));
 const NODE_NAME_RULE = "a node name is a DNS subdomain (lowercase letters, digits, '-' and '.')";
 const NodeName = z.string(rule(NODE_NAME_RULE)).refine((s) => SUBDOMAIN.test(s), rule(NODE_NAME_RULE));
+// A label value (topology.kubernetes.io/zone): at most 63 of letters, digits, '-', '_' and '.', alphanumeric at the ends.
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$/;
+const ZONE_RULE = "a zone is a label value: at most 63 letters, digits, '-', '_' and '.', starting and ending alphanumeric";
+const Zone = z.string(rule(ZONE_RULE)).refine((s) => LABEL_VALUE.test(s), rule(ZONE_RULE));
 
 const ipOf = (family: Family | undefined, hint: string) =>
   z.string(rule(hint)).superRefine((s, ctx) => {
@@ -57,6 +61,12 @@ const cidrOf = (family: Family, example: string) =>
   });
 export const Cidr4Schema = cidrOf(4, "10.244.1.0/24");
 export const Cidr6Schema = cidrOf(6, "fd00:10:244:1::/64");
+const CIDR_RULE = "expected a CIDR like 203.0.113.0/24 or 2001:db8::/64";
+export const CidrSchema = z.string(rule(CIDR_RULE)).superRefine((s, ctx) => {
+  const c = parseCidr(s);
+  if (!c) ctx.addIssue({ code: "custom", message: `is ${describe(s)}; ${CIDR_RULE}` });
+  else if (c.hostBitsSet) ctx.addIssue({ code: "custom", message: `is ${describe(s)}, which has bits set after the prefix; write ${formatCidr(c)}` });
+});
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 const MAC_RULE = "expected a unicast MAC like 02:0a:63:00:02:01";
@@ -85,6 +95,8 @@ export const NodeSchema = obj({
   underlayMTU: int(576, 65535, "an MTU is 576-65535").default(1500),
   nodeAddresses: list(IpSchema, "addresses").optional(),
   vtepMAC: MacSchema.optional(),
+  /** This node's topology.kubernetes.io/zone: endpoints hinted for it are preferred (hints.forZones). */
+  zone: Zone.optional(),
 }, "node settings (name, underlayIP, podCIDR, ...)");
 
 export const PeerNodeSchema = obj({
@@ -98,7 +110,7 @@ export const PeerNodeSchema = obj({
 export const ServicePortSchema = obj({
   name: Label.optional(),
   port: PortSchema,
-  protocol: oneOf(["TCP", "UDP"]).default("TCP"),
+  protocol: oneOf(["TCP", "UDP", "SCTP"]).default("TCP"),
   targetPort: PortSchema.optional(),
   nodePort: NodePortSchema.optional(),
 }, "port settings (name, port, protocol, targetPort, nodePort)");
@@ -110,7 +122,12 @@ export const BackendSchema = obj({
   serving: Bool.optional(),
   terminating: Bool.default(false),
   nodeName: NodeName.optional(),
-}, "backend settings (ip, port, ready, serving, terminating, nodeName)");
+  /** An EndpointSlice endpoint's hints (discovery.k8s.io/v1): the zones and nodes it is meant for. */
+  hints: obj({
+    forZones: list(Zone, "zones").default([]),
+    forNodes: list(NodeName, "node names").default([]),
+  }, "hints (forZones, forNodes)").optional(),
+}, "backend settings (ip, port, ready, serving, terminating, nodeName, hints)");
 
 const CLUSTER_IP_RULE = 'expected an IPv4 or IPv6 address, or "None" for a headless service';
 const ClusterIpSchema = z.string(rule(CLUSTER_IP_RULE)).refine((s) => s === "None" || parseIp(s) !== undefined, rule(CLUSTER_IP_RULE));
@@ -125,6 +142,8 @@ export const ServiceSchema = obj({
   externalName: z.string(rule("expected a DNS name")).optional(),
   externalIPs: list(IpSchema, "addresses").default([]),
   loadBalancerIPs: list(IpSchema, "addresses").default([]),
+  /** Sources new connections to the LoadBalancer IPs may come from (none: any). */
+  loadBalancerSourceRanges: list(CidrSchema, "CIDRs").default([]),
   ports: list(ServicePortSchema, "ports").default([]),
   sessionAffinity: oneOf(["None", "ClientIP"]).default("None"),
   sessionAffinityConfig: obj({
@@ -173,7 +192,7 @@ export type PeerNodeInput = z.output<typeof PeerNodeSchema>;
 
 // ─── the validated config (output of validateConfig) ───
 
-export type Protocol = "TCP" | "UDP";
+export type Protocol = "TCP" | "UDP" | "SCTP";
 export type TrafficPolicy = "Cluster" | "Local";
 
 export interface NodeConfig {
@@ -185,6 +204,8 @@ export interface NodeConfig {
   /** Addresses NodePorts answer on; defaults to [underlayIP]. */
   nodeAddresses: string[];
   vtepMAC?: string;
+  /** topology.kubernetes.io/zone of this node. */
+  zone?: string;
 }
 
 export interface PeerNodeConfig {
@@ -212,6 +233,13 @@ export interface BackendConfig {
   serving: boolean;
   terminating: boolean;
   nodeName?: string;
+  /**
+   * Topology hints, as an EndpointSlice's endpoint carries them: the zones (hints.forZones) and nodes
+   * (hints.forNodes) whose traffic it should take. The EndpointSlice controller sets them for
+   * spec.trafficDistribution (PreferClose / PreferSameZone: zones; PreferSameNode: nodes) and for
+   * the service.kubernetes.io/topology-mode annotation; kube-proxy goes by the hints alone.
+   */
+  hints?: { forZones: string[]; forNodes: string[] };
 }
 
 export interface ServiceConfig {
@@ -223,6 +251,12 @@ export interface ServiceConfig {
   clusterIPs: string[];
   externalIPs: string[];
   loadBalancerIPs: string[];
+  /**
+   * spec.loadBalancerSourceRanges: a new connection to a LoadBalancer IP from a source outside these
+   * prefixes is dropped, as kube-proxy's firewall does; empty: every source. Each family's IPs use the
+   * ranges of their family (an IPv6 IP with only IPv4 ranges takes every source, as in kube-proxy).
+   */
+  loadBalancerSourceRanges: string[];
   ports: ServicePortConfig[];
   sessionAffinity: "None" | "ClientIP";
   affinityTimeoutSec: number;

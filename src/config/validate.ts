@@ -160,6 +160,7 @@ function normalizeService(s: ServiceInput, at: string, problems: Problem[]): Ser
     clusterIPs,
     externalIPs: s.externalIPs,
     loadBalancerIPs: s.loadBalancerIPs,
+    loadBalancerSourceRanges: s.loadBalancerSourceRanges,
     ports: s.ports,
     sessionAffinity: s.sessionAffinity,
     affinityTimeoutSec: s.sessionAffinityConfig?.clientIP.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT_SEC,
@@ -310,6 +311,9 @@ class CrossCheck {
       });
       if (s.loadBalancerIPs.length > 0 && s.type !== "LoadBalancer") {
         this.problem(`${at}.loadBalancerIPs`, `is set on a ${s.type} service; loadBalancerIPs apply to type LoadBalancer`);
+      }
+      if (s.loadBalancerSourceRanges.length > 0 && s.type !== "LoadBalancer") {
+        this.problem(`${at}.loadBalancerSourceRanges`, `is set on a ${s.type} service; loadBalancerSourceRanges apply to type LoadBalancer`);
       }
       if (s.externalTrafficPolicy === "Local" && s.type === "ClusterIP" && s.externalIPs.length === 0) {
         this.problem(`${at}.externalTrafficPolicy`, 'is "Local" on a ClusterIP service without externalIPs; it applies to NodePort, LoadBalancer and externalIPs');

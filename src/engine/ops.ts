@@ -3,31 +3,34 @@
 //
 // ╒═══ every op: 8-byte header, then fields ═══╕
 // Byte order, as assembly/table/generation.ts reads it: addresses and the u16 port and weight fields in
-// network order (the core reads them with ld16, a byte swap); u32 fields and nodeId little-endian.
+// network order (the core reads them with ld16, a byte swap); u32 fields, nodeId and ranges little-endian.
 //  0 u8  code      Op.*
 //  1 u8  0
 //  2 u16 0
 //  4 u32 size      bytes of the whole op, header included, a multiple of 4
-// ├─ UpsertService (52 + 20 × count)
+// ├─ UpsertService (52 + 20 × count + 20 × ranges; abi.ts OP_SERVICE_HEAD, OP_BACKEND_SIZE, OP_RANGE_SIZE)
 //  8 addr16 key address (IPv4 as ::ffff:a.b.c.d; a NodePort is all zero, the core's ANY_ADDR, with ANY_LOCAL_ADDR)
 // 24 u16 port (network order)   26 u8 proto (6 TCP, 17 UDP)   27 u8 kind ServiceKind.*
-// 28 u32 id        32 u8 select Select.*   33 u8 flags ServiceFlag.*   34 u16 0
+// 28 u32 id        32 u8 select Select.*   33 u8 flags ServiceFlag.*   34 u16 ranges (OP_SERVICE_RANGES)
 // 36 u32 affinitySec   40 u32 maglevSize (0: the core picks a prime ≥ 100 × eligible)   44 u32 count   48 u32 eligible
 // 52 count × { addr16 | u16 port | u16 weight } (network order): the first `eligible` take new flows
-// ├─ DeleteService (28):   8 addr16 | 24 u16 port (network order) | 26 u8 proto | 27 u8 0
+//    then ranges × { addr16 | u8 len (of 128) | u8 0 | u16 0 }: the sources new flows may come from (none: any)
+//    An echo marker (Model.vips) is an UpsertService of the VIP with port 0, proto 0 and every other field 0.
+// ├─ DeleteService (28):   8 addr16 | 24 u16 port (network order) | 26 u8 proto | 27 u8 0 (port 0, proto 0: the echo marker)
 // ├─ UpsertRoute (40):     8 prefix16 | 24 u8 len (of 128) | 25 u8 kind | 26 u16 nodeId (LE) | 28 u32 underlay IPv4 (LE u32 of a<<24|b<<16|c<<8|d) | 32 mac6 | 38 u16 0
 // ├─ DeleteRoute (28):     8 prefix16 | 24 u8 len | 25 u8 0 | 26 u16 0
 // ├─ AddLocalAddr, DeleteLocalAddr (24): 8 addr16
 // └─ Clear, End (8): the header alone
 
-import { Op } from "./abi.js";
+import { Op, OP_BACKEND_SIZE, OP_RANGE_SIZE, OP_SERVICE_HEAD, OP_SERVICE_RANGES } from "./abi.js";
 import { fullDelta, PROTO, type Model, type ModelDelta, type Route, type ServiceEntry, type ServiceKey } from "../model/model.js";
 import { formatIp, formatMac, parseIp, readAddr16, u32ToIpv4, type Ip } from "../model/addr.js";
 
 const HEADER = 8;
 export const OP_SIZE = {
-  serviceBase: 52,
-  backend: 20,
+  serviceBase: OP_SERVICE_HEAD,
+  backend: OP_BACKEND_SIZE,
+  range: OP_RANGE_SIZE,
   deleteService: 28,
   upsertRoute: 40,
   deleteRoute: 28,
@@ -47,8 +50,9 @@ export function measureOps(delta: ModelDelta, options: EncodeOptions = {}): numb
   n += delta.deleteServices.length * OP_SIZE.deleteService;
   n += delta.deleteRoutes.length * OP_SIZE.deleteRoute;
   n += (delta.deleteLocalAddrs.length + delta.addLocalAddrs.length) * OP_SIZE.localAddr;
+  n += delta.deleteVips.length * OP_SIZE.deleteService + delta.addVips.length * OP_SIZE.serviceBase;
   n += delta.upsertRoutes.length * OP_SIZE.upsertRoute;
-  for (const e of delta.upsertServices) n += OP_SIZE.serviceBase + e.backends.length * OP_SIZE.backend;
+  for (const e of delta.upsertServices) n += serviceOpSize(e);
   return n + (options.end === false ? 0 : OP_SIZE.end);
 }
 
@@ -82,6 +86,12 @@ export function encodeOps(delta: ModelDelta, out: Uint8Array | DataView, offset:
     dv.setUint8(p + 27, 0);
     p += OP_SIZE.deleteService;
   }
+  for (const a of delta.deleteVips) {
+    header(Op.DeleteService, OP_SIZE.deleteService);
+    writeAddrText(bytes, p + 8, a);
+    dv.setUint32(p + 24, 0, true); // port 0, proto 0: the echo marker
+    p += OP_SIZE.deleteService;
+  }
   for (const r of delta.deleteRoutes) {
     header(Op.DeleteRoute, OP_SIZE.deleteRoute);
     bytes.set(r.prefix16, p + 8);
@@ -104,6 +114,12 @@ export function encodeOps(delta: ModelDelta, out: Uint8Array | DataView, offset:
     p += OP_SIZE.upsertRoute;
   }
   for (const e of delta.upsertServices) p += writeService(bytes, dv, p, e);
+  for (const a of delta.addVips) {
+    header(Op.UpsertService, OP_SIZE.serviceBase);
+    writeAddrText(bytes, p + 8, a);
+    for (let at = p + 24; at < p + OP_SIZE.serviceBase; at += 4) dv.setUint32(at, 0, true); // port 0, proto 0, no backends
+    p += OP_SIZE.serviceBase;
+  }
   if (options.end !== false) {
     header(Op.End, OP_SIZE.end);
     p += OP_SIZE.end;
@@ -134,8 +150,12 @@ function writeKey(bytes: Uint8Array, dv: DataView, p: number, k: ServiceKey): vo
   dv.setUint8(p + 26, protoNumber(k.protocol));
 }
 
+function serviceOpSize(e: ServiceEntry): number {
+  return OP_SIZE.serviceBase + e.backends.length * OP_SIZE.backend + e.sourceRanges.length * OP_SIZE.range;
+}
+
 function writeService(bytes: Uint8Array, dv: DataView, p: number, e: ServiceEntry): number {
-  const size = OP_SIZE.serviceBase + e.backends.length * OP_SIZE.backend;
+  const size = serviceOpSize(e);
   dv.setUint32(p, Op.UpsertService, true);
   dv.setUint32(p + 4, size, true);
   writeKey(bytes, dv, p, e);
@@ -143,7 +163,7 @@ function writeService(bytes: Uint8Array, dv: DataView, p: number, e: ServiceEntr
   dv.setUint32(p + 28, e.id, true);
   dv.setUint8(p + 32, e.select);
   dv.setUint8(p + 33, e.flags);
-  dv.setUint16(p + 34, 0, true);
+  dv.setUint16(p + OP_SERVICE_RANGES, e.sourceRanges.length, true);
   dv.setUint32(p + 36, e.affinitySec, true);
   dv.setUint32(p + 40, e.maglevSize, true);
   dv.setUint32(p + 44, e.backends.length, true);
@@ -154,6 +174,11 @@ function writeService(bytes: Uint8Array, dv: DataView, p: number, e: ServiceEntr
     dv.setUint16(b + 16, be.port, false);
     dv.setUint16(b + 18, be.weight, false);
     b += OP_SIZE.backend;
+  }
+  for (const r of e.sourceRanges) {
+    bytes.set(r.prefix16, b);
+    dv.setUint32(b + 16, r.prefixLen128, true); // len u8, then the zero u8 and u16
+    b += OP_SIZE.range;
   }
   return size;
 }
@@ -177,6 +202,8 @@ export type DecodedOp =
     op: Op.UpsertService; size: number; addr: string; port: number; proto: number; kind: number; id: number;
     select: number; flags: number; affinitySec: number; maglevSize: number; count: number; eligible: number;
     backends: Array<{ addr: string; port: number; weight: number }>;
+    /** Source ranges as `addr/len of 128`. */
+    ranges: string[];
   }
   | { op: Op.DeleteService; size: number; addr: string; port: number; proto: number }
   | { op: Op.UpsertRoute; size: number; prefix: string; prefixLen128: number; kind: number; nodeId: number; underlay: string; vtepMac: string }
@@ -208,18 +235,22 @@ export function decodeOps(bytes: Uint8Array): DecodedOp[] {
         ops.push({ op: Op.Clear, size });
         break;
       case Op.UpsertService: {
-        const count = dv.getUint32(p + 44, true);
-        want(OP_SIZE.serviceBase + count * OP_SIZE.backend);
-        if (dv.getUint16(p + 34, true) !== 0) fail("reserved bytes 34-35 are not zero");
-        const backends = [];
-        for (let i = 0, b = p + OP_SIZE.serviceBase; i < count; i++, b += OP_SIZE.backend) {
+        const count = dv.getUint32(p + 44, true), nRanges = dv.getUint16(p + OP_SERVICE_RANGES, true);
+        want(OP_SIZE.serviceBase + count * OP_SIZE.backend + nRanges * OP_SIZE.range);
+        const backends = [], ranges = [];
+        let b = p + OP_SIZE.serviceBase;
+        for (let i = 0; i < count; i++, b += OP_SIZE.backend) {
           backends.push({ addr: addr(b), port: dv.getUint16(b + 16, false), weight: dv.getUint16(b + 18, false) });
+        }
+        for (let i = 0; i < nRanges; i++, b += OP_SIZE.range) {
+          if (dv.getUint8(b + 17) !== 0 || dv.getUint16(b + 18, true) !== 0) fail(`reserved bytes of range ${i} are not zero`);
+          ranges.push(`${addr(b)}/${dv.getUint8(b + 16)}`);
         }
         ops.push({
           op: Op.UpsertService, size, addr: addr(p + 8), port: dv.getUint16(p + 24, false), proto: dv.getUint8(p + 26),
           kind: dv.getUint8(p + 27), id: dv.getUint32(p + 28, true), select: dv.getUint8(p + 32), flags: dv.getUint8(p + 33),
           affinitySec: dv.getUint32(p + 36, true), maglevSize: dv.getUint32(p + 40, true), count,
-          eligible: dv.getUint32(p + 48, true), backends,
+          eligible: dv.getUint32(p + 48, true), backends, ranges,
         });
         break;
       }

@@ -11,16 +11,42 @@
 //   a not-ready terminating endpoint of a controller too old to set serving);
 // - an endpoint that appears in several slices of one service counts once;
 // - headless (clusterIP None) and ExternalName services programme nothing;
-// - LoadBalancer ingress IPs with ipMode "Proxy" are left to the load balancer (kube-proxy ≥ 1.30).
+// - TCP, UDP and SCTP ports are served (the engine tracks SCTP as UDP and patches its CRC32c);
+// - LoadBalancer ingress IPs with ipMode "Proxy" are left to the load balancer (kube-proxy ≥ 1.30);
+// - an endpoint's hints.forZones and hints.forNodes pass on as they are, and a Node's zone is its
+//   topology.kubernetes.io/zone label: the model applies them as pkg/proxy/topology.go does.
+// A peer's overlay follows flannel's kube subnet manager (pkg/subnet/kube): a Node annotated with
+// flannel.alpha.coreos.com/backend-data {"VNI":1,"VtepMAC":"aa:bb:..."} is reached at that VTEP MAC
+// and at its flannel.alpha.coreos.com/public-ip (the address its VXLAN device sends from); a Node
+// without them at its InternalIP and the MAC derived from it, as before.
 
 import type { BackendConfig, PeerNodeConfig, Problem, Protocol, ServiceConfig, ServicePortConfig, TrafficPolicy } from "../config/schema.js";
 import { DEFAULT_AFFINITY_TIMEOUT_SEC } from "../config/schema.js";
-import { cidrContains, formatCidr, formatIp, parseCidr, parseIp, type Cidr, type Family } from "../model/addr.js";
+import { cidrContains, formatCidr, formatIp, parseCidr, parseIp, parseMac, type Cidr, type Family } from "../model/addr.js";
 
 /** The label that ties an EndpointSlice to its Service (discovery.k8s.io/v1). */
 export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
 /** Cluster Autoscaler's taint on a node it is about to delete (kube-proxy's healthz turns 503). */
 export const TO_BE_DELETED_TAINT = "ToBeDeletedByClusterAutoscaler";
+/** The well-known label of a Node's zone (v1.LabelTopologyZone). */
+export const ZONE_LABEL = "topology.kubernetes.io/zone";
+/** flannel's Node annotations (its default prefix flannel.alpha.coreos.com). */
+export const FLANNEL = {
+  backendData: "flannel.alpha.coreos.com/backend-data",
+  backendType: "flannel.alpha.coreos.com/backend-type",
+  publicIP: "flannel.alpha.coreos.com/public-ip",
+  kubeSubnetManager: "flannel.alpha.coreos.com/kube-subnet-manager",
+} as const;
+
+/** What a Node's flannel annotations say about its VXLAN endpoint. */
+export interface FlannelVtep {
+  /** backend-data's VtepMAC, lowercase. */
+  vtepMAC?: string;
+  /** backend-data's VNI. */
+  vni?: number;
+  /** public-ip: the underlay address its VXLAN device sends from. */
+  publicIP?: string;
+}
 
 /** What the converter needs to know about this node's settings. */
 export interface ConvertContext {
@@ -31,7 +57,7 @@ export interface ConvertContext {
 /** A Service, converted: everything but the backends, which come from its slices. */
 export type KubeService = Omit<ServiceConfig, "backends"> & {
   key: string;
-  /** Things skipped on purpose (SCTP ports, an unconfigured family), for the log. */
+  /** Things skipped on purpose (an unconfigured family, an ingress IP in ipMode Proxy), for the log. */
   notes: string[];
 };
 
@@ -41,6 +67,8 @@ export interface SliceEndpoint {
   serving: boolean;
   terminating: boolean;
   nodeName?: string;
+  /** hints.forZones[].name and hints.forNodes[].name; absent without hints. */
+  hints?: { forZones: string[]; forNodes: string[] };
 }
 
 /** An EndpointSlice, converted. */
@@ -68,6 +96,14 @@ export interface KubeNode {
   podCIDRv6?: string;
   /** Not being deleted and not tainted ToBeDeletedByClusterAutoscaler (kube-proxy's nodeEligible). */
   eligible: boolean;
+  /** The topology.kubernetes.io/zone label. */
+  zone?: string;
+  /** Its flannel annotations (backend type vxlan), when it has any. */
+  flannel?: FlannelVtep;
+  /** The flannel annotations as they are (FLANNEL keys present), to tell whether publishing would change them. */
+  flannelAnnotations: Record<string, string>;
+  /** Annotations that could not be used, for the log (the Node itself is fine). */
+  notes: string[];
 }
 
 export type Converted<T> = { ok: T } | { problems: Problem[] };
@@ -154,10 +190,10 @@ function identify(kind: string, raw: unknown, namespaced: boolean): { r: Reader;
 
 const PROTOCOLS = new Set(["TCP", "UDP", "SCTP"]);
 
-function protocolOf(r: Reader, v: unknown, path: string): Protocol | "SCTP" | undefined {
+function protocolOf(r: Reader, v: unknown, path: string): Protocol | undefined {
   if (v === undefined || v === null) return "TCP"; // the API's default
   if (typeof v !== "string" || !PROTOCOLS.has(v)) { r.problem(path, `is ${describe(v)}; expected TCP, UDP or SCTP`); return undefined; }
-  return v as Protocol | "SCTP";
+  return v as Protocol;
 }
 
 // ─── Service ───
@@ -182,7 +218,8 @@ export function convertService(raw: unknown, ctx: ConvertContext): Converted<Kub
   const clusterIpRaw = ipTexts.length > 0 ? ipTexts : spec["clusterIP"] !== undefined && spec["clusterIP"] !== null && spec["clusterIP"] !== "" ? [spec["clusterIP"]] : [];
   const headless = clusterIpRaw.includes("None");
   const base = {
-    key, namespace, name, type, clusterIPs: [] as string[], externalIPs: [] as string[], loadBalancerIPs: [] as string[], ports: [] as ServicePortConfig[],
+    key, namespace, name, type, clusterIPs: [] as string[], externalIPs: [] as string[], loadBalancerIPs: [] as string[],
+    loadBalancerSourceRanges: [] as string[], ports: [] as ServicePortConfig[],
     sessionAffinity: "None" as const, affinityTimeoutSec: DEFAULT_AFFINITY_TIMEOUT_SEC, externalTrafficPolicy: "Cluster" as const, internalTrafficPolicy: "Cluster" as const,
   };
   if (type === "ExternalName" || headless) {
@@ -231,6 +268,20 @@ export function convertService(raw: unknown, ctx: ConvertContext): Converted<Kub
     });
   }
 
+  // spec.loadBalancerSourceRanges, only for type LoadBalancer (the API refuses it on others): kube-proxy
+  // parses each with ParseCIDRSloppy, so host bits are cleared, not refused.
+  const loadBalancerSourceRanges: string[] = [];
+  if (type === "LoadBalancer") {
+    r.list(spec["loadBalancerSourceRanges"], "spec.loadBalancerSourceRanges").forEach((x, i) => {
+      const at = `spec.loadBalancerSourceRanges[${i}]`;
+      const t = r.str(x, at, true);
+      const c = t === undefined ? undefined : parseCidr(t.trim());
+      if (t !== undefined && !c) { r.problem(at, `is ${describe(t)}; expected a CIDR like 203.0.113.0/24`); return; }
+      if (!c) return;
+      if (!loadBalancerSourceRanges.includes(formatCidr(c))) loadBalancerSourceRanges.push(formatCidr(c));
+    });
+  }
+
   const ports: ServicePortConfig[] = [];
   const portList = r.list(spec["ports"], "spec.ports");
   if (portList.length === 0) r.problem("spec.ports", "is empty; a service that is not headless needs at least one port");
@@ -246,7 +297,6 @@ export function convertService(raw: unknown, ctx: ConvertContext): Converted<Kub
       nodePort = r.int(p["nodePort"], `${at}.nodePort`, 1, 65535, "a nodePort is 1-65535");
     }
     if (port === undefined || protocol === undefined) return;
-    if (protocol === "SCTP") { notes.push(`${at} (${port}/SCTP) skipped: the engine serves TCP and UDP`); return; }
     ports.push({ ...(portName !== undefined && { name: portName }), port, protocol, ...(nodePort !== undefined && { nodePort }) });
   });
 
@@ -278,7 +328,7 @@ export function convertService(raw: unknown, ctx: ConvertContext): Converted<Kub
   if (r.problems.length) return { problems: r.problems };
   return {
     ok: {
-      ...base, ignored: clusterIPs.length === 0, clusterIPs, externalIPs, loadBalancerIPs, ports,
+      ...base, ignored: clusterIPs.length === 0, clusterIPs, externalIPs, loadBalancerIPs, loadBalancerSourceRanges, ports,
       sessionAffinity, affinityTimeoutSec, externalTrafficPolicy, internalTrafficPolicy, notes,
       ...(healthCheckNodePort !== undefined && { healthCheckNodePort }),
     },
@@ -310,7 +360,7 @@ export function convertEndpointSlice(raw: unknown): Converted<KubeSlice> | { ign
     const port = r.int(p["port"], `ports[${i}].port`, 1, 65535, "a port is 1-65535");
     const protocol = protocolOf(r, p["protocol"], `ports[${i}].protocol`);
     const pname = r.str(p["name"], `ports[${i}].name`) ?? "";
-    if (port !== undefined && protocol !== undefined && protocol !== "SCTP") ports.push({ name: pname, protocol, port });
+    if (port !== undefined && protocol !== undefined) ports.push({ name: pname, protocol, port });
   });
 
   const endpoints: SliceEndpoint[] = [];
@@ -326,9 +376,10 @@ export function convertEndpointSlice(raw: unknown): Converted<KubeSlice> | { ign
     const serving = r.bool(cond["serving"], `endpoints[${i}].conditions.serving`, true);
     const terminating = r.bool(cond["terminating"], `endpoints[${i}].conditions.terminating`, false);
     const nodeName = r.str(ep["nodeName"], `endpoints[${i}].nodeName`);
+    const hints = hintsOf(r, ep["hints"], `endpoints[${i}].hints`);
     if (!ip) return;
     if (ip.family !== family) { r.problem(`endpoints[${i}].addresses[0]`, `is ${describe(ip.text)}, an IPv${ip.family} address in an ${at} slice`); return; }
-    endpoints.push({ ip: ip.text, ready, serving, terminating, ...(nodeName !== undefined && { nodeName }) });
+    endpoints.push({ ip: ip.text, ready, serving, terminating, ...(nodeName !== undefined && { nodeName }), ...(hints && { hints }) });
   });
 
   if (r.problems.length) return { problems: r.problems };
@@ -338,6 +389,23 @@ export function convertEndpointSlice(raw: unknown): Converted<KubeSlice> | { ign
   return {
     ok: { key: `${namespace}/${name}`, service: `${namespace}/${svc}`, family, ports, endpoints, ...(Number.isFinite(triggerMs) && { triggerMs }) },
   };
+}
+
+/** An endpoint's hints: {forZones: [{name}], forNodes: [{name}]}; undefined when it has none. */
+function hintsOf(r: Reader, v: unknown, path: string): SliceEndpoint["hints"] {
+  const h = r.obj(v, path);
+  if (!h) return undefined;
+  const names = (key: "forZones" | "forNodes"): string[] => {
+    const out: string[] = [];
+    r.list(h[key], `${path}.${key}`).forEach((x, i) => {
+      const o = r.obj(x, `${path}.${key}[${i}]`, true);
+      const name = o && r.str(o["name"], `${path}.${key}[${i}].name`, true);
+      if (name !== undefined && !out.includes(name)) out.push(name);
+    });
+    return out;
+  };
+  const forZones = names("forZones"), forNodes = names("forNodes");
+  return forZones.length + forNodes.length > 0 ? { forZones, forNodes } : undefined;
 }
 
 // ─── Node ───
@@ -377,22 +445,64 @@ export function convertNode(raw: unknown): Converted<KubeNode> {
 
   let eligible = meta["deletionTimestamp"] === undefined || meta["deletionTimestamp"] === null;
   for (const t of r.list(spec["taints"], "spec.taints")) if (isObj(t) && t["key"] === TO_BE_DELETED_TAINT) eligible = false;
+  const labels = r.obj(meta["labels"], "metadata.labels");
+  const zone = labels && r.str(labels[ZONE_LABEL], `metadata.labels["${ZONE_LABEL}"]`);
+  const notes: string[] = [];
+  const annotations = isObj(meta["annotations"]) ? meta["annotations"] : {};
+  const flannel = flannelVtepOf(annotations, notes);
+  const flannelAnnotations: Record<string, string> = {};
+  for (const k of Object.values(FLANNEL)) if (typeof annotations[k] === "string") flannelAnnotations[k] = annotations[k];
 
   if (r.problems.length) return { problems: r.problems };
   return {
     ok: {
-      name, addresses, eligible,
+      name, addresses, eligible, notes, flannelAnnotations, ...(zone !== undefined && { zone }), ...(flannel && { flannel }),
       ...(internalIPv4 !== undefined && { internalIPv4 }), ...(internalIPv6 !== undefined && { internalIPv6 }),
       ...(podCIDR !== undefined && { podCIDR }), ...(podCIDRv6 !== undefined && { podCIDRv6 }),
     },
   };
 }
 
-/** Another node as the overlay needs it, or why it cannot be one yet. */
+/**
+ * A Node's flannel VXLAN endpoint from its annotations (flannel's backend/vxlan: backend-type
+ * "vxlan", backend-data {"VNI":n,"VtepMAC":"..."}, public-ip), or undefined without them. An
+ * annotation that cannot be used is left out with a note: the Node stays usable (its MAC is then
+ * derived, as for a Node that never ran flannel).
+ */
+export function flannelVtepOf(annotations: Record<string, unknown>, notes: string[]): FlannelVtep | undefined {
+  const type = annotations[FLANNEL.backendType], data = annotations[FLANNEL.backendData], pub = annotations[FLANNEL.publicIP];
+  if (type !== undefined && type !== "vxlan") {
+    if (data !== undefined) notes.push(`${FLANNEL.backendType} is ${describe(type)}, not vxlan: its backend-data names no VTEP`);
+    return undefined;
+  }
+  const out: FlannelVtep = {};
+  if (typeof data === "string" && data !== "" && data !== "null") {
+    let parsed: unknown;
+    try { parsed = JSON.parse(data); } catch { parsed = undefined; }
+    const mac = isObj(parsed) ? parsed["VtepMAC"] : undefined, vni = isObj(parsed) ? parsed["VNI"] : undefined;
+    const bytes = typeof mac === "string" ? parseMac(mac) : undefined;
+    if (bytes && (bytes[0]! & 1) === 0) out.vtepMAC = (mac as string).toLowerCase();
+    else notes.push(`${FLANNEL.backendData} is ${describe(data)}; expected {"VNI":1,"VtepMAC":"<unicast MAC>"}`);
+    if (typeof vni === "number" && Number.isInteger(vni) && vni >= 0 && vni <= 0xffffff) out.vni = vni;
+  }
+  if (typeof pub === "string") {
+    const ip = parseIp(pub);
+    if (ip?.family === 4) out.publicIP = formatIp(ip);
+    else notes.push(`${FLANNEL.publicIP} is ${describe(pub)}; expected an IPv4 address`);
+  }
+  return out.vtepMAC !== undefined || out.publicIP !== undefined ? out : undefined;
+}
+
+/** Another node as the overlay needs it, or why it cannot be one yet: its flannel VTEP when it
+ *  publishes one, else its first IPv4 InternalIP (and the MAC every wasp node derives from it). */
 export function peerOf(n: KubeNode): PeerNodeConfig | { skip: string } {
   if (n.podCIDR === undefined) return { skip: "has no IPv4 pod CIDR yet (spec.podCIDR)" };
-  if (n.internalIPv4 === undefined) return { skip: "has no IPv4 InternalIP in status.addresses" };
-  return { name: n.name, underlayIP: n.internalIPv4, podCIDR: n.podCIDR, ...(n.podCIDRv6 !== undefined && { podCIDRv6: n.podCIDRv6 }) };
+  const underlayIP = n.flannel?.publicIP ?? n.internalIPv4;
+  if (underlayIP === undefined) return { skip: "has no IPv4 InternalIP in status.addresses" };
+  return {
+    name: n.name, underlayIP, podCIDR: n.podCIDR, ...(n.podCIDRv6 !== undefined && { podCIDRv6: n.podCIDRv6 }),
+    ...(n.flannel?.vtepMAC !== undefined && { vtepMAC: n.flannel.vtepMAC }),
+  };
 }
 
 // ─── joining a Service with its slices ───
@@ -405,7 +515,8 @@ export function peerOf(n: KubeNode): PeerNodeConfig | { skip: string } {
 export function joinService(svc: KubeService, slices: Iterable<KubeSlice>): ServiceConfig[] {
   const common = {
     name: svc.name, namespace: svc.namespace, type: svc.type, clusterIPs: svc.clusterIPs, externalIPs: svc.externalIPs,
-    loadBalancerIPs: svc.loadBalancerIPs, sessionAffinity: svc.sessionAffinity, affinityTimeoutSec: svc.affinityTimeoutSec,
+    loadBalancerIPs: svc.loadBalancerIPs, loadBalancerSourceRanges: svc.loadBalancerSourceRanges,
+    sessionAffinity: svc.sessionAffinity, affinityTimeoutSec: svc.affinityTimeoutSec,
     externalTrafficPolicy: svc.externalTrafficPolicy, internalTrafficPolicy: svc.internalTrafficPolicy,
     ...(svc.healthCheckNodePort !== undefined && { healthCheckNodePort: svc.healthCheckNodePort }),
   };
@@ -421,7 +532,10 @@ export function joinService(svc: KubeService, slices: Iterable<KubeSlice>): Serv
         const k = `${e.ip}|${sp.port}`;
         if (seen.has(k)) continue;
         seen.add(k);
-        backends.push({ ip: e.ip, port: sp.port, ready: e.ready, serving: e.serving, terminating: e.terminating, ...(e.nodeName !== undefined && { nodeName: e.nodeName }) });
+        backends.push({
+          ip: e.ip, port: sp.port, ready: e.ready, serving: e.serving, terminating: e.terminating,
+          ...(e.nodeName !== undefined && { nodeName: e.nodeName }), ...(e.hints && { hints: e.hints }),
+        });
       }
     }
     return { ...common, ignored: false, ports: [p], backends };

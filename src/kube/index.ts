@@ -4,7 +4,8 @@ export {
   type KubeNodeSettings, type KubeSourceOptions, type KubeSourceStats,
 } from "./source.js";
 export {
-  convertService, convertEndpointSlice, convertNode, joinService, peerOf, SERVICE_NAME_LABEL, TO_BE_DELETED_TAINT,
-  type KubeService, type KubeSlice, type KubeNode, type SliceEndpoint, type ConvertContext,
+  convertService, convertEndpointSlice, convertNode, joinService, peerOf, flannelVtepOf, SERVICE_NAME_LABEL, TO_BE_DELETED_TAINT, ZONE_LABEL, FLANNEL,
+  type KubeService, type KubeSlice, type KubeNode, type SliceEndpoint, type ConvertContext, type FlannelVtep,
 } from "./convert.js";
+export { vtepAnnotations, annotationPatch, type OwnVtep } from "./node-annotations.js";
 export { installCni, conflistFor, NATIVE_ADDON, type InstallCniOptions } from "./install-cni.js";

@@ -4,11 +4,12 @@
 // the one object it names and marks its Service dirty; a sync, at most once per minSyncPeriod like
 // kube-proxy's, joins only the dirty Services with their slices and rebuilds the Config's lists from
 // the per-object maps. A malformed object is reported and its last good version stays in force.
+// The one write: this node's VXLAN endpoint, published on its Node as flannel does (node-annotations.ts).
 
 import { existsSync } from "node:fs";
 import { hostname, networkInterfaces } from "node:os";
 import {
-  CoreV1Api, DiscoveryV1Api, KubeConfig, ListWatch, Watch,
+  CoreV1Api, DiscoveryV1Api, KubeConfig, ListWatch, PatchStrategy, setHeaderOptions, Watch,
   type KubernetesListObject, type KubernetesObject,
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
@@ -16,10 +17,12 @@ import { validateConfig } from "../config/validate.js";
 import type { ConfigEvent, ConfigSource } from "../config/file-source.js";
 import type { Config, PeerNodeConfig, Problem, ServiceConfig } from "../config/schema.js";
 import { cidrContains, formatIp, parseCidr, parseIp, type Cidr } from "../model/addr.js";
+import { deriveVtepMac } from "../model/model.js";
 import {
   convertEndpointSlice, convertNode, convertService, joinService, peerOf,
   type ConvertContext, type KubeNode, type KubeService, type KubeSlice,
 } from "./convert.js";
+import { annotationPatch, vtepAnnotations } from "./node-annotations.js";
 
 /** The node-level settings the API does not hold (kube-proxy takes them as flags too). */
 export interface KubeNodeSettings {
@@ -48,6 +51,8 @@ export interface KubeNodeSettings {
 export const DEFAULT_SERVICE_CIDR = "10.96.0.0/12";
 export const DEFAULT_CLUSTER_CIDR = "10.244.0.0/16";
 export const DEFAULT_MIN_SYNC_PERIOD_MS = 1000;
+/** A refused patch of this Node's annotations is tried again no sooner than this. */
+const PATCH_RETRY_MS = 60_000;
 
 export interface KubeSourceOptions {
   kubeConfig: KubeConfig;
@@ -75,6 +80,9 @@ export interface KubeSourceStats {
   watchErrors: number;
   configs: number;
   rejected: number;
+  /** Patches of this Node's VXLAN annotations sent, and refused. */
+  nodePatches: number;
+  nodePatchErrors: number;
 }
 
 /**
@@ -158,7 +166,10 @@ const keyOf = (o: KubernetesObject): string | undefined => {
 };
 
 export class KubeConfigSource implements ConfigSource {
-  readonly stats: KubeSourceStats = { servicesConverted: 0, slicesConverted: 0, nodesConverted: 0, serviceJoins: 0, lists: 0, watchErrors: 0, configs: 0, rejected: 0 };
+  readonly stats: KubeSourceStats = {
+    servicesConverted: 0, slicesConverted: 0, nodesConverted: 0, serviceJoins: 0, lists: 0, watchErrors: 0, configs: 0, rejected: 0,
+    nodePatches: 0, nodePatchErrors: 0,
+  };
   private readonly ctx: ConvertContext;
   private readonly settings: KubeNodeSettings;
   private readonly minSyncMs: number;
@@ -196,6 +207,24 @@ export class KubeConfigSource implements ConfigSource {
   private syncTimer: NodeJS.Timeout | undefined;
   private lastSyncMs = -Infinity;
 
+  private core: CoreV1Api | undefined;
+  /**
+   * This node's VTEP MAC, chosen once: the one its Node already publishes (flannel.alpha.coreos.com/
+   * backend-data, from an earlier run of this daemon or of flannel: peers have learned it, so it is
+   * kept even when the underlay address has changed since), else the one derived from the underlay
+   * address, which is then published.
+   */
+  private ownMac: string | undefined;
+  /** The Node's flannel annotations when the last patch was sent: the same state again means the
+   *  patch did not stick (another writer), and it is not sent twice. */
+  private patchedFrom: string | undefined;
+  private patching = false;
+  /** After a refused patch, the same state is tried again at a Node event once this timer has run. */
+  private patchRetry: NodeJS.Timeout | undefined;
+  /** The last notes logged per Node, and the peers whose VNI differs from ours, so each is logged once. */
+  private readonly nodeNotes = new Map<string, string>();
+  private readonly vniWarned = new Set<string>();
+
   constructor(private readonly opts: KubeSourceOptions) {
     this.settings = opts.settings ?? {};
     const cidr = (text: string | undefined, flag: string, family: 4 | 6): Cidr | undefined => {
@@ -232,6 +261,7 @@ export class KubeConfigSource implements ConfigSource {
     this.listener = listener;
     const kc = this.opts.kubeConfig;
     const core = kc.makeApiClient(CoreV1Api), discovery = kc.makeApiClient(DiscoveryV1Api);
+    this.core = core;
     const lists: Record<Kind, [string, () => Promise<KubernetesListObject<KubernetesObject>>]> = {
       services: ["/api/v1/services", () => core.listServiceForAllNamespaces({})],
       endpointslices: ["/apis/discovery.k8s.io/v1/endpointslices", () => discovery.listEndpointSliceForAllNamespaces({})],
@@ -261,6 +291,7 @@ export class KubeConfigSource implements ConfigSource {
   close(): void {
     this.closed = true;
     clearTimeout(this.syncTimer);
+    clearTimeout(this.patchRetry);
     for (const i of this.informers) { clearTimeout(i.timer); void i.lw.stop(); }
   }
 
@@ -349,6 +380,11 @@ export class KubeConfigSource implements ConfigSource {
     this.stats.nodesConverted++;
     const r = convertNode(o);
     if ("problems" in r) return this.reject(r.problems);
+    const notes = r.ok.notes.join("; ");
+    if (notes !== (this.nodeNotes.get(r.ok.name) ?? "")) {
+      if (notes) this.opts.log?.warn({ node: r.ok.name }, `${notes}; its VTEP MAC is derived from its address`);
+      this.nodeNotes.set(r.ok.name, notes);
+    }
     this.nodes.set(r.ok.name, r.ok);
     this.nodesDirty = true;
     if (r.ok.name === this.opts.nodeName) this.setEligible(r.ok.eligible);
@@ -437,11 +473,16 @@ export class KubeConfigSource implements ConfigSource {
   private rebuildNodes(problems: Problem[]): boolean {
     const me = this.opts.nodeName, s = this.settings;
     const peers: PeerNodeConfig[] = [];
+    const vni = s.vxlan?.vni ?? 1;
     for (const n of this.nodes.values()) {
       if (n.name === me) continue;
       const p = peerOf(n);
       if ("skip" in p) continue; // a node that has just joined gets its pod CIDR a moment later
       peers.push(p);
+      if (n.flannel?.vni !== undefined && n.flannel.vni !== vni && !this.vniWarned.has(n.name)) {
+        this.vniWarned.add(n.name);
+        this.opts.log?.warn({ node: n.name, vni: n.flannel.vni, ours: vni }, `Node ${n.name} publishes VXLAN VNI ${n.flannel.vni}, this node uses ${vni}: its VXLAN packets will be dropped (UnknownVni); give both the same VNI`);
+      }
     }
     const peersChanged = JSON.stringify(peers) !== JSON.stringify(this.peers);
     this.peers = peers;
@@ -458,13 +499,16 @@ export class KubeConfigSource implements ConfigSource {
     }
     this.ownNodeProblem = "";
     const n = own as KubeNode;
+    const underlayIP = (s.underlayIP ?? n.internalIPv4) as string;
+    if (this.ownMac === undefined && parseIp(underlayIP)?.family === 4) this.ownMac = n.flannel?.vtepMAC ?? deriveVtepMac(underlayIP);
     const raw = {
       mode: s.mode ?? "tun",
       node: {
-        name: me, underlayIP: s.underlayIP ?? n.internalIPv4, podCIDR: n.podCIDR,
+        name: me, underlayIP, podCIDR: n.podCIDR, ...(this.ownMac !== undefined && { vtepMAC: this.ownMac }),
         ...(n.podCIDRv6 !== undefined && s.serviceCIDRv6 !== undefined && { podCIDRv6: n.podCIDRv6 }),
         ...(s.underlayMTU !== undefined && { underlayMTU: s.underlayMTU }),
         nodeAddresses: s.nodeAddresses ?? this.nodePortAddresses(n),
+        ...(n.zone !== undefined && { zone: n.zone }),
       },
       serviceCIDR: s.serviceCIDR ?? DEFAULT_SERVICE_CIDR,
       ...(s.serviceCIDRv6 !== undefined && { serviceCIDRv6: s.serviceCIDRv6 }),
@@ -482,6 +526,32 @@ export class KubeConfigSource implements ConfigSource {
     const { services: _s, nodes: _n, ...base } = v.config;
     const changed = JSON.stringify(base) !== JSON.stringify(this.base);
     this.base = base;
+    if (base.node.vtepMAC !== undefined) this.publishVtep(n, { vni: base.vxlan.vni, vtepMAC: base.node.vtepMAC, publicIP: base.node.underlayIP });
     return changed || peersChanged;
+  }
+
+  /** Brings this Node's flannel annotations to `v` with one merge patch, when they say otherwise. A
+   *  refusal (no RBAC patch on nodes) is logged: the datapath works, but flannel nodes do not add
+   *  this node, and a later change of its underlay address would change the MAC wasp peers derive. */
+  private publishVtep(n: KubeNode, v: { vni: number; vtepMAC: string; publicIP: string }): void {
+    const body = annotationPatch(n.flannelAnnotations, vtepAnnotations(v));
+    const seen = JSON.stringify(n.flannelAnnotations);
+    if (!body || !this.core || this.patching || seen === this.patchedFrom) return;
+    this.patchedFrom = seen;
+    this.patching = true;
+    this.stats.nodePatches++;
+    this.core.patchNode({ name: n.name, body }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch))
+      .then(() => this.opts.log?.info({ node: n.name, vtepMac: v.vtepMAC, vni: v.vni, publicIP: v.publicIP }, "published this node's VXLAN endpoint on its Node (flannel's annotations)"))
+      .catch((e: unknown) => {
+        const err = e as { code?: number; message?: string };
+        if (this.stats.nodePatchErrors++ === 0) {
+          this.opts.log?.warn({ node: n.name, status: err.code, err: err.message },
+            `cannot annotate Node ${n.name} with its VXLAN endpoint (${err.code ?? err.message}); flannel nodes will not reach it. Grant patch on nodes (deploy/rbac.yaml)`);
+        }
+        clearTimeout(this.patchRetry);
+        this.patchRetry = setTimeout(() => { this.patchedFrom = undefined; }, PATCH_RETRY_MS);
+        this.patchRetry.unref();
+      })
+      .finally(() => { this.patching = false; });
   }
 }

@@ -1,7 +1,7 @@
 export {
-  buildModel, buildModelAsync, updateModel, updateModelAsync, localEndpointTest, diffModel, fullDelta, applyDelta, isEmptyDelta, orderBackends, deriveVtepMac, localVtepMac, IdAllocator, EMPTY_MODEL, PROTO, goneBackends,
+  buildModel, buildModelAsync, updateModel, updateModelAsync, localEndpointTest, diffModel, fullDelta, applyDelta, isEmptyDelta, orderBackends, topologyPreference, deriveVtepMac, localVtepMac, IdAllocator, EMPTY_MODEL, PROTO, goneBackends,
   ServiceKind, Select, ServiceFlag, RouteKind,
-  type Model, type ModelDelta, type ServiceEntry, type ServiceKey, type ModelBackend, type Route, type GoneBackend,
+  type Model, type ModelDelta, type ServiceEntry, type ServiceKey, type ModelBackend, type SourceRange, type Route, type GoneBackend,
 } from "./model.js";
 export {
   parseIp, formatIp, canonicalIp, parseCidr, formatCidr, canonicalCidr, cidrContains, cidrsOverlap, mappedPrefixLen,

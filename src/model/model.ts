@@ -5,12 +5,12 @@
 import { ServiceKind, Select, ServiceFlag, RouteKind } from "../engine/abi.js";
 import type { Config, ConfigChanges, Protocol, ServiceConfig, BackendConfig } from "../config/schema.js";
 import { drain, drainAsync, every64, type Steps } from "./steps.js";
-import { cidrContains, formatCidr, formatIp, formatMac, ipv4ToU32, mappedPrefixLen, parseCidr, parseIp, type Cidr, type Family, type Ip } from "./addr.js";
+import { cidrContains, firstAddress, firstAddress6, formatCidr, formatIp, formatMac, ipv4ToU32, mappedPrefixLen, parseCidr, parseIp, type Cidr, type Family, type Ip } from "./addr.js";
 
 export { ServiceKind, Select, ServiceFlag, RouteKind };
 
 /** IANA protocol numbers, as the engine's key holds them. */
-export const PROTO: Record<Protocol, number> = { TCP: 6, UDP: 17 };
+export const PROTO: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
 
 export interface ModelBackend {
   /** Canonical address text. */
@@ -33,6 +33,15 @@ export interface ServiceKey {
   readonly protocol: Protocol;
 }
 
+/** A prefix new flows to an entry may come from (loadBalancerSourceRanges). */
+export interface SourceRange {
+  /** Canonical prefix text, `203.0.113.0/24`. */
+  readonly text: string;
+  readonly prefix16: Uint8Array;
+  /** Counted of 128: an IPv4 /24 is 120. */
+  readonly prefixLen128: number;
+}
+
 /** One engine service entry. */
 export interface ServiceEntry extends ServiceKey {
   readonly kind: ServiceKind;
@@ -48,6 +57,8 @@ export interface ServiceEntry extends ServiceKey {
   /** [eligible for new flows..., terminating-but-serving (keep their flows only)...] */
   readonly backends: readonly ModelBackend[];
   readonly eligible: number;
+  /** New flows only from these sources; empty: from any (every entry but a LoadBalancer IP with ranges). */
+  readonly sourceRanges: readonly SourceRange[];
   /** `namespace/name` and the port's name or number, for people (CLI, logs). */
   readonly service: string;
   readonly portName: string;
@@ -79,6 +90,14 @@ export interface Model {
   readonly routes: ReadonlyMap<string, Route>;
   /** Canonical address texts NodePorts answer on. */
   readonly localAddrs: ReadonlySet<string>;
+  /**
+   * The service addresses that answer ping, each with the number of entries on it: every ClusterIP,
+   * externalIP and LoadBalancer IP with an entry. IPVS mode binds these addresses to a device, so the
+   * node answers an echo request to them; the engine does it for an address with an echo marker
+   * (its entry with port 0 and protocol 0). Absent: as the services say (vipsOf); a build keeps it so
+   * that a reload counts only the entries that came and went.
+   */
+  readonly vips?: ReadonlyMap<string, number>;
   /** Node name → node id (this node is 0). */
   readonly nodeIds: ReadonlyMap<string, number>;
   /** The entries each service gave, kept so that a rebuild skips the services that did not change. */
@@ -101,9 +120,22 @@ export interface ModelDelta {
   readonly upsertRoutes: readonly Route[];
   readonly deleteLocalAddrs: readonly string[];
   readonly addLocalAddrs: readonly string[];
+  /** Echo markers to remove and to add (canonical address texts; Model.vips). */
+  readonly deleteVips: readonly string[];
+  readonly addVips: readonly string[];
 }
 
-export const EMPTY_MODEL: Model = { services: new Map(), routes: new Map(), localAddrs: new Set(), nodeIds: new Map() };
+export const EMPTY_MODEL: Model = { services: new Map(), routes: new Map(), localAddrs: new Set(), nodeIds: new Map(), vips: new Map() };
+
+/** Does this entry's address answer ping (Model.vips)? A NodePort's "any address" key does not. */
+const answersPing = (e: ServiceKey & { kind: ServiceKind }): boolean => e.kind !== ServiceKind.NodePort;
+
+/** Model.vips of a set of entries. */
+function vipsOf(services: Iterable<ServiceEntry>): Map<string, number> {
+  const vips = new Map<string, number>();
+  for (const e of services) if (answersPing(e)) vips.set(e.addr, (vips.get(e.addr) ?? 0) + 1);
+  return vips;
+}
 
 /**
  * Hands out small integer ids, reusing freed ones lowest first so ids stay dense (they index engine
@@ -155,18 +187,49 @@ function serviceKey(addr: string, port: number, protocol: Protocol): string {
 }
 
 /**
- * Orders a service's endpoints as kube-proxy chooses them: new flows go to the ready ones; when none
- * is ready, to those that are serving and terminating; endpoints that are neither take no traffic.
- * Serving terminating endpoints that are not chosen follow the chosen ones, to keep their flows.
+ * Orders a service's endpoints as kube-proxy chooses them: new flows go to the ready ones (of those,
+ * only the ones `preferred` keeps when a topology applies); when none is ready, to those that are
+ * serving and terminating; endpoints that are neither take no traffic. The endpoints left out of a
+ * topology and the serving terminating ones that are not chosen follow the chosen ones, to keep
+ * their flows (kube-proxy clears a UDP flow's conntrack entry only when its endpoint is gone).
  */
-export function orderBackends<B extends Pick<BackendConfig, "ready" | "serving" | "terminating">>(endpoints: readonly B[]): { backends: B[]; eligible: number } {
-  const ready: B[] = [], servingTerminating: B[] = [];
+export function orderBackends<B extends Pick<BackendConfig, "ready" | "serving" | "terminating">>(endpoints: readonly B[], preferred?: (e: B) => boolean): { backends: B[]; eligible: number } {
+  const ready: B[] = [], elsewhere: B[] = [], servingTerminating: B[] = [];
   for (const e of endpoints) {
-    if (e.ready && !e.terminating) ready.push(e);
+    if (e.ready && !e.terminating) (preferred === undefined || preferred(e) ? ready : elsewhere).push(e);
     else if (e.serving && e.terminating) servingTerminating.push(e);
   }
-  if (ready.length > 0) return { backends: [...ready, ...servingTerminating], eligible: ready.length };
-  return { backends: servingTerminating, eligible: servingTerminating.length };
+  if (ready.length > 0) return { backends: [...ready, ...elsewhere, ...servingTerminating], eligible: ready.length };
+  return { backends: [...servingTerminating, ...elsewhere], eligible: servingTerminating.length };
+}
+
+/** Where this node is, for topology-aware routing. */
+export interface NodeTopology { name: string; zone?: string | undefined }
+
+/**
+ * Which ready endpoints take the new flows of a Cluster traffic policy, as kube-proxy decides from
+ * the EndpointSlice hints (pkg/proxy/topology.go, topologyModeFromHints and availableForTopology):
+ * when every ready endpoint has a node hint and one is hinted for this node, those hinted for this
+ * node (PreferSameNode); else, when every ready endpoint has a zone hint and one is hinted for this
+ * node's zone, those hinted for the zone (PreferClose, PreferSameZone); else all of them (undefined).
+ * Hints are all-or-nothing: one ready endpoint without a hint, or none for this node or zone (a node
+ * without a zone label among them), and the service uses every endpoint.
+ */
+export function topologyPreference(endpoints: readonly Pick<BackendConfig, "ready" | "hints">[], node: NodeTopology): ((e: Pick<BackendConfig, "hints">) => boolean) | undefined {
+  let anyReady = false, allNodeHints = true, forNode = false, allZoneHints = true, forZone = false;
+  for (const e of endpoints) {
+    if (!e.ready) continue;
+    anyReady = true;
+    const nodes = e.hints?.forNodes ?? [], zones = e.hints?.forZones ?? [];
+    if (nodes.length === 0) allNodeHints = false;
+    else if (nodes.includes(node.name)) forNode = true;
+    if (zones.length === 0) allZoneHints = false;
+    else if (node.zone !== undefined && zones.includes(node.zone)) forZone = true;
+  }
+  if (!anyReady) return undefined;
+  if (allNodeHints && forNode) return (e) => (e.hints?.forNodes ?? []).includes(node.name);
+  if (allZoneHints && forZone) return (e) => node.zone !== undefined && (e.hints?.forZones ?? []).includes(node.zone);
+  return undefined;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -283,25 +346,55 @@ function* updateModelSteps(prevConfig: Config | undefined, config: Config, prev:
     }
   }
   yield;
-  const model: Model = { services, routes: prev.routes, localAddrs: prev.localAddrs, nodeIds: prev.nodeIds, drafts: cache };
+  // Echo markers follow the addresses that gained their first entry or lost their last one.
+  const vips = new Map(prev.vips ?? vipsOf(prev.services.values()));
+  const touched = new Map<string, number>();
+  const count = (e: ServiceEntry, by: number) => {
+    if (!answersPing(e)) return;
+    if (!touched.has(e.addr)) touched.set(e.addr, vips.get(e.addr) ?? 0);
+    const n = (vips.get(e.addr) ?? 0) + by;
+    if (n > 0) vips.set(e.addr, n); else vips.delete(e.addr);
+  };
+  for (const e of removed.values()) count(e, -1);
+  for (const e of upserts) if (!prev.services.has(e.key)) count(e, +1);
+  const addVips: string[] = [], deleteVips: string[] = [];
+  for (const [addr, before] of touched) {
+    const now = vips.get(addr) ?? 0;
+    if (before === 0 && now > 0) addVips.push(addr);
+    else if (before > 0 && now === 0) deleteVips.push(addr);
+  }
+  const model: Model = { services, routes: prev.routes, localAddrs: prev.localAddrs, nodeIds: prev.nodeIds, vips, drafts: cache };
   return {
     model,
-    delta: { clear: false, deleteServices: [...removed.values()], upsertServices: upserts, deleteRoutes: [], upsertRoutes: [], deleteLocalAddrs: [], addLocalAddrs: [] },
+    delta: {
+      clear: false, deleteServices: [...removed.values()], upsertServices: upserts, deleteRoutes: [], upsertRoutes: [],
+      deleteLocalAddrs: [], addLocalAddrs: [], deleteVips, addVips,
+    },
   };
 }
 
-/** An endpoint is on this node when it says so, or, without a nodeName, when its address is in
- *  this node's pod CIDR (the traffic policies and the health check node ports go by this). */
-export function localEndpointTest(node: Config["node"]): (b: Pick<BackendConfig, "nodeName">, ip: Ip) => boolean {
-  const podCidrs = [node.podCIDR, node.podCIDRv6].flatMap((t) => (t === undefined ? [] : [parseCidr(t) as Cidr]));
-  return (b, ip) => (b.nodeName !== undefined ? b.nodeName === node.name : podCidrs.some((c) => cidrContains(c, ip)));
+/** An endpoint is on this node when its nodeName says so, and only then, as kube-proxy decides
+ *  (pkg/proxy/endpointslicecache.go: IsLocal is nodeName == this node's name): an endpoint without
+ *  a nodeName is remote even when its address lies in this node's pod CIDR. The traffic policies
+ *  and the health check node ports go by this. The address argument is not consulted; it stays for
+ *  the callers that pass it. */
+export function localEndpointTest(node: Config["node"]): (b: Pick<BackendConfig, "nodeName">, ip?: Ip) => boolean {
+  return (b) => b.nodeName === node.name;
 }
 
-/** How a config drafts its services' entries: which endpoints are local, the backend selection. */
+/** How a config drafts its services' entries: which endpoints are local, where this node is, the backend selection. */
 function draftContext(config: Config): DraftContext {
   const select = config.loadBalancing.mode === "maglev" ? Select.Maglev : Select.Random;
+  const node = config.node;
+  const v6 = node.nodeAddresses.map((a) => parseIp(a) as Ip).find((ip) => ip.family === 6);
   return {
-    isLocal: localEndpointTest(config.node),
+    isLocal: localEndpointTest(node),
+    node: { name: node.name, zone: node.zone },
+    // kube-proxy's nodeIP of each family, and the source this node's own connections to a VIP take (wasp0's address)
+    self: {
+      4: { nodeIp: parseIp(node.underlayIP) as Ip, gateway: firstAddress(node.podCIDR) },
+      6: { nodeIp: v6, gateway: node.podCIDRv6 === undefined ? undefined : firstAddress6(node.podCIDRv6) },
+    },
     select,
     maglevSize: select === Select.Maglev ? config.loadBalancing.maglevTableSize ?? 0 : 0,
   };
@@ -315,7 +408,7 @@ function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
   // Collect the entries first, ids after: a key present in prev must keep its id even when a new key
   // that comes earlier in this config would have taken that number. A service object seen by the
   // previous build (the config sources keep unchanged services' objects) gives its entries again.
-  const context = `${node.name}|${node.podCIDR}|${node.podCIDRv6 ?? ""}|${select}|${maglevSize}`;
+  const context = `${node.name}|${node.zone ?? ""}|${node.underlayIP}|${node.nodeAddresses.join(",")}|${node.podCIDR}|${node.podCIDRv6 ?? ""}|${select}|${maglevSize}`;
   const cache: DraftCache = prev.drafts?.context === context ? prev.drafts : { context, byService: new WeakMap() };
   const drafts = new Map<string, Draft>();
   for (let i = 0; i < config.services.length; i++) {
@@ -373,11 +466,13 @@ function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
   }
 
   const localAddrs = new Set(node.nodeAddresses.map((a) => formatIp(parseIp(a) as Ip)));
-  return { services, routes, localAddrs, nodeIds, drafts: cache };
+  return { services, routes, localAddrs, nodeIds, vips: vipsOf(services.values()), drafts: cache };
 }
 
 interface DraftContext {
-  isLocal: (b: BackendConfig, ip: Ip) => boolean;
+  isLocal: (b: BackendConfig) => boolean;
+  node: NodeTopology;
+  self: Record<Family, { nodeIp: Ip | undefined; gateway: string | undefined }>;
   select: Select;
   maglevSize: number;
 }
@@ -392,7 +487,7 @@ function serviceDrafts(s: ServiceConfig, ctx: DraftContext): Draft[] {
   // Each endpoint parsed once per service, not once per entry.
   const endpoints = s.backends.map((b) => {
     const ip = parseIp(b.ip) as Ip;
-    return { ready: b.ready, serving: b.serving, terminating: b.terminating, port: b.port, ip, addr: formatIp(ip), local: ctx.isLocal(b, ip) };
+    return { ready: b.ready, serving: b.serving, terminating: b.terminating, hints: b.hints, port: b.port, ip, addr: formatIp(ip), local: ctx.isLocal(b) };
   });
 
   for (const p of s.ports) {
@@ -406,8 +501,10 @@ function serviceDrafts(s: ServiceConfig, ctx: DraftContext): Draft[] {
       const cached = lists.get(listKey);
       if (cached) return cached;
       const ofFamily = endpoints.filter((b) => b.ip.family === family);
-      const usable = policy === "Cluster" ? ofFamily : ofFamily.filter((b) => b.local);
-      const { backends, eligible } = orderBackends(usable);
+      // Topology hints narrow the Cluster policy's endpoints; a Local policy's are this node's already.
+      const { backends, eligible } = policy === "Cluster"
+        ? orderBackends(ofFamily, topologyPreference(ofFamily, ctx.node))
+        : orderBackends(ofFamily.filter((b) => b.local));
       // kube-proxy rejects traffic to a service nothing can serve, but drops it silently when a
       // Local policy leaves this node without endpoints that another policy of the service reaches.
       const reachable = s.internalTrafficPolicy === "Cluster" || s.externalTrafficPolicy === "Cluster";
@@ -428,9 +525,22 @@ function serviceDrafts(s: ServiceConfig, ctx: DraftContext): Draft[] {
         kind, select: ctx.select, maglevSize: ctx.maglevSize,
         flags: flags | (affinity ? ServiceFlag.AFFINITY : 0) | (dropWhenEmpty ? ServiceFlag.DROP_WHEN_EMPTY : 0),
         affinitySec: affinity ? s.affinityTimeoutSec : 0,
-        backends, eligible, service: name, portName,
+        backends, eligible, sourceRanges: kind === ServiceKind.LoadBalancer ? sourceRangesFor(addr, family) : [],
+        service: name, portName,
       };
       out.set(key, { ...d, sig: serviceSig(d) });
+    };
+    // kube-proxy's firewall (proxier.go, "loadBalancerSourceRanges"): the ranges of the entry's family;
+    // when one holds the node's own IP (allowFromNode) the node's connections pass too: kube-proxy
+    // lets the VIP itself through as a source, and here they also come from wasp0's address.
+    const sourceRangesFor = (addr: string, family: Family): SourceRange[] => {
+      const mine = s.loadBalancerSourceRanges.map((t) => parseCidr(t) as Cidr).filter((c) => c.family === family);
+      if (mine.length === 0) return [];
+      const self = ctx.self[family];
+      const hosts = self.nodeIp !== undefined && mine.some((c) => cidrContains(c, self.nodeIp as Ip))
+        ? [addr, ...(self.gateway === undefined ? [] : [self.gateway])].map((a) => parseCidr(`${a}/${family === 4 ? 32 : 128}`) as Cidr)
+        : [];
+      return [...mine, ...hosts].map((c) => ({ text: formatCidr(c), prefix16: c.bytes, prefixLen128: mappedPrefixLen(c) }));
     };
     const addIp = (text: string, kind: ServiceKind, flags: number, policy: "Cluster" | "Local") => {
       const ip = parseIp(text) as Ip;
@@ -456,6 +566,7 @@ function serviceDrafts(s: ServiceConfig, ctx: DraftContext): Draft[] {
 function serviceSig(d: Omit<ServiceEntry, "id" | "sig">): string {
   let s = `${d.family}|${d.kind}|${d.select}|${d.maglevSize}|${d.flags}|${d.affinitySec}|${d.eligible}|${d.service}|${d.portName}`;
   for (const b of d.backends) s += `|${b.addr},${b.port},${b.weight}`;
+  for (const r of d.sourceRanges) s += `|from ${r.text}`;
   return s;
 }
 
@@ -488,7 +599,10 @@ export function diffModel(prev: Model, next: Model): ModelDelta {
 
   const addLocalAddrs = [...next.localAddrs].filter((a) => !prev.localAddrs.has(a));
   const deleteLocalAddrs = [...prev.localAddrs].filter((a) => !next.localAddrs.has(a));
-  return { clear: false, deleteServices, upsertServices, deleteRoutes, upsertRoutes, deleteLocalAddrs, addLocalAddrs };
+  const prevVips = prev.vips ?? vipsOf(prev.services.values()), nextVips = next.vips ?? vipsOf(next.services.values());
+  const addVips = [...nextVips.keys()].filter((a) => !prevVips.has(a));
+  const deleteVips = [...prevVips.keys()].filter((a) => !nextVips.has(a));
+  return { clear: false, deleteServices, upsertServices, deleteRoutes, upsertRoutes, deleteLocalAddrs, addLocalAddrs, deleteVips, addVips };
 }
 
 /** A full load: Clear, then every entry of the model. */
@@ -498,13 +612,15 @@ export function fullDelta(model: Model): ModelDelta {
     deleteServices: [], upsertServices: [...model.services.values()],
     deleteRoutes: [], upsertRoutes: [...model.routes.values()],
     deleteLocalAddrs: [], addLocalAddrs: [...model.localAddrs],
+    deleteVips: [], addVips: [...(model.vips ?? vipsOf(model.services.values())).keys()],
   };
 }
 
 /** True when a delta changes nothing. */
 export function isEmptyDelta(d: ModelDelta): boolean {
   return !d.clear && d.deleteServices.length === 0 && d.upsertServices.length === 0 && d.deleteRoutes.length === 0 &&
-    d.upsertRoutes.length === 0 && d.deleteLocalAddrs.length === 0 && d.addLocalAddrs.length === 0;
+    d.upsertRoutes.length === 0 && d.deleteLocalAddrs.length === 0 && d.addLocalAddrs.length === 0 &&
+    d.deleteVips.length === 0 && d.addVips.length === 0;
 }
 
 /**
@@ -523,7 +639,13 @@ export function applyDelta(model: Model, delta: ModelDelta): Model {
   for (const a of delta.addLocalAddrs) localAddrs.add(a);
   const nodeIds = new Map<string, number>();
   for (const r of routes.values()) nodeIds.set(r.nodeName, r.nodeId);
-  return { services, routes, localAddrs, nodeIds };
+  // The markers the ops leave, each with the entries on its address (0 for a marker left without one).
+  const markers = new Set(delta.clear ? [] : (model.vips ?? vipsOf(model.services.values())).keys());
+  for (const a of delta.deleteVips) markers.delete(a);
+  for (const a of delta.addVips) markers.add(a);
+  const counts = vipsOf(services.values());
+  const vips = new Map([...markers].map((a) => [a, counts.get(a) ?? 0]));
+  return { services, routes, localAddrs, nodeIds, vips };
 }
 
 /** A backend a reload took from an entry of `protocol`: the entry's address (undefined for a

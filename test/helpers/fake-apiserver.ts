@@ -5,6 +5,8 @@
 //            (items without kind/apiVersion, as the API sends them); ?resourceVersion=R older than the
 //            compaction point with resourceVersionMatch=NotOlderThan/Exact → HTTP 410 with a Status.
 //   GET /api/v1/nodes/NAME: one Node (or 404 NotFound).
+//   PATCH /api/v1/nodes/NAME with application/merge-patch+json (RFC 7386): merged, a MODIFIED event;
+//     any other patch type 415, as the API answers one it does not take.
 //     watch: ?watch=true|1&resourceVersion=R&allowWatchBookmarks=true → chunked JSON lines
 //            {"type":"ADDED|MODIFIED|DELETED|BOOKMARK|ERROR","object":{...}}; every event after R;
 //            R older than the compaction point → one ERROR event with a Status (code 410, reason
@@ -126,6 +128,12 @@ export class FakeApiServer {
     return o;
   }
 
+  /** The object as stored now (a copy), or undefined. */
+  get(kind: Kind, name: string, namespace?: string): Record<string, unknown> | undefined {
+    const o = this.objects[kind].get(`${namespace ?? ""}/${name}`);
+    return o && clone(o);
+  }
+
   /** Deletes an object (DELETED with the object's last state and a new resourceVersion). */
   remove(kind: Kind, name: string, namespace?: string): void {
     const k = `${namespace ?? ""}/${name}`, old = this.objects[kind].get(k);
@@ -189,6 +197,22 @@ export class FakeApiServer {
       const o = this.objects.Node.get(`/${name}`);
       return o ? send(res, 200, o) : status(res, 404, "NotFound", `nodes "${name}" not found`);
     }
+    if (req.method === "PATCH" && one) {
+      const name = decodeURIComponent(one[1] as string);
+      this.requests.push(`patch nodes/${name}`);
+      let body = "";
+      req.setEncoding("utf8");
+      req.on("data", (d: string) => { body += d; });
+      req.on("end", () => {
+        const o = this.objects.Node.get(`/${name}`);
+        if (!o) return status(res, 404, "NotFound", `nodes "${name}" not found`);
+        if (req.headers["content-type"] !== "application/merge-patch+json") return status(res, 415, "UnsupportedMediaType", `the body of the request was in an unknown format - accepted media types include: application/merge-patch+json`);
+        let patch: unknown;
+        try { patch = JSON.parse(body); } catch { return status(res, 400, "BadRequest", "the patch is not JSON"); }
+        send(res, 200, this.apply("Node", mergePatch(o, patch) as Record<string, unknown>));
+      });
+      return;
+    }
     if (req.method !== "GET" || !route) {
       this.requests.push(`404 ${req.method ?? ""} ${url.pathname}`);
       return status(res, 404, "NotFound", `the server could not find the requested resource (${url.pathname})`);
@@ -235,6 +259,17 @@ export class FakeApiServer {
   }
 }
 
+/** RFC 7386 JSON merge patch: objects merge key by key, null removes, anything else replaces. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
+  const out: Record<string, unknown> = target !== null && typeof target === "object" && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
 function gone(message: string): Record<string, unknown> {
   return { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message, reason: "Expired", code: 410 };
 }
@@ -258,6 +293,7 @@ export interface ServiceSpec {
   ports?: Array<{ name?: string; port: number; protocol?: string; targetPort?: number | string; nodePort?: number }>;
   externalIPs?: string[];
   loadBalancerIngress?: Array<{ ip?: string; hostname?: string; ipMode?: string }>;
+  loadBalancerSourceRanges?: string[];
   sessionAffinity?: "None" | "ClientIP";
   affinityTimeoutSec?: number;
   externalTrafficPolicy?: "Cluster" | "Local";
@@ -286,6 +322,7 @@ export function service(s: ServiceSpec): Record<string, unknown> {
   }
   if (type === "NodePort" || type === "LoadBalancer") spec["externalTrafficPolicy"] = s.externalTrafficPolicy ?? "Cluster";
   if (s.externalIPs) spec["externalIPs"] = s.externalIPs;
+  if (s.loadBalancerSourceRanges) spec["loadBalancerSourceRanges"] = s.loadBalancerSourceRanges;
   if (s.sessionAffinity === "ClientIP") spec["sessionAffinityConfig"] = { clientIP: { timeoutSeconds: s.affinityTimeoutSec ?? 10800 } };
   return {
     metadata: { name: s.name, namespace: s.namespace ?? "default", labels: { app: s.name } },
@@ -300,6 +337,9 @@ export interface EndpointSpec {
   serving?: boolean | null;
   terminating?: boolean | null;
   nodeName?: string;
+  /** hints.forZones and hints.forNodes, as the EndpointSlice controller sets them for trafficDistribution. */
+  forZones?: string[];
+  forNodes?: string[];
 }
 
 /** An EndpointSlice as the EndpointSlice controller writes one. */
@@ -320,6 +360,12 @@ export function endpointSlice(name: string, serviceName: string, endpoints: Endp
       return {
         addresses: [e.ip], conditions,
         ...(e.nodeName !== undefined && { nodeName: e.nodeName }),
+        ...((e.forZones !== undefined || e.forNodes !== undefined) && {
+          hints: {
+            ...(e.forZones !== undefined && { forZones: e.forZones.map((name) => ({ name })) }),
+            ...(e.forNodes !== undefined && { forNodes: e.forNodes.map((name) => ({ name })) }),
+          },
+        }),
         targetRef: { kind: "Pod", namespace: opts.namespace ?? "default", name: `${serviceName}-${e.ip.replace(/[.:]/g, "-")}`, uid: randomUUID() },
       };
     }),
@@ -328,11 +374,12 @@ export function endpointSlice(name: string, serviceName: string, endpoints: Endp
 }
 
 /** A Node as the kubelet registers it, with the pod CIDR the controller manager assigned. */
-export function node(name: string, internalIP: string, podCIDR: string | undefined, extra: { podCIDRv6?: string; externalIP?: string; taints?: Array<{ key: string; effect: string }>; deleting?: boolean } = {}): Record<string, unknown> {
+export function node(name: string, internalIP: string, podCIDR: string | undefined, extra: { podCIDRv6?: string; externalIP?: string; taints?: Array<{ key: string; effect: string }>; deleting?: boolean; zone?: string; annotations?: Record<string, string> } = {}): Record<string, unknown> {
   const podCIDRs = [podCIDR, extra.podCIDRv6].filter((c): c is string => c !== undefined);
   return {
     metadata: {
-      name, labels: { "kubernetes.io/hostname": name, "kubernetes.io/os": "linux" },
+      name, labels: { "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", ...(extra.zone !== undefined && { "topology.kubernetes.io/zone": extra.zone }) },
+      ...(extra.annotations && { annotations: extra.annotations }),
       ...(extra.deleting && { deletionTimestamp: new Date().toISOString().replace(/\.\d+Z$/, "Z") }),
     },
     spec: { ...(podCIDR !== undefined && { podCIDR }), ...(podCIDRs.length > 0 && { podCIDRs }), ...(extra.taints && { taints: extra.taints }) },
@@ -350,8 +397,8 @@ export function node(name: string, internalIP: string, podCIDR: string | undefin
 // ─── as a process: `tsx test/helpers/fake-apiserver.ts TOKEN [HOST]` ───
 // For a daemon in a network namespace, which cannot reach a server in the test's own: the test starts
 // this file inside the namespace. It prints {"url","kubeconfig"} as one line, then takes one JSON
-// command a line on stdin ({"op":"apply","kind","object"} | {"op":"remove","kind","name","namespace"})
-// and answers each with {"ok":true,"rv":N} or {"ok":false,"error"}.
+// command a line on stdin ({"op":"apply","kind","object"} | {"op":"remove","kind","name","namespace"} |
+// {"op":"get","kind","name","namespace"}) and answers each with {"ok":true,"rv":N[,"object"]} or {"ok":false,"error"}.
 
 /** Drives a FakeApiServer child process (see above) started with spawnInNs. */
 export class FakeApiServerProcess {
@@ -387,10 +434,19 @@ export class FakeApiServerProcess {
   }
 
   private async call(cmd: unknown): Promise<number> {
+    return (await this.ask(cmd)).rv ?? 0;
+  }
+
+  private async ask(cmd: unknown): Promise<{ rv?: number; object?: Record<string, unknown> }> {
     this.child.stdin?.write(`${JSON.stringify(cmd)}\n`);
-    const r = JSON.parse(await this.next()) as { ok: boolean; rv?: number; error?: string };
+    const r = JSON.parse(await this.next()) as { ok: boolean; rv?: number; error?: string; object?: Record<string, unknown> };
     if (!r.ok) throw new Error(`fake apiserver: ${r.error ?? "failed"}`);
-    return r.rv ?? 0;
+    return r;
+  }
+
+  /** The object as the server holds it now (after the daemon's patches), or undefined. */
+  async get(kind: Kind, name: string, namespace?: string): Promise<Record<string, unknown> | undefined> {
+    return (await this.ask({ op: "get", kind, name, namespace })).object;
   }
 
   apply(kind: Kind, object: Record<string, unknown>): Promise<number> {
@@ -411,10 +467,12 @@ async function serveFromStdin(token: string | undefined, host: string | undefine
   rl.on("line", (line) => {
     try {
       const c = JSON.parse(line) as { op: string; kind: Kind; object?: Record<string, unknown>; name?: string; namespace?: string };
+      let object: Record<string, unknown> | undefined;
       if (c.op === "apply") api.apply(c.kind, c.object ?? {});
       else if (c.op === "remove") api.remove(c.kind, c.name ?? "", c.namespace);
+      else if (c.op === "get") object = api.get(c.kind, c.name ?? "", c.namespace);
       else throw new Error(`unknown op ${JSON.stringify(c.op)}`);
-      process.stdout.write(`${JSON.stringify({ ok: true, rv: api.resourceVersion })}\n`);
+      process.stdout.write(`${JSON.stringify({ ok: true, rv: api.resourceVersion, ...(object && { object }) })}\n`);
     } catch (e) {
       process.stdout.write(`${JSON.stringify({ ok: false, error: (e as Error).message })}\n`);
     }

@@ -17,11 +17,13 @@ function addr16(text: string): Uint8Array {
 
 export interface TestBackend { ip: string; port: number }
 export interface TestService {
-  vip: string; port: number; proto: "tcp" | "udp" | 0; kind?: number; id: number; select?: number; flags?: number;
+  vip: string; port: number; proto: "tcp" | "udp" | "sctp" | 0; kind?: number; id: number; select?: number; flags?: number;
   affinitySec?: number; maglevSize?: number; backends: TestBackend[]; eligible?: number;
+  /** Source ranges, `10.0.0.0/8` or `fd00::/64`: new flows only from inside them. */
+  ranges?: string[];
 }
 
-const PROTO = { tcp: 6, udp: 17 } as const;
+const PROTO = { tcp: 6, udp: 17, sctp: 132 } as const;
 
 export class OpWriter {
   private chunks: Uint8Array[] = [];
@@ -38,17 +40,21 @@ export class OpWriter {
   }
   clear(): this { this.op(7, 8); return this; }
   service(s: TestService): this {
-    const n = s.backends.length, { b, d } = this.op(1, 52 + n * 20 + ((4 - ((52 + n * 20) % 4)) % 4));
+    const n = s.backends.length, ranges = s.ranges ?? [], { b, d } = this.op(1, 52 + n * 20 + ranges.length * 20);
     // "any": the IPv4 NodePort key ::ffff:0.0.0.0; "any6": the IPv6 one, ::.
     b.set(s.vip === "any" ? addr16("0.0.0.0") : s.vip === "any6" ? new Uint8Array(16) : addr16(s.vip), 8);
     d.setUint16(24, s.port); b[26] = s.proto === 0 ? 0 : PROTO[s.proto]; b[27] = s.kind ?? 0;
-    d.setUint32(28, s.id, true); b[32] = s.select ?? 0; b[33] = s.flags ?? 0;
+    d.setUint32(28, s.id, true); b[32] = s.select ?? 0; b[33] = s.flags ?? 0; d.setUint16(34, ranges.length, true);
     d.setUint32(36, s.affinitySec ?? 0, true); d.setUint32(40, s.maglevSize ?? 0, true);
     d.setUint32(44, n, true); d.setUint32(48, s.eligible ?? n, true);
     s.backends.forEach((be, i) => { b.set(addr16(be.ip), 52 + i * 20); d.setUint16(52 + i * 20 + 16, be.port); d.setUint16(52 + i * 20 + 18, 1); });
+    ranges.forEach((r, i) => {
+      const [ip, len] = r.split("/") as [string, string], at = 52 + (n + i) * 20;
+      b.set(addr16(ip), at); b[at + 16] = ip.includes(":") ? Number(len) : Number(len) + 96;
+    });
     return this;
   }
-  deleteService(vip: string, port: number, proto: "tcp" | "udp"): this {
+  deleteService(vip: string, port: number, proto: "tcp" | "udp" | "sctp"): this {
     const { b, d } = this.op(2, 28);
     b.set(addr16(vip), 8); d.setUint16(24, port); b[26] = PROTO[proto];
     return this;

@@ -6,7 +6,7 @@
 // Everything lives in namespaces from makeNs (removed by destroy(), also after a failure); every
 // process is ended by its PID.
 import { strict as assert } from "node:assert";
-import { type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, mkdirSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
@@ -14,10 +14,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sharedWasp } from "./cli.js";
 import { execPlugin } from "./cni-driver.js";
+import { FakeApiServerProcess } from "./fake-apiserver.js";
 import { deleteNs, inNs, ip, makeNs, sh, spawnInNs, stop, veth } from "./netns.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const WASP = join(ROOT, "bin/wasp-dev");
+const TSX = join(ROOT, "node_modules/tsx/dist/loader.mjs");
 
 export const NODE_IP = "10.99.0.1";
 export const EXT_IP = "10.99.0.2";
@@ -277,10 +279,36 @@ export class Topology {
   }
 
   /** `wasp daemon` in the node namespace, as the tests' brief and a DaemonSet run it. */
-  async startDaemon(extraArgs: string[] = []): Promise<DaemonProc> {
+  startDaemon(extraArgs: string[] = []): Promise<DaemonProc> {
+    return this.launchDaemon(["--config", this.configPath, ...extraArgs]);
+  }
+
+  /** `wasp daemon --kubeconfig` as Node `nodeName`: the API source (a fake apiserver, startApiServer) in
+   *  place of the file config. */
+  startKubeDaemon(kubeconfig: string, nodeName: string, extraArgs: string[] = []): Promise<DaemonProc> {
+    return this.launchDaemon([
+      "--kubeconfig", kubeconfig, "--hostname-override", nodeName, "--service-cidr", "10.96.0.0/16",
+      "--cluster-cidr", "10.244.0.0/16", "--min-sync-period", "100ms", ...extraArgs,
+    ]);
+  }
+
+  /** The fake apiserver (test/helpers/fake-apiserver.ts) in the node namespace, where the daemon reaches
+   *  it; ended by destroy(). Its kubeconfig is written to a file, whose path comes back. */
+  async startApiServer(token: string): Promise<{ api: FakeApiServerProcess; kubeconfig: string }> {
+    // stdin too: the test sends it commands
+    const child = spawn("ip", ["netns", "exec", this.node, process.execPath, "--import", `file://${TSX}`, join(ROOT, "test/helpers/fake-apiserver.ts"), token],
+      { stdio: ["pipe", "pipe", "inherit"] });
+    this.children.add(child);
+    const api = new FakeApiServerProcess(child);
+    const kubeconfig = join(this.work, "kubeconfig");
+    writeFileSync(kubeconfig, (await api.ready()).kubeconfig);
+    return { api, kubeconfig };
+  }
+
+  private async launchDaemon(args: string[]): Promise<DaemonProc> {
     const child = spawnInNs(this.node, process.execPath, [
       await sharedWasp(), "daemon",
-      "--config", this.configPath, "--socket", this.socketPath, "--metrics-port", "0", ...this.daemonArgs, ...extraArgs,
+      "--socket", this.socketPath, "--metrics-port", "0", ...this.daemonArgs, ...args,
     ]);
     this.children.add(child);
     const log = collect(child);
@@ -374,6 +402,15 @@ export class Topology {
     return (await this.requests(ns, [req]))[0]!;
   }
 
+  /** The pods of the one-node Service suites: a client, and backends b1 and b2 that serve TCP on 8080
+   *  (and UDP on `udpPort` when given). */
+  async clientAndBackends(udpPort = 0): Promise<{ client: Pod; b1: Pod; b2: Pod }> {
+    const client = await this.addPod("client"), b1 = await this.addPod("b1"), b2 = await this.addPod("b2");
+    await this.serve(b1.ns, [8080], udpPort);
+    await this.serve(b2.ns, [8080], udpPort);
+    return { client, b1, b2 };
+  }
+
   /** Ends every process this topology started (by PID), then removes its namespaces and files. */
   async destroy(): Promise<void> {
     for (const c of [...this.children]) await stop(c);
@@ -383,6 +420,72 @@ export class Topology {
     if (this.ownsExt) deleteNs(this.ext);
     rmSync(this.work, { recursive: true, force: true });
   }
+}
+
+/**
+ * The file config of the one-node Service suites (daemon-semantics, daemon-parity): node-a on the
+ * topology's address and pod CIDR (`node` adds fields such as zone), node-b as its one peer, and the
+ * services, which a test changes through apply(); reset() brings back what the daemon started with.
+ */
+export class ServiceSuiteConfig {
+  services: Record<string, any>[] = [];
+  node: Record<string, unknown> = {};
+  private first = "";
+  private firstInForce = "";
+
+  constructor(private readonly t: Topology) {}
+
+  toJSON(): Record<string, unknown> {
+    return {
+      mode: "tun",
+      node: { name: "node-a", underlayIP: this.t.nodeIp, podCIDR: this.t.podCidr, ...this.node },
+      serviceCIDR: "10.96.0.0/16",
+      clusterCIDR: "10.244.0.0/16",
+      nodes: [{ name: "node-b", underlayIP: "10.99.0.9", podCIDR: "10.244.2.0/24" }],
+      services: this.services,
+    };
+  }
+
+  svc(name: string): Record<string, any> {
+    const s = this.services.find((x) => x.name === name);
+    if (!s) throw new Error(`no service ${name} in the suite's config`);
+    return s;
+  }
+
+  /**
+   * Routes `outsideVips` (LoadBalancer IPs) and the service CIDR from the external namespace to the
+   * node, as a router in front of the cluster would; writes this config and starts the daemon on it
+   * in the datapath mode (`--offload on|off`); remembers both for reset().
+   */
+  async startDaemon(datapath: "offload" | "wasm", outsideVips: string[]): Promise<DaemonProc> {
+    for (const vip of outsideVips) ip(this.t.ext, "route", "replace", `${vip}/32`, "via", this.t.nodeIp);
+    ip(this.t.ext, "route", "replace", "10.96.0.0/16", "via", this.t.nodeIp);
+    this.t.daemonArgs = ["--offload", datapath === "offload" ? "on" : "off"];
+    this.first = JSON.stringify({ services: this.services, node: this.node });
+    this.t.writeConfig(this.toJSON());
+    const d = await this.t.startDaemon();
+    this.firstInForce = await this.t.configInForce();
+    return d;
+  }
+
+  /** Makes the change, writes the config and waits (up to 5 s) for the table generation it makes. */
+  async apply(change: () => void): Promise<void> {
+    const gen = (await control(this.t.socketPath, { cmd: "status" })).generation as number;
+    change();
+    this.t.writeConfig(this.toJSON());
+    for (let i = 0; i < 100 && (await control(this.t.socketPath, { cmd: "status" })).generation === gen; i++) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  /** Back to the config the daemon started with, in force. */
+  async reset(): Promise<void> {
+    ({ services: this.services, node: this.node } = JSON.parse(this.first) as { services: Record<string, any>[]; node: Record<string, unknown> });
+    await this.t.restoreConfig(this.toJSON(), this.firstInForce);
+  }
+}
+
+/** The daemon's drop counters by reason (its control socket's status). */
+export async function dropCounters(t: Topology): Promise<Record<string, number>> {
+  return (await control(t.socketPath, { cmd: "status" })).counters.drops as Record<string, number>;
 }
 
 // ── multi-node additions (overlay tests and bench/overlay) ─────────────────────────────────────

@@ -7,8 +7,8 @@
 // endpoint goes, and answers health checks on healthCheckNodePort with localEndpoints.
 import { strict as assert } from "node:assert";
 import { type ChildProcess } from "node:child_process";
-import { inNs, ip, spawnInNs, stop } from "../helpers/netns.js";
-import { askUntilCovered, control, everyBackend, EXT_IP, NODE_IP, POD_CIDR, Topology, waitFor, type DaemonProc, type Outcome, type Pod } from "../helpers/topology.js";
+import { inNs, spawnInNs, stop } from "../helpers/netns.js";
+import { askUntilCovered, dropCounters, everyBackend, EXT_IP, NODE_IP, ServiceSuiteConfig, Topology, waitFor, type Outcome, type Pod } from "../helpers/topology.js";
 
 const MASQ = "10.244.1.1";
 const REMOTE = "10.244.2.10"; // an endpoint on node-b (config only: it never answers)
@@ -36,40 +36,23 @@ for (const datapath of ["offload", "wasm"] as const) {
 describe(`kube-proxy Service semantics through wasp daemon (${datapath}), with real traffic (integration, needs root)`, function () {
   this.timeout(120_000);
   let t: Topology;
-  let daemon: DaemonProc;
+  /** The services the daemon starts with: after each test, again. */
+  let cfg: ServiceSuiteConfig;
   let client: Pod, b1: Pod, b2: Pod;
   const mine: ChildProcess[] = [];
-  let services: Record<string, any>[] = [];
-  /** The services the daemon starts with and its config in force then: after each test, again. */
-  let first = "", firstInForce = "";
-
-  const config = () => ({
-    mode: "tun",
-    node: { name: "node-a", underlayIP: NODE_IP, podCIDR: POD_CIDR },
-    serviceCIDR: "10.96.0.0/16",
-    clusterCIDR: "10.244.0.0/16",
-    nodes: [{ name: "node-b", underlayIP: "10.99.0.9", podCIDR: "10.244.2.0/24" }],
-    services,
-  });
-  const apply = async (change: () => void) => {
-    const gen = (await control(t.socketPath, { cmd: "status" })).generation as number;
-    change();
-    t.writeConfig(config());
-    for (let i = 0; i < 100 && (await control(t.socketPath, { cmd: "status" })).generation === gen; i++) await new Promise((r) => setTimeout(r, 50));
-  };
-  const svc = (name: string) => services.find((s) => s.name === name)!;
-  const drops = async () => (await control(t.socketPath, { cmd: "status" })).counters.drops as Record<string, number>;
+  const apply = (change: () => void) => cfg.apply(change);
+  const svc = (name: string) => cfg.svc(name);
 
   before(async () => {
     t = new Topology();
-    client = await t.addPod("client");
-    b1 = await t.addPod("b1");
-    b2 = await t.addPod("b2");
-    services = [
+    cfg = new ServiceSuiteConfig(t);
+    ({ client, b1, b2 } = await t.clientAndBackends(5353));
+    cfg.services = [
       {
         name: "lb-local", type: "LoadBalancer", clusterIP: "10.96.0.10", externalTrafficPolicy: "Local", healthCheckNodePort: 32100,
         ports: [{ port: 80, protocol: "TCP", targetPort: 8080, nodePort: 30100 }],
-        backends: [{ ip: b1.ip }, { ip: REMOTE, nodeName: "node-b" }],
+        // kube-proxy counts an endpoint as local by its nodeName alone (an address in this node's pod CIDR is not enough)
+        backends: [{ ip: b1.ip, nodeName: "node-a" }, { ip: REMOTE, nodeName: "node-b" }],
       },
       {
         name: "itp-local", clusterIP: "10.96.0.11", internalTrafficPolicy: "Local",
@@ -95,25 +78,14 @@ describe(`kube-proxy Service semantics through wasp daemon (${datapath}), with r
       },
       { name: "plain", clusterIP: "10.96.0.15", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }, { ip: b2.ip }] },
     ];
-    first = JSON.stringify(services);
-    t.writeConfig(config());
-    // The external namespace routes the LoadBalancer IP and the service CIDR to the node, as a
-    // router in front of the cluster would.
-    ip(t.ext, "route", "replace", "198.51.100.10/32", "via", NODE_IP);
-    ip(t.ext, "route", "replace", "10.96.0.0/16", "via", NODE_IP);
-    await t.serve(b1.ns, [8080], 5353);
-    await t.serve(b2.ns, [8080], 5353);
-    t.daemonArgs = ["--offload", datapath === "offload" ? "on" : "off"];
-    daemon = await t.startDaemon();
-    firstInForce = await t.configInForce();
+    await cfg.startDaemon(datapath, ["198.51.100.10"]);
   });
 
   // A test that changes a service or starts processes leaves neither behind, also when it fails:
   // the next test sees the config the daemon started with.
   afterEach(async () => {
     for (const c of mine.splice(0)) await stop(c);
-    services = JSON.parse(first);
-    await t.restoreConfig(config(), firstInForce);
+    await cfg.reset();
   });
 
   after(async () => {
@@ -144,13 +116,13 @@ describe(`kube-proxy Service semantics through wasp daemon (${datapath}), with r
   });
 
   it("internalTrafficPolicy Local with endpoints only on another node: a pod's TCP and UDP to the ClusterIP are dropped (no RST, no ICMP), counted as no_local_backend", async () => {
-    const before = (await drops()).no_local_backend ?? 0;
+    const before = (await dropCounters(t)).no_local_backend ?? 0;
     const [tcp, udp] = await t.requests(client.ns, [
       { host: "10.96.0.11", port: 80, timeoutMs: 1500 }, { proto: "udp", host: "10.96.0.11", port: 53, timeoutMs: 1500 },
     ]);
     assert.equal(tcp!.error, "timeout", `TCP is dropped, not refused: ${JSON.stringify(tcp)}`);
     assert.equal(udp!.error, "timeout", `UDP is dropped, not answered with port unreachable: ${JSON.stringify(udp)}`);
-    assert.ok(((await drops()).no_local_backend ?? 0) > before, `no_local_backend counted the drops (was ${before})`);
+    assert.ok(((await dropCounters(t)).no_local_backend ?? 0) > before, `no_local_backend counted the drops (was ${before})`);
   });
 
   it("with no ready endpoint the serving-terminating one takes new connections; once another is ready, new connections go there", async () => {

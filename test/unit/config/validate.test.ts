@@ -113,10 +113,28 @@ describe("config/validate", () => {
     assert.equal(only(raw, "services[0].ports[0].protocl").message, "is not a known setting (misspelt?)");
   });
 
-  it("rejects protocols other than TCP and UDP", () => {
+  it("rejects protocols other than TCP, UDP and SCTP", () => {
     const raw = base();
     raw.services[0].ports[0].protocol = "tcp";
-    assert.equal(only(raw, "services[0].ports[0].protocol").message, 'is "tcp"; expected TCP or UDP');
+    assert.equal(only(raw, "services[0].ports[0].protocol").message, 'is "tcp"; expected TCP, UDP or SCTP');
+  });
+
+  it("loadBalancerSourceRanges apply to type LoadBalancer only (as the API server validates), and a range with host bits names the network to write", () => {
+    const raw = base();
+    raw.services[0].loadBalancerSourceRanges = ["203.0.113.0/24"];
+    assert.equal(only(raw, "services[0].loadBalancerSourceRanges").message, 'is set on a ClusterIP service; loadBalancerSourceRanges apply to type LoadBalancer');
+    Object.assign(raw.services[0], { type: "LoadBalancer", loadBalancerSourceRanges: ["203.0.113.7/24"] });
+    assert.equal(only(raw, "services[0].loadBalancerSourceRanges[0]").message, 'is "203.0.113.7/24", which has bits set after the prefix; write 203.0.113.0/24');
+  });
+
+  it("node.zone is a label value; backend hints name zones and nodes", () => {
+    const raw = base();
+    raw.node.zone = "-zone a";
+    assert.match(only(raw, "node.zone").message, /a zone is a label value/);
+    raw.node.zone = "eu-west-1a";
+    raw.services[0].backends[0].hints = { forZones: ["eu-west-1a"], forNodes: ["n1"] };
+    const c = ok(raw);
+    assert.deepEqual([c.node.zone, c.services[0]!.backends[0]!.hints], ["eu-west-1a", { forZones: ["eu-west-1a"], forNodes: ["n1"] }]);
   });
 
   it("rejects an underlay IP that is IPv6 or not an address", () => {

@@ -2,15 +2,15 @@ import { strict as assert } from "node:assert";
 import { existsSync } from "node:fs";
 import fc from "fast-check";
 import { defaultConfig, validateConfig, type Config } from "../../../src/config/index.js";
-import { CommitResult, Op } from "../../../src/engine/abi.js";
+import { CommitResult, Op, Verdict } from "../../../src/engine/abi.js";
 import { decodeOps, encodeModel, encodeOps, measureOps, type DecodedOp } from "../../../src/engine/ops.js";
-import { buildModel, diffModel, fullDelta, PROTO, RouteKind, ServiceFlag, ServiceKind, type Model, type ModelDelta } from "../../../src/model/index.js";
+import { buildModel, diffModel, formatIp, fullDelta, PROTO, RouteKind, ServiceFlag, ServiceKind, type Model, type ModelDelta } from "../../../src/model/index.js";
 import { OpWriter } from "../../helpers/ops.js";
 import { packet, parse, TCP } from "../../helpers/packets.js";
 import { configArb } from "../../helpers/arbitrary.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
-const EMPTY: ModelDelta = { clear: false, deleteServices: [], upsertServices: [], deleteRoutes: [], upsertRoutes: [], deleteLocalAddrs: [], addLocalAddrs: [] };
+const EMPTY: ModelDelta = { clear: false, deleteServices: [], upsertServices: [], deleteRoutes: [], upsertRoutes: [], deleteLocalAddrs: [], addLocalAddrs: [], deleteVips: [], addVips: [] };
 
 function cfg(raw: Record<string, any>): Config {
   const r = validateConfig(raw);
@@ -63,15 +63,49 @@ describe("engine/ops", () => {
     const d: ModelDelta = {
       clear: true, upsertServices: [], upsertRoutes: [],
       deleteServices: [m.services.get("10.96.0.10:80/TCP")!], deleteRoutes: [m.routes.get("10.244.2.0/24")!],
-      deleteLocalAddrs: ["10.99.0.1"], addLocalAddrs: ["2001:db8::1"],
+      deleteLocalAddrs: ["10.99.0.1"], addLocalAddrs: ["2001:db8::1"], deleteVips: ["10.96.0.10"], addVips: [],
     };
     assert.equal(hex(encode(d)),
       "07000000" + "08000000" +                                                                  // Clear
       "02000000" + "1c000000" + "00000000000000000000ffff0a60000a" + "0050" + "06" + "00" +      // DeleteService
+      "02000000" + "1c000000" + "00000000000000000000ffff0a60000a" + "0000" + "00" + "00" +      // DeleteService of the echo marker
       "04000000" + "1c000000" + "00000000000000000000ffff0af40200" + "78" + "00" + "0000" +      // DeleteRoute
       "06000000" + "18000000" + "00000000000000000000ffff0a630001" +                            // DeleteLocalAddr
       "05000000" + "18000000" + "20010db8000000000000000000000001" +                            // AddLocalAddr
       "00000000" + "08000000");                                                                  // End
+  });
+
+  it("encodes an echo marker as the UpsertService of its VIP with port 0, protocol 0 and no backends (52 bytes), as the OpWriter does", () => {
+    const bytes = encode({ ...EMPTY, addVips: ["10.96.0.10", "fd00::a"] }, false);
+    assert.equal(hex(bytes),
+      "01000000" + "34000000" + "00000000000000000000ffff0a60000a" + "00".repeat(28) +       // 10.96.0.10, port 0, proto 0, all 0
+      "01000000" + "34000000" + "fd00000000000000000000000000000a" + "00".repeat(28));       // fd00::a
+    assert.equal(hex(bytes), hex(new OpWriter().service({ vip: "10.96.0.10", port: 0, proto: 0, id: 0, backends: [] })
+      .service({ vip: "fd00::a", port: 0, proto: 0, id: 0, backends: [] }).bytes()));
+  });
+
+  it("encodes a LoadBalancer entry's source ranges after its backends: the u16 count at 34, then addr16 | len of 128 | 0 | 0 each (20 bytes), as the OpWriter does", () => {
+    const m = buildModel(cfg({
+      node: { name: "n1", underlayIP: "10.99.0.1", podCIDR: "10.244.1.0/24" },
+      services: [{ name: "lb", type: "LoadBalancer", clusterIP: "10.96.0.10", loadBalancerIPs: ["198.51.100.1"], loadBalancerSourceRanges: ["203.0.113.0/24"], ports: [{ port: 80, targetPort: 8080 }], backends: [{ ip: "10.244.1.10" }] }],
+    }));
+    const e = m.services.get("198.51.100.1:80/TCP")!;
+    const bytes = encode({ ...EMPTY, upsertServices: [e] }, false);
+    assert.equal(hex(bytes),
+      "01000000" + "5c000000" +                        // code 1, size 92 = 52 + 20 + 20
+      "00000000000000000000ffffc6336401" +             // 198.51.100.1
+      "0050" + "06" + "03" +                           // port 80, TCP, LoadBalancer
+      hex(new Uint8Array(new Uint32Array([e.id]).buffer)) +
+      "00" + "01" + "0100" +                           // Random, MASQUERADE_EXTERNAL, 1 range (little-endian)
+      "00000000" + "00000000" + "01000000" + "01000000" +
+      "00000000000000000000ffff0af4010a" + "1f90" + "0001" + // backend 10.244.1.10:8080, weight 1
+      "00000000000000000000ffffcb007100" + "78" + "00" + "0000"); // 203.0.113.0, len 120 (of 128)
+    assert.equal(hex(bytes), hex(new OpWriter().service({
+      vip: "198.51.100.1", port: 80, proto: "tcp", kind: ServiceKind.LoadBalancer, id: e.id, flags: ServiceFlag.MASQUERADE_EXTERNAL,
+      backends: [{ ip: "10.244.1.10", port: 8080 }], ranges: ["203.0.113.0/24"],
+    }).bytes()));
+    const [d] = decodeOps(bytes) as Array<Extract<DecodedOp, { op: Op.UpsertService }>>;
+    assert.deepEqual(d!.ranges, ["203.0.113.0/120"]);
   });
 
   it("writes the same bytes as the test helper's independent OpWriter for a service and a route", () => {
@@ -92,7 +126,8 @@ describe("engine/ops", () => {
     raw.nodes = [{ name: "n2", underlayIP: "10.99.0.2", podCIDR: "10.244.2.0/24" }];
     const b = buildModel(raw as Config, a);
     const ops = decodeOps(encode({ ...diffModel(a, b), clear: true })).map((o) => Op[o.op]);
-    assert.deepEqual(ops, ["Clear", "DeleteService", "DeleteService", "DeleteLocalAddr", "AddLocalAddr", "UpsertRoute", "UpsertService", "End"]);
+    // the dns service's two entries go, then its address's echo marker
+    assert.deepEqual(ops, ["Clear", "DeleteService", "DeleteService", "DeleteService", "DeleteLocalAddr", "AddLocalAddr", "UpsertRoute", "UpsertService", "End"]);
   });
 
   it("measureOps equals the bytes written, and every op size is a multiple of 4", () => {
@@ -143,8 +178,8 @@ describe("engine/ops", () => {
       const a = buildModel(ca), b = buildModel(cb, a), d = diffModel(a, b);
       const ops = decodeOps(encode(d));
       const keys = (code: Op) => ops.filter((o) => o.op === code);
-      assert.equal(keys(Op.DeleteService).length, d.deleteServices.length);
-      assert.equal(keys(Op.UpsertService).length, d.upsertServices.length);
+      assert.equal(keys(Op.DeleteService).length, d.deleteServices.length + d.deleteVips.length);
+      assert.equal(keys(Op.UpsertService).length, d.upsertServices.length + d.addVips.length);
       assert.equal(keys(Op.DeleteRoute).length, d.deleteRoutes.length);
       assert.equal(keys(Op.UpsertRoute).length, d.upsertRoutes.length);
       d.deleteServices.forEach((k, i) => {
@@ -183,6 +218,45 @@ describe("engine/ops", () => {
       assert.equal(e.slot(0).service, m.services.get("10.96.0.10:80/TCP")!.id + 1);
     });
 
+    it("with the model's echo markers the core answers a ping to a ClusterIP, an externalIP and a LoadBalancer IP (RFC 792 echo reply from the VIP), not to a node's NodePort address", () => {
+      const e = newEngine();
+      const withLb = (): Config => {
+        const c = defaultConfig(), web = c.services[0]!;
+        c.services[0] = { ...web, type: "LoadBalancer", externalIPs: ["192.0.2.10"], loadBalancerIPs: ["198.51.100.1"], ports: [{ ...web.ports[0]!, nodePort: 30081 }] };
+        return c;
+      };
+      const m = buildModel(withLb());
+      assert.equal(commit(e, (out, at) => encodeModel(m, out, at)), CommitResult.Ok);
+      assert.equal(e.exports.serviceCount(), m.services.size, "markers are not counted as service entries");
+      const ping = (dst: string) => packet({ src: "10.244.1.50", dst }, { proto: "icmp", type: 8, rest: 0x77000001, payload: new Uint8Array(8).fill(7) });
+      const vips = ["10.96.0.10", "192.0.2.10", "198.51.100.1"];
+      [...vips, "10.99.0.1"].forEach((dst, i) => e.putPacket(i, ping(dst)));
+      e.process(4, 100);
+      for (const [i, vip] of vips.entries()) {
+        const q = parse(e.output(i));
+        assert.deepEqual([q.src, q.dst, q.icmpType], [vip, "10.244.1.50", 0], `ping ${vip}`);
+      }
+      assert.equal(Verdict[e.slot(3).verdict], "Host", "a ping to the node address goes to the host (Verdict.Host), the node answers it itself");
+      // a reload that removes web removes its markers: the ClusterIP is no longer echoed
+      const c = withLb(); c.services.shift();
+      const b = buildModel(c, m);
+      assert.equal(commit(e, (out, at) => encodeOps(diffModel(m, b), out, at)), CommitResult.Ok);
+      e.putPacket(0, ping("10.96.0.10"));
+      e.process(1, 101);
+      assert.ok(e.slot(0).verdict === Verdict.Drop || parse(e.output(0)).icmpType !== 0, "no echo reply after the marker is deleted");
+    });
+
+    it("echo markers have room beside a full table of port entries (tables.services counts port entries only)", () => {
+      const e = new Engine!({ maxBatch: 8, conntrackCapacity: 1024, maxServices: 64, maxBackends: 64, maxRoutes: 8, maglevCells: 1024, underlayIp: "10.99.0.1", seed: 1 });
+      const w = new OpWriter();
+      for (let i = 0; i < 64; i++) w.service({ vip: `10.96.1.${i}`, port: 80, proto: "tcp", id: i, backends: [] }).service({ vip: `10.96.1.${i}`, port: 0, proto: 0, id: 0, backends: [] });
+      assert.equal(CommitResult[e.commitOps(w.bytes())], "Ok");
+      assert.equal(e.exports.serviceCount(), 64);
+      assert.equal(e.checkInvariants(), 0);
+      assert.equal(CommitResult[e.commitOps(new OpWriter().service({ vip: "10.96.2.1", port: 80, proto: "tcp", id: 64, backends: [] }).bytes())], "ServicesFull");
+      assert.equal(CommitResult[e.commitOps(new OpWriter().service({ vip: "10.96.2.1", port: 0, proto: 0, id: 0, backends: [] }).bytes())], "ServicesFull");
+    });
+
     it("the core finds the NodePort entry (key 0.0.0.0, i.e. ::ffff:0.0.0.0) for a packet to the node address on 30080", () => {
       const e = newEngine();
       const m = buildModel(defaultConfig());
@@ -215,7 +289,12 @@ describe("engine/ops", () => {
 
 /** Every decoded op equals the model entry with its key, field by field. */
 function checkAgainstModel(ops: DecodedOp[], m: Model): void {
-  const services = ops.filter((o): o is Extract<DecodedOp, { op: Op.UpsertService }> => o.op === Op.UpsertService);
+  const upserts = ops.filter((o): o is Extract<DecodedOp, { op: Op.UpsertService }> => o.op === Op.UpsertService);
+  const services = upserts.filter((o) => o.proto !== 0);
+  const markers = upserts.filter((o) => o.proto === 0);
+  for (const o of markers) assert.deepEqual([o.port, o.kind, o.id, o.flags, o.count, o.eligible], [0, 0, 0, 0, 0, 0], `marker ${o.addr}`);
+  const vipAddrs = new Set([...m.services.values()].filter((e) => e.kind !== ServiceKind.NodePort).map((e) => e.addr));
+  assert.deepEqual(markers.map((o) => o.addr).sort(), [...vipAddrs].sort(), "one echo marker per ClusterIP, externalIP and LoadBalancer IP");
   const routes = ops.filter((o): o is Extract<DecodedOp, { op: Op.UpsertRoute }> => o.op === Op.UpsertRoute);
   const addrs = ops.filter((o): o is Extract<DecodedOp, { op: Op.AddLocalAddr | Op.DeleteLocalAddr }> => o.op === Op.AddLocalAddr);
   assert.equal(services.length, m.services.size);
@@ -228,6 +307,7 @@ function checkAgainstModel(ops: DecodedOp[], m: Model): void {
       [o.addr, o.port, o.proto, o.kind, o.id, o.select, o.flags, o.affinitySec, o.maglevSize, o.count, o.eligible],
       [e.addr, e.port, PROTO[e.protocol], e.kind, e.id, e.select, e.flags, e.affinitySec, e.maglevSize, e.backends.length, e.eligible]);
     assert.deepEqual(o.backends, e.backends.map((b) => ({ addr: b.addr, port: b.port, weight: b.weight })));
+    assert.deepEqual(o.ranges, e.sourceRanges.map((r) => `${formatIp({ family: e.family, bytes: r.prefix16 })}/${r.prefixLen128}`));
     if (e.kind === ServiceKind.NodePort) assert.equal(o.addr, e.family === 4 ? "0.0.0.0" : "::");
   });
   const rs = [...m.routes.values()];

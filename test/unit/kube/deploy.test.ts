@@ -54,10 +54,10 @@ describe("deploy/ manifests", () => {
     assert.throws(() => validate(ds2), /containerPort/);
   });
 
-  it("RBAC is least privilege: get, list and watch of services, nodes and discovery.k8s.io endpointslices, nothing else, bound to the DaemonSet's ServiceAccount", () => {
+  it("RBAC is least privilege: get, list and watch of services, nodes and discovery.k8s.io endpointslices, patch of nodes (its own Node's VXLAN annotations), nothing else, bound to the DaemonSet's ServiceAccount", () => {
     const rules = (find("ClusterRole").rules as Obj[]).flatMap((r) =>
       (r.apiGroups as string[]).flatMap((g) => (r.resources as string[]).map((res) => `${g}/${res}:${[...(r.verbs as string[])].sort().join(",")}`)));
-    assert.deepEqual(rules.sort(), ["/nodes:get,list,watch", "/services:get,list,watch", "discovery.k8s.io/endpointslices:get,list,watch"]);
+    assert.deepEqual(rules.sort(), ["/nodes:get,list,watch", "/nodes:patch", "/services:get,list,watch", "discovery.k8s.io/endpointslices:get,list,watch"]);
     const sa = find("ServiceAccount"), crb = find("ClusterRoleBinding"), ds = find("DaemonSet");
     assert.deepEqual(crb.roleRef, { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: find("ClusterRole").metadata.name });
     assert.deepEqual(crb.subjects, [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: sa.metadata.namespace }]);

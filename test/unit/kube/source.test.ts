@@ -84,7 +84,7 @@ describe("kube source: the Kubernetes API as a config source (fake apiserver, re
     seed();
     startSource();
     const c = await waitFor("the first config", last);
-    assert.deepEqual(c.node, { name: NODE, underlayIP: "192.168.50.1", podCIDR: "10.244.1.0/24", underlayMTU: 1500, nodeAddresses: ["192.168.50.1", "198.51.100.1"] });
+    assert.deepEqual(c.node, { name: NODE, underlayIP: "192.168.50.1", podCIDR: "10.244.1.0/24", underlayMTU: 1500, nodeAddresses: ["192.168.50.1", "198.51.100.1"], vtepMAC: "02:c0:a8:32:01:01" });
     assert.equal(c.serviceCIDR, "10.96.0.0/16");
     assert.deepEqual(c.nodes, [{ name: "node-b", underlayIP: "192.168.50.2", podCIDR: "10.244.2.0/24" }], "node-c has no pod CIDR yet, this node is not its own peer");
     const m = byPort(c);
@@ -184,10 +184,12 @@ describe("kube source: the Kubernetes API as a config source (fake apiserver, re
 
   it("a dropped connection reconnects and resumes the watch from the last resourceVersion, without a re-list", async () => {
     seed();
+    // the slices' watch resumes from the list's resourceVersion: no slice changed since (the source's
+    // patch of its own Node's annotations is a later Node event)
+    const rv = api.resourceVersion;
     startSource();
     await waitFor("the first config", last);
     await waitFor("open watches", () => api.openWatches === 3);
-    const rv = api.resourceVersion;
     api.dropConnections();
     api.apply("EndpointSlice", endpointSlice("lb-1", "lb", [{ ip: "10.244.1.31", nodeName: NODE }], [{ port: 80 }]));
     await waitFor("the change made after the drop", () => byPort(last() as Config).get("default/lb 80/TCP")?.backends[0]?.ip === "10.244.1.31");
@@ -255,6 +257,8 @@ describe("kube source: the Kubernetes API as a config source (fake apiserver, re
     startSource();
     await waitFor("the first config", () => last()?.services.length === 1000);
     const s = (source as KubeConfigSource).stats;
+    // the source's one write, its Node's VXLAN annotations, comes back as a Node event: let it pass first
+    await waitFor("this node's annotation patch seen back", () => s.nodePatches === 1 && s.nodesConverted === 2);
     const before = { ...s };
     api.apply("EndpointSlice", endpointSlice("s500-a", "s500", [{ ip: "10.244.2.1" }, { ip: "10.244.2.2" }], [{ port: 8080 }]));
     await waitFor("the update", () => byPort(last() as Config).get("default/s500 80/TCP")?.backends.length === 2);
@@ -342,6 +346,49 @@ describe("kube source: the Kubernetes API as a config source (fake apiserver, re
     assert.deepEqual([...c.node.nodeAddresses].sort(), ["127.0.0.1", "192.168.50.1"]);
     assert.throws(() => new KubeConfigSource({ kubeConfig: loadKubeConfig(join(dir, "kubeconfig"), {}), nodeName: NODE, settings: { nodePortAddresses: ["10.0.0.1/8"] } }),
       /nodePortAddresses has "10\.0\.0\.1\/8"; expected CIDRs like 10\.0\.0\.0\/8 or "primary"/);
+  });
+
+  describe("flannel interop: VXLAN endpoints in the Nodes' annotations", () => {
+    const FL = "flannel.alpha.coreos.com";
+    const annotationsOf = (name: string) => ((api.get("Node", name)?.["metadata"] as Record<string, unknown>)["annotations"] ?? {}) as Record<string, string>;
+
+    it("this node publishes its VTEP as flannel does (backend-type vxlan, backend-data with the MAC it derived, public-ip, kube-subnet-manager), with one patch", async () => {
+      seed();
+      startSource();
+      const c = await waitFor("the first config", last);
+      assert.equal(c.node.vtepMAC, "02:c0:a8:32:01:01", "derived from 192.168.50.1: no MAC published before");
+      await waitFor("the Node annotated", () => annotationsOf(NODE)[`${FL}/backend-data`]);
+      assert.deepEqual(annotationsOf(NODE), {
+        [`${FL}/backend-type`]: "vxlan", [`${FL}/backend-data`]: '{"VNI":1,"VtepMAC":"02:c0:a8:32:01:01"}',
+        [`${FL}/public-ip`]: "192.168.50.1", [`${FL}/kube-subnet-manager`]: "true",
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual(api.requests.filter((r) => r.startsWith("patch")), [`patch nodes/${NODE}`], "once: the Node's own MODIFIED event asks for nothing more");
+    });
+
+    it("a node whose underlay address changed keeps the MAC its Node published (the one peers learned); public-ip follows the new address", async () => {
+      api.apply("Node", node(NODE, "192.168.50.9", "10.244.1.0/24", { annotations: {
+        [`${FL}/backend-type`]: "vxlan", [`${FL}/backend-data`]: '{"VNI":1,"VtepMAC":"02:c0:a8:32:01:01"}',
+        [`${FL}/public-ip`]: "192.168.50.1", [`${FL}/kube-subnet-manager`]: "true",
+      } }));
+      startSource();
+      const c = await waitFor("the first config", last);
+      assert.deepEqual([c.node.underlayIP, c.node.vtepMAC], ["192.168.50.9", "02:c0:a8:32:01:01"], "not 02:c0:a8:32:09:01, which the new address would derive");
+      await waitFor("public-ip updated", () => annotationsOf(NODE)[`${FL}/public-ip`] === "192.168.50.9");
+      assert.equal(annotationsOf(NODE)[`${FL}/backend-data`], '{"VNI":1,"VtepMAC":"02:c0:a8:32:01:01"}');
+    });
+
+    it("a flannel peer is reached at its backend-data VtepMAC and public-ip; a wasp peer without annotations at its InternalIP and derived MAC", async () => {
+      seed();
+      api.apply("Node", node("flannel-1", "192.168.50.7", "10.244.7.0/24", { annotations: {
+        [`${FL}/backend-type`]: "vxlan", [`${FL}/backend-data`]: '{"VNI":1,"VtepMAC":"ae:5f:00:11:22:33"}',
+        [`${FL}/public-ip`]: "192.168.60.7", [`${FL}/kube-subnet-manager`]: "true",
+      } }));
+      startSource();
+      const c = await waitFor("the first config", last);
+      assert.deepEqual(c.nodes.find((n) => n.name === "flannel-1"), { name: "flannel-1", underlayIP: "192.168.60.7", podCIDR: "10.244.7.0/24", vtepMAC: "ae:5f:00:11:22:33" });
+      assert.deepEqual(c.nodes.find((n) => n.name === "node-b"), { name: "node-b", underlayIP: "192.168.50.2", podCIDR: "10.244.2.0/24" });
+    });
   });
 
   it("loadKubeConfig names the problem: no kubeconfig and not in a pod; an unreadable file", () => {

@@ -2,8 +2,8 @@ import { strict as assert } from "node:assert";
 import fc from "fast-check";
 import { defaultConfig, validateConfig, type Config } from "../../../src/config/index.js";
 import {
-  applyDelta, buildModel, updateModel, deriveVtepMac, localVtepMac, diffModel, fullDelta, IdAllocator, isEmptyDelta, orderBackends,
-  RouteKind, Select, ServiceFlag, ServiceKind, type Model, type ServiceEntry,
+  applyDelta, buildModel, updateModel, deriveVtepMac, localVtepMac, localEndpointTest, diffModel, fullDelta, IdAllocator, isEmptyDelta, orderBackends,
+  PROTO, RouteKind, Select, ServiceFlag, ServiceKind, type Model, type ServiceEntry,
 } from "../../../src/model/index.js";
 import { configArb } from "../../helpers/arbitrary.js";
 
@@ -36,7 +36,9 @@ const backendsOf = (e: ServiceEntry) => e.backends.map((b) => `${b.addr}:${b.por
 function engineView(m: Model) {
   const s = [...m.services.values()].map((e) => ({ key: e.key, id: e.id, sig: e.sig, addr16: [...e.addr16] })).sort((a, b) => a.key.localeCompare(b.key));
   const r = [...m.routes.values()].map((x) => ({ key: x.key, sig: x.sig })).sort((a, b) => a.key.localeCompare(b.key));
-  return { s, r, l: [...m.localAddrs].sort() };
+  // echo markers with the entries on each address (applyDelta: 0 for a marker the ops left without one)
+  const v = [...(m.vips ?? new Map<string, number>())].sort((a, b) => a[0].localeCompare(b[0]));
+  return { s, r, l: [...m.localAddrs].sort(), v };
 }
 
 describe("model", () => {
@@ -118,6 +120,7 @@ describe("model", () => {
       const raw = base();
       Object.assign(raw.services[0], { type: "NodePort", externalTrafficPolicy: "Local" });
       raw.services[0].ports[0].nodePort = 30080;
+      raw.services[0].backends = [{ ip: "10.244.1.10", nodeName: "n1" }, { ip: "10.244.2.10", nodeName: "n2" }];
       const m = buildModel(cfg(raw));
       const np = svc(m, "0.0.0.0:30080/TCP");
       assert.deepEqual(backendsOf(np), ["10.244.1.10:8080"]);
@@ -125,11 +128,22 @@ describe("model", () => {
       assert.deepEqual(backendsOf(svc(m, "10.96.0.1:80/TCP")), ["10.244.1.10:8080", "10.244.2.10:8080"]);
     });
 
-    it("internalTrafficPolicy Local keeps only this node's backends on the ClusterIP entry, by nodeName or pod CIDR", () => {
+    it("internalTrafficPolicy Local keeps only the backends whose nodeName is this node on the ClusterIP entry", () => {
       const raw = base();
       raw.services[0].internalTrafficPolicy = "Local";
-      raw.services[0].backends = [{ ip: "10.244.1.10" }, { ip: "10.244.2.10" }, { ip: "10.99.0.1", nodeName: "n1" }, { ip: "10.99.0.2", nodeName: "n2" }];
+      raw.services[0].backends = [{ ip: "10.244.1.10", nodeName: "n1" }, { ip: "10.244.2.10", nodeName: "n2" }, { ip: "10.99.0.1", nodeName: "n1" }, { ip: "10.99.0.2", nodeName: "n2" }];
       assert.deepEqual(backendsOf(svc(buildModel(cfg(raw)), "10.96.0.1:80/TCP")), ["10.244.1.10:8080", "10.99.0.1:8080"]);
+    });
+
+    it("an endpoint without nodeName is not local even with an address in this node's pod CIDR (kube-proxy: IsLocal is nodeName == this node)", () => {
+      const raw = base();
+      Object.assign(raw.services[0], { type: "NodePort", externalTrafficPolicy: "Local", internalTrafficPolicy: "Local" });
+      raw.services[0].ports[0].nodePort = 30080;
+      raw.services[0].backends = [{ ip: "10.244.1.10" }, { ip: "10.244.1.11", nodeName: "n1" }, { ip: "10.244.1.12", nodeName: "n2" }];
+      const m = buildModel(cfg(raw));
+      assert.deepEqual(backendsOf(svc(m, "10.96.0.1:80/TCP")), ["10.244.1.11:8080"], "ClusterIP under internalTrafficPolicy Local");
+      assert.deepEqual(backendsOf(svc(m, "0.0.0.0:30080/TCP")), ["10.244.1.11:8080"], "NodePort under externalTrafficPolicy Local");
+      assert.deepEqual(localEndpointTest(cfg(raw).node)({}), false, "no nodeName: remote");
     });
 
     it("a Local policy with no endpoint on this node but some elsewhere marks the entry drop-when-empty; with none anywhere it rejects", () => {
@@ -168,6 +182,129 @@ describe("model", () => {
       assert.deepEqual([e.affinitySec, e.select, e.maglevSize], [600, Select.Maglev, 16381]);
       const b = svc(buildModel(cfg(raw)), "10.96.0.2:53/UDP");
       assert.deepEqual([b.flags & ServiceFlag.AFFINITY, b.affinitySec], [0, 0]);
+    });
+
+    describe("topology-aware routing (kube-proxy's pkg/proxy/topology.go: hints are all or nothing)", () => {
+      // Four ready endpoints: two hinted for zone-a (one of them for node n1 as well), one for zone-b, one for zone-c.
+      const hinted = (zone?: string) => {
+        const raw = base();
+        if (zone !== undefined) raw.node.zone = zone;
+        Object.assign(raw.services[0], { type: "NodePort" });
+        raw.services[0].ports[0].nodePort = 30080;
+        raw.services[0].backends = [
+          { ip: "10.244.2.10", nodeName: "n2", hints: { forZones: ["zone-a"] } },
+          { ip: "10.244.2.11", nodeName: "n2", hints: { forZones: ["zone-b"] } },
+          { ip: "10.244.1.10", nodeName: "n1", hints: { forZones: ["zone-a"] } },
+          { ip: "10.244.2.12", nodeName: "n2", hints: { forZones: ["zone-c"] } },
+        ];
+        return raw;
+      };
+      const chosen = (raw: Record<string, any>, key = "10.96.0.1:80/TCP") => {
+        const e = svc(buildModel(cfg(raw)), key);
+        return { eligible: backendsOf(e).slice(0, e.eligible), all: backendsOf(e).sort() };
+      };
+      const ALL = ["10.244.1.10:8080", "10.244.2.10:8080", "10.244.2.11:8080", "10.244.2.12:8080"];
+
+      it("every ready endpoint hinted for a zone: new flows go only to those hinted for this node's zone (ClusterIP and NodePort); the others stay to keep their flows", () => {
+        const r = chosen(hinted("zone-a"));
+        assert.deepEqual(r.eligible, ["10.244.2.10:8080", "10.244.1.10:8080"]);
+        assert.deepEqual(r.all, ALL, "the out-of-zone endpoints follow, not eligible");
+        assert.deepEqual(chosen(hinted("zone-a"), "0.0.0.0:30080/TCP").eligible, ["10.244.2.10:8080", "10.244.1.10:8080"]);
+        assert.deepEqual(chosen(hinted("zone-b")).eligible, ["10.244.2.11:8080"]);
+      });
+
+      it("falls back to every endpoint when one ready endpoint has no hint, when no endpoint is hinted for this zone, or when the node has no zone label", () => {
+        const missing = hinted("zone-a");
+        delete missing.services[0].backends[3].hints;
+        assert.deepEqual(chosen(missing).eligible.sort(), ALL);
+        assert.deepEqual(chosen(hinted("zone-d")).eligible.sort(), ALL);
+        assert.deepEqual(chosen(hinted()).eligible.sort(), ALL);
+      });
+
+      it("a not-ready endpoint's missing hint does not count; a terminating fallback ignores topology", () => {
+        const raw = hinted("zone-a");
+        raw.services[0].backends.push({ ip: "10.244.2.13", nodeName: "n2", ready: false });
+        assert.deepEqual(chosen(raw).eligible, ["10.244.2.10:8080", "10.244.1.10:8080"]);
+        for (const b of raw.services[0].backends) Object.assign(b, { ready: false, serving: true, terminating: true });
+        assert.equal(chosen(raw).eligible.length, 5, "no ready endpoint: every serving terminating one");
+      });
+
+      it("PreferSameNode: every ready endpoint hinted for a node and one for this node: only this node's; a node hint missing: zones decide", () => {
+        const raw = hinted("zone-b");
+        raw.services[0].backends.forEach((b: any, i: number) => { b.hints.forNodes = [i === 2 ? "n1" : "n2"]; });
+        assert.deepEqual(chosen(raw).eligible, ["10.244.1.10:8080"]);
+        delete raw.services[0].backends[0].hints.forNodes;
+        assert.deepEqual(chosen(raw).eligible, ["10.244.2.11:8080"], "back to the zone hints (zone-b)");
+      });
+
+      it("a Local traffic policy ignores the hints (this node's endpoints), and a change of the node's zone rebuilds the entries", () => {
+        const raw = hinted("zone-b");
+        raw.services[0].internalTrafficPolicy = "Local";
+        assert.deepEqual(chosen(raw).eligible, ["10.244.1.10:8080"]);
+        const a = cfg(hinted("zone-a")), b = cfg(hinted("zone-b"));
+        const { model, delta } = updateModel(a, b, buildModel(a));
+        assert.deepEqual(backendsOf(svc(model, "10.96.0.1:80/TCP")).slice(0, 1), ["10.244.2.11:8080"]);
+        assert.ok(delta.upsertServices.some((e) => e.key === "10.96.0.1:80/TCP"), "the entry is upserted");
+      });
+    });
+
+    it("an SCTP port makes entries keyed by protocol 132 (ClusterIP and NodePort), beside TCP and UDP ones on the same port", () => {
+      const raw = base();
+      Object.assign(raw.services[0], { type: "NodePort" });
+      raw.services[0].ports = [{ name: "t", port: 80, targetPort: 8080, nodePort: 30080 }, { name: "s", port: 80, protocol: "SCTP", targetPort: 8080, nodePort: 30080 }];
+      const m = buildModel(cfg(raw));
+      assert.deepEqual([svc(m, "10.96.0.1:80/SCTP").protocol, PROTO.SCTP], ["SCTP", 132]);
+      assert.deepEqual(backendsOf(svc(m, "0.0.0.0:30080/SCTP")), ["10.244.1.10:8080", "10.244.2.10:8080"]);
+    });
+
+    it("loadBalancerSourceRanges go to the LoadBalancer IPs' entries only, each its family's ranges; ClusterIP, externalIP and NodePort entries take every source", () => {
+      const raw = base();
+      raw.serviceCIDRv6 = "fd00:96::/112";
+      Object.assign(raw.services[0], {
+        type: "LoadBalancer", clusterIPs: ["10.96.0.1", "fd00:96::1"], externalIPs: ["192.0.2.10"], loadBalancerIPs: ["198.51.100.1", "2001:db8::1"],
+        loadBalancerSourceRanges: ["203.0.113.0/24", "2001:db8:5::/48"],
+      });
+      delete raw.services[0].clusterIP;
+      raw.services[0].ports[0].nodePort = 30080;
+      const m = buildModel(cfg(raw));
+      const ranges = (key: string) => svc(m, key).sourceRanges.map((r) => `${r.text} (${r.prefixLen128})`);
+      assert.deepEqual(ranges("198.51.100.1:80/TCP"), ["203.0.113.0/24 (120)"]);
+      assert.deepEqual(ranges("[2001:db8::1]:80/TCP"), ["2001:db8:5::/48 (48)"]);
+      for (const k of ["10.96.0.1:80/TCP", "192.0.2.10:80/TCP", "0.0.0.0:30080/TCP"]) assert.deepEqual(ranges(k), [], k);
+    });
+
+    it("a source range that holds the node's IP lets the node's own connections through: the LoadBalancer IP itself (kube-proxy's allowFromNode) and wasp0's address", () => {
+      const raw = base();
+      Object.assign(raw.services[0], { type: "LoadBalancer", loadBalancerIPs: ["198.51.100.1"], loadBalancerSourceRanges: ["10.99.0.0/16"] });
+      const lb = svc(buildModel(cfg(raw)), "198.51.100.1:80/TCP");
+      assert.deepEqual(lb.sourceRanges.map((r) => r.text), ["10.99.0.0/16", "198.51.100.1/32", "10.244.1.1/32"]);
+      raw.services[0].loadBalancerSourceRanges = ["203.0.113.0/24"];
+      assert.deepEqual(svc(buildModel(cfg(raw)), "198.51.100.1:80/TCP").sourceRanges.map((r) => r.text), ["203.0.113.0/24"]);
+    });
+
+    it("gives every ClusterIP, externalIP and LoadBalancer IP with an entry one echo marker (Model.vips, entries counted), a NodePort none", () => {
+      const raw = base();
+      Object.assign(raw.services[0], { type: "LoadBalancer", externalIPs: ["192.0.2.10"], loadBalancerIPs: ["198.51.100.1"] });
+      raw.services[0].ports = [{ name: "http", port: 80, targetPort: 8080, nodePort: 30080 }, { name: "dns", port: 53, protocol: "UDP", nodePort: 30053 }];
+      const m = buildModel(cfg(raw));
+      assert.deepEqual([...m.vips!].sort(), [["10.96.0.1", 2], ["10.96.0.2", 1], ["10.96.0.3", 1], ["192.0.2.10", 2], ["198.51.100.1", 2]]);
+      const d = fullDelta(m);
+      assert.deepEqual([...d.addVips].sort(), ["10.96.0.1", "10.96.0.2", "10.96.0.3", "192.0.2.10", "198.51.100.1"]);
+    });
+
+    it("a reload adds the marker of an address with its first entry and deletes it with its last, both incrementally and by diff", () => {
+      const a = cfg(base());
+      const m0 = buildModel(a);
+      const raw = base();
+      raw.services.splice(1, 1); // 10.96.0.2 goes
+      raw.services[0].ports.push({ name: "x", port: 81, targetPort: 8081 }); // 10.96.0.1 gets a second entry
+      raw.services[0].ports[0].name = "http";
+      raw.services.push({ name: "d", clusterIP: "10.96.0.4", ports: [{ port: 80 }], backends: [] });
+      const b = cfg(raw);
+      for (const { delta, model } of [updateModel(a, b, m0), { model: buildModel(b, m0), delta: diffModel(m0, buildModel(b, m0)) }]) {
+        assert.deepEqual([delta.addVips, delta.deleteVips], [["10.96.0.4"], ["10.96.0.2"]]);
+        assert.deepEqual(model.vips!.get("10.96.0.1"), 2);
+      }
     });
 
     it("puts IPv6 backends on the IPv6 entry and IPv4 ones on the IPv4 entry of a dual-stack service", () => {
