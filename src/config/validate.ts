@@ -129,7 +129,7 @@ function* validateSteps(raw: unknown, cache?: ServiceCache): Steps<Validated> {
       ...(top.clusterCIDRv6 !== undefined && { clusterCIDRv6: top.clusterCIDRv6 }),
       vxlan: top.vxlan ?? { vni: 1, port: 8472 },
       conntrack: top.conntrack ?? { capacity: 262144 },
-      tables: top.tables ?? { services: 4096, backends: 16384 },
+      ...(top.tables !== undefined && { tables: top.tables }),
       loadBalancing: top.loadBalancing ?? { mode: "random" },
       services: services.map((x) => x.s),
       nodes: nodes.map((x) => x.n),

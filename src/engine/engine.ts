@@ -5,18 +5,31 @@ import * as sea from "node:sea";
 import v8 from "node:v8";
 import { fileURLToPath } from "node:url";
 import * as abi from "./abi.js";
-import { encodeModel, encodeOps } from "./ops.js";
-import type { Model, ModelDelta } from "../model/model.js";
+import { encodeOps, measureOps } from "./ops.js";
+import { fullDelta, type Model, type ModelDelta } from "../model/model.js";
 import { macBytes, mappedPrefixLen, parseCidr, parseIp, parseIpv4, readAddr16, type Ip } from "../model/addr.js";
 
 
+/**
+ * The tables grow with what is loaded (services, backends, Maglev tables, routes: inside each
+ * commit; flows: between batches, in process()). The sizes here are ceilings, never sizes to set by
+ * hand: a commit past one is refused as ServicesFull, BackendsFull or RoutesFull, a full flow table
+ * evicts. memoryLimitMiB caps the whole wasm memory (a commit past it: OutOfMemory).
+ */
 export interface EngineOptions {
   maxBatch?: number;
+  /** The most flows tracked (default 1,048,576). */
   conntrackCapacity?: number;
+  /** The most service entries (VIP or node port, port, protocol); default: no ceiling. */
   maxServices?: number;
+  /** The most backends over all services; default: no ceiling. */
   maxBackends?: number;
+  /** The most routes; default: no ceiling. */
   maxRoutes?: number;
+  /** The most Maglev lookup cells over all services; default: no ceiling. */
   maglevCells?: number;
+  /** The most MiB of wasm memory (1-4096); default: what the runtime gives (4 GiB). */
+  memoryLimitMiB?: number;
   mode?: "tun" | "tap";
   /** Offload mode: a new flow's NAT binding goes to the kernel's conntrack (offloadRequests), and
    *  its packet back to the TUN unchanged. */
@@ -47,6 +60,11 @@ interface CoreExports {
   init(): number;
   process(count: number, nowSec: number): number;
   commit(bytes: number): number;
+  stageReserve(bytes: number): number;
+  grow(): number;
+  tablesRefused(): number;
+  memoryBytes(): number;
+  memoryLimitBytes(): number;
   sweep(nowSec: number, budget: number): number;
   slotsAddr(): number;
   extraSlotsAddr(): number;
@@ -75,6 +93,7 @@ interface CoreExports {
   serviceCount(): number;
   routeCount(): number;
   ctCapacity(): number;
+  ctCeiling(): number;
   ctCount(): number;
   ctRecord(i: number): number;
   ctFlush(): void;
@@ -141,8 +160,6 @@ export class Engine {
   readonly slots: number;
   readonly bufferBase: number;
   readonly bufferStride: number;
-  readonly stage: number;
-  readonly stageCapacity: number;
 
   constructor(opts: EngineOptions = {}) {
     const mod = compile(opts.wasmPath ?? defaultWasmPath());
@@ -152,11 +169,12 @@ export class Engine {
     const cfg = new DataView(e.memory.buffer, e.configAddr(), abi.CFG_SIZE);
     const u32 = (off: number, v: number) => cfg.setUint32(off, v >>> 0, true);
     u32(abi.CFG_MAX_BATCH, opts.maxBatch ?? 64);
-    u32(abi.CFG_CT_CAPACITY, opts.conntrackCapacity ?? 65536);
-    u32(abi.CFG_MAX_SERVICES, opts.maxServices ?? 4096);
-    u32(abi.CFG_MAX_BACKENDS, opts.maxBackends ?? 16384);
-    u32(abi.CFG_MAX_ROUTES, opts.maxRoutes ?? 1024);
-    u32(abi.CFG_MAGLEV_CELLS, opts.maglevCells ?? 1 << 20);
+    u32(abi.CFG_CT_CAPACITY, opts.conntrackCapacity ?? 1 << 20);
+    u32(abi.CFG_MAX_SERVICES, opts.maxServices ?? 0);
+    u32(abi.CFG_MAX_BACKENDS, opts.maxBackends ?? 0);
+    u32(abi.CFG_MAX_ROUTES, opts.maxRoutes ?? 0);
+    u32(abi.CFG_MAGLEV_CELLS, opts.maglevCells ?? 0);
+    u32(abi.CFG_MEMORY_LIMIT_MIB, opts.memoryLimitMiB ?? 0);
     u32(abi.CFG_MODE, opts.mode === "tap" ? 1 : 0);
     u32(abi.CFG_OFFLOAD, opts.offload ? 1 : 0);
     u32(abi.CFG_UNDERLAY_IP, opts.underlayIp ? parseIpv4(opts.underlayIp) : 0);
@@ -186,15 +204,18 @@ export class Engine {
     this.slots = e.slotsAddr();
     this.bufferBase = e.bufferAddr();
     this.bufferStride = e.bufferStride();
-    this.stage = e.stageAddr();
-    this.stageCapacity = e.stageCapacity();
   }
 
+  /** The memory's current buffer. The memory grows with the tables (in commits, process() and
+   *  sweep()), which detaches earlier buffers: take it again after any of those calls. */
   get memory(): ArrayBuffer { return this.exports.memory.buffer; }
   /** The wasm memory itself, for native/ to read and write packets in place. */
   get wasmMemory(): WebAssembly.Memory { return this.exports.memory; }
+  /** Where ops are staged, and how many bytes fit; both change when the stage grows. */
+  get stage(): number { return this.exports.stageAddr(); }
+  get stageCapacity(): number { return this.exports.stageCapacity(); }
 
-  /** A fresh DataView of memory (memory never grows after init, so views stay valid). */
+  /** A fresh DataView of memory (the memory grows with the tables: never keep one across calls). */
   view(): DataView { return new DataView(this.exports.memory.buffer); }
 
   /** Address of slot i's packet room (after the headroom), where a packet (or its vnet header) goes. */
@@ -259,7 +280,13 @@ export class Engine {
     this.setSlot(i, vnet ? bytes.length - abi.VNET_HDR_LEN : bytes.length, flags, peer);
   }
 
-  process(count: number, nowSec: number): number { return this.exports.process(count, nowSec >>> 0); }
+  /** Runs a batch. First, between this batch and the last, the flow table grows if its load passed
+   *  the threshold (the core's grow(); never inside its process()). */
+  process(count: number, nowSec: number): number {
+    const e = this.exports;
+    e.grow();
+    return e.process(count, nowSec >>> 0);
+  }
 
   slot(i: number): SlotView {
     const v = this.view(), s = this.slots + i * abi.SLOT_SIZE;
@@ -281,30 +308,37 @@ export class Engine {
     return new Uint8Array(this.memory, s.data, s.len).slice();
   }
 
-  /** Writes raw op bytes into the stage area and commits them as one generation. */
+  /** Writes raw op bytes into the stage area (grown to hold them) and commits them as one generation. */
   commitOps(ops: Uint8Array): abi.CommitResult {
-    if (ops.length > this.stageCapacity) throw new Error(`ops of ${ops.length} bytes exceed the stage area (${this.stageCapacity})`);
+    if (!this.reserveStage(ops.length)) return abi.CommitResult.OutOfMemory;
     new Uint8Array(this.memory, this.stage, ops.length).set(ops);
     return this.exports.commit(ops.length);
   }
 
-  /** Loads a whole model as one new generation (a Clear first); throws an EngineRefusedError,
-   *  leaving the running tables as they were, when the core refuses it. */
+  /** Loads a whole model as one new generation (a Clear first), the tables grown to hold it; throws
+   *  an EngineRefusedError, leaving the running tables as they were, when the core refuses it. */
   loadModel(model: Model): void {
-    this.commitStaged(encodeModel(model, this.stageBytes(), 0), "load");
+    this.commitDelta(fullDelta(model), "load");
   }
 
   /** Applies a model delta as one new generation; on a refusal the running tables stay whole. */
   applyDelta(delta: ModelDelta): void {
-    this.commitStaged(encodeOps(delta, this.stageBytes(), 0), "delta");
+    this.commitDelta(delta, "delta");
   }
 
-  private stageBytes(): Uint8Array {
-    return new Uint8Array(this.memory, this.stage, this.stageCapacity);
+  private reserveStage(bytes: number): boolean {
+    return bytes <= this.stageCapacity || this.exports.stageReserve(bytes) !== 0;
   }
 
-  private commitStaged(bytes: number, what: string): void {
-    const r = this.exports.commit(bytes);
+  /** One commit of `delta`: the stage grown to hold it, the ops written, the core's answer. */
+  private tryCommit(delta: ModelDelta): abi.CommitResult {
+    const bytes = measureOps(delta);
+    if (!this.reserveStage(bytes)) return abi.CommitResult.OutOfMemory;
+    return this.exports.commit(encodeOps(delta, new Uint8Array(this.memory, this.stage, this.stageCapacity), 0));
+  }
+
+  private commitDelta(delta: ModelDelta, what: string): void {
+    const r = this.tryCommit(delta);
     if (r !== abi.CommitResult.Ok) throw new EngineRefusedError(what, r);
   }
 
@@ -312,9 +346,10 @@ export class Engine {
   generation(): number { return this.exports.generation(); }
   serviceCount(): number { return this.exports.serviceCount(); }
   routeCount(): number { return this.exports.routeCount(); }
-  /** Flows in the conntrack table, and how many it holds at most. */
+  /** Flows in the conntrack table, how many it holds now, and how many it may grow to. */
   flowCount(): number { return this.exports.ctCount(); }
   flowCapacity(): number { return this.exports.ctCapacity(); }
+  flowCeiling(): number { return this.exports.ctCeiling(); }
   /** Empties the conntrack table (and the fragments it tracked). */
   flushFlows(): void { this.exports.ctFlush(); }
 
@@ -441,6 +476,7 @@ export interface NamedCounters {
 export interface EngineCounters { verdicts: Record<string, number>; drops: Record<string, number>; named: NamedCounters }
 
 export interface ServiceStats { packets: number; bytes: number; newFlows: number }
+
 export interface TraceStep { stage: number; a: number; b: number }
 
 /** One flow of the conntrack table. The forward tuple is what the client sent, the reply tuple what
