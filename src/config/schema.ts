@@ -156,11 +156,14 @@ export const TOP_LEVEL = {
   conntrack: obj({
     capacity: int(1024, 1 << 24, "a conntrack capacity is 1024-16777216 flows").default(262144),
   }, "settings (capacity)").prefault({}),
-  // The engine's tables grow with what is loaded; these are optional ceilings, never sizes.
+  // The engine's tables grow with what is loaded; these are optional ceilings, never sizes: past
+  // one, what fits is applied and the rest waits (wasp status says so). memoryMiB caps the engine's
+  // whole memory (its packet buffers, about 40 MiB, included).
   tables: obj({
     services: int(1, 1 << 20, "tables.services is 1-1048576 service entries").optional(),
     backends: int(1, 1 << 22, "tables.backends is 1-4194304 backends").optional(),
-  }, "settings (services, backends)").optional(),
+    memoryMiB: int(48, 4096, "tables.memoryMiB is 48-4096 (the packet buffers take about 40 of it)").optional(),
+  }, "settings (services, backends, memoryMiB)").optional(),
   loadBalancing: obj({
     mode: oneOf(["random", "maglev"]).default("random"),
     maglevTableSize: MaglevSizeSchema.optional(),
@@ -245,7 +248,7 @@ export interface Config {
   /** The most flows tracked (the table grows up to it). */
   conntrack: { capacity: number };
   /** Ceilings on the engine's tables, which otherwise grow with what is loaded. */
-  tables?: { services?: number; backends?: number };
+  tables?: { services?: number; backends?: number; memoryMiB?: number };
   /** maglevTableSize absent: the core picks a prime at least 100 times each service's backend count. */
   loadBalancing: { mode: "random" | "maglev"; maglevTableSize?: number };
   services: ServiceConfig[];

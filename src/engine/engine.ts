@@ -14,7 +14,8 @@ import { macBytes, mappedPrefixLen, parseCidr, parseIp, parseIpv4, readAddr16, t
  * The tables grow with what is loaded (services, backends, Maglev tables, routes: inside each
  * commit; flows: between batches, in process()). The sizes here are ceilings, never sizes to set by
  * hand: a commit past one is refused as ServicesFull, BackendsFull or RoutesFull, a full flow table
- * evicts. memoryLimitMiB caps the whole wasm memory (a commit past it: OutOfMemory).
+ * evicts. memoryLimitMiB caps the whole wasm memory; past it the engine keeps what it has and applies
+ * what fits (tablesState()).
  */
 export interface EngineOptions {
   maxBatch?: number;
@@ -154,12 +155,31 @@ export class EngineRefusedError extends Error {
   }
 }
 
+/** Commit results that mean "no room" (a ceiling, or memory): what fits is applied, the rest waits. */
+const NO_ROOM = new Set([abi.CommitResult.ServicesFull, abi.CommitResult.BackendsFull, abi.CommitResult.RoutesFull,
+  abi.CommitResult.LocalAddrsFull, abi.CommitResult.OutOfMemory]);
+
+/** One upsert the tables could not take: retried with every later load or delta. */
+type Waiting = { key: string; delta: ModelDelta };
+
+const NOTHING: ModelDelta = {
+  clear: false, deleteServices: [], upsertServices: [], deleteRoutes: [], upsertRoutes: [], deleteLocalAddrs: [], addLocalAddrs: [],
+};
+
 export class Engine {
   readonly exports: CoreExports;
   readonly maxBatch: number;
   readonly slots: number;
   readonly bufferBase: number;
   readonly bufferStride: number;
+  /** Upserts that did not fit, by key ("s:" service key, "r:" route, "l:" local address). */
+  private readonly waiting = new Map<string, Waiting>();
+  /** Why the last load or delta left some waiting. */
+  private refusal: abi.CommitResult | undefined;
+  private wasFull = false;
+  /** Told when the tables stop taking everything they are given (a ceiling, memory) and when they
+   *  take everything again: the daemon logs it. */
+  onTables: ((state: TablesState) => void) | undefined;
 
   constructor(opts: EngineOptions = {}) {
     const mod = compile(opts.wasmPath ?? defaultWasmPath());
@@ -284,7 +304,7 @@ export class Engine {
    *  the threshold (the core's grow(); never inside its process()). */
   process(count: number, nowSec: number): number {
     const e = this.exports;
-    e.grow();
+    if (e.grow() === 2) this.noteTables();
     return e.process(count, nowSec >>> 0);
   }
 
@@ -315,13 +335,16 @@ export class Engine {
     return this.exports.commit(ops.length);
   }
 
-  /** Loads a whole model as one new generation (a Clear first), the tables grown to hold it; throws
-   *  an EngineRefusedError, leaving the running tables as they were, when the core refuses it. */
+  /** Loads a whole model as one new generation (a Clear first). When the tables cannot take all of
+   *  it (a ceiling, or memory), they take what fits and the rest waits (tablesState()); throws an
+   *  EngineRefusedError, leaving the running tables as they were, only for ops the core calls bad. */
   loadModel(model: Model): void {
+    this.waiting.clear();
     this.commitDelta(fullDelta(model), "load");
   }
 
-  /** Applies a model delta as one new generation; on a refusal the running tables stay whole. */
+  /** Applies a model delta as one new generation, with what still waits from earlier ones; what
+   *  does not fit waits, as loadModel's does. */
   applyDelta(delta: ModelDelta): void {
     this.commitDelta(delta, "delta");
   }
@@ -338,8 +361,71 @@ export class Engine {
   }
 
   private commitDelta(delta: ModelDelta, what: string): void {
-    const r = this.tryCommit(delta);
-    if (r !== abi.CommitResult.Ok) throw new EngineRefusedError(what, r);
+    // What this delta decides waits no more; what still waits goes after it.
+    if (delta.clear) this.waiting.clear();
+    for (const k of delta.deleteServices) this.waiting.delete(`s:${k.key}`);
+    for (const e of delta.upsertServices) this.waiting.delete(`s:${e.key}`);
+    for (const r of [...delta.deleteRoutes, ...delta.upsertRoutes]) this.waiting.delete(`r:${r.key}`);
+    for (const a of [...delta.deleteLocalAddrs, ...delta.addLocalAddrs]) this.waiting.delete(`l:${a}`);
+    const items = [
+      ...delta.upsertRoutes.map((r): Waiting => ({ key: `r:${r.key}`, delta: { ...NOTHING, upsertRoutes: [r] } })),
+      ...delta.addLocalAddrs.map((a): Waiting => ({ key: `l:${a}`, delta: { ...NOTHING, addLocalAddrs: [a] } })),
+      ...delta.upsertServices.map((e): Waiting => ({ key: `s:${e.key}`, delta: { ...NOTHING, upsertServices: [e] } })),
+      ...this.waiting.values(),
+    ];
+    const base: ModelDelta = { ...delta, upsertRoutes: [], addLocalAddrs: [], upsertServices: [] };
+    let r = this.tryCommit(merge(base, items));
+    if (r === abi.CommitResult.Ok) { this.waiting.clear(); this.refusal = undefined; this.noteTables(); return; }
+    if (!NO_ROOM.has(r)) throw new EngineRefusedError(what, r);
+    // Not everything fits. The deletes (and a Clear) always do: they go first, on their own. Then
+    // the longest run of the additions that fits, found by halving (a few commits, not one per
+    // entry); the rest waits and is tried again with every later load or delta.
+    const refusal = r;
+    if (!isNothing(base)) {
+      r = this.tryCommit(base);
+      if (r !== abi.CommitResult.Ok) throw new EngineRefusedError(what, r);
+    }
+    // items[0, fit) are in; a run that fits is followed by another of its size, one that does not
+    // by one of half its size, down to a single item.
+    let fit = 0, step = (items.length + 1) >> 1;
+    while (fit < items.length && step > 0) {
+      const end = Math.min(items.length, fit + step);
+      r = this.tryCommit(merge(NOTHING, items.slice(fit, end)));
+      if (r === abi.CommitResult.Ok) fit = end;
+      else if (NO_ROOM.has(r)) step >>= 1;
+      else throw new EngineRefusedError(what, r);
+    }
+    this.waiting.clear();
+    for (const it of items.slice(fit)) this.waiting.set(it.key, it);
+    this.refusal = this.waiting.size > 0 ? refusal : undefined;
+    this.noteTables();
+  }
+
+  /** What the tables hold short of what they were given, and the memory they take. */
+  tablesState(): TablesState {
+    const e = this.exports, refused = e.tablesRefused(), limit = e.memoryLimitBytes();
+    const waiting = { services: 0, routes: 0, localAddrs: 0 };
+    for (const k of this.waiting.keys()) waiting[k[0] === "s" ? "services" : k[0] === "r" ? "routes" : "localAddrs"]++;
+    const flowsCapped = (refused & 1) !== 0, statsCapped = (refused & 2) !== 0;
+    const why: string[] = [];
+    if (this.waiting.size > 0) {
+      why.push(`${this.waiting.size} entries wait for room (${abi.CommitResult[this.refusal ?? abi.CommitResult.OutOfMemory]}); the tables keep what they had for them`);
+    }
+    if (flowsCapped) why.push(`the flow table cannot grow past ${e.ctCapacity()} flows for want of memory; it evicts when full`);
+    if (statsCapped) why.push("per-service counters cannot grow: new entries are not counted");
+    return {
+      memoryBytes: e.memoryBytes(), limitBytes: limit === 0 ? undefined : limit,
+      full: why.length > 0, ...(why.length ? { why: why.join("; ") } : {}), waiting,
+      flows: { capacity: e.ctCapacity(), ceiling: e.ctCeiling() },
+    };
+  }
+
+  /** Tells onTables when the tables stop or start again taking everything. */
+  private noteTables(): void {
+    const s = this.tablesState();
+    if (s.full === this.wasFull) return;
+    this.wasFull = s.full;
+    this.onTables?.(s);
   }
 
   /** The generation the core serves (one per load or delta). */
@@ -355,7 +441,11 @@ export class Engine {
 
   /** Expires timed-out flows and revalidates flows against a new generation, `budget` a call
    *  (about once a second); the flows removed. */
-  sweep(nowSec: number, budget: number): number { return this.exports.sweep(nowSec >>> 0, budget); }
+  sweep(nowSec: number, budget: number): number {
+    const n = this.exports.sweep(nowSec >>> 0, budget);
+    if (this.wasFull) this.noteTables();
+    return n;
+  }
 
   /** A new entry in the service table may reuse an id: its per-service counters start at zero. */
   resetServiceStats(id: number): void { this.exports.serviceStatsReset(id); }
@@ -477,6 +567,34 @@ export interface EngineCounters { verdicts: Record<string, number>; drops: Recor
 
 export interface ServiceStats { packets: number; bytes: number; newFlows: number }
 
+/** The engine's memory and what its tables could not take (Engine.tablesState()). */
+export interface TablesState {
+  /** Bytes of wasm memory now, and the ceiling (undefined: none). */
+  memoryBytes: number;
+  limitBytes: number | undefined;
+  /** Something did not fit: entries wait, the flow table cannot grow, or new counters are not kept. */
+  full: boolean;
+  why?: string;
+  /** Upserts that wait for room: the tables keep what they had for these keys. */
+  waiting: { services: number; routes: number; localAddrs: number };
+  flows: { capacity: number; ceiling: number };
+}
+
+/** One delta of `base` and every item's upserts. */
+function merge(base: ModelDelta, items: readonly Waiting[]): ModelDelta {
+  if (items.length === 0) return base;
+  return {
+    ...base,
+    upsertRoutes: [...base.upsertRoutes, ...items.flatMap((i) => i.delta.upsertRoutes)],
+    addLocalAddrs: [...base.addLocalAddrs, ...items.flatMap((i) => i.delta.addLocalAddrs)],
+    upsertServices: [...base.upsertServices, ...items.flatMap((i) => i.delta.upsertServices)],
+  };
+}
+
+function isNothing(d: ModelDelta): boolean {
+  return !d.clear && d.deleteServices.length === 0 && d.deleteRoutes.length === 0 && d.deleteLocalAddrs.length === 0 &&
+    d.upsertServices.length === 0 && d.upsertRoutes.length === 0 && d.addLocalAddrs.length === 0;
+}
 export interface TraceStep { stage: number; a: number; b: number }
 
 /** One flow of the conntrack table. The forward tuple is what the client sent, the reply tuple what
