@@ -57,6 +57,11 @@ const inside = (inner: Cidr, outer: Cidr) => cidrsOverlap(inner, outer) && inner
 
 /** Who holds a name, a cluster IP, a (VIP, port, protocol) key or a node port, and its words. */
 type Owner = { s: ServiceConfig; who: string };
+type Holder = Owner | ServiceItem;
+/** The words for a claim's holder: `services[3] (default/web)`. Names, cluster IPs and entry keys
+ *  (three per service, kept for the life of a config) hold the item itself and make the words only
+ *  for a problem; at 30,000 services, words made up front took about 10 MiB. */
+const whoOf = (o: ServiceItem) => `services[${o.i}] (${o.s.namespace}/${o.s.name})`;
 
 /**
  * What the services claim that only one may hold (names, cluster IPs, entry keys, node ports), so
@@ -64,18 +69,18 @@ type Owner = { s: ServiceConfig; who: string };
  * change: an incremental check that finds a problem rolls them back.
  */
 export class Claims {
-  readonly names = new Map<string, Owner>();
-  readonly clusterIps = new Map<string, Owner>();
-  readonly vips = new Map<string, Owner>();
+  readonly names = new Map<string, ServiceItem>();
+  readonly clusterIps = new Map<string, ServiceItem>();
+  readonly vips = new Map<string, ServiceItem>();
   readonly nodePorts = new Map<string, Owner>();
-  private journal: Array<[Map<string, Owner>, string, Owner | undefined]> | undefined;
+  private journal: Array<[Map<string, Holder>, string, Holder | undefined]> | undefined;
 
-  set(m: Map<string, Owner>, key: string, owner: Owner): void {
+  set<H extends Holder>(m: Map<string, H>, key: string, owner: H): void {
     this.journal?.push([m, key, m.get(key)]);
     m.set(key, owner);
   }
 
-  private drop(m: Map<string, Owner>, key: string, s: ServiceConfig): void {
+  private drop(m: Map<string, Holder>, key: string, s: ServiceConfig): void {
     const o = m.get(key);
     if (o?.s !== s) return;
     this.journal?.push([m, key, o]);
@@ -233,14 +238,15 @@ export class CrossCheck {
   }
 
   /** The rules of one service, among the services whose claims are in this.claims (its own go in). */
-  checkService({ i, s, ipKey }: ServiceItem): void {
+  checkService(item: ServiceItem): void {
+    const { i, s, ipKey } = item;
     const { claims, nodeNames, nodesKnown } = this;
     {
       const at = `services[${i}]`, who = `${at} (${s.namespace}/${s.name})`;
       const nameKey = `${s.namespace}/${s.name}`;
       const sameName = claims.names.get(nameKey);
-      if (sameName) this.problem(`${at}.name`, `is ${describe(s.name)} in namespace ${describe(s.namespace)}, already used by ${sameName.who}; a service name is unique in its namespace`);
-      else claims.set(claims.names, nameKey, { s, who: at });
+      if (sameName) this.problem(`${at}.name`, `is ${describe(s.name)} in namespace ${describe(s.namespace)}, already used by services[${sameName.i}]; a service name is unique in its namespace`);
+      else claims.set(claims.names, nameKey, item);
       if (s.ignored) return;
 
       // Cluster IPs: one per family, each inside that family's service CIDR, each used once.
@@ -258,8 +264,8 @@ export class CrossCheck {
         if (!sc && a.family === 6 && !this.failed.has("serviceCIDRv6")) this.problem(path, `is ${describe(text)}, an IPv6 address, but serviceCIDRv6 is not set`);
         else if (sc && !cidrContains(sc, a)) this.problem(path, `is ${describe(text)}, outside ${scKey} ${this.top[scKey]}; a cluster IP is taken from the service CIDR`);
         const canon = formatIp(a), owner = claims.clusterIps.get(canon);
-        if (owner) this.problem(path, `is ${describe(text)}, already the cluster IP of ${owner.who}; each service has its own`);
-        else claims.set(claims.clusterIps, canon, { s, who });
+        if (owner) this.problem(path, `is ${describe(text)}, already the cluster IP of ${whoOf(owner)}; each service has its own`);
+        else claims.set(claims.clusterIps, canon, item);
       });
       if (s.loadBalancerIPs.length > 0 && s.type !== "LoadBalancer") {
         this.problem(`${at}.loadBalancerIPs`, `is set on a ${s.type} service; loadBalancerIPs apply to type LoadBalancer`);
@@ -309,8 +315,8 @@ export class CrossCheck {
       ];
       for (const { key, text, a } of vipKeys(s)) {
         const owner = claims.vips.get(key);
-        if (owner && owner.s !== s) this.problem(paths[a]!, `is ${describe(text)}, and ${key} is already served by ${owner.who}; an address, port and protocol belong to one service`);
-        else claims.set(claims.vips, key, { s, who });
+        if (owner && owner.s !== s) this.problem(paths[a]!, `is ${describe(text)}, and ${key} is already served by ${whoOf(owner)}; an address, port and protocol belong to one service`);
+        else claims.set(claims.vips, key, item);
       }
 
       // Backends.
