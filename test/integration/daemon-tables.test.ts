@@ -5,13 +5,12 @@
 // the daemon serves what fits, says so in `wasp status`, its metrics and its log, keeps applying the
 // changes that fit, and says so again once everything fits. Needs root.
 import { strict as assert } from "node:assert";
-import { spawn, type ChildProcess } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { inNs, spawnInNs, stop } from "../helpers/netns.js";
 import { Cli } from "../helpers/cli.js";
 import { control, NODE_IP, POD_CIDR, Topology, waitFor, type DaemonProc, type Pod } from "../helpers/topology.js";
-import { endpointSlice, FakeApiServerProcess, node, service } from "../helpers/fake-apiserver.js";
+import { endpointSlice, node, service, startFakeApiProcess } from "../helpers/fake-apiserver.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const TSX = join(ROOT, "node_modules/tsx/dist/loader.mjs");
@@ -53,6 +52,13 @@ async function until(t: Topology, what: string, ok: (s: Status) => boolean, time
   }
 }
 
+/** A client pod and two backend pods serving TCP 8080. */
+async function clientAndBackends(t: Topology): Promise<[Pod, Pod, Pod]> {
+  const pods: [Pod, Pod, Pod] = [await t.addPod("client"), await t.addPod("b1"), await t.addPod("b2")];
+  for (const b of pods.slice(1)) await t.serve(b.ns, [8080]);
+  return pods;
+}
+
 /** The target's backend a TCP connection from the client reached. */
 async function reached(t: Topology, client: Pod, vip: string): Promise<string> {
   const o = await t.request(client.ns, { host: vip, port: 80, timeoutMs: 3000 });
@@ -69,11 +75,7 @@ for (const datapath of ["offload", "wasm"] as const) {
     before(async () => {
       t = new Topology();
       t.daemonArgs = args;
-      client = await t.addPod("client");
-      b1 = await t.addPod("b1");
-      b2 = await t.addPod("b2");
-      await t.serve(b1.ns, [8080]);
-      await t.serve(b2.ns, [8080]);
+      [client, b1, b2] = await clientAndBackends(t);
       t.writeConfig(fileConfig([]));
       daemon = await t.startDaemon();
     });
@@ -99,16 +101,10 @@ for (const datapath of ["offload", "wasm"] as const) {
     let log = "";
     before(async () => {
       t = new Topology();
-      client = await t.addPod("client");
-      b1 = await t.addPod("b1");
-      b2 = await t.addPod("b2");
-      await t.serve(b1.ns, [8080]);
-      await t.serve(b2.ns, [8080]);
-      apiChild = spawn("ip", ["netns", "exec", t.node, process.execPath, "--import", `file://${TSX}`, join(ROOT, "test/helpers/fake-apiserver.ts"), "tables-token"], { stdio: ["pipe", "pipe", "inherit"] });
-      const api = new FakeApiServerProcess(apiChild);
-      const { kubeconfig } = await api.ready();
+      [client, b1, b2] = await clientAndBackends(t);
       const kcPath = join(t.work, "kubeconfig");
-      writeFileSync(kcPath, kubeconfig);
+      const api = await startFakeApiProcess(t.node, "tables-token", kcPath);
+      apiChild = api.child;
       await api.apply("Node", node("node-a", NODE_IP, POD_CIDR));
       // every object in before the daemon lists them; 250 services' requests at a time, answered in order
       const services = scaleServices([b1.ip, b2.ip]);
@@ -157,11 +153,7 @@ for (const datapath of ["offload", "wasm"] as const) {
       cli = await Cli.build();
       t = new Topology();
       t.daemonArgs = args;
-      client = await t.addPod("client");
-      b1 = await t.addPod("b1");
-      b2 = await t.addPod("b2");
-      await t.serve(b1.ns, [8080]);
-      await t.serve(b2.ns, [8080]);
+      [client, b1, b2] = await clientAndBackends(t);
       t.writeConfig(fileConfig([], { tables: { memoryMiB: 48 } }));
       daemon = await t.startDaemon();
     });

@@ -7,13 +7,12 @@
 // service's EndpointSlice changes, timed from the API server's send to the new generation. The
 // daemon's arguments are a parameter, so that a variant of the same daemon is one more entry in
 // bench/scale/dataplanes/index.ts.
-import { spawn } from "node:child_process";
 import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { median } from "../../lib/results.js";
 import { spawnInNs, stop } from "../../../test/helpers/netns.js";
 import { control, NODE_IP, POD_CIDR, waitFor } from "../../../test/helpers/topology.js";
-import { endpointSlice, FakeApiServerProcess, node, service } from "../../../test/helpers/fake-apiserver.js";
+import { endpointSlice, node, service, startFakeApiProcess } from "../../../test/helpers/fake-apiserver.js";
 import { validateConfig } from "../../../src/config/index.js";
 import { buildModel, diffModel } from "../../../src/model/index.js";
 import { CHANGED_BACKENDS, CLUSTER_CIDR, CONN_PORT, SERVICE_CIDR, target, updateIndex, type Ctx, type Dataplane, type Sample } from "../dataplane.js";
@@ -132,13 +131,10 @@ function kubeObjects(s: ScaleService): [Record<string, unknown>, Record<string, 
 /** update_api_ms: the median of API_UPDATES one-service endpoint changes, from the API server's
  *  send to the new generation, with the N services loaded from the API. */
 async function runWaspApi(c: Ctx, services: ScaleService[], n: number, out: Sample, daemonArgs: string[]): Promise<void> {
-  const apiChild = spawn("ip", ["netns", "exec", c.t.node, process.execPath, "--import", `file://${TSX}`, join(ROOT, "test/helpers/fake-apiserver.ts"), "scale-token"], { stdio: ["pipe", "pipe", "inherit"] });
+  const kcPath = join(c.t.work, "kubeconfig");
+  const api = await startFakeApiProcess(c.t.node, "scale-token", kcPath);
   let daemon: ReturnType<typeof spawnInNs> | undefined;
   try {
-    const api = new FakeApiServerProcess(apiChild);
-    const { kubeconfig } = await api.ready();
-    const kcPath = join(c.t.work, "kubeconfig");
-    writeFileSync(kcPath, kubeconfig);
     await api.apply("Node", node(NODE_NAME, NODE_IP, POD_CIDR));
     for (let i = 0; i < services.length; i += 250) {
       await Promise.all(services.slice(i, i + 250).flatMap((s) => kubeObjects(s).map((o, k) => api.apply(k === 0 ? "Service" : "EndpointSlice", o))));
@@ -174,7 +170,7 @@ async function runWaspApi(c: Ctx, services: ScaleService[], n: number, out: Samp
     out.update_api_ms = median(ms);
   } finally {
     if (daemon) await stop(daemon);
-    await stop(apiChild);
+    await stop(api.child);
     // a stopped daemon leaves its datapath for the next one: the next dataplane starts from nothing
     c.t.cleanupNode();
   }
