@@ -198,15 +198,20 @@ export const enum CommitResult {
   RoutesFull = 4,
   LocalAddrsFull = 5,
   NotInitialized = 6,
+  /** The tables had to grow for these ops and memory was out (memory.grow refused, or the ceiling
+   *  CFG_MEMORY_LIMIT_MIB): nothing changed. Full results are the configured ceilings. */
+  OutOfMemory = 7,
 }
 
 // ╒═══ init config block at configAddr(), u32 fields, written by the host before init() ═══╕
+// The tables grow with what is loaded; the CT_CAPACITY..MAGLEV_CELLS fields and MEMORY_LIMIT_MIB are
+// ceilings (0: none, but for CT_CAPACITY, which is required).
 export const CFG_MAX_BATCH: u32 = 0;        // slots per batch
-export const CFG_CT_CAPACITY: u32 = 4;      // tracked flows (rounded up to a power of two)
-export const CFG_MAX_SERVICES: u32 = 8;     // service entries (VIP, port, proto)
-export const CFG_MAX_BACKENDS: u32 = 12;    // backend slots over all services
-export const CFG_MAX_ROUTES: u32 = 16;
-export const CFG_MAGLEV_CELLS: u32 = 20;    // total Maglev lookup cells over all services
+export const CFG_CT_CAPACITY: u32 = 4;      // most tracked flows (rounded up to a power of two)
+export const CFG_MAX_SERVICES: u32 = 8;     // most service entries (VIP, port, proto)
+export const CFG_MAX_BACKENDS: u32 = 12;    // most backends over all services
+export const CFG_MAX_ROUTES: u32 = 16;      // most routes
+export const CFG_MAGLEV_CELLS: u32 = 20;    // most Maglev lookup cells over all services
 export const CFG_MODE: u32 = 24;            // 0 TUN, 1 TAP
 export const CFG_UNDERLAY_IP: u32 = 28;     // this node's underlay IPv4 (host order)
 export const CFG_VNI: u32 = 32;
@@ -223,6 +228,7 @@ export const CFG_SERVICE_CIDR6: u32 = 124;  // 16 bytes prefix + u32 len at +16
 export const CFG_CLUSTER_CIDR4: u32 = 144;  // 16 + 4
 export const CFG_CLUSTER_CIDR6: u32 = 164;  // 16 + 4
 export const CFG_OFFLOAD: u32 = 184;        // 1: new flows go to the kernel's conntrack (offload mode)
+export const CFG_MEMORY_LIMIT_MIB: u32 = 188; // most MiB of linear memory (0: what memory.grow gives)
 export const CFG_SIZE: u32 = 192;
 
 export const enum InitResult { Ok = 0, BadConfig = 1, OutOfMemory = 2, AlreadyInitialized = 3 }

@@ -1,4 +1,5 @@
-// Engine-wide state set once by init(): where each region lies and the node's settings.
+// Engine-wide state set by init(): where each fixed region lies (and the stage, which moves when it
+// grows) and the node's settings.
 // Everything lives in linear memory laid out by hand; nothing here allocates after init.
 import { CFG_SIZE } from "./abi";
 
@@ -26,6 +27,9 @@ export let stageCap: u32 = 0;
 export let counters: usize = 0;
 export let traceArea: usize = 0;
 export let traceCap: u32 = 0;
+
+/** The stage moved (stageReserve in index.ts). */
+export function setStage(sa: usize, sc: u32): void { stageArea = sa; stageCap = sc; }
 
 export function setRegions(s: usize, mb: u32, ba: usize, bs: u32, sa: usize, sc: u32, c: usize, ta: usize, tc: u32): void {
   slots = s; maxBatch = mb; bufArea = ba; bufStride = bs; bufAreaEnd = ba + <usize>bs * <usize>mb;

@@ -3,6 +3,7 @@
 // Direct-mapped: a collision forgets an older client's affinity; it never traps.
 import { addrCopy, addrEq } from "../mem";
 import { hashAddrWord, pow2AtLeast } from "../table/hash";
+import { regionAlloc, regionFree } from "../table/region";
 
 // A_SVC holds the service id + 1 (0: unused). A_BACKEND is where the backend was in its list,
 // A_IDENT who it is (address and port hashed): a reload may move it, and the affinity follows
@@ -12,11 +13,20 @@ let base: usize = 0;
 let mask: u32 = 0;
 let lastEntry: usize = 0;
 
-export function affinityInit(at: usize, n: u32): usize {
-  const cap = pow2AtLeast(n);
-  base = (at + 31) & ~31; mask = cap - 1;
-  memory.fill(base, 0, <usize>cap * ENTRY);
-  return base + <usize>cap * ENTRY;
+// Sized with the flow table (a quarter of its records): affinityResize moves the entries into a
+// bigger table when the flow table grows (between batches), a collision keeping the later one.
+/** Resizes to pow2AtLeast(n) entries; false when memory is out, with the table as it was. */
+export function affinityResize(n: u32): bool {
+  const cap = pow2AtLeast(n), at = regionAlloc(<usize>cap * ENTRY, true);
+  if (at == 0) return false;
+  const old = base, oldCap: u32 = base == 0 ? 0 : mask + 1;
+  base = at; mask = cap - 1;
+  for (let i: u32 = 0; i < oldCap; i++) {
+    const e = old + <usize>i * ENTRY, svc = load<u32>(e + A_SVC);
+    if (svc != 0) memory.copy(entryFor(svc - 1, e + A_CLIENT), e, ENTRY);
+  }
+  regionFree(old, <usize>oldCap * ENTRY);
+  return true;
 }
 
 @inline function entryFor(svc: u32, client: usize): usize {

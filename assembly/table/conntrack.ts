@@ -4,6 +4,7 @@
 // well: the head of each list is the next to expire, and expiry and eviction are O(1).
 import { addrCopy, addrEq } from "../mem";
 import { hashTupleKeyed, pow2AtLeast } from "./hash";
+import { regionAlloc, regionFree } from "./region";
 import { count } from "../state";
 import {
   C_CT_EVICTED, C_CT_EXPIRED, C_CT_ENTRIES, CT_REC_SIZE, CT_F_SRC, CT_F_DST, CT_R_SRC, CT_R_DST, CT_F_SPORT, CT_F_DPORT,
@@ -29,40 +30,92 @@ const TIMEOUTS: usize = memory.data<u32>([
 @inline export function refIdx(ref: u32): u32 { return (ref >> 1) - 1; }
 @inline export function refDir(ref: u32): CtDir { return <CtDir>(ref & 1); }
 
+// Records live in chunks of CHUNK records, each its own region (table/region.ts): the table grows
+// by adding chunks, so a record never moves and a ref stays valid while the table grows. Records
+// at and above `fresh` were never used; a new flow takes a freed record first, then the next fresh
+// one, so memory becomes resident only as flows come. The index is rebuilt at twice the size when
+// the records double (ctGrow, called by the host between batches, never from process()).
+const CHUNK_SHIFT: u32 = 12;
+const CHUNK: u32 = 1 << CHUNK_SHIFT;
+const CHUNK_MASK: u32 = CHUNK - 1;
+const MAX_FLOWS: u32 = 1 << 24;
+const CHUNKS: usize = memory.data(<i32>((MAX_FLOWS >> CHUNK_SHIFT) * 4), 16);   // chunk i's address, u32
+/** The table asks for room when this share of its records (of 8) is in use. */
+const GROW_AT_EIGHTHS: u32 = 6;
+
 let index: usize = 0;      // u64 buckets: low 32 bits hash, high 32 bits a ref (makeRef)
 let indexMask: u32 = 0;
-let flows: usize = 0;
-let capacity: u32 = 0;
+let capacity: u32 = 0;     // records in the chunks
+let ceiling: u32 = 0;      // records the table may grow to
+let fresh: u32 = 0;        // records [0, fresh) were used at least once
 let used: u32 = 0;
-let freeHead: u32 = 0;     // idx + 1 of the first free record (chained through CT_NEXT)
+let freeHead: u32 = 0;     // idx + 1 of the first free record below fresh (chained through CT_NEXT)
 let hashKey: u64 = 0;      // per node, from the init seed (see hashTupleKeyed)
+let growRefused = false;   // the last ctGrow found no memory
 const HEADS: usize = memory.data(<i32>(CT_CLASS_COUNT * 4), 16);   // per class: idx + 1 of the oldest flow
 const TAILS: usize = memory.data(<i32>(CT_CLASS_COUNT * 4), 16);
 
-export function ctBytesNeeded(cap: u32): usize {
-  const c = pow2AtLeast(cap);
-  return <usize>c * CT_REC_SIZE + <usize>c * 4 * 8 + 64;
-}
+@inline function indexBytes(cap: u32): usize { return <usize>cap * 4 * 8; }
 
-/** Lays the table out at `base`; returns the end. */
-export function ctInit(base: usize, cap: u32, seed: u32): usize {
-  capacity = pow2AtLeast(cap);
+/** Lays the table out for up to `maxFlows` flows (rounded up to a power of two), starting with one
+ *  chunk; false when memory is out. */
+export function ctInit(maxFlows: u32, seed: u32): bool {
+  ceiling = pow2AtLeast(maxFlows < MAX_FLOWS ? maxFlows : MAX_FLOWS);
+  const first = ceiling < CHUNK ? ceiling : CHUNK;
   hashKey = (<u64>seed * 0x9e3779b97f4a7c15) ^ 0x6a09e667f3bcc909;
-  flows = (base + 63) & ~63;
-  index = flows + <usize>capacity * CT_REC_SIZE;
-  indexMask = capacity * 4 - 1;   // two keys per flow at load factor <= 0.5
-  memory.fill(flows, 0, <usize>capacity * CT_REC_SIZE + <usize>(indexMask + 1) * 8);
-  // free list through CT_NEXT, in index order
-  for (let i: u32 = 0; i < capacity; i++) store<u32>(rec(i) + CT_NEXT, i + 1 < capacity ? i + 2 : 0);
-  freeHead = 1;
-  used = 0;
+  const chunk = regionAlloc(<usize>first * CT_REC_SIZE, false);
+  index = regionAlloc(indexBytes(first), true);
+  if (chunk == 0 || index == 0) return false;
+  store<u32>(CHUNKS, <u32>chunk);
+  capacity = first;
+  indexMask = first * 4 - 1;   // two keys per flow at load factor <= 0.5
+  fresh = 0; freeHead = 0; used = 0; growRefused = false;
   memory.fill(HEADS, 0, CT_CLASS_COUNT * 4); memory.fill(TAILS, 0, CT_CLASS_COUNT * 4);
-  return index + <usize>(indexMask + 1) * 8;
+  return true;
 }
 
-@inline export function rec(idx: u32): usize { return flows + <usize>idx * CT_REC_SIZE; }
+@inline export function rec(idx: u32): usize {
+  return <usize>load<u32>(CHUNKS + (<usize>(idx >> CHUNK_SHIFT) << 2)) + <usize>(idx & CHUNK_MASK) * CT_REC_SIZE;
+}
 export function ctCapacity(): u32 { return capacity; }
+export function ctCeiling(): u32 { return ceiling; }
 export function ctUsed(): u32 { return used; }
+/** Records below this were ever used: walks over the table stop here. */
+export function ctScanEnd(): u32 { return fresh; }
+/** The last ctGrow found no memory (cleared by one that succeeds). */
+export function ctGrowRefused(): bool { return growRefused; }
+
+/** Does the table want more room (its load passed the threshold and it is below its ceiling)? */
+export function ctWantsRoom(): bool {
+  return capacity < ceiling && used >= (capacity >> 3) * GROW_AT_EIGHTHS;
+}
+
+/** Doubles the records (new chunks: nothing moves) and rebuilds the index at twice its size from
+ *  the hashes it holds. All or nothing: false, with the table as it was, when memory is out. */
+export function ctGrow(): bool {
+  if (capacity >= ceiling) return false;
+  const next = capacity << 1, added = next - capacity;
+  const chunks = regionAlloc(<usize>added * CT_REC_SIZE, false);
+  const nidx = chunks != 0 ? regionAlloc(indexBytes(next), true) : 0;
+  if (nidx == 0) {
+    if (chunks != 0) regionFree(chunks, <usize>added * CT_REC_SIZE);
+    growRefused = true;
+    return false;
+  }
+  for (let c: u32 = 0; c < added >> CHUNK_SHIFT; c++) {
+    store<u32>(CHUNKS + (<usize>((capacity >> CHUNK_SHIFT) + c) << 2), <u32>(chunks + (<usize>c << CHUNK_SHIFT) * CT_REC_SIZE));
+  }
+  const oldIndex = index, oldMask = indexMask;
+  index = nidx; indexMask = next * 4 - 1;
+  for (let b: u32 = 0; b <= oldMask; b++) {
+    const e = load<u64>(oldIndex + (<usize>b << 3));
+    if (e != 0) indexPut(e);
+  }
+  regionFree(oldIndex, indexBytes(capacity));
+  capacity = next;
+  growRefused = false;
+  return true;
+}
 
 // ── index ────────────────────────────────────────────────────────────────────────────────
 
@@ -98,11 +151,14 @@ export function ctFind(src: usize, dst: usize, sport: u32, dport: u32, proto: u3
   }
 }
 
-function indexInsert(h: u32, ref: u32): void {
-  let b = h & indexMask;
+/** Puts an index entry (ref << 32 | hash) in the first free bucket from its home. */
+function indexPut(e: u64): void {
+  let b = <u32>e & indexMask;
   while (load<u64>(index + (<usize>b << 3)) != 0) b = (b + 1) & indexMask;
-  store<u64>(index + (<usize>b << 3), (<u64>ref << 32) | <u64>h);
+  store<u64>(index + (<usize>b << 3), e);
 }
+
+@inline function indexInsert(h: u32, ref: u32): void { indexPut((<u64>ref << 32) | <u64>h); }
 
 function indexRemove(h: u32, ref: u32): void {
   let b = h & indexMask;
@@ -211,9 +267,15 @@ function evictOne(now: u32): bool {
 export function ctCreate(fSrc: usize, fDst: usize, fSport: u32, fDport: u32,
                          rSrc: usize, rDst: usize, rSport: u32, rDport: u32,
                          proto: u32, state: CtState, c: CtClass, flags: u8, service: u32, gen: u32, now: u32): i32 {
-  if (freeHead == 0 && !evictOne(now)) return -1;
-  const idx = freeHead - 1, r = rec(idx);
-  freeHead = load<u32>(r + CT_NEXT);
+  let idx: u32;
+  if (freeHead == 0 && fresh < capacity) {
+    idx = fresh++;
+  } else {
+    if (freeHead == 0 && !evictOne(now)) return -1;
+    idx = freeHead - 1;
+    freeHead = load<u32>(rec(idx) + CT_NEXT);
+  }
+  const r = rec(idx);
   addrCopy(r + CT_F_SRC, fSrc); addrCopy(r + CT_F_DST, fDst);
   addrCopy(r + CT_R_SRC, rSrc); addrCopy(r + CT_R_DST, rDst);
   store<u16>(r + CT_F_SPORT, <u16>fSport); store<u16>(r + CT_F_DPORT, <u16>fDport);
@@ -257,7 +319,7 @@ export function ctExpire(now: u32, budget: u32): u32 {
 @inline export function ctLive(idx: u32): bool { return (load<u8>(rec(idx) + CT_FLAGS) & FlowFlag.USED) != 0; }
 
 export function ctClear(): void {
-  for (let i: u32 = 0; i < capacity; i++) if ((load<u8>(rec(i) + CT_FLAGS) & FlowFlag.USED) != 0) ctDelete(i);
+  for (let i: u32 = 0; i < fresh; i++) if ((load<u8>(rec(i) + CT_FLAGS) & FlowFlag.USED) != 0) ctDelete(i);
 }
 
 /** Invariants for tests: every used record is findable from both tuples, every index entry points at
@@ -265,7 +327,7 @@ export function ctClear(): void {
  *  all hold, else a code naming the first violation. */
 export function ctCheck(): u32 {
   let n: u32 = 0;
-  for (let i: u32 = 0; i < capacity; i++) {
+  for (let i: u32 = 0; i < fresh; i++) {
     const r = rec(i);
     if ((load<u8>(r + CT_FLAGS) & FlowFlag.USED) == 0) continue;
     n++;
@@ -281,13 +343,13 @@ export function ctCheck(): u32 {
     if (e == 0) continue;
     entries++;
     const idx = refIdx(<u32>(e >> 32));
-    if (idx >= capacity || (load<u8>(rec(idx) + CT_FLAGS) & FlowFlag.USED) == 0) return 4;
+    if (idx >= fresh || (load<u8>(rec(idx) + CT_FLAGS) & FlowFlag.USED) == 0) return 4;
   }
   if (entries != used * 2) return 5;
   let listed: u32 = 0;
   for (let c: u32 = 0; c < CT_CLASS_COUNT; c++) {
     let h = load<u32>(HEADS + (<usize>c << 2)), guard: u32 = 0;
-    while (h != 0 && guard <= capacity) { listed++; guard++; h = load<u32>(rec(h - 1) + CT_NEXT); }
+    while (h != 0 && guard <= fresh) { listed++; guard++; h = load<u32>(rec(h - 1) + CT_NEXT); }
   }
   if (listed != used) return 6;
   return 0;

@@ -9,8 +9,11 @@
 import { addrCopy, addrEq, addrInPrefix, addrMask, ld8, ld16 } from "../mem";
 import { hashAddrWord, pow2AtLeast, mix, finish } from "./hash";
 import { CommitResult, Op, Select, OP_SERVICE_HEAD, OP_SERVICE_RANGES, OP_BACKEND_SIZE, OP_RANGE_SIZE } from "../abi";
+import { regionAlloc, regionFree } from "./region";
 
-// ╒═══ generation header ═══╕  H_SVC_COUNT counts port entries, H_MARKER_COUNT the echo markers
+// ╒═══ generation header ═══╕  H_SVC_COUNT counts port entries, H_MARKER_COUNT the echo markers (an
+// entry with port 0 and protocol 0: a VIP that answers ping, one per address, never more than the
+// port entries that use it); the table grows for both, the ceiling (svcMax) counts port entries
 const H_SVC_COUNT = 0, H_ROUTE_COUNT = 4, H_LOCAL_COUNT = 8, H_PEER_COUNT = 12, H_BE_BUMP = 16, H_MG_BUMP = 20,
   H_MARKER_COUNT = 24, H_BE_FREE = 32 /* 24 u32 */, H_MG_FREE = 128 /* 24 u32 */, H_LEN_COUNT = 256 /* 129 u32 */,
   H_LENS = 784 /* up to 129 u8, longest first */, H_NLENS = 916, HDR = 1024;
@@ -29,35 +32,32 @@ export const R_PREFIX = 0, R_LEN = 16, R_KIND = 17, R_NODE = 18, R_UNDERLAY = 20
 const L_USED = 16, LOCAL = 32, LOCAL_CAP: u32 = 256;
 const P_IP = 0, P_REFS = 4, P_USED = 8, P_HASH = 12, PEER = 16;
 
+// The copies are sized for what is loaded: a commit first works out what its ops could need at most
+// (genNeeds) and, when that is more than the copies hold, rebuilds them into a bigger region
+// (genResize: every entry re-inserted, backend lists and Maglev tables copied, the arenas compacted)
+// before it applies the ops. Both happen inside commit(), between batches.
 let gens: usize = 0;            // base of copy 0; copy 1 follows at gens + genSize
 let genSize: usize = 0;
 let active: u32 = 0;
-// The service table holds up to svcLimit port entries and as many echo markers (an entry with port 0
-// and protocol 0: a VIP that answers ping, one per address, never more than the entries that use
-// it), in svcCap = 4 x svcLimit slots: linear probing stays under half full with both at their limit.
-let svcCap: u32 = 0, svcLimit: u32 = 0, routeCap: u32 = 0, peerCap: u32 = 0;
+let svcCap: u32 = 0, routeCap: u32 = 0, peerCap: u32 = 0;
 let offSvc: usize = 0, offRoute: usize = 0, offLocal: usize = 0, offPeer: usize = 0, offBe: usize = 0, offMg: usize = 0;
 let beArena: u32 = 0, mgArena: u32 = 0;
 let maglevScratch: usize = 0;   // u32 per backend: the Maglev "next" array
-let maxBackendsPerService: u32 = 0;
+let scratchCap: u32 = 0;
 let generation: u32 = 0;
+// Ceilings (init's config; 0 there means none): the most each table may grow to.
+let svcMax: u32 = 0, routeMax: u32 = 0, maxBackendsPerService: u32 = 0;
+let svcCapMax: u32 = 0, routeCapMax: u32 = 0, beArenaMax: u32 = 0, mgArenaMax: u32 = 0;
 
-export function genBytesNeeded(maxServices: u32, maxBackends: u32, maxRoutes: u32, maglevCells: u32): usize {
-  const sc = pow2AtLeast(maxServices * 2) * 2, rc = pow2AtLeast(maxRoutes * 2 + 2), pc = rc;
-  // size classes round up to a power of two: twice the exact need covers the worst rounding
-  const one = <usize>HDR + <usize>sc * SVC + <usize>rc * ROUTE + <usize>LOCAL_CAP * LOCAL + <usize>pc * PEER +
-    <usize>maxBackends * BE * 2 + <usize>maglevCells * 2 * 2 + 64 * 6;
-  return one * 2 + <usize>maxBackends * 4 + 64;
-}
+const MIN_SVC_CAP: u32 = 64, MIN_ROUTE_CAP: u32 = 64, MIN_ARENA: u32 = 4096;
+const ARENA_MAX: u32 = 1 << 30;
 
-export function genInit(base: usize, maxServices: u32, maxBackends: u32, maxRoutes: u32, maglevCells: u32): usize {
-  svcLimit = pow2AtLeast(maxServices * 2) >> 1;
-  svcCap = svcLimit << 2;
-  routeCap = pow2AtLeast(maxRoutes * 2 + 2);
-  peerCap = routeCap;
-  beArena = maxBackends * BE * 2;
-  mgArena = maglevCells * 2 * 2;
-  maxBackendsPerService = maxBackends;
+@inline function svcCapFor(n: u32): u32 { return pow2AtLeast(n * 2 + 1); }
+@inline function routeCapFor(n: u32): u32 { return pow2AtLeast(n * 2 + 3); }
+@inline function atMost(v: u32, max: u32): u32 { return v < max ? v : max; }
+
+function setLayout(sc: u32, rc: u32, be: u32, mg: u32): void {
+  svcCap = sc; routeCap = rc; peerCap = rc; beArena = be; mgArena = mg;
   offSvc = HDR;
   offRoute = offSvc + <usize>svcCap * SVC;
   offLocal = offRoute + <usize>routeCap * ROUTE;
@@ -65,12 +65,33 @@ export function genInit(base: usize, maxServices: u32, maxBackends: u32, maxRout
   offBe = (offPeer + <usize>peerCap * PEER + 63) & ~63;
   offMg = (offBe + beArena + 63) & ~63;
   genSize = (offMg + mgArena + 63) & ~63;
-  gens = (base + 63) & ~63;
-  memory.fill(gens, 0, genSize * 2);
-  maglevScratch = gens + genSize * 2;
+}
+
+/** Ceilings from init's config (0: none): service entries, backends over all services, routes,
+ *  Maglev cells over all services. Lays out small empty copies; false when memory is out. */
+export function genInit(maxServices: u32, maxBackends: u32, maxRoutes: u32, maglevCells: u32): bool {
+  svcMax = maxServices == 0 ? 1 << 20 : maxServices;
+  routeMax = maxRoutes == 0 ? 1 << 16 : maxRoutes;
+  svcCapMax = svcCapFor(svcMax);
+  routeCapMax = routeCapFor(routeMax);
+  beArenaMax = maxBackends == 0 ? ARENA_MAX : atMost(maxBackends * BE * 2, ARENA_MAX);
+  mgArenaMax = maglevCells == 0 ? ARENA_MAX : atMost(maglevCells * 2 * 2, ARENA_MAX);
+  maxBackendsPerService = maxBackends == 0 ? 1 << 22 : maxBackends;
+  setLayout(atMost(MIN_SVC_CAP, svcCapMax), atMost(MIN_ROUTE_CAP, routeCapMax), atMost(MIN_ARENA, beArenaMax), atMost(MIN_ARENA, mgArenaMax));
+  gens = regionAlloc(genSize * 2, true);
   active = 0;
   generation = 0;
-  return maglevScratch + <usize>maxBackends * 4;
+  return gens != 0 && ensureScratch(64);
+}
+
+/** Room in the Maglev scratch for a service of n backends. */
+function ensureScratch(n: u32): bool {
+  if (n <= scratchCap) return true;
+  const cap = pow2AtLeast(n), at = regionAlloc(<usize>cap * 4, false);
+  if (at == 0) return false;
+  regionFree(maglevScratch, <usize>scratchCap * 4);
+  maglevScratch = at; scratchCap = cap;
+  return true;
 }
 
 @inline export function activeGen(): usize { return gens + <usize>active * genSize; }
@@ -213,8 +234,9 @@ function svcUpsert(g: usize, op: usize, size: u32): CommitResult {
   if (e != 0) {
     svcFreeStorage(g, e);
   } else {
-    const countAt = g + countFieldOf(port, proto);
-    if (load<u32>(countAt) >= svcLimit) return CommitResult.ServicesFull;
+    const countAt = g + countFieldOf(port, proto), count = load<u32>(countAt);
+    const all = load<u32>(g + H_SVC_COUNT) + load<u32>(g + H_MARKER_COUNT);
+    if (count >= svcMax || all * 2 >= svcCap) return CommitResult.ServicesFull;
     const h = svcHash(addr, port, proto), mask = svcCap - 1;
     let b = h & mask;
     while (load<u8>(g + offSvc + <usize>b * SVC + S_USED) != 0) b = (b + 1) & mask;
@@ -224,7 +246,7 @@ function svcUpsert(g: usize, op: usize, size: u32): CommitResult {
     store<u8>(e + S_PROTO, <u8>proto);
     store<u8>(e + S_USED, 1);
     store<u32>(e + S_HASH, h);
-    store<u32>(countAt, load<u32>(countAt) + 1);
+    store<u32>(countAt, count + 1);
   }
   store<u8>(e + S_KIND, load<u8>(op + 27));
   store<u32>(e + S_ID, load<u32>(op + 28));
@@ -296,7 +318,6 @@ export function svcSourceAllowed(g: usize, e: usize, src: usize): bool {
   }
   return false;
 }
-
 /** Maglev cell for hash h: the index of the chosen eligible backend. */
 @inline export function svcMaglevPick(g: usize, e: usize, h: u32): u32 {
   const m = load<u32>(e + S_MAGLEV_SIZE);
@@ -403,7 +424,8 @@ function routeUpsert(g: usize, op: usize, size: u32): CommitResult {
   addrMask(MASKED, op + 8, len);
   let e = routeFindExact(g, MASKED, len);
   if (e != 0) routeDelete(g, e);
-  if (load<u32>(g + H_ROUTE_COUNT) * 2 + 2 >= routeCap) return CommitResult.RoutesFull;
+  const routes = load<u32>(g + H_ROUTE_COUNT);
+  if (routes >= routeMax || routes * 2 + 2 >= routeCap) return CommitResult.RoutesFull;
   const underlay = load<u32>(op + 28);
   if (!peerAdjust(g, underlay, 1)) return CommitResult.RoutesFull;
   const h = routeHash(MASKED, len), mask = routeCap - 1;
@@ -458,6 +480,132 @@ function localDelete(g: usize, addr: usize): void {
 
 function genClear(g: usize): void { memory.fill(g, 0, genSize); }
 
+// ── sizing: what a commit may need, and moving both copies to a bigger region ───────────────
+
+// What the staged ops could need at most, set by scanNeeds: entries and routes (existing ones plus
+// every upsert), arena bytes (what the arenas hold plus a block per upsert), the largest eligible
+// count (the Maglev scratch) and the highest service id + 1 (the per-service counters).
+let needSvc: u32 = 0, needRoutes: u32 = 0, needScratch: u32 = 0, needIds: u32 = 0;
+let needBe: u64 = 0, needMg: u64 = 0;
+
+@inline function sizeClass(bytes: u64): u64 { return bytes == 0 ? 0 : bytes <= 16 ? 16 : <u64>1 << (64 - clz<u64>(bytes - 1)); }
+
+function scanNeeds(g: usize, ops: usize, bytes: u32): void {
+  needSvc = load<u32>(g + H_SVC_COUNT) + load<u32>(g + H_MARKER_COUNT); needRoutes = load<u32>(g + H_ROUTE_COUNT);
+  needBe = <u64>load<u32>(g + H_BE_BUMP); needMg = <u64>load<u32>(g + H_MG_BUMP);
+  needScratch = 0; needIds = 0;
+  let p: u32 = 0;
+  while (p + 8 <= bytes) {
+    const op = ops + p, code = ld8(op), size = load<u32>(op + 4);
+    // a malformed op is applyOps' to refuse (BadOp); the scan stops there
+    if (code == Op.End || size < 8 || (size & 3) != 0 || p + size > bytes) return;
+    if (code == Op.Clear) {
+      needSvc = 0; needRoutes = 0; needBe = 0; needMg = 0;
+    } else if (code == Op.UpsertService && size >= OP_SERVICE_HEAD) {
+      const n = load<u32>(op + 44), eligible = load<u32>(op + 48), id = load<u32>(op + 28);
+      const ranges = <u32>load<u16>(op + OP_SERVICE_RANGES);
+      if (<u64>n + <u64>ranges <= <u64>maxBackendsPerService && eligible <= n) {
+        needSvc++;
+        needBe += sizeClass(<u64>(n + ranges) * BE);
+        if (load<u8>(op + 32) == <u8>Select.Maglev && eligible > 0) needMg += sizeClass(<u64>maglevSizeFor(eligible, load<u32>(op + 40)) * 2);
+        if (eligible > needScratch) needScratch = eligible;
+        if (id < 0xffffffff && id + 1 > needIds) needIds = id + 1;
+      }
+    } else if (code == Op.UpsertRoute) {
+      needRoutes++;
+    }
+    p += size;
+  }
+}
+
+/** The highest service id + 1 the last commit's ops named (the host's per-service counters follow it). */
+export function genNeededIds(): u32 { return needIds; }
+
+/** A new arena size for `need` bytes: half as much again, at least twice the current one. */
+function arenaFor(need: u64, cur: u32, max: u32): u32 {
+  let want = need + (need >> 1);
+  if (want < <u64>cur * 2) want = <u64>cur * 2;
+  want = (want + 4095) & ~(<u64>4095);
+  return want > <u64>max ? max : <u32>want;
+}
+
+/** Rebuilds both copies into one new region laid out for (sc, rc, be, mg): the live copy's entries
+ *  re-inserted, their backend lists and Maglev tables copied into compacted arenas, then copied to
+ *  the other half. All or nothing: false, with the copies as they were, when memory is out. */
+function genResize(sc: u32, rc: u32, be: u32, mg: u32): bool {
+  const oldG = activeGen(), oldBase = gens, oldSize = genSize;
+  const oSvcCap = svcCap, oRouteCap = routeCap, oPeerCap = peerCap, oBe = beArena, oMg = mgArena;
+  const oOffSvc = offSvc, oOffRoute = offRoute, oOffLocal = offLocal, oOffPeer = offPeer;
+  setLayout(sc, rc, be, mg);
+  const ng = regionAlloc(genSize * 2, true);
+  if (ng == 0) { setLayout(oSvcCap, oRouteCap, oBe, oMg); return false; }
+  memory.copy(ng, oldG, HDR);
+  store<u32>(ng + H_BE_BUMP, 0); store<u32>(ng + H_MG_BUMP, 0);
+  memory.fill(ng + H_BE_FREE, 0, 24 * 4); memory.fill(ng + H_MG_FREE, 0, 24 * 4);
+  for (let i: u32 = 0; i < oSvcCap; i++) {
+    const e = oldG + oOffSvc + <usize>i * SVC;
+    if (load<u8>(e + S_USED) == 0) continue;
+    let b = load<u32>(e + S_HASH) & (svcCap - 1);
+    while (load<u8>(ng + offSvc + <usize>b * SVC + S_USED) != 0) b = (b + 1) & (svcCap - 1);
+    const ne = ng + offSvc + <usize>b * SVC;
+    memory.copy(ne, e, SVC);
+    if (!moveBlock(ng, ne, oldG, S_BACKENDS, S_BE_BYTES, H_BE_BUMP, H_BE_FREE, offBe, beArena) ||
+        !moveBlock(ng, ne, oldG, S_MAGLEV, S_MG_BYTES, H_MG_BUMP, H_MG_FREE, offMg, mgArena)) {
+      // sized from the live copy's own use, so this cannot happen; refuse rather than lose an entry
+      regionFree(ng, genSize * 2);
+      setLayout(oSvcCap, oRouteCap, oBe, oMg);
+      return false;
+    }
+  }
+  for (let i: u32 = 0; i < oRouteCap; i++) {
+    const e = oldG + oOffRoute + <usize>i * ROUTE;
+    if (load<u8>(e + R_USED) == 0) continue;
+    let b = load<u32>(e + R_HASH) & (routeCap - 1);
+    while (load<u8>(ng + offRoute + <usize>b * ROUTE + R_USED) != 0) b = (b + 1) & (routeCap - 1);
+    memory.copy(ng + offRoute + <usize>b * ROUTE, e, ROUTE);
+  }
+  for (let i: u32 = 0; i < oPeerCap; i++) {
+    const e = oldG + oOffPeer + <usize>i * PEER;
+    if (load<u8>(e + P_USED) == 0) continue;
+    let b = load<u32>(e + P_HASH) & (peerCap - 1);
+    while (load<u8>(ng + offPeer + <usize>b * PEER + P_USED) != 0) b = (b + 1) & (peerCap - 1);
+    memory.copy(ng + offPeer + <usize>b * PEER, e, PEER);
+  }
+  memory.copy(ng + offLocal, oldG + oOffLocal, <usize>LOCAL_CAP * LOCAL);
+  memory.copy(ng + genSize, ng, genSize);
+  gens = ng;
+  active = 0;
+  regionFree(oldBase, oldSize * 2);
+  return true;
+}
+
+/** Copies the arena block entry ne names (offset at offAt, bytes at bytesAt, in copy oldG) into
+ *  copy ng's arena and points ne at it. */
+function moveBlock(ng: usize, ne: usize, oldG: usize, offAt: usize, bytesAt: usize, bumpAt: usize, freeAt: usize, base: usize, size: u32): bool {
+  const off = load<u32>(ne + offAt), bytes = load<u32>(ne + bytesAt);
+  if (off == 0) return true;
+  const to = arenaAlloc(ng, bytes, bumpAt, freeAt, base, size);
+  if (to == 0) return false;
+  memory.copy(ng + <usize>to - 1, oldG + <usize>off - 1, bytes);
+  store<u32>(ne + offAt, to);
+  return true;
+}
+
+/** Makes room for what the staged ops may need. False when a table had to grow and memory was out;
+ *  the ops may still fit (the estimate counts every upsert as new). */
+function makeRoom(ops: usize, bytes: u32): bool {
+  scanNeeds(activeGen(), ops, bytes);
+  const sc = atMost(svcCapFor(needSvc), svcCapMax), rc = atMost(routeCapFor(needRoutes), routeCapMax);
+  const be = needBe > <u64>beArena ? arenaFor(needBe, beArena, beArenaMax) : beArena;
+  const mg = needMg > <u64>mgArena ? arenaFor(needMg, mgArena, mgArenaMax) : mgArena;
+  let ok = true;
+  if (sc > svcCap || rc > routeCap || be > beArena || mg > mgArena) {
+    ok = genResize(sc > svcCap ? sc : svcCap, rc > routeCap ? rc : routeCap, be, mg);
+  }
+  if (!ensureScratch(needScratch)) ok = false;
+  return ok;
+}
+
 // ── commit ─────────────────────────────────────────────────────────────────────────────
 
 function applyOps(g: usize, ops: usize, bytes: u32): CommitResult {
@@ -496,11 +644,19 @@ function applyOps(g: usize, ops: usize, bytes: u32): CommitResult {
   return CommitResult.Ok;
 }
 
-/** Applies `bytes` of staged ops to both copies; on failure nothing changes. */
+/** Applies `bytes` of staged ops to both copies, growing them first when the ops need more room;
+ *  on failure nothing changes. OutOfMemory: the ops did not fit and the copies could not grow. */
 export function genCommit(ops: usize, bytes: u32): CommitResult {
+  const roomy = makeRoom(ops, bytes);
+  // ensureScratch failed: a Maglev table of this size cannot be filled
+  if (needScratch > scratchCap) return CommitResult.OutOfMemory;
   const idle = gens + <usize>(active ^ 1) * genSize, live = activeGen();
   const r = applyOps(idle, ops, bytes);
-  if (r != CommitResult.Ok) { memory.copy(idle, live, genSize); return r; }
+  if (r != CommitResult.Ok) {
+    memory.copy(idle, live, genSize);
+    const full = r == CommitResult.ServicesFull || r == CommitResult.BackendsFull || r == CommitResult.RoutesFull;
+    return full && !roomy ? CommitResult.OutOfMemory : r;
+  }
   active ^= 1;
   generation++;
   // Replaying the same ops on the old copy cannot fail: it held the same state as the idle one.
@@ -512,10 +668,8 @@ export function genCommit(ops: usize, bytes: u32): CommitResult {
 export function genServiceCount(): u32 { return load<u32>(activeGen() + H_SVC_COUNT); }
 export function genMarkerCount(): u32 { return load<u32>(activeGen() + H_MARKER_COUNT); }
 export function genRouteCount(): u32 { return load<u32>(activeGen() + H_ROUTE_COUNT); }
-export function genSvcTable(): usize { return activeGen() + offSvc; }
-export function genSvcCap(): u32 { return svcCap; }
-export function genRouteTable(): usize { return activeGen() + offRoute; }
-export function genRouteCap(): u32 { return routeCap; }
+/** Bytes of one copy (both take twice this). */
+export function genBytes(): usize { return genSize; }
 
 /** 0 when both copies are identical and every used entry is findable; else a violation code. */
 export function genCheck(): u32 {

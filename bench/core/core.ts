@@ -33,9 +33,13 @@ interface Runner { batch(img: Uint8Array, now: number): number; flush(): void; f
 
 function wasmRunner(e: Engine): Runner {
   const base = e.bufferBase, slots = e.slots, slotImg = w.slotImage(base);
-  const mem = new Uint8Array(e.memory);
+  // The memory grows with the flow table (a grow detaches the buffer): take it again when it did.
+  let mem = new Uint8Array(e.memory);
   return {
-    batch(img, now) { mem.set(img, base); mem.set(slotImg, slots); return e.process(w.BATCH, now); },
+    batch(img, now) {
+      if (mem.byteLength === 0) mem = new Uint8Array(e.memory);
+      mem.set(img, base); mem.set(slotImg, slots); return e.process(w.BATCH, now);
+    },
     flush() { e.exports.ctFlush(); },
     flows() { return e.exports.ctCount(); },
   };

@@ -12,6 +12,11 @@
 //   connrate udpsend IP PORT PPS SECONDS
 //       sends 64-byte datagrams carrying a sequence number (u64, from 1) at PPS for SECONDS or until
 //       SIGTERM; prints {"sent":n,"send_errors":e}.
+//   connrate flows FIRST_IP ADDRS PORT TOTAL PER_SECOND
+//       opens TOTAL flows at PER_SECOND: a non-blocking connect() (one SYN) to PORT of one of the
+//       ADDRS addresses from FIRST_IP in turn, then close() at once (a socket closed in SYN_SENT sends
+//       nothing more). Each SYN is a new flow for a dataplane that tracks connections. Prints
+//       {"opened":n,"errors":e}.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -195,11 +200,34 @@ static int udpsend(const char *ip, const char *port, double pps, double secs) {
   return 0;
 }
 
+static int flows(const char *first, int addrs, const char *port, long total, double per_sec) {
+  struct sockaddr_in sa;
+  if (parse_addr(first, port, &sa) < 0) return 2;
+  uint32_t base = ntohl(sa.sin_addr.s_addr);
+  long opened = 0, errors = 0;
+  double t0 = now_s();
+  for (long i = 0; i < total; i++) {
+    // pace: flow i is due at i / per_sec seconds
+    while (i % 256 == 0 && now_s() - t0 < i / per_sec) {
+      struct timespec d = { 0, 200000 };
+      nanosleep(&d, NULL);
+    }
+    sa.sin_addr.s_addr = htonl(base + (uint32_t)(i % addrs));
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd < 0) { errors++; continue; }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 || errno == EINPROGRESS) opened++; else errors++;
+    close(fd);
+  }
+  printf("{\"opened\":%ld,\"errors\":%ld}\n", opened, errors);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 3 && !strcmp(argv[1], "serve")) return serve(argv[2]);
   if (argc >= 6 && !strcmp(argv[1], "connect")) return connect_bench(argv[2], argv[3], atof(argv[4]), atoi(argv[5]));
   if (argc >= 3 && !strcmp(argv[1], "udprecv")) return udprecv(argv[2]);
   if (argc >= 6 && !strcmp(argv[1], "udpsend")) return udpsend(argv[2], argv[3], atof(argv[4]), atof(argv[5]));
-  fprintf(stderr, "usage: connrate serve PORT | connect IP PORT SECONDS WORKERS | udprecv PORT | udpsend IP PORT PPS SECONDS\n");
+  if (argc >= 7 && !strcmp(argv[1], "flows")) return flows(argv[2], atoi(argv[3]), argv[4], atol(argv[5]), atof(argv[6]));
+  fprintf(stderr, "usage: connrate serve PORT | connect IP PORT SECONDS WORKERS | udprecv PORT | udpsend IP PORT PPS SECONDS | flows FIRST_IP ADDRS PORT TOTAL PER_SECOND\n");
   return 2;
 }

@@ -14,8 +14,11 @@
 // tcp_gbps (iperf3 to VIP:5201), lost_during_update (a 64-byte UDP stream with sequence numbers to
 // the target's UDP port while 100 other services change in one update, update100_ms; from N = 1,000
 // on, N = 1 has no others; lost_without_update: the same stream for 2 s with no change), memory
-// (wasp: the daemon's RSS; kernel: growth of Slab + VmallocUsed + Percpu across the load,
-// machine-wide). Every command that programs rules runs under a time bound; a step over it is
+// (wasp: the daemon's RSS after the load, rss_mib, and with 100,000 flows tracked, rss_flows_mib
+// (N > 1); kernel: growth of Slab + VmallocUsed + Percpu across the load, machine-wide). wasp also
+// takes the same N services from the Kubernetes API (a fake apiserver driving `wasp daemon
+// --kubeconfig`): load_api_ms, and update_api_ms, one service's endpoints changed, from the API
+// server's send to the new generation (median of 5). Every command that programs rules runs under a time bound; a step over it is
 // recorded as <dp>_<step>_timeout_s_<N> and the dataplane's other measurements at that N are skipped.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -129,7 +132,7 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
   }
 
   // Medians over repetitions, per dataplane, metric and N.
-  const DIGITS: Record<string, number> = { conn_per_s: 0, connect_p50_us: 1, connect_p99_us: 1, tcp_gbps: 3, lost_during_update: 0, lost_without_update: 0, rss_mib: 1, kernel_kib: 0, daemon_cpu_pct_connect: 0 };
+  const DIGITS: Record<string, number> = { conn_per_s: 0, connect_p50_us: 1, connect_p99_us: 1, tcp_gbps: 3, lost_during_update: 0, lost_without_update: 0, rss_mib: 1, rss_flows_mib: 1, flows_tracked: 0, kernel_kib: 0, daemon_cpu_pct_connect: 0 };
   for (const [k, list] of samples) {
     const [dp, n] = k.split("/");
     const keys = new Set(list.flatMap((s) => Object.keys(s)));
@@ -192,9 +195,9 @@ function writeCharts(m: Record<string, number>, Ns: number[]): void {
 /** The README's table: one row per dataplane and N. */
 function markdownTable(m: Record<string, number>, Ns: number[]): string {
   const cols: Array<[string, string]> = [
-    ["load_ms", "load ms"], ["update_ms", "1-service update ms"], ["conn_per_s", "conn/s"], ["connect_p50_us", "connect p50 µs"],
+    ["load_ms", "load ms"], ["update_ms", "1-service update ms"], ["update_api_ms", "1-service update from the API ms"], ["conn_per_s", "conn/s"], ["connect_p50_us", "connect p50 µs"],
     ["connect_p99_us", "connect p99 µs"], ["tcp_gbps", "TCP Gbit/s"], ["lost_during_update", "UDP lost in 100-service update"],
-    ["lost_without_update", "UDP lost, no update"], ["rss_mib", "daemon RSS MiB"], ["kernel_kib", "kernel KiB"],
+    ["lost_without_update", "UDP lost, no update"], ["rss_mib", "daemon RSS MiB"], ["rss_flows_mib", "daemon RSS MiB, 100,000 flows"], ["kernel_kib", "kernel KiB"],
   ];
   const fmt = (v: number | undefined) => (v === undefined ? "–" : v.toLocaleString("en-US", { maximumFractionDigits: v < 10 ? 2 : v < 100 ? 1 : 0 }));
   const out = [`| dataplane | N | ${cols.map((c) => c[1]).join(" | ")} |`, `|---|---:|${cols.map(() => "---:").join("|")}|`];

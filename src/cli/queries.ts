@@ -8,7 +8,9 @@ const out = (s: string) => process.stdout.write(s);
 export interface Counters { verdicts: Record<string, number>; drops: Record<string, number>; named: Record<string, number> }
 export interface Status {
   mode: string; device: string; ioUring: boolean; address: string; node: string; generation: number; uptimeSec: number;
-  services: number; conntrack: { entries: number; capacity: number }; counters: Counters; pathDrops: Record<string, number>;
+  services: number; conntrack: { entries: number; capacity: number; ceiling?: number }; counters: Counters; pathDrops: Record<string, number>;
+  /** The engine's memory, and what its tables could not take (a memory ceiling). */
+  tables?: { memoryBytes: number; limitBytes?: number; full: boolean; why?: string };
   /** Absent on a single node. */
   tunnelGso?: { device: string } | { off: string };
   offload: { on: boolean; why: string };
@@ -28,7 +30,8 @@ export async function status(socket: string, json: boolean): Promise<void> {
       : `full-wasm: every packet of a service flow through the engine (${s.offload.why})`],
     ...(s.offload.on ? [["flows offloaded", `${(c.named.offloaded ?? 0).toLocaleString("en-US")}${c.named.offload_failed ? `, ${c.named.offload_failed.toLocaleString("en-US")} refused by the kernel (last errno ${c.named.offload_last_errno})` : ""}`] as [string, string]] : []),
     ["generation", s.generation], ["uptime", fmtDuration(s.uptimeSec)], ["services", s.services],
-    ["conntrack", `${s.conntrack.entries.toLocaleString("en-US")} / ${s.conntrack.capacity.toLocaleString("en-US")} flows`],
+    ["conntrack", `${s.conntrack.entries.toLocaleString("en-US")} / ${s.conntrack.capacity.toLocaleString("en-US")} flows${s.conntrack.ceiling ? ` (grows to ${s.conntrack.ceiling.toLocaleString("en-US")})` : ""}`],
+    ...(s.tables ? [["tables", `${fmtBytes(s.tables.memoryBytes)}${s.tables.limitBytes ? ` of ${fmtBytes(s.tables.limitBytes)}` : ""}${s.tables.full ? `; FULL: ${s.tables.why ?? ""}` : ", everything loaded"}`] as [string, string]] : []),
     ["packets in", `${c.named.packets_in?.toLocaleString("en-US")} (${fmtBytes(c.named.bytes_in ?? 0)})`],
     ["verdicts", ["tun", "overlay", "host", "drop"].map((v) => `${v} ${(c.verdicts[v] ?? 0).toLocaleString("en-US")}`).join(", ")],
     ["dropped or answered", `${dropped.toLocaleString("en-US")}${dropped ? " (by reason: wasp counters)" : ""}`],

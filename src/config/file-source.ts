@@ -2,9 +2,9 @@
 // editors and kubectl-style writers replace a file by renaming a new one over it (and ConfigMap
 // mounts swap a `..data` symlink), which a watch on the old inode would never see.
 
-import { watch, type FSWatcher } from "node:fs";
+import { existsSync, watch, type FSWatcher } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { dirname } from "node:path";
+import { basename, dirname } from "node:path";
 import { errnoWords } from "../io/errno.js";
 import { loadConfigText, loadConfigTextAsync } from "./parse.js";
 import { ServiceCache } from "./validate.js";
@@ -63,7 +63,9 @@ export class FileConfigSource implements ConfigSource {
     // Any event in the directory triggers a read: the name in the event is the renamed temp file or
     // the swapped symlink as often as it is our file, and comparing the text makes extra reads harmless.
     try {
-      this.watcher = watch(dirname(this.path), { persistent: false }, () => this.schedule());
+      // A file renamed into place is whole: it is read at once; other events wait for quiet.
+      const name = basename(this.path);
+      this.watcher = watch(dirname(this.path), { persistent: false }, (ev, file) => this.schedule(ev === "rename" && file === name));
     } catch (e) {
       const err = e as NodeJS.ErrnoException, code = err.code ?? "EIO";
       throw new Error(`cannot watch ${dirname(this.path)} for changes to ${this.path}: ${errnoWords(code)} (${code})`);
@@ -78,9 +80,11 @@ export class FileConfigSource implements ConfigSource {
     this.watcher?.close();
   }
 
-  private schedule(): void {
+  private schedule(now = false): void {
     if (this.closed) return;
     clearTimeout(this.timer);
+    // (renamed away: a writer may put a new one in its place; wait for quiet)
+    if (now && existsSync(this.path)) { void this.check(); return; }
     this.timer = setTimeout(() => void this.check(), this.debounceMs);
   }
 
@@ -104,7 +108,7 @@ export class FileConfigSource implements ConfigSource {
         } else {
           const r = await loadConfigTextAsync(text, this.path, this.cache);
           if (this.closed) continue;
-          this.listener?.("config" in r ? { kind: "config", config: r.config } : { kind: "rejected", problems: r.problems });
+          this.listener?.("config" in r ? { kind: "config", config: r.config, ...(r.changes && { changes: r.changes }) } : { kind: "rejected", problems: r.problems });
         }
       } while (this.again && !this.closed);
     } finally {

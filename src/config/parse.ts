@@ -3,13 +3,17 @@
 import { extname } from "node:path";
 import { parseDocument } from "yaml";
 import type { Config, Problem } from "./schema.js";
-import { validateConfig, validateConfigAsync, type ServiceCache } from "./validate.js";
+import { validateConfig, validateConfigAsync, validateJsonChangeAsync, type ServiceCache, type Validated } from "./validate.js";
+
+/** JSON by the extension, else by the first character; YAML otherwise. */
+function isJson(text: string, fileName: string): boolean {
+  const ext = extname(fileName).toLowerCase();
+  return ext === ".json" || (ext !== ".yaml" && ext !== ".yml" && /^\s*[{[]/.test(text));
+}
 
 /** Parses YAML or JSON text (chosen by the extension, else by the first character). A syntax error becomes a Problem with its line and column. */
 export function parseConfigText(text: string, fileName = "config"): { value: unknown } | { problems: Problem[] } {
-  const ext = extname(fileName).toLowerCase();
-  const json = ext === ".json" || (ext !== ".yaml" && ext !== ".yml" && /^\s*[{[]/.test(text));
-  if (json) {
+  if (isJson(text, fileName)) {
     try {
       return { value: JSON.parse(text) as unknown };
     } catch (e) {
@@ -51,10 +55,14 @@ export function loadConfigText(text: string, fileName = "config"): { config: Con
   return "problems" in parsed ? parsed : validateConfig(parsed.value);
 }
 
-/** loadConfigText whose validation gives the event loop a turn now and then (the daemon's reloads). */
-export async function loadConfigTextAsync(text: string, fileName = "config", cache?: ServiceCache): Promise<{ config: Config } | { problems: Problem[] }> {
+/** loadConfigText whose validation gives the event loop a turn now and then (the daemon's reloads).
+ *  With a cache, a JSON text that changed only inside its services list is read only where it changed. */
+export async function loadConfigTextAsync(text: string, fileName = "config", cache?: ServiceCache): Promise<Validated> {
+  const json = isJson(text, fileName);
+  const changed = cache && json ? await validateJsonChangeAsync(text, cache) : undefined;
+  if (changed) return changed;
   const parsed = parseConfigText(text, fileName);
-  return "problems" in parsed ? parsed : validateConfigAsync(parsed.value, cache);
+  return "problems" in parsed ? parsed : validateConfigAsync(parsed.value, cache, json ? text : undefined);
 }
 
 /** One line per problem: `/etc/wasp/config.yaml: services[2].ports[0].port is 70000; a port is 1-65535`. */

@@ -170,15 +170,19 @@ export const TOP_LEVEL = {
     vni: int(0, 0xffffff, "a VXLAN VNI is 0-16777215 (24 bits, RFC 7348)").default(1),
     port: PortSchema.default(8472),
   }, "settings (vni, port)").prefault({}),
+  // The most flows tracked: the flow table grows with the flows up to this (as nf_conntrack_max
+  // bounds the kernel's), then evicts. The engine's table holds at most 2^24.
   conntrack: obj({
-    capacity: int(1024, 1 << 26, "a conntrack capacity is 1024-67108864 flows").default(262144),
+    capacity: int(1024, 1 << 24, "a conntrack capacity is 1024-16777216 flows").default(262144),
   }, "settings (capacity)").prefault({}),
-  // The engine lays its tables out once, at start: room for this many service entries (one per VIP,
-  // port and protocol) and backends. A restart changes it.
+  // The engine's tables grow with what is loaded; these are optional ceilings, never sizes: past
+  // one, what fits is applied and the rest waits (wasp status says so). memoryMiB caps the engine's
+  // whole memory (its packet buffers, about 40 MiB, included).
   tables: obj({
-    services: int(1, 1 << 20, "tables.services is 1-1048576 service entries").default(4096),
-    backends: int(1, 1 << 22, "tables.backends is 1-4194304 backends").default(16384),
-  }, "settings (services, backends)").prefault({}),
+    services: int(1, 1 << 20, "tables.services is 1-1048576 service entries").optional(),
+    backends: int(1, 1 << 22, "tables.backends is 1-4194304 backends").optional(),
+    memoryMiB: int(48, 4096, "tables.memoryMiB is 48-4096 (the packet buffers take about 40 of it)").optional(),
+  }, "settings (services, backends, memoryMiB)").optional(),
   loadBalancing: obj({
     mode: oneOf(["random", "maglev"]).default("random"),
     maglevTableSize: MaglevSizeSchema.optional(),
@@ -275,9 +279,10 @@ export interface Config {
   clusterCIDR: string;
   clusterCIDRv6?: string;
   vxlan: { vni: number; port: number };
+  /** The most flows tracked (the table grows up to it). */
   conntrack: { capacity: number };
-  /** Room in the engine's tables (absent: 4096 service entries, 16384 backends). */
-  tables?: { services: number; backends: number };
+  /** Ceilings on the engine's tables, which otherwise grow with what is loaded. */
+  tables?: { services?: number; backends?: number; memoryMiB?: number };
   /** maglevTableSize absent: the core picks a prime at least 100 times each service's backend count. */
   loadBalancing: { mode: "random" | "maglev"; maglevTableSize?: number };
   services: ServiceConfig[];

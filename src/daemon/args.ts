@@ -1,5 +1,5 @@
 // `wasp daemon`'s command line: kube-proxy's flag spellings where kube-proxy has the flag.
-import { DEFAULT_CLUSTER_CIDR, DEFAULT_MIN_SYNC_PERIOD_MS, DEFAULT_SERVICE_CIDR } from "../kube/index.js";
+import { DEFAULT_CLUSTER_CIDR, DEFAULT_MIN_SYNC_PERIOD_MS, DEFAULT_SERVICE_CIDR } from "../kube/defaults.js";
 import { DEFAULT_HEALTHZ_HOST, DEFAULT_HEALTHZ_PORT } from "./healthz.js";
 
 export interface DaemonOptions {

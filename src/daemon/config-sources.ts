@@ -3,7 +3,6 @@
 // to start with and, once the node is up, every change after it.
 import type { Logger } from "pino";
 import { defaultConfig, FileConfigSource, formatProblems, loadConfigFile, type Config, type ConfigEvent, type ConfigSource } from "../config/index.js";
-import { defaultNodeName, firstConfig, KubeConfigSource, loadKubeConfig } from "../kube/index.js";
 import type { DaemonOptions } from "./args.js";
 
 export interface StartingConfig {
@@ -48,6 +47,8 @@ export async function startingConfig(opts: DaemonOptions, log: Logger, hooks: So
 }
 
 async function startKube(opts: DaemonOptions, log: Logger, hooks: SourceHooks): Promise<StartingConfig> {
+  // Loaded only here: the API client is most of a daemon's memory, and a file-fed daemon needs none of it.
+  const { defaultNodeName, firstConfig, KubeConfigSource, loadKubeConfig } = await import("../kube/index.js");
   const source = new KubeConfigSource({
     kubeConfig: loadKubeConfig(opts.kubeconfig), nodeName: defaultNodeName(opts.hostnameOverride), log,
     settings: {

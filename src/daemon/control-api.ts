@@ -58,9 +58,11 @@ function status(ctx: ControlContext): unknown {
   return {
     pid: process.pid, mode: config.mode, device: ctx.device, ioUring: ctx.ioUring, address: ctx.gateway(), node: config.node.name,
     generation: engine.generation(), uptimeSec: Math.round((Date.now() - ctx.startedMs) / 1000),
-    services: ctx.model().services.size, conntrack: { entries: engine.flowCount(), capacity: engine.flowCapacity() },
+    services: ctx.model().services.size, conntrack: { entries: engine.flowCount(), capacity: engine.flowCapacity(), ceiling: engine.flowCeiling() },
     counters: engine.counters(), pathDrops: ctx.pathDrops(), tunnelGso: ctx.tunnelGso(),
     offload: ctx.offload(),
+    // the engine's memory, and whether its tables hold all they were given (a memory ceiling)
+    tables: engine.tablesState(),
   };
 }
 

@@ -106,6 +106,11 @@ export class Daemon {
     this.offload = this.chooseOffload();
     this.engineOptions = engineOptionsFor(config, this.offload.on);
     this.engine = new Engine(this.engineOptions);
+    this.engine.onTables = (s) => {
+      const at = { memoryMiB: Math.round(s.memoryBytes / 2 ** 20), limitMiB: s.limitBytes && s.limitBytes / 2 ** 20, waiting: s.waiting, flows: s.flows };
+      if (s.full) log.warn(at, `the engine's tables are full: ${s.why}; still serving what they hold and applying the changes that fit`);
+      else log.info(at, "the engine's tables hold everything they were given again");
+    };
     const model = buildModel(config);
     this.engine.loadModel(model);
     this.model = model;

@@ -1,10 +1,10 @@
 // `wasp daemon --install-cni`: the DaemonSet's init container puts this executable in the CNI bin
 // directory and writes this node's conflist (kube/install-cni.ts), then exits.
 import type { Logger } from "pino";
-import { defaultNodeName, installCni, loadKubeConfig } from "../kube/index.js";
 import type { DaemonOptions } from "./args.js";
 
 export async function runInstallCni(opts: DaemonOptions, log: Logger): Promise<void> {
+  const { defaultNodeName, installCni, loadKubeConfig } = await import("../kube/index.js");
   const r = await installCni({
     kubeConfig: loadKubeConfig(opts.kubeconfig), nodeName: defaultNodeName(opts.hostnameOverride), binary: opts.cniBinary ?? process.execPath,
     binDir: opts.cniBinDir ?? "/opt/cni/bin", confDir: opts.cniConfDir ?? "/etc/cni/net.d", daemonSocket: opts.socketPath,

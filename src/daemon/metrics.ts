@@ -64,7 +64,11 @@ export function makeMetrics(engine: () => Engine, pathDrops: () => PathDrops, ke
   // The engine's tables as they are now, one gauge each.
   const gauges: Array<[string, string, (e: Engine) => number]> = [
     ["wasp_conntrack_entries", "Flows in the connection tracking table", (e) => e.flowCount()],
-    ["wasp_conntrack_capacity", "Flows the connection tracking table holds at most", (e) => e.flowCapacity()],
+    ["wasp_conntrack_capacity", "Flows the connection tracking table holds now (it grows with the flows, up to wasp_conntrack_ceiling)", (e) => e.flowCapacity()],
+    ["wasp_conntrack_ceiling", "Flows the connection tracking table may grow to (conntrack.capacity)", (e) => e.flowCeiling()],
+    ["wasp_engine_memory_bytes", "Bytes of the engine's wasm memory (its tables grow with what is loaded)", (e) => e.tablesState().memoryBytes],
+    ["wasp_engine_memory_limit_bytes", "The ceiling on the engine's memory (tables.memoryMiB); 0: none", (e) => e.tablesState().limitBytes ?? 0],
+    ["wasp_tables_full", "1 while the engine's tables cannot take all they were given (a memory ceiling: entries wait, or the flow table cannot grow); they serve what they hold", (e) => (e.tablesState().full ? 1 : 0)],
     ["wasp_service_entries", "Service entries (VIP or node port, port, protocol) in the engine's tables", (e) => e.serviceCount()],
     ["wasp_routes", "Pod prefixes in the engine's route table", (e) => e.routeCount()],
     ["wasp_table_generation", "Generation of the engine's tables (one per load or reload)", (e) => e.generation()],
@@ -72,6 +76,14 @@ export function makeMetrics(engine: () => Engine, pathDrops: () => PathDrops, ke
   for (const [name, help, read] of gauges) {
     new Gauge({ name, help, registers: [registry], collect() { this.set(read(engine())); } });
   }
+  new Gauge({
+    name: "wasp_tables_waiting_entries", help: "Entries the engine's tables could not take yet (memory): they keep what they had for these keys",
+    labelNames: ["table"], registers: [registry],
+    collect() {
+      const w = engine().tablesState().waiting;
+      this.set({ table: "services" }, w.services); this.set({ table: "routes" }, w.routes); this.set({ table: "local_addrs" }, w.localAddrs);
+    },
+  });
   // Offload mode: what the kernel carried for the engine's flows (counters of the offload table, read when scraped).
   for (const unit of ["packets", "bytes"] as const) {
     new Counter({

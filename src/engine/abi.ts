@@ -75,7 +75,7 @@ export enum ServiceKind { ClusterIp = 0, NodePort = 1, ExternalIp = 2, LoadBalan
 export enum Select { Random = 0, Maglev = 1 }
 export const ServiceFlag = { MASQUERADE_EXTERNAL: 1, AFFINITY: 2, ANY_LOCAL_ADDR: 4, DROP_WHEN_EMPTY: 8 } as const;
 export enum RouteKind { Local = 0, Remote = 1 }
-export enum CommitResult { Ok = 0, BadOp = 1, ServicesFull = 2, BackendsFull = 3, RoutesFull = 4, LocalAddrsFull = 5, NotInitialized = 6 }
+export enum CommitResult { Ok = 0, BadOp = 1, ServicesFull = 2, BackendsFull = 3, RoutesFull = 4, LocalAddrsFull = 5, NotInitialized = 6, OutOfMemory = 7 }
 
 export const CFG_MAX_BATCH = 0;
 export const CFG_CT_CAPACITY = 4;
@@ -99,6 +99,7 @@ export const CFG_SERVICE_CIDR6 = 124;
 export const CFG_CLUSTER_CIDR4 = 144;
 export const CFG_CLUSTER_CIDR6 = 164;
 export const CFG_OFFLOAD = 184;
+export const CFG_MEMORY_LIMIT_MIB = 188;
 export const CFG_SIZE = 192;
 
 export enum InitResult { Ok = 0, BadConfig = 1, OutOfMemory = 2, AlreadyInitialized = 3 }

@@ -5,18 +5,32 @@ import * as sea from "node:sea";
 import v8 from "node:v8";
 import { fileURLToPath } from "node:url";
 import * as abi from "./abi.js";
-import { encodeModel, encodeOps } from "./ops.js";
-import type { Model, ModelDelta } from "../model/model.js";
+import { encodeOps, measureOps } from "./ops.js";
+import { fullDelta, type Model, type ModelDelta } from "../model/model.js";
 import { macBytes, mappedPrefixLen, parseCidr, parseIp, parseIpv4, readAddr16, type Ip } from "../model/addr.js";
 
 
+/**
+ * The tables grow with what is loaded (services, backends, Maglev tables, routes: inside each
+ * commit; flows: between batches, in process()). The sizes here are ceilings, never sizes to set by
+ * hand: a commit past one is refused as ServicesFull, BackendsFull or RoutesFull, a full flow table
+ * evicts. memoryLimitMiB caps the whole wasm memory; past it the engine keeps what it has and applies
+ * what fits (tablesState()).
+ */
 export interface EngineOptions {
   maxBatch?: number;
+  /** The most flows tracked (default 1,048,576). */
   conntrackCapacity?: number;
+  /** The most service entries (VIP or node port, port, protocol); default: no ceiling. */
   maxServices?: number;
+  /** The most backends over all services; default: no ceiling. */
   maxBackends?: number;
+  /** The most routes; default: no ceiling. */
   maxRoutes?: number;
+  /** The most Maglev lookup cells over all services; default: no ceiling. */
   maglevCells?: number;
+  /** The most MiB of wasm memory (1-4096); default: what the runtime gives (4 GiB). */
+  memoryLimitMiB?: number;
   mode?: "tun" | "tap";
   /** Offload mode: a new flow's NAT binding goes to the kernel's conntrack (offloadRequests), and
    *  its packet back to the TUN unchanged. */
@@ -47,6 +61,11 @@ interface CoreExports {
   init(): number;
   process(count: number, nowSec: number): number;
   commit(bytes: number): number;
+  stageReserve(bytes: number): number;
+  grow(): number;
+  tablesRefused(): number;
+  memoryBytes(): number;
+  memoryLimitBytes(): number;
   sweep(nowSec: number, budget: number): number;
   slotsAddr(): number;
   extraSlotsAddr(): number;
@@ -75,6 +94,7 @@ interface CoreExports {
   serviceCount(): number;
   routeCount(): number;
   ctCapacity(): number;
+  ctCeiling(): number;
   ctCount(): number;
   ctRecord(i: number): number;
   ctFlush(): void;
@@ -137,14 +157,32 @@ export class EngineRefusedError extends Error {
   }
 }
 
+/** Commit results that mean "no room" (a ceiling, or memory): what fits is applied, the rest waits. */
+const NO_ROOM = new Set([abi.CommitResult.ServicesFull, abi.CommitResult.BackendsFull, abi.CommitResult.RoutesFull,
+  abi.CommitResult.LocalAddrsFull, abi.CommitResult.OutOfMemory]);
+
+/** One upsert the tables could not take: retried with every later load or delta. */
+type Waiting = { key: string; delta: ModelDelta };
+
+const NOTHING: ModelDelta = {
+  clear: false, deleteServices: [], upsertServices: [], deleteRoutes: [], upsertRoutes: [], deleteLocalAddrs: [], addLocalAddrs: [],
+  deleteVips: [], addVips: [],
+};
+
 export class Engine {
   readonly exports: CoreExports;
   readonly maxBatch: number;
   readonly slots: number;
   readonly bufferBase: number;
   readonly bufferStride: number;
-  readonly stage: number;
-  readonly stageCapacity: number;
+  /** Upserts that did not fit, by key ("s:" service key, "r:" route, "l:" local address). */
+  private readonly waiting = new Map<string, Waiting>();
+  /** Why the last load or delta left some waiting. */
+  private refusal: abi.CommitResult | undefined;
+  private wasFull = false;
+  /** Told when the tables stop taking everything they are given (a ceiling, memory) and when they
+   *  take everything again: the daemon logs it. */
+  onTables: ((state: TablesState) => void) | undefined;
 
   constructor(opts: EngineOptions = {}) {
     const mod = compile(opts.wasmPath ?? defaultWasmPath());
@@ -154,11 +192,12 @@ export class Engine {
     const cfg = new DataView(e.memory.buffer, e.configAddr(), abi.CFG_SIZE);
     const u32 = (off: number, v: number) => cfg.setUint32(off, v >>> 0, true);
     u32(abi.CFG_MAX_BATCH, opts.maxBatch ?? 64);
-    u32(abi.CFG_CT_CAPACITY, opts.conntrackCapacity ?? 65536);
-    u32(abi.CFG_MAX_SERVICES, opts.maxServices ?? 4096);
-    u32(abi.CFG_MAX_BACKENDS, opts.maxBackends ?? 16384);
-    u32(abi.CFG_MAX_ROUTES, opts.maxRoutes ?? 1024);
-    u32(abi.CFG_MAGLEV_CELLS, opts.maglevCells ?? 1 << 20);
+    u32(abi.CFG_CT_CAPACITY, opts.conntrackCapacity ?? 1 << 20);
+    u32(abi.CFG_MAX_SERVICES, opts.maxServices ?? 0);
+    u32(abi.CFG_MAX_BACKENDS, opts.maxBackends ?? 0);
+    u32(abi.CFG_MAX_ROUTES, opts.maxRoutes ?? 0);
+    u32(abi.CFG_MAGLEV_CELLS, opts.maglevCells ?? 0);
+    u32(abi.CFG_MEMORY_LIMIT_MIB, opts.memoryLimitMiB ?? 0);
     u32(abi.CFG_MODE, opts.mode === "tap" ? 1 : 0);
     u32(abi.CFG_OFFLOAD, opts.offload ? 1 : 0);
     u32(abi.CFG_UNDERLAY_IP, opts.underlayIp ? parseIpv4(opts.underlayIp) : 0);
@@ -188,15 +227,18 @@ export class Engine {
     this.slots = e.slotsAddr();
     this.bufferBase = e.bufferAddr();
     this.bufferStride = e.bufferStride();
-    this.stage = e.stageAddr();
-    this.stageCapacity = e.stageCapacity();
   }
 
+  /** The memory's current buffer. The memory grows with the tables (in commits, process() and
+   *  sweep()), which detaches earlier buffers: take it again after any of those calls. */
   get memory(): ArrayBuffer { return this.exports.memory.buffer; }
   /** The wasm memory itself, for native/ to read and write packets in place. */
   get wasmMemory(): WebAssembly.Memory { return this.exports.memory; }
+  /** Where ops are staged, and how many bytes fit; both change when the stage grows. */
+  get stage(): number { return this.exports.stageAddr(); }
+  get stageCapacity(): number { return this.exports.stageCapacity(); }
 
-  /** A fresh DataView of memory (memory never grows after init, so views stay valid). */
+  /** A fresh DataView of memory (the memory grows with the tables: never keep one across calls). */
   view(): DataView { return new DataView(this.exports.memory.buffer); }
 
   /** Address of slot i's packet room (after the headroom), where a packet (or its vnet header) goes. */
@@ -261,7 +303,13 @@ export class Engine {
     this.setSlot(i, vnet ? bytes.length - abi.VNET_HDR_LEN : bytes.length, flags, peer);
   }
 
-  process(count: number, nowSec: number): number { return this.exports.process(count, nowSec >>> 0); }
+  /** Runs a batch. First, between this batch and the last, the flow table grows if its load passed
+   *  the threshold (the core's grow(); never inside its process()). */
+  process(count: number, nowSec: number): number {
+    const e = this.exports;
+    if (e.grow() === 2) this.noteTables();
+    return e.process(count, nowSec >>> 0);
+  }
 
   slot(i: number): SlotView {
     const v = this.view(), s = this.slots + i * abi.SLOT_SIZE;
@@ -283,40 +331,117 @@ export class Engine {
     return new Uint8Array(this.memory, s.data, s.len).slice();
   }
 
-  /** Writes raw op bytes into the stage area and commits them as one generation. */
+  /** Writes raw op bytes into the stage area (grown to hold them) and commits them as one generation. */
   commitOps(ops: Uint8Array): abi.CommitResult {
-    if (ops.length > this.stageCapacity) throw new Error(`ops of ${ops.length} bytes exceed the stage area (${this.stageCapacity})`);
+    if (!this.reserveStage(ops.length)) return abi.CommitResult.OutOfMemory;
     new Uint8Array(this.memory, this.stage, ops.length).set(ops);
     return this.exports.commit(ops.length);
   }
 
-  /** Loads a whole model as one new generation (a Clear first); throws an EngineRefusedError,
-   *  leaving the running tables as they were, when the core refuses it. */
+  /** Loads a whole model as one new generation (a Clear first). When the tables cannot take all of
+   *  it (a ceiling, or memory), they take what fits and the rest waits (tablesState()); throws an
+   *  EngineRefusedError, leaving the running tables as they were, only for ops the core calls bad. */
   loadModel(model: Model): void {
-    this.commitStaged(encodeModel(model, this.stageBytes(), 0), "load");
+    this.waiting.clear();
+    this.commitDelta(fullDelta(model), "load");
   }
 
-  /** Applies a model delta as one new generation; on a refusal the running tables stay whole. */
+  /** Applies a model delta as one new generation, with what still waits from earlier ones; what
+   *  does not fit waits, as loadModel's does. */
   applyDelta(delta: ModelDelta): void {
-    this.commitStaged(encodeOps(delta, this.stageBytes(), 0), "delta");
+    this.commitDelta(delta, "delta");
   }
 
-  private stageBytes(): Uint8Array {
-    return new Uint8Array(this.memory, this.stage, this.stageCapacity);
+  private reserveStage(bytes: number): boolean {
+    return bytes <= this.stageCapacity || this.exports.stageReserve(bytes) !== 0;
   }
 
-  private commitStaged(bytes: number, what: string): void {
-    const r = this.exports.commit(bytes);
-    if (r !== abi.CommitResult.Ok) throw new EngineRefusedError(what, r);
+  /** One commit of `delta`: the stage grown to hold it, the ops written, the core's answer. */
+  private tryCommit(delta: ModelDelta): abi.CommitResult {
+    const bytes = measureOps(delta);
+    if (!this.reserveStage(bytes)) return abi.CommitResult.OutOfMemory;
+    return this.exports.commit(encodeOps(delta, new Uint8Array(this.memory, this.stage, this.stageCapacity), 0));
+  }
+
+  private commitDelta(delta: ModelDelta, what: string): void {
+    // What this delta decides waits no more; what still waits goes after it.
+    if (delta.clear) this.waiting.clear();
+    for (const k of delta.deleteServices) this.waiting.delete(`s:${k.key}`);
+    for (const e of delta.upsertServices) this.waiting.delete(`s:${e.key}`);
+    for (const r of [...delta.deleteRoutes, ...delta.upsertRoutes]) this.waiting.delete(`r:${r.key}`);
+    for (const a of [...delta.deleteLocalAddrs, ...delta.addLocalAddrs]) this.waiting.delete(`l:${a}`);
+    for (const a of [...delta.deleteVips, ...delta.addVips]) this.waiting.delete(`v:${a}`);
+    const items = [
+      ...delta.upsertRoutes.map((r): Waiting => ({ key: `r:${r.key}`, delta: { ...NOTHING, upsertRoutes: [r] } })),
+      ...delta.addLocalAddrs.map((a): Waiting => ({ key: `l:${a}`, delta: { ...NOTHING, addLocalAddrs: [a] } })),
+      ...delta.upsertServices.map((e): Waiting => ({ key: `s:${e.key}`, delta: { ...NOTHING, upsertServices: [e] } })),
+      ...delta.addVips.map((a): Waiting => ({ key: `v:${a}`, delta: { ...NOTHING, addVips: [a] } })),
+      ...this.waiting.values(),
+    ];
+    const base: ModelDelta = { ...delta, upsertRoutes: [], addLocalAddrs: [], upsertServices: [], addVips: [] };
+    let r = this.tryCommit(merge(base, items));
+    if (r === abi.CommitResult.Ok) { this.waiting.clear(); this.refusal = undefined; this.noteTables(); return; }
+    if (!NO_ROOM.has(r)) throw new EngineRefusedError(what, r);
+    // Not everything fits. The deletes (and a Clear) always do: they go first, on their own. Then
+    // the longest run of the additions that fits, found by halving (a few commits, not one per
+    // entry); the rest waits and is tried again with every later load or delta.
+    const refusal = r;
+    if (!isNothing(base)) {
+      r = this.tryCommit(base);
+      if (r !== abi.CommitResult.Ok) throw new EngineRefusedError(what, r);
+    }
+    // items[0, fit) are in; a run that fits is followed by another of its size, one that does not
+    // by one of half its size, down to a single item.
+    let fit = 0, step = (items.length + 1) >> 1;
+    while (fit < items.length && step > 0) {
+      const end = Math.min(items.length, fit + step);
+      r = this.tryCommit(merge(NOTHING, items.slice(fit, end)));
+      if (r === abi.CommitResult.Ok) fit = end;
+      else if (NO_ROOM.has(r)) step >>= 1;
+      else throw new EngineRefusedError(what, r);
+    }
+    this.waiting.clear();
+    for (const it of items.slice(fit)) this.waiting.set(it.key, it);
+    this.refusal = this.waiting.size > 0 ? refusal : undefined;
+    this.noteTables();
+  }
+
+  /** What the tables hold short of what they were given, and the memory they take. */
+  tablesState(): TablesState {
+    const e = this.exports, refused = e.tablesRefused(), limit = e.memoryLimitBytes();
+    const waiting = { services: 0, routes: 0, localAddrs: 0, vips: 0 };
+    const kinds = { s: "services", r: "routes", l: "localAddrs", v: "vips" } as const;
+    for (const k of this.waiting.keys()) waiting[kinds[k[0] as keyof typeof kinds]]++;
+    const flowsCapped = (refused & 1) !== 0, statsCapped = (refused & 2) !== 0;
+    const why: string[] = [];
+    if (this.waiting.size > 0) {
+      why.push(`${this.waiting.size} entries wait for room (${abi.CommitResult[this.refusal ?? abi.CommitResult.OutOfMemory]}); the tables keep what they had for them`);
+    }
+    if (flowsCapped) why.push(`the flow table cannot grow past ${e.ctCapacity()} flows for want of memory; it evicts when full`);
+    if (statsCapped) why.push("per-service counters cannot grow: new entries are not counted");
+    return {
+      memoryBytes: e.memoryBytes(), limitBytes: limit === 0 ? undefined : limit,
+      full: why.length > 0, ...(why.length ? { why: why.join("; ") } : {}), waiting,
+      flows: { capacity: e.ctCapacity(), ceiling: e.ctCeiling() },
+    };
+  }
+
+  /** Tells onTables when the tables stop or start again taking everything. */
+  private noteTables(): void {
+    const s = this.tablesState();
+    if (s.full === this.wasFull) return;
+    this.wasFull = s.full;
+    this.onTables?.(s);
   }
 
   /** The generation the core serves (one per load or delta). */
   generation(): number { return this.exports.generation(); }
   serviceCount(): number { return this.exports.serviceCount(); }
   routeCount(): number { return this.exports.routeCount(); }
-  /** Flows in the conntrack table, and how many it holds at most. */
+  /** Flows in the conntrack table, how many it holds now, and how many it may grow to. */
   flowCount(): number { return this.exports.ctCount(); }
   flowCapacity(): number { return this.exports.ctCapacity(); }
+  flowCeiling(): number { return this.exports.ctCeiling(); }
   /** Empties the conntrack table (and the fragments it tracked). */
   flushFlows(): void { this.exports.ctFlush(); }
 
@@ -330,7 +455,11 @@ export class Engine {
 
   /** Expires timed-out flows and revalidates flows against a new generation, `budget` a call
    *  (about once a second); the flows removed. */
-  sweep(nowSec: number, budget: number): number { return this.exports.sweep(nowSec >>> 0, budget); }
+  sweep(nowSec: number, budget: number): number {
+    const n = this.exports.sweep(nowSec >>> 0, budget);
+    if (this.wasFull) this.noteTables();
+    return n;
+  }
 
   /** A new entry in the service table may reuse an id: its per-service counters start at zero. */
   resetServiceStats(id: number): void { this.exports.serviceStatsReset(id); }
@@ -474,6 +603,38 @@ export interface NamedCounters {
 export interface EngineCounters { verdicts: Record<string, number>; drops: Record<string, number>; named: NamedCounters }
 
 export interface ServiceStats { packets: number; bytes: number; newFlows: number }
+
+/** The engine's memory and what its tables could not take (Engine.tablesState()). */
+export interface TablesState {
+  /** Bytes of wasm memory now, and the ceiling (undefined: none). */
+  memoryBytes: number;
+  limitBytes: number | undefined;
+  /** Something did not fit: entries wait, the flow table cannot grow, or new counters are not kept. */
+  full: boolean;
+  why?: string;
+  /** Upserts that wait for room: the tables keep what they had for these keys. */
+  /** vips: addresses whose echo marker (ping answered) waits. */
+  waiting: { services: number; routes: number; localAddrs: number; vips: number };
+  flows: { capacity: number; ceiling: number };
+}
+
+/** One delta of `base` and every item's upserts. */
+function merge(base: ModelDelta, items: readonly Waiting[]): ModelDelta {
+  if (items.length === 0) return base;
+  return {
+    ...base,
+    upsertRoutes: [...base.upsertRoutes, ...items.flatMap((i) => i.delta.upsertRoutes)],
+    addLocalAddrs: [...base.addLocalAddrs, ...items.flatMap((i) => i.delta.addLocalAddrs)],
+    upsertServices: [...base.upsertServices, ...items.flatMap((i) => i.delta.upsertServices)],
+    addVips: [...base.addVips, ...items.flatMap((i) => i.delta.addVips)],
+  };
+}
+
+function isNothing(d: ModelDelta): boolean {
+  return !d.clear && d.deleteServices.length === 0 && d.deleteRoutes.length === 0 && d.deleteLocalAddrs.length === 0 &&
+    d.upsertServices.length === 0 && d.upsertRoutes.length === 0 && d.addLocalAddrs.length === 0 &&
+    d.deleteVips.length === 0 && d.addVips.length === 0;
+}
 export interface TraceStep { stage: number; a: number; b: number }
 
 /** One flow of the conntrack table. The forward tuple is what the client sent, the reply tuple what

@@ -1,3 +1,3 @@
 export * from "./abi.js";
 export { Engine, defaultWasmPath } from "./engine.js";
-export type { EngineOptions, SlotView, EngineCounters, NamedCounters } from "./engine.js";
+export type { EngineOptions, SlotView, EngineCounters, NamedCounters, TablesState } from "./engine.js";

@@ -24,7 +24,10 @@ export function engineOptionsFor(config: Config, offload = false): EngineOptions
     offload,
     conntrackCapacity: config.conntrack.capacity,
     maxBatch: DAEMON_MAX_BATCH,
-    ...(config.tables ? { maxServices: config.tables.services, maxBackends: config.tables.backends } : {}),
+    // ceilings only: the tables grow with what is loaded
+    ...(config.tables?.services !== undefined && { maxServices: config.tables.services }),
+    ...(config.tables?.backends !== undefined && { maxBackends: config.tables.backends }),
+    ...(config.tables?.memoryMiB !== undefined && { memoryLimitMiB: config.tables.memoryMiB }),
     mode: config.mode,
     tapPeerMac: TAP_MAC,
     engineMac: ENGINE_MAC,

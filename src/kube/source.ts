@@ -13,6 +13,7 @@ import {
   type KubernetesListObject, type KubernetesObject,
 } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import { DEFAULT_CLUSTER_CIDR, DEFAULT_MIN_SYNC_PERIOD_MS, DEFAULT_SERVICE_CIDR } from "./defaults.js";
 import { validateConfig } from "../config/validate.js";
 import type { ConfigEvent, ConfigSource } from "../config/file-source.js";
 import type { Config, PeerNodeConfig, Problem, ServiceConfig } from "../config/schema.js";
@@ -48,9 +49,7 @@ export interface KubeNodeSettings {
   nodePortAddresses?: string[];
 }
 
-export const DEFAULT_SERVICE_CIDR = "10.96.0.0/12";
-export const DEFAULT_CLUSTER_CIDR = "10.244.0.0/16";
-export const DEFAULT_MIN_SYNC_PERIOD_MS = 1000;
+export { DEFAULT_SERVICE_CIDR, DEFAULT_CLUSTER_CIDR, DEFAULT_MIN_SYNC_PERIOD_MS };
 /** A refused patch of this Node's annotations is tried again no sooner than this. */
 const PATCH_RETRY_MS = 60_000;
 

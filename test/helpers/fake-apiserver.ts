@@ -20,6 +20,9 @@ import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { randomUUID } from "node:crypto";
+import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 
 export type Kind = "Node" | "Service" | "EndpointSlice";
 type Obj = Record<string, unknown> & { metadata: Record<string, unknown> };
@@ -399,6 +402,17 @@ export function node(name: string, internalIP: string, podCIDR: string | undefin
 // this file inside the namespace. It prints {"url","kubeconfig"} as one line, then takes one JSON
 // command a line on stdin ({"op":"apply","kind","object"} | {"op":"remove","kind","name","namespace"} |
 // {"op":"get","kind","name","namespace"}) and answers each with {"ok":true,"rv":N[,"object"]} or {"ok":false,"error"}.
+
+/** Starts this file as a process in network namespace `ns` (a daemon there cannot reach a server in
+ *  the test's own) and writes its kubeconfig to `kubeconfigPath`. Stop it with stop(api.child). */
+export async function startFakeApiProcess(ns: string, token: string, kubeconfigPath: string): Promise<FakeApiServerProcess> {
+  const tsx = fileURLToPath(new URL("../../node_modules/tsx/dist/loader.mjs", import.meta.url));
+  const child = spawn("ip", ["netns", "exec", ns, process.execPath, "--import", `file://${tsx}`, fileURLToPath(import.meta.url), token], { stdio: ["pipe", "pipe", "inherit"] });
+  const api = new FakeApiServerProcess(child);
+  const { kubeconfig } = await api.ready();
+  writeFileSync(kubeconfigPath, kubeconfig);
+  return api;
+}
 
 /** Drives a FakeApiServer child process (see above) started with spawnInNs. */
 export class FakeApiServerProcess {

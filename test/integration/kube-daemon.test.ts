@@ -4,12 +4,11 @@
 // it to the new backend; endpoints vanish and the VIP rejects; the Service goes and so does the VIP.
 // kube-proxy's /healthz, /livez and metrics answer inside the namespace. Needs root.
 import { strict as assert } from "node:assert";
-import { spawn, type ChildProcess } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { inNs, spawnInNs, stop } from "../helpers/netns.js";
 import { control, EXT_IP, NODE_IP, POD_CIDR, Topology, waitFor, type Outcome, type Pod } from "../helpers/topology.js";
-import { endpointSlice, FakeApiServerProcess, node, service } from "../helpers/fake-apiserver.js";
+import { endpointSlice, FakeApiServerProcess, node, service, startFakeApiProcess } from "../helpers/fake-apiserver.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const TSX = join(ROOT, "node_modules/tsx/dist/loader.mjs");
@@ -52,11 +51,9 @@ describe("wasp daemon --kubeconfig: Services from the Kubernetes API drive the d
     await t.serve(b2.ns, [8080]);
 
     // stdin too: the test sends it commands.
-    apiChild = spawn("ip", ["netns", "exec", t.node, process.execPath, "--import", `file://${TSX}`, join(ROOT, "test/helpers/fake-apiserver.ts"), "daemon-token"], { stdio: ["pipe", "pipe", "inherit"] });
-    api = new FakeApiServerProcess(apiChild);
-    const { kubeconfig } = await api.ready();
     const kcPath = join(t.work, "kubeconfig");
-    writeFileSync(kcPath, kubeconfig);
+    api = await startFakeApiProcess(t.node, "daemon-token", kcPath);
+    apiChild = api.child;
     await api.apply("Node", node("node-a", NODE_IP, POD_CIDR));
 
     daemon = spawnInNs(t.node, process.execPath, [
