@@ -5,6 +5,7 @@ import {
   InitResult, CommitResult, CFG_MAX_BATCH, CFG_CT_CAPACITY, CFG_MAX_SERVICES, CFG_MAX_BACKENDS, CFG_MAX_ROUTES,
   CFG_MAGLEV_CELLS, CFG_MODE, CFG_OFFLOAD, CFG_UNDERLAY_IP, CFG_VNI, CFG_VXLAN_PORT, CFG_UNDERLAY_MTU, CFG_SEED, SLOT_SIZE,
   HEADROOM, SLOT_PACKET_ROOM, COUNTER_COUNT, C_GENERATION, CT_FLAGS, FlowFlag, TRACE_BYTES, STATS_STRIDE,
+  CT_CLASS_COUNT, CtClass, CtState,
 } from "./abi";
 import * as st from "./state";
 import * as ct from "./table/conntrack";
@@ -174,6 +175,23 @@ export function ctRecord(i: u32): usize {
   return (load<u8>(r + CT_FLAGS) & FlowFlag.USED) != 0 ? r : 0;
 }
 export function ctFlush(): void { ct.ctClear(); fragClear(); }
+
+/** The flag bits a flow inserted by the host may carry (not USED, not OFFLOADED: the table's own). */
+const INSERT_FLAGS: u32 = FlowFlag.DNAT | FlowFlag.SNAT | FlowFlag.REPLIED | FlowFlag.ANY_ADDR_SERVICE | FlowFlag.FIN_ORIG | FlowFlag.FIN_REPLY;
+
+/** Inserts a flow the host describes (wasp replay --conntrack: a capture taken mid-flow meets the
+ *  flows the live node had). Its four addresses, 16 bytes each, are staged at stageAddr(): forward
+ *  source, forward destination, reply source, reply destination; ports in host order, seen at `now`.
+ *  Returns the record index, or -1 for a value out of range or a tuple some flow already holds. */
+export function ctInsert(fSport: u32, fDport: u32, rSport: u32, rDport: u32, proto: u32, state: u32, cls: u32,
+                         flags: u32, service: u32, now: u32): i32 {
+  if (!st.initialized || fSport > 0xffff || fDport > 0xffff || rSport > 0xffff || rDport > 0xffff || proto > 0xff ||
+      state > 0xff || cls >= CT_CLASS_COUNT || (flags & ~INSERT_FLAGS) != 0) return -1;
+  const a = st.stageArea;
+  if (ct.ctFind(a, a + 16, fSport, fDport, proto) != 0 || ct.ctFind(a + 32, a + 48, rSport, rDport, proto) != 0) return -1;
+  return ct.ctCreate(a, a + 16, fSport, fDport, a + 32, a + 48, rSport, rDport, proto, <CtState>state, <CtClass>cls,
+    <u8>flags, service, gen.generationNumber(), now);
+}
 
 /** 0 when every table invariant holds, else a code naming the first broken one (tests, fuzz). */
 export function checkInvariants(): u32 {

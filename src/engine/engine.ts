@@ -78,6 +78,8 @@ interface CoreExports {
   ctCount(): number;
   ctRecord(i: number): number;
   ctFlush(): void;
+  ctInsert(fSport: number, fDport: number, rSport: number, rDport: number, proto: number, state: number, cls: number,
+    flags: number, service: number, now: number): number;
   checkInvariants(): number;
 }
 
@@ -318,6 +320,14 @@ export class Engine {
   /** Empties the conntrack table (and the fragments it tracked). */
   flushFlows(): void { this.exports.ctFlush(); }
 
+  /** Puts a flow into the conntrack table as `flows()` describes one (replay of a capture taken
+   *  mid-flow); false when the core refuses it: a value out of range, or a tuple already tracked. */
+  insertFlow(f: FlowInsert): boolean {
+    const stage = new Uint8Array(this.memory, this.stage, 64);
+    stage.set(f.src.bytes, 0); stage.set(f.dst.bytes, 16); stage.set(f.replySrc.bytes, 32); stage.set(f.replyDst.bytes, 48);
+    return this.exports.ctInsert(f.sport, f.dport, f.replySport, f.replyDport, f.proto, f.state, f.cls, f.flags, f.service, f.lastSec >>> 0) >= 0;
+  }
+
   /** Expires timed-out flows and revalidates flows against a new generation, `budget` a call
    *  (about once a second); the flows removed. */
   sweep(nowSec: number, budget: number): number { return this.exports.sweep(nowSec >>> 0, budget); }
@@ -451,6 +461,10 @@ export interface FlowRecord {
   replySrc: Ip; replySport: number; replyDst: Ip; replyDport: number;
   state: number; flags: number; service: number; createdSec: number; lastSec: number; expiresSec: number;
 }
+
+/** A flow for insertFlow: the tuples of FlowRecord, its state and timeout class, seen at lastSec. */
+export type FlowInsert = Pick<FlowRecord, "proto" | "src" | "sport" | "dst" | "dport" | "replySrc" | "replySport" | "replyDst" | "replyDport" | "state" | "flags" | "service" | "lastSec">
+  & { cls: abi.CtClass };
 
 export interface SlotView {
   data: number; len: number; flags: number; verdict: abi.Verdict; reason: abi.Drop; peer: number; service: number; note: number;
