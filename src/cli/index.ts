@@ -60,11 +60,19 @@ export function buildProgram(): Command {
     .option("--sport <port>", "source port of the crafted packet", "40000")
     .option("--ipam-dir <dir>", "IPAM store to resolve a pod name in", "/var/lib/cni/networks")
     .action(async (o: Opts) => (await import("./trace.js")).trace(o));
-  program.command("replay").description("feed a pcap through the production engine offline (unprivileged) and summarize the verdicts")
-    .argument("<in.pcap>", "capture to replay (tcpdump -i wasp0 -Q out: what the kernel hands the engine)")
+  program.command("replay").description("feed a capture (pcap or pcapng) through the production engine offline (unprivileged): per packet what the engine did, and a summary")
+    .argument("<capture>", "pcap or pcapng to replay (tcpdump -i wasp0 -Q out: what the kernel hands the engine)")
     .option("--config <file>", "node config (YAML or JSON) the engine's tables come from; default: the embedded demo config")
-    .option("--out <out.pcap>", "write every packet the engine let out (rewritten, encapsulated, or its answer)")
-    .option("--json", "one JSON document on stdout, for scripts")
+    .option("--out <out.pcapng>", "write, as pcapng with a comment per packet (verdict, reason), every packet the engine let out (rewritten, encapsulated, or its answer; GSO segments next to each other) and each input it dropped")
+    .option("--filter <expr>", "replay only packets this tcpdump-style expression matches (host, net, port, portrange, src, dst, tcp, udp, icmp, ip, ip6, proto, not, and, or, parentheses)")
+    .option("--packets <range>", "replay only these frame numbers (from 1, as tshark counts): 1-100,250,300-")
+    .addOption(new Option("--from <role>", "what the capture's interfaces are: pod (wasp0: packets the kernel sent into it go in, the engine's own are left out), underlay (only VXLAN for this node), auto (VXLAN for this node as underlay, the rest as pod), skip").choices(["pod", "underlay", "auto", "skip"]).default("auto"))
+    .option("--interface <id=role>", "the role of one interface: its pcapng id or name, or ifindex:N of a Linux cooked v2 capture (tcpdump -i any -y LINUX_SLL2); repeatable; wasp0 is pod unless named",
+      (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--conntrack <flows.json>", "start from the flows of `wasp conntrack --json --limit 10000` on the node: a capture taken mid-flow replays as the node saw it")
+    .option("--vnet-hdr-len <bytes>", "the virtio header before each LINKTYPE_USER0 (147) frame: 12 (virtio_net_hdr_v1) or 10", "12")
+    .option("--list", "one line per replayed packet: verdict, reason, service entry, the tuple before and after, its packets in --out")
+    .option("--json", "one JSON document on stdout: the summary and one record per replayed packet")
     .action(async (file: string, o: Opts) => (await import("./replay.js")).replay(file, o));
   program.command("top").description("a live view: packets/s, bytes/s, new flows/s, top services, drops by reason (q or Ctrl-C quits)")
     .addOption(socketOption())

@@ -314,7 +314,7 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
   });
 
   it("replay of a tcpdump capture of wasp0 gives the verdicts the live daemon counted for the same packets, and writes what came out", async () => {
-    const pcap = join(t.work, "wasp0.pcap"), out = join(t.work, "out.pcap");
+    const pcap = join(t.work, "wasp0.pcap"), out = join(t.work, "out.pcapng");
     const dump = spawnInNs(t.node, "tcpdump", ["-i", "wasp0", "-Q", "out", "-U", "-n", "-s", "0", "-w", pcap]);
     let err = "";
     dump.stderr!.on("data", (d: Buffer) => { err += d.toString(); });
@@ -353,7 +353,7 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
     assert.ok(s.replayed >= 30, JSON.stringify(s));
     // what came out: every packet not dropped (here: all of them, the refusals are answers)
     assert.equal(s.out.packets, s.replayed);
-    assert.equal(readFileSync(out).readUInt32LE(0), 0xa1b2c3d4);
+    assert.equal(readFileSync(out).readUInt32LE(0), 0x0a0d0d0a, "--out is pcapng (section header block)");
     const text = await wasp(["replay", pcap, "--config", t.configPath]);
     assert.match(text.stdout, /^no_backend +2$/m);
     const bad = await wasp(["replay", join(t.work, "missing.pcap")]);

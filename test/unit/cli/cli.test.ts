@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildProgram } from "../../../src/cli/index.js";
 import { CliError, EXIT } from "../../../src/cli/client.js";
-import { readPcap } from "../../../src/cli/pcap.js";
+import { readCapture, readPcap } from "../../../src/cli/pcap.js";
 import { matchService, parseFilters, type ServiceRow } from "../../../src/cli/queries.js";
 import { runReplay } from "../../../src/cli/replay.js";
 import { render } from "../../../src/cli/top.js";
@@ -74,7 +74,7 @@ describe("wasp CLI (unit)", () => {
     before(() => { dir = mkdtempSync(join(tmpdir(), "wasp-cli-unit-")); });
     after(() => rmSync(dir, { recursive: true, force: true }));
 
-    it("reads what an independent writer wrote, either byte order; names pcapng, a cut record and a snaplen-truncated one", () => {
+    it("reads what an independent writer wrote, either byte order; names a file that is neither pcap nor pcapng, a cut record and a snaplen-truncated one", () => {
       const pkts = [packet({ src: "10.244.1.5", dst: "10.96.0.10" }, { proto: "tcp", sport: 1234, dport: 80 }), packet({ src: "10.244.1.5", dst: "10.96.0.53" }, { proto: "udp", sport: 5, dport: 53 })];
       const le = pcapBytes(pkts, LINKTYPE_RAW);
       const r = readPcap(le, "x.pcap");
@@ -90,7 +90,7 @@ describe("wasp CLI (unit)", () => {
         o += 16 + n;
       }
       assert.deepEqual(readPcap(be, "be.pcap").records.map((x) => x.data.length), pkts.map((p) => p.length));
-      assert.throws(() => readPcap(Uint8Array.from([0x0a, 0x0d, 0x0d, 0x0a, ...Array(24).fill(0)]), "c.pcapng"), /c\.pcapng is pcapng; convert it: tshark -F pcap/);
+      assert.throws(() => readCapture(Uint8Array.from([0x7f, 0x45, 0x4c, 0x46, ...Array(24).fill(0)]), "a.out"), /a\.out is neither a pcap nor a pcapng file \(magic 0x464c457f\)/);
       assert.throws(() => readPcap(le.subarray(0, le.length - 3), "cut.pcap"), /cut\.pcap: record 2 is cut short/);
       const trunc = Buffer.from(le);
       trunc.writeUInt32LE(pkts[0]!.length + 10, 24 + 12);
@@ -102,15 +102,15 @@ describe("wasp CLI (unit)", () => {
       const noSvc = packet({ src: "10.244.1.20", dst: "10.96.0.10", ttl: 63 }, { proto: "tcp", sport: 41001, dport: 81, flags: TCP.SYN });
       const bad = packet({ src: "10.244.1.20", dst: "10.244.1.12", ttl: 63 }, { proto: "udp", sport: 5, dport: 53 });
       bad[10] = bad[10]! ^ 0xff;
-      const inRaw = join(dir, "in.pcap"), outRaw = join(dir, "out.pcap");
+      const inRaw = join(dir, "in.pcap"), outRaw = join(dir, "out.pcapng");
       writePcap(inRaw, [syn, noSvc, bad], LINKTYPE_RAW);
       const s = await runReplay(inRaw, undefined, outRaw);
       assert.deepEqual(s.verdicts, { tun: 2, drop: 1 });
       assert.deepEqual(s.drops, { no_service: 1, bad_ipv4_checksum: 1 });
       assert.equal(s.newFlows, 1);
       assert.deepEqual(s.services, { "default/web:80": 1 });
-      assert.equal(s.out!.packets, 2);
-      const d = dissect(readPcap(readFileSync(outRaw), "out").records.map((r) => r.data));
+      assert.deepEqual(s.out, { file: outRaw, packets: 2, dropped: 1 });
+      const d = dissect(readCapture(readFileSync(outRaw), "out").records.map((r) => r.data));
       assert.ok(["10.244.1.10", "10.244.1.11"].includes(d[0]!.get("ip.dst")!), d[0]!.get("ip.dst"));
       assert.equal(d[0]!.get("tcp.dstport"), "8080");
       assert.equal(d[0]!.get("tcp.checksum.status"), CHECKSUM_GOOD);
