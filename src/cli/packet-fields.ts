@@ -2,6 +2,7 @@
 // flags, ICMP type; read from the bytes as captured (a host-side reader for the CLI: the core has its
 // own views in assembly/wire/, and nothing here feeds the engine).
 import { formatIp, type Ip } from "../model/addr.js";
+import { foldChecksum, sum16 } from "../packet/checksum.js";
 
 export const PROTO_NAMES: Readonly<Record<number, string>> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 132: "sctp" };
 
@@ -104,4 +105,23 @@ export function vxlanInner(p: Uint8Array, f: IpFields, port: number): { vni: num
   const et = (p[eth + 12]! << 8) | p[eth + 13]!;
   if (et !== 0x0800 && et !== 0x86dd) return undefined;
   return { vni: (p[vx + 4]! << 16) | (p[vx + 5]! << 8) | p[vx + 6]!, ip: p.subarray(ip) };
+}
+
+/**
+ * Where a TCP or UDP packet's checksum is left to offload (the kernel's CHECKSUM_PARTIAL, as a
+ * capture on a TUN or veth shows what a pod sent): its checksum field holds only the folded
+ * pseudo-header sum (tcp_v4_send_check: th->check = ~tcp_v4_check(len, saddr, daddr, 0)), and the
+ * whole packet does not sum to a valid checksum. Returns the checksum's offset from the IP header
+ * and its field's offset in the L4 header (virtio_net_hdr csum_start, csum_offset), else undefined.
+ */
+export function partialChecksum(p: Uint8Array, f: IpFields): { start: number; offset: number } | undefined {
+  if (f.laterFragment || (f.proto !== 6 && f.proto !== 17) || (f.family === 4 && ((p[6]! & 0x20) !== 0))) return undefined;
+  const field = f.proto === 6 ? 16 : 6, len = p.length - f.l4;
+  if (f.l4 + field + 2 > p.length) return undefined;
+  const check = (p[f.l4 + field]! << 8) | p[f.l4 + field + 1]!;
+  if (f.proto === 17 && check === 0) return undefined; // UDP over IPv4 without a checksum
+  const addrs = f.family === 4 ? sum16(p, 12, 20) : sum16(p, 8, 40);
+  const pseudo = addrs + f.proto + (len & 0xffff) + (len >>> 16);
+  if (foldChecksum(sum16(p, f.l4, p.length, pseudo)) === 0) return undefined; // a whole, valid checksum
+  return (~foldChecksum(pseudo) & 0xffff) === check ? { start: f.l4, offset: field } : undefined;
 }

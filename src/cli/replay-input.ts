@@ -13,6 +13,7 @@
 // interface id or name, or a Linux cooked v2 capture's interface index as ifindex:N.
 import { SlotFlag } from "../engine/abi.js";
 import { CliError, EXIT } from "./client.js";
+import { ipFields, partialChecksum } from "./packet-fields.js";
 import { linkPayload, type Capture, type CaptureRecord, type LinkPayload } from "./pcap.js";
 
 export const ROLES = ["pod", "underlay", "auto", "skip"] as const;
@@ -75,7 +76,7 @@ export interface InputContext {
 /** What the engine takes for a record of role `role`, or why it takes nothing. */
 export function engineInput(link: LinkPayload, direction: "in" | "out" | undefined, role: Role, c: InputContext): EngineInput | SkipReason {
   if (role === "skip") return "interface";
-  const vnet = link.vnet;
+  const vnet = link.vnet ?? (link.ip ? partialVnet(link.ip, c.tap) : undefined);
   const withVnet = (b: Uint8Array) => {
     if (!vnet) return b;
     const out = new Uint8Array(vnet.length + b.length);
@@ -97,6 +98,24 @@ export function engineInput(link: LinkPayload, direction: "in" | "out" | undefin
   if (role === "pod" && direction === "in") return "engine_output";
   const bytes = c.tap ? link.frame ?? c.toFrame(link.ip) : link.ip;
   return { bytes: withVnet(bytes), flags: (c.tap ? SlotFlag.ETHERNET : 0) | vnetFlag, peer: 0, role: "pod", ip: link.ip, ...(vnet ? { vnet } : {}) };
+}
+
+const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+
+/**
+ * The daemon reads wasp0 with a virtio header (IFF_VNET_HDR) and a capture does not show it. A pod's
+ * packet whose checksum was left to offload came with NEEDS_CSUM, and the engine patches such a
+ * partial sum unlike a whole one (RFC 1624 on the sum, not on its complement): replay gives it the
+ * header the kernel gave the live engine, so both write the same bytes.
+ */
+function partialVnet(ip: Uint8Array, tap: boolean): Uint8Array | undefined {
+  const f = ipFields(ip);
+  const pc = f && partialChecksum(ip, f);
+  if (!pc) return undefined;
+  const h = new Uint8Array(10), start = pc.start + (tap ? 14 : 0);
+  h[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  h[6] = start & 0xff; h[7] = start >> 8; h[8] = pc.offset;
+  return h;
 }
 
 /** The record's link layer, for the record's own link type. */

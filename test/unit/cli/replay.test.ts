@@ -179,6 +179,22 @@ describe("wasp replay for operators (unit)", () => {
       assert.deepEqual([rows[2]![1], rows[2]![2]], ["input dropped by the engine", "wasp: #3; drop: bad_ipv4_checksum"]);
     });
 
+    it("a packet whose checksum was left to offload (only the pseudo-header sum in the field, as captured on a veth or TUN) leaves with the new pseudo-header's sum there, for the kernel to complete", async () => {
+      const p = packet({ src: "10.244.1.20", dst: "10.96.0.53", ttl: 63 }, { proto: "tcp", sport: 41000, dport: 53, flags: TCP.ACK, payload: new Uint8Array(9).fill(7) });
+      const pseudo = (b: Uint8Array) => {
+        let s = 6 + (b.length - 20);
+        for (let i = 12; i < 20; i += 2) s += (b[i]! << 8) | b[i + 1]!;
+        while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+        return s;
+      };
+      p[36] = pseudo(p) >> 8; p[37] = pseudo(p) & 0xff; // tcp_v4_send_check with CHECKSUM_PARTIAL
+      const f = file("partial.pcap", pcapBytes([p], LINKTYPE_RAW)), out = join(dir, "partial-out.pcapng");
+      const s = await runReplay(f, undefined, out, { records: true });
+      assert.deepEqual([s.packets![0]!.after!.dst, s.packets![0]!.after!.dport], ["10.244.1.12", 53]);
+      const o = readCapture(readFileSync(out), out).records[0]!.data;
+      assert.equal((o[36]! << 8) | o[37]!, pseudo(o), "the checksum field holds the partial sum of the rewritten pseudo-header");
+    });
+
     // A pod's TSO packet as a TUN with IFF_VNET_HDR (and TUNSETVNETHDRSZ 12) reads it: virtio_net_hdr_v1
     // (flags NEEDS_CSUM, gso_type TCPV4, hdr_len, gso_size, csum_start, csum_offset, num_buffers) then the IP packet.
     function tso(dst: string, payload: number, mss: number): Uint8Array {
