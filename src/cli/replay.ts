@@ -109,9 +109,10 @@ function gsoOf(vnet: Uint8Array | undefined): { type: string; size: number } | u
 
 function tupleOf(f: IpFields | undefined): Tuple | undefined {
   if (!f) return undefined;
-  const t: Tuple = { proto: f.proto === 1 ? "icmp" : f.proto === 58 ? "icmp6" : f.proto === 6 ? "tcp" : f.proto === 17 ? "udp" : String(f.proto), src: f.src, dst: f.dst, text: describeFields(f) };
-  if (f.sport !== undefined) { t.sport = f.sport; t.dport = f.dport!; }
-  return t;
+  const proto = f.proto === 1 ? "icmp" : f.proto === 58 ? "icmp6" : f.proto === 6 ? "tcp" : f.proto === 17 ? "udp" : String(f.proto);
+  return f.sport !== undefined
+    ? { proto, src: f.src, sport: f.sport, dst: f.dst, dport: f.dport!, text: describeFields(f) }
+    : { proto, src: f.src, dst: f.dst, text: describeFields(f) };
 }
 
 /** What the engine made itself, read from its answer (RFC 793 RST, RFC 792 / 4443 ICMP). */
