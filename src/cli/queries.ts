@@ -1,7 +1,8 @@
 // The commands that ask the daemon and print its answer: status, services, backends, conntrack,
 // routes, nodes, counters.
+import { readFallbacks } from "../cni/fallback.js";
 import { CliError, EXIT, request } from "./client.js";
-import { fmtBytes, fmtDuration, pairs, printJson, table } from "./format.js";
+import { fmtBytes, fmtDuration, pairs, plural, printJson, table } from "./format.js";
 
 const out = (s: string) => process.stdout.write(s);
 
@@ -12,6 +13,8 @@ export interface Status {
   /** Absent on a single node. */
   tunnelGso?: { device: string } | { off: string };
   offload: { on: boolean; why: string };
+  /** The daemon's CNI socket and what it did with the calls it got. */
+  cni?: { socket: string; answered: number; declined: number; lastDeclined?: { at: string; command: string; reason: string } };
 }
 export interface ServiceRow {
   key: string; service: string; port: string; kind: string; id: number; select: string; affinitySec: number;
@@ -35,8 +38,20 @@ export async function status(socket: string, json: boolean): Promise<void> {
     ["new flows", c.named.new_flows ?? 0], ["tun write dropped", s.tunWriteDropped],
     ...(s.tunnelGso ? [["overlay TSO", "device" in s.tunnelGso ? `sent whole (UDP-tunnel GSO through ${s.tunnelGso.device})`
       : `cut by the engine: ${s.tunnelGso.off}`] as [string, string]] : []),
+    ...(s.cni ? [["cni socket", cniLine(s.cni)] as [string, string]] : []),
   ]));
 }
+
+/** The CNI socket's line in status: calls answered, declined (each a Node start-up for the runtime),
+ *  and the calls that missed the daemon altogether, recorded beside its socket by wasp-node. */
+function cniLine(c: NonNullable<Status["cni"]>): string {
+  const missed = readFallbacks(c.socket).filter((f) => f.socket === c.socket && !/declined/.test(f.why)).length;
+  return `${c.socket}: ${plural(c.answered, "call")} answered, ${fmtInt0(c.declined)} declined`
+    + `${c.lastDeclined ? ` (last: ${c.lastDeclined.command} at ${c.lastDeclined.at}: ${c.lastDeclined.reason})` : ""}`
+    + `${missed ? `, ${plural(missed, "call")} found no daemon here and ran in wasp-node (wasp doctor)` : ""}`;
+}
+
+const fmtInt0 = (n: number) => n.toLocaleString("en-US");
 
 export async function services(socket: string, json: boolean): Promise<void> {
   const a = await request<{ generation: number; services: ServiceRow[] }>(socket, { cmd: "services" });

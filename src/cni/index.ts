@@ -7,6 +7,7 @@ import { describeProblems, validateNetConf } from "./config.js";
 import { cmdDel } from "./del.js";
 import { readEnv } from "./env.js";
 import { Code, CniError, errorJson } from "./errors.js";
+import { recordFallback } from "./fallback.js";
 import { cmdGc } from "./gc.js";
 import { formatResult } from "./result.js";
 import { cmdStatus } from "./status.js";
@@ -85,6 +86,7 @@ async function readStdin(): Promise<string> {
 
 /** The plugin's entry point (src/main.ts calls it when CNI_COMMAND is set). */
 export async function runCni(): Promise<void> {
+  recordFallback(process.env);
   const { stdout, exitCode, stderr } = await handle({ env: process.env, stdin: await readStdin() });
   if (stderr) process.stderr.write(stderr);
   if (stdout) process.stdout.write(stdout + "\n");

@@ -6,6 +6,7 @@ import { CT_STATE_NAMES, FlowFlag } from "../engine/abi.js";
 import type { KernelFlow } from "../netlink/conntrack.js";
 import type { Engine, EngineOptions } from "../engine/engine.js";
 import { formatIp, localVtepMac, RouteKind, u32ToIpv4, type Model } from "../model/index.js";
+import { cniCalls } from "./cni-socket.js";
 import { nowSec } from "./datapath.js";
 import { KINDS, PROTO_NAMES, trace } from "./trace.js";
 
@@ -59,6 +60,7 @@ function status(ctx: ControlContext): unknown {
     services: ctx.model().services.size, conntrack: { entries: engine.flowCount(), capacity: engine.flowCapacity() },
     counters: engine.counters(), tunWriteDropped: ctx.tunWriteDropped(), tunnelGso: ctx.tunnelGso(),
     offload: ctx.offload(),
+    ...(cniCalls.socket ? { cni: cniCalls } : {}),
   };
 }
 

@@ -4,6 +4,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Engine, NamedCounters } from "../engine/engine.js";
+import { cniCalls } from "./cni-socket.js";
 
 /** Drop names as the metric labels them: NoBackend -> no_backend. */
 export function snake(name: string): string {
@@ -85,6 +86,11 @@ export function makeMetrics(engine: () => Engine, extra: () => { writeDropped: n
   new Counter({
     name: "wasp_offload_loop_dropped_total", help: "Offload mode: packets written back that the kernel did not translate and would have routed into wasp0 again (the loop guard dropped them)",
     registers: [registry], collect() { this.reset(); this.inc(kernel()?.loop_dropped.packets ?? 0); },
+  });
+  new Counter({
+    name: "wasp_cni_calls_total", help: "CNI calls the daemon's CNI socket answered, or declined (each decline cost the runtime a Node start-up in wasp-node)",
+    labelNames: ["outcome"], registers: [registry],
+    collect() { this.reset(); this.inc({ outcome: "answered" }, cniCalls.answered); this.inc({ outcome: "declined" }, cniCalls.declined); },
   });
   const reloadSeconds = new Histogram({
     name: "wasp_reload_duration_seconds", help: "Time from a config change to its commit",
