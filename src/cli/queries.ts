@@ -15,6 +15,8 @@ export interface Status {
   offload: { on: boolean; why: string };
   /** The daemon's CNI socket and what it did with the calls it got. */
   cni?: { socket: string; answered: number; declined: number; lastDeclined?: { at: string; command: string; reason: string } };
+  /** Config changes the daemon turned down, and the last one (the tables of `generation` stayed). */
+  reloadsRejected?: { count: number; last?: { generation: number; at: string; problems: string[] } };
 }
 export interface ServiceRow {
   key: string; service: string; port: string; kind: string; id: number; select: string; affinitySec: number;
@@ -39,6 +41,7 @@ export async function status(socket: string, json: boolean): Promise<void> {
     ...(s.tunnelGso ? [["overlay TSO", "device" in s.tunnelGso ? `sent whole (UDP-tunnel GSO through ${s.tunnelGso.device})`
       : `cut by the engine: ${s.tunnelGso.off}`] as [string, string]] : []),
     ...(s.cni ? [["cni socket", cniLine(s.cni)] as [string, string]] : []),
+    ...(s.reloadsRejected?.last ? [["reloads rejected", `${s.reloadsRejected.count.toLocaleString("en-US")}; the last at ${s.reloadsRejected.last.at}, generation ${s.reloadsRejected.last.generation} kept: ${s.reloadsRejected.last.problems.join("; ")}`] as [string, string]] : []),
   ]));
 }
 

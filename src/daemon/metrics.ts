@@ -14,7 +14,13 @@ export function snake(name: string): string {
 export interface Metrics {
   registry: Registry;
   reloadSeconds: Histogram;
+  /** A reload was turned down: counted, and kept for wasp status (the tables of `generation` stay). */
+  reloadRejected(generation: number, problems: readonly string[]): void;
+  rejections(): Rejections;
 }
+
+/** The reloads turned down since the daemon started, and the last one: which generation stayed, when, why. */
+export interface Rejections { count: number; last?: { generation: number; at: string; problems: string[] } }
 
 /** Offload mode: the kernel's counters of the offload table (offload-net.ts), undefined otherwise. */
 export type KernelOffloadCounters = () => Record<"offloaded_in" | "offloaded_out" | "loop_dropped", { packets: number; bytes: number }> | undefined;
@@ -96,9 +102,23 @@ export function makeMetrics(engine: () => Engine, extra: () => { writeDropped: n
     name: "wasp_reload_duration_seconds", help: "Time from a config change to its commit",
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry],
   });
+  const rejections: Rejections = { count: 0 };
+  const rejected = new Counter({ name: "wasp_reload_rejected_total", help: "Config changes turned down (invalid, or a setting that takes a restart); the running tables stayed", registers: [registry] });
+  const rejectedAt = new Gauge({ name: "wasp_reload_last_rejected_timestamp_seconds", help: "When the last config change was turned down (0: never)", registers: [registry] });
+  rejectedAt.set(0);
   // process_* and nodejs_* (CPU, memory, event loop lag, GC): the daemon's own health
   collectDefaultMetrics({ register: registry });
-  return { registry, reloadSeconds };
+  return {
+    registry, reloadSeconds,
+    reloadRejected(generation, problems) {
+      const now = Date.now();
+      rejections.count++;
+      rejections.last = { generation, at: new Date(now).toISOString(), problems: [...problems] };
+      rejected.inc();
+      rejectedAt.set(now / 1000);
+    },
+    rejections: () => rejections,
+  };
 }
 
 /** Serves /metrics on host:port (port 0: any free port); resolves with the bound port. */

@@ -186,6 +186,7 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
       wasp_conntrack_stale_udp_flushed_total: "counter", wasp_replies_made_total: "counter", wasp_icmp_errors_translated_total: "counter",
       wasp_batches_total: "counter", wasp_tun_write_dropped_total: "counter", wasp_conntrack_entries: "gauge", wasp_conntrack_capacity: "gauge",
       wasp_service_entries: "gauge", wasp_routes: "gauge", wasp_table_generation: "gauge", wasp_reload_duration_seconds: "histogram",
+      wasp_reload_rejected_total: "counter", wasp_reload_last_rejected_timestamp_seconds: "gauge", wasp_cni_calls_total: "counter",
     };
     for (const [name, type] of Object.entries(types)) assert.match(text, new RegExp(`^# TYPE ${name} ${type}$`, "m"), name);
     const value = (re: string) => Number(new RegExp(`^${re} (\\d+)$`, "m").exec(text)?.[1]);
