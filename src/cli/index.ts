@@ -77,7 +77,8 @@ export function buildProgram(): Command {
   program.command("top").description("a live view: packets/s, bytes/s, new flows/s, top services, drops by reason (q or Ctrl-C quits)")
     .addOption(socketOption())
     .option("--interval <sec>", "seconds between refreshes", "1")
-    .option("--iterations <n>", "stop after n refreshes (0: until q or Ctrl-C)", "0")
+    .option("--iterations <n>", "stop after n refreshes (0: until q or Ctrl-C; with --json: 1)", "0")
+    .option("--json", "the rates over each interval as one JSON document a line, for scripts (one unless --iterations says more)")
     .action(async (o: Opts) => (await import("./top.js")).top(o));
   program.command("doctor").description("check this node for what breaks pod networking, each finding with its fix; non-zero exit when something is wrong")
     .addOption(socketOption())

@@ -11,7 +11,8 @@ import { CliError, EXIT } from "../../../src/cli/client.js";
 import { readCapture, readPcap } from "../../../src/cli/pcap.js";
 import { matchService, parseFilters, type ServiceRow } from "../../../src/cli/queries.js";
 import { runReplay } from "../../../src/cli/replay.js";
-import { render } from "../../../src/cli/top.js";
+import { rates, render } from "../../../src/cli/top.js";
+import { plural } from "../../../src/cli/format.js";
 import { parseTarget, summarize } from "../../../src/cli/trace.js";
 import { checksumsOk, packet, TCP } from "../../helpers/packets.js";
 import { LINKTYPE_ETHERNET, LINKTYPE_RAW, pcapBytes, writePcap } from "../../helpers/pcap.js";
@@ -46,6 +47,21 @@ describe("wasp CLI (unit)", () => {
       usage(() => parseFilters(["colour=red"]), /--filter key "colour" is unknown/);
       usage(() => parseFilters(["proto"]), /--filter "proto" is not key=value/);
       usage(() => parseFilters(["proto="]), /is not key=value/);
+    });
+
+    it("--filter values that can never match are usage errors naming the rule: dport=abc, a port over 65535, src that is no address, an unknown protocol or state", () => {
+      const usage = (f: () => unknown, re: RegExp) => assert.throws(f, (e: unknown) => e instanceof CliError && e.exitCode === EXIT.USAGE && re.test(e.message));
+      usage(() => parseFilters(["dport=abc"]), /^--filter dport="abc": a port is a number 0-65535$/);
+      usage(() => parseFilters(["port=70000"]), /a port is a number 0-65535/);
+      usage(() => parseFilters(["src=10.0.0.300"]), /^--filter src="10\.0\.0\.300": expected an IPv4 or IPv6 address$/);
+      usage(() => parseFilters(["proto=sctp"]), /a protocol is one of tcp, udp, icmp, icmpv6/);
+      usage(() => parseFilters(["state=OPEN"]), /a state is one of SYN_SENT, .*ESTABLISHED/);
+      assert.deepEqual(parseFilters(["state=established,dport=80,addr=fd00::1,service=web"]), { state: "established", dport: "80", addr: "fd00::1", service: "web" });
+    });
+
+    it("counts take the noun's number: 1 route, 2 routes, 1 service entry, 3 service entries, 1,000 flows", () => {
+      assert.deepEqual([plural(1, "route"), plural(2, "route"), plural(1, "service entry", "service entries"), plural(3, "service entry", "service entries"), plural(1000, "flow"), plural(0, "problem")],
+        ["1 route", "2 routes", "1 service entry", "3 service entries", "1,000 flows", "0 problems"]);
     });
 
     it("--to takes IP:PORT and [IPv6]:PORT; icmp needs no port; a missing port or a bad address is a usage error", () => {
@@ -149,6 +165,11 @@ describe("wasp CLI (unit)", () => {
       const lines = screen.split("\n"), head = lines.findIndex((l) => l.startsWith("SERVICE"));
       assert.match(lines[head + 1]!, /^default\/a +80 +a +200 +19\.5 KiB +0 +410$/);
       assert.match(screen, /^no_backend +2 +5$/m);
+      // --json: the same rates as data
+      const r = rates(a as any, b as any);
+      assert.deepEqual([r.packetsPerSec, r.bytesPerSec, r.newFlowsPerSec, r.intervalSec, r.verdictsPerSec], [102, 10240, 10, 2, { tun: 100, overlay: 0, host: 0, drop: 2 }]);
+      assert.deepEqual(r.services[0], { service: "default/a", port: "80", entry: "a", packetsPerSec: 200, bytesPerSec: 20000, newFlowsPerSec: 0, packets: 410 });
+      assert.deepEqual(r.drops, [{ reason: "no_backend", perSec: 2, total: 5 }]);
     });
   });
   describe("trace's answer", () => {
