@@ -190,7 +190,7 @@ function checkCidrs(config: Config | undefined, ls: Link[]): Finding {
   for (const [n, c] of named) {
     if (n.endsWith("podCIDR") && c && cluster && c.family === cluster.family && !cidrsOverlap(c, cluster)) problems.push(`${n} ${text(c)} is outside clusterCIDR ${text(cluster)} (its pods' traffic to services is masqueraded)`);
   }
-  if (!problems.length) return { check, level: "ok", detail: `service ${config.serviceCIDR}, cluster ${config.clusterCIDR}, ${config.nodes.length + 1} pod CIDRs${u ? " and the underlay" : ""} are disjoint` };
+  if (!problems.length) return { check, level: "ok", detail: `service ${config.serviceCIDR}, cluster ${config.clusterCIDR}, ${plural(config.nodes.length + 1, "pod CIDR")}${u ? " and the underlay" : ""} are disjoint` };
   return { check, level: "fail", detail: problems.join("; "), fix: "give the service range, the pod ranges and the underlay network addresses of their own (kubeadm: --service-cidr, --pod-network-cidr)" };
 }
 

@@ -13,10 +13,12 @@ const MAX_BYTES = 256 << 10;
 
 export interface Fallback { at: string; command: string; containerId: string; socket: string; why: string }
 
-/** Records this call when the front door fell back to wasp-node; never fails the call. */
+/** Records this call when the front door fell back to wasp-node; never fails the call. VERSION is
+ *  left out: libcni probes it with a bare {"cniVersion"}, which names no cniSocket (podman validates
+ *  every conflist so), and its answer needs no daemon. */
 export function recordFallback(env: NodeJS.ProcessEnv): void {
   const why = env.WASP_FRONT_FALLBACK, socket = env.WASP_FRONT_SOCKET;
-  if (!why || !socket) return;
+  if (!why || !socket || env.CNI_COMMAND === "VERSION") return;
   try {
     const file = join(dirname(socket), FALLBACK_LOG);
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });

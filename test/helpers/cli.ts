@@ -31,7 +31,7 @@ export class Cli {
   }
 
   env(): NodeJS.ProcessEnv {
-    return { ...process.env, WASP_WASM: join(ROOT, "build/wasp.wasm") };
+    return { ...process.env, WASP_WASM: join(ROOT, "build/wasp.wasm"), WASP_NATIVE: join(ROOT, "native/build/Release/wasp_native.node") };
   }
 
   /** Runs `wasp ARGS` (optionally inside namespace ns) and collects its output. */
