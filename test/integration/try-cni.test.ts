@@ -39,6 +39,25 @@ function assertLeftNothing(ns: string, dir: string, daemonPid: number, picture: 
   assert.equal(rootPicture(), picture, "the root namespace's rules and routes are unchanged");
 }
 
+describe("README's CNI install block: run as written on a machine without /opt/cni/bin or /etc/cni (integration, needs root)", () => {
+  it("makes /opt/cni/bin with the three files (executable) and /etc/cni/net.d with a conflist that parses, in a mount namespace whose /opt and /etc/cni are empty", function () {
+    if (!existsSync(join(ROOT, "dist/wasp"))) this.skip();
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    const block = /```sh\n(install [^\n]*\/opt\/cni\/bin[\s\S]*?)```/.exec(readme)?.[1];
+    assert.ok(block, "the README has a ```sh block that installs into /opt/cni/bin");
+    // empty tmpfs over /opt and /etc/cni, seen only by this mount namespace: the host's dirs stay as they are
+    const out = execFileSync("unshare", ["-m", "--propagation", "private", "bash", "-euo", "pipefail", "-c",
+      `mount -t tmpfs wasp-t /opt; mkdir -p /etc/cni; mount -t tmpfs wasp-t /etc/cni; test ! -e /opt/cni/bin
+${block}
+stat -c '%n %A' /opt/cni/bin/wasp /opt/cni/bin/wasp-node /opt/cni/bin/wasp_native.node; cat /etc/cni/net.d/10-wasp.conflist`], { cwd: ROOT, encoding: "utf8" });
+    assert.match(out, /^\/opt\/cni\/bin\/wasp -rwxr-xr-x$/m);
+    assert.match(out, /^\/opt\/cni\/bin\/wasp-node -rwxr-xr-x$/m);
+    assert.match(out, /^\/opt\/cni\/bin\/wasp_native\.node -rwxr-xr-x$/m);
+    const conflist = JSON.parse(out.slice(out.indexOf("{")));
+    assert.equal(conflist.plugins[0].type, "wasp");
+  });
+});
+
 describe("scripts/try-cni.sh: wasp as CNI plugin + daemon under podman on one machine, nothing left afterwards (integration, needs root)", function () {
   this.timeout(240_000);
   let work = "";
