@@ -15,6 +15,7 @@
 #                                    8080) behind the ClusterIP 10.96.0.10:80; a failed up removes what it made
 #   bash scripts/try-cni.sh run      a client container: its address and routes, then the ClusterIP
 #   bash scripts/try-cni.sh status   wasp status (the CNI socket's calls among it)
+#   bash scripts/try-cni.sh doctor   wasp doctor, no flags: it finds the conflist dir through CONTAINERS_CONF
 #   bash scripts/try-cni.sh down     removes the containers, stops the daemon, deletes the namespace and the directory
 # WASP_TRY_DIR (default /tmp/wasp-try) is the directory, WASP_TRY_NS (default wasp-try-node) the
 # namespace, WASP_TRY_OFFLOAD (default auto) the daemon's --offload. containerd's ctr is no choice
@@ -114,6 +115,10 @@ status() {
   nsenter --net=/var/run/netns/$NS "$ROOT/dist/wasp" status --socket "$SOCK"
 }
 
+doctor() {
+  nsenter --net=/var/run/netns/$NS "$ROOT/dist/wasp" doctor --socket "$SOCK"
+}
+
 down() { # every step goes on when one fails: what exists is removed
   if [ -e "/var/run/netns/$NS" ] && [ -f "$CONTAINERS_CONF" ]; then
     podman_ rm -f -t 2 wasp-try-web > /dev/null 2>&1 || true
@@ -143,6 +148,7 @@ case "${1:-all}" in
   up) up ;;
   run) run ;;
   status) status ;;
+  doctor) doctor ;;
   down) down ;;
-  *) echo "usage: bash scripts/try-cni.sh [all|up|run|status|down]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/try-cni.sh [all|up|run|status|doctor|down]" >&2; exit 2 ;;
 esac

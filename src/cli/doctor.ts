@@ -1,6 +1,7 @@
 // `wasp doctor`: checks this node (the network namespace it runs in) for what breaks pod networking,
 // each finding with its fix. Exit 1 when a check fails. Every path it reads can be pointed elsewhere
 // (--ipam-dir, --cni-conf-dir, --dev-tun, --proc-sys), so tests check a namespace of their own;
+// without --cni-conf-dir it reads the conflist dirs the runtimes are told to read (runtimeConfDirs),
 // without --ipam-dir it finds the IPAM stores from the wasp conflists and from the networks the
 // running daemon served. Its own probe of the datapath is a TCP connection to a service, which the
 // engine passes both ways: it adds no drop to the daemon's counters.
@@ -42,6 +43,25 @@ export interface WaspNetwork {
 interface Served { name: string; dataDir: string; podCIDR: string; podCIDRv6?: string; cniSocket?: string }
 
 /** Every wasp plugin entry of the .conflist/.conf/.json files in `dirs`, in the order a runtime reads them. */
+/** The conflist dirs this node's runtimes are told to read, /etc/cni/net.d first: podman's
+ *  network_config_dir ($CONTAINERS_CONF, /etc/containers/containers.conf) and containerd's CRI conf_dir
+ *  (/etc/containerd/config.toml). A CNI call does not say which file its config came from, so the
+ *  daemon cannot tell doctor; the runtimes' own configs can. */
+export function runtimeConfDirs(env: NodeJS.ProcessEnv = process.env, read = (f: string) => readFileSync(f, "utf8")): string[] {
+  const dirs = [DEFAULT_CNI_CONF_DIR];
+  const setting = (file: string | undefined, key: string) => {
+    if (!file) return;
+    let text = "";
+    try { text = read(file); } catch { return; /* no such runtime here */ }
+    const m = new RegExp(`^[ \t]*${key}[ \t]*=[ \t]*"([^"]+)"`, "m").exec(text);
+    if (m) dirs.push(m[1]!.replace(/(.)\/+$/, "$1"));
+  };
+  setting(env.CONTAINERS_CONF, "network_config_dir");
+  setting("/etc/containers/containers.conf", "network_config_dir");
+  setting("/etc/containerd/config.toml", "conf_dir");
+  return [...new Set(dirs)];
+}
+
 export function waspNetworks(dirs: readonly string[]): WaspNetwork[] {
   const out: WaspNetwork[] = [];
   for (const dir of dirs) {
@@ -493,7 +513,7 @@ export async function runDoctor(env: Env): Promise<Finding[]> {
     }
   }
   const ls = links();
-  const confDirs = env.cniConfDir ? [env.cniConfDir] : [DEFAULT_CNI_CONF_DIR];
+  const confDirs = env.cniConfDir ? [env.cniConfDir] : runtimeConfDirs();
   const nets = waspNetworks(confDirs);
   const served: Served[] = d.status?.cni?.networks ?? [];
   const ipamDirs = env.ipamDir ? [env.ipamDir] : [...new Set([DEFAULT_DATA_DIR, ...nets.map((n) => n.dataDir), ...served.map((n) => n.dataDir)])];

@@ -69,7 +69,7 @@ describe("scripts/try-cni.sh: wasp as CNI plugin + daemon under podman on one ma
   after(() => { if (work) rmSync(work, { recursive: true, force: true }); });
 
   for (const offload of ["on", "off"]) {
-    it(`--offload ${offload}: a container gets a pod address from the plugin and reaches the backend container through the ClusterIP; every CNI call (podman's cleanup DEL too) reached the daemon; down leaves nothing`, async () => {
+    it(`--offload ${offload}: a container gets a pod address from the plugin and reaches the backend container through the ClusterIP; every CNI call (podman's cleanup DEL too) reached the daemon; doctor without flags finds the private conflist dir and passes; down leaves nothing`, async () => {
       const env = { WASP_TRY_DIR: join(work, `try-${offload}`), WASP_TRY_NS: `wasp-try-t-${process.pid}-${offload}`, WASP_TRY_OFFLOAD: offload };
       const picture = rootPicture();
       let daemonPid = 0;
@@ -96,6 +96,13 @@ describe("scripts/try-cni.sh: wasp as CNI plugin + daemon under podman on one ma
         // ADD of web, ADD and (podman --rm) DEL of the client, all by the conflist's cniSocket
         const calls = /^cni socket: +\S+cni\.sock: (\d+) calls? answered, 0 declined$/m.exec(status.out);
         assert.ok(calls && Number(calls[1]) >= 3, `the daemon answered every CNI call: ${status.out}`);
+
+        // doctor without flags: the conflist dir from podman's CONTAINERS_CONF, the IPAM store from it
+        const doctor = await tryCni("doctor", env);
+        assert.equal(doctor.code, 0, doctor.out + doctor.err);
+        const conflist = join(env.WASP_TRY_DIR, "net.d", "10-wasp.conflist");
+        assert.match(doctor.out, new RegExp(`^wasp networks +ok +1 wasp network \\(waspnet: 10\\.244\\.1\\.0/24 in ${env.WASP_TRY_DIR}/ipam\\), one IPAM store per pod CIDR$`, "m"));
+        assert.match(doctor.out, new RegExp(`^CNI socket +ok +dist/wasp reaches the daemon at ${env.WASP_TRY_DIR}/run/cni\\.sock \\(${conflist}\\)`, "m"));
       } finally {
         const down = await tryCni("down", env);
         assert.equal(down.code, 0, down.out + down.err);
