@@ -35,10 +35,7 @@ describe("wasp CLI: status, services, backends, conntrack, routes, nodes, counte
 
   before(async () => {
     cli = await Cli.build();
-    t = new Topology();
-    // the CLI against the engine's own counters and tables: every packet of a service flow through wasm
-    t.daemonArgs = ["--offload", "off"];
-    [client, b1, b2] = [await t.addPod("client"), await t.addPod("b1"), await t.addPod("b2")];
+    ({ t, client, b1, b2 } = await Topology.fullWasmWithPods());
     t.writeConfig({
       mode: "tun",
       node: { name: "node-a", underlayIP: NODE_IP, podCIDR: POD_CIDR },

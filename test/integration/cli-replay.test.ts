@@ -35,9 +35,7 @@ describe("wasp replay of a mid-flow capture against what the live engine wrote (
 
   before(async () => {
     cli = await Cli.build();
-    t = new Topology();
-    t.daemonArgs = ["--offload", "off"];
-    [client, b1, b2] = [await t.addPod("client"), await t.addPod("b1"), await t.addPod("b2")];
+    ({ t, client, b1, b2 } = await Topology.fullWasmWithPods());
     t.writeConfig({
       mode: "tun", node: { name: "node-a", underlayIP: NODE_IP, podCIDR: POD_CIDR }, serviceCIDR: "10.96.0.0/16", clusterCIDR: "10.244.0.0/16",
       services: [{ name: "echo", clusterIP: "10.96.0.70", ports: [{ port: 80, protocol: "TCP", targetPort: 8080 }], backends: [{ ip: b1.ip }, { ip: b2.ip }] }],
