@@ -3,7 +3,13 @@
 // the running wasp daemon over a unix socket and answered in-process there. In every other case
 // (no daemon, not a CNI call, a test failpoint, the daemon declines) this execs wasp-node, the real
 // Node executable beside it, with the same argv, environment and stdin, exactly as if that had
-// been exec'd directly.
+// been exec'd directly; when a CNI call missed the daemon, WASP_FRONT_FALLBACK says why and
+// WASP_FRONT_SOCKET which socket it asked, so wasp-node records it beside that socket
+// (src/cni/fallback.ts; wasp doctor shows them).
+//
+// The socket: $WASP_CNI_SOCKET when set, else the network config's top-level "cniSocket" (the wasp
+// plugin's entry of the conflist, so every call of every runtime finds the daemon: podman's cleanup
+// DEL runs without the runtime's environment), else /run/wasp/cni.sock.
 //
 // ╒═══ request, client → daemon, then shutdown(SHUT_WR) ═══╕
 //   "CNI_X=v\0" …                every environment variable whose name starts with CNI_
@@ -14,7 +20,7 @@
 //   stdin bytes                  up to EOF (at most 4 MiB)
 // ╒═══ reply, daemon → client, then close ═══╕
 //   u8 status                    the exit code; 255 = "not handled here", run wasp-node instead
-//   stdout bytes                 up to EOF (at most 16 MiB)
+//   stdout bytes                 up to EOF (at most 16 MiB); after 255: why, in a sentence
 //
 // Build: cc -O2 -Wall -Wextra -std=gnu11 -o wasp native/front/wasp-front.c   (Linux, libc only)
 #define _GNU_SOURCE
@@ -143,6 +149,142 @@ static void cni_error(int code, const char *msg) {
   free(b.p);
 }
 
+// ── the network config's "cniSocket" ─────────────────────────────────────────────────────────────
+
+struct cursor {
+  const char *p, *end;
+};
+
+static void skip_ws(struct cursor *c) {
+  while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
+}
+
+static int hex4(const char *p) {
+  int v = 0;
+  for (int i = 0; i < 4; i++) {
+    char h = p[i];
+    v <<= 4;
+    if (h >= '0' && h <= '9') v |= h - '0';
+    else if (h >= 'a' && h <= 'f') v |= h - 'a' + 10;
+    else if (h >= 'A' && h <= 'F') v |= h - 'A' + 10;
+    else return -1;
+  }
+  return v;
+}
+
+/** Reads a JSON string at c (its opening quote) into out (NUL-terminated, UTF-8), at most cap
+ *  bytes with the NUL; out may be NULL to skip it. False on a malformed or too long string. */
+static bool json_string(struct cursor *c, char *out, size_t cap) {
+  if (c->p >= c->end || *c->p != '"') return false;
+  size_t n = 0;
+  for (c->p++; c->p < c->end; c->p++) {
+    unsigned char ch = (unsigned char)*c->p;
+    unsigned cp;
+    if (ch == '"') {
+      c->p++;
+      if (out) out[n] = '\0';
+      return true;
+    }
+    if (ch < 0x20) return false;
+    if (ch != '\\') {
+      cp = ch;  // a byte of UTF-8 as it is
+    } else {
+      if (++c->p >= c->end) return false;
+      switch (*c->p) {
+        case '"': cp = '"'; break;
+        case '\\': cp = '\\'; break;
+        case '/': cp = '/'; break;
+        case 'b': cp = '\b'; break;
+        case 'f': cp = '\f'; break;
+        case 'n': cp = '\n'; break;
+        case 'r': cp = '\r'; break;
+        case 't': cp = '\t'; break;
+        case 'u': {
+          int v = c->end - c->p > 4 ? hex4(c->p + 1) : -1;
+          if (v <= 0 || (v >= 0xd800 && v <= 0xdfff)) return false;  // no NUL, no surrogate halves in a path
+          c->p += 4;
+          cp = (unsigned)v;
+          break;
+        }
+        default: return false;
+      }
+    }
+    char enc[3];
+    size_t len = 1;
+    if (ch != '\\' || cp < 0x80) enc[0] = (char)cp;
+    else if (cp < 0x800) enc[0] = (char)(0xc0 | (cp >> 6)), enc[1] = (char)(0x80 | (cp & 0x3f)), len = 2;
+    else enc[0] = (char)(0xe0 | (cp >> 12)), enc[1] = (char)(0x80 | ((cp >> 6) & 0x3f)), enc[2] = (char)(0x80 | (cp & 0x3f)), len = 3;
+    if (out) {
+      if (n + len >= cap) return false;
+      memcpy(out + n, enc, len);
+    }
+    n += len;
+  }
+  return false;
+}
+
+/** Skips one JSON value of any kind (nested objects and arrays by depth, strings with escapes). */
+static bool json_skip(struct cursor *c) {
+  int depth = 0;
+  do {
+    skip_ws(c);
+    if (c->p >= c->end) return false;
+    char ch = *c->p;
+    if (ch == '"') {
+      if (!json_string(c, NULL, 0)) return false;
+    } else if (ch == '{' || ch == '[') {
+      depth++, c->p++;
+    } else if (ch == '}' || ch == ']') {
+      if (--depth < 0) return false;
+      c->p++;
+    } else if (ch == ',' || ch == ':') {
+      if (depth == 0) return false;
+      c->p++;
+    } else {
+      while (c->p < c->end && strchr(",:]} \t\r\n", *c->p) == NULL) c->p++;  // number, true, false, null
+    }
+  } while (depth > 0);
+  return true;
+}
+
+/** The string value of key `key` of the JSON object that is the whole of [p, p+n) (top level
+ *  only), into out; false when the text is not such an object or the key is absent or no string. */
+static bool json_top_string(const char *p, size_t n, const char *key, char *out, size_t cap) {
+  struct cursor c = {p, p + n};
+  char name[64];
+  skip_ws(&c);
+  if (c.p >= c.end || *c.p != '{') return false;
+  c.p++;
+  bool found = false;
+  for (;;) {
+    skip_ws(&c);
+    if (c.p < c.end && *c.p == '}') return found;
+    const char *at = c.p;
+    if (!json_string(&c, name, sizeof name)) {
+      c.p = at;  // a key longer than any wasp reads is skipped, a malformed one ends the search
+      if (!json_string(&c, NULL, 0)) return false;
+      name[0] = '\0';
+    }
+    skip_ws(&c);
+    if (c.p >= c.end || *c.p != ':') return false;
+    c.p++;
+    skip_ws(&c);
+    if (strcmp(name, key) == 0 && c.p < c.end && *c.p == '"') {
+      if (!json_string(&c, out, cap)) return false;
+      found = true;
+    } else if (!json_skip(&c)) {
+      return false;
+    }
+    skip_ws(&c);
+    if (c.p < c.end && *c.p == ',') {
+      c.p++;
+      continue;
+    }
+    if (c.p < c.end && *c.p == '}') return found;
+    return false;
+  }
+}
+
 // ── stdin ────────────────────────────────────────────────────────────────────────────────────────
 
 struct input {
@@ -241,12 +383,21 @@ static bool send_all(int fd, const char *p, size_t n, int64_t deadline) {
   return true;
 }
 
+/** Why a CNI call is going to wasp-node after all (WASP_FRONT_FALLBACK for it to record). */
+static char fallback_why[PATH_MAX + 128];
+
+static enum outcome fall_back_because(const char *fmt, const char *path, const char *detail) {
+  snprintf(fallback_why, sizeof fallback_why, fmt, path, detail);
+  return FALL_BACK;
+}
+
 static enum outcome ask_daemon(const char *sock_path, const struct input *in) {
   struct stat ns;
-  if (stat("/proc/self/ns/net", &ns) < 0) return FALL_BACK;  // the daemon could not check the netns
+  // the daemon could not check the netns
+  if (stat("/proc/self/ns/net", &ns) < 0) return fall_back_because("%s: cannot stat /proc/self/ns/net (%s)", sock_path, strerror(errno));
 
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  if (strlen(sock_path) >= sizeof addr.sun_path) return FALL_BACK;
+  if (strlen(sock_path) >= sizeof addr.sun_path) return fall_back_because("%s: the path is longer than a unix socket's%s", sock_path, "");
   strcpy(addr.sun_path, sock_path);
 
   struct buf head = {0};
@@ -279,8 +430,9 @@ static enum outcome ask_daemon(const char *sock_path, const struct input *in) {
   do r = connect(fd, (struct sockaddr *)&addr, sizeof addr);
   while (r < 0 && errno == EINTR);
   if (r < 0) {
+    int e = errno;
     close(fd);
-    return FALL_BACK;
+    return fall_back_because("no daemon answers at %s (%s)", sock_path, e == ENOENT ? "ENOENT: no socket" : e == ECONNREFUSED ? "ECONNREFUSED: a stale socket" : e == EAGAIN ? "EAGAIN: its backlog is full" : strerror(e));
   }
 
   // Until the daemon has the whole request up to EOF it cannot have acted on it, so a send that
@@ -291,7 +443,7 @@ static enum outcome ask_daemon(const char *sock_path, const struct input *in) {
   free(head.p);
   if (!sent) {
     close(fd);
-    return FALL_BACK;
+    return fall_back_because("the daemon at %s did not take the request (%s)", sock_path, "send failed");
   }
 
   struct buf reply = {0};
@@ -335,8 +487,15 @@ static enum outcome ask_daemon(const char *sock_path, const struct input *in) {
     exit(1);
   }
   if (reply.len == 0 || (unsigned char)reply.p[0] == STATUS_NOT_HANDLED) {
+    // a decline may say why after its status byte
+    char why[256] = "";
+    if (reply.len > 1) {
+      size_t n = reply.len - 1 < sizeof why - 1 ? reply.len - 1 : sizeof why - 1;
+      memcpy(why, reply.p + 1, n);
+      why[n] = '\0';
+    }
     free(reply.p);
-    return FALL_BACK;
+    return fall_back_because("the daemon at %s declined the call: %s", sock_path, *why ? why : "(no reason given)");
   }
   int status = (unsigned char)reply.p[0];
   if (!write_all(STDOUT_FILENO, reply.p + 1, reply.len - 1) && status == 0) status = 1;
@@ -345,13 +504,24 @@ static enum outcome ask_daemon(const char *sock_path, const struct input *in) {
 
 int main(int argc, char **argv) {
   struct input in = {.at_eof = true, .ok = true};
+  static char tried[PATH_MAX];  // the socket asked
   // The failpoint makes the Node plugin kill itself at a step; it must run there, not here.
   if (argc == 1 && getenv("CNI_COMMAND") && !getenv("WASP_CNI_FAILPOINT")) {
     in = read_stdin();
     if (in.ok) {
+      static char from_conf[PATH_MAX];
       const char *sock = getenv("WASP_CNI_SOCKET");
-      ask_daemon(sock && *sock ? sock : DEFAULT_SOCKET, &in);  // returns only to fall back
+      if (!sock || !*sock) {
+        bool named = in.data.len && json_top_string(in.data.p, in.data.len, "cniSocket", from_conf, sizeof from_conf) && *from_conf;
+        sock = named ? from_conf : DEFAULT_SOCKET;
+      }
+      snprintf(tried, sizeof tried, "%s", sock);
+      ask_daemon(sock, &in);  // returns only to fall back
+    } else {
+      snprintf(fallback_why, sizeof fallback_why, "the network config on stdin is over %u MiB or unreadable", STDIN_CAP >> 20);
     }
+    if (*fallback_why) setenv("WASP_FRONT_FALLBACK", fallback_why, 1);
+    if (*fallback_why && *tried) setenv("WASP_FRONT_SOCKET", tried, 1);
   }
   fall_back(argv, &in);
 }

@@ -1,18 +1,23 @@
 // `wasp doctor`: checks this node (the network namespace it runs in) for what breaks pod networking,
 // each finding with its fix. Exit 1 when a check fails. Every path it reads can be pointed elsewhere
-// (--ipam-dir, --cni-conf-dir, --dev-tun, --proc-sys), so tests check a namespace of their own.
+// (--ipam-dir, --cni-conf-dir, --dev-tun, --proc-sys), so tests check a namespace of their own;
+// without --cni-conf-dir it reads the conflist dirs the runtimes are told to read (runtimeConfDirs),
+// without --ipam-dir it finds the IPAM stores from the wasp conflists and from the networks the
+// running daemon served. Its own probe of the datapath is a TCP connection to a service, which the
+// engine passes both ways: it adds no drop to the daemon's counters.
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { connect } from "node:net";
 import { readSysctl } from "../io/sysctl.js";
 import { ConntrackSocket } from "../io/conntrack.js";
-import { inetChecksum } from "../packet/checksum.js";
-import { createRequire } from "node:module";
 import { join } from "node:path";
+import { DEFAULT_DATA_DIR, strictProblems } from "../cni/config.js";
+import { readFallbacks } from "../cni/fallback.js";
 import type { Config } from "../config/index.js";
 import { cidrsOverlap, parseCidr, parseIp, type Cidr } from "../model/index.js";
 import { VXLAN_OVERHEAD } from "../model/vxlan.js";
 import { CliError, EXIT, request } from "./client.js";
-import { printJson, table } from "./format.js";
+import { plural, printJson, table } from "./format.js";
 
 export type Level = "ok" | "warn" | "fail" | "skip";
 export interface Finding { check: string; level: Level; detail: string; fix?: string }
@@ -23,7 +28,65 @@ const OFFLOAD_VXLAN = "waspvx";
 const DEVICE = "wasp0";
 
 interface Env {
-  socket: string; configPath?: string; ipamDir: string; cniConfDir: string; devTun: string; procSys: string;
+  socket: string; configPath?: string;
+  /** Named on the command line; else found (ipamDirs, confDirs in runDoctor). */
+  ipamDir?: string; cniConfDir?: string;
+  devTun: string; procSys: string;
+}
+
+export const DEFAULT_CNI_CONF_DIR = "/etc/cni/net.d";
+/** Where dist/wasp asks when neither WASP_CNI_SOCKET nor the conflist's cniSocket says (native/front/wasp-front.c). */
+export const DEFAULT_CNI_SOCKET = "/run/wasp/cni.sock";
+
+/** A wasp plugin entry of a network config file, with what the runtime adds (name, cniVersion). */
+export interface WaspNetwork {
+  file: string; name: string; podCIDR?: string; podCIDRv6?: string; dataDir: string; cniSocket?: string;
+  mtu: number; underlayMTU: number; entry: Record<string, unknown>;
+}
+/** A network the daemon answered calls for (its status: cni.networks). */
+interface Served { name: string; dataDir: string; podCIDR: string; podCIDRv6?: string; cniSocket?: string }
+
+/** Every wasp plugin entry of the .conflist/.conf/.json files in `dirs`, in the order a runtime reads them. */
+/** The conflist dirs this node's runtimes are told to read, /etc/cni/net.d first: podman's
+ *  network_config_dir ($CONTAINERS_CONF, /etc/containers/containers.conf) and containerd's CRI conf_dir
+ *  (/etc/containerd/config.toml). A CNI call does not say which file its config came from, so the
+ *  daemon cannot tell doctor; the runtimes' own configs can. */
+export function runtimeConfDirs(env: NodeJS.ProcessEnv = process.env, read = (f: string) => readFileSync(f, "utf8")): string[] {
+  const dirs = [DEFAULT_CNI_CONF_DIR];
+  const setting = (file: string | undefined, key: string) => {
+    if (!file) return;
+    let text = "";
+    try { text = read(file); } catch { return; /* no such runtime here */ }
+    const m = new RegExp(`^[ \t]*${key}[ \t]*=[ \t]*"([^"]+)"`, "m").exec(text);
+    if (m) dirs.push(m[1]!.replace(/(.)\/+$/, "$1"));
+  };
+  setting(env.CONTAINERS_CONF, "network_config_dir");
+  setting("/etc/containers/containers.conf", "network_config_dir");
+  setting("/etc/containerd/config.toml", "conf_dir");
+  return [...new Set(dirs)];
+}
+
+export function waspNetworks(dirs: readonly string[]): WaspNetwork[] {
+  const out: WaspNetwork[] = [];
+  for (const dir of dirs) {
+    let files: string[];
+    try { files = readdirSync(dir).filter((f) => /\.(conflist|conf|json)$/.test(f)).sort(); } catch { continue; }
+    for (const f of files) {
+      let j: any;
+      try { j = JSON.parse(readFileSync(join(dir, f), "utf8")); } catch { continue; /* not JSON: not ours to judge */ }
+      const plugins: any[] = Array.isArray(j?.plugins) ? j.plugins : [j];
+      for (const w of plugins.filter((p) => p?.type === "wasp")) {
+        const underlayMTU = typeof w.underlayMTU === "number" ? w.underlayMTU : 1500;
+        out.push({
+          file: join(dir, f), name: String(w.name ?? j.name ?? ""), podCIDR: typeof w.podCIDR === "string" ? w.podCIDR : undefined,
+          ...(typeof w.podCIDRv6 === "string" ? { podCIDRv6: w.podCIDRv6 } : {}),
+          dataDir: typeof w.dataDir === "string" ? w.dataDir : DEFAULT_DATA_DIR, ...(typeof w.cniSocket === "string" ? { cniSocket: w.cniSocket } : {}),
+          mtu: typeof w.mtu === "number" ? w.mtu : underlayMTU - VXLAN_OVERHEAD, underlayMTU, entry: w as Record<string, unknown>,
+        });
+      }
+    }
+  }
+  return out;
 }
 
 function sh(cmd: string, args: readonly string[]): { ok: boolean; out: string; err: string } {
@@ -99,29 +162,13 @@ function underlayLink(ls: Link[], config: Config | undefined): Link | undefined 
   return ls.find((l) => l.addr_info?.some((a) => a.local === config.node.underlayIP));
 }
 
-function conflistMtu(env: Env): { file: string; mtu: number; underlayMTU: number } | undefined {
-  let files: string[];
-  try { files = readdirSync(env.cniConfDir).filter((f) => /\.(conflist|conf|json)$/.test(f)).sort(); } catch { return undefined; }
-  for (const f of files) {
-    try {
-      const j = JSON.parse(readFileSync(join(env.cniConfDir, f), "utf8"));
-      const plugins: any[] = Array.isArray(j.plugins) ? j.plugins : [j];
-      const w = plugins.find((p) => p?.type === "wasp");
-      if (!w) continue;
-      const underlayMTU = typeof w.underlayMTU === "number" ? w.underlayMTU : 1500;
-      return { file: join(env.cniConfDir, f), mtu: typeof w.mtu === "number" ? w.mtu : underlayMTU - VXLAN_OVERHEAD, underlayMTU };
-    } catch { /* not JSON: not ours to judge */ }
-  }
-  return undefined;
-}
-
-function checkMtu(env: Env, ls: Link[], config: Config | undefined): Finding {
+function checkMtu(nets: readonly WaspNetwork[], ls: Link[], config: Config | undefined): Finding {
   const check = "pod MTU vs underlay MTU";
   const u = underlayLink(ls, config);
   if (!config || !u) return { check, level: "skip", detail: config ? `no link holds the underlay address ${config.node.underlayIP}` : "no config (daemon not running and no --config)" };
   const limit = u.mtu - VXLAN_OVERHEAD, problems: string[] = [];
   if (config.node.underlayMTU > u.mtu) problems.push(`the config says underlayMTU ${config.node.underlayMTU} but ${u.ifname} has MTU ${u.mtu}`);
-  const c = conflistMtu(env);
+  const c = nets[0];
   if (c && c.mtu > limit) problems.push(`${c.file} gives pods MTU ${c.mtu}, more than ${u.ifname}'s MTU ${u.mtu} - ${VXLAN_OVERHEAD} (VXLAN) = ${limit}`);
   const pods = ls.filter((l) => l.ifname.startsWith("wasp") && l.ifname !== DEVICE && l.mtu > limit);
   if (pods.length) problems.push(`pod veths with MTU above ${limit}: ${pods.map((l) => `${l.ifname} (${l.mtu})`).join(", ")}`);
@@ -167,7 +214,7 @@ function checkCidrs(config: Config | undefined, ls: Link[]): Finding {
   for (const [n, c] of named) {
     if (n.endsWith("podCIDR") && c && cluster && c.family === cluster.family && !cidrsOverlap(c, cluster)) problems.push(`${n} ${text(c)} is outside clusterCIDR ${text(cluster)} (its pods' traffic to services is masqueraded)`);
   }
-  if (!problems.length) return { check, level: "ok", detail: `service ${config.serviceCIDR}, cluster ${config.clusterCIDR}, ${config.nodes.length + 1} pod CIDRs${u ? " and the underlay" : ""} are disjoint` };
+  if (!problems.length) return { check, level: "ok", detail: `service ${config.serviceCIDR}, cluster ${config.clusterCIDR}, ${plural(config.nodes.length + 1, "pod CIDR")}${u ? " and the underlay" : ""} are disjoint` };
   return { check, level: "fail", detail: problems.join("; "), fix: "give the service range, the pod ranges and the underlay network addresses of their own (kubeadm: --service-cidr, --pod-network-cidr)" };
 }
 
@@ -235,37 +282,115 @@ function checkForwardFirewall(): Finding {
   };
 }
 
-function checkIpam(env: Env): Finding {
+function checkIpam(dirs: readonly string[], explicit: boolean): Finding {
   const check = "IPAM records";
-  let nets: string[];
-  try { nets = readdirSync(env.ipamDir); } catch (e) {
-    return { check, level: "skip", detail: `${env.ipamDir}: ${(e as NodeJS.ErrnoException).code} (no pods allocated here yet)` };
-  }
-  const stale: string[] = [];
+  const stale: string[] = [], seen: string[] = [], missing: string[] = [];
   let total = 0;
-  for (const net of nets) {
-    let files: string[];
-    try { files = readdirSync(join(env.ipamDir, net)); } catch { continue; }
-    for (const f of files) {
-      const ip = parseIp(f);
-      if (!ip) continue;
-      total++;
-      // CNI ADD routes each pod's /32 to its host-side veth; the veth dies with the pod's netns.
-      const r = sh("ip", ["-j", ip.family === 4 ? "-4" : "-6", "route", "show", "exact", `${f}/${ip.family === 4 ? 32 : 128}`]);
-      let routed = false;
-      try { routed = r.ok && (JSON.parse(r.out || "[]") as unknown[]).length > 0; } catch { routed = false; }
-      if (!routed) {
-        let owner = "";
-        try { owner = readFileSync(join(env.ipamDir, net, f), "utf8").split(/\r?\n/)[0]?.trim() ?? ""; } catch { /* raced with a DEL */ }
-        stale.push(`${net}/${f}${owner ? ` (container ${owner.slice(0, 12)})` : ""}`);
+  for (const dir of dirs) {
+    let nets: string[];
+    try { nets = readdirSync(dir); } catch (e) { missing.push(`${dir}: ${(e as NodeJS.ErrnoException).code}`); continue; }
+    seen.push(dir);
+    for (const net of nets) {
+      let files: string[];
+      try { files = readdirSync(join(dir, net)); } catch { continue; }
+      for (const f of files) {
+        const ip = parseIp(f);
+        if (!ip) continue;
+        total++;
+        // CNI ADD routes each pod's /32 to its host-side veth; the veth dies with the pod's netns.
+        const r = sh("ip", ["-j", ip.family === 4 ? "-4" : "-6", "route", "show", "exact", `${f}/${ip.family === 4 ? 32 : 128}`]);
+        let routed = false;
+        try { routed = r.ok && (JSON.parse(r.out || "[]") as unknown[]).length > 0; } catch { routed = false; }
+        if (!routed) {
+          let owner = "";
+          try { owner = readFileSync(join(dir, net, f), "utf8").split(/\r?\n/)[0]?.trim() ?? ""; } catch { /* raced with a DEL */ }
+          stale.push(`${join(dir, net, f)}${owner ? ` (container ${owner.slice(0, 12)})` : ""}`);
+        }
       }
     }
   }
-  if (!stale.length) return { check, level: "ok", detail: `${total} address${total === 1 ? "" : "es"} allocated under ${env.ipamDir}, each routed to a live pod` };
+  const where = seen.join(", ");
+  if (!seen.length) return { check, level: "skip", detail: `${missing.join("; ")} (no pods allocated here yet${explicit ? "" : "; name a store with --ipam-dir"})` };
+  if (!stale.length) return { check, level: "ok", detail: `${total} address${total === 1 ? "" : "es"} allocated under ${where}, each routed to a live pod` };
   return {
     check, level: "fail", detail: `${stale.length} of ${total} records belong to containers that no longer exist (no route, no veth): ${stale.slice(0, 5).join(", ")}${stale.length > 5 ? ", ..." : ""}; their addresses are never handed out again`,
-    fix: `let the runtime run CNI GC (containerd does at start), or remove the files: ${stale.slice(0, 3).map((s) => `rm ${join(env.ipamDir, s.split(" ")[0]!)}`).join("; ")}`,
+    fix: `let the runtime run CNI GC (containerd does at start), or remove the files: ${stale.slice(0, 3).map((x) => `rm ${x.split(" ")[0]!}`).join("; ")}`,
   };
+}
+
+/** The wasp networks of the conflists and of the daemon's calls: fields wasp does not read, an ipam
+ *  section, two IPAM stores on one pod CIDR (they hand out the same addresses), a pod CIDR the
+ *  daemon does not route as this node's. */
+function checkNetworks(nets: readonly WaspNetwork[], served: readonly Served[], confDirs: readonly string[], config: Config | undefined): Finding {
+  const check = "wasp networks";
+  if (!nets.length && !served.length) return { check, level: "skip", detail: `no wasp conflist in ${confDirs.join(", ")} (name its dir with --cni-conf-dir)` };
+  const problems: string[] = [], fixes = new Set<string>();
+  for (const n of nets) {
+    for (const p of strictProblems(n.entry)) { problems.push(`${n.file}: ${p.message}`); fixes.add(`correct ${n.file}`); }
+  }
+  const store = (x: { name: string; dataDir: string }) => join(x.dataDir, x.name);
+  type Net = { what: string; name: string; dataDir: string; cidrs: Cidr[] };
+  const all: Net[] = [
+    ...nets.map((n) => ({ what: `${n.file} (network ${n.name})`, name: n.name, dataDir: n.dataDir, cidrs: [n.podCIDR, n.podCIDRv6].flatMap((c) => (c && parseCidr(c) ? [parseCidr(c)!] : [])) })),
+    ...served.filter((s) => !nets.some((n) => n.name === s.name && n.dataDir === s.dataDir))
+      .map((s) => ({ what: `network ${s.name} the daemon served`, name: s.name, dataDir: s.dataDir, cidrs: [s.podCIDR, s.podCIDRv6].flatMap((c) => (c && parseCidr(c) ? [parseCidr(c)!] : [])) })),
+  ];
+  for (let i = 0; i < all.length; i++) {
+    for (let j = i + 1; j < all.length; j++) {
+      const a = all[i]!, b = all[j]!;
+      if (store(a) === store(b)) continue;
+      const shared = a.cidrs.find((x) => b.cidrs.some((y) => cidrsOverlap(x, y)));
+      if (!shared) continue;
+      problems.push(`${a.what} and ${b.what} share pod addresses (${text(shared)}) but keep them in two IPAM stores (${store(a)}, ${store(b)}): each hands out addresses the other gave to a live pod`);
+      fixes.add("give every wasp conflist of this node the same name and dataDir (one store), or disjoint podCIDRs; then recreate the pods of one of them");
+    }
+  }
+  const own = config && parseCidr(config.node.podCIDR);
+  for (const n of all) {
+    const v4 = n.cidrs.find((c) => c.family === 4);
+    if (own && v4 && text(v4) !== text(own)) {
+      problems.push(`${n.what} gives pods ${text(v4)}, but the daemon's node podCIDR is ${text(own)}: their traffic is not routed as this node's`);
+      fixes.add(`set "podCIDR": "${text(own)}" in the wasp conflist (or the daemon's node.podCIDR to match)`);
+    }
+  }
+  const unseen = served.filter((s) => !nets.some((n) => n.name === s.name && n.dataDir === s.dataDir));
+  const note = unseen.length ? `; the daemon served ${unseen.map((s) => `${s.name} (${s.dataDir})`).join(", ")}, whose conflist is not in ${confDirs.join(", ")} (name its dir with --cni-conf-dir to check it)` : "";
+  if (problems.length) return { check, level: "fail", detail: problems.join("; ") + note, fix: [...fixes].join("; ") };
+  const detail = `${plural(all.length, "wasp network")} (${all.map((n) => `${n.name}: ${n.cidrs.map(text).join(" ")} in ${n.dataDir}`).join("; ")}), one IPAM store per pod CIDR${note}`;
+  return { check, level: unseen.length ? "warn" : "ok", detail };
+}
+
+/** Whether dist/wasp reaches the daemon for every runtime call: the conflists name its CNI socket
+ *  (or it is the default), no call was declined, none missed it (recorded by wasp-node). */
+function checkCniSocket(nets: readonly WaspNetwork[], st: any): Finding {
+  const check = "CNI socket";
+  if (!st) return { check, level: "skip", detail: "no daemon answers" };
+  const cni = st.cni as { socket: string; answered: number; declined: number; lastDeclined?: { at: string; command: string; reason: string } } | undefined;
+  if (!cni) {
+    return { check, level: "warn", detail: "the daemon serves no CNI socket (--cni-socket \"\"): every CNI call starts Node in wasp-node (~150 ms)", fix: "start the daemon without --cni-socket \"\" (its CNI socket is cni.sock beside the control socket)" };
+  }
+  const problems: string[] = [], fixes: string[] = [];
+  for (const n of nets) {
+    const asked = n.cniSocket ?? DEFAULT_CNI_SOCKET;
+    if (asked === cni.socket) continue;
+    problems.push(`${n.file} ${n.cniSocket ? `names cniSocket ${n.cniSocket}` : `names no cniSocket, so dist/wasp asks ${DEFAULT_CNI_SOCKET}`}, but the daemon's CNI socket is ${cni.socket}: a runtime call without WASP_CNI_SOCKET (podman's cleanup DEL) runs in wasp-node instead (a Node start-up each)`);
+    fixes.push(`add "cniSocket": "${cni.socket}" to the wasp plugin's entry in ${n.file}`);
+  }
+  if (cni.declined) {
+    const l = cni.lastDeclined;
+    problems.push(`the daemon declined ${plural(cni.declined, "call")}${l ? ` (last: ${l.command} at ${l.at}: ${l.reason})` : ""}: each ran in wasp-node`);
+    fixes.push("run the runtime in the daemon's network namespace and mount namespace, so both see the same sandbox paths (README: Trying wasp as a CNI plugin on one machine)");
+  }
+  const since = Date.now() - Number(st.uptimeSec ?? 0) * 1000;
+  const dirs = [...new Set([cni.socket, DEFAULT_CNI_SOCKET])];
+  const missed = dirs.flatMap((sock) => readFallbacks(sock)).filter((f) => Date.parse(f.at) >= since && !/declined/.test(f.why));
+  if (missed.length) {
+    const l = missed[missed.length - 1]!;
+    problems.push(`${plural(missed.length, "call")} since the daemon started found no daemon and ran in wasp-node (last: ${l.command} of ${l.containerId.slice(0, 12)} at ${l.at}: ${l.why})`);
+    fixes.push(`name the daemon's socket in the conflist ("cniSocket": "${cni.socket}")`);
+  }
+  if (problems.length) return { check, level: "warn", detail: problems.join("; "), fix: fixes.join("; ") };
+  return { check, level: "ok", detail: `dist/wasp reaches the daemon at ${cni.socket}${nets.length ? ` (${nets.map((n) => n.file).join(", ")})` : ""}; ${plural(cni.answered, "call")} answered, none declined` };
 }
 
 /** Sockets bound to UDP `port` (/proc/net/udp, udp6): inode 0 is a kernel socket (a vxlan device). */
@@ -353,44 +478,23 @@ function checkVxlanPort(config: Config | undefined, daemonPid: number | undefine
   };
 }
 
-/** An ICMP echo to a service VIP, sent with raw-socket: the engine answers it itself, so a reply
- *  proves the whole loop (route to wasp0, the batch loop, the core, the write back). */
-async function probeDatapath(vip: string): Promise<{ ok: boolean; ms: number; detail: string }> {
-  let raw: any;
-  for (const from of [import.meta.url, join(process.cwd(), "x.js"), join(process.execPath, "..", "x.js")]) {
-    try { raw = createRequire(from)("raw-socket"); break; } catch { /* try the next place */ }
-  }
-  if (!raw) return { ok: false, ms: 0, detail: "raw-socket is not installed beside wasp; probe skipped" };
-  const id = process.pid & 0xffff, seq = 1;
-  const pkt = Buffer.alloc(16);
-  pkt.writeUInt8(8, 0); pkt.writeUInt16BE(id, 4); pkt.writeUInt16BE(seq, 6); pkt.write("waspdoc", 8);
-  pkt.writeUInt16BE(inetChecksum(pkt), 2);
-  const s = raw.createSocket({ protocol: raw.Protocol.ICMP });
+/** A TCP connection to a service with a ready backend, from this node: the SYN goes through wasp0
+ *  and the engine (DNAT), the answer back through it (reverse NAT), so an answer proves the whole
+ *  loop (route to wasp0, the batch loop, the core, the write back). Refused is an answer too (the
+ *  backend's RST came back the same way). Unlike a packet the engine refuses or answers itself, it
+ *  adds no drop to the daemon's counters. */
+function probeDatapath(host: string, port: number): Promise<{ ok: boolean; ms: number; detail: string }> {
   const t0 = performance.now();
-  try {
-    return await new Promise((resolve) => {
-      const timer = setTimeout(() => resolve({ ok: false, ms: 1000, detail: `no echo reply from ${vip} within 1 s` }), 1000);
-      s.on("message", (buf: Buffer, source: string) => {
-        // an echo reply, or an ICMP error quoting our echo (the VIP's entries are per port)
-        const o = (buf[0]! & 15) * 4;
-        if (source !== vip || buf.length < o + 8) return;
-        const inner = o + 8, ihl = buf.length > inner ? (buf[inner]! & 15) * 4 : 0;
-        const answer = buf[o] === 0 && buf.readUInt16BE(o + 4) === id ? "echo reply"
-          : buf[o] === 3 && buf.length >= inner + ihl + 8 && buf[inner + ihl] === 8 && buf.readUInt16BE(inner + ihl + 4) === id ? "ICMP unreachable" : "";
-        if (answer) {
-          clearTimeout(timer);
-          resolve({ ok: true, ms: performance.now() - t0, detail: answer });
-        }
-      });
-      s.on("error", (e: Error) => { clearTimeout(timer); resolve({ ok: false, ms: 0, detail: e.message }); });
-      s.send(pkt, 0, pkt.length, vip, (e: Error | null) => { if (e) { clearTimeout(timer); resolve({ ok: false, ms: 0, detail: e.message }); } });
-    });
-  } finally {
-    s.close();
-  }
+  return new Promise((resolve) => {
+    const s = connect({ host, port });
+    const done = (ok: boolean, detail: string) => { clearTimeout(timer); s.destroy(); resolve({ ok, ms: performance.now() - t0, detail }); };
+    const timer = setTimeout(() => done(false, `no answer from ${host}:${port} within 2 s`), 2000);
+    s.once("connect", () => done(true, "connected"));
+    s.once("error", (e: NodeJS.ErrnoException) => done(e.code === "ECONNREFUSED", e.code === "ECONNREFUSED" ? "refused by the backend: nothing listens on its port" : e.code ?? e.message));
+  });
 }
 
-async function checkDaemon(env: Env): Promise<{ finding: Finding; config?: Config; pid?: number; offload?: { on: boolean; why: string } }> {
+async function checkDaemon(env: Env): Promise<{ finding: Finding; config?: Config; pid?: number; status?: any; offload?: { on: boolean; why: string } }> {
   const check = "daemon";
   let st: any;
   try { st = await request(env.socket, { cmd: "status" }, 3000); } catch (e) {
@@ -403,19 +507,22 @@ async function checkDaemon(env: Env): Promise<{ finding: Finding; config?: Confi
   else if (!dev.flags.includes("UP")) problems.push(`${st.device} is down`);
   for (const [place, n] of Object.entries(st.pathDrops as Record<string, number>)) if (n > 0) problems.push(`${n} packets lost outside the engine at ${place}`);
   let probe = "";
-  const services = ((await request(env.socket, { cmd: "services" }, 3000).catch(() => ({ services: [] }))) as { services: Array<{ key: string; kind: string }> }).services;
-  const vip = services.find((s) => s.kind === "ClusterIP" && !s.key.startsWith("["))?.key.split(":")[0];
-  if (dev && vip) {
-    const p = await probeDatapath(vip);
-    if (p.ok) probe = `; ICMP echo to ${vip} answered by the engine (${p.detail}) in ${p.ms.toFixed(1)} ms`;
-    else if (/not installed/.test(p.detail)) probe = `; ${p.detail}`;
-    else problems.push(`the datapath does not answer: ${p.detail} (sent with raw-socket; the engine answers echo to a service address itself)`);
+  type Row = { key: string; kind: string; backends: Array<{ eligible: boolean }> };
+  const services = ((await request(env.socket, { cmd: "services" }, 3000).catch(() => ({ services: [] }))) as { services: Row[] }).services;
+  const target = services.find((s) => s.kind === "ClusterIP" && /^[\d.]+:\d+\/TCP$/.test(s.key) && s.backends.some((b) => b.eligible));
+  if (dev && target) {
+    const [host, port] = target.key.replace("/TCP", "").split(":") as [string, string];
+    const p = await probeDatapath(host, Number(port));
+    if (p.ok) probe = `; a TCP connection to ${host}:${port} went through the engine both ways (${p.detail}) in ${p.ms.toFixed(1)} ms`;
+    else problems.push(`the datapath does not answer: ${p.detail} (a TCP connection to the service ${host}:${port}, which has a ready backend)`);
+  } else if (dev) {
+    probe = "; no IPv4 TCP service with a ready backend to probe the datapath through";
   }
-  const base = `pid ${st.pid ?? "?"}, generation ${st.generation}, up ${st.uptimeSec} s, ${st.services} service entries, ${st.conntrack.entries} flows`;
+  const base = `pid ${st.pid ?? "?"}, generation ${st.generation}, up ${st.uptimeSec} s, ${plural(st.services, "service entry", "service entries")}, ${plural(st.conntrack.entries, "flow")}`;
   const finding: Finding = problems.length
     ? { check, level: "fail", detail: `${base}: ${problems.join("; ")}`, fix: "see the daemon's log; restart it (it rebuilds wasp0 and its rules)" }
     : { check, level: "ok", detail: `${base}${probe}` };
-  return { finding, ...(cfg?.config ? { config: cfg.config } : {}), ...(st.pid ? { pid: st.pid } : {}), ...(st.offload ? { offload: st.offload } : {}) };
+  return { finding, ...(cfg?.config ? { config: cfg.config } : {}), ...(st.pid ? { pid: st.pid } : {}), status: st, ...(st.offload ? { offload: st.offload } : {}) };
 }
 
 export async function runDoctor(env: Env): Promise<Finding[]> {
@@ -427,7 +534,7 @@ export async function runDoctor(env: Env): Promise<Finding[]> {
     const r = await loadConfigFile(env.configPath);
     if ("problems" in r) {
       extra.push({
-        check: "config", level: "fail", detail: `${env.configPath} is invalid (${r.problems.length} problems): ${formatProblems(env.configPath, r.problems).join("; ")}`,
+        check: "config", level: "fail", detail: `${env.configPath} is invalid (${plural(r.problems.length, "problem")}): ${formatProblems(env.configPath, r.problems).join("; ")}`,
         fix: `correct ${env.configPath}; the daemon refuses to start (or reload) with it${config ? "; the other checks use the running daemon's config" : ""}`,
       });
     } else {
@@ -436,16 +543,22 @@ export async function runDoctor(env: Env): Promise<Finding[]> {
     }
   }
   const ls = links();
+  const confDirs = env.cniConfDir ? [env.cniConfDir] : runtimeConfDirs();
+  const nets = waspNetworks(confDirs);
+  const served: Served[] = d.status?.cni?.networks ?? [];
+  const ipamDirs = env.ipamDir ? [env.ipamDir] : [...new Set([DEFAULT_DATA_DIR, ...nets.map((n) => n.dataDir), ...served.map((n) => n.dataDir)])];
   return [
     ...extra,
-    checkForwarding(env), checkRpFilter(env, ls), checkTun(env), checkMtu(env, ls, config), checkCidrs(config, ls),
-    checkKubeProxy(), checkForwardFirewall(), checkIpam(env), checkVxlanPort(config, d.pid), checkOffload(d.offload), d.finding,
+    checkForwarding(env), checkRpFilter(env, ls), checkTun(env), checkMtu(nets, ls, config), checkCidrs(config, ls),
+    checkKubeProxy(), checkForwardFirewall(), checkNetworks(nets, served, confDirs, config), checkIpam(ipamDirs, env.ipamDir !== undefined),
+    checkVxlanPort(config, d.pid), checkCniSocket(nets, d.status), checkOffload(d.offload), d.finding,
   ];
 }
 
 export async function doctor(o: Record<string, any>): Promise<void> {
   const env: Env = {
-    socket: String(o.socket), ipamDir: String(o.ipamDir), cniConfDir: String(o.cniConfDir), devTun: String(o.devTun), procSys: String(o.procSys),
+    socket: String(o.socket), devTun: String(o.devTun), procSys: String(o.procSys),
+    ...(o.ipamDir ? { ipamDir: String(o.ipamDir) } : {}), ...(o.cniConfDir ? { cniConfDir: String(o.cniConfDir) } : {}),
     ...(o.config ? { configPath: String(o.config) } : {}),
   };
   const findings = await runDoctor(env);

@@ -32,6 +32,11 @@ export function fmtInt(n: number): string {
   return Number.isInteger(n) ? n.toLocaleString("en-US") : n.toFixed(1);
 }
 
+/** "1 route", "2 routes", "1 service entry", "3 service entries": a count with its noun. */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${fmtInt(n)} ${n === 1 ? one : many}`;
+}
+
 export function fmtBytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0, v = n;

@@ -1,7 +1,10 @@
 // The commands that ask the daemon and print its answer: status, services, backends, conntrack,
 // routes, nodes, counters.
+import { readFallbacks } from "../cni/fallback.js";
+import { CT_STATE_NAMES } from "../engine/abi.js";
+import { parseIp } from "../model/addr.js";
 import { CliError, EXIT, request } from "./client.js";
-import { fmtBytes, fmtCounts, fmtDuration, pairs, printJson, table } from "./format.js";
+import { fmtBytes, fmtCounts, fmtDuration, pairs, plural, printJson, table } from "./format.js";
 
 const out = (s: string) => process.stdout.write(s);
 
@@ -14,6 +17,10 @@ export interface Status {
   /** Absent on a single node. */
   tunnelGso?: { device: string } | { off: string };
   offload: { on: boolean; why: string };
+  /** The daemon's CNI socket and what it did with the calls it got. */
+  cni?: { socket: string; answered: number; declined: number; lastDeclined?: { at: string; command: string; reason: string } };
+  /** Config changes the daemon turned down, and the last one (the tables of `generation` stayed). */
+  reloadsRejected?: { count: number; last?: { generation: number; at: string; problems: string[] } };
 }
 export interface ServiceRow {
   key: string; service: string; port: string; kind: string; id: number; select: string; affinitySec: number;
@@ -30,7 +37,7 @@ export async function status(socket: string, json: boolean): Promise<void> {
       : `full-wasm: every packet of a service flow through the engine (${s.offload.why})`],
     ...(s.offload.on ? [["flows offloaded", `${(c.named.offloaded ?? 0).toLocaleString("en-US")}${c.named.offload_failed ? `, ${c.named.offload_failed.toLocaleString("en-US")} refused by the kernel (last errno ${c.named.offload_last_errno})` : ""}`] as [string, string]] : []),
     ["generation", s.generation], ["uptime", fmtDuration(s.uptimeSec)], ["services", s.services],
-    ["conntrack", `${s.conntrack.entries.toLocaleString("en-US")} / ${s.conntrack.capacity.toLocaleString("en-US")} flows${s.conntrack.ceiling ? ` (grows to ${s.conntrack.ceiling.toLocaleString("en-US")})` : ""}`],
+    ["conntrack", `${s.conntrack.entries.toLocaleString("en-US")} / ${plural(s.conntrack.capacity, "flow")}${s.conntrack.ceiling ? ` (grows to ${s.conntrack.ceiling.toLocaleString("en-US")})` : ""}`],
     ...(s.tables ? [["tables", `${fmtBytes(s.tables.memoryBytes)}${s.tables.limitBytes ? ` of ${fmtBytes(s.tables.limitBytes)}` : ""}${s.tables.full ? `; FULL: ${s.tables.why ?? ""}` : ", everything loaded"}`] as [string, string]] : []),
     ["packets in", `${c.named.packets_in?.toLocaleString("en-US")} (${fmtBytes(c.named.bytes_in ?? 0)})`],
     ["verdicts", ["tun", "overlay", "host", "drop"].map((v) => `${v} ${(c.verdicts[v] ?? 0).toLocaleString("en-US")}`).join(", ")],
@@ -38,8 +45,21 @@ export async function status(socket: string, json: boolean): Promise<void> {
     ["new flows", c.named.new_flows ?? 0], ["lost outside the engine", fmtCounts(s.pathDrops) || "0"],
     ...(s.tunnelGso ? [["overlay TSO", "device" in s.tunnelGso ? `sent whole (UDP-tunnel GSO through ${s.tunnelGso.device})`
       : `cut by the engine: ${s.tunnelGso.off}`] as [string, string]] : []),
+    ...(s.cni ? [["cni socket", cniLine(s.cni)] as [string, string]] : []),
+    ...(s.reloadsRejected?.last ? [["reloads rejected", `${s.reloadsRejected.count.toLocaleString("en-US")}; the last at ${s.reloadsRejected.last.at}, generation ${s.reloadsRejected.last.generation} kept: ${s.reloadsRejected.last.problems.join("; ")}`] as [string, string]] : []),
   ]));
 }
+
+/** The CNI socket's line in status: calls answered, declined (each a Node start-up for the runtime),
+ *  and the calls that missed the daemon altogether, recorded beside its socket by wasp-node. */
+function cniLine(c: NonNullable<Status["cni"]>): string {
+  const missed = readFallbacks(c.socket).filter((f) => f.socket === c.socket && !/declined/.test(f.why)).length;
+  return `${c.socket}: ${plural(c.answered, "call")} answered, ${fmtInt0(c.declined)} declined`
+    + `${c.lastDeclined ? ` (last: ${c.lastDeclined.command} at ${c.lastDeclined.at}: ${c.lastDeclined.reason})` : ""}`
+    + `${missed ? `, ${plural(missed, "call")} found no daemon here and ran in wasp-node (wasp doctor)` : ""}`;
+}
+
+const fmtInt0 = (n: number) => n.toLocaleString("en-US");
 
 export async function services(socket: string, json: boolean): Promise<void> {
   const a = await request<{ generation: number; services: ServiceRow[] }>(socket, { cmd: "services" });
@@ -47,7 +67,7 @@ export async function services(socket: string, json: boolean): Promise<void> {
   out(table(["SERVICE", "PORT", "ENTRY", "KIND", "BACKENDS", "PACKETS", "BYTES", "NEW FLOWS"], a.services.map((e) => [
     e.service, e.port, e.key, e.kind, `${e.backends.filter((b) => b.eligible).length}/${e.backends.length}`, e.packets, fmtBytes(e.bytes), e.newFlows,
   ])));
-  out(`generation ${a.generation}, ${a.services.length} service entries\n`);
+  out(`generation ${a.generation}, ${plural(a.services.length, "service entry", "service entries")}\n`);
 }
 
 /** Entries of `name`: an entry key, namespace/name, or a bare name (any namespace). */
@@ -77,6 +97,20 @@ export async function backends(socket: string, json: boolean, name: string): Pro
 }
 
 const FILTER_KEYS = ["proto", "src", "dst", "sport", "dport", "backend", "service", "state", "addr", "port"];
+const PROTOS = ["tcp", "udp", "icmp", "icmpv6"];
+
+/** Why a filter value can never match (a port that is not one, an address that is not one), or undefined. */
+function badValue(k: string, v: string): string | undefined {
+  if (k === "sport" || k === "dport" || k === "port") return /^\d+$/.test(v) && Number(v) <= 65535 ? undefined : "a port is a number 0-65535";
+  if (k === "src" || k === "dst" || k === "backend" || k === "addr") return parseIp(v) ? undefined : "expected an IPv4 or IPv6 address";
+  if (k === "proto") return PROTOS.includes(v.toLowerCase()) ? undefined : `a protocol is one of ${PROTOS.join(", ")}`;
+  if (k === "state") {
+    // the engine's states, and the kernel's TCP states of offloaded flows
+    const states = [...Object.values(CT_STATE_NAMES), "CLOSE_WAIT", "LAST_ACK", "SYN_SENT2"];
+    return states.includes(v.toUpperCase()) ? undefined : `a state is one of ${states.join(", ")}`;
+  }
+  return undefined;
+}
 
 export function parseFilters(list: readonly string[]): Record<string, string> {
   const f: Record<string, string> = {};
@@ -86,6 +120,8 @@ export function parseFilters(list: readonly string[]): Record<string, string> {
       const k = part.slice(0, eq).trim(), v = part.slice(eq + 1).trim();
       if (eq <= 0 || !v) throw new CliError(`--filter ${JSON.stringify(part)} is not key=value (e.g. --filter proto=tcp --filter dst=10.96.0.10)`, EXIT.USAGE);
       if (!FILTER_KEYS.includes(k)) throw new CliError(`--filter key ${JSON.stringify(k)} is unknown; keys: ${FILTER_KEYS.join(", ")}`, EXIT.USAGE);
+      const bad = badValue(k, v);
+      if (bad) throw new CliError(`--filter ${k}=${JSON.stringify(v)}: ${bad}`, EXIT.USAGE);
       f[k] = v;
     }
   }
@@ -108,18 +144,18 @@ export async function conntrack(socket: string, json: boolean, filters: string[]
   if (a.kernel) {
     out("Carried by the kernel (offloaded: their conntrack entries, mark \"wasp\"):\n");
     out(rows(a.kernel));
-    out(`${a.kernel.shown} shown of ${a.kernel.matched} matching; ${a.kernel.entries.toLocaleString("en-US")} offloaded flows in the kernel\n\n`);
+    out(`${a.kernel.shown} shown of ${a.kernel.matched} matching; ${plural(a.kernel.entries, "offloaded flow")} in the kernel\n\n`);
     out("Decided by the engine (its own table; an offloaded flow stays there a while):\n");
   }
   out(rows(a));
-  out(`${a.shown} shown of ${a.matched} matching; ${a.entries.toLocaleString("en-US")} flows in a table of ${a.capacity.toLocaleString("en-US")}\n`);
+  out(`${a.shown} shown of ${a.matched} matching; ${plural(a.entries, "flow")} in a table of ${a.capacity.toLocaleString("en-US")}\n`);
 }
 
 export async function routes(socket: string, json: boolean): Promise<void> {
   const a = await request<{ generation: number; routes: Array<{ prefix: string; kind: string; node: string; via: string; vtepMac: string }> }>(socket, { cmd: "routes" });
   if (json) { printJson(a); return; }
   out(table(["PREFIX", "KIND", "NODE", "VIA", "VTEP MAC"], a.routes.map((r) => [r.prefix, r.kind, r.node, r.via, r.vtepMac || "-"])));
-  out(`generation ${a.generation}, ${a.routes.length} routes\n`);
+  out(`generation ${a.generation}, ${plural(a.routes.length, "route")}\n`);
 }
 
 export async function nodes(socket: string, json: boolean): Promise<void> {

@@ -1,6 +1,7 @@
 // `wasp top`: a live view of the daemon, refreshed every --interval seconds: packets/s, bytes/s,
 // new flows/s, the busiest services, drops by reason. q or Ctrl-C quits and gives the terminal back
-// as it was (main screen, cursor, cooked mode), also when the daemon goes away.
+// as it was (main screen, cursor, cooked mode), also when the daemon goes away. --json prints the
+// same rates as JSON, one document per interval.
 import { CliError, EXIT, request } from "./client.js";
 import { fmtBytes, fmtDuration, fmtInt, table } from "./format.js";
 import type { ServiceRow, Status } from "./queries.js";
@@ -16,31 +17,51 @@ async function sample(socket: string): Promise<Sample> {
   return { at: performance.now(), status, services: sv.services };
 }
 
+/** What two samples say per second (the rates between them): what --json prints and the screen shows. */
+export interface Rates {
+  node: string; mode: string; generation: number; uptimeSec: number; intervalSec: number;
+  packetsPerSec: number; bytesPerSec: number; newFlowsPerSec: number; conntrack: { entries: number; capacity: number };
+  verdictsPerSec: Record<string, number>;
+  /** The busiest ten service entries first. */
+  services: Array<{ service: string; port: string; entry: string; packetsPerSec: number; bytesPerSec: number; newFlowsPerSec: number; packets: number }>;
+  drops: Array<{ reason: string; perSec: number; total: number }>;
+}
+
+export function rates(prev: Sample, cur: Sample): Rates {
+  const dt = Math.max(0.001, (cur.at - prev.at) / 1000);
+  const rate = (a: number, b: number) => Math.round(Math.max(0, (b - a) / dt));
+  const c = cur.status.counters, p = prev.status.counters, s = cur.status;
+  const before = new Map(prev.services.map((e) => [e.key, e]));
+  return {
+    node: s.node, mode: s.mode, generation: s.generation, uptimeSec: s.uptimeSec, intervalSec: Math.round(dt * 1000) / 1000,
+    packetsPerSec: rate(p.named.packets_in ?? 0, c.named.packets_in ?? 0), bytesPerSec: rate(p.named.bytes_in ?? 0, c.named.bytes_in ?? 0),
+    newFlowsPerSec: rate(p.named.new_flows ?? 0, c.named.new_flows ?? 0), conntrack: s.conntrack,
+    verdictsPerSec: Object.fromEntries(["tun", "overlay", "host", "drop"].map((v) => [v, rate(p.verdicts[v] ?? 0, c.verdicts[v] ?? 0)])),
+    services: cur.services.map((e) => {
+      const b = before.get(e.key);
+      return {
+        service: e.service, port: e.port, entry: e.key, packetsPerSec: rate(b?.packets ?? e.packets, e.packets),
+        bytesPerSec: rate(b?.bytes ?? e.bytes, e.bytes), newFlowsPerSec: rate(b?.newFlows ?? e.newFlows, e.newFlows), packets: e.packets,
+      };
+    }).sort((x, y) => y.packetsPerSec - x.packetsPerSec || y.packets - x.packets).slice(0, 10),
+    drops: Object.entries(c.drops).filter(([, n]) => n > 0).map(([reason, n]) => ({ reason, perSec: rate(p.drops[reason] ?? 0, n), total: n })),
+  };
+}
+
 /** The screen for two samples (rates over the time between them). */
 export function render(prev: Sample, cur: Sample, width: number): string {
-  const dt = Math.max(0.001, (cur.at - prev.at) / 1000);
-  const rate = (a: number, b: number) => Math.max(0, (b - a) / dt);
-  const c = cur.status.counters, p = prev.status.counters;
-  const pps = rate(p.named.packets_in ?? 0, c.named.packets_in ?? 0), bps = rate(p.named.bytes_in ?? 0, c.named.bytes_in ?? 0);
-  const nfs = rate(p.named.new_flows ?? 0, c.named.new_flows ?? 0);
-  const s = cur.status;
+  const r = rates(prev, cur);
   const lines: string[] = [];
-  lines.push(`wasp top - node ${s.node}, ${s.mode} mode, generation ${s.generation}, up ${fmtDuration(s.uptimeSec)}   (q quits)`);
-  lines.push(`packets/s ${fmtInt(Math.round(pps))}   bytes/s ${fmtBytes(Math.round(bps))}   new flows/s ${fmtInt(Math.round(nfs))}   conntrack ${fmtInt(s.conntrack.entries)} / ${fmtInt(s.conntrack.capacity)}`);
-  lines.push(`verdicts/s: ${["tun", "overlay", "host", "drop"].map((v) => `${v} ${fmtInt(Math.round(rate(p.verdicts[v] ?? 0, c.verdicts[v] ?? 0)))}`).join("   ")}`);
+  lines.push(`wasp top - node ${r.node}, ${r.mode} mode, generation ${r.generation}, up ${fmtDuration(r.uptimeSec)}   (q quits)`);
+  lines.push(`packets/s ${fmtInt(r.packetsPerSec)}   bytes/s ${fmtBytes(r.bytesPerSec)}   new flows/s ${fmtInt(r.newFlowsPerSec)}   conntrack ${fmtInt(r.conntrack.entries)} / ${fmtInt(r.conntrack.capacity)}`);
+  lines.push(`verdicts/s: ${Object.entries(r.verdictsPerSec).map(([v, n]) => `${v} ${fmtInt(n)}`).join("   ")}`);
   lines.push("");
-  const before = new Map(prev.services.map((e) => [e.key, e]));
-  const svc = cur.services.map((e) => {
-    const b = before.get(e.key);
-    return { e, pps: rate(b?.packets ?? e.packets, e.packets), bps: rate(b?.bytes ?? e.bytes, e.bytes), nfs: rate(b?.newFlows ?? e.newFlows, e.newFlows) };
-  }).sort((x, y) => y.pps - x.pps || y.e.packets - x.e.packets).slice(0, 10);
   lines.push("TOP SERVICES");
   lines.push(...table(["SERVICE", "PORT", "ENTRY", "PACKETS/S", "BYTES/S", "NEW FLOWS/S", "PACKETS"],
-    svc.map((x) => [x.e.service, x.e.port, x.e.key, Math.round(x.pps), fmtBytes(Math.round(x.bps)), Math.round(x.nfs), x.e.packets])).trimEnd().split("\n"));
+    r.services.map((x) => [x.service, x.port, x.entry, x.packetsPerSec, fmtBytes(x.bytesPerSec), x.newFlowsPerSec, x.packets])).trimEnd().split("\n"));
   lines.push("");
-  const drops = Object.entries(c.drops).filter(([, n]) => n > 0).map(([r, n]) => [r, Math.round(rate(p.drops[r] ?? 0, n)), n] as [string, number, number]);
   lines.push("DROPS BY REASON");
-  if (drops.length) lines.push(...table(["REASON", "PER SECOND", "TOTAL"], drops).trimEnd().split("\n"));
+  if (r.drops.length) lines.push(...table(["REASON", "PER SECOND", "TOTAL"], r.drops.map((d) => [d.reason, d.perSec, d.total])).trimEnd().split("\n"));
   else lines.push("none");
   return lines.map((l) => (l.length > width ? l.slice(0, width) : l)).join("\n");
 }
@@ -50,6 +71,16 @@ export async function top(o: Record<string, any>): Promise<void> {
   if (!(intervalSec >= 0.1 && intervalSec <= 3600)) throw new CliError(`--interval is ${JSON.stringify(o.interval)}; give seconds, 0.1-3600`, EXIT.USAGE);
   if (!Number.isInteger(iterations) || iterations < 0) throw new CliError(`--iterations is ${JSON.stringify(o.iterations)}; give a whole number (0: until q)`, EXIT.USAGE);
   let prev = await sample(socket); // fails with exit 3 before the screen changes when no daemon answers
+  if (o.json) {
+    // for scripts: the rates over each interval, one JSON document a line (one, unless --iterations says more)
+    for (let n = 0; n < (iterations || 1); n++) {
+      await new Promise((r) => setTimeout(r, intervalSec * 1000));
+      const cur = await sample(socket);
+      process.stdout.write(`${JSON.stringify(rates(prev, cur))}\n`);
+      prev = cur;
+    }
+    return;
+  }
   const tty = process.stdout.isTTY === true, stdin = process.stdin;
   const rawInput = stdin.isTTY === true;
   let done = false, timer: NodeJS.Timeout | undefined, wake: (() => void) | undefined;

@@ -7,7 +7,7 @@ import { allocate, PoolExhaustedError, StoreError } from "../ipam/index.js";
 import { Code, CniError } from "./errors.js";
 import { GW4, GW6, openStore, owner, pools, type Ctx } from "./context.js";
 import { NetlinkError, withRtnl, type Rtnl } from "../netlink/rtnl.js";
-import { IpError, localLinks } from "./ip.js";
+import { hostRouteDevices, IpError, localLinks } from "./ip.js";
 import { hostVethName, randomMac } from "./names.js";
 import { mergeResults, parseResult, type Result } from "./result.js";
 
@@ -29,6 +29,16 @@ export async function cmdAdd(ctx: Ctx): Promise<Result> {
     failpoint("after-claim");
     const v4 = ips.filter((x) => !x.v6).map((x) => x.ip);
     const v6 = ips.filter((x) => x.v6).map((x) => x.ip);
+    // The store just gave us the address, so a host route to it through another live device is
+    // another pod's, handed out by another IPAM store (two networks on one podCIDR): replacing it
+    // would cut that pod off, and deleting this pod later would take its route for good.
+    for (const ip of [...v4, ...v6]) {
+      const other = hostRouteDevices(ip).find((d) => d !== host);
+      if (other) {
+        throw new CniError(Code.Internal, `${ip} is already routed to ${other}, another pod's veth: ${store.dir} handed out an address another IPAM store had given`,
+          "two wasp networks (conflists with another name or dataDir) share this podCIDR: give them one name and dataDir, or disjoint podCIDRs (wasp doctor names them)");
+      }
+    }
 
     const hostMac = randomMac(), podMac = randomMac();
     const podNs = openSync(env.netns, "r");

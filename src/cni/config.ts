@@ -1,4 +1,5 @@
 // The network configuration of a "wasp" network: schema and pure validation (no files, no clock).
+import { closest } from "../config/suggest.js";
 import { parseCidr } from "../ipam/cidr.js";
 import { VXLAN_OVERHEAD } from "../model/vxlan.js";
 
@@ -21,7 +22,11 @@ export interface NetConf {
   /** Root of the IPAM store; the network's records live in <dataDir>/<name>/. */
   dataDir: string;
   dns: Dns;
+  /** The daemon's control socket (STATUS asks whether it answers). */
   daemonSocket?: string;
+  /** The daemon's CNI socket: dist/wasp hands every call to it (native/front/wasp-front.c reads
+   *  this field from stdin itself; $WASP_CNI_SOCKET overrides it, /run/wasp/cni.sock without). */
+  cniSocket?: string;
   runtimeConfig?: Record<string, unknown>;
   prevResult?: unknown;
   /** GC: the attachments to keep (CNI spec 1.1 "cni.dev/valid-attachments"). */
@@ -32,6 +37,13 @@ export interface Problem {
   path: string;
   message: string;
 }
+
+/** Every field the wasp plugin reads, and those a runtime adds to any plugin's config (CNI spec:
+ *  name and cniVersion from the conflist, prevResult, runtimeConfig from capabilities, args). */
+export const KNOWN_FIELDS = [
+  "cniVersion", "name", "type", "podCIDR", "podCIDRv6", "mtu", "underlayMTU", "dataDir", "dns", "daemonSocket", "cniSocket",
+  "runtimeConfig", "prevResult", "capabilities", "args", "cni.dev/valid-attachments", "cni.dev/attachments",
+] as const;
 
 export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
 export const DEFAULT_UNDERLAY_MTU = 1500;
@@ -100,6 +112,7 @@ function structural(c: Obj): Problem[] {
   intIn(c, "underlayMTU", 626, 65535, out);
   absPath(c, "dataDir", out);
   absPath(c, "daemonSocket", out);
+  absPath(c, "cniSocket", out);
   if (want(c, "dns", "object", false, out)) {
     const d = c.dns as Obj;
     for (const k of ["nameservers", "search", "options"]) want(d, k, "string[]", false, out, "dns.");
@@ -113,13 +126,38 @@ function structural(c: Obj): Problem[] {
   return out;
 }
 
-/** Validates a parsed network config; reports every problem at once. */
-export function validateNetConf(raw: unknown): { config: NetConf } | { problems: Problem[] } {
+/**
+ * Fields wasp does not read. The CNI spec lets a plugin refuse unknown fields (only `args` must be
+ * ignored), and a silently ignored typo is worse: `"mut": 1400` leaves the pods at MTU 1450. An
+ * `ipam` section names an IPAM plugin that would never run: wasp allocates from podCIDR itself and
+ * keeps its records under dataDir, so the addresses would not be the ones that section promises.
+ */
+export function strictProblems(c: Record<string, unknown>): Problem[] {
+  const out: Problem[] = [];
+  for (const k of Object.keys(c)) {
+    if ((KNOWN_FIELDS as readonly string[]).includes(k) || k.startsWith("cni.dev/")) continue;
+    if (k === "ipam") {
+      const t = isObj(c.ipam) && typeof c.ipam.type === "string" ? ` (type ${JSON.stringify(c.ipam.type)})` : "";
+      out.push({ path: k, message: `ipam${t}: wasp does its own IPAM, so an IPAM plugin is never run; remove the ipam section: pod addresses come from podCIDR (and podCIDRv6), their records live under dataDir (default ${DEFAULT_DATA_DIR}/<name>/)` });
+      continue;
+    }
+    const guess = closest(k, KNOWN_FIELDS);
+    out.push({ path: k, message: `${k} is not a field the wasp plugin reads${guess ? `; did you mean ${guess}?` : ""} (fields: ${KNOWN_FIELDS.slice(3, 11).join(", ")})` });
+  }
+  return out;
+}
+
+/** Validates a parsed network config; reports every problem at once. `strict`: fields wasp does
+ *  not read are problems too (ADD, CHECK, STATUS); else they come back as warnings (DEL and GC,
+ *  which must clean up whatever the config says). */
+export function validateNetConf(raw: unknown, strict = true): { config: NetConf; warnings: Problem[] } | { problems: Problem[] } {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     return { problems: [{ path: "(config)", message: "the network config is not a JSON object" }] };
   }
   const c = raw as Obj;
   const problems = structural(c);
+  const unread = strictProblems(c);
+  if (strict) problems.push(...unread);
   if (typeof c.podCIDR === "string") {
     const p = parseCidr(c.podCIDR);
     if (!p) problems.push({ path: "podCIDR", message: `podCIDR ${c.podCIDR} is not a CIDR` });
@@ -143,16 +181,17 @@ export function validateNetConf(raw: unknown): { config: NetConf } | { problems:
   if (problems.length) return { problems };
   const d = c as Obj & {
     cniVersion: string; name: string; type: string; podCIDR: string; podCIDRv6?: string; dataDir?: string; dns?: Dns;
-    daemonSocket?: string; runtimeConfig?: Obj; prevResult?: Obj;
+    daemonSocket?: string; cniSocket?: string; runtimeConfig?: Obj; prevResult?: Obj;
     "cni.dev/valid-attachments"?: NetConf["validAttachments"]; "cni.dev/attachments"?: NetConf["validAttachments"];
   };
   return {
     config: {
       cniVersion: d.cniVersion, name: d.name, type: d.type, podCIDR: d.podCIDR, podCIDRv6: d.podCIDRv6,
       mtu, underlayMTU, dataDir: d.dataDir ?? DEFAULT_DATA_DIR, dns: d.dns ?? {},
-      daemonSocket: d.daemonSocket, runtimeConfig: d.runtimeConfig, prevResult: d.prevResult,
+      daemonSocket: d.daemonSocket, cniSocket: d.cniSocket, runtimeConfig: d.runtimeConfig, prevResult: d.prevResult,
       validAttachments: d["cni.dev/valid-attachments"] ?? d["cni.dev/attachments"],
     },
+    warnings: strict ? [] : unread,
   };
 }
 

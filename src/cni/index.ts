@@ -7,6 +7,7 @@ import { describeProblems, validateNetConf } from "./config.js";
 import { cmdDel } from "./del.js";
 import { readEnv } from "./env.js";
 import { Code, CniError, errorJson } from "./errors.js";
+import { recordFallback } from "./fallback.js";
 import { cmdGc } from "./gc.js";
 import { formatResult } from "./result.js";
 import { cmdStatus } from "./status.js";
@@ -22,8 +23,9 @@ export interface CniIo {
   stdin: string;
 }
 
-/** One CNI invocation: returns what goes to stdout ("" for none) and the exit status. */
-export async function handle(io: CniIo): Promise<{ stdout: string; exitCode: number }> {
+/** One CNI invocation: returns what goes to stdout ("" for none), the exit status, and warnings
+ *  for stderr (the runtime logs a plugin's stderr). */
+export async function handle(io: CniIo): Promise<{ stdout: string; exitCode: number; stderr?: string }> {
   let replyVersion: string = LATEST;
   try {
     const env = readEnv(io.env);
@@ -41,9 +43,12 @@ export async function handle(io: CniIo): Promise<{ stdout: string; exitCode: num
       throw new CniError(Code.IncompatibleVersion, `incompatible CNI version ${requested}; wasp supports ${SUPPORTED_VERSIONS.join(", ")}`,
         `the config says cniVersion ${JSON.stringify(requested)}; set it to one of ${SUPPORTED_VERSIONS.join(", ")}`);
     }
-    const v = validateNetConf(raw);
+    // DEL and GC clean up whatever the config says; the rest refuse a field wasp does not read
+    const v = validateNetConf(raw, env.command !== "DEL" && env.command !== "GC");
     if ("problems" in v) throw new CniError(Code.InvalidConfig, describeProblems(v.problems));
     const ctx = { env, conf: v.config, version: v.config.cniVersion as CniVersion };
+    const stderr = v.warnings.length ? `wasp: the network config: ${describeProblems(v.warnings)}\n` : undefined;
+    const ok = (stdout: string) => ({ stdout, exitCode: 0, ...(stderr ? { stderr } : {}) });
 
     switch (env.command) {
       case "ADD": {
@@ -53,14 +58,14 @@ export async function handle(io: CniIo): Promise<{ stdout: string; exitCode: num
       }
       case "DEL":
         await cmdDel(ctx);
-        return { stdout: "", exitCode: 0 };
+        return ok("");
       case "CHECK":
         await cmdCheck(ctx);
         return { stdout: "", exitCode: 0 };
       case "GC":
         requireVersionFor("GC", ctx.version, "1.1.0");
         await cmdGc(ctx);
-        return { stdout: "", exitCode: 0 };
+        return ok("");
       case "STATUS":
         requireVersionFor("STATUS", ctx.version, "1.1.0");
         await cmdStatus(ctx);
@@ -81,7 +86,9 @@ async function readStdin(): Promise<string> {
 
 /** The plugin's entry point (src/main.ts calls it when CNI_COMMAND is set). */
 export async function runCni(): Promise<void> {
-  const { stdout, exitCode } = await handle({ env: process.env, stdin: await readStdin() });
+  recordFallback(process.env);
+  const { stdout, exitCode, stderr } = await handle({ env: process.env, stdin: await readStdin() });
+  if (stderr) process.stderr.write(stderr);
   if (stdout) process.stdout.write(stdout + "\n");
   process.exitCode = exitCode;
 }

@@ -53,3 +53,33 @@ export function localLinks(): Set<string> {
   }
   return names;
 }
+
+/** The devices the main table routes exactly `ip`/32 (/128) to, read from /proc (IPv4: net/route,
+ *  little-endian hex; IPv6: net/ipv6_route), in the caller's namespace. */
+export function hostRouteDevices(ip: string): string[] {
+  const v6 = ip.includes(":");
+  let text = "";
+  try { text = readFileSync(v6 ? "/proc/self/net/ipv6_route" : "/proc/self/net/route", "utf8"); } catch { return []; }
+  const out: string[] = [];
+  if (!v6) {
+    const want = ip.split(".").map(Number).reverse().map((b) => b.toString(16).padStart(2, "0")).join("").toUpperCase();
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length >= 8 && f[1] === want && f[7] === "FFFFFFFF") out.push(f[0]!);
+    }
+    return out;
+  }
+  const want = expand6(ip);
+  for (const line of text.split("\n")) {
+    const f = line.trim().split(/\s+/);
+    if (f.length >= 10 && f[0] === want && f[1] === "80") out.push(f[9]!);
+  }
+  return out;
+}
+
+/** 32 hex digits of an IPv6 address, as /proc/net/ipv6_route writes it. */
+function expand6(ip: string): string {
+  const [h = "", t = ""] = ip.split("::");
+  const hw = h ? h.split(":") : [], tw = ip.includes("::") ? (t ? t.split(":") : []) : [];
+  return [...hw, ...Array(8 - hw.length - tw.length).fill("0"), ...tw].map((w) => w.padStart(4, "0")).join("").toLowerCase();
+}

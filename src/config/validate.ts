@@ -6,6 +6,7 @@ import { drain, drainAsync, every64, type Steps } from "../model/steps.js";
 import { fromJsonText, servicesList, type JsonState } from "./json-text.js";
 import { describe, PeerNodeSchema, ServiceSchema, TOP_LEVEL, type Config, type ConfigChanges, type NodeConfig, type PeerNodeConfig, type Problem } from "./schema.js";
 import { CrossCheck, normalizeService, type Entry, type ServiceItem, type Top } from "./services.js";
+import { closest } from "./suggest.js";
 
 
 /** `services[2].ports[0].port` from ["services", 2, "ports", 0, "port"]. */
@@ -15,11 +16,31 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
-function addIssues(problems: Problem[], base: readonly PropertyKey[], issues: readonly z.core.$ZodIssue[]): void {
+/** The keys the object schema at `path` under `schema` knows (through optional, default, array). */
+function keysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+  let s: any = schema;
+  const unwrap = () => { while (s?._zod?.def?.innerType) s = s._zod.def.innerType; };
+  for (const p of path) {
+    unwrap();
+    if (typeof p === "number") s = s?._zod?.def?.element;
+    else s = s?._zod?.def?.shape?.[p];
+  }
+  unwrap();
+  return Object.keys(s?._zod?.def?.shape ?? {});
+}
+
+/** "is not a known setting", with the one it likely meant (`node.underlayMtu`: underlayMTU). */
+function unknownSetting(key: string, known: readonly string[]): string {
+  const guess = closest(key, known);
+  return `is not a known setting${guess ? `; did you mean ${guess}?` : " (misspelt?)"}`;
+}
+
+function addIssues(problems: Problem[], base: readonly PropertyKey[], issues: readonly z.core.$ZodIssue[], schema?: z.ZodType): void {
   for (const iss of issues) {
     const path = [...base, ...iss.path];
     if (iss.code === "unrecognized_keys") {
-      for (const k of iss.keys) problems.push({ path: formatPath([...path, k]), message: "is not a known setting (misspelt?)" });
+      const known = schema ? keysAt(schema, iss.path) : [];
+      for (const k of iss.keys) problems.push({ path: formatPath([...path, k]), message: unknownSetting(k, known) });
     } else {
       problems.push({ path: formatPath(path), message: iss.message });
     }
@@ -130,14 +151,14 @@ function* validateSteps(raw: unknown, known?: Known, out?: Out): Steps<Validated
   const doc = raw as Record<string, unknown>;
   const problems: Problem[] = [];
   for (const key of Object.keys(doc)) {
-    if (!(key in TOP_LEVEL)) problems.push({ path: key, message: "is not a known setting (misspelt?)" });
+    if (!(key in TOP_LEVEL)) problems.push({ path: key, message: unknownSetting(key, Object.keys(TOP_LEVEL)) });
   }
   const top: Top = {};
   const failed = new Set<string>(); // top-level settings with problems: rules that need them are skipped, not guessed
   for (const [key, schema] of Object.entries(TOP_LEVEL)) {
     const r = schema.safeParse(doc[key]);
     if (r.success) (top as Record<string, unknown>)[key] = r.data;
-    else { addIssues(problems, [key], r.error.issues); failed.add(key); }
+    else { addIssues(problems, [key], r.error.issues, schema); failed.add(key); }
   }
 
   const services: ServiceItem[] = [];
@@ -147,7 +168,7 @@ function* validateSteps(raw: unknown, known?: Known, out?: Out): Steps<Validated
     const hit = known?.get(i, rawServices[i]);
     if (hit) { services.push({ i, ...hit }); continue; }
     const r = ServiceSchema.safeParse(rawServices[i]);
-    if (!r.success) { addIssues(problems, ["services", i], r.error.issues); continue; }
+    if (!r.success) { addIssues(problems, ["services", i], r.error.issues, ServiceSchema); continue; }
     const before = problems.length;
     const s = normalizeService(r.data, `services[${i}]`, problems);
     if (!s) continue;
@@ -160,7 +181,7 @@ function* validateSteps(raw: unknown, known?: Known, out?: Out): Steps<Validated
   (top.nodes ?? []).forEach((rawNode, i) => {
     const r = PeerNodeSchema.safeParse(rawNode);
     if (r.success) nodes.push({ i, n: r.data });
-    else addIssues(problems, ["nodes", i], r.error.issues);
+    else addIssues(problems, ["nodes", i], r.error.issues, PeerNodeSchema);
   });
 
   // Rules that relate a list item to others see every item that parsed: a broken item has its own

@@ -6,16 +6,42 @@
 //
 // Request: "NAME=value\0" for each CNI_* variable, "WASP_FRONT_NETNS=dev:ino\0" (the caller's network
 // namespace), "WASP_FRONT_SANDBOX=dev:ino\0" (CNI_NETNS as the caller sees it, when it exists), "\0", stdin.
-// Reply: one status byte (the exit code; 255 = not handled here, run the plugin yourself), stdout.
+// Reply: one status byte (the exit code; 255 = not handled here, run the plugin yourself), stdout
+// (after 255: why, which the front door passes on to wasp-node to record).
 import { mkdirSync, rmSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { dirname } from "node:path";
+import { DEFAULT_DATA_DIR } from "../cni/config.js";
 import { listenPrivate } from "./control-socket.js";
 
 export interface CniCall { env: NodeJS.ProcessEnv; stdin: string }
 export type CniRunner = (call: CniCall) => Promise<{ stdout: string; exitCode: number }>;
 
 export const NOT_HANDLED = 255;
+
+/** What this daemon's CNI socket did since it started (wasp status, wasp doctor, metrics): each
+ *  declined call cost the runtime a Node start-up in wasp-node. */
+export const cniCalls = {
+  socket: "",
+  answered: 0,
+  declined: 0,
+  lastDeclined: undefined as { at: string; command: string; reason: string } | undefined,
+  /** The wasp networks whose calls it answered (wasp doctor finds their IPAM stores by them). */
+  networks: [] as ServedNetwork[],
+};
+export interface ServedNetwork { name: string; dataDir: string; podCIDR: string; podCIDRv6?: string; cniSocket?: string }
+
+/** Remembers the network of an answered call (at most 16, the latest kept). */
+function noteNetwork(stdin: string): void {
+  let c: Record<string, unknown>;
+  try { c = JSON.parse(stdin) as Record<string, unknown>; } catch { return; }
+  if (typeof c?.name !== "string" || typeof c.podCIDR !== "string") return;
+  const n: ServedNetwork = {
+    name: c.name, dataDir: typeof c.dataDir === "string" ? c.dataDir : DEFAULT_DATA_DIR, podCIDR: c.podCIDR,
+    ...(typeof c.podCIDRv6 === "string" ? { podCIDRv6: c.podCIDRv6 } : {}), ...(typeof c.cniSocket === "string" ? { cniSocket: c.cniSocket } : {}),
+  };
+  cniCalls.networks = [...cniCalls.networks.filter((x) => x.name !== n.name || x.dataDir !== n.dataDir), n].slice(-16);
+}
 const MAX_REQUEST = 4 << 20;
 
 /** dev:ino of a file as the front door prints it; undefined when it cannot be read. */
@@ -67,6 +93,7 @@ export async function serveCni(path: string, run: CniRunner, log: CniSocketLog):
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   rmSync(path, { force: true });
   const own = fileId("/proc/self/ns/net");
+  cniCalls.socket = path;
   // allowHalfOpen: the front door shuts its side down to say "that was all"; ours stays open for the reply.
   const server = createServer({ allowHalfOpen: true }, (conn) => {
     const chunks: Buffer[] = [];
@@ -85,7 +112,9 @@ export async function serveCni(path: string, run: CniRunner, log: CniSocketLog):
       if (why) {
         // Each decline costs the runtime a Node start-up: say why, so a slow node can be fixed.
         log.info({ command: req.vars.get("CNI_COMMAND"), containerId: req.vars.get("CNI_CONTAINERID"), reason: why }, "cni call declined");
-        reply(NOT_HANDLED);
+        cniCalls.declined++;
+        cniCalls.lastDeclined = { at: new Date().toISOString(), command: req.vars.get("CNI_COMMAND") ?? "", reason: why };
+        reply(NOT_HANDLED, why);
         return;
       }
       const env: NodeJS.ProcessEnv = {};
@@ -93,13 +122,17 @@ export async function serveCni(path: string, run: CniRunner, log: CniSocketLog):
       const t0 = performance.now();
       run({ env, stdin: req.stdin }).then(({ stdout, exitCode }) => {
         reply(exitCode, stdout ? `${stdout}\n` : "");
+        cniCalls.answered++;
+        noteNetwork(req.stdin);
         const o = { command: env.CNI_COMMAND, containerId: env.CNI_CONTAINERID, exitCode, ms: Math.round((performance.now() - t0) * 10) / 10 };
         if (exitCode === 0) log.info(o, "cni call");
         else log.warn({ ...o, error: stdout }, "cni call failed");
       }, (e: Error) => {
         // handle() answers every failure as a CNI error; reaching here is a bug: let the plugin try.
         log.warn({ err: e.message }, "cni call threw; the front door runs the plugin itself");
-        reply(NOT_HANDLED);
+        cniCalls.declined++;
+        cniCalls.lastDeclined = { at: new Date().toISOString(), command: env.CNI_COMMAND ?? "", reason: `the plugin threw: ${e.message}` };
+        reply(NOT_HANDLED, `the plugin threw in the daemon: ${e.message}`);
       });
     });
   });

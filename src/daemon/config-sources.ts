@@ -33,7 +33,7 @@ export async function startingConfig(opts: DaemonOptions, log: Logger, hooks: So
   if (opts.configPath) {
     const path = opts.configPath;
     const r = await loadConfigFile(path);
-    if ("problems" in r) throw new Error(`invalid config (${r.problems.length} problems):\n  ${formatProblems(path, r.problems).join("\n  ")}`);
+    if ("problems" in r) throw new Error(`invalid config (${r.problems.length} problem${r.problems.length === 1 ? "" : "s"}):\n  ${formatProblems(path, r.problems).join("\n  ")}`);
     let source: ConfigSource | undefined;
     return {
       config: r.config,

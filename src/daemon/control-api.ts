@@ -5,7 +5,9 @@ import type { Config } from "../config/index.js";
 import { CT_STATE_NAMES, FlowFlag } from "../engine/abi.js";
 import type { KernelFlow } from "../netlink/conntrack.js";
 import type { Engine, EngineOptions } from "../engine/engine.js";
+import type { Rejections } from "./metrics.js";
 import { formatIp, localVtepMac, RouteKind, u32ToIpv4, type Model } from "../model/index.js";
+import { cniCalls } from "./cni-socket.js";
 import { nowSec } from "./datapath.js";
 import type { PathDrops } from "./path-drops.js";
 import { KINDS, PROTO_NAMES, trace } from "./trace.js";
@@ -29,6 +31,8 @@ export interface ControlContext {
   offload(): { on: boolean; why: string; kernel?: Record<string, { packets: number; bytes: number }> | undefined };
   /** Offload mode: the kernel's conntrack entries the engine made (a dump, off the JS thread). */
   kernelFlows?(): Promise<KernelFlow[]>;
+  /** The config changes turned down, and the last one. */
+  rejections?(): Rejections;
 }
 
 export type ControlRequest = { cmd?: unknown } & Record<string, unknown>;
@@ -63,6 +67,8 @@ function status(ctx: ControlContext): unknown {
     offload: ctx.offload(),
     // the engine's memory, and whether its tables hold all they were given (a memory ceiling)
     tables: engine.tablesState(),
+    ...(cniCalls.socket ? { cni: cniCalls } : {}),
+    ...(ctx.rejections ? { reloadsRejected: ctx.rejections() } : {}),
   };
 }
 

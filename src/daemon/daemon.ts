@@ -154,6 +154,7 @@ export class Daemon {
       },
       offload: () => (this.offload.on ? { ...this.offload, kernel: readOffloadCounters() } : this.offload),
       ...(this.ct ? { kernelFlows: () => this.kernelFlows() } : {}),
+      rejections: () => this.metrics.rejections(),
     }));
     const cniSocket = opts.cniSocketPath ?? join(dirname(opts.socketPath), "cni.sock");
     if (cniSocket) {
@@ -249,7 +250,8 @@ export class Daemon {
 
   private reject(problems: Problem[]): ReloadOutcome {
     const lines = formatProblems(this.opts.configPath ?? "config", problems);
-    this.log.error({ problems: lines }, `reload rejected (${problems.length} problems); still serving generation ${this.generation()}`);
+    this.metrics.reloadRejected(this.generation(), lines);
+    this.log.error({ problems: lines }, `reload rejected (${problems.length} problem${problems.length === 1 ? "" : "s"}); still serving generation ${this.generation()}`);
     return "rejected";
   }
 
@@ -422,8 +424,8 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
     await daemon.start();
   } catch (e) {
     log.fatal({ err: (e as Error).message }, "cannot start");
-    // the reason plainly too, not only as a JSON log line
-    process.stderr.write(`wasp daemon: ${(e as Error).message}\n`);
+    // the log line escapes the problems' newlines: a person reads them here
+    process.stderr.write(`wasp daemon: cannot start: ${(e as Error).message}\n`);
     if (!(e instanceof DaemonRunningError)) await daemon.stop();
     process.exitCode = 1;
     process.exit();

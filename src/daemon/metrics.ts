@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Engine, NamedCounters } from "../engine/engine.js";
 import type { PathDrops } from "./path-drops.js";
+import { cniCalls } from "./cni-socket.js";
 
 /** Drop names as the metric labels them: NoBackend -> no_backend. */
 export function snake(name: string): string {
@@ -14,7 +15,13 @@ export function snake(name: string): string {
 export interface Metrics {
   registry: Registry;
   reloadSeconds: Histogram;
+  /** A reload was turned down: counted, and kept for wasp status (the tables of `generation` stay). */
+  reloadRejected(generation: number, problems: readonly string[]): void;
+  rejections(): Rejections;
 }
+
+/** The reloads turned down since the daemon started, and the last one: which generation stayed, when, why. */
+export interface Rejections { count: number; last?: { generation: number; at: string; problems: string[] } }
 
 /** Offload mode: the kernel's counters of the offload table (offload-net.ts), undefined otherwise. */
 export type KernelOffloadCounters = () => Record<"offloaded_in" | "offloaded_out" | "loop_dropped", { packets: number; bytes: number }> | undefined;
@@ -100,13 +107,32 @@ export function makeMetrics(engine: () => Engine, pathDrops: () => PathDrops, ke
     name: "wasp_offload_loop_dropped_total", help: "Offload mode: packets written back that the kernel did not translate and would have routed into wasp0 again (the loop guard dropped them)",
     registers: [registry], collect() { this.reset(); this.inc(kernel()?.loop_dropped.packets ?? 0); },
   });
+  new Counter({
+    name: "wasp_cni_calls_total", help: "CNI calls the daemon's CNI socket answered, or declined (each decline cost the runtime a Node start-up in wasp-node)",
+    labelNames: ["outcome"], registers: [registry],
+    collect() { this.reset(); this.inc({ outcome: "answered" }, cniCalls.answered); this.inc({ outcome: "declined" }, cniCalls.declined); },
+  });
   const reloadSeconds = new Histogram({
     name: "wasp_reload_duration_seconds", help: "Time from a config change to its commit",
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry],
   });
+  const rejections: Rejections = { count: 0 };
+  const rejected = new Counter({ name: "wasp_reload_rejected_total", help: "Config changes turned down (invalid, or a setting that takes a restart); the running tables stayed", registers: [registry] });
+  const rejectedAt = new Gauge({ name: "wasp_reload_last_rejected_timestamp_seconds", help: "When the last config change was turned down (0: never)", registers: [registry] });
+  rejectedAt.set(0);
   // process_* and nodejs_* (CPU, memory, event loop lag, GC): the daemon's own health
   collectDefaultMetrics({ register: registry });
-  return { registry, reloadSeconds };
+  return {
+    registry, reloadSeconds,
+    reloadRejected(generation, problems) {
+      const now = Date.now();
+      rejections.count++;
+      rejections.last = { generation, at: new Date(now).toISOString(), problems: [...problems] };
+      rejected.inc();
+      rejectedAt.set(now / 1000);
+    },
+    rejections: () => rejections,
+  };
 }
 
 /** Serves /metrics on host:port (port 0: any free port); resolves with the bound port. */

@@ -21,6 +21,8 @@ export interface InstallCniOptions {
   mtu?: number;
   /** The daemon's control socket, for the plugin's STATUS. */
   daemonSocket?: string;
+  /** The daemon's CNI socket: named in the conflist, every call of every runtime reaches it. */
+  cniSocket?: string;
   /** How long to wait for the controller manager to give the Node a pod CIDR. */
   waitMs?: number;
 }
@@ -42,7 +44,7 @@ function installFile(from: string, to: string, mode: number): void {
   }
 }
 
-export function conflistFor(podCIDR: string, podCIDRv6: string | undefined, o: Pick<InstallCniOptions, "mtu" | "daemonSocket">): string {
+export function conflistFor(podCIDR: string, podCIDRv6: string | undefined, o: Pick<InstallCniOptions, "mtu" | "daemonSocket" | "cniSocket">): string {
   return `${JSON.stringify({
     // 1.0.0: the version the reference plugins chained here (portmap) understand.
     cniVersion: "1.0.0",
@@ -50,7 +52,7 @@ export function conflistFor(podCIDR: string, podCIDRv6: string | undefined, o: P
     plugins: [
       {
         type: "wasp", podCIDR, ...(podCIDRv6 !== undefined && { podCIDRv6 }), ...(o.mtu !== undefined && { mtu: o.mtu }),
-        ...(o.daemonSocket !== undefined && { daemonSocket: o.daemonSocket }),
+        ...(o.daemonSocket !== undefined && { daemonSocket: o.daemonSocket }), ...(o.cniSocket && { cniSocket: o.cniSocket }),
       },
       { type: "portmap", capabilities: { portMappings: true } },
     ],

@@ -236,6 +236,14 @@ export class Topology {
     inNs(this.node, "ethtool", "-K", "eth0", "tx", "off", "tx-udp-segmentation", "off");
   }
 
+  /** A node whose daemon runs every packet of a service flow through wasm (--offload off), with pods
+   *  client, b1 and b2: the CLI tests' node (the CLI against the engine's own counters and tables). */
+  static async fullWasmWithPods(): Promise<{ t: Topology; client: Pod; b1: Pod; b2: Pod }> {
+    const t = new Topology();
+    t.daemonArgs = ["--offload", "off"];
+    return { t, client: await t.addPod("client"), b1: await t.addPod("b1"), b2: await t.addPod("b2") };
+  }
+
   async addPod(name: string): Promise<Pod> {
     const ns = makeNs(name);
     const r = await execPlugin(WASP, {

@@ -185,6 +185,26 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
     assert.equal(ping(a, ipB), false);
   });
 
+  it("two networks on one podCIDR with their own IPAM stores hand out the same address: the second ADD is refused (the address is routed to another pod's veth), and neither it nor its DEL takes the first pod's route", async () => {
+    const a = makeNs("pod"), b = makeNs("pod");
+    const ra = await call("ADD", a, conf());
+    assert.equal(ra.exitCode, 0, ra.stdout + ra.stderr);
+    const other = { ...conf(), name: "othernet", dataDir: join(work, `ipam-other-${n}`) };
+    const rb = await call("ADD", b, other);
+    assert.equal(rb.exitCode, 1, "the second ADD must fail");
+    assert.match(rb.json.msg, /^10\.244\.1\.2 is already routed to wasp[0-9a-f]{11}, another pod's veth: .*othernet handed out an address another IPAM store had given$/);
+    assert.match(rb.json.details, /two wasp networks .* share this podCIDR/);
+    const hostA = hostVethName(`cid-${a}`, "eth0");
+    const routeA = () => routes(node).filter((x) => x.dst === "10.244.1.2").map((x) => x.dev);
+    assert.deepEqual(routeA(), [hostA], "pod A's route is untouched");
+    // the runtime cleans up after a failed ADD
+    const del = await call("DEL", b, other);
+    assert.equal(del.exitCode, 0, del.stdout + del.stderr);
+    assert.deepEqual(routeA(), [hostA], "DEL of the refused pod leaves pod A's route");
+    assert.ok(ping(node, "10.244.1.2"), "the node still reaches pod A");
+    assert.deepEqual(fs.readdirSync(join(other.dataDir, "othernet")).filter((f) => /^[0-9.]+$/.test(f)), [], "the refused ADD released its address");
+  });
+
   it("a sandbox given as /proc/<pid>/ns/net (containerd's form) works for ADD, CHECK and DEL", async () => {
     const pod = makeNs("pod");
     const holder = spawnInNs(pod, "sleep", ["60"]); // `ip netns exec` execs sleep: same PID

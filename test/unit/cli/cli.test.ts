@@ -8,10 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildProgram } from "../../../src/cli/index.js";
 import { CliError, EXIT } from "../../../src/cli/client.js";
-import { readPcap } from "../../../src/cli/pcap.js";
+import { readCapture, readPcap } from "../../../src/cli/pcap.js";
 import { matchService, parseFilters, type ServiceRow } from "../../../src/cli/queries.js";
 import { runReplay } from "../../../src/cli/replay.js";
-import { render } from "../../../src/cli/top.js";
+import { rates, render } from "../../../src/cli/top.js";
+import { plural } from "../../../src/cli/format.js";
 import { parseTarget, summarize } from "../../../src/cli/trace.js";
 import { checksumsOk, packet, TCP } from "../../helpers/packets.js";
 import { LINKTYPE_ETHERNET, LINKTYPE_RAW, pcapBytes, writePcap } from "../../helpers/pcap.js";
@@ -48,6 +49,21 @@ describe("wasp CLI (unit)", () => {
       usage(() => parseFilters(["proto="]), /is not key=value/);
     });
 
+    it("--filter values that can never match are usage errors naming the rule: dport=abc, a port over 65535, src that is no address, an unknown protocol or state", () => {
+      const usage = (f: () => unknown, re: RegExp) => assert.throws(f, (e: unknown) => e instanceof CliError && e.exitCode === EXIT.USAGE && re.test(e.message));
+      usage(() => parseFilters(["dport=abc"]), /^--filter dport="abc": a port is a number 0-65535$/);
+      usage(() => parseFilters(["port=70000"]), /a port is a number 0-65535/);
+      usage(() => parseFilters(["src=10.0.0.300"]), /^--filter src="10\.0\.0\.300": expected an IPv4 or IPv6 address$/);
+      usage(() => parseFilters(["proto=sctp"]), /a protocol is one of tcp, udp, icmp, icmpv6/);
+      usage(() => parseFilters(["state=OPEN"]), /a state is one of SYN_SENT, .*ESTABLISHED/);
+      assert.deepEqual(parseFilters(["state=established,dport=80,addr=fd00::1,service=web"]), { state: "established", dport: "80", addr: "fd00::1", service: "web" });
+    });
+
+    it("counts take the noun's number: 1 route, 2 routes, 1 service entry, 3 service entries, 1,000 flows", () => {
+      assert.deepEqual([plural(1, "route"), plural(2, "route"), plural(1, "service entry", "service entries"), plural(3, "service entry", "service entries"), plural(1000, "flow"), plural(0, "problem")],
+        ["1 route", "2 routes", "1 service entry", "3 service entries", "1,000 flows", "0 problems"]);
+    });
+
     it("--to takes IP:PORT and [IPv6]:PORT; icmp needs no port; a missing port or a bad address is a usage error", () => {
       assert.deepEqual(parseTarget("10.96.0.10:80", "tcp"), { addr: "10.96.0.10", port: 80 });
       assert.deepEqual(parseTarget("[fd00::0a]:53", "udp"), { addr: "fd00::a", port: 53 });
@@ -74,7 +90,7 @@ describe("wasp CLI (unit)", () => {
     before(() => { dir = mkdtempSync(join(tmpdir(), "wasp-cli-unit-")); });
     after(() => rmSync(dir, { recursive: true, force: true }));
 
-    it("reads what an independent writer wrote, either byte order; names pcapng, a cut record and a snaplen-truncated one", () => {
+    it("reads what an independent writer wrote, either byte order; names a file that is neither pcap nor pcapng, a cut record and a snaplen-truncated one", () => {
       const pkts = [packet({ src: "10.244.1.5", dst: "10.96.0.10" }, { proto: "tcp", sport: 1234, dport: 80 }), packet({ src: "10.244.1.5", dst: "10.96.0.53" }, { proto: "udp", sport: 5, dport: 53 })];
       const le = pcapBytes(pkts, LINKTYPE_RAW);
       const r = readPcap(le, "x.pcap");
@@ -90,7 +106,7 @@ describe("wasp CLI (unit)", () => {
         o += 16 + n;
       }
       assert.deepEqual(readPcap(be, "be.pcap").records.map((x) => x.data.length), pkts.map((p) => p.length));
-      assert.throws(() => readPcap(Uint8Array.from([0x0a, 0x0d, 0x0d, 0x0a, ...Array(24).fill(0)]), "c.pcapng"), /c\.pcapng is pcapng; convert it: tshark -F pcap/);
+      assert.throws(() => readCapture(Uint8Array.from([0x7f, 0x45, 0x4c, 0x46, ...Array(24).fill(0)]), "a.out"), /a\.out is neither a pcap nor a pcapng file \(magic 0x464c457f\)/);
       assert.throws(() => readPcap(le.subarray(0, le.length - 3), "cut.pcap"), /cut\.pcap: record 2 is cut short/);
       const trunc = Buffer.from(le);
       trunc.writeUInt32LE(pkts[0]!.length + 10, 24 + 12);
@@ -102,15 +118,15 @@ describe("wasp CLI (unit)", () => {
       const noSvc = packet({ src: "10.244.1.20", dst: "10.96.0.10", ttl: 63 }, { proto: "tcp", sport: 41001, dport: 81, flags: TCP.SYN });
       const bad = packet({ src: "10.244.1.20", dst: "10.244.1.12", ttl: 63 }, { proto: "udp", sport: 5, dport: 53 });
       bad[10] = bad[10]! ^ 0xff;
-      const inRaw = join(dir, "in.pcap"), outRaw = join(dir, "out.pcap");
+      const inRaw = join(dir, "in.pcap"), outRaw = join(dir, "out.pcapng");
       writePcap(inRaw, [syn, noSvc, bad], LINKTYPE_RAW);
       const s = await runReplay(inRaw, undefined, outRaw);
       assert.deepEqual(s.verdicts, { tun: 2, drop: 1 });
       assert.deepEqual(s.drops, { no_service: 1, bad_ipv4_checksum: 1 });
       assert.equal(s.newFlows, 1);
       assert.deepEqual(s.services, { "default/web:80": 1 });
-      assert.equal(s.out!.packets, 2);
-      const d = dissect(readPcap(readFileSync(outRaw), "out").records.map((r) => r.data));
+      assert.deepEqual(s.out, { file: outRaw, packets: 2, dropped: 1 });
+      const d = dissect(readCapture(readFileSync(outRaw), "out").records.map((r) => r.data));
       assert.ok(["10.244.1.10", "10.244.1.11"].includes(d[0]!.get("ip.dst")!), d[0]!.get("ip.dst"));
       assert.equal(d[0]!.get("tcp.dstport"), "8080");
       assert.equal(d[0]!.get("tcp.checksum.status"), CHECKSUM_GOOD);
@@ -149,6 +165,11 @@ describe("wasp CLI (unit)", () => {
       const lines = screen.split("\n"), head = lines.findIndex((l) => l.startsWith("SERVICE"));
       assert.match(lines[head + 1]!, /^default\/a +80 +a +200 +19\.5 KiB +0 +410$/);
       assert.match(screen, /^no_backend +2 +5$/m);
+      // --json: the same rates as data
+      const r = rates(a as any, b as any);
+      assert.deepEqual([r.packetsPerSec, r.bytesPerSec, r.newFlowsPerSec, r.intervalSec, r.verdictsPerSec], [102, 10240, 10, 2, { tun: 100, overlay: 0, host: 0, drop: 2 }]);
+      assert.deepEqual(r.services[0], { service: "default/a", port: "80", entry: "a", packetsPerSec: 200, bytesPerSec: 20000, newFlowsPerSec: 0, packets: 410 });
+      assert.deepEqual(r.drops, [{ reason: "no_backend", perSec: 2, total: 5 }]);
     });
   });
   describe("trace's answer", () => {

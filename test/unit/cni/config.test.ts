@@ -56,8 +56,32 @@ describe("cni: network config validation (pure)", () => {
     assert.match(problems({ ...base, "cni.dev/valid-attachments": [{ containerID: "c1" }] })[0]!, /ifname is missing/);
   });
 
-  it("keeps unknown fields (args, capabilities, ipMasq) out of the way: plugins may ignore them", () => {
-    assert.ok("config" in validateNetConf({ ...base, args: { labels: {} }, capabilities: { portMappings: true }, ipMasq: false }), "args, capabilities and ipMasq are accepted");
+  it("accepts what a runtime adds to any plugin's config (args, capabilities, runtimeConfig, prevResult, cni.dev/*)", () => {
+    const r = validateNetConf({ ...base, args: { labels: {} }, capabilities: { portMappings: true }, runtimeConfig: {}, prevResult: {}, "cni.dev/other": 1 });
+    assert.ok("config" in r, `accepted: ${JSON.stringify(r)}`);
+  });
+
+  it("reports a field wasp does not read, with the field it likely meant (the CNI spec lets a plugin refuse unknown fields, args excepted): mut -> mtu, podCidr -> podCIDR, ipMasq", () => {
+    assert.deepEqual(problems({ ...base, mut: 1400 }), ["mut is not a field the wasp plugin reads; did you mean mtu? (fields: podCIDR, podCIDRv6, mtu, underlayMTU, dataDir, dns, daemonSocket, cniSocket)"]);
+    assert.match(problems({ ...base, podCidr: "10.244.1.0/24" }).join(" | "), /podCidr is not a field the wasp plugin reads; did you mean podCIDR\?/);
+    assert.match(problems({ ...base, ipMasq: false })[0]!, /^ipMasq is not a field the wasp plugin reads \(fields:/);
+  });
+
+  it("an ipam section is refused: wasp does its own IPAM (the section's plugin would never run, its addresses never be the ones handed out)", () => {
+    assert.match(problems({ ...base, ipam: { type: "host-local", ranges: [[{ subnet: "10.244.9.0/24" }]] } })[0]!,
+      /^ipam \(type "host-local"\): wasp does its own IPAM, so an IPAM plugin is never run; remove the ipam section: pod addresses come from podCIDR/);
+  });
+
+  it("lenient (DEL, GC: they clean up whatever the config says): unread fields and ipam come back as warnings, the config is usable", () => {
+    const r = validateNetConf({ ...base, mut: 1400, ipam: { type: "host-local" } }, false);
+    assert.ok("config" in r, JSON.stringify(r));
+    assert.deepEqual(r.warnings.map((w) => w.path), ["mut", "ipam"]);
+  });
+
+  it("cniSocket, the daemon's CNI socket the front door uses, must be an absolute path", () => {
+    const r = validateNetConf({ ...base, cniSocket: "/run/wasp/cni.sock" });
+    assert.ok("config" in r && r.config.cniSocket === "/run/wasp/cni.sock", JSON.stringify(r));
+    assert.match(problems({ ...base, cniSocket: "cni.sock" })[0]!, /cniSocket \("cni.sock"\): must be an absolute path/);
   });
 
   it("says so when the config is not an object at all", () => {

@@ -24,6 +24,8 @@ int main(int argc, char **argv) {
   size_t n = 0; ssize_t r;
   while ((r = read(0, in + n, sizeof in - n)) > 0) n += (size_t)r;
   for (int i = 0; i < argc; i++) printf("arg:%s\n", argv[i]);
+  const char *names[] = {"WASP_FRONT_FALLBACK", "WASP_FRONT_SOCKET"};
+  for (int i = 0; i < 2; i++) if (getenv(names[i])) printf("env:%s=%s\n", names[i], getenv(names[i]));
   const char *c = getenv("CNI_COMMAND");
   printf("CNI_COMMAND:%s\nstdin:%zu\n", c ? c : "(unset)", n);
   fflush(stdout);
@@ -123,8 +125,8 @@ describe("CNI front door: dist/wasp hands a CNI call to the daemon, else execs w
   const config = Buffer.from(JSON.stringify({ cniVersion: "1.1.0", name: "waspnet", type: "wasp" }));
 
   /** What the fake wasp-node saw: its argv, CNI_COMMAND and the stdin bytes. */
-  function ranNode(r: Run): { argv: string[]; cniCommand: string; stdin: Buffer } {
-    const argv: string[] = [];
+  function ranNode(r: Run): { argv: string[]; cniCommand: string; stdin: Buffer; env: Record<string, string> } {
+    const argv: string[] = [], seenEnv: Record<string, string> = {};
     let at = 0;
     for (;;) {
       const nl = r.stdout.indexOf(10, at);
@@ -132,13 +134,14 @@ describe("CNI front door: dist/wasp hands a CNI call to the daemon, else execs w
       const line = r.stdout.subarray(at, nl).toString();
       at = nl + 1;
       if (line.startsWith("arg:")) { argv.push(line.slice(4)); continue; }
+      if (line.startsWith("env:")) { const eq = line.indexOf("="); seenEnv[line.slice(4, eq)] = line.slice(eq + 1); continue; }
       assert.ok(line.startsWith("CNI_COMMAND:"), line);
       const cniCommand = line.slice(12);
       const nl2 = r.stdout.indexOf(10, at);
       const len = Number(r.stdout.subarray(at, nl2).toString().replace("stdin:", ""));
       const stdin = r.stdout.subarray(nl2 + 1);
       assert.equal(stdin.length, len);
-      return { argv, cniCommand, stdin };
+      return { argv, cniCommand, stdin, env: seenEnv };
     }
   }
 
@@ -190,14 +193,38 @@ describe("CNI front door: dist/wasp hands a CNI call to the daemon, else execs w
     assert.deepEqual(seen.stdin, config);
   });
 
-  it("the daemon answers 255 (not handled here): falls back, wasp-node gets the full stdin, the rest of the answer is dropped", async () => {
-    answer = () => Buffer.from([255, ...Buffer.from("ignored")]);
+  it("the daemon answers 255 (not handled here): falls back, wasp-node gets the full stdin, and the rest of the answer as the reason in WASP_FRONT_FALLBACK", async () => {
+    answer = () => Buffer.from([255, ...Buffer.from("the caller is in another network namespace")]);
     const r = await run([], env(), config);
     assert.equal(requests.length, 1, "the daemon was asked first");
     assert.equal(r.status, 0, r.stderr);
     const seen = ranNode(r);
     assert.deepEqual(seen.argv, ["wasp-as-called"]);
     assert.deepEqual(seen.stdin, config);
+    assert.deepEqual(seen.env, { WASP_FRONT_FALLBACK: `the daemon at ${sock} declined the call: the caller is in another network namespace`, WASP_FRONT_SOCKET: sock });
+  });
+
+  it("the network config names the daemon's socket (top-level cniSocket, JSON escapes read): a call without WASP_CNI_SOCKET reaches it; WASP_CNI_SOCKET wins when set; a cniSocket inside another object is not it", async () => {
+    answer = () => Buffer.from([0]);
+    const noEnv = env();
+    delete noEnv.WASP_CNI_SOCKET;
+    const withSock = (v: string, extra = "") => Buffer.from(`{"cniVersion":"1.0.0","name":"waspnet",${extra}"type":"wasp","cniSocket":${v}}`);
+    const r1 = await run([], noEnv, withSock(JSON.stringify(sock)));
+    assert.equal(r1.status, 0, r1.stderr);
+    assert.equal(requests.length, 1, "the conflist's socket was asked");
+    // "\/" and "\u0063" are JSON for "/" and "c": the same path
+    const escaped = JSON.stringify(sock).replace(/\//g, "\\/").replace(/c/, "\\u0063");
+    const r2 = await run([], noEnv, withSock(escaped, '"args":{"x":[1,{"y":"}"}]},'));
+    assert.equal(r2.status, 0, r2.stderr);
+    assert.equal(requests.length, 2, `the escaped path ${escaped} is the socket`);
+    const r3 = await run([], env(), withSock(JSON.stringify(join(work, "other.sock"))));
+    assert.equal(r3.status, 0, r3.stderr);
+    assert.equal(requests.length, 3, "WASP_CNI_SOCKET overrides the conflist");
+    const missing = join(work, "missing.sock");
+    const nested = Buffer.from(`{"dns":{"cniSocket":${JSON.stringify(sock)}},"cniSocket":${JSON.stringify(missing)},"type":"wasp"}`);
+    const r4 = await run([], noEnv, nested);
+    assert.equal(requests.length, 3, "the nested cniSocket is not the conflist's");
+    assert.deepEqual(ranNode(r4).env, { WASP_FRONT_FALLBACK: `no daemon answers at ${missing} (ENOENT: no socket)`, WASP_FRONT_SOCKET: missing });
   });
 
   it("the daemon closes without a byte (after reading the request, or at once): falls back to wasp-node", async () => {
@@ -227,6 +254,7 @@ describe("CNI front door: dist/wasp hands a CNI call to the daemon, else execs w
     assert.deepEqual(ranNode(withArgs).stdin, config, "stdin untouched");
     const noCni = await run([], plain, config); // no arguments but no CNI_COMMAND
     assert.deepEqual(ranNode(noCni).stdin, config);
+    assert.deepEqual(ranNode(noCni).env, {}, "not a CNI call: nothing to record");
     assert.equal(connections, 0);
   });
 

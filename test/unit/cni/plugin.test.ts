@@ -1,5 +1,8 @@
 // The plugin's answers that need no network: VERSION, and the errors raised before anything is made.
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { handle } from "../../../src/cni/index.js";
 import { formatResult, mergeResults, type Result } from "../../../src/cni/result.js";
 import { hostVethName, randomMac } from "../../../src/cni/names.js";
@@ -37,6 +40,21 @@ describe("cni: VERSION and early errors (CNI spec 1.1 error codes)", () => {
     assert.equal(r.json.code, 7);
     assert.match(r.json.msg, /name is missing/);
     assert.match(r.json.msg, /podCIDR is missing/);
+  });
+
+  it("a field wasp does not read: ADD refuses it with code 7 naming the likely field; DEL goes on and says so on stderr (a runtime logs it)", async () => {
+    const add = await call(env("ADD"), JSON.stringify({ ...conf, mut: 1400 }));
+    assert.equal(add.json.code, 7);
+    assert.match(add.json.msg, /mut is not a field the wasp plugin reads; did you mean mtu\?/);
+    const dataDir = mkdtempSync(join(tmpdir(), "wasp-cni-del-"));
+    try {
+      // no veth of this container here, no address in the store: DEL has nothing to undo
+      const del = await call(env("DEL", { CNI_CONTAINERID: "c-never-added" }), JSON.stringify({ ...conf, dataDir, mut: 1400 }));
+      assert.equal(del.exitCode, 0, del.stdout);
+      assert.match(del.stderr ?? "", /^wasp: the network config: mut is not a field the wasp plugin reads; did you mean mtu\?/);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   it("an unknown CNI_COMMAND is code 4 (invalid environment variables)", async () => {

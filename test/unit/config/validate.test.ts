@@ -107,10 +107,19 @@ describe("config/validate", () => {
     assert.match(problems([1])[0]!.message, /^is a list;/);
   });
 
-  it("names misspelt settings at their path", () => {
+  it("names misspelt settings at their path, with the setting they likely meant", () => {
     const raw = base();
     raw.services[0].ports[0].protocl = "UDP";
-    assert.equal(only(raw, "services[0].ports[0].protocl").message, "is not a known setting (misspelt?)");
+    assert.equal(only(raw, "services[0].ports[0].protocl").message, "is not a known setting; did you mean protocol?");
+    const top = base();
+    top.node.underlayMtu = 1400;
+    top.servics = [];
+    top.colour = "red";
+    const p = problems(top);
+    assert.deepEqual(p.map((x) => `${x.path} ${x.message}`).sort(), [
+      "colour is not a known setting (misspelt?)", "node.underlayMtu is not a known setting; did you mean underlayMTU?",
+      "servics is not a known setting; did you mean services?",
+    ]);
   });
 
   it("rejects protocols other than TCP, UDP and SCTP", () => {

@@ -40,6 +40,7 @@ describe("kube install-cni: the plugin and a per-node conflist from the Node's p
     api.apply("Node", node("node-a", "192.168.50.1", "10.244.7.0/24", { podCIDRv6: "fd00:10:244:7::/64" }));
     const r = await installCni({
       kubeConfig: loadKubeConfig(kc, {}), nodeName: "node-a", binary, binDir: join(dir, "opt/cni/bin"), confDir: join(dir, "etc/cni/net.d"), daemonSocket: "/run/wasp/wasp.sock",
+      cniSocket: "/run/wasp/cni.sock",
     });
     assert.equal(r.podCIDR, "10.244.7.0/24");
     assert.equal(readFileSync(join(dir, "opt/cni/bin/wasp"), "utf8"), "#!/bin/sh\necho fake wasp\n");
@@ -55,6 +56,7 @@ describe("kube install-cni: the plugin and a per-node conflist from the Node's p
     assert.ok("config" in v, JSON.stringify(v));
     assert.equal(v.config.podCIDR, "10.244.7.0/24");
     assert.equal(v.config.podCIDRv6, "fd00:10:244:7::/64");
+    assert.equal(v.config.cniSocket, "/run/wasp/cni.sock", "every runtime call (podman's cleanup DEL too) finds the daemon by the conflist");
   });
 
   it("run as wasp-node (the daemon's own executable), it installs the front door beside it as wasp", async () => {
