@@ -2,8 +2,8 @@
 // gone or not given (containerd sends CNI_NETNS="" once the task has exited), no prior ADD: success.
 import { openStore, owner, type Ctx } from "./context.js";
 import { withRtnl } from "../netlink/rtnl.js";
-import { localLinks } from "./ip.js";
 import { hostVethName } from "./names.js";
+import { parseResult } from "./result.js";
 import { toCniError } from "./add.js";
 
 export async function cmdDel(ctx: Ctx): Promise<void> {
@@ -13,9 +13,12 @@ export async function cmdDel(ctx: Ctx): Promise<void> {
     // Deleting the host end removes the pod end (a veth pair dies whole) and the host routes via it.
     // The link goes first: the address must not be handed out while a route still points here.
     // ENODEV (already gone, e.g. with its namespace) is success: delLink says false.
-    if (localLinks().has(host)) await withRtnl(undefined, (nl) => nl.delLink(host));
+    await withRtnl(undefined, (nl) => nl.delLink(host));
     const store = await openStore(conf);
-    await store.release(owner(env));
+    // The addresses the runtime cached from the ADD are released too when their record names this
+    // attachment (a record written before the store had its owner index).
+    const cached = (parseResult(conf.prevResult)?.ips ?? []).map((i) => i.address.split("/")[0]!);
+    await store.release(owner(env), cached);
   } catch (e) {
     throw toCniError(e);
   }
