@@ -247,12 +247,22 @@ export class Store {
    * their record names the owner, which covers records written before the store had its index.
    */
   async release(owner: Owner, hints: readonly string[] = []): Promise<string[]> {
+    return this.releaseCandidates(owner, await this.candidates(owner, hints));
+  }
+
+  /** What release(owner, hints) will look at; reads only the owner's directory and takes no lock,
+   *  so a DEL finds it while the kernel still removes the pod's veth. */
+  async candidates(owner: Owner, hints: readonly string[] = []): Promise<string[]> {
     await this.ensureIndex();
-    const od = this.ownerDir(owner);
-    const names = (await ifExists(fs.readdir(od))) ?? [];
+    const names = (await ifExists(fs.readdir(this.ownerDir(owner)))) ?? [];
+    return [...new Set([...names.filter((n) => parseAddr(n)), ...hints.filter((h) => parseAddr(h))])];
+  }
+
+  /** The second half of release: each candidate whose record names `owner` is released. */
+  async releaseCandidates(owner: Owner, candidates: readonly string[]): Promise<string[]> {
     // A DEL of nothing never takes the lock.
-    if (!names.length && !hints.length) return [];
-    const candidates = [...new Set([...names.filter((n) => parseAddr(n)), ...hints.filter((h) => parseAddr(h))])];
+    if (!candidates.length) return [];
+    const od = this.ownerDir(owner);
     return this.withOwnerLock(owner, async () => {
       const released: string[] = [];
       for (const ip of candidates) {
