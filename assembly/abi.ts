@@ -84,8 +84,13 @@ export const enum Drop {
   NoLocalBackend = 25,
   /** Offload mode: the kernel refused the flow's conntrack entry (its table full, a clash). */
   OffloadFailed = 26,
+  /** A later fragment to a service that came before its first fragment: the slot is done with, a
+   *  copy waits (pipeline/fraghold.ts) and goes on as an extra slot once the first fragment comes.
+   *  Not a loss: counted apart (C_FRAG_HELD), never among the drops; a copy that is never released
+   *  is counted as FragmentUntracked. */
+  FragmentHeld = 27,
 }
-export const DROP_COUNT: u32 = 27;
+export const DROP_COUNT: u32 = 28;
 
 export namespace Note {
   export const DNAT: u32 = 1;
@@ -140,6 +145,11 @@ export const C_OFFLOAD_FAILED: u32 = 56;
 export const C_OFFLOAD_RESENT: u32 = 57;
 /** Offload mode: the errno (positive) of the last refused NEW, 0 when none: a gauge, not a count. */
 export const C_OFFLOAD_LAST_ERRNO: u32 = 58;
+/** Early fragments held for their first fragment, and released after it (pipeline/fraghold.ts). */
+export const C_FRAG_HELD: u32 = 59;
+export const C_FRAG_RELEASED: u32 = 60;
+/** Fragments waiting now: a gauge. */
+export const C_FRAG_HOLDING: u32 = 61;
 export const COUNTER_COUNT: u32 = 64;
 
 // ╒═══ control ops, staged at stageAddr() by src/engine/ops.ts, applied by commit() ═══╕

@@ -1,6 +1,7 @@
 // The wasm core's exports: init, the batch entry point, table commits, counters, and test hooks.
 // Memory map after init(), from __heap_base: slots | packet buffers | stage | counters | trace |
-// service stats | conntrack | affinity | the two table generations. Nothing grows after init().
+// service stats | conntrack | affinity | overlay segments | overlayOut | offload | held fragments |
+// the two table generations. Nothing grows after init().
 import {
   InitResult, CommitResult, CFG_MAX_BATCH, CFG_CT_CAPACITY, CFG_MAX_SERVICES, CFG_MAX_BACKENDS, CFG_MAX_ROUTES,
   CFG_MAGLEV_CELLS, CFG_MODE, CFG_OFFLOAD, CFG_UNDERLAY_IP, CFG_VNI, CFG_VXLAN_PORT, CFG_UNDERLAY_MTU, CFG_SEED, SLOT_SIZE,
@@ -15,6 +16,7 @@ import { revalidate } from "./pipeline/flow";
 import { statsInit, statsAddr, statsReset as resetStats } from "./pipeline/svcstats";
 import { affinityInit } from "./pipeline/affinity";
 import { fragClear } from "./pipeline/frag";
+import { holdBytesNeeded, holdInit, holdExpire, HOLD_CAP, releasedAddr as heldOut, releasedCount as heldOutN } from "./pipeline/fraghold";
 import * as trace from "./pipeline/trace";
 import { coalesceDecapped } from "./pipeline/overlay";
 import { offloadInit, offloadBytesNeeded, offloadAddr as offloadMsgs, offloadBytes as offloadLen, offloadCount as offloadN, offloadResultsAddr as offloadResults, offloadFinish as finishOffload } from "./pipeline/offload";
@@ -63,9 +65,11 @@ export function init(): InitResult {
   const segSlots = maxBatch * 48, segStride = <u32>align(<usize>cfg(CFG_UNDERLAY_MTU) + 128, 64);
   const segAt = align(p, 64); p = segAt + 64 + <usize>segSlots * SLOT_SIZE + 64 + <usize>segSlots * segStride;
   // every Overlay output of a batch in wire order: one descriptor per slot and per segment slot
-  const outAt = align(p, 64); p = outAt + <usize>(maxBatch + segSlots) * SLOT_SIZE;
+  const outAt = align(p, 64); p = outAt + <usize>(maxBatch + segSlots + HOLD_CAP) * SLOT_SIZE;
   // offload mode: a batch's ctnetlink requests and their results, one flow per slot at most
   const offAt = align(p, 64); p = offAt + offloadBytesNeeded(maxBatch);
+  // early fragments held for their first fragment (pipeline/fraghold.ts)
+  const holdAt = align(p, 64); p = holdAt + holdBytesNeeded();
   const genAt = align(p, 64);
   const end = genAt + gen.genBytesNeeded(maxSvc, maxBe, maxRoutes, mgCells);
   if (!ensureMemory(end)) return InitResult.OutOfMemory;
@@ -78,8 +82,9 @@ export function init(): InitResult {
   affinityInit(affAt, affN);
   gen.genInit(genAt, maxSvc, maxBe, maxRoutes, mgCells);
   segmentInit(segAt, segSlots, segStride);
-  overlayOutInit(outAt, maxBatch + segSlots);
+  overlayOutInit(outAt, maxBatch + segSlots + HOLD_CAP);
   offloadInit(offAt, maxBatch);
+  holdInit(holdAt);
   fragClear();
   st.setInitialized();
   return InitResult.Ok + <InitResult>(stageCap & 0);
@@ -113,6 +118,7 @@ let revalidatedGen: u32 = 0;   // the last generation a walk finished for
  *  generation; the host calls it about once a second. Returns the flows expired or removed. */
 export function sweep(nowSec: u32, budget: u32): u32 {
   if (!st.initialized) return 0;
+  holdExpire(nowSec);
   let n = ct.ctExpire(nowSec, budget);
   const g = gen.generationNumber(), cap = ct.ctCapacity();
   if (revalidatedGen != g) {
@@ -135,6 +141,10 @@ export function extraCount(): u32 { return segmentsMade(); }
  *  it was cut into): the host sends this list to the underlay, not the slots themselves. */
 export function overlayOutAddr(): usize { return overlayOut(); }
 export function overlayOutCount(): u32 { return overlayOutN(); }
+/** The early fragments the last process() call released after their first fragment, one slot
+ *  each with its verdict: the host writes the Tun and Host ones after the batch's slots. */
+export function releasedAddr(): usize { return heldOut(); }
+export function releasedCount(): u32 { return heldOutN(); }
 /** Offload mode, after process(): the batch's ctnetlink requests (layout in abi.ts), their count,
  *  where the host puts the kernel's answers, and offloadFinish() once it has (returns the flows
  *  the kernel refused, whose packets it dropped). */
