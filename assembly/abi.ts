@@ -87,8 +87,13 @@ export const enum Drop {
   /** A new flow to an entry with source ranges (a LoadBalancer IP's loadBalancerSourceRanges) from
    *  a source outside them: dropped, as kube-proxy's firewall chain drops it. */
   SourceNotAllowed = 27,
+  /** A later fragment to a service that came before its first fragment: the slot is done with, a
+   *  copy waits (pipeline/fraghold.ts) and goes on as an extra slot once the first fragment comes.
+   *  Not a loss: counted apart (C_FRAG_HELD), never among the drops; a copy that is never released
+   *  is counted as FragmentUntracked. */
+  FragmentHeld = 28,
 }
-export const DROP_COUNT: u32 = 28;
+export const DROP_COUNT: u32 = 29;
 
 export namespace Note {
   export const DNAT: u32 = 1;
@@ -143,6 +148,11 @@ export const C_OFFLOAD_FAILED: u32 = 56;
 export const C_OFFLOAD_RESENT: u32 = 57;
 /** Offload mode: the errno (positive) of the last refused NEW, 0 when none: a gauge, not a count. */
 export const C_OFFLOAD_LAST_ERRNO: u32 = 58;
+/** Early fragments held for their first fragment, and released after it (pipeline/fraghold.ts). */
+export const C_FRAG_HELD: u32 = 59;
+export const C_FRAG_RELEASED: u32 = 60;
+/** Fragments waiting now: a gauge. */
+export const C_FRAG_HOLDING: u32 = 61;
 export const COUNTER_COUNT: u32 = 64;
 
 // ╒═══ control ops, staged at stageAddr() by src/engine/ops.ts, applied by commit() ═══╕

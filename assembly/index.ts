@@ -1,6 +1,6 @@
 // The wasm core's exports: init, the batch entry point, table commits, counters, and test hooks.
 // Memory map after init(), from __heap_base: slots | packet buffers | counters | trace | segments |
-// overlay order | offload requests, all fixed; then the regions of table/region.ts, which grow with
+// overlay order | offload requests | held fragments, all fixed; then the regions of table/region.ts, which grow with
 // what is loaded: the stage, service stats, flow records (in chunks) and their index, affinity, the
 // two table generations. They grow inside commit(), stageReserve() and grow(), which the host calls
 // between batches; process() never grows anything.
@@ -19,6 +19,7 @@ import { revalidate } from "./pipeline/flow";
 import { statsEnsure, statsAddr, statsReset as resetStats } from "./pipeline/svcstats";
 import { affinityResize } from "./pipeline/affinity";
 import { fragClear } from "./pipeline/frag";
+import { holdBytesNeeded, holdInit, holdExpire, HOLD_CAP, releasedAddr as heldOut, releasedCount as heldOutN } from "./pipeline/fraghold";
 import * as trace from "./pipeline/trace";
 import { coalesceDecapped } from "./pipeline/overlay";
 import { offloadInit, offloadBytesNeeded, offloadAddr as offloadMsgs, offloadBytes as offloadLen, offloadCount as offloadN, offloadResultsAddr as offloadResults, offloadFinish as finishOffload } from "./pipeline/offload";
@@ -54,9 +55,11 @@ export function init(): InitResult {
   const segSlots = maxBatch * 48, segStride = <u32>align(<usize>cfg(CFG_UNDERLAY_MTU) + 128, 64);
   const segAt = align(p, 64); p = segAt + 64 + <usize>segSlots * SLOT_SIZE + 64 + <usize>segSlots * segStride;
   // every Overlay output of a batch in wire order: one descriptor per slot and per segment slot
-  const outAt = align(p, 64); p = outAt + <usize>(maxBatch + segSlots) * SLOT_SIZE;
+  const outAt = align(p, 64); p = outAt + <usize>(maxBatch + segSlots + HOLD_CAP) * SLOT_SIZE;
   // offload mode: a batch's ctnetlink requests and their results, one flow per slot at most
   const offAt = align(p, 64); p = offAt + offloadBytesNeeded(maxBatch);
+  // early fragments held for their first fragment (pipeline/fraghold.ts)
+  const holdAt = align(p, 64); p = holdAt + holdBytesNeeded();
   const limit = <usize>limitMib << 20;
   regionInit(p, limit);
   if (!ensureMemory(align(p, 64))) return InitResult.OutOfMemory;
@@ -68,8 +71,9 @@ export function init(): InitResult {
   st.setRegions(slots, maxBatch, bufs, stride, stage, STAGE_FIRST, counters, traceA, TRACE_BYTES);
   st.setNode(cfg(CFG_MODE) == 1, cfg(CFG_OFFLOAD) == 1, cfg(CFG_UNDERLAY_IP), cfg(CFG_VNI), cfg(CFG_VXLAN_PORT), cfg(CFG_UNDERLAY_MTU));
   segmentInit(segAt, segSlots, segStride);
-  overlayOutInit(outAt, maxBatch + segSlots);
+  overlayOutInit(outAt, maxBatch + segSlots + HOLD_CAP);
   offloadInit(offAt, maxBatch);
+  holdInit(holdAt);
   fragClear();
   st.setInitialized();
   return InitResult.Ok;
@@ -146,6 +150,7 @@ let revalidatedGen: u32 = 0;   // the last generation a walk finished for
  *  or removed. */
 export function sweep(nowSec: u32, budget: u32): u32 {
   if (!st.initialized) return 0;
+  holdExpire(nowSec);
   let n = ct.ctExpire(nowSec, budget);
   // a flow table that found no memory tries again, once a second
   if (ct.ctGrowRefused() && ct.ctWantsRoom()) growFlows();
@@ -170,6 +175,10 @@ export function extraCount(): u32 { return segmentsMade(); }
  *  it was cut into): the host sends this list to the underlay, not the slots themselves. */
 export function overlayOutAddr(): usize { return overlayOut(); }
 export function overlayOutCount(): u32 { return overlayOutN(); }
+/** The early fragments the last process() call released after their first fragment, one slot
+ *  each with its verdict: the host writes the Tun and Host ones after the batch's slots. */
+export function releasedAddr(): usize { return heldOut(); }
+export function releasedCount(): u32 { return heldOutN(); }
 /** Offload mode, after process(): the batch's ctnetlink requests (layout in abi.ts), their count,
  *  where the host puts the kernel's answers, and offloadFinish() once it has (returns the flows
  *  the kernel refused, whose packets it dropped). */

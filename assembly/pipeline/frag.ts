@@ -5,6 +5,7 @@
 import { addrCopy, addrEq, addrInPrefix } from "../mem";
 import { hashTuple } from "../table/hash";
 import * as pkt from "./packet";
+import * as hold from "./fraghold";
 import * as ct from "../table/conntrack";
 import { CONFIG, nowSec } from "../state";
 import { CFG_SERVICE_CIDR4, CFG_SERVICE_CIDR6, CT_F_SRC, CT_F_DST, CT_R_SRC, CT_R_DST, CT_FLAGS, CT_PROTO, FlowFlag, CtDir } from "../abi";
@@ -28,6 +29,7 @@ export function remember(flow: u32, dir: CtDir): void {
   store<u8>(e + E_DIR, <u8>dir);
   store<u32>(e + E_FLOW, flow);
   store<u32>(e + E_EXPIRES, nowSec + TIMEOUT_SEC);
+  hold.markRelease();
 }
 
 /** What lookup found for a fragment after the first. */
@@ -63,4 +65,4 @@ export function lookup(g: usize): FragMatch {
   return len != 0 && addrInPrefix(pkt.DST, c, len) ? FragMatch.Orphan : FragMatch.Unmatched;
 }
 
-export function fragClear(): void { memory.fill(TABLE, 0, <usize>CAP * ENTRY); }
+export function fragClear(): void { memory.fill(TABLE, 0, <usize>CAP * ENTRY); hold.holdClear(); }

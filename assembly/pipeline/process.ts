@@ -8,7 +8,7 @@
 import {
   Verdict, Drop, Note, SlotFlag, RouteKind, SLOT_SIZE, SLOT_DATA, SLOT_LEN, SLOT_FLAGS, SLOT_VERDICT, SLOT_REASON,
   SLOT_PEER, SLOT_BUF_START, SLOT_BUF_END, SLOT_SERVICE, SLOT_NOTE, VNET_HDR_LEN, C_DROP_BASE, C_BYTES_IN, C_PACKETS_IN,
-  C_ICMP_TRANSLATED, C_BATCHES, C_INNER_CSUM_COMPLETED, C_TUNNEL_GSO_RECEIVED, CFG_SERVICE_CIDR4, CFG_SERVICE_CIDR6,
+  C_ICMP_TRANSLATED, C_BATCHES, C_FRAG_RELEASED, C_INNER_CSUM_COMPLETED, C_TUNNEL_GSO_RECEIVED, CFG_SERVICE_CIDR4, CFG_SERVICE_CIDR6,
   CT_SERVICE, Stage,
 } from "../abi";
 import { addrInPrefix, ld8, ld32 } from "../mem";
@@ -24,6 +24,7 @@ import * as icmperr from "./icmperr";
 import { Quoted } from "./icmperr";
 import * as overlay from "./overlay";
 import * as frag from "./frag";
+import * as hold from "./fraghold";
 import { FragMatch } from "./frag";
 import * as trace from "./trace";
 import * as segment from "./segment";
@@ -38,33 +39,50 @@ export function processBatch(count: u32, now: u32): u32 {
   st.setNow(now);
   segment.segmentReset();
   offloadReset();
+  hold.holdBatchStart();
   if (count > st.maxBatch) count = st.maxBatch;
   let kept: u32 = 0;
   const g = gen.activeGen();
   for (let i: u32 = 0; i < count; i++) {
     const s = st.slots + <usize>i * SLOT_SIZE;
     const firstExtra = segment.extraCount();
-    processSlot(s, g);
-    store<u8>(s + SLOT_VERDICT, <u8>out.verdict);
-    store<u8>(s + SLOT_REASON, <u8>out.reason);
-    store<u32>(s + SLOT_SERVICE, out.service);
-    store<u32>(s + SLOT_NOTE, out.note);
-    st.count(<u32>out.verdict);
-    if (out.reason != Drop.None) st.count(C_DROP_BASE + <u32>out.reason);
-    if (out.verdict == Verdict.Drop) continue;
-    kept++;
-    store<u32>(s + SLOT_DATA, <u32>out.data);
-    store<u32>(s + SLOT_LEN, out.len);
-    if (out.verdict == Verdict.Overlay) {
-      store<u32>(s + SLOT_PEER, out.peer);
-      segment.appendOverlayOut(s, firstExtra);
+    processSlot(s, g, false);
+    if (publish(s, firstExtra)) kept++;
+    // A first fragment that found its flow brings the fragments that came before it (fraghold.ts),
+    // each run as a slot of its own, right after it.
+    for (let r = hold.nextRelease(); r != 0; r = hold.nextRelease()) {
+      const rFirstExtra = segment.extraCount();
+      processSlot(r, g, true);
+      st.count(C_FRAG_RELEASED);
+      if (publish(r, rFirstExtra)) kept++;
     }
   }
   st.count(C_BATCHES);
   return kept;
 }
 
-function processSlot(s: usize, g: usize): void {
+/** Writes the result of slot s into it and counts it; true when the packet goes on. */
+function publish(s: usize, firstExtra: u32): bool {
+  store<u8>(s + SLOT_VERDICT, <u8>out.verdict);
+  store<u8>(s + SLOT_REASON, <u8>out.reason);
+  store<u32>(s + SLOT_SERVICE, out.service);
+  store<u32>(s + SLOT_NOTE, out.note);
+  // a held fragment is not lost: counted as held, and as a packet when it is released
+  if (out.reason == Drop.FragmentHeld) return false;
+  st.count(<u32>out.verdict);
+  if (out.reason != Drop.None) st.count(C_DROP_BASE + <u32>out.reason);
+  if (out.verdict == Verdict.Drop) return false;
+  store<u32>(s + SLOT_DATA, <u32>out.data);
+  store<u32>(s + SLOT_LEN, out.len);
+  if (out.verdict == Verdict.Overlay) {
+    store<u32>(s + SLOT_PEER, out.peer);
+    segment.appendOverlayOut(s, firstExtra);
+  }
+  return true;
+}
+
+/** `released`: a held fragment run again (fraghold.ts), already counted in when it came. */
+function processSlot(s: usize, g: usize, released: bool): void {
   const flags = <u32>load<u16>(s + SLOT_FLAGS);
   let data = <usize>load<u32>(s + SLOT_DATA);
   let len = load<u32>(s + SLOT_LEN);
@@ -72,11 +90,14 @@ function processSlot(s: usize, g: usize): void {
   const hasVnet = (flags & SlotFlag.VNET) != 0;
   const lead: usize = hasVnet ? <usize>VNET_HDR_LEN : 0;
   resetResult(s, bufStart + lead);
-  // The host's slot must lie inside the packet buffer area: the core never writes elsewhere.
-  if (bufStart < st.bufArea || bufEnd > st.bufAreaEnd || bufStart > bufEnd || data < bufStart + lead ||
+  // The host's slot must lie inside the packet buffer area: the core never writes elsewhere (a
+  // released slot is the core's own, in the hold pool's buffers).
+  if ((!released && (bufStart < st.bufArea || bufEnd > st.bufAreaEnd)) || bufStart > bufEnd || data < bufStart + lead ||
       <u64>data + <u64>len > <u64>bufEnd) { drop(Drop.BadSlot); return; }
-  st.count(C_PACKETS_IN);
-  st.count(C_BYTES_IN, <u64>len);
+  if (!released) {
+    st.count(C_PACKETS_IN);
+    st.count(C_BYTES_IN, <u64>len);
+  }
   trace.begin((flags & SlotFlag.TRACE) != 0, s);
   let vnetHdr: usize = hasVnet ? data - VNET_HDR_LEN : 0;
   const fromOverlay = (flags & SlotFlag.FROM_OVERLAY) != 0;
@@ -149,7 +170,12 @@ function processSlot(s: usize, g: usize): void {
     return;
   } else if (pkt.isFrag && !pkt.fragFirst) {
     const f = frag.lookup(g);
-    if (f == FragMatch.Orphan) { drop(Drop.FragmentUntracked); return; }
+    if (f == FragMatch.Orphan) {
+      // its first fragment may still come (reordered): wait for it, unless this is the wait's end
+      if (!released && hold.hold(s, <usize>load<u32>(s + SLOT_DATA), load<u32>(s + SLOT_LEN), lead)) drop(Drop.FragmentHeld);
+      else drop(Drop.FragmentUntracked);
+      return;
+    }
     if (f == FragMatch.Rewritten) { natted = true; out.note |= Note.FRAGMENT; }
   }
   if (!natted && inServiceCidr()) {

@@ -23,7 +23,10 @@ export let outIp: usize = 0;
 export let outLen: u32 = 0;
 
 /** RFC 1812 §4.3.2.7 / RFC 4443 §2.4(e): never answer an error with an error, nor a fragment
- *  other than the first, nor a packet from an unspecified, multicast or broadcast source. */
+ *  other than the first, nor a packet from an unspecified, multicast or broadcast source, nor one
+ *  sent to a multicast or the limited broadcast address (an MLD report to ff02::16 has hop limit 1
+ *  by design, RFC 3810 §5). RFC 4443 §2.4(e.3) allows, not requires, a packet too big about an
+ *  IPv6 multicast packet: none is sent. */
 export function mayAnswerWithError(): bool {
   if (pkt.isFrag && !pkt.fragFirst) return false;
   if (pkt.proto == PROTO_ICMP && (pkt.icmpType == ICMP_DEST_UNREACH || pkt.icmpType == ICMP_TIME_EXCEEDED ||
@@ -31,9 +34,10 @@ export function mayAnswerWithError(): bool {
   if (pkt.proto == PROTO_ICMPV6 && pkt.icmpType < 128) return false;
   if (addrIsZero(pkt.SRC)) return false;
   if (!pkt.v6) {
-    const s = ld32(pkt.SRC + 12);
+    const s = ld32(pkt.SRC + 12), d = ld32(pkt.DST + 12);
     if ((s >>> 28) == 0xe || s == 0xffffffff || s == 0) return false;
-  } else if (ld8(pkt.SRC) == 0xff) return false;
+    if ((d >>> 28) == 0xe || d == 0xffffffff) return false;
+  } else if (ld8(pkt.SRC) == 0xff || ld8(pkt.DST) == 0xff) return false;
   return true;
 }
 

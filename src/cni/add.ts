@@ -17,9 +17,6 @@ export async function cmdAdd(ctx: Ctx): Promise<Result> {
   const store = await openStore(conf);
   const undo: Array<() => Promise<unknown>> = [];
   try {
-    // A veth of this attachment can only be left over from an ADD that was killed: remove it.
-    if (localLinks().has(host)) await withRtnl(undefined, (nl) => nl.delLink(host));
-
     const ips: Array<{ ip: string; v6: boolean }> = [];
     undo.push(() => store.release(owner(env)));
     for (const [range, pool] of pools(conf).entries()) {
@@ -45,6 +42,9 @@ export async function cmdAdd(ctx: Ctx): Promise<Result> {
     undo.push(() => withRtnl(undefined, (nl) => nl.delLink(host)));
     try {
       await withRtnl(undefined, async (nl) => {
+        // A veth of this attachment can only be left over from an ADD that was killed: remove it
+        // (asking the kernel by name costs the same however many links the node has).
+        await nl.delLink(host);
         // The peer is created straight inside the pod's namespace with its final name and MTU.
         await nl.addVeth({ name: host, mtu: conf.mtu, mac: hostMac, peer: { name: env.ifname, mtu: conf.mtu, mac: podMac, netnsFd: podNs } });
         const i = await linkIndex(nl, host);

@@ -32,7 +32,8 @@ export async function cmdCheck(ctx: Ctx): Promise<void> {
       ipJson<RouteJson[]>(pod, ["-6", "route", "show"], "pod IPv6 routes"),
       ipJson<LinkJson[]>(SELF, ["link", "show", "dev", host], `host veth ${host}`).catch(() => []),
       Promise.all([["-4"], ["-6"]].map((f) => ipJson<RouteJson[]>(SELF, [...f, "route", "show", "dev", host], `routes via ${host}`).catch(() => []))).then((r) => r.flat()),
-      openStore(conf).then((s) => s.list()),
+      // only the records of the addresses CHECK looks at, not every pod's
+      openStore(conf).then((s) => Promise.all(ips.map((a) => s.recordOf(a.split("/")[0]!)))),
     ]);
     const link = podLinks[0];
     if (!link) {
@@ -59,7 +60,7 @@ export async function cmdCheck(ctx: Ctx): Promise<void> {
     for (const a of ips) {
       const bare = a.split("/")[0]!;
       if (!hostDsts.has(bare) && !hostDsts.has(a)) wrong.push(`the node has no route ${a} dev ${host}`);
-      const rec = records.find((r) => r.ip === bare);
+      const rec = records[ips.indexOf(a)];
       if (!rec || rec.containerId !== owner(env).containerId || rec.ifname !== env.ifname) wrong.push(`IPAM holds no record of ${bare} for ${env.containerId}/${env.ifname}`);
     }
   } catch (e) {

@@ -39,6 +39,9 @@ export async function loadConfigFile(path: string): Promise<{ config: Config } |
 export interface FileSourceOptions {
   /** Quiet time after the last change before reading: a write often comes as several events. */
   debounceMs?: number;
+  /** Longest wait after the first change not yet read: a file rewritten more often than the quiet
+   *  time is still read this often, so a change takes effect even while writes continue. */
+  maxWaitMs?: number;
 }
 
 export class FileConfigSource implements ConfigSource {
@@ -51,10 +54,14 @@ export class FileConfigSource implements ConfigSource {
   private again = false;
   private closed = false;
   private readonly debounceMs: number;
+  private readonly maxWaitMs: number;
+  /** When the first change the next read is for arrived (performance.now()); undefined when none waits. */
+  private firstChangeMs: number | undefined;
   private readonly cache = new ServiceCache();
 
   constructor(readonly path: string, options: FileSourceOptions = {}) {
     this.debounceMs = options.debounceMs ?? 75;
+    this.maxWaitMs = options.maxWaitMs ?? 250;
   }
 
   /** Throws when the file's directory cannot be watched (it does not exist, say). */
@@ -80,12 +87,16 @@ export class FileConfigSource implements ConfigSource {
     this.watcher?.close();
   }
 
-  private schedule(now = false): void {
+  private schedule(rename = false): void {
     if (this.closed) return;
+    const now = performance.now();
+    this.firstChangeMs ??= now;
     clearTimeout(this.timer);
-    // (renamed away: a writer may put a new one in its place; wait for quiet)
-    if (now && existsSync(this.path)) { void this.check(); return; }
-    this.timer = setTimeout(() => void this.check(), this.debounceMs);
+    // a file renamed into place is read at once; other changes wait for quiet, but never longer
+    // than maxWaitMs after the first change not yet read
+    if (rename && existsSync(this.path)) { this.firstChangeMs = undefined; void this.check(); return; }
+    const waitMs = Math.max(0, Math.min(this.debounceMs, this.firstChangeMs + this.maxWaitMs - now));
+    this.timer = setTimeout(() => { this.firstChangeMs = undefined; void this.check(); }, waitMs);
   }
 
   private async check(): Promise<void> {

@@ -85,6 +85,13 @@ export class Datapath {
       }
       tun.writeBatch(mem, e.slots, n, TUN_MASK);
       this.noteDrops(tun.lastDropped, tun.lastDropCode);
+      // early fragments of a datagram whose first fragment came in this batch, after it
+      const held = e.releasedOut();
+      if (held.count > 0) {
+        if (tun.vnet) e.clearOutputVnet(held.count, held.addr);
+        tun.writeBatch(mem, held.addr, held.count, TUN_MASK);
+        this.noteDrops(tun.lastDropped, tun.lastDropCode);
+      }
       // Every packet for another node, GSO segments included, in the order the inner packets
       // came (the core's overlayOut list): a TCP flow's segments must not overtake each other.
       const out = e.overlayOut();

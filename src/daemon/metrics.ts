@@ -58,6 +58,8 @@ export function makeMetrics(engine: () => Engine, pathDrops: () => PathDrops, ke
     ["wasp_batches_total", "Batches the engine processed (one process() call each)", "batches"],
     ["wasp_offload_flows_total", "Offload mode: flows whose NAT binding the kernel's conntrack took (its NEW acked)", "offloaded"],
     ["wasp_offload_failures_total", "Offload mode: flows whose binding the kernel refused (table full, a clash); their packet was dropped", "offload_failed"],
+    ["wasp_fragments_held_total", "Later fragments to a service that came before their first fragment: held until it came (a hold that ends unreleased counts as a fragment_untracked drop)", "frag_held"],
+    ["wasp_fragments_released_total", "Held fragments sent on after their first fragment", "frag_released"],
     ["wasp_offload_resent_total", "Offload mode: packets of an offloaded flow that reached the engine again (the kernel's entry was gone) and had their binding sent again", "offload_resent"],
   ];
   for (const [name, help, key] of named) {
@@ -78,6 +80,7 @@ export function makeMetrics(engine: () => Engine, pathDrops: () => PathDrops, ke
     ["wasp_tables_full", "1 while the engine's tables cannot take all they were given (a memory ceiling: entries wait, or the flow table cannot grow); they serve what they hold", (e) => (e.tablesState().full ? 1 : 0)],
     ["wasp_service_entries", "Service entries (VIP or node port, port, protocol) in the engine's tables", (e) => e.serviceCount()],
     ["wasp_routes", "Pod prefixes in the engine's route table", (e) => e.routeCount()],
+    ["wasp_fragments_holding", "Fragments held now for their first fragment (at most 256)", (e) => e.counters().named.frag_holding],
     ["wasp_table_generation", "Generation of the engine's tables (one per load or reload)", (e) => e.generation()],
   ];
   for (const [name, help, read] of gauges) {

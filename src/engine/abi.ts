@@ -26,9 +26,9 @@ export enum Drop {
   BadL4Header = 6, TtlExceeded = 7, NoBackend = 8, NoService = 9, FragmentUntracked = 10, BadVxlan = 11,
   UnknownVni = 12, UnknownPeer = 13, SpoofedInnerSource = 14, NoRoute = 15, TooBig = 16,
   NatPortExhausted = 17, BadEthernet = 18, BadArp = 19, BadSlot = 20, Martian = 21, BadIcmpError = 22,
-  GsoUnsupported = 23, NotReady = 24, NoLocalBackend = 25, OffloadFailed = 26, SourceNotAllowed = 27,
+  GsoUnsupported = 23, NotReady = 24, NoLocalBackend = 25, OffloadFailed = 26, SourceNotAllowed = 27, FragmentHeld = 28,
 }
-export const DROP_COUNT = 28;
+export const DROP_COUNT = 29;
 
 /** Metric-label names of the drop reasons: snake_case of the enum names. */
 export const DROP_NAMES: readonly string[] = Array.from({ length: DROP_COUNT }, (_, i) =>
@@ -64,6 +64,9 @@ export const C_OFFLOADED = 55;
 export const C_OFFLOAD_FAILED = 56;
 export const C_OFFLOAD_RESENT = 57;
 export const C_OFFLOAD_LAST_ERRNO = 58;
+export const C_FRAG_HELD = 59;
+export const C_FRAG_RELEASED = 60;
+export const C_FRAG_HOLDING = 61;
 export const COUNTER_COUNT = 64;
 
 export enum Op { End = 0, UpsertService = 1, DeleteService = 2, UpsertRoute = 3, DeleteRoute = 4, AddLocalAddr = 5, DeleteLocalAddr = 6, Clear = 7 }

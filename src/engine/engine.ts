@@ -72,6 +72,8 @@ interface CoreExports {
   extraCount(): number;
   overlayOutAddr(): number;
   overlayOutCount(): number;
+  releasedAddr(): number;
+  releasedCount(): number;
   coalesce(count: number, link: number): number;
   offloadAddr(): number;
   offloadBytes(): number;
@@ -284,10 +286,10 @@ export class Engine {
   /** After process() of a batch from the underlay for a vnet TUN: a decapsulated packet has no
    *  virtio_net_hdr, so the bytes before it (the inner Ethernet header) become an empty one: no
    *  offloads pending. A whole TSO packet from a peer keeps the GSO header the core wrote. */
-  clearOutputVnet(n: number): void {
+  clearOutputVnet(n: number, slots = this.slots): void {
     const m = new Uint8Array(this.memory), v = this.view();
     for (let i = 0; i < n; i++) {
-      const s = this.slots + i * abi.SLOT_SIZE, verdict = v.getUint8(s + abi.SLOT_VERDICT);
+      const s = slots + i * abi.SLOT_SIZE, verdict = v.getUint8(s + abi.SLOT_VERDICT);
       if (verdict !== abi.Verdict.Tun && verdict !== abi.Verdict.Host) continue;
       if (v.getUint32(s + abi.SLOT_NOTE, true) & abi.Note.GSO) continue;
       const data = v.getUint32(s + abi.SLOT_DATA, true);
@@ -311,8 +313,8 @@ export class Engine {
     return e.process(count, nowSec >>> 0);
   }
 
-  slot(i: number): SlotView {
-    const v = this.view(), s = this.slots + i * abi.SLOT_SIZE;
+  slot(i: number, slots = this.slots): SlotView {
+    const v = this.view(), s = slots + i * abi.SLOT_SIZE;
     return {
       data: v.getUint32(s + abi.SLOT_DATA, true),
       len: v.getUint32(s + abi.SLOT_LEN, true),
@@ -535,6 +537,24 @@ export class Engine {
     return counts;
   }
 
+  /** The early fragments the last process() released after their first fragment (a slot each,
+   *  verdict set like a batch slot's): the host writes the Tun and Host ones after the batch; the
+   *  Overlay ones are in overlayOut(). */
+  releasedOut(): { addr: number; count: number } {
+    return { addr: this.exports.releasedAddr(), count: this.exports.releasedCount() };
+  }
+
+  /** The released early fragments of the last process() (tests, replay): each slot and a copy of
+   *  its packet (empty when dropped). */
+  releasedPackets(): Array<{ slot: SlotView; bytes: Uint8Array }> {
+    const { addr, count } = this.releasedOut(), out: Array<{ slot: SlotView; bytes: Uint8Array }> = [];
+    for (let k = 0; k < count; k++) {
+      const slot = this.slot(k, addr);
+      out.push({ slot, bytes: slot.verdict === abi.Verdict.Drop ? new Uint8Array(0) : new Uint8Array(this.memory, slot.data, slot.len).slice() });
+    }
+    return out;
+  }
+
   /** Copies of the extra output slots of the last process(): the segments after the first of each
    *  GSO super-packet the core cut for another node, already encapsulated. */
   extraOutputs(): Uint8Array[] {
@@ -587,6 +607,8 @@ export class Engine {
       tunnel_gso_received: this.counter(abi.C_TUNNEL_GSO_RECEIVED),
       offloaded: this.counter(abi.C_OFFLOADED), offload_failed: this.counter(abi.C_OFFLOAD_FAILED),
       offload_resent: this.counter(abi.C_OFFLOAD_RESENT), offload_last_errno: this.counter(abi.C_OFFLOAD_LAST_ERRNO),
+      frag_held: this.counter(abi.C_FRAG_HELD), frag_released: this.counter(abi.C_FRAG_RELEASED),
+      frag_holding: this.counter(abi.C_FRAG_HOLDING),
     };
     return { verdicts, drops, named };
   }
@@ -599,6 +621,7 @@ export interface NamedCounters {
   generation: number; batches: number; stale_udp_flushed: number; replies_made: number; icmp_translated: number;
   frag_tracked: number; inner_csum_completed: number; tunnel_gso_sent: number; tunnel_gso_received: number;
   offloaded: number; offload_failed: number; offload_resent: number; offload_last_errno: number;
+  frag_held: number; frag_released: number; frag_holding: number;
 }
 export interface EngineCounters { verdicts: Record<string, number>; drops: Record<string, number>; named: NamedCounters }
 

@@ -1,12 +1,16 @@
 // Many pods at once, and plugins killed mid-ADD: the IPAM store never hands out an address twice,
-// and GC leaves nothing of a killed ADD behind. Same runtime-style driver as cni.test.ts.
+// and GC leaves nothing of a killed ADD behind; 250 pods at once under a 1,024 open-file limit,
+// exec'd and through the daemon. Same runtime-style driver as cni.test.ts.
 import assert from "node:assert/strict";
+import { execFileSync, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execPlugin, startPlugin, type CniOutcome } from "../helpers/cni-driver.js";
-import { deleteAllNs, inNs, ip, makeNs, sysctl } from "../helpers/netns.js";
+import { deleteAllNs, inNs, ip, makeNs, spawnInNs, stop, sysctl } from "../helpers/netns.js";
+import { waitFor } from "../helpers/topology.js";
 import { hostVethName } from "../../src/cni/names.js";
+import { ownerKey } from "../../src/ipam/index.js";
 
 const WASP = new URL("../../bin/wasp-dev", import.meta.url).pathname;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -50,7 +54,8 @@ describe("cni plugin at scale: parallel ADD/DEL and kill -9", function () {
 
     const dels = await Promise.all(pods.map((p, i) => execPlugin(WASP, run("DEL", p, { ...conf(), prevResult: adds[i]!.json }))));
     dels.forEach((r, i) => assert.equal(r.exitCode, 0, `DEL ${i}: ${r.stdout}${r.stderr}`));
-    assert.deepEqual(storeFiles(), ["last_reserved_ip.0"], "only bookkeeping is left");
+    assert.deepEqual(storeFiles(), [".owners", "last_reserved_ip.0"], "only bookkeeping is left");
+    assert.deepEqual(fs.readdirSync(join(dataDir, "waspnet", ".owners")), ["indexed"], "and no pod's index entry");
     assert.deepEqual(waspLinks(node), []);
   });
 
@@ -113,3 +118,112 @@ describe("cni plugin at scale: parallel ADD/DEL and kill -9", function () {
     for (const a of survivorAddrs) assert.ok(ping(node, a), `survivor ${a} still reachable after GC`);
   });
 });
+
+// The issue this answers: each call read every address record at once, so 226 parallel DELs in
+// one process (the daemon) failed with EMFILE and leaked their addresses. Here every process runs
+// under the common 1,024 open-file limit (soft and hard, so Node cannot raise it), beside 2,000
+// other pods' records written as host-local writes them; one pod's ADD and DEL come first, as on a
+// node just upgraded (that first call indexes the records), then 250 at once. 250 Node start-ups
+// at once take minutes on a small machine: the timeouts are generous.
+describe("cni plugin at scale: 250 parallel ADDs and DELs under a 1,024 open-file limit, beside 2,000 other pods", function () {
+  this.timeout(2_400_000);
+  const ROOT = new URL("../..", import.meta.url).pathname;
+  const OTHERS = 2000;
+  let work = "", dataDir = "", node = "", limited = "";
+  let daemon: ChildProcess | undefined, log = "";
+
+  const records = () => fs.readdirSync(join(dataDir, "bignet")).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f));
+  const conf = () => ({ cniVersion: "1.0.0", name: "bignet", type: "wasp", podCIDR: "10.244.0.0/16", dataDir });
+
+  before(function () {
+    // dist/wasp (the front door) and wasp-node, built from these sources: a Node start-up per call
+    // from the TypeScript sources would cost 250 x 0.8 s of CPU.
+    const built = fs.existsSync(join(ROOT, "dist/wasp-node")) ? fs.statSync(join(ROOT, "dist/wasp-node")).mtimeMs : 0;
+    if (newestSource(join(ROOT, "src")) > built) execFileSync("npm", ["run", "--silent", "build:sea"], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
+    work = fs.mkdtempSync(join(tmpdir(), "wasp-cni-fds-"));
+    limited = join(work, "wasp");
+    // what a runtime started under `ulimit -n 1024` would exec
+    fs.writeFileSync(limited, `#!/bin/sh\nulimit -n 1024 || exit 99\nexec ${join(ROOT, "dist/wasp")} "$@"\n`, { mode: 0o755 });
+  });
+  beforeEach(() => {
+    dataDir = join(work, `ipam-${Date.now()}`);
+    fs.mkdirSync(join(dataDir, "bignet"), { recursive: true });
+    for (let i = 0; i < OTHERS; i++) fs.writeFileSync(join(dataDir, "bignet", `10.244.${100 + (i >> 8)}.${i & 255}`), `other-${i}\r\neth0`);
+    node = makeNs("node");
+    sysctl(node, "net.ipv4.ip_forward", 1);
+    ip(node, "link", "add", "wasp0", "type", "bridge");
+    ip(node, "addr", "add", "10.244.0.1/32", "dev", "wasp0");
+    ip(node, "link", "set", "wasp0", "up");
+  });
+  afterEach(async () => {
+    if (daemon) await stop(daemon);
+    daemon = undefined;
+    deleteAllNs();
+  });
+  after(() => { if (work) fs.rmSync(work, { recursive: true, force: true }); });
+
+  const call = (command: string, pod: string, config: unknown, socket: string) => execPlugin(limited, {
+    command, containerId: `cid-${pod}`, netns: `/var/run/netns/${pod}`, ifname: "eth0", path: join(ROOT, "dist"), config, nodeNs: node,
+    timeoutMs: 1_200_000, extraEnv: { WASP_WASM: "", WASP_NATIVE: "", NODE_OPTIONS: "", WASP_CNI_SOCKET: socket },
+  });
+
+  /** 250 ADDs at once, then 250 DELs at once; every call succeeds and nothing of them is left. */
+  async function addAndDel(socket: string): Promise<void> {
+    const first = makeNs("first");
+    const add = await call("ADD", first, conf(), socket);
+    assert.equal(add.exitCode, 0, `the first pod's ADD: ${add.stdout}${add.stderr}`);
+    const del = await call("DEL", first, { ...conf(), prevResult: add.json }, socket);
+    assert.equal(del.exitCode, 0, `the first pod's DEL: ${del.stdout}${del.stderr}`);
+
+    const pods = Array.from({ length: 250 }, () => makeNs("big"));
+    const adds = await Promise.all(pods.map((p) => call("ADD", p, conf(), socket)));
+    const failedAdds = adds.map((r, i) => ({ i, r })).filter(({ r }) => r.exitCode !== 0);
+    assert.deepEqual(failedAdds.map(({ i, r }) => `ADD ${i}: ${r.exitCode} ${r.stdout}${r.stderr}`).slice(0, 5), [], `${failedAdds.length} of 250 ADDs failed`);
+    const addrs = adds.map((r) => (r.json.ips[0].address as string).split("/")[0]!);
+    assert.equal(new Set(addrs).size, 250, "250 distinct addresses");
+    assert.equal(records().length, OTHERS + 250);
+    assert.equal(waspLinks(node).length, 250, "a host veth per pod");
+    for (const i of [0, 124, 249]) assert.ok(ping(node, addrs[i]!), `the node pings pod ${i} at ${addrs[i]}`);
+
+    const dels = await Promise.all(pods.map((p, i) => call("DEL", p, { ...conf(), prevResult: adds[i]!.json }, socket)));
+    const failedDels = dels.map((r, i) => ({ i, r })).filter(({ r }) => r.exitCode !== 0);
+    assert.deepEqual(failedDels.map(({ i, r }) => `DEL ${i}: ${r.exitCode} ${r.stdout}${r.stderr}`).slice(0, 5), [], `${failedDels.length} of 250 DELs failed`);
+    assert.deepEqual(records().filter((f) => addrs.includes(f)), [], "no address of a deleted pod is left");
+    assert.equal(records().length, OTHERS, "the other pods' records are untouched");
+    assert.deepEqual(waspLinks(node), []);
+    const left = fs.readdirSync(join(dataDir, "bignet")).filter((f) => !/^\d+\.\d+\.\d+\.\d+$/.test(f) && f !== "last_reserved_ip.0" && f !== ".owners");
+    assert.deepEqual(left, [], "no temp file or lock outlives the calls");
+    const ownerDirs = new Set(fs.readdirSync(join(dataDir, "bignet", ".owners")));
+    assert.deepEqual(pods.filter((p) => ownerDirs.has(ownerKey({ containerId: `cid-${p}`, ifname: "eth0" }))), [], "no index entry of a deleted pod is left");
+    assert.deepEqual([...ownerDirs].filter((f) => f.endsWith(".lock")), [], "no owner's lock is left");
+  }
+
+  it("each plugin exec'd as a runtime does (front door, then wasp-node), under ulimit -n 1024: all 250 ADDs and DELs succeed, nothing leaks", async () => {
+    await addAndDel(join(work, "no-daemon.sock"));
+  });
+
+  it("through a daemon limited to 1,024 open files (prlimit), which runs every call in-process: all 250 ADDs and DELs succeed, nothing leaks", async () => {
+    const sock = join(work, "wasp.sock");
+    daemon = spawnInNs(node, "prlimit", ["--nofile=1024:1024", join(ROOT, "bin/wasp-dev"), "daemon", "--socket", sock, "--metrics-port", "0", "--healthz-bind-address", ""]);
+    log = "";
+    daemon.stdout!.on("data", (d: Buffer) => { log += d.toString(); });
+    daemon.stderr!.on("data", (d: Buffer) => { log += d.toString(); });
+    await waitFor(() => log.includes('"msg":"serving"') || daemon!.exitCode !== null, "the daemon to serve", 60_000);
+    assert.match(log, /"msg":"serving"/, log);
+    assert.match(fs.readFileSync(`/proc/${daemon.pid}/limits`, "utf8"), /Max open files\s+1024\s+1024/, "the daemon runs under the limit");
+    await addAndDel(join(work, "cni.sock"));
+    const served = log.split("\n").filter((l) => l.includes('"msg":"cni call"')).length;
+    assert.equal(served, 502, "the daemon answered every ADD and DEL itself (none fell back to wasp-node)");
+    assert.doesNotMatch(log, /EMFILE/);
+    assert.equal(daemon.exitCode, null, "the daemon still runs");
+  });
+});
+
+/** The newest modification time of a file under dir. */
+function newestSource(dir: string): number {
+  let newest = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) newest = Math.max(newest, fs.statSync(join(e.parentPath, e.name)).mtimeMs);
+  }
+  return newest;
+}

@@ -111,7 +111,8 @@ describe("property: no input traps the core or breaks its tables", function () {
         if (dt > 30) e.exports.sweep(now, 16);
         assert.equal(e.checkInvariants(), 0);
         const v = e.counters().verdicts;
-        assert.equal(v.tun! + v.overlay! + v.drop! + v.host!, total, "one counted verdict per slot");
+        // a fragment held for its first fragment (fraghold.ts) is counted once it is released or dropped
+        assert.equal(v.tun! + v.overlay! + v.drop! + v.host!, total - e.counters().named.frag_holding, "one counted verdict per slot");
         assert.equal(v.none, 0);
         assert.equal(e.counters().named.ct_entries, e.exports.ctCount(), "ct_entries counter = flows in the table");
       }), { seed: SEED + (mode === "tap" ? 1 : 0), numRuns: 1200 });

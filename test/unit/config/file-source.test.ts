@@ -25,6 +25,8 @@ class Events {
   get pending(): number { return this.queue.length; }
 }
 
+/** What the daemon uses (src/daemon/config-sources.ts passes no options). */
+const DEFAULT_DEBOUNCE = undefined;
 const portOf = (e: ConfigEvent) => (e.kind === "config" ? e.config.services[0]!.ports[0]!.port : -1);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -36,7 +38,7 @@ describe("config/file-source", () => {
 
   /** A source watching `file` (config.yaml in the test's directory, written first with port 80
    *  unless it exists already), started, with its first event. */
-  async function watching(debounceMs: number, file = join(dir, "config.yaml")): Promise<{ file: string; events: Events; first: ConfigEvent }> {
+  async function watching(debounceMs: number | undefined, file = join(dir, "config.yaml")): Promise<{ file: string; events: Events; first: ConfigEvent }> {
     await writeFile(file, valid(80), { flag: "wx" }).catch(() => undefined);
     const events = new Events();
     source = new FileConfigSource(file, { debounceMs });
@@ -95,6 +97,39 @@ describe("config/file-source", () => {
     assert.equal(portOf(await events.next()), 93);
     await sleep(300);
     assert.equal(events.pending, 0);
+  });
+
+  it("under 20 rewrites a second for 4 s (default timing), every write is reported within 500 ms and the last one wins", async function () {
+    this.timeout(20_000);
+    const { file, events } = await watching(DEFAULT_DEBOUNCE);
+    const seen: Array<{ ms: number; port: number }> = [];
+    let doneMs = Infinity;
+    const record = (async () => {
+      while (performance.now() - doneMs < 1500) {
+        const e = await events.next(100).catch(() => undefined);
+        if (e) seen.push({ ms: performance.now(), port: portOf(e) });
+      }
+    })();
+    // kubectl-style: each version written to a temp file and renamed over the config
+    const written: Array<{ ms: number; port: number }> = [];
+    const start = performance.now();
+    for (let i = 0; performance.now() - start < 4000; i++) {
+      const port = 1000 + i;
+      await writeFile(join(dir, ".config.yaml.tmp"), valid(port));
+      await rename(join(dir, ".config.yaml.tmp"), file);
+      written.push({ ms: performance.now(), port });
+      await sleep(50);
+    }
+    doneMs = performance.now();
+    await record;
+    const late = written.map((w) => {
+      const got = seen.find((s) => s.port >= w.port);
+      return { port: w.port, ms: got ? got.ms - w.ms : Infinity };
+    });
+    const worst = late.reduce((a, b) => (b.ms > a.ms ? b : a));
+    assert.ok(worst.ms <= 500, `write of port ${worst.port} was reported after ${worst.ms.toFixed(0)} ms (${seen.length} events for ${written.length} writes)`);
+    assert.equal(seen.at(-1)?.port, written.at(-1)!.port, "the last write is the last config reported");
+    assert.ok(seen.every((s, i) => i === 0 || s.port > seen[i - 1]!.port), "versions are reported in order, never an older one after a newer");
   });
 
   it("does not report a rewrite that changes nothing", async () => {

@@ -1,7 +1,11 @@
 // The daemon's side of the CNI front door's protocol (native/front/wasp-front.c): what a request
 // holds, and when the daemon must leave a call to the plugin run by the caller.
 import assert from "node:assert/strict";
-import { declineReason, parseRequest } from "../../../src/daemon/cni-socket.js";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createConnection } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CNI_PARALLEL, declineReason, fileId, parseRequest, serveCni } from "../../../src/daemon/cni-socket.js";
 
 const req = (...parts: Array<string | Buffer>) => Buffer.concat(parts.map((p) => (typeof p === "string" ? Buffer.from(p) : p)));
 
@@ -33,5 +37,42 @@ describe("CNI socket protocol (daemon side)", () => {
     // a DEL for a sandbox that is gone everywhere, and a call with no sandbox (VERSION, GC, STATUS)
     assert.equal(declineReason(vars({ WASP_FRONT_NETNS: "4:1", CNI_NETNS: "/var/run/netns/gone" }), "4:1", id), undefined);
     assert.equal(declineReason(vars({ WASP_FRONT_NETNS: "4:1", CNI_NETNS: "" }), "4:1", id), undefined);
+  });
+});
+
+describe("CNI socket: parallel calls", function () {
+  this.timeout(30_000);
+  let dir = "";
+  beforeEach(() => { dir = mkdtempSync(join(tmpdir(), "wasp-cnisock-")); });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** One call as the front door makes it (this process's network namespace); resolves with the status byte and stdout. */
+  const call = (path: string, id: number) => new Promise<{ status: number; out: string }>((resolve, reject) => {
+    const c = createConnection(path);
+    const chunks: Buffer[] = [];
+    c.on("data", (d: Buffer) => chunks.push(d));
+    c.on("error", reject);
+    c.on("end", () => { const b = Buffer.concat(chunks); resolve({ status: b[0] ?? -1, out: b.subarray(1).toString() }); });
+    c.end(`CNI_COMMAND=ADD\0CNI_CONTAINERID=c${id}\0WASP_FRONT_NETNS=${fileId("/proc/self/ns/net")}\0\0{}`);
+  });
+
+  it(`250 calls at once: every one is answered, at most ${CNI_PARALLEL} run at the same time (each holds files while it runs)`, async () => {
+    const path = join(dir, "cni.sock");
+    let running = 0, most = 0;
+    const quiet = { info: () => {}, warn: () => {} };
+    const server = await serveCni(path, async ({ env }) => {
+      most = Math.max(most, ++running);
+      await new Promise((r) => setTimeout(r, 5));
+      running--;
+      return { stdout: `{"id":"${env.CNI_CONTAINERID}"}`, exitCode: 0 };
+    }, quiet);
+    try {
+      const answers = await Promise.all(Array.from({ length: 250 }, (_, i) => call(path, i)));
+      assert.deepEqual(answers.filter((a, i) => a.status !== 0 || a.out !== `{"id":"c${i}"}\n`), [], "every call gets its own answer");
+      assert.ok(most <= CNI_PARALLEL, `${most} calls ran at once; the limit is ${CNI_PARALLEL}`);
+      assert.ok(most > 1, "calls do run in parallel");
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 });

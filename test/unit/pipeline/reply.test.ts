@@ -136,3 +136,50 @@ describe("pipeline: answers (IPv6, remote senders) and masquerade", () => {
     assert.equal(e.checkInvariants(), 0);
   });
 });
+
+describe("pipeline: no ICMP error about a packet to a multicast or broadcast address (RFC 1812 §4.3.2.7, RFC 4443 §2.4(e))", () => {
+  let e: ReturnType<typeof newEngine>;
+  beforeEach(() => { e = newEngine(); commit(e, clusterRoutes()); });
+
+  /** An MLDv2 report (RFC 3810 §5.2) as a pod's kernel sends it: hop limit 1 and a hop-by-hop
+   *  router alert (§5), ICMPv6 type 143 to ff02::16, one CHANGE_TO_EXCLUDE record for ff02::fb. */
+  function mldv2Report(src: string): Uint8Array {
+    const record = [4, 0, 0, 0, 0xff, 0x02, ...new Array<number>(13).fill(0), 0xfb];
+    const icmp = packet({ src, dst: "ff02::16", ttl: 1 }, { proto: "icmp", type: 143, code: 0, rest: 1, payload: new Uint8Array(record) });
+    // the hop-by-hop header goes between the two: the ICMPv6 checksum's pseudo-header is unchanged
+    const hbh = [58, 0, 5, 2, 0, 0, 1, 0]; // next ICMPv6, 8 bytes: router alert (MLD), PadN
+    const p = new Uint8Array([...icmp.subarray(0, 40), ...hbh, ...icmp.subarray(40)]);
+    p[6] = 0;
+    new DataView(p.buffer).setUint16(4, p.length - 40);
+    return p;
+  }
+
+  it("an MLDv2 report to ff02::16 (hop limit 1, valid per tshark) is dropped as TtlExceeded with no ICMPv6 time exceeded", () => {
+    const p = mldv2Report("fe80::5");
+    const d = dissectOne(p);
+    assert.deepEqual([d.get("icmpv6.type"), d.get("icmpv6.checksum.status")], ["143", "1"], "the input is an MLDv2 report tshark accepts");
+    expectVerdict(runOne(e, p), Verdict.Drop, Drop.TtlExceeded);
+  });
+
+  it("an IPv6 LLMNR query to ff02::1:3 with hop limit 1 (RFC 4795 §2.5) is dropped with no ICMPv6 error", () => {
+    const p = packet({ src: POD6, dst: "ff02::1:3", ttl: 1 }, { proto: "udp", sport: 50000, dport: 5355, payload: new Uint8Array(20) });
+    expectVerdict(runOne(e, p), Verdict.Drop, Drop.TtlExceeded);
+  });
+
+  it("a TTL 1 datagram to 224.0.0.251 (mDNS) and an LLMNR query to 224.0.0.252 are dropped with no ICMP time exceeded", () => {
+    for (const dst of ["224.0.0.251", "224.0.0.252", "239.255.255.250"]) {
+      const o = runOne(e, packet({ src: "10.244.1.5", dst, ttl: 1 }, { proto: "udp", sport: 5353, dport: 5353, payload: new Uint8Array(12) }));
+      expectVerdict(o, Verdict.Drop, Drop.TtlExceeded);
+    }
+  });
+
+  it("a TTL 1 datagram to the limited broadcast 255.255.255.255 is dropped with no ICMP time exceeded", () => {
+    const o = runOne(e, packet({ src: "10.244.1.5", dst: "255.255.255.255", ttl: 1 }, { proto: "udp", sport: 68, dport: 67 }));
+    expectVerdict(o, Verdict.Drop, Drop.TtlExceeded);
+  });
+
+  it("the same datagrams to a unicast pod address are still answered with time exceeded (both families)", () => {
+    expectVerdict(runOne(e, packet({ src: "10.244.1.5", dst: "10.244.1.6", ttl: 1 }, { proto: "udp", sport: 5353, dport: 5353 })), Verdict.Tun, Drop.TtlExceeded);
+    expectVerdict(runOne(e, packet({ src: POD6, dst: "fd44:0:0:1::6", ttl: 1 }, { proto: "udp", sport: 5355, dport: 5355 })), Verdict.Tun, Drop.TtlExceeded);
+  });
+});

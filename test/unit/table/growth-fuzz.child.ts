@@ -21,7 +21,7 @@ const step = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ kind: "clear" as const }) },
 );
 
-fc.assert(fc.property(fc.constantFrom(0, 12, 13, 14), fc.array(step, { minLength: 1, maxLength: 25 }), (limitMiB, steps) => {
+fc.assert(fc.property(fc.constantFrom(0, 15, 16, 17), fc.array(step, { minLength: 1, maxLength: 25 }), (limitMiB, steps) => {
   const e = new Engine({ maxBatch: 64, underlayIp: NODE1, seed: 3, masqAddr4: MASQ4, serviceCidr4: "10.96.0.0/12", clusterCidr4: "10.244.0.0/16",
     ...(limitMiB ? { memoryLimitMiB: limitMiB } : {}) });
   if (e.commitOps(clusterRoutes().bytes()) !== 0) throw new Error("routes refused");

@@ -143,15 +143,70 @@ describe("wire/ipv4", () => {
       assert.equal(parse(o.bytes).dst, "10.244.1.20");
     });
 
-    it("a later fragment to a VIP whose first fragment was never seen is dropped as FragmentUntracked", () => {
-      const orphan = ipv4({ src: "10.244.1.5", dst: "10.96.0.10", id: 0x1111, fragOffset: 7 }, 17, l4.subarray(56));
-      expectVerdict(runOne(e, orphan), Verdict.Drop, Drop.FragmentUntracked);
+    // What the backend must receive of `second`, built apart from the core: the same fragment to the
+    // backend's address, TTL one less (RFC 1812 §5.3.1), its header checksum by RFC 1071.
+    const secondAtBackend = ipv4({ src: "10.244.1.5", dst: "10.244.1.20", id: 0x7777, fragOffset: 7, ttl: 63 }, 17, l4.subarray(56));
+
+    it("first fragment last, in one batch: the later fragment is held, then delivered right after the first, byte-exact; tshark reassembles a valid datagram", () => {
+      const [b, a] = run(e, [second, first]);
+      expectVerdict(b!, Verdict.Drop, Drop.FragmentHeld);
+      expectVerdict(a!, Verdict.Tun);
+      const released = e.releasedPackets();
+      assert.equal(released.length, 1, "one fragment released");
+      expectVerdict(released[0]!, Verdict.Tun);
+      assert.deepEqual([...released[0]!.bytes], [...secondAtBackend], "the held fragment, rewritten like its first fragment");
+      const ds = tsharkValid([a!.bytes, released[0]!.bytes]);
+      assert.equal(ds[1]!.get("udp.dstport"), "5353", "reassembled by tshark");
+      assert.equal(ds[1]!.get("udp.checksum.status"), "1");
+      const c = e.counters();
+      assert.deepEqual([c.named.frag_held, c.named.frag_released, c.named.frag_holding], [1, 1, 0]);
+      assert.deepEqual([c.named.packets_in, c.verdicts.tun, c.verdicts.drop], [2, 2, 0], "two packets in, two out, none lost");
+      assert.deepEqual(Object.entries(c.drops).filter(([, n]) => n > 0), [], "no drop counted");
     });
 
-    it("a later fragment whose first fragment had another id is FragmentUntracked", () => {
+    it("first fragment last, in a later batch (2 s later): the held fragment goes out with that batch", () => {
+      expectVerdict(runOne(e, second, 100), Verdict.Drop, Drop.FragmentHeld);
+      assert.deepEqual(e.releasedPackets(), [], "nothing released before the first fragment");
+      const a = runOne(e, first, 102);
+      expectVerdict(a, Verdict.Tun);
+      assert.deepEqual(e.releasedPackets().map((r) => [...r.bytes]), [[...secondAtBackend]]);
+      assert.deepEqual(runOne(e, first, 102).slot.verdict, Verdict.Tun);
+      assert.deepEqual(e.releasedPackets(), [], "released once only");
+    });
+
+    it("a later fragment to a VIP whose first fragment never comes is held, then dropped as FragmentUntracked after 3 s", () => {
+      const orphan = ipv4({ src: "10.244.1.5", dst: "10.96.0.10", id: 0x1111, fragOffset: 7 }, 17, l4.subarray(56));
+      expectVerdict(runOne(e, orphan), Verdict.Drop, Drop.FragmentHeld);
+      e.sweep(102, 64);
+      assert.deepEqual([e.counters().named.frag_holding, e.counters().drops.fragment_untracked], [1, 0], "still waiting at 2 s");
+      e.sweep(103, 64);
+      assert.deepEqual([e.counters().named.frag_holding, e.counters().drops.fragment_untracked], [0, 1], "dropped at 3 s, counted once");
+      expectVerdict(runOne(e, first, 104), Verdict.Tun);
+      assert.deepEqual(e.releasedPackets(), [], "a first fragment after the wait releases nothing");
+    });
+
+    it("a later fragment whose first fragment had another id is held and not released by it", () => {
       runOne(e, first);
       const other = ipv4({ src: "10.244.1.5", dst: "10.96.0.10", id: 0x7778, fragOffset: 7 }, 17, l4.subarray(56));
-      expectVerdict(runOne(e, other), Verdict.Drop, Drop.FragmentUntracked);
+      expectVerdict(runOne(e, other), Verdict.Drop, Drop.FragmentHeld);
+      runOne(e, ipv4({ src: "10.244.1.6", dst: "10.96.0.10", id: 0x7778, mf: true }, 17, l4.subarray(0, 56)));
+      assert.deepEqual(e.releasedPackets(), [], "another source's datagram with the same id");
+    });
+
+    it("a flood of 20,480 later fragments whose first never comes: memory stays as it was, at most 256 wait, the rest are counted dropped, and a reordered datagram still gets through", () => {
+      const bytesBefore = e.wasmMemory.buffer.byteLength;
+      for (let b = 0; b < 320; b++) {
+        run(e, Array.from({ length: 64 }, (_, i) => ipv4({ src: "10.244.1.66", dst: "10.96.0.10", id: b * 64 + i, fragOffset: 7 }, 17, l4.subarray(56))), 100);
+      }
+      const c = e.counters();
+      assert.equal(e.wasmMemory.buffer.byteLength, bytesBefore, "no memory grown");
+      assert.equal(c.named.frag_holding, 256, "the pool holds 256");
+      assert.equal(c.drops.fragment_untracked, 320 * 64 - 256, "every other fragment counted as dropped");
+      assert.equal(e.checkInvariants(), 0);
+      // 3 s on, the waiting fragments make room for the next datagram
+      const [b, a] = run(e, [second, first], 103);
+      expectVerdict(b!, Verdict.Drop, Drop.FragmentHeld); expectVerdict(a!, Verdict.Tun);
+      assert.deepEqual(e.releasedPackets().map((r) => [...r.bytes]), [[...secondAtBackend]]);
     });
 
     it("fragments of a reply from the backend are all reverse-NATed to come from the VIP", () => {
