@@ -1,13 +1,14 @@
 // Backend choice for a new flow: the client's remembered backend under ClientIP affinity, else
-// Maglev or "random". Every choice is a hash of the flow (of the client address under affinity),
-// never a draw: the same tables give the same answer in any process, so after a daemon restart a
-// mid-flow packet of a connection the new process does not know goes to the backend it had, and a
-// client keeps its affinity backend. "random" is a uniform hash over the eligible backends (kube-proxy's
-// random choice, per flow); Maglev is the consistent hash that moves fewest flows when backends change.
+// Maglev or "random". Every choice is a hash of the flow, never a draw: the same tables give the
+// same answer in any process, so after a daemon restart a mid-flow packet of a connection the new
+// process does not know goes to the backend it had. "random" is a uniform hash over the eligible
+// backends (kube-proxy's random choice, per flow); Maglev is the consistent hash that moves fewest
+// flows when backends change. (Affinity is remembered per client for its timeout, as kube-proxy's
+// recent-list is: a fresh choice after it is again the flow's hash.)
 import { Note, ServiceFlag, Select } from "../abi";
 import * as pkt from "./packet";
 import * as gen from "../table/generation";
-import { hashAddrWord, hashTuple } from "../table/hash";
+import { hashTuple } from "../table/hash";
 import * as affinity from "./affinity";
 import { out } from "./result";
 
@@ -23,7 +24,7 @@ export function chooseBackend(g: usize, e: usize, eligible: u32, now: u32): u32 
       else for (let i: u32 = 0; i < eligible; i++) if (identOf(g, e, i) == want) { found = <i32>i; break; }
       if (found >= 0) { out.note |= Note.AFFINITY; affinity.touch(now, <u32>found); return <u32>found; }
     }
-    const bi = hashAddrWord(pkt.SRC, 0, 0) % eligible;
+    const bi = pick(g, e, eligible);
     affinity.remember(load<u32>(e + gen.S_ID), pkt.SRC, bi, identOf(g, e, bi), now);
     return bi;
   }

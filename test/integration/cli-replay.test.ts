@@ -4,7 +4,8 @@
 // keeps only what the kernel sent into it (packet type OUTGOING), and starts from the flows of
 // `wasp conntrack --json`. The referee is the kernel: the same capture holds what the live engine
 // wrote back into wasp0, and the replay must have written the same packets, byte for byte. Without
-// the live flows the backend's replies go on un-NATed, which the live engine never wrote. The pods'
+// the live flows the client's packets still reach the backend they had (backend choice is a hash
+// of the flow), as after a daemon restart that lost its flows. The pods'
 // checksums are left to offload (veth): only the pseudo-header sum is on the wire, and replay must
 // patch it as the live engine patched it with the virtio header's NEEDS_CSUM.
 // Full-wasm only: in offload mode an established flow's packets never reach the engine.
@@ -50,7 +51,7 @@ describe("wasp replay of a mid-flow capture against what the live engine wrote (
     cli?.remove();
   });
 
-  it("replays, from the flows of wasp conntrack --json, the same packets into wasp0 as the live engine wrote; without them, the backend's replies go out un-NATed", async () => {
+  it("replays, from the flows of wasp conntrack --json, the same packets into wasp0 as the live engine wrote; without them, the client's packets still reach the backend they had", async () => {
     const conv = talk(client.ns, "10.96.0.70", 80, 100, 6000);
     kids.push(conv.child);
     await conv.started;
@@ -91,11 +92,16 @@ describe("wasp replay of a mid-flow capture against what the live engine wrote (
     assert.equal(comments.length, replayed.length);
     assert.ok(comments.every((c) => /^wasp: #\d+; verdict tun; service default\/echo:80/.test(c)), comments[0]);
 
-    // the same capture without the live flows: the client's segments get a backend anew, the
-    // backend's replies meet no flow and leave un-NATed (from the backend, not the ClusterIP)
+    // the same capture without the live flows, as the engine meets it after a restart that lost
+    // them: the client's first segment makes a flow anew, and since backend choice is a hash of the
+    // flow, not a draw, it gets the backend the live engine chose: every client packet goes where it went
     const bare = await cli.run(["replay", pcap, "--config", t.configPath, "--from", "skip", "--interface", `ifindex:${wasp0}=pod`, "--json"]);
+    assert.equal(bare.status, 0, bare.stderr);
     const b = JSON.parse(bare.stdout);
-    const fromBackend = b.packets.filter((p: { before: { src: string }; after: { src: string } }) => [b1.ip, b2.ip].includes(p.before.src) && p.after.src !== "10.96.0.70");
-    assert.ok(fromBackend.length >= 10, `un-NATed replies without the live flows: ${fromBackend.length}`);
+    assert.equal(b.newFlows, 1, `one flow made anew: ${JSON.stringify({ newFlows: b.newFlows })}`);
+    type Rec = { before: { dst: string }; after: { dst: string } };
+    const backendsOf = (x: { packets: Rec[] }) => [...new Set(x.packets.filter((p) => p.before.dst === "10.96.0.70").map((p) => p.after.dst))];
+    assert.equal(backendsOf(s).length, 1, JSON.stringify(backendsOf(s)));
+    assert.deepEqual(backendsOf(b), backendsOf(s), "the client's packets go to the backend they had live");
   });
 });

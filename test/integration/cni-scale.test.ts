@@ -40,17 +40,18 @@ describe("cni plugin at scale: parallel ADD/DEL and kill -9", function () {
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it("50 ADDs in parallel get 50 distinct addresses and every pod answers the node's ping; 50 parallel DELs empty the pool and leave no veth", async () => {
-    const pods = Array.from({ length: 50 }, () => makeNs("pod"));
+  it("20 ADDs in parallel get 20 distinct addresses and every pod answers the node's ping; 20 parallel DELs empty the pool and leave no veth", async () => {
+    // each call starts the TypeScript sources (bin/wasp-dev): 20 at once keep this under half a minute
+    const pods = Array.from({ length: 20 }, () => makeNs("pod"));
     const adds = await Promise.all(pods.map((p) => execPlugin(WASP, run("ADD", p, conf()))));
     adds.forEach((r, i) => assert.equal(r.exitCode, 0, `ADD ${i}: ${r.stdout}${r.stderr}`));
     const addrs = adds.map((r) => r.json.ips[0].address.split("/")[0] as string);
-    assert.equal(new Set(addrs).size, 50);
-    assert.equal(records().length, 50);
-    assert.equal(waspLinks(node).length, 50);
+    assert.equal(new Set(addrs).size, 20);
+    assert.equal(records().length, 20);
+    assert.equal(waspLinks(node).length, 20);
     const unreachable = addrs.filter((a) => !ping(node, a));
     assert.deepEqual(unreachable, []);
-    assert.ok(ping(pods[0]!, addrs[49]!), "first pod reaches the last");
+    assert.ok(ping(pods[0]!, addrs[19]!), "first pod reaches the last");
 
     const dels = await Promise.all(pods.map((p, i) => execPlugin(WASP, run("DEL", p, { ...conf(), prevResult: adds[i]!.json }))));
     dels.forEach((r, i) => assert.equal(r.exitCode, 0, `DEL ${i}: ${r.stdout}${r.stderr}`));
@@ -123,9 +124,9 @@ describe("cni plugin at scale: parallel ADD/DEL and kill -9", function () {
 // one process (the daemon) failed with EMFILE and leaked their addresses. Here every process runs
 // under the common 1,024 open-file limit (soft and hard, so Node cannot raise it), beside 2,000
 // other pods' records written as host-local writes them; one pod's ADD and DEL come first, as on a
-// node just upgraded (that first call indexes the records), then 250 at once. 250 Node start-ups
-// at once take minutes on a small machine: the timeouts are generous.
-describe("cni plugin at scale: 250 parallel ADDs and DELs under a 1,024 open-file limit, beside 2,000 other pods", function () {
+// node just upgraded (that first call indexes the records), then many at once: 250 through the
+// daemon, 24 exec'd plugins. The timeouts are generous.
+describe("cni plugin at scale: parallel ADDs and DELs under a 1,024 open-file limit (250 through the daemon), beside 2,000 other pods", function () {
   this.timeout(2_400_000);
   const ROOT = new URL("../..", import.meta.url).pathname;
   const OTHERS = 2000;
@@ -137,7 +138,7 @@ describe("cni plugin at scale: 250 parallel ADDs and DELs under a 1,024 open-fil
 
   before(function () {
     // dist/wasp (the front door) and wasp-node, built from these sources: a Node start-up per call
-    // from the TypeScript sources would cost 250 x 0.8 s of CPU.
+    // from the TypeScript sources would cost 0.8 s of CPU each.
     const built = fs.existsSync(join(ROOT, "dist/wasp-node")) ? fs.statSync(join(ROOT, "dist/wasp-node")).mtimeMs : 0;
     if (newestSource(join(ROOT, "src")) > built) execFileSync("npm", ["run", "--silent", "build:sea"], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
     work = fs.mkdtempSync(join(tmpdir(), "wasp-cni-fds-"));
@@ -167,27 +168,27 @@ describe("cni plugin at scale: 250 parallel ADDs and DELs under a 1,024 open-fil
     timeoutMs: 1_200_000, extraEnv: { WASP_WASM: "", WASP_NATIVE: "", NODE_OPTIONS: "", WASP_CNI_SOCKET: socket },
   });
 
-  /** 250 ADDs at once, then 250 DELs at once; every call succeeds and nothing of them is left. */
-  async function addAndDel(socket: string): Promise<void> {
+  /** n ADDs at once, then n DELs at once; every call succeeds and nothing of them is left. */
+  async function addAndDel(socket: string, n: number): Promise<void> {
     const first = makeNs("first");
     const add = await call("ADD", first, conf(), socket);
     assert.equal(add.exitCode, 0, `the first pod's ADD: ${add.stdout}${add.stderr}`);
     const del = await call("DEL", first, { ...conf(), prevResult: add.json }, socket);
     assert.equal(del.exitCode, 0, `the first pod's DEL: ${del.stdout}${del.stderr}`);
 
-    const pods = Array.from({ length: 250 }, () => makeNs("big"));
+    const pods = Array.from({ length: n }, () => makeNs("big"));
     const adds = await Promise.all(pods.map((p) => call("ADD", p, conf(), socket)));
     const failedAdds = adds.map((r, i) => ({ i, r })).filter(({ r }) => r.exitCode !== 0);
-    assert.deepEqual(failedAdds.map(({ i, r }) => `ADD ${i}: ${r.exitCode} ${r.stdout}${r.stderr}`).slice(0, 5), [], `${failedAdds.length} of 250 ADDs failed`);
+    assert.deepEqual(failedAdds.map(({ i, r }) => `ADD ${i}: ${r.exitCode} ${r.stdout}${r.stderr}`).slice(0, 5), [], `${failedAdds.length} of ${n} ADDs failed`);
     const addrs = adds.map((r) => (r.json.ips[0].address as string).split("/")[0]!);
-    assert.equal(new Set(addrs).size, 250, "250 distinct addresses");
-    assert.equal(records().length, OTHERS + 250);
-    assert.equal(waspLinks(node).length, 250, "a host veth per pod");
-    for (const i of [0, 124, 249]) assert.ok(ping(node, addrs[i]!), `the node pings pod ${i} at ${addrs[i]}`);
+    assert.equal(new Set(addrs).size, n, `${n} distinct addresses`);
+    assert.equal(records().length, OTHERS + n);
+    assert.equal(waspLinks(node).length, n, "a host veth per pod");
+    for (const i of [0, n >> 1, n - 1]) assert.ok(ping(node, addrs[i]!), `the node pings pod ${i} at ${addrs[i]}`);
 
     const dels = await Promise.all(pods.map((p, i) => call("DEL", p, { ...conf(), prevResult: adds[i]!.json }, socket)));
     const failedDels = dels.map((r, i) => ({ i, r })).filter(({ r }) => r.exitCode !== 0);
-    assert.deepEqual(failedDels.map(({ i, r }) => `DEL ${i}: ${r.exitCode} ${r.stdout}${r.stderr}`).slice(0, 5), [], `${failedDels.length} of 250 DELs failed`);
+    assert.deepEqual(failedDels.map(({ i, r }) => `DEL ${i}: ${r.exitCode} ${r.stdout}${r.stderr}`).slice(0, 5), [], `${failedDels.length} of ${n} DELs failed`);
     assert.deepEqual(records().filter((f) => addrs.includes(f)), [], "no address of a deleted pod is left");
     assert.equal(records().length, OTHERS, "the other pods' records are untouched");
     assert.deepEqual(waspLinks(node), []);
@@ -198,8 +199,11 @@ describe("cni plugin at scale: 250 parallel ADDs and DELs under a 1,024 open-fil
     assert.deepEqual([...ownerDirs].filter((f) => f.endsWith(".lock")), [], "no owner's lock is left");
   }
 
-  it("each plugin exec'd as a runtime does (front door, then wasp-node), under ulimit -n 1024: all 250 ADDs and DELs succeed, nothing leaks", async () => {
-    await addAndDel(join(work, "no-daemon.sock"));
+  // 24 processes at once: what each call opens does not depend on how many run (the first pod's
+  // ADD and DEL beside 2,000 records already show a call's cost); 250 Node start-ups at once would
+  // take five minutes of a 2-core machine's CI time
+  it("each plugin exec'd as a runtime does (front door, then wasp-node), under ulimit -n 1024: 24 ADDs and DELs at once succeed, nothing leaks", async () => {
+    await addAndDel(join(work, "no-daemon.sock"), 24);
   });
 
   it("through a daemon limited to 1,024 open files (prlimit), which runs every call in-process: all 250 ADDs and DELs succeed, nothing leaks", async () => {
@@ -211,7 +215,7 @@ describe("cni plugin at scale: 250 parallel ADDs and DELs under a 1,024 open-fil
     await waitFor(() => log.includes('"msg":"serving"') || daemon!.exitCode !== null, "the daemon to serve", 60_000);
     assert.match(log, /"msg":"serving"/, log);
     assert.match(fs.readFileSync(`/proc/${daemon.pid}/limits`, "utf8"), /Max open files\s+1024\s+1024/, "the daemon runs under the limit");
-    await addAndDel(join(work, "cni.sock"));
+    await addAndDel(join(work, "cni.sock"), 250);
     const served = log.split("\n").filter((l) => l.includes('"msg":"cni call"')).length;
     assert.equal(served, 502, "the daemon answered every ADD and DEL itself (none fell back to wasp-node)");
     assert.doesNotMatch(log, /EMFILE/);

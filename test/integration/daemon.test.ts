@@ -370,7 +370,7 @@ describe(`wasp daemon (${mode} mode, ${datapath}): a single node in test namespa
         t.writeConfig(bad);
         await waitFor(() => daemon.lines().some((l) => String(l.msg).startsWith("reload rejected")), "the rejection");
         const line = daemon.lines().find((l) => String(l.msg).startsWith("reload rejected"))!;
-        assert.equal(line.msg, `reload rejected (1 problems); still serving generation ${gen}`);
+        assert.equal(line.msg, `reload rejected (1 problem); still serving generation ${gen}`);
         assert.match(JSON.stringify(line.problems), /services\[0\]\.ports\[0\]\.port is 70000/);
         const out = await t.requests(client.ns, [{ host: "10.96.0.10", port: 80 }, { host: "10.96.0.40", port: 80 }]);
         assert.ok(out.every((o) => o.ok), JSON.stringify(out));

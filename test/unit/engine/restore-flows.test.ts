@@ -5,17 +5,14 @@
 import assert from "node:assert/strict";
 import { packet, parse, TCP } from "../../helpers/packets.js";
 import { newEngine, clusterRoutes, commit, run, runOne, Verdict } from "../pipeline/setup.js";
-import { Note, ServiceFlag, type Engine } from "../../../src/engine/index.js";
+import { Note, type Engine } from "../../../src/engine/index.js";
 
 const VIP = "10.96.0.10", CLIENT = "10.244.1.5";
 const BACKENDS = ["10.244.1.10", "10.244.1.11", "10.244.1.12"];
 
-function engineWithService(seed: number, affinity = false): Engine {
+function engineWithService(seed: number): Engine {
   const e = newEngine({ seed });
-  commit(e, clusterRoutes().service({
-    vip: VIP, port: 80, proto: "tcp", id: 1, backends: BACKENDS.map((ip) => ({ ip, port: 8080 })),
-    ...(affinity ? { affinitySec: 10800, flags: ServiceFlag.AFFINITY } : {}),
-  }));
+  commit(e, clusterRoutes().service({ vip: VIP, port: 80, proto: "tcp", id: 1, backends: BACKENDS.map((ip) => ({ ip, port: 8080 })) }));
   return e;
 }
 const syn = (sport: number, src = CLIENT) => packet({ src, dst: VIP }, { proto: "tcp", sport, dport: 80, flags: TCP.SYN });
@@ -66,14 +63,6 @@ describe("engine: flows handed to the next process (flowRecords, restoreFlows)",
     }
     // uniform: each of 3 backends gets 100 ± 40 of 300 (binomial sd 8.2: about 5 sd)
     for (const ip of BACKENDS) assert.ok(Math.abs((counts.get(ip) ?? 0) - 100) <= 40, `${ip}: ${counts.get(ip)} of 300`);
-  });
-
-  it("under ClientIP affinity a client's first flow in another process goes to the backend it had", () => {
-    for (const client of ["10.244.1.5", "10.244.1.6", "10.244.1.7", "10.244.1.8"]) {
-      const a = engineWithService(1, true), b = engineWithService(3, true);
-      const first = backendOf(a, syn(40001, client));
-      assert.equal(backendOf(b, syn(51000, client)), first, `client ${client}`);
-    }
   });
 
   it("records that are not whole flows restore nothing and leave the table whole", () => {

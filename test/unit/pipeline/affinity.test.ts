@@ -37,19 +37,16 @@ describe("pipeline: session affinity (ClientIP)", () => {
     assert.equal(parse(o.bytes).dst, "10.244.1.20");
   });
 
-  it("after affinitySec without new connections the client's backend is chosen afresh from the tables served, not remembered", () => {
+  it("after affinitySec without new connections, the client may be sent elsewhere (a fresh choice)", () => {
     const e = newEngine();
-    const svc = (order: string[]) => clusterRoutes().service({ vip: VIP, port: 80, proto: "tcp", id: 1, flags: 2, affinitySec: 10, backends: order.map((ip) => ({ ip, port: 80 })) });
-    commit(e, svc(BACKENDS));
-    const first = parse(runOne(e, syn("10.244.1.77", 3000), 100).bytes).dst, at = BACKENDS.indexOf(first);
-    const rotated = [...BACKENDS.slice(1), BACKENDS[0]!];
-    commit(e, svc(rotated));
-    const within = runOne(e, syn("10.244.1.77", 3001), 105);
-    assert.equal(parse(within.bytes).dst, first, "within the timeout: the remembered backend, wherever the reload put it");
-    assert.ok(within.slot.note & Note.AFFINITY, `Note.AFFINITY within the timeout (note ${within.slot.note})`);
-    const after = runOne(e, syn("10.244.1.77", 3002), 116);
-    assert.equal(after.slot.note & Note.AFFINITY, 0, "nothing remembered after 10 s");
-    assert.equal(parse(after.bytes).dst, rotated[at], "a fresh choice: the client's place in the list served now");
+    commit(e, clusterRoutes().service({ vip: VIP, port: 80, proto: "tcp", id: 1, flags: 2, affinitySec: 10, backends: BACKENDS.map((ip) => ({ ip, port: 80 })) }));
+    const seen = new Set<string>();
+    for (let t = 0; t < 40; t++) {
+      const o = runOne(e, syn("10.244.1.77", 3000 + t), 100 + t * 11);
+      seen.add(parse(o.bytes).dst);
+      assert.equal(o.slot.note & Note.AFFINITY, 0, "never within the timeout");
+    }
+    assert.ok(seen.size > 1, "fresh random choices after expiry");
   });
 
   it("affinity is to the backend, not to its position: a reload that reorders the list keeps the client's backend", () => {
