@@ -153,6 +153,11 @@ export const C_FRAG_HELD: u32 = 59;
 export const C_FRAG_RELEASED: u32 = 60;
 /** Fragments waiting now: a gauge. */
 export const C_FRAG_HOLDING: u32 = 61;
+/** Evictions from a full flow table, by why (each also counts in C_CT_EVICTED): a flow of the source
+ *  holding the most flows, above the mean share (table/conntrack.ts's fair share), and the table's
+ *  least recently seen flow when no source is above it. */
+export const C_CT_EVICTED_SHARE: u32 = 62;
+export const C_CT_EVICTED_OLDEST: u32 = 63;
 export const COUNTER_COUNT: u32 = 64;
 
 // ╒═══ control ops, staged at stageAddr() by src/engine/ops.ts, applied by commit() ═══╕
@@ -258,7 +263,10 @@ export const enum InitResult { Ok = 0, BadConfig = 1, OutOfMemory = 2, AlreadyIn
 //  84 u32 prev      88 u32 next: the class's LRU list, idx + 1 (0: end); next also chains free records
 //  92 u32 gen       the generation the flow was last checked against
 //  96 u32 created   seconds
-// 100 ... 127       unused
+// 100 u32 source    its source's entry in the per-source table + 1 (table/conntrack.ts)
+// 104 u64 seq       when last moved in its lists, in touches: orders flows finer than lastSeen
+// 112 u32 srcPrev   116 u32 srcNext: its source's LRU list, idx + 1 (0: end)
+// 120 ... 127       unused
 export const CT_REC_SIZE: u32 = 128;
 export const CT_F_SRC: u32 = 0;
 export const CT_F_DST: u32 = 16;
@@ -278,6 +286,10 @@ export const CT_PREV: u32 = 84;
 export const CT_NEXT: u32 = 88;
 export const CT_GEN: u32 = 92;
 export const CT_CREATED: u32 = 96;
+export const CT_SOURCE: u32 = 100;
+export const CT_SEQ: u32 = 104;
+export const CT_SRC_PREV: u32 = 112;
+export const CT_SRC_NEXT: u32 = 116;
 
 /** The FlowFlag bits a flow the host inserts may carry (ctInsert): DNAT through FIN_REPLY; USED and
  *  OFFLOADED are the table's own. */

@@ -66,6 +66,16 @@ export function makeMetrics(engine: () => Engine, pathDrops: () => PathDrops, ke
     new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(engine().counters().named[key]); } });
   }
   new Counter({
+    name: "wasp_flows_evicted_total", help: "Flows removed from a full conntrack table before their timeout, by why (source_share: a flow of the source holding the most flows, above the mean share; oldest: no source was above it, the least recently seen flow)",
+    labelNames: ["why"], registers: [registry],
+    collect() {
+      this.reset();
+      const n = engine().counters().named;
+      this.inc({ why: "source_share" }, n.ct_evicted_share);
+      this.inc({ why: "oldest" }, n.ct_evicted_oldest);
+    },
+  });
+  new Counter({
     name: "wasp_path_dropped_total", help: "Packets lost on wasp's path outside the engine, by place (tun_queue_full: wasp0's queue to wasp was full; write_refused: the kernel refused a write; underlay_rcvbuf_full, tun_rx_dropped, tunnel_tap_dropped)",
     labelNames: ["place"], registers: [registry],
     collect() { this.reset(); for (const [place, n] of Object.entries(pathDrops())) this.inc({ place }, n); },

@@ -67,6 +67,8 @@ export const C_OFFLOAD_LAST_ERRNO = 58;
 export const C_FRAG_HELD = 59;
 export const C_FRAG_RELEASED = 60;
 export const C_FRAG_HOLDING = 61;
+export const C_CT_EVICTED_SHARE = 62;
+export const C_CT_EVICTED_OLDEST = 63;
 export const COUNTER_COUNT = 64;
 
 export enum Op { End = 0, UpsertService = 1, DeleteService = 2, UpsertRoute = 3, DeleteRoute = 4, AddLocalAddr = 5, DeleteLocalAddr = 6, Clear = 7 }
@@ -127,6 +129,10 @@ export const CT_PREV = 84;
 export const CT_NEXT = 88;
 export const CT_GEN = 92;
 export const CT_CREATED = 96;
+export const CT_SOURCE = 100;
+export const CT_SEQ = 104;
+export const CT_SRC_PREV = 112;
+export const CT_SRC_NEXT = 116;
 
 /** The FlowFlag bits ctInsert accepts (not USED, not OFFLOADED). */
 export const FLOW_FLAGS_INSERTABLE = 63;

@@ -609,6 +609,7 @@ export class Engine {
       offload_resent: this.counter(abi.C_OFFLOAD_RESENT), offload_last_errno: this.counter(abi.C_OFFLOAD_LAST_ERRNO),
       frag_held: this.counter(abi.C_FRAG_HELD), frag_released: this.counter(abi.C_FRAG_RELEASED),
       frag_holding: this.counter(abi.C_FRAG_HOLDING),
+      ct_evicted_share: this.counter(abi.C_CT_EVICTED_SHARE), ct_evicted_oldest: this.counter(abi.C_CT_EVICTED_OLDEST),
     };
     return { verdicts, drops, named };
   }
@@ -622,6 +623,8 @@ export interface NamedCounters {
   frag_tracked: number; inner_csum_completed: number; tunnel_gso_sent: number; tunnel_gso_received: number;
   offloaded: number; offload_failed: number; offload_resent: number; offload_last_errno: number;
   frag_held: number; frag_released: number; frag_holding: number;
+  /** Evictions by why (both also in ct_evicted): a flow of the source above the mean share, the table's oldest. */
+  ct_evicted_share: number; ct_evicted_oldest: number;
 }
 export interface EngineCounters { verdicts: Record<string, number>; drops: Record<string, number>; named: NamedCounters }
 

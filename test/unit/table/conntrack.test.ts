@@ -105,6 +105,85 @@ describe("table/conntrack", () => {
     assert.equal(e.counters().named.ct_evicted + e.counters().named.ct_expired, 2000 - 16);
   });
 
+  describe("a full table is shared fairly between sources", () => {
+    const FLOODER = "10.244.1.66", CLIENT = "10.244.2.7";
+    const BACKENDS = ["10.244.1.10", "10.244.1.11", "10.244.1.12", "10.244.1.13"];
+    const floodUdp = (n: number) => packet({ src: FLOODER, dst: VIP }, { proto: "udp", sport: 1024 + (n % 60000), dport: 53 + Math.floor(n / 60000) });
+    function fairSetup(cap: number): ReturnType<typeof newEngine> {
+      const e = newEngine({ conntrackCapacity: cap });
+      // several backends: a flow that was evicted and made again by its next packet could get another
+      const backends = BACKENDS.map((ip) => ({ ip, port: 8080 }));
+      const w = clusterRoutes().service({ vip: VIP, port: 80, proto: "tcp", id: 1, backends });
+      for (let p = 53; p < 56; p++) w.service({ vip: VIP, port: p, proto: "udp", id: 2 + p, backends });
+      commit(e, w);
+      return e;
+    }
+
+    it("a flood of unique UDP flows from one source through a table of 64: each connection another source opens meanwhile survives the flood batches between its SYN and its SYN/ACK, and keeps its backend", () => {
+      const e = fairSetup(64);
+      const backendOf = new Map<number, string>();
+      let n = 0;
+      for (let t = 0; t < 20; t++) {
+        const now = 100 + Math.floor(t / 8);   // several batches a second: ties in whole seconds
+        const sport = 40000 + t;
+        const o = runOne(e, syn(sport, CLIENT), now);
+        expectVerdict(o, Verdict.Tun);
+        backendOf.set(sport, parse(o.bytes).dst);
+        // the flood fills the table twice over before the backend answers
+        for (let b = 0; b < 2; b++) run(e, Array.from({ length: 64 }, () => floodUdp(n++)), now);
+        const back = runOne(e, packet({ src: backendOf.get(sport)!, dst: CLIENT }, { proto: "tcp", sport: 8080, dport: sport, flags: TCP.SYN | TCP.ACK }), now);
+        assert.ok(back.slot.note & Note.REVERSE_NAT, `the SYN/ACK of port ${sport} met its flow (note ${back.slot.note})`);
+        runOne(e, ack(sport, CLIENT), now);
+        assert.equal(e.checkInvariants(), 0, `invariants after connection ${t}`);
+      }
+      assert.ok(e.counters().named.ct_evicted >= 20 * 128 - 64, `the flood turned the table over (${e.counters().named.ct_evicted} evicted)`);
+      assert.equal(e.counters().named.ct_evicted_share, e.counters().named.ct_evicted, "every eviction took a flood flow (source_share)");
+      for (const [sport, be] of backendOf) {
+        const o = runOne(e, ack(sport, CLIENT), 105);
+        assert.ok(o.slot.note & Note.CT_HIT, `the client's connection from port ${sport} is still tracked`);
+        assert.equal(parse(o.bytes).dst, be, `port ${sport} keeps its backend`);
+      }
+      assert.equal(e.checkInvariants(), 0);
+    });
+
+    it("the flooding source keeps turning over only its own flows: the table stays full and the other source holds all it opened", () => {
+      const e = fairSetup(32);
+      for (let i = 0; i < 6; i++) { runOne(e, syn(500 + i, CLIENT), 100); runOne(e, synAck(500 + i, CLIENT), 100); runOne(e, ack(500 + i, CLIENT), 100); }
+      for (let b = 0; b < 20; b++) run(e, Array.from({ length: 40 }, (_, i) => floodUdp(b * 40 + i)), 101 + b);
+      assert.equal(e.exports.ctCount(), 32);
+      assert.deepEqual(flowPorts(e).filter((p) => p >= 500 && p < 506), [500, 501, 502, 503, 504, 505], "the idle established flows of the other source stay");
+      assert.equal(e.checkInvariants(), 0);
+    });
+
+    it("with every source holding one flow, a SYN made in the same second as idle established flows is not evicted before them (no tie to the half-open class)", () => {
+      const e = setup(16);
+      for (let i = 0; i < 15; i++) {
+        const src = `10.244.3.${i + 1}`;
+        runOne(e, syn(100, src), 100); runOne(e, synAck(100, src), 100); runOne(e, ack(100, src), 100);
+      }
+      runOne(e, syn(200, "10.244.4.1"), 100);   // half-open, the 16th flow
+      runOne(e, syn(300, "10.244.4.2"), 100);   // table full: something goes
+      assert.equal(e.counters().named.ct_evicted_oldest, 1);
+      const o = runOne(e, synAck(200, "10.244.4.1"), 100);
+      assert.ok(o.slot.note & Note.REVERSE_NAT, "the half-open connection's SYN/ACK is still reverse-NATed");
+      assert.equal(e.checkInvariants(), 0);
+    });
+
+    it("a SYN unanswered for 2 s or more goes before idle established flows (its client retransmits after 1 s, RFC 6298 2.1)", () => {
+      const e = setup(16);
+      for (let i = 0; i < 15; i++) {
+        const src = `10.244.3.${i + 1}`;
+        runOne(e, syn(100, src), 100); runOne(e, synAck(100, src), 100); runOne(e, ack(100, src), 100);
+      }
+      runOne(e, syn(200, "10.244.4.1"), 101);
+      runOne(e, syn(300, "10.244.4.2"), 103);
+      const o = runOne(e, synAck(200, "10.244.4.1"), 103);
+      assert.equal(o.slot.note & Note.REVERSE_NAT, 0, "the stale half-open flow went");
+      assert.equal(e.exports.ctCount(), 16);
+      assert.equal(e.checkInvariants(), 0);
+    });
+  });
+
   describe("expiry (sweep) by the kernel's default timeouts", () => {
     it("UDP unreplied: 30 s (nf_conntrack_udp_timeout)", () => {
       const e = setup();
