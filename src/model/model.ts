@@ -5,6 +5,7 @@
 import { ServiceKind, Select, ServiceFlag, RouteKind } from "../engine/abi.js";
 import type { Config, ConfigChanges, Protocol, ServiceConfig, BackendConfig } from "../config/schema.js";
 import { drain, drainAsync, every64, type Steps } from "./steps.js";
+import { LayeredMap } from "./layered-map.js";
 import { cidrContains, firstAddress, firstAddress6, formatCidr, formatIp, formatMac, ipv4ToU32, mappedPrefixLen, parseCidr, parseIp, type Cidr, type Family, type Ip } from "./addr.js";
 
 export { ServiceKind, Select, ServiceFlag, RouteKind };
@@ -311,12 +312,15 @@ function* updateModelSteps(prevConfig: Config | undefined, config: Config, prev:
     return mine;
   };
 
-  const services = new Map(prev.services);
+  // The entries' changes are collected apart and laid over prev's map at the end (LayeredMap): the
+  // cost follows the services that changed, not the number of entries.
+  const changed = new Map<string, ServiceEntry | undefined>();
+  const now = (key: string): ServiceEntry | undefined => (changed.has(key) ? changed.get(key) : prev.services.get(key));
   const removed = new Map<string, ServiceEntry>();
   for (const s of gone) {
     for (const d of draftsOf(s)) {
-      const e = services.get(d.key);
-      if (e && e.service === d.service && e.portName === d.portName) { services.delete(d.key); removed.set(d.key, e); }
+      const e = now(d.key);
+      if (e && e.service === d.service && e.portName === d.portName) { changed.set(d.key, undefined); removed.set(d.key, e); }
     }
   }
   const incoming = came.flatMap((s) => draftsOf(s));
@@ -326,43 +330,41 @@ function* updateModelSteps(prevConfig: Config | undefined, config: Config, prev:
   let nextId = 0;
   const allocate = (): number => {
     // Ids in use are collected once, and only when a key new to the engine needs one.
-    used ??= new Set([...[...services.values()].map((e) => e.id), ...kept]);
+    used ??= new Set([...[...prev.services.values()].flatMap((e) => (now(e.key) ? [e.id] : [])), ...kept]);
     while (used.has(nextId)) nextId++;
     used.add(nextId);
     return nextId++;
   };
   const upserts: ServiceEntry[] = [];
-  {
-    for (const d of incoming) {
-      if (services.has(d.key)) continue; // another service has the key (validation rejects this)
-      const old = prev.services.get(d.key);
-      if (old && old.sig === d.sig) { services.set(d.key, old); removed.delete(d.key); continue; }
-      const id = old ? old.id : allocate();
-      const e: ServiceEntry = { ...d, id };
-      services.set(d.key, e);
-      used?.add(id);
-      removed.delete(d.key);
-      upserts.push(e);
-    }
+  for (const d of incoming) {
+    if (now(d.key)) continue; // another service has the key (validation rejects this)
+    const old = prev.services.get(d.key);
+    removed.delete(d.key);
+    if (old && old.sig === d.sig) { changed.set(d.key, old); continue; }
+    const e: ServiceEntry = { ...d, id: old ? old.id : allocate() };
+    changed.set(d.key, e);
+    upserts.push(e);
   }
+  const setEntries: Array<[string, ServiceEntry]> = [], deleted: string[] = [];
+  for (const [key, e] of changed) if (e) setEntries.push([key, e]); else deleted.push(key);
+  const services = LayeredMap.of(prev.services).with(setEntries, deleted);
   yield;
   // Echo markers follow the addresses that gained their first entry or lost their last one.
-  const vips = new Map(prev.vips ?? vipsOf(prev.services.values()));
-  const touched = new Map<string, number>();
+  const before = prev.vips ?? vipsOf(prev.services.values());
+  const counts = new Map<string, number>();
   const count = (e: ServiceEntry, by: number) => {
-    if (!answersPing(e)) return;
-    if (!touched.has(e.addr)) touched.set(e.addr, vips.get(e.addr) ?? 0);
-    const n = (vips.get(e.addr) ?? 0) + by;
-    if (n > 0) vips.set(e.addr, n); else vips.delete(e.addr);
+    if (answersPing(e)) counts.set(e.addr, (counts.get(e.addr) ?? before.get(e.addr) ?? 0) + by);
   };
   for (const e of removed.values()) count(e, -1);
   for (const e of upserts) if (!prev.services.has(e.key)) count(e, +1);
-  const addVips: string[] = [], deleteVips: string[] = [];
-  for (const [addr, before] of touched) {
-    const now = vips.get(addr) ?? 0;
-    if (before === 0 && now > 0) addVips.push(addr);
-    else if (before > 0 && now === 0) deleteVips.push(addr);
+  const addVips: string[] = [], deleteVips: string[] = [], vipCounts: Array<[string, number]> = [], vipsGone: string[] = [];
+  for (const [addr, n] of counts) {
+    const was = before.get(addr) ?? 0;
+    if (n > 0) vipCounts.push([addr, n]); else vipsGone.push(addr);
+    if (was === 0 && n > 0) addVips.push(addr);
+    else if (was > 0 && n <= 0) deleteVips.push(addr);
   }
+  const vips = LayeredMap.of(before).with(vipCounts, vipsGone);
   const model: Model = { services, routes: prev.routes, localAddrs: prev.localAddrs, nodeIds: prev.nodeIds, vips, drafts: cache };
   return {
     model,
