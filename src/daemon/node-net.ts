@@ -107,9 +107,18 @@ export interface NodeNetInputs {
 }
 
 export function nodeNetInputs(config: Config, offload = false): NodeNetInputs {
-  const external = (family: 4 | 6) => [...new Set(config.services.filter((sv) => !sv.ignored)
-    .flatMap((sv) => [...sv.externalIPs, ...sv.loadBalancerIPs])
-    .flatMap((a) => { const ip = parseIp(a); return ip?.family === family ? [`${formatIp(ip)}/${family === 4 ? 32 : 128}`] : []; }))].sort();
+  // One pass without a per-service allocation: a reload at 30,000 services runs it.
+  const external = (family: 4 | 6) => {
+    const out = new Set<string>();
+    for (const sv of config.services) {
+      if (sv.ignored || (sv.externalIPs.length === 0 && sv.loadBalancerIPs.length === 0)) continue;
+      for (const a of [...sv.externalIPs, ...sv.loadBalancerIPs]) {
+        const ip = parseIp(a);
+        if (ip?.family === family) out.add(`${formatIp(ip)}/${family === 4 ? 32 : 128}`);
+      }
+    }
+    return [...out].sort();
+  };
   const addresses = (family: 4 | 6) => config.node.nodeAddresses.filter((a) => parseIp(a)?.family === family);
   const v6 = config.node.podCIDRv6;
   return {

@@ -6,7 +6,7 @@
 import { createServer, type Server } from "node:http";
 import type { Config, ServiceConfig } from "../config/index.js";
 import { parseIp, type Ip } from "../model/addr.js";
-import { localEndpointTest } from "../model/model.js";
+import { localEndpointTest } from "../model/service-drafts.js";
 
 export interface HealthCheck {
   namespace: string;

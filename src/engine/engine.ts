@@ -6,7 +6,8 @@ import v8 from "node:v8";
 import { fileURLToPath } from "node:url";
 import * as abi from "./abi.js";
 import { encodeOps, measureOps } from "./ops.js";
-import { fullDelta, type Model, type ModelDelta } from "../model/model.js";
+import { fullDelta } from "../model/model-delta.js";
+import type { Model, ModelDelta } from "../model/model.js";
 import { macBytes, mappedPrefixLen, parseCidr, parseIp, parseIpv4, readAddr16, type Ip } from "../model/addr.js";
 
 

@@ -23,7 +23,8 @@
 // └─ Clear, End (8): the header alone
 
 import { Op, OP_BACKEND_SIZE, OP_RANGE_SIZE, OP_SERVICE_HEAD, OP_SERVICE_RANGES } from "./abi.js";
-import { fullDelta, PROTO, type Model, type ModelDelta, type Route, type ServiceEntry, type ServiceKey } from "../model/model.js";
+import { PROTO, type Model, type ModelDelta, type Route, type ServiceEntry, type ServiceKey } from "../model/model.js";
+import { fullDelta } from "../model/model-delta.js";
 import { formatIp, formatMac, parseIp, readAddr16, u32ToIpv4, type Ip } from "../model/addr.js";
 
 const HEADER = 8;

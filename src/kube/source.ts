@@ -194,6 +194,11 @@ export class KubeConfigSource implements ConfigSource {
   private base: Omit<Config, "services" | "nodes"> | undefined;
   private peers: PeerNodeConfig[] = [];
   private servicesList: ServiceConfig[] = [];
+  /** Where each Service's parts start in servicesList, and whether the list must be rebuilt. */
+  private readonly listAt = new Map<string, number>();
+  private listStale = true;
+  /** Parts to write over their places at the next list update: [where, parts]. */
+  private inPlace: Array<[number, ServiceConfig[]]> = [];
   /** The config last handed on, and the service parts that came and went since (ConfigChanges). */
   private emitted: Config | undefined;
   private came: ServiceConfig[] = [];
@@ -408,15 +413,19 @@ export class KubeConfigSource implements ConfigSource {
     const problems = this.pending;
     this.pending = [];
 
+    // A Service whose parts keep their number keeps its place in the list (written over in a copy);
+    // any other change rebuilds the list from the per-object maps.
     for (const key of this.dirty) {
       const before = this.joined.get(key);
       if (before) this.gone.push(...before);
       const svc = this.services.get(key);
-      if (!svc) { this.joined.delete(key); continue; }
+      if (!svc) { if (this.joined.delete(key)) this.listStale = true; continue; }
       const keys = this.slicesByService.get(key);
       const slices = keys ? [...keys].map((k) => this.slices.get(k) as KubeSlice) : [];
       const parts = joinService(svc, slices);
       this.joined.set(key, parts);
+      const at = this.listAt.get(key);
+      if (before && at !== undefined && before.length === parts.length) this.inPlace.push([at, parts]); else this.listStale = true;
       this.came.push(...parts);
       this.stats.serviceJoins++;
     }
@@ -435,8 +444,17 @@ export class KubeConfigSource implements ConfigSource {
     }
     if (!this.base || !(this.servicesChanged || nodeChanged)) return;
     if (this.servicesChanged) {
-      this.servicesList = [];
-      for (const parts of this.joined.values()) for (const p of parts) this.servicesList.push(p);
+      if (this.listStale) {
+        this.servicesList = [];
+        this.listAt.clear();
+        for (const [key, parts] of this.joined) { this.listAt.set(key, this.servicesList.length); for (const p of parts) this.servicesList.push(p); }
+        this.listStale = false;
+        this.inPlace = [];
+      } else {
+        this.servicesList = this.servicesList.slice();
+        for (const [at, parts] of this.inPlace) parts.forEach((p, k) => { this.servicesList[at + k] = p; });
+        this.inPlace = [];
+      }
       this.servicesChanged = false;
     }
     this.stats.configs++;
