@@ -80,10 +80,7 @@ function genResize(sc: u32, rc: u32, be: u32, mg: u32): bool {
   for (let i: u32 = 0; i < oSvcCap; i++) {
     const e = oldG + oOffSvc + <usize>i * SVC;
     if (load<u8>(e + S_USED) == 0) continue;
-    let b = load<u32>(e + S_HASH) & (svcCap - 1);
-    while (load<u8>(ng + offSvc + <usize>b * SVC + S_USED) != 0) b = (b + 1) & (svcCap - 1);
-    const ne = ng + offSvc + <usize>b * SVC;
-    memory.copy(ne, e, SVC);
+    const ne = reinsert(ng + offSvc, svcCap, SVC, S_HASH, S_USED, e);
     if (!moveBlock(ng, ne, oldG, S_BACKENDS, S_BE_BYTES, H_BE_BUMP, H_BE_FREE, offBe, beArena) ||
         !moveBlock(ng, ne, oldG, S_MAGLEV, S_MG_BYTES, H_MG_BUMP, H_MG_FREE, offMg, mgArena)) {
       // sized from the live copy's own use, so this cannot happen; refuse rather than lose an entry
@@ -92,25 +89,32 @@ function genResize(sc: u32, rc: u32, be: u32, mg: u32): bool {
       return false;
     }
   }
-  for (let i: u32 = 0; i < oRouteCap; i++) {
-    const e = oldG + oOffRoute + <usize>i * ROUTE;
-    if (load<u8>(e + R_USED) == 0) continue;
-    let b = load<u32>(e + R_HASH) & (routeCap - 1);
-    while (load<u8>(ng + offRoute + <usize>b * ROUTE + R_USED) != 0) b = (b + 1) & (routeCap - 1);
-    memory.copy(ng + offRoute + <usize>b * ROUTE, e, ROUTE);
-  }
-  for (let i: u32 = 0; i < oPeerCap; i++) {
-    const e = oldG + oOffPeer + <usize>i * PEER;
-    if (load<u8>(e + P_USED) == 0) continue;
-    let b = load<u32>(e + P_HASH) & (peerCap - 1);
-    while (load<u8>(ng + offPeer + <usize>b * PEER + P_USED) != 0) b = (b + 1) & (peerCap - 1);
-    memory.copy(ng + offPeer + <usize>b * PEER, e, PEER);
-  }
+  reinsertAll(oldG + oOffRoute, oRouteCap, ng + offRoute, routeCap, ROUTE, R_HASH, R_USED);
+  reinsertAll(oldG + oOffPeer, oPeerCap, ng + offPeer, peerCap, PEER, P_HASH, P_USED);
   memory.copy(ng + offLocal, oldG + oOffLocal, <usize>LOCAL_CAP * LOCAL);
   memory.copy(ng + genSize, ng, genSize);
   adoptCopies(ng);
   regionFree(oldBase, oldSize * 2);
   return true;
+}
+
+/** Copies entry e into its first free slot of a linear-probing table (`cap` entries of `size` bytes,
+ *  the hash at `hashAt`, a zero byte at `usedAt` when free); the copy's address. */
+function reinsert(tbl: usize, cap: u32, size: usize, hashAt: usize, usedAt: usize, e: usize): usize {
+  const mask = cap - 1;
+  let b = load<u32>(e + hashAt) & mask;
+  while (load<u8>(tbl + <usize>b * size + usedAt) != 0) b = (b + 1) & mask;
+  const ne = tbl + <usize>b * size;
+  memory.copy(ne, e, size);
+  return ne;
+}
+
+/** Every used entry of table `from` (fromCap entries) re-inserted into table `to` (toCap entries). */
+function reinsertAll(from: usize, fromCap: u32, to: usize, toCap: u32, size: usize, hashAt: usize, usedAt: usize): void {
+  for (let i: u32 = 0; i < fromCap; i++) {
+    const e = from + <usize>i * size;
+    if (load<u8>(e + usedAt) != 0) reinsert(to, toCap, size, hashAt, usedAt, e);
+  }
 }
 
 /** Copies the arena block entry ne names (offset at offAt, bytes at bytesAt, in copy oldG) into
