@@ -6,123 +6,37 @@
 //
 // Every pointer stored inside a generation is an offset from that generation's base, so the two
 // copies are byte-identical after a commit and one memory.copy restores a copy after a failure.
+//
+// Where things lie in a copy: table/generation-layout.ts; growing the copies: table/generation-resize.ts;
+// Maglev tables: table/maglev.ts.
 import { addrCopy, addrEq, addrInPrefix, addrMask, ld8, ld16 } from "../mem";
-import { hashAddrWord, pow2AtLeast, mix, finish } from "./hash";
+import { hashAddrWord, mix, finish } from "./hash";
 import { CommitResult, Op, Select, OP_SERVICE_HEAD, OP_SERVICE_RANGES, OP_BACKEND_SIZE, OP_RANGE_SIZE } from "../abi";
-import { regionAlloc, regionFree } from "./region";
+import { ensureScratch, isPrime, maglevFill, maglevSizeFor, scratchHolds } from "./maglev";
+import { makeRoom, neededScratch } from "./generation-resize";
+import {
+  H_SVC_COUNT, H_ROUTE_COUNT, H_LOCAL_COUNT, H_PEER_COUNT, H_BE_BUMP, H_MG_BUMP, H_MARKER_COUNT, H_BE_FREE, H_MG_FREE,
+  H_LEN_COUNT, H_LENS, H_NLENS, S_ADDR, S_PORT, S_PROTO, S_USED, S_KIND, S_SELECT, S_FLAGS, S_ID, S_AFFINITY,
+  S_BACKENDS, S_COUNT, S_ELIGIBLE, S_MAGLEV, S_MAGLEV_SIZE, S_HASH, S_BE_BYTES, S_MG_BYTES, SVC, B_ADDR, B_PORT,
+  B_RANGE_LEN, BE, R_PREFIX, R_LEN, R_KIND, R_NODE, R_UNDERLAY, R_MAC, R_USED, R_HASH, ROUTE, L_USED, LOCAL, LOCAL_CAP,
+  P_IP, P_REFS, P_USED, P_HASH, PEER, gens, genSize, svcCap, routeCap, peerCap, offSvc, offRoute, offLocal, offPeer,
+  offBe, offMg, beArena, mgArena, svcMax, routeMax, maxBackendsPerService, activeGen, idleGen, flipCopies, layoutInit,
+  arenaAlloc, arenaFree,
+} from "./generation-layout";
 
-// ╒═══ generation header ═══╕  H_SVC_COUNT counts port entries, H_MARKER_COUNT the echo markers (an
-// entry with port 0 and protocol 0: a VIP that answers ping, one per address, never more than the
-// port entries that use it); the table grows for both, the ceiling (svcMax) counts port entries
-const H_SVC_COUNT = 0, H_ROUTE_COUNT = 4, H_LOCAL_COUNT = 8, H_PEER_COUNT = 12, H_BE_BUMP = 16, H_MG_BUMP = 20,
-  H_MARKER_COUNT = 24, H_BE_FREE = 32 /* 24 u32 */, H_MG_FREE = 128 /* 24 u32 */, H_LEN_COUNT = 256 /* 129 u32 */,
-  H_LENS = 784 /* up to 129 u8, longest first */, H_NLENS = 916, HDR = 1024;
-
-// ╒═══ service entry, 64 bytes ═══╕  S_BACKENDS names the entry's block of BE slots: S_COUNT backends,
-// then its source ranges (S_BE_BYTES / BE - S_COUNT of them; svcRangeCount)
-export const S_ADDR = 0, S_PORT = 16, S_PROTO = 18, S_USED = 19, S_KIND = 20, S_SELECT = 21, S_FLAGS = 22,
-  S_ID = 24, S_AFFINITY = 28, S_BACKENDS = 32, S_COUNT = 36, S_ELIGIBLE = 40, S_MAGLEV = 44, S_MAGLEV_SIZE = 48,
-  S_HASH = 52, S_BE_BYTES = 56, S_MG_BYTES = 60, SVC = 64;
-// ╒═══ backend, 32 bytes ═══╕  addr16 | port u16 | weight u16; a source range in the same slot: addr16 | len u8 (of 128)
-export const B_ADDR = 0, B_PORT = 16, B_RANGE_LEN = 16, BE = 32;
-// ╒═══ route entry, 48 bytes ═══╕
-export const R_PREFIX = 0, R_LEN = 16, R_KIND = 17, R_NODE = 18, R_UNDERLAY = 20, R_MAC = 24, R_USED = 30,
-  R_HASH = 32, ROUTE = 48;
-// ╒═══ local address (32 bytes: addr16 | used u8) and peer (16 bytes: underlay u32 | refs u32 | used u8 | hash u32 at 12) ═══╕
-const L_USED = 16, LOCAL = 32, LOCAL_CAP: u32 = 256;
-const P_IP = 0, P_REFS = 4, P_USED = 8, P_HASH = 12, PEER = 16;
-
-// The copies are sized for what is loaded: a commit first works out what its ops could need at most
-// (genNeeds) and, when that is more than the copies hold, rebuilds them into a bigger region
-// (genResize: every entry re-inserted, backend lists and Maglev tables copied, the arenas compacted)
-// before it applies the ops. Both happen inside commit(), between batches.
-let gens: usize = 0;            // base of copy 0; copy 1 follows at gens + genSize
-let genSize: usize = 0;
-let active: u32 = 0;
-let svcCap: u32 = 0, routeCap: u32 = 0, peerCap: u32 = 0;
-let offSvc: usize = 0, offRoute: usize = 0, offLocal: usize = 0, offPeer: usize = 0, offBe: usize = 0, offMg: usize = 0;
-let beArena: u32 = 0, mgArena: u32 = 0;
-let maglevScratch: usize = 0;   // u32 per backend: the Maglev "next" array
-let scratchCap: u32 = 0;
-let generation: u32 = 0;
-// Ceilings (init's config; 0 there means none): the most each table may grow to.
-let svcMax: u32 = 0, routeMax: u32 = 0, maxBackendsPerService: u32 = 0;
-let svcCapMax: u32 = 0, routeCapMax: u32 = 0, beArenaMax: u32 = 0, mgArenaMax: u32 = 0;
-
-const MIN_SVC_CAP: u32 = 64, MIN_ROUTE_CAP: u32 = 64, MIN_ARENA: u32 = 4096;
-const ARENA_MAX: u32 = 1 << 30;
-
-@inline function svcCapFor(n: u32): u32 { return pow2AtLeast(n * 2 + 1); }
-@inline function routeCapFor(n: u32): u32 { return pow2AtLeast(n * 2 + 3); }
-@inline function atMost(v: u32, max: u32): u32 { return v < max ? v : max; }
-
-function setLayout(sc: u32, rc: u32, be: u32, mg: u32): void {
-  svcCap = sc; routeCap = rc; peerCap = rc; beArena = be; mgArena = mg;
-  offSvc = HDR;
-  offRoute = offSvc + <usize>svcCap * SVC;
-  offLocal = offRoute + <usize>routeCap * ROUTE;
-  offPeer = offLocal + <usize>LOCAL_CAP * LOCAL;
-  offBe = (offPeer + <usize>peerCap * PEER + 63) & ~63;
-  offMg = (offBe + beArena + 63) & ~63;
-  genSize = (offMg + mgArena + 63) & ~63;
-}
+// what the pipeline reads of an entry, and of the copies
+export {
+  S_ADDR, S_PORT, S_PROTO, S_KIND, S_SELECT, S_FLAGS, S_ID, S_AFFINITY, S_BACKENDS, S_COUNT, S_ELIGIBLE, S_MAGLEV,
+  S_MAGLEV_SIZE, B_ADDR, B_PORT, B_RANGE_LEN, BE, R_PREFIX, R_LEN, R_KIND, R_NODE, R_UNDERLAY, R_MAC,
+  activeGen, generationNumber,
+} from "./generation-layout";
+export { maglevSizeFor } from "./maglev";
+export { genNeededIds } from "./generation-resize";
 
 /** Ceilings from init's config (0: none): service entries, backends over all services, routes,
  *  Maglev cells over all services. Lays out small empty copies; false when memory is out. */
 export function genInit(maxServices: u32, maxBackends: u32, maxRoutes: u32, maglevCells: u32): bool {
-  svcMax = maxServices == 0 ? 1 << 20 : maxServices;
-  routeMax = maxRoutes == 0 ? 1 << 16 : maxRoutes;
-  svcCapMax = svcCapFor(svcMax);
-  routeCapMax = routeCapFor(routeMax);
-  beArenaMax = maxBackends == 0 ? ARENA_MAX : atMost(maxBackends * BE * 2, ARENA_MAX);
-  mgArenaMax = maglevCells == 0 ? ARENA_MAX : atMost(maglevCells * 2 * 2, ARENA_MAX);
-  maxBackendsPerService = maxBackends == 0 ? 1 << 22 : maxBackends;
-  setLayout(atMost(MIN_SVC_CAP, svcCapMax), atMost(MIN_ROUTE_CAP, routeCapMax), atMost(MIN_ARENA, beArenaMax), atMost(MIN_ARENA, mgArenaMax));
-  gens = regionAlloc(genSize * 2, true);
-  active = 0;
-  generation = 0;
-  return gens != 0 && ensureScratch(64);
-}
-
-/** Room in the Maglev scratch for a service of n backends. */
-function ensureScratch(n: u32): bool {
-  if (n <= scratchCap) return true;
-  const cap = pow2AtLeast(n), at = regionAlloc(<usize>cap * 4, false);
-  if (at == 0) return false;
-  regionFree(maglevScratch, <usize>scratchCap * 4);
-  maglevScratch = at; scratchCap = cap;
-  return true;
-}
-
-@inline export function activeGen(): usize { return gens + <usize>active * genSize; }
-export function generationNumber(): u32 { return generation; }
-
-// ── arena: segregated free lists of power-of-two blocks, offsets relative to the generation ──
-
-function arenaAlloc(g: usize, bytes: u32, bumpAt: usize, freeAt: usize, base: usize, size: u32): u32 {
-  if (bytes == 0) return 0;
-  const cls = bytes <= 16 ? 4 : 32 - clz<u32>(bytes - 1);
-  if (cls >= 24) return 0;
-  const blk: u32 = 1 << cls;
-  const headAt = g + freeAt + (<usize>cls << 2);
-  // blocks are named by offset + 1 (0 means "none"); a free block holds the next one's name
-  const head = load<u32>(headAt);
-  if (head != 0) {
-    store<u32>(headAt, load<u32>(g + <usize>head - 1));
-    return head;
-  }
-  const bump = load<u32>(g + bumpAt);
-  if (<u64>bump + blk > <u64>size) return 0;
-  store<u32>(g + bumpAt, bump + blk);
-  return <u32>base + bump + 1;
-}
-
-function arenaFree(g: usize, off1: u32, bytes: u32, freeAt: usize): void {
-  if (off1 == 0 || bytes == 0) return;
-  const cls = bytes <= 16 ? 4 : 32 - clz<u32>(bytes - 1);
-  const headAt = g + freeAt + (<usize>cls << 2);
-  store<u32>(g + <usize>off1 - 1, load<u32>(headAt));
-  store<u32>(headAt, off1);
+  return layoutInit(maxServices, maxBackends, maxRoutes, maglevCells) && ensureScratch(64);
 }
 
 // ── services ───────────────────────────────────────────────────────────────────────────
@@ -167,48 +81,6 @@ function shiftDelete(tbl: usize, cap: u32, size: usize, hashAt: usize, usedAt: u
 function svcRemoveSlot(g: usize, e: usize): void {
   const tbl = g + offSvc;
   shiftDelete(tbl, svcCap, SVC, S_HASH, S_USED, <u32>((e - tbl) / SVC));
-}
-
-// Maglev (Eisenbud et al., NSDI 2016, §3.4): each backend walks its own permutation of the table
-// and claims the next free cell, round-robin, until the table is full.
-const MAGLEV_PRIMES: usize = memory.data<u32>([251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65537]);
-export function maglevSizeFor(n: u32, asked: u32): u32 {
-  if (asked >= 2) return asked;
-  for (let i: u32 = 0; i < 9; i++) {
-    const p = load<u32>(MAGLEV_PRIMES + (<usize>i << 2));
-    if (p >= n * 100) return p;
-  }
-  return 65537;
-}
-
-function isPrime(m: u32): bool {
-  if (m < 2) return false;
-  if (m % 2 == 0) return m == 2;
-  for (let d: u32 = 3; <u64>d * d <= <u64>m; d += 2) if (m % d == 0) return false;
-  return true;
-}
-
-function maglevFill(table: usize, m: u32, backends: usize, n: u32): void {
-  memory.fill(table, 0xff, <usize>m * 2);
-  for (let i: u32 = 0; i < n; i++) store<u32>(maglevScratch + (<usize>i << 2), 0);
-  let filled: u32 = 0;
-  while (true) {
-    for (let i: u32 = 0; i < n; i++) {
-      const b = backends + <usize>i * BE;
-      const w = <u64>load<u16>(b + B_PORT);
-      const h1 = hashAddrWord(b + B_ADDR, w, 0x0ff5e7), h2 = hashAddrWord(b + B_ADDR, w, 0x5c1b);
-      const offset = h1 % m, skip = h2 % (m - 1) + 1;
-      let next = load<u32>(maglevScratch + (<usize>i << 2));
-      let c = <u32>((<u64>offset + <u64>next * <u64>skip) % <u64>m);
-      while (load<u16>(table + (<usize>c << 1)) != 0xffff) {
-        next++;
-        c = <u32>((<u64>offset + <u64>next * <u64>skip) % <u64>m);
-      }
-      store<u16>(table + (<usize>c << 1), <u16>i);
-      store<u32>(maglevScratch + (<usize>i << 2), next + 1);
-      if (++filled == m) return;
-    }
-  }
 }
 
 function svcFreeStorage(g: usize, e: usize): void {
@@ -416,14 +288,21 @@ function routeDelete(g: usize, e: usize): void {
   rebuildLens(g);
 }
 
+/** Deletes the route an op names (8 prefix16 | 24 len u8), leaving its masked prefix in MASKED;
+ *  false when the length is over 128. */
+function routeDeleteKey(g: usize, op: usize): bool {
+  const len = ld8(op + 24);
+  if (len > 128) return false;
+  addrMask(MASKED, op + 8, len);
+  const e = routeFindExact(g, MASKED, len);
+  if (e != 0) routeDelete(g, e);
+  return true;
+}
+
 function routeUpsert(g: usize, op: usize, size: u32): CommitResult {
   // op: 8 prefix16 | 24 len u8 | 25 kind u8 | 26 nodeId u16 | 28 underlay u32 (host order) | 32 mac 6
-  if (size < 40) return CommitResult.BadOp;
+  if (size < 40 || !routeDeleteKey(g, op)) return CommitResult.BadOp;
   const len = ld8(op + 24);
-  if (len > 128) return CommitResult.BadOp;
-  addrMask(MASKED, op + 8, len);
-  let e = routeFindExact(g, MASKED, len);
-  if (e != 0) routeDelete(g, e);
   const routes = load<u32>(g + H_ROUTE_COUNT);
   if (routes >= routeMax || routes * 2 + 2 >= routeCap) return CommitResult.RoutesFull;
   const underlay = load<u32>(op + 28);
@@ -431,7 +310,7 @@ function routeUpsert(g: usize, op: usize, size: u32): CommitResult {
   const h = routeHash(MASKED, len), mask = routeCap - 1;
   let b = h & mask;
   while (load<u8>(g + offRoute + <usize>b * ROUTE + R_USED) != 0) b = (b + 1) & mask;
-  e = g + offRoute + <usize>b * ROUTE;
+  const e = g + offRoute + <usize>b * ROUTE;
   addrCopy(e + R_PREFIX, MASKED);
   store<u8>(e + R_LEN, <u8>len);
   store<u8>(e + R_KIND, load<u8>(op + 25));
@@ -480,132 +359,6 @@ function localDelete(g: usize, addr: usize): void {
 
 function genClear(g: usize): void { memory.fill(g, 0, genSize); }
 
-// ── sizing: what a commit may need, and moving both copies to a bigger region ───────────────
-
-// What the staged ops could need at most, set by scanNeeds: entries and routes (existing ones plus
-// every upsert), arena bytes (what the arenas hold plus a block per upsert), the largest eligible
-// count (the Maglev scratch) and the highest service id + 1 (the per-service counters).
-let needSvc: u32 = 0, needRoutes: u32 = 0, needScratch: u32 = 0, needIds: u32 = 0;
-let needBe: u64 = 0, needMg: u64 = 0;
-
-@inline function sizeClass(bytes: u64): u64 { return bytes == 0 ? 0 : bytes <= 16 ? 16 : <u64>1 << (64 - clz<u64>(bytes - 1)); }
-
-function scanNeeds(g: usize, ops: usize, bytes: u32): void {
-  needSvc = load<u32>(g + H_SVC_COUNT) + load<u32>(g + H_MARKER_COUNT); needRoutes = load<u32>(g + H_ROUTE_COUNT);
-  needBe = <u64>load<u32>(g + H_BE_BUMP); needMg = <u64>load<u32>(g + H_MG_BUMP);
-  needScratch = 0; needIds = 0;
-  let p: u32 = 0;
-  while (p + 8 <= bytes) {
-    const op = ops + p, code = ld8(op), size = load<u32>(op + 4);
-    // a malformed op is applyOps' to refuse (BadOp); the scan stops there
-    if (code == Op.End || size < 8 || (size & 3) != 0 || p + size > bytes) return;
-    if (code == Op.Clear) {
-      needSvc = 0; needRoutes = 0; needBe = 0; needMg = 0;
-    } else if (code == Op.UpsertService && size >= OP_SERVICE_HEAD) {
-      const n = load<u32>(op + 44), eligible = load<u32>(op + 48), id = load<u32>(op + 28);
-      const ranges = <u32>load<u16>(op + OP_SERVICE_RANGES);
-      if (<u64>n + <u64>ranges <= <u64>maxBackendsPerService && eligible <= n) {
-        needSvc++;
-        needBe += sizeClass(<u64>(n + ranges) * BE);
-        if (load<u8>(op + 32) == <u8>Select.Maglev && eligible > 0) needMg += sizeClass(<u64>maglevSizeFor(eligible, load<u32>(op + 40)) * 2);
-        if (eligible > needScratch) needScratch = eligible;
-        if (id < 0xffffffff && id + 1 > needIds) needIds = id + 1;
-      }
-    } else if (code == Op.UpsertRoute) {
-      needRoutes++;
-    }
-    p += size;
-  }
-}
-
-/** The highest service id + 1 the last commit's ops named (the host's per-service counters follow it). */
-export function genNeededIds(): u32 { return needIds; }
-
-/** A new arena size for `need` bytes: half as much again, at least twice the current one. */
-function arenaFor(need: u64, cur: u32, max: u32): u32 {
-  let want = need + (need >> 1);
-  if (want < <u64>cur * 2) want = <u64>cur * 2;
-  want = (want + 4095) & ~(<u64>4095);
-  return want > <u64>max ? max : <u32>want;
-}
-
-/** Rebuilds both copies into one new region laid out for (sc, rc, be, mg): the live copy's entries
- *  re-inserted, their backend lists and Maglev tables copied into compacted arenas, then copied to
- *  the other half. All or nothing: false, with the copies as they were, when memory is out. */
-function genResize(sc: u32, rc: u32, be: u32, mg: u32): bool {
-  const oldG = activeGen(), oldBase = gens, oldSize = genSize;
-  const oSvcCap = svcCap, oRouteCap = routeCap, oPeerCap = peerCap, oBe = beArena, oMg = mgArena;
-  const oOffSvc = offSvc, oOffRoute = offRoute, oOffLocal = offLocal, oOffPeer = offPeer;
-  setLayout(sc, rc, be, mg);
-  const ng = regionAlloc(genSize * 2, true);
-  if (ng == 0) { setLayout(oSvcCap, oRouteCap, oBe, oMg); return false; }
-  memory.copy(ng, oldG, HDR);
-  store<u32>(ng + H_BE_BUMP, 0); store<u32>(ng + H_MG_BUMP, 0);
-  memory.fill(ng + H_BE_FREE, 0, 24 * 4); memory.fill(ng + H_MG_FREE, 0, 24 * 4);
-  for (let i: u32 = 0; i < oSvcCap; i++) {
-    const e = oldG + oOffSvc + <usize>i * SVC;
-    if (load<u8>(e + S_USED) == 0) continue;
-    let b = load<u32>(e + S_HASH) & (svcCap - 1);
-    while (load<u8>(ng + offSvc + <usize>b * SVC + S_USED) != 0) b = (b + 1) & (svcCap - 1);
-    const ne = ng + offSvc + <usize>b * SVC;
-    memory.copy(ne, e, SVC);
-    if (!moveBlock(ng, ne, oldG, S_BACKENDS, S_BE_BYTES, H_BE_BUMP, H_BE_FREE, offBe, beArena) ||
-        !moveBlock(ng, ne, oldG, S_MAGLEV, S_MG_BYTES, H_MG_BUMP, H_MG_FREE, offMg, mgArena)) {
-      // sized from the live copy's own use, so this cannot happen; refuse rather than lose an entry
-      regionFree(ng, genSize * 2);
-      setLayout(oSvcCap, oRouteCap, oBe, oMg);
-      return false;
-    }
-  }
-  for (let i: u32 = 0; i < oRouteCap; i++) {
-    const e = oldG + oOffRoute + <usize>i * ROUTE;
-    if (load<u8>(e + R_USED) == 0) continue;
-    let b = load<u32>(e + R_HASH) & (routeCap - 1);
-    while (load<u8>(ng + offRoute + <usize>b * ROUTE + R_USED) != 0) b = (b + 1) & (routeCap - 1);
-    memory.copy(ng + offRoute + <usize>b * ROUTE, e, ROUTE);
-  }
-  for (let i: u32 = 0; i < oPeerCap; i++) {
-    const e = oldG + oOffPeer + <usize>i * PEER;
-    if (load<u8>(e + P_USED) == 0) continue;
-    let b = load<u32>(e + P_HASH) & (peerCap - 1);
-    while (load<u8>(ng + offPeer + <usize>b * PEER + P_USED) != 0) b = (b + 1) & (peerCap - 1);
-    memory.copy(ng + offPeer + <usize>b * PEER, e, PEER);
-  }
-  memory.copy(ng + offLocal, oldG + oOffLocal, <usize>LOCAL_CAP * LOCAL);
-  memory.copy(ng + genSize, ng, genSize);
-  gens = ng;
-  active = 0;
-  regionFree(oldBase, oldSize * 2);
-  return true;
-}
-
-/** Copies the arena block entry ne names (offset at offAt, bytes at bytesAt, in copy oldG) into
- *  copy ng's arena and points ne at it. */
-function moveBlock(ng: usize, ne: usize, oldG: usize, offAt: usize, bytesAt: usize, bumpAt: usize, freeAt: usize, base: usize, size: u32): bool {
-  const off = load<u32>(ne + offAt), bytes = load<u32>(ne + bytesAt);
-  if (off == 0) return true;
-  const to = arenaAlloc(ng, bytes, bumpAt, freeAt, base, size);
-  if (to == 0) return false;
-  memory.copy(ng + <usize>to - 1, oldG + <usize>off - 1, bytes);
-  store<u32>(ne + offAt, to);
-  return true;
-}
-
-/** Makes room for what the staged ops may need. False when a table had to grow and memory was out;
- *  the ops may still fit (the estimate counts every upsert as new). */
-function makeRoom(ops: usize, bytes: u32): bool {
-  scanNeeds(activeGen(), ops, bytes);
-  const sc = atMost(svcCapFor(needSvc), svcCapMax), rc = atMost(routeCapFor(needRoutes), routeCapMax);
-  const be = needBe > <u64>beArena ? arenaFor(needBe, beArena, beArenaMax) : beArena;
-  const mg = needMg > <u64>mgArena ? arenaFor(needMg, mgArena, mgArenaMax) : mgArena;
-  let ok = true;
-  if (sc > svcCap || rc > routeCap || be > beArena || mg > mgArena) {
-    ok = genResize(sc > svcCap ? sc : svcCap, rc > routeCap ? rc : routeCap, be, mg);
-  }
-  if (!ensureScratch(needScratch)) ok = false;
-  return ok;
-}
-
 // ── commit ─────────────────────────────────────────────────────────────────────────────
 
 function applyOps(g: usize, ops: usize, bytes: u32): CommitResult {
@@ -624,15 +377,7 @@ function applyOps(g: usize, ops: usize, bytes: u32): CommitResult {
         break;
       }
       case Op.UpsertRoute: r = routeUpsert(g, op, size); break;
-      case Op.DeleteRoute: {
-        if (size < 28) return CommitResult.BadOp;
-        const len = ld8(op + 24);
-        if (len > 128) return CommitResult.BadOp;
-        addrMask(MASKED, op + 8, len);
-        const e = routeFindExact(g, MASKED, len);
-        if (e != 0) routeDelete(g, e);
-        break;
-      }
+      case Op.DeleteRoute: if (size < 28 || !routeDeleteKey(g, op)) return CommitResult.BadOp; break;
       case Op.AddLocalAddr: if (size < 24) return CommitResult.BadOp; r = localAdd(g, op + 8); break;
       case Op.DeleteLocalAddr: if (size < 24) return CommitResult.BadOp; localDelete(g, op + 8); break;
       case Op.Clear: genClear(g); break;
@@ -649,16 +394,15 @@ function applyOps(g: usize, ops: usize, bytes: u32): CommitResult {
 export function genCommit(ops: usize, bytes: u32): CommitResult {
   const roomy = makeRoom(ops, bytes);
   // ensureScratch failed: a Maglev table of this size cannot be filled
-  if (needScratch > scratchCap) return CommitResult.OutOfMemory;
-  const idle = gens + <usize>(active ^ 1) * genSize, live = activeGen();
+  if (!scratchHolds(neededScratch())) return CommitResult.OutOfMemory;
+  const idle = idleGen(), live = activeGen();
   const r = applyOps(idle, ops, bytes);
   if (r != CommitResult.Ok) {
     memory.copy(idle, live, genSize);
     const full = r == CommitResult.ServicesFull || r == CommitResult.BackendsFull || r == CommitResult.RoutesFull;
     return full && !roomy ? CommitResult.OutOfMemory : r;
   }
-  active ^= 1;
-  generation++;
+  flipCopies();
   // Replaying the same ops on the old copy cannot fail: it held the same state as the idle one.
   applyOps(live, ops, bytes);
   return CommitResult.Ok;

@@ -8,7 +8,13 @@ import * as abi from "./abi.js";
 import { encodeOps, measureOps } from "./ops.js";
 import { fullDelta } from "../model/model-delta.js";
 import type { Model, ModelDelta } from "../model/model.js";
-import { macBytes, mappedPrefixLen, parseCidr, parseIp, parseIpv4, readAddr16, type Ip } from "../model/addr.js";
+import { macBytes, mappedPrefixLen, parseCidr, parseIp, parseIpv4 } from "../model/addr.js";
+import * as flowTable from "./flows.js";
+import type { FlowExports, FlowInsert, FlowRecord } from "./flows.js";
+import { WaitingUpserts, type WaitingCounts } from "./waiting.js";
+
+export { EngineRefusedError } from "./waiting.js";
+export type { FlowInsert, FlowRecord } from "./flows.js";
 
 
 /**
@@ -56,8 +62,7 @@ export interface EngineOptions {
   wasmPath?: string;
 }
 
-interface CoreExports {
-  memory: WebAssembly.Memory;
+interface CoreExports extends FlowExports {
   configAddr(): number;
   init(): number;
   process(count: number, nowSec: number): number;
@@ -96,13 +101,8 @@ interface CoreExports {
   generation(): number;
   serviceCount(): number;
   routeCount(): number;
-  ctCapacity(): number;
   ctCeiling(): number;
-  ctCount(): number;
-  ctRecord(i: number): number;
   ctFlush(): void;
-  ctInsert(fSport: number, fDport: number, rSport: number, rDport: number, proto: number, state: number, cls: number,
-    flags: number, service: number, now: number): number;
   checkInvariants(): number;
 }
 
@@ -152,36 +152,14 @@ function addr16(text: string): Uint8Array {
   return ip.bytes;
 }
 
-/** The core refused a load or delta (its CommitResult named); it still serves the tables it had. */
-export class EngineRefusedError extends Error {
-  constructor(readonly what: string, readonly result: abi.CommitResult) {
-    super(`the engine refused the ${what}: ${abi.CommitResult[result] ?? result}`);
-    this.name = "EngineRefusedError";
-  }
-}
-
-/** Commit results that mean "no room" (a ceiling, or memory): what fits is applied, the rest waits. */
-const NO_ROOM = new Set([abi.CommitResult.ServicesFull, abi.CommitResult.BackendsFull, abi.CommitResult.RoutesFull,
-  abi.CommitResult.LocalAddrsFull, abi.CommitResult.OutOfMemory]);
-
-/** One upsert the tables could not take: retried with every later load or delta. */
-type Waiting = { key: string; delta: ModelDelta };
-
-const NOTHING: ModelDelta = {
-  clear: false, deleteServices: [], upsertServices: [], deleteRoutes: [], upsertRoutes: [], deleteLocalAddrs: [], addLocalAddrs: [],
-  deleteVips: [], addVips: [],
-};
-
 export class Engine {
   readonly exports: CoreExports;
   readonly maxBatch: number;
   readonly slots: number;
   readonly bufferBase: number;
   readonly bufferStride: number;
-  /** Upserts that did not fit, by key ("s:" service key, "r:" route, "l:" local address). */
-  private readonly waiting = new Map<string, Waiting>();
-  /** Why the last load or delta left some waiting. */
-  private refusal: abi.CommitResult | undefined;
+  /** Upserts that did not fit (src/engine/waiting.ts). */
+  private readonly waiting = new WaitingUpserts();
   private wasFull = false;
   /** Told when the tables stop taking everything they are given (a ceiling, memory) and when they
    *  take everything again: the daemon logs it. */
@@ -367,58 +345,18 @@ export class Engine {
   }
 
   private commitDelta(delta: ModelDelta, what: string): void {
-    // What this delta decides waits no more; what still waits goes after it.
-    if (delta.clear) this.waiting.clear();
-    for (const k of delta.deleteServices) this.waiting.delete(`s:${k.key}`);
-    for (const e of delta.upsertServices) this.waiting.delete(`s:${e.key}`);
-    for (const r of [...delta.deleteRoutes, ...delta.upsertRoutes]) this.waiting.delete(`r:${r.key}`);
-    for (const a of [...delta.deleteLocalAddrs, ...delta.addLocalAddrs]) this.waiting.delete(`l:${a}`);
-    for (const a of [...delta.deleteVips, ...delta.addVips]) this.waiting.delete(`v:${a}`);
-    const items = [
-      ...delta.upsertRoutes.map((r): Waiting => ({ key: `r:${r.key}`, delta: { ...NOTHING, upsertRoutes: [r] } })),
-      ...delta.addLocalAddrs.map((a): Waiting => ({ key: `l:${a}`, delta: { ...NOTHING, addLocalAddrs: [a] } })),
-      ...delta.upsertServices.map((e): Waiting => ({ key: `s:${e.key}`, delta: { ...NOTHING, upsertServices: [e] } })),
-      ...delta.addVips.map((a): Waiting => ({ key: `v:${a}`, delta: { ...NOTHING, addVips: [a] } })),
-      ...this.waiting.values(),
-    ];
-    const base: ModelDelta = { ...delta, upsertRoutes: [], addLocalAddrs: [], upsertServices: [], addVips: [] };
-    let r = this.tryCommit(merge(base, items));
-    if (r === abi.CommitResult.Ok) { this.waiting.clear(); this.refusal = undefined; this.noteTables(); return; }
-    if (!NO_ROOM.has(r)) throw new EngineRefusedError(what, r);
-    // Not everything fits. The deletes (and a Clear) always do: they go first, on their own. Then
-    // the longest run of the additions that fits, found by halving (a few commits, not one per
-    // entry); the rest waits and is tried again with every later load or delta.
-    const refusal = r;
-    if (!isNothing(base)) {
-      r = this.tryCommit(base);
-      if (r !== abi.CommitResult.Ok) throw new EngineRefusedError(what, r);
-    }
-    // items[0, fit) are in; a run that fits is followed by another of its size, one that does not
-    // by one of half its size, down to a single item.
-    let fit = 0, step = (items.length + 1) >> 1;
-    while (fit < items.length && step > 0) {
-      const end = Math.min(items.length, fit + step);
-      r = this.tryCommit(merge(NOTHING, items.slice(fit, end)));
-      if (r === abi.CommitResult.Ok) fit = end;
-      else if (NO_ROOM.has(r)) step >>= 1;
-      else throw new EngineRefusedError(what, r);
-    }
-    this.waiting.clear();
-    for (const it of items.slice(fit)) this.waiting.set(it.key, it);
-    this.refusal = this.waiting.size > 0 ? refusal : undefined;
+    this.waiting.commit(delta, what, (d) => this.tryCommit(d));
     this.noteTables();
   }
 
   /** What the tables hold short of what they were given, and the memory they take. */
   tablesState(): TablesState {
     const e = this.exports, refused = e.tablesRefused(), limit = e.memoryLimitBytes();
-    const waiting = { services: 0, routes: 0, localAddrs: 0, vips: 0 };
-    const kinds = { s: "services", r: "routes", l: "localAddrs", v: "vips" } as const;
-    for (const k of this.waiting.keys()) waiting[kinds[k[0] as keyof typeof kinds]]++;
+    const waiting = this.waiting.counts();
     const flowsCapped = (refused & 1) !== 0, statsCapped = (refused & 2) !== 0;
     const why: string[] = [];
     if (this.waiting.size > 0) {
-      why.push(`${this.waiting.size} entries wait for room (${abi.CommitResult[this.refusal ?? abi.CommitResult.OutOfMemory]}); the tables keep what they had for them`);
+      why.push(`${this.waiting.size} entries wait for room (${abi.CommitResult[this.waiting.refusal ?? abi.CommitResult.OutOfMemory]}); the tables keep what they had for them`);
     }
     if (flowsCapped) why.push(`the flow table cannot grow past ${e.ctCapacity()} flows for want of memory; it evicts when full`);
     if (statsCapped) why.push("per-service counters cannot grow: new entries are not counted");
@@ -450,11 +388,7 @@ export class Engine {
 
   /** Puts a flow into the conntrack table as `flows()` describes one (replay of a capture taken
    *  mid-flow); false when the core refuses it: a value out of range, or a tuple already tracked. */
-  insertFlow(f: FlowInsert): boolean {
-    const stage = new Uint8Array(this.memory, this.stage, 64);
-    stage.set(f.src.bytes, 0); stage.set(f.dst.bytes, 16); stage.set(f.replySrc.bytes, 32); stage.set(f.replyDst.bytes, 48);
-    return this.exports.ctInsert(f.sport, f.dport, f.replySport, f.replyDport, f.proto, f.state, f.cls, f.flags, f.service, f.lastSec >>> 0) >= 0;
-  }
+  insertFlow(f: FlowInsert): boolean { return flowTable.insertFlow(this.exports, this.stage, f); }
 
   /** Expires timed-out flows and revalidates flows against a new generation, `budget` a call
    *  (about once a second); the flows removed. */
@@ -498,44 +432,17 @@ export class Engine {
   }
 
   /** Every live flow of the conntrack table, decoded (the table is walked once, in index order). */
-  *flows(): Generator<FlowRecord> {
-    const ex = this.exports, cap = ex.ctCapacity(), mem = new Uint8Array(this.memory);
-    for (let i = 0; i < cap; i++) {
-      const r = ex.ctRecord(i);
-      if (r !== 0) yield decodeFlow(mem, r, i);
-    }
-  }
+  flows(): Generator<FlowRecord> { return flowTable.liveFlows(this.exports); }
 
   /** The live flows as their raw records (CT_REC_SIZE bytes each, the abi.ts layout) and the
    *  service entries they name: what the next process on this node restores (restoreFlows). */
-  flowRecords(): { records: Uint8Array; services: Set<number> } {
-    const ex = this.exports, cap = ex.ctCapacity(), mem = new Uint8Array(this.memory), v = this.view();
-    const out = new Uint8Array(ex.ctCount() * abi.CT_REC_SIZE), services = new Set<number>();
-    let n = 0;
-    for (let i = 0; i < cap && n < out.length; i++) {
-      const r = ex.ctRecord(i);
-      if (r === 0) continue;
-      out.set(mem.subarray(r, r + abi.CT_REC_SIZE), n);
-      services.add(v.getUint32(r + abi.CT_SERVICE, true));
-      n += abi.CT_REC_SIZE;
-    }
-    return { records: out.subarray(0, n), services };
-  }
+  flowRecords(): { records: Uint8Array; services: Set<number> } { return flowTable.flowRecords(this.exports); }
 
   /** Puts flows another process recorded (flowRecords, `ageSec` seconds ago on its clock) back
    *  into the conntrack table, their ages kept: a flow past its timeout is left out, `service`
    *  maps the old process's service entry to this one's (0: none). */
   restoreFlows(records: Uint8Array, recordedSec: number, ageSec: number, nowSec: number, service: (old: number) => number): { restored: number; expired: number; refused: number } {
-    const counts = { restored: 0, expired: 0, refused: 0 };
-    const view = new DataView(records.buffer, records.byteOffset, records.byteLength);
-    for (let r = 0; r + abi.CT_REC_SIZE <= records.length; r += abi.CT_REC_SIZE) {
-      const f = decodeFlow(records, r, 0), cls = view.getUint8(r + abi.CT_CLS);
-      const age = recordedSec - f.lastSec + ageSec;
-      if (age < 0 || age >= (abi.CT_TIMEOUT_SEC[cls] ?? 0)) { counts.expired++; continue; }
-      const ok = this.insertFlow({ ...f, cls, flags: f.flags & abi.FLOW_FLAGS_INSERTABLE, service: service(f.service), lastSec: nowSec - age });
-      if (ok) counts.restored++; else counts.refused++;
-    }
-    return counts;
+    return flowTable.restoreFlows(records, recordedSec, ageSec, nowSec, service, (f) => this.insertFlow(f));
   }
 
   /** The early fragments the last process() released after their first fragment (a slot each,
@@ -640,55 +547,12 @@ export interface TablesState {
   full: boolean;
   why?: string;
   /** Upserts that wait for room: the tables keep what they had for these keys. */
-  /** vips: addresses whose echo marker (ping answered) waits. */
-  waiting: { services: number; routes: number; localAddrs: number; vips: number };
+  waiting: WaitingCounts;
   flows: { capacity: number; ceiling: number };
 }
 
-/** One delta of `base` and every item's upserts. */
-function merge(base: ModelDelta, items: readonly Waiting[]): ModelDelta {
-  if (items.length === 0) return base;
-  return {
-    ...base,
-    upsertRoutes: [...base.upsertRoutes, ...items.flatMap((i) => i.delta.upsertRoutes)],
-    addLocalAddrs: [...base.addLocalAddrs, ...items.flatMap((i) => i.delta.addLocalAddrs)],
-    upsertServices: [...base.upsertServices, ...items.flatMap((i) => i.delta.upsertServices)],
-    addVips: [...base.addVips, ...items.flatMap((i) => i.delta.addVips)],
-  };
-}
-
-function isNothing(d: ModelDelta): boolean {
-  return !d.clear && d.deleteServices.length === 0 && d.deleteRoutes.length === 0 && d.deleteLocalAddrs.length === 0 &&
-    d.upsertServices.length === 0 && d.upsertRoutes.length === 0 && d.addLocalAddrs.length === 0 &&
-    d.deleteVips.length === 0 && d.addVips.length === 0;
-}
 export interface TraceStep { stage: number; a: number; b: number }
 
-/** One flow of the conntrack table. The forward tuple is what the client sent, the reply tuple what
- *  the backend sends back (as the kernel's tuplehash[ORIGINAL] / [REPLY]); seconds on nowSec's clock. */
-export interface FlowRecord {
-  index: number; proto: number;
-  src: Ip; sport: number; dst: Ip; dport: number;
-  replySrc: Ip; replySport: number; replyDst: Ip; replyDport: number;
-  state: number; flags: number; service: number; createdSec: number; lastSec: number; expiresSec: number;
-}
-
-/** Flow record r of mem (the abi.ts layout), the index it had in its table. */
-function decodeFlow(mem: Uint8Array, r: number, index: number): FlowRecord {
-  const v = new DataView(mem.buffer, mem.byteOffset, mem.byteLength), addr = (off: number) => readAddr16(mem, r + off);
-  const cls = v.getUint8(r + abi.CT_CLS), last = v.getUint32(r + abi.CT_LAST, true);
-  return {
-    index, proto: v.getUint8(r + abi.CT_PROTO),
-    src: addr(abi.CT_F_SRC), sport: v.getUint16(r + abi.CT_F_SPORT, true), dst: addr(abi.CT_F_DST), dport: v.getUint16(r + abi.CT_F_DPORT, true),
-    replySrc: addr(abi.CT_R_SRC), replySport: v.getUint16(r + abi.CT_R_SPORT, true), replyDst: addr(abi.CT_R_DST), replyDport: v.getUint16(r + abi.CT_R_DPORT, true),
-    state: v.getUint8(r + abi.CT_STATE), flags: v.getUint8(r + abi.CT_FLAGS), service: v.getUint32(r + abi.CT_SERVICE, true),
-    createdSec: v.getUint32(r + abi.CT_CREATED, true), lastSec: last, expiresSec: last + (abi.CT_TIMEOUT_SEC[cls] ?? 0),
-  };
-}
-
-/** A flow for insertFlow: the tuples of FlowRecord, its state and timeout class, seen at lastSec. */
-export type FlowInsert = Pick<FlowRecord, "proto" | "src" | "sport" | "dst" | "dport" | "replySrc" | "replySport" | "replyDst" | "replyDport" | "state" | "flags" | "service" | "lastSec">
-  & { cls: abi.CtClass };
 
 export interface SlotView {
   data: number; len: number; flags: number; verdict: abi.Verdict; reason: abi.Drop; peer: number; service: number; note: number;

@@ -4,6 +4,7 @@
 // runtime ran there. Conflists follow the CNI spec: name and cniVersion copied into each plugin's
 // config, runtimeConfig from the capabilities a plugin advertises, prevResult chained on ADD and
 // given from the cached ADD result on CHECK and DEL (DEL in reverse order).
+import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { join } from "node:path";
@@ -47,6 +48,13 @@ function envFor(call: CniCall): NodeJS.ProcessEnv {
   set("CNI_ARGS", call.args);
   set("CNI_PATH", call.path);
   return { ...env, ...call.extraEnv };
+}
+
+/** CHECK, DEL and GC succeed silently (CNI spec: they print nothing on success): exit 0, empty
+ *  stdout. `what` names the call in the messages. */
+export function expectQuietSuccess(out: CniOutcome, what = "the call"): void {
+  assert.equal(out.exitCode, 0, `${what}: ${out.stdout}`);
+  assert.equal(out.stdout, "", what);
 }
 
 /** Starts the plugin; the caller may kill `child` (by its PID) before `done` settles. */

@@ -149,6 +149,17 @@ export function everyBackend<T extends { seen?: { local?: string } }>(...addrs: 
   return (all) => addrs.every((a) => all.some((o) => o.seen?.local === a));
 }
 
+/** externalTrafficPolicy Local, asked from outside (t.ext): eight requests to NODE_IP:port all reach
+ *  `endpoint` (this node's) and keep the client's own address EXT_IP, not the masquerade address. */
+export async function expectLocalOnly(t: Topology, port: number, endpoint: string): Promise<void> {
+  const out = await t.requests(t.ext, Array.from({ length: 8 }, () => ({ host: NODE_IP, port })));
+  for (const o of out) {
+    assert.ok(o.ok, JSON.stringify(o));
+    assert.equal(o.seen?.local, endpoint, "only this node's endpoint");
+    assert.equal(o.seen?.remote, EXT_IP, "the client's own address, not the masquerade address");
+  }
+}
+
 export interface Pod { name: string; ns: string; ip: string; /** dual-stack topologies: the pod's IPv6 address */ ip6?: string }
 
 export interface DaemonProc {

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { addList, checkList, delList, execPlugin, type CniCall, type Conflist } from "../helpers/cni-driver.js";
+import { addList, checkList, delList, execPlugin, expectQuietSuccess, type CniCall, type Conflist } from "../helpers/cni-driver.js";
 import { deleteAllNs, deleteNs, inNs, ip, makeNs, sh, spawnInNs, stop, sysctl } from "../helpers/netns.js";
 import { hostVethName } from "../../src/cni/names.js";
 
@@ -134,8 +134,7 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
     const pod = makeNs("pod");
     const r = await call("ADD", pod, conf());
     const c = await call("CHECK", pod, { ...conf(), prevResult: r.json });
-    assert.equal(c.exitCode, 0, c.stdout);
-    assert.equal(c.stdout, "");
+    expectQuietSuccess(c, "CHECK");
     ip(pod, "addr", "del", "10.244.1.2/32", "dev", "eth0");
     const bad = await call("CHECK", pod, { ...conf(), prevResult: r.json });
     assert.equal(bad.exitCode, 1);
@@ -149,8 +148,7 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
     const pod = makeNs("pod");
     const r = await call("ADD", pod, conf());
     const del = await call("DEL", pod, { ...conf(), prevResult: r.json });
-    assert.equal(del.exitCode, 0, del.stdout);
-    assert.equal(del.stdout, "");
+    expectQuietSuccess(del, "DEL");
     assert.deepEqual(waspLinks(node), []);
     assert.equal(routes(node).some((x) => x.dst === "10.244.1.2"), false);
     assert.equal(links(pod).some((l) => l.ifname === "eth0"), false);
@@ -161,8 +159,7 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
       ["empty CNI_NETNS (containerd)", await call("DEL", pod, conf(), { netns: "" })],
       ["never ADDed", await call("DEL", "other", conf(), { netns: "" })],
     ] as const) {
-      assert.equal(out.exitCode, 0, `${what}: ${out.stdout}`);
-      assert.equal(out.stdout, "", what);
+      expectQuietSuccess(out, what);
     }
     const pod2 = makeNs("pod");
     await call("ADD", pod2, conf());
@@ -262,8 +259,7 @@ describe("cni plugin: wasp driven like a runtime, in test namespaces", function 
     const rk = await call("ADD", keep, c), rd = await call("ADD", drop, c);
     assert.deepEqual([rk.exitCode, rd.exitCode], [0, 0]);
     const g = await call("GC", undefined, { ...c, "cni.dev/valid-attachments": [{ containerID: `cid-${keep}`, ifname: "eth0" }] }, { containerId: undefined, ifname: undefined, netns: undefined });
-    assert.equal(g.exitCode, 0, g.stdout);
-    assert.equal(g.stdout, "");
+    expectQuietSuccess(g, "GC");
     assert.deepEqual(records(), ["10.244.1.2"]);
     assert.deepEqual(waspLinks(node), [hostVethName(`cid-${keep}`, "eth0")]);
     assert.ok(ping(node, "10.244.1.2"), "the node still pings the kept pod");

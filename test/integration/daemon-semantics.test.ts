@@ -8,7 +8,7 @@
 import { strict as assert } from "node:assert";
 import { type ChildProcess } from "node:child_process";
 import { inNs, spawnInNs, stop } from "../helpers/netns.js";
-import { askUntilCovered, dropCounters, everyBackend, EXT_IP, NODE_IP, ServiceSuiteConfig, Topology, waitFor, type Outcome, type Pod } from "../helpers/topology.js";
+import { askUntilCovered, dropCounters, everyBackend, expectLocalOnly, NODE_IP, ServiceSuiteConfig, Topology, waitFor, type Outcome, type Pod } from "../helpers/topology.js";
 
 const MASQ = "10.244.1.1";
 const REMOTE = "10.244.2.10"; // an endpoint on node-b (config only: it never answers)
@@ -93,12 +93,7 @@ describe(`kube-proxy Service semantics through wasp daemon (${datapath}), with r
   });
 
   it("externalTrafficPolicy Local: NodePort traffic from outside reaches only this node's endpoint and keeps the client's address", async () => {
-    const out = await t.requests(t.ext, Array.from({ length: 8 }, () => ({ host: NODE_IP, port: 30100 })));
-    for (const o of out) {
-      assert.ok(o.ok, JSON.stringify(o));
-      assert.equal(o.seen?.local, b1.ip, "only the local endpoint");
-      assert.equal(o.seen?.remote, EXT_IP, "the client's own address, not the masquerade address");
-    }
+    await expectLocalOnly(t, 30100, b1.ip);
   });
 
   it("healthCheckNodePort answers 200 with localEndpoints 1 and kube-proxy's weight header; 503 with 0 once the local endpoint is not ready", async () => {

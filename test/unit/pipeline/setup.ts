@@ -79,3 +79,11 @@ export function tsharkValid(packets: Uint8Array[], linktype = LINKTYPE_RAW): Dis
 export function referenceValid(p: Uint8Array): void {
   assert.ok(checksumsOk(p), "checksums by the RFC 1071 reference");
 }
+
+/** An ICMP error with the packet it quotes at `quoteAt`: the outer and the quoted checksums valid by
+ *  the reference, then every checksum by tshark; tshark's dissection. */
+export function errorValid(p: Uint8Array, quoteAt: number): Dissected {
+  referenceValid(p);
+  referenceValid(p.subarray(quoteAt));
+  return tsharkValid([p])[0]!;
+}

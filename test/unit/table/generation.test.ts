@@ -2,8 +2,7 @@
 // generations: commits are all-or-nothing, hundreds of services stay findable through upserts,
 // deletes and full reloads, and live flows survive the switch.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { expectChildOk, runChild } from "../../helpers/child.js";
 import { packet, parse, TCP } from "../../helpers/packets.js";
 import { OpWriter, type TestService } from "../../helpers/ops.js";
 import { newEngine, clusterRoutes, commit, run, runOne, expectVerdict, Verdict, Drop } from "../pipeline/setup.js";
@@ -103,11 +102,10 @@ describe("table/generation", () => {
   });
 
   describe("Maglev table sizes from the host", () => {
-    const child = fileURLToPath(new URL("./maglev-commit.child.ts", import.meta.url));
     const commitIn = (size: number, n: number) => {
-      const r = spawnSync(process.execPath, ["--import", "tsx", child, String(size), String(n)], { encoding: "utf8", timeout: 20000 });
+      const r = runChild(new URL("./maglev-commit.child.ts", import.meta.url), [size, n], 20000);
       assert.equal(r.signal, null, `the commit of size ${size} with ${n} backends did not finish (killed by ${r.signal})`);
-      return r.stdout.trim();
+      return r.stdout;
     };
 
     it("a table size that is not a prime is refused (BadOp) instead of looping forever (Maglev needs a prime size)", () => {
@@ -121,10 +119,7 @@ describe("table/generation", () => {
   });
 
   it("random and damaged op streams (fast-check, seeded): invariants hold, refused commits change nothing, no hang", () => {
-    const child = fileURLToPath(new URL("./ops-fuzz.child.ts", import.meta.url));
-    const r = spawnSync(process.execPath, ["--import", "tsx", child, "20261123", "400"], { encoding: "utf8", timeout: 40000 });
-    assert.equal(r.signal, null, "the commits did not finish");
-    assert.equal(r.stdout.trim(), "ok", r.stderr.split("\n").filter((l) => !/npm warn/.test(l)).slice(0, 12).join("\n"));
+    expectChildOk(new URL("./ops-fuzz.child.ts", import.meta.url), [20261123, 400], 40000, "commits", 12);
   });
 
   it("routes: upsert and delete hundreds, counts and lookups follow", () => {

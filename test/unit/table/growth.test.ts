@@ -3,9 +3,8 @@
 // backends fits in one commit; 100,000 flows fit without an eviction or a drop while the flow table
 // doubles under them; flows keep their backend and their reverse NAT while either table moves.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { expectChildOk } from "../../helpers/child.js";
 import { packet, parse } from "../../helpers/packets.js";
 import { OpWriter, type TestService } from "../../helpers/ops.js";
 import { clusterRoutes, expectVerdict, MASQ4, NODE1, run, Verdict, Drop } from "../pipeline/setup.js";
@@ -118,10 +117,7 @@ describe("tables grow with what is loaded", () => {
   });
 
   it("random loads and flows, with no ceiling or a small memory ceiling (fast-check, seeded): invariants hold, refused commits change nothing, flows keep their backends while the tables move", () => {
-    const child = fileURLToPath(new URL("./growth-fuzz.child.ts", import.meta.url));
-    const r = spawnSync(process.execPath, ["--import", "tsx", child, "20261207", "30"], { encoding: "utf8", timeout: 120000 });
-    assert.equal(r.signal, null, "the loads did not finish");
-    assert.equal(r.stdout.trim(), "ok", r.stderr.split("\n").filter((l) => !/npm warn/.test(l)).slice(0, 16).join("\n"));
+    expectChildOk(new URL("./growth-fuzz.child.ts", import.meta.url), [20261207, 30], 120000, "loads", 16);
   });
 
   it("nothing grows inside process(): no memory.grow is reachable from the process export (build/wasp.wat call graph)", () => {

@@ -2,7 +2,6 @@
 // decoded through the Ethernet view and written again by emitEthernet, no tables or pipeline.
 import assert from "node:assert/strict";
 import { HeaderBench, ETHERNET_FIELDS, hex, toHex } from "./hooks.js";
-import { Drop } from "../../../src/engine/index.js";
 
 describe("wire/ethernet: one literal header through the Ethernet view and emitEthernet (no tables)", () => {
   // The broadcast frame of an ARP request from 52:54:00:12:34:56 (QEMU's default guest MAC); tshark
@@ -11,8 +10,7 @@ describe("wire/ethernet: one literal header through the Ethernet view and emitEt
   const b = new HeaderBench();
 
   it("decodes destination, source and type as tshark does, and emitEthernet writes the same 14 bytes", () => {
-    b.put(b.at, HEADER);
-    assert.equal(Drop[b.hooks.ethernetDecodeForTest(b.at, 14, b.out)], "None", "checkEthernet");
+    assert.equal(b.check("ethernetDecodeForTest", 14, HEADER), "None", "checkEthernet");
     const f = b.fields(ETHERNET_FIELDS);
     assert.deepEqual(f, { dst: 0, src: 6, type: 0x0806 });
     assert.deepEqual([toHex(b.bytes(b.at + f.dst, 6)), toHex(b.bytes(b.at + f.src, 6))], ["ffffffffffff", "525400123456"]);
@@ -22,6 +20,6 @@ describe("wire/ethernet: one literal header through the Ethernet view and emitEt
   });
 
   it("checkEthernet calls 13 bytes BadEthernet", () => {
-    assert.equal(Drop[b.hooks.ethernetDecodeForTest(b.at, 13, b.out)], "BadEthernet");
+    assert.equal(b.check("ethernetDecodeForTest", 13), "BadEthernet");
   });
 });

@@ -1,7 +1,7 @@
 // The core's header hooks (assembly/test-hooks.ts) for the literal-byte tests of test/unit/wire/:
 // one header decoded through its view and written again by its emit function, no tables, no
 // pipeline. Each decode hook writes the view's accessors as u32s in the order of its *_FIELDS list.
-import { Engine } from "../../../src/engine/index.js";
+import { Drop, Engine } from "../../../src/engine/index.js";
 
 type Decode3 = (p: number, len: number, out: number) => number;
 type Decode2 = (p: number, out: number) => void;
@@ -46,6 +46,9 @@ export function hex(s: string): Uint8Array {
 
 /** A core with the smallest tables it accepts (the hooks use none) and three places in its packet
  *  buffers: `at` for the literal, `out` for decoded fields, `scratch` for what an emit writes. */
+/** The hooks that check a header (pointer, length, out) and answer a Drop. */
+type CheckHook = { [K in keyof HeaderHooks]: HeaderHooks[K] extends Decode3 ? K : never }[keyof HeaderHooks];
+
 export class HeaderBench {
   readonly hooks: HeaderHooks;
   readonly at: number;
@@ -66,6 +69,13 @@ export class HeaderBench {
     const m = new Uint8Array(this.e.memory);
     m.fill(0, addr, addr + 4096);
     m.set(bytes, addr);
+  }
+
+  /** Runs a header's check on `len` bytes at `at` (copying `bytes` there first, when given); the
+   *  Drop it answers, by name ("None": the header is valid). */
+  check(hook: CheckHook, len: number, bytes?: Uint8Array): string {
+    if (bytes) this.put(this.at, bytes);
+    return Drop[this.hooks[hook](this.at, len, this.out)] ?? "unknown";
   }
 
   bytes(addr: number, len: number): Uint8Array { return new Uint8Array(this.e.memory, addr, len).slice(); }
