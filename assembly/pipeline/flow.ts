@@ -204,6 +204,12 @@ export function revalidate(g: usize, idx: u32): bool {
   return true;
 }
 
+/** Sets the packet's source (isSrc) or destination address and port from a flow record's fields. */
+@inline function rewrite(isSrc: bool, addrAt: usize, portAt: usize): void {
+  pkt.setAddr(isSrc, addrAt);
+  pkt.setPort(isSrc, <u32>load<u16>(portAt));
+}
+
 /** Rewrites the packet by the flow's tuples and moves its state machine. */
 function applyFlow(idx: u32, dir: CtDir, now: u32): void {
   const r = ct.rec(idx);
@@ -211,23 +217,16 @@ function applyFlow(idx: u32, dir: CtDir, now: u32): void {
   out.service = service;
   // keyed by the addresses as they arrived: the later fragments still carry them
   if (pkt.isFrag && pkt.fragFirst) { frag.remember(idx, dir); st.count(C_FRAG_TRACKED); }
+  const snat = (load<u8>(r + CT_FLAGS) & FlowFlag.SNAT) != 0;
   if (dir == CtDir.Original) {
     // forward: to the reply tuple's source (the backend), from its destination (client or masq)
-    pkt.setAddr(false, r + CT_R_SRC);
-    pkt.setPort(false, <u32>load<u16>(r + CT_R_SPORT));
-    if ((load<u8>(r + CT_FLAGS) & FlowFlag.SNAT) != 0) {
-      pkt.setAddr(true, r + CT_R_DST);
-      pkt.setPort(true, <u32>load<u16>(r + CT_R_DPORT));
-      out.note |= Note.SNAT;
-    }
+    rewrite(false, r + CT_R_SRC, r + CT_R_SPORT);
+    if (snat) { rewrite(true, r + CT_R_DST, r + CT_R_DPORT); out.note |= Note.SNAT; }
     out.note |= Note.DNAT;
   } else {
-    pkt.setAddr(true, r + CT_F_DST);
-    pkt.setPort(true, <u32>load<u16>(r + CT_F_DPORT));
-    if ((load<u8>(r + CT_FLAGS) & FlowFlag.SNAT) != 0) {
-      pkt.setAddr(false, r + CT_F_SRC);
-      pkt.setPort(false, <u32>load<u16>(r + CT_F_SPORT));
-    }
+    // back: from the forward tuple's destination (the VIP), to its source (the client)
+    rewrite(true, r + CT_F_DST, r + CT_F_DPORT);
+    if (snat) rewrite(false, r + CT_F_SRC, r + CT_F_SPORT);
     out.note |= Note.REVERSE_NAT;
     store<u8>(r + CT_FLAGS, load<u8>(r + CT_FLAGS) | FlowFlag.REPLIED);
   }

@@ -10,6 +10,7 @@
 import { addrCopy, addrEq } from "../mem";
 import { hashTupleKeyed, pow2AtLeast } from "./hash";
 import { regionAlloc, regionFree } from "./region";
+import { bucketPut, rehash } from "./buckets";
 import { count } from "../state";
 import { srcAdd, srcCheck, srcCount, srcEntry, srcGrow, srcHeaviest, srcLayout, srcLive, srcRemove, srcSetKey, srcToTail, SRC_HEAD } from "./sources";
 import {
@@ -115,13 +116,9 @@ export function ctGrow(): bool {
   for (let c: u32 = 0; c < added >> CHUNK_SHIFT; c++) {
     store<u32>(CHUNKS + (<usize>((capacity >> CHUNK_SHIFT) + c) << 2), <u32>(chunks + (<usize>c << CHUNK_SHIFT) * CT_REC_SIZE));
   }
-  const oldIndex = index, oldMask = indexMask;
+  rehash(index, indexMask, nidx, next * 4 - 1);
+  regionFree(index, indexBytes(capacity));
   index = nidx; indexMask = next * 4 - 1;
-  for (let b: u32 = 0; b <= oldMask; b++) {
-    const e = load<u64>(oldIndex + (<usize>b << 3));
-    if (e != 0) indexPut(e);
-  }
-  regionFree(oldIndex, indexBytes(capacity));
   capacity = next;
   growRefused = false;
   return true;
@@ -162,11 +159,7 @@ export function ctFind(src: usize, dst: usize, sport: u32, dport: u32, proto: u3
 }
 
 /** Puts an index entry (ref << 32 | hash) in the first free bucket from its home. */
-function indexPut(e: u64): void {
-  let b = <u32>e & indexMask;
-  while (load<u64>(index + (<usize>b << 3)) != 0) b = (b + 1) & indexMask;
-  store<u64>(index + (<usize>b << 3), e);
-}
+@inline function indexPut(e: u64): void { bucketPut(index, indexMask, e); }
 
 @inline function indexInsert(h: u32, ref: u32): void { indexPut((<u64>ref << 32) | <u64>h); }
 

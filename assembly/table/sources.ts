@@ -3,6 +3,7 @@
 import { addrCopy, addrEq } from "../mem";
 import { hashAddrWord } from "./hash";
 import { regionAlloc, regionFree } from "./region";
+import { bucketPut, rehash } from "./buckets";
 import { CT_F_SRC, CT_FLAGS, CT_SOURCE, CT_SRC_PREV, CT_SRC_NEXT, FlowFlag } from "../abi";
 import { rec } from "./conntrack";
 
@@ -65,22 +66,14 @@ export function srcGrow(cap: u32): bool {
   memory.copy(nb, byCount, byCountBytes(srcCap));
   regionFree(srcEntries, srcBytes(srcCap)); regionFree(byCount, byCountBytes(srcCap));
   srcEntries = ne; byCount = nb;
-  const oldIndex = srcIndex, oldMask = srcMask;
+  rehash(srcIndex, srcMask, ni, cap * 2 - 1);
+  regionFree(srcIndex, srcIndexBytes(srcCap));
   srcIndex = ni; srcMask = cap * 2 - 1;
-  for (let b: u32 = 0; b <= oldMask; b++) {
-    const x = load<u64>(oldIndex + (<usize>b << 3));
-    if (x != 0) srcIndexPut(x);
-  }
-  regionFree(oldIndex, srcIndexBytes(srcCap));
   srcCap = cap;
   return true;
 }
 
-function srcIndexPut(x: u64): void {
-  let b = <u32>x & srcMask;
-  while (load<u64>(srcIndex + (<usize>b << 3)) != 0) b = (b + 1) & srcMask;
-  store<u64>(srcIndex + (<usize>b << 3), x);
-}
+@inline function srcIndexPut(x: u64): void { bucketPut(srcIndex, srcMask, x); }
 
 /** The entry (e) of the source with this address, 0 when it holds no flow. */
 function srcFind(addr: usize): u32 {
