@@ -109,6 +109,11 @@ describe("table/conntrack", () => {
     const FLOODER = "10.244.1.66", CLIENT = "10.244.2.7";
     const BACKENDS = ["10.244.1.10", "10.244.1.11", "10.244.1.12", "10.244.1.13"];
     const floodUdp = (n: number) => packet({ src: FLOODER, dst: VIP }, { proto: "udp", sport: 1024 + (n % 60000), dport: 53 + Math.floor(n / 60000) });
+    /** An established TCP connection from src:sport (SYN, SYN/ACK, ACK at time 100). */
+    function establish(e: ReturnType<typeof newEngine>, sport: number, src: string): void {
+      runOne(e, syn(sport, src), 100); runOne(e, synAck(sport, src), 100); runOne(e, ack(sport, src), 100);
+    }
+
     function fairSetup(cap: number): ReturnType<typeof newEngine> {
       const e = newEngine({ conntrackCapacity: cap });
       // several backends: a flow that was evicted and made again by its next packet could get another
@@ -148,7 +153,7 @@ describe("table/conntrack", () => {
 
     it("the flooding source keeps turning over only its own flows: the table stays full and the other source holds all it opened", () => {
       const e = fairSetup(32);
-      for (let i = 0; i < 6; i++) { runOne(e, syn(500 + i, CLIENT), 100); runOne(e, synAck(500 + i, CLIENT), 100); runOne(e, ack(500 + i, CLIENT), 100); }
+      for (let i = 0; i < 6; i++) establish(e, 500 + i, CLIENT);
       for (let b = 0; b < 20; b++) run(e, Array.from({ length: 40 }, (_, i) => floodUdp(b * 40 + i)), 101 + b);
       assert.equal(e.exports.ctCount(), 32);
       assert.deepEqual(flowPorts(e).filter((p) => p >= 500 && p < 506), [500, 501, 502, 503, 504, 505], "the idle established flows of the other source stay");
@@ -157,10 +162,7 @@ describe("table/conntrack", () => {
 
     it("with every source holding one flow, a SYN made in the same second as idle established flows is not evicted before them (no tie to the half-open class)", () => {
       const e = setup(16);
-      for (let i = 0; i < 15; i++) {
-        const src = `10.244.3.${i + 1}`;
-        runOne(e, syn(100, src), 100); runOne(e, synAck(100, src), 100); runOne(e, ack(100, src), 100);
-      }
+      for (let i = 0; i < 15; i++) establish(e, 100, `10.244.3.${i + 1}`);
       runOne(e, syn(200, "10.244.4.1"), 100);   // half-open, the 16th flow
       runOne(e, syn(300, "10.244.4.2"), 100);   // table full: something goes
       assert.equal(e.counters().named.ct_evicted_oldest, 1);
@@ -171,10 +173,7 @@ describe("table/conntrack", () => {
 
     it("a SYN unanswered for 2 s or more goes before idle established flows (its client retransmits after 1 s, RFC 6298 2.1)", () => {
       const e = setup(16);
-      for (let i = 0; i < 15; i++) {
-        const src = `10.244.3.${i + 1}`;
-        runOne(e, syn(100, src), 100); runOne(e, synAck(100, src), 100); runOne(e, ack(100, src), 100);
-      }
+      for (let i = 0; i < 15; i++) establish(e, 100, `10.244.3.${i + 1}`);
       runOne(e, syn(200, "10.244.4.1"), 101);
       runOne(e, syn(300, "10.244.4.2"), 103);
       const o = runOne(e, synAck(200, "10.244.4.1"), 103);
