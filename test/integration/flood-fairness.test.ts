@@ -57,7 +57,7 @@ describe(`a flood of unique UDP flows from one pod through wasp daemon (${datapa
 
   it(`another pod's 200 TCP connections to a Service succeed (>= 99%) while the table is full of the flood's flows (${datapath})`, async () => {
     const flood: ChildProcess = spawnInNs(flooder.ns, "python3", ["-c", FLOOD, "10.96.0.21", "53"]);
-    let out = "", err = "";
+    let out = "", err = "", sent = NaN, sendSecs = NaN;
     flood.stdout!.on("data", (b: Buffer) => { out += b.toString(); });
     flood.stderr!.on("data", (b: Buffer) => { err += b.toString(); });
     const done = new Promise<void>((resolve) => flood.once("exit", () => resolve()));
@@ -75,16 +75,20 @@ describe(`a flood of unique UDP flows from one pod through wasp daemon (${datapa
       const share = Number(/^wasp_flows_evicted_total\{why="source_share"\} (\S+)$/m.exec(m)?.[1] ?? NaN);
       console.log(`      ${datapath}: ${ok}/200 connections; the engine made ${Math.round(flows / secs)} new flows/s meanwhile; source_share evictions ${share}`);
       assert.ok(ok >= 198, `${ok} of 200 connections succeeded (${[...new Set(got.filter((o) => !o.ok).map((o) => o.error))].join(", ")})`);
-      // the flood kept the table full while the client connected: new flows went on and the fair share
-      // evicted the flooder's (offload mode needs fewer evictions: an offloaded flow's record expires soon)
-      assert.ok(flows / secs > 1000 && share > 0, `the flood went on during the connections (${Math.round(flows / secs)} new flows/s, ${share} evictions by source share)`);
+      // the flood kept the table full while the client connected and the fair share evicted the flooder's
+      // flows. How many new flows the engine saw meanwhile depends on the machine and the mode (offload
+      // mode's records expire soon after the kernel takes the flow, and the kernel's own conntrack limit
+      // throttles the flood before it reaches the engine): 533/s in one CI run, 7,000-41,000/s here.
+      assert.ok(share > 0, `the flood's flows were evicted by source share (${share})`);
       assert.equal(metric("wasp_conntrack_entries"), metric("wasp_conntrack_ceiling"), "the table was still full");
     } finally {
       flood.kill("SIGTERM");
       await done;
-      const [sent, secs] = (out.trim().split("\n").pop() ?? "").split(" ").map(Number);
-      console.log(`      ${datapath}: the flooder sent ${sent} datagrams in ${secs?.toFixed(1)} s (${Math.round(sent! / secs!)} per second)`);
+      [sent = NaN, sendSecs = NaN] = (out.trim().split("\n").pop() ?? "").split(" ").map(Number);
+      console.log(`      ${datapath}: the flooder sent ${sent} datagrams in ${sendSecs.toFixed(1)} s (${Math.round(sent / sendSecs)} per second)`);
     }
+    // the flood went on all along (the python flooder sends ~100,000/s on a quiet machine of two cores)
+    assert.ok(sent / sendSecs > 10000, `the flooder kept sending (${Math.round(sent / sendSecs)} datagrams/s)`);
   });
 });
 }
