@@ -21,7 +21,8 @@ import { serveControl } from "./control-socket.js";
 import { serveCni } from "./cni-socket.js";
 import { handle as handleCni } from "../cni/index.js";
 import { VXLAN_OVERHEAD } from "../model/vxlan.js";
-import { healthChecks, ServiceHealthServers } from "./service-health.js";
+import { ServiceHealthServers } from "./service-health.js";
+import { ServiceFacts } from "./service-facts.js";
 import { Datapath, nowSec } from "./datapath.js";
 import { FlowJournal, journalPath } from "./flow-journal.js";
 import { PathDropMeter } from "./path-drops.js";
@@ -66,6 +67,8 @@ export class Daemon {
   );
   private sweepTimer: NodeJS.Timeout | undefined;
   private journal: FlowJournal | undefined;
+  /** The routes and health checks the services in force ask for, kept per service. */
+  private facts!: ServiceFacts;
   private readonly started = Date.now();
   private stopping = false;
   /** Set once the node's network is changed (a failed config load leaves it alone). */
@@ -117,7 +120,8 @@ export class Daemon {
 
     if (!this.offload.on) this.restoreFlows();
 
-    this.inputs = nodeNetInputs(config, this.offload.on);
+    this.facts = new ServiceFacts(config);
+    this.inputs = nodeNetInputs(config, this.offload.on, this.facts.externalRoutes);
     // io_uring measured faster on every path (bench datapath and overlay); used when it works here.
     const uring = opts.ioUring ?? uringWorks();
     if (opts.ioUring === undefined && !uring) log.info({ errno: native().probeUring() }, "io_uring is not available here: plain read/write on the TUN");
@@ -163,7 +167,7 @@ export class Daemon {
     }
     const m = await serveMetrics(this.metrics.registry, opts.metricsHost, opts.metricsPort);
     this.metricsServer = m.server;
-    await this.health.sync(healthChecks(config));
+    await this.health.sync(this.facts.healthChecks());
     this.metricsPort = m.port;
 
     if (opts.healthzHost !== undefined) {
@@ -241,7 +245,7 @@ export class Daemon {
 
   /** The health check ports follow the config: opened, closed, their counts updated. */
   private syncHealth(): void {
-    void this.health.sync(healthChecks(this.config));
+    void this.health.sync(this.facts.healthChecks());
   }
 
   generation(): number {
@@ -274,7 +278,8 @@ export class Daemon {
     if (fixed.length) return this.reject(fixed);
     const { model, delta } = await updateModelAsync(this.config, next, this.model, ev.changes);
     if (this.stopping) return "rejected";
-    const inputs = nodeNetInputs(next, this.offload.on);
+    this.facts.follow(next, ev.changes);
+    const inputs = nodeNetInputs(next, this.offload.on, this.facts.externalRoutes);
     const routing = !sameInputs(inputs, this.inputs);
     if (isEmptyDelta(delta) && !routing) { this.config = next; this.syncHealth(); return "unchanged"; }
     if (!isEmptyDelta(delta)) {
@@ -282,6 +287,7 @@ export class Daemon {
         this.engine.applyDelta(delta);
       } catch (e) {
         // The engine switches generations only on success: the old tables stay whole.
+        this.facts.follow(this.config);
         return this.reject([{ path: "", message: (e as Error).message }]);
       }
       // A key new to the engine may take an id whose counters belonged to a deleted entry.

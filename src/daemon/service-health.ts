@@ -15,17 +15,16 @@ export interface HealthCheck {
   localEndpoints: number;
 }
 
-/** The health checks a config asks this node to serve, with its local ready endpoints counted. */
-export function healthChecks(config: Config): HealthCheck[] {
-  const local = localEndpointTest(config.node);
+/** The health check a service asks this node to serve (undefined: none), with its local ready
+ *  endpoints counted; one test per config node. */
+export function healthCheckTest(node: Config["node"]): (s: ServiceConfig) => HealthCheck | undefined {
+  const local = localEndpointTest(node);
   const isLocal = (b: ServiceConfig["backends"][number]) => local(b, parseIp(b.ip) as Ip); // the schema checked the address
-  return config.services
-    .filter((s) => !s.ignored && s.healthCheckNodePort !== undefined && s.externalTrafficPolicy === "Local")
-    .map((s) => ({
-      namespace: s.namespace, name: s.name, port: s.healthCheckNodePort!,
-      // kube-proxy counts the local endpoints that are ready (not the terminating fallback).
-      localEndpoints: s.backends.filter((b) => b.ready && !b.terminating && isLocal(b)).length,
-    }));
+  return (s) => (s.ignored || s.healthCheckNodePort === undefined || s.externalTrafficPolicy !== "Local" ? undefined : {
+    namespace: s.namespace, name: s.name, port: s.healthCheckNodePort,
+    // kube-proxy counts the local endpoints that are ready (not the terminating fallback).
+    localEndpoints: s.backends.filter((b) => b.ready && !b.terminating && isLocal(b)).length,
+  });
 }
 
 interface Served { check: HealthCheck; server: Server }

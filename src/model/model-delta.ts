@@ -46,18 +46,26 @@ function settingsOf(c: Config): string {
   return JSON.stringify({ ...c, services: undefined });
 }
 
+/** The services that went and came from `prevConfig` to `config` (ignored ones left out), from the
+ *  source's change set when it is relative to `prevConfig`, else by identity; undefined when more
+ *  than the services changed (what derives from the whole config is then made again). */
+export function serviceChanges(prevConfig: Config, config: Config, changes?: ConfigChanges): { gone: ServiceConfig[]; came: ServiceConfig[] } | undefined {
+  // a change set counts only when it is relative to the config the caller has
+  const known = changes !== undefined && changes.since === prevConfig ? changes : undefined;
+  if (known ? known.settingsChanged : settingsOf(prevConfig) !== settingsOf(config)) return undefined;
+  return known
+    ? { gone: known.gone.filter((s) => !s.ignored), came: known.came.filter((s) => !s.ignored) }
+    : changedServices(prevConfig.services, config.services);
+}
+
 function* updateModelSteps(prevConfig: Config | undefined, config: Config, prev: Model, changes?: ConfigChanges): Steps<{ model: Model; delta: ModelDelta }> {
   const cache = prev.drafts;
-  // a change set counts only when it is relative to the config the model was built from
-  const known = changes !== undefined && changes.since === prevConfig ? changes : undefined;
-  const settingsChanged = known ? known.settingsChanged : prevConfig !== undefined && settingsOf(prevConfig) !== settingsOf(config);
-  if (prevConfig === undefined || cache === undefined || settingsChanged) {
+  const moved = prevConfig === undefined || cache === undefined ? undefined : serviceChanges(prevConfig, config, changes);
+  if (moved === undefined || cache === undefined) {
     const model = yield* buildModelSteps(config, prev);
     return { model, delta: diffModel(prev, model) };
   }
-  const { gone, came } = known
-    ? { gone: known.gone.filter((s) => !s.ignored), came: known.came.filter((s) => !s.ignored) }
-    : changedServices(prevConfig.services, config.services);
+  const { gone, came } = moved;
   if (gone.length + came.length > Math.max(16, config.services.length / 8)) {
     const model = yield* buildModelSteps(config, prev);
     return { model, delta: diffModel(prev, model) };

@@ -401,7 +401,8 @@ export function node(name: string, internalIP: string, podCIDR: string | undefin
 // For a daemon in a network namespace, which cannot reach a server in the test's own: the test starts
 // this file inside the namespace. It prints {"url","kubeconfig"} as one line, then takes one JSON
 // command a line on stdin ({"op":"apply","kind","object"} | {"op":"remove","kind","name","namespace"} |
-// {"op":"get","kind","name","namespace"}) and answers each with {"ok":true,"rv":N[,"object"]} or {"ok":false,"error"}.
+// {"op":"get","kind","name","namespace"}) and answers each with {"ok":true,"rv":N,"sentAt":MS[,"object"]} or
+// {"ok":false,"error"}; sentAt: when the change went to the watchers (epoch ms, sub-ms: performance.timeOrigin + now()).
 
 /** Starts this file as a process in network namespace `ns` (a daemon there cannot reach a server in
  *  the test's own) and writes its kubeconfig to `kubeconfigPath`. Stop it with stop(api.child). */
@@ -451,9 +452,9 @@ export class FakeApiServerProcess {
     return (await this.ask(cmd)).rv ?? 0;
   }
 
-  private async ask(cmd: unknown): Promise<{ rv?: number; object?: Record<string, unknown> }> {
+  private async ask(cmd: unknown): Promise<{ rv?: number; sentAt?: number; object?: Record<string, unknown> }> {
     this.child.stdin?.write(`${JSON.stringify(cmd)}\n`);
-    const r = JSON.parse(await this.next()) as { ok: boolean; rv?: number; error?: string; object?: Record<string, unknown> };
+    const r = JSON.parse(await this.next()) as { ok: boolean; rv?: number; sentAt?: number; error?: string; object?: Record<string, unknown> };
     if (!r.ok) throw new Error(`fake apiserver: ${r.error ?? "failed"}`);
     return r;
   }
@@ -465,6 +466,12 @@ export class FakeApiServerProcess {
 
   apply(kind: Kind, object: Record<string, unknown>): Promise<number> {
     return this.call({ op: "apply", kind, object });
+  }
+
+  /** apply, answering when the server wrote the change to its watchers (epoch ms, sub-ms precision:
+   *  comparable with performance.timeOrigin + performance.now() in another process on this machine). */
+  async applyTimed(kind: Kind, object: Record<string, unknown>): Promise<number> {
+    return (await this.ask({ op: "apply", kind, object })).sentAt ?? NaN;
   }
 
   remove(kind: Kind, name: string, namespace?: string): Promise<number> {
@@ -486,7 +493,9 @@ async function serveFromStdin(token: string | undefined, host: string | undefine
       else if (c.op === "remove") api.remove(c.kind, c.name ?? "", c.namespace);
       else if (c.op === "get") object = api.get(c.kind, c.name ?? "", c.namespace);
       else throw new Error(`unknown op ${JSON.stringify(c.op)}`);
-      process.stdout.write(`${JSON.stringify({ ok: true, rv: api.resourceVersion, ...(object && { object }) })}\n`);
+      // the watchers were written to synchronously inside apply/remove: now is when the change went out
+      const sentAt = performance.timeOrigin + performance.now();
+      process.stdout.write(`${JSON.stringify({ ok: true, rv: api.resourceVersion, sentAt, ...(object && { object }) })}\n`);
     } catch (e) {
       process.stdout.write(`${JSON.stringify({ ok: false, error: (e as Error).message })}\n`);
     }

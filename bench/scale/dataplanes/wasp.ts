@@ -131,7 +131,8 @@ function kubeObjects(s: ScaleService): [Record<string, unknown>, Record<string, 
 }
 
 /** update_api_ms: the median of API_UPDATES one-service endpoint changes, from the API server's
- *  send to the new generation, with the N services loaded from the API. */
+ *  send (when the fake API server process wrote it to the watch streams, on the shared clock of
+ *  performance.timeOrigin) to the new generation, with the N services loaded from the API. */
 async function runWaspApi(c: Ctx, services: ScaleService[], n: number, out: Sample, daemonArgs: string[]): Promise<void> {
   const kcPath = join(c.t.work, "kubeconfig");
   const api = await startFakeApiProcess(c.t.node, "scale-token", kcPath);
@@ -165,8 +166,9 @@ async function runWaspApi(c: Ctx, services: ScaleService[], n: number, out: Samp
       current = withChangedBackends(current, [updateIndex(n)], 10 + k, CHANGED_BACKENDS);
       const before = await generation(c);
       const slice = kubeObjects(current[updateIndex(n)]!)[1];
-      const sent = performance.now();
-      await api.apply("EndpointSlice", slice);
+      // from the moment the API server wrote the change to its watch streams (the server reports it)
+      const sentAt = await api.applyTimed("EndpointSlice", slice);
+      const sent = sentAt - performance.timeOrigin;
       ms.push(await served(c, before, sent));
     }
     out.update_api_ms = median(ms);
