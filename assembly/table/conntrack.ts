@@ -48,8 +48,11 @@ const CHUNK: u32 = 1 << CHUNK_SHIFT;
 const CHUNK_MASK: u32 = CHUNK - 1;
 const MAX_FLOWS: u32 = 1 << 24;
 const CHUNKS: usize = memory.data(<i32>((MAX_FLOWS >> CHUNK_SHIFT) * 4), 16);   // chunk i's address, u32
-/** The table asks for room when this share of its records (of 8) is in use. */
-const GROW_AT_EIGHTHS: u32 = 6;
+/** The table asks for room when this share of its records (of 8) is in use. The records are a free
+ *  list, not the hash (the index has 4 buckets a record, at most half of them used), so a fuller
+ *  pool costs no lookups; the headroom only has to outlast the batches between two grow() calls
+ *  (the host calls it after each, and a batch makes at most maxBatch flows). */
+const GROW_AT_EIGHTHS: u32 = 7;
 
 let index: usize = 0;      // u64 buckets: low 32 bits hash, high 32 bits a ref (makeRef)
 let indexMask: u32 = 0;

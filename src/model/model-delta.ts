@@ -6,7 +6,7 @@ import type { Config, ConfigChanges, Protocol, ServiceConfig } from "../config/s
 import { drain, drainAsync, type Steps } from "./steps.js";
 import { LayeredMap } from "./layered-map.js";
 import { draftContext, serviceDrafts, type Draft } from "./service-drafts.js";
-import { answersPing, buildModelSteps, vipsOf, type Model, type ModelDelta, type Route, type ServiceEntry, type ServiceKey } from "./model.js";
+import { answersPing, buildModelSteps, entryOf, vipsOf, type Model, type ModelDelta, type Route, type ServiceEntry, type ServiceKey } from "./model.js";
 
 /**
  * The model of `config` and its delta from `prev` (the model of `prevConfig`). When only services
@@ -106,7 +106,7 @@ function* updateModelSteps(prevConfig: Config | undefined, config: Config, prev:
     const old = prev.services.get(d.key);
     removed.delete(d.key);
     if (old && old.sig === d.sig) { changed.set(d.key, old); continue; }
-    const e: ServiceEntry = { ...d, id: old ? old.id : allocate() };
+    const e = entryOf(d, old ? old.id : allocate());
     changed.set(d.key, e);
     upserts.push(e);
   }

@@ -67,6 +67,16 @@ export interface ServiceEntry extends ServiceKey {
   readonly sig: string;
 }
 
+/** A draft with its id. Written out, not spread: V8 gave every `{ ...draft, id }` a hidden class of its
+ *  own (30,000 of them at 30,000 services, seen in a heap snapshot). */
+export function entryOf(d: Omit<ServiceEntry, "id">, id: number): ServiceEntry {
+  return {
+    key: d.key, addr: d.addr, addr16: d.addr16, family: d.family, port: d.port, protocol: d.protocol, kind: d.kind, id,
+    select: d.select, maglevSize: d.maglevSize, flags: d.flags, affinitySec: d.affinitySec, backends: d.backends,
+    eligible: d.eligible, sourceRanges: d.sourceRanges, service: d.service, portName: d.portName, sig: d.sig,
+  };
+}
+
 /** A route for a pod prefix: to this node (Local) or through VXLAN to another node (Remote). */
 export interface Route {
   /** Canonical prefix text, the key. */
@@ -221,7 +231,7 @@ export function* buildModelSteps(config: Config, prev: Model): Steps<Model> {
     if (every64(n++)) yield;
     const old = prev.services.get(key);
     if (old && old.sig === d.sig) services.set(key, old);
-    else services.set(key, { ...d, id: old ? old.id : ids.allocate() });
+    else services.set(key, entryOf(d, old ? old.id : ids.allocate()));
   }
 
   // Routes: this node's pod prefixes are Local, every other node's are Remote with a stable node id.

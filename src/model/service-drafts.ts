@@ -154,9 +154,10 @@ export function serviceDrafts(s: ServiceConfig, ctx: DraftContext): Draft[] {
         flags: flags | (affinity ? ServiceFlag.AFFINITY : 0) | (dropWhenEmpty ? ServiceFlag.DROP_WHEN_EMPTY : 0),
         affinitySec: affinity ? s.affinityTimeoutSec : 0,
         backends, eligible, sourceRanges: kind === ServiceKind.LoadBalancer ? sourceRangesFor(addr, family) : [],
-        service: name, portName,
+        service: name, portName, sig: "",
       };
-      out.set(key, { ...d, sig: serviceSig(d) });
+      d.sig = serviceSig(d);
+      out.set(key, d);
     };
     // kube-proxy's firewall (proxier.go, "loadBalancerSourceRanges"): the ranges of the entry's family;
     // when one holds the node's own IP (allowFromNode) the node's connections pass too: kube-proxy
@@ -192,8 +193,10 @@ export function serviceDrafts(s: ServiceConfig, ctx: DraftContext): Draft[] {
 }
 
 function serviceSig(d: Omit<ServiceEntry, "id" | "sig">): string {
-  let s = `${d.family}|${d.kind}|${d.select}|${d.maglevSize}|${d.flags}|${d.affinitySec}|${d.eligible}|${d.service}|${d.portName}`;
-  for (const b of d.backends) s += `|${b.addr},${b.port},${b.weight}`;
-  for (const r of d.sourceRanges) s += `|from ${r.text}`;
-  return s;
+  // join() makes one flat string; `+` and template literals made a tree of ~25 cons strings per
+  // entry (~20 MiB at 30,000 services, seen in a heap snapshot)
+  const parts: Array<string | number> = [d.family, d.kind, d.select, d.maglevSize, d.flags, d.affinitySec, d.eligible, d.service, d.portName];
+  for (const b of d.backends) parts.push(`${b.addr},${b.port},${b.weight}`);
+  for (const r of d.sourceRanges) parts.push(`from ${r.text}`);
+  return parts.join("|");
 }
