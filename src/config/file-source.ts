@@ -3,10 +3,10 @@
 // mounts swap a `..data` symlink), which a watch on the old inode would never see.
 
 import { existsSync, watch, type FSWatcher } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
 import { basename, dirname } from "node:path";
 import { errnoWords } from "../io/errno.js";
-import { loadConfigText, loadConfigTextAsync } from "./parse.js";
+import { loadConfigBytesAsync, loadConfigText } from "./parse.js";
 import { ServiceCache } from "./validate.js";
 import type { Config, ConfigChanges, Problem } from "./schema.js";
 
@@ -36,6 +36,30 @@ export async function loadConfigFile(path: string): Promise<{ config: Config } |
   return loadConfigText(text, path);
 }
 
+/** The whole file, read into `spare` when it fits (its bytes are a view of it), else into a new buffer
+ *  with room to grow. A reused buffer saves the page faults of fresh memory on every reload: about
+ *  15 ms for a 7 MB file on this busy 2-core machine. Each buffer is allocUnsafeSlow: it owns its
+ *  memory, so that `whole` gives back all of it. */
+async function readWhole(path: string, spare: Buffer | undefined): Promise<Buffer> {
+  const file = await open(path, "r");
+  try {
+    const size = (await file.stat()).size;
+    let buf = spare && spare.length > size ? spare : Buffer.allocUnsafeSlow(size + 1 + (size >> 4));
+    let n = 0;
+    for (;;) {
+      if (n === buf.length) { const more = Buffer.allocUnsafeSlow(2 * n + 4096); buf.copy(more, 0, 0, n); buf = more; }
+      const { bytesRead } = await file.read(buf, n, buf.length - n, n);
+      if (bytesRead === 0) return buf.subarray(0, n);
+      n += bytesRead;
+    }
+  } finally {
+    await file.close();
+  }
+}
+
+/** The buffer `bytes` is a view of, all of it. */
+const whole = (bytes: Buffer) => Buffer.from(bytes.buffer, 0, bytes.buffer.byteLength);
+
 export interface FileSourceOptions {
   /** Quiet time after the last change before reading: a write often comes as several events. */
   debounceMs?: number;
@@ -48,8 +72,10 @@ export class FileConfigSource implements ConfigSource {
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private listener: ((event: ConfigEvent) => void) | undefined;
-  /** The text (or read error) last reported: an event that changes nothing is not reported again. */
-  private last: string | undefined;
+  /** The bytes (or read error) last reported: an event that changes nothing is not reported again. */
+  private last: Buffer | string | undefined;
+  /** A read buffer no one holds (not `last`, not the cache's text), for the next read. */
+  private spare: Buffer | undefined;
   private reading = false;
   private again = false;
   private closed = false;
@@ -105,22 +131,27 @@ export class FileConfigSource implements ConfigSource {
     try {
       do {
         this.again = false;
-        let text: string | undefined, problem: Problem | undefined;
+        let bytes: Buffer | undefined, problem: Problem | undefined;
         try {
-          text = await readFile(this.path, "utf8");
+          bytes = await readWhole(this.path, this.spare);
         } catch (e) {
           problem = readProblem(e as NodeJS.ErrnoException);
         }
-        const seen = text ?? `\0${problem?.message ?? ""}`;
-        if (this.closed || seen === this.last) continue;
+        if (bytes && bytes.buffer === this.spare?.buffer) this.spare = undefined;
+        const seen = bytes ?? `\0${problem?.message ?? ""}`, last = this.last;
+        if (this.closed || (typeof seen === "string" ? seen === last : typeof last !== "string" && last !== undefined && seen.equals(last))) {
+          if (bytes) this.spare = whole(bytes);
+          continue;
+        }
         this.last = seen;
-        if (text === undefined) {
+        if (bytes === undefined) {
           this.listener?.({ kind: "rejected", problems: [problem as Problem] });
         } else {
-          const r = await loadConfigTextAsync(text, this.path, this.cache);
+          const r = await loadConfigBytesAsync(bytes, this.path, this.cache);
           if (this.closed) continue;
           this.listener?.("config" in r ? { kind: "config", config: r.config, ...(r.changes && { changes: r.changes }) } : { kind: "rejected", problems: r.problems });
         }
+        if (typeof last !== "string" && last !== undefined && !this.cache.keeps(last)) this.spare = whole(last);
       } while (this.again && !this.closed);
     } finally {
       this.reading = false;

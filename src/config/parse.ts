@@ -1,14 +1,27 @@
 // Config text to a document: YAML, or JSON (which YAML 1.2 reads too, with positions in its errors).
 
+import { isAscii } from "node:buffer";
 import { extname } from "node:path";
 import { parseDocument } from "yaml";
+import type { JsonText } from "./json-text.js";
 import type { Config, Problem } from "./schema.js";
 import { validateConfig, validateConfigAsync, validateJsonChangeAsync, type ServiceCache, type Validated } from "./validate.js";
 
 /** JSON by the extension, else by the first character; YAML otherwise. */
 function isJson(text: string, fileName: string): boolean {
+  return isJsonBy(fileName, () => /^\s*[{[]/.test(text));
+}
+
+function isJsonBy(fileName: string, opensLikeJson: () => boolean): boolean {
   const ext = extname(fileName).toLowerCase();
-  return ext === ".json" || (ext !== ".yaml" && ext !== ".yml" && /^\s*[{[]/.test(text));
+  return ext === ".json" || (ext !== ".yaml" && ext !== ".yml" && opensLikeJson());
+}
+
+/** isJson's first-character test on ASCII bytes (\s there: tab, line feed, vertical tab, form feed, carriage return, space). */
+function bytesOpenLikeJson(bytes: Buffer): boolean {
+  let i = 0;
+  while (i < bytes.length && (bytes[i] === 32 || (bytes[i]! >= 9 && bytes[i]! <= 13))) i++;
+  return bytes[i] === 123 || bytes[i] === 91;
 }
 
 /** Parses YAML or JSON text (chosen by the extension, else by the first character). A syntax error becomes a Problem with its line and column. */
@@ -58,11 +71,24 @@ export function loadConfigText(text: string, fileName = "config"): { config: Con
 /** loadConfigText whose validation gives the event loop a turn now and then (the daemon's reloads).
  *  With a cache, a JSON text that changed only inside its services list is read only where it changed. */
 export async function loadConfigTextAsync(text: string, fileName = "config", cache?: ServiceCache): Promise<Validated> {
-  const json = isJson(text, fileName);
-  const changed = cache && json ? await validateJsonChangeAsync(text, cache) : undefined;
+  return loadAsync(text, isJson(text, fileName), fileName, cache);
+}
+
+/** loadConfigTextAsync for a file's bytes (UTF-8). An ASCII JSON text is compared with the cache's
+ *  last one as bytes, and only what changed is decoded (json-text.ts); any other is decoded whole. */
+export async function loadConfigBytesAsync(bytes: Buffer, fileName = "config", cache?: ServiceCache): Promise<Validated> {
+  if (!isAscii(bytes)) return loadConfigTextAsync(bytes.toString("utf8"), fileName, cache);
+  return loadAsync(bytes, isJsonBy(fileName, () => bytesOpenLikeJson(bytes)), fileName, cache);
+}
+
+/** `source` is the text, or its bytes when it is ASCII (kept by the cache for the next compare). */
+async function loadAsync(source: JsonText, json: boolean, fileName: string, cache: ServiceCache | undefined): Promise<Validated> {
+  const changed = cache && json ? await validateJsonChangeAsync(source, cache) : undefined;
   if (changed) return changed;
+  const text = typeof source === "string" ? source : source.toString("latin1");
   const parsed = parseConfigText(text, fileName);
-  return "problems" in parsed ? parsed : validateConfigAsync(parsed.value, cache, json ? text : undefined);
+  if ("problems" in parsed) return parsed;
+  return validateConfigAsync(parsed.value, cache, json ? text : undefined, typeof source === "string" ? undefined : source);
 }
 
 /** One line per problem: `/etc/wasp/config.yaml: services[2].ports[0].port is 70000; a port is 1-65535`. */

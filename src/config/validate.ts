@@ -3,7 +3,7 @@
 
 import type { z } from "zod";
 import { drain, drainAsync, every64, type Steps } from "../model/steps.js";
-import { fromJsonText, servicesList, type JsonState } from "./json-text.js";
+import { fromJsonText, servicesList, type JsonState, type JsonText } from "./json-text.js";
 import { describe, PeerNodeSchema, ServiceSchema, TOP_LEVEL, type Config, type ConfigChanges, type NodeConfig, type PeerNodeConfig, type Problem } from "./schema.js";
 import { CrossCheck, normalizeService, type Entry, type ServiceItem, type Top } from "./services.js";
 import { closest } from "./suggest.js";
@@ -77,6 +77,13 @@ export class ServiceCache {
   }
   /** @internal */ put(text: string, e: Entry): void { this.next?.set(text, e); }
   get size(): number { return this.json ? this.json.items.length : this.entries.size; }
+  /** Whether the last JSON text accepted is kept in memory `buf` shares: a reader reusing its
+   *  buffers must not read into it. */
+  keeps(buf: Buffer): boolean {
+    const t = this.json?.text;
+    return t !== undefined && typeof t !== "string" && t.buffer === buf.buffer
+      && t.byteOffset < buf.byteOffset + buf.length && buf.byteOffset < t.byteOffset + t.length;
+  }
 }
 
 /** What the service loop asks of a cache: the validated service for raw service i, if known. */
@@ -96,20 +103,24 @@ function byText(cache: ServiceCache): Known {
 }
 
 /** validateConfig with breaks for the event loop: what the daemon uses for a reload. With
- *  `jsonText`, the text `raw` was parsed from: the cache keeps where its services lie (json-text.ts). */
-export async function validateConfigAsync(raw: unknown, cache?: ServiceCache, jsonText?: string): Promise<Validated> {
+ *  `jsonText`, the text `raw` was parsed from: the cache keeps where its services lie (json-text.ts),
+ *  and keeps `bytes` (that text's, when it is ASCII) in its place, for the next text to be compared as bytes. */
+export async function validateConfigAsync(raw: unknown, cache?: ServiceCache, jsonText?: string, bytes?: Buffer): Promise<Validated> {
   const list = cache && jsonText !== undefined ? servicesList(jsonText) : undefined;
   const rawCount = (raw as { services?: unknown } | null)?.services;
   if (cache && list && Array.isArray(rawCount) && rawCount.length * 2 === list.spans.length) {
     // The services of the last accepted text by their text here, for this run only.
     const last = new Map<string, Entry>(), st = cache.json;
-    if (st) st.items.forEach((e, i) => last.set(st.text.slice(st.spans[2 * i]!, st.spans[2 * i + 1]!), e));
+    if (st) {
+      const old = typeof st.text === "string" ? st.text : st.text.toString("latin1");
+      st.items.forEach((e, i) => last.set(old.slice(st.spans[2 * i]!, st.spans[2 * i + 1]!), e));
+    }
     const known: Known = { get: (i) => last.get(jsonText!.slice(list.spans[2 * i]!, list.spans[2 * i + 1]!)), put: () => {} };
     const out: Out = {};
     const r = await drainAsync(validateSteps(raw, known, out));
     if ("config" in r && out.check && out.items?.length === rawCount.length) {
       cache.json = {
-        text: jsonText!, open: list.open, close: list.close, spans: Int32Array.from(list.spans),
+        text: bytes ?? jsonText!, open: list.open, close: list.close, spans: Int32Array.from(list.spans),
         items: out.items.map(({ s, ipKey }) => ({ s, ipKey })), config: r.config, check: out.check,
       };
     }
@@ -131,7 +142,7 @@ export async function validateConfigAsync(raw: unknown, cache?: ServiceCache, js
  * the services list, only the services the difference touches are parsed and checked, and the
  * config comes with its change set (undefined: parse and validate the whole text).
  */
-export async function validateJsonChangeAsync(text: string, cache: ServiceCache): Promise<Validated | undefined> {
+export async function validateJsonChangeAsync(text: JsonText, cache: ServiceCache): Promise<Validated | undefined> {
   const st = cache.json;
   if (!st) return undefined;
   const r = await drainAsync(fromJsonText(st, text));

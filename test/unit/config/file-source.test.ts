@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FileConfigSource, loadConfigFile, type ConfigEvent } from "../../../src/config/index.js";
+import { FileConfigSource, loadConfigFile, loadConfigText, type ConfigEvent } from "../../../src/config/index.js";
 
 const valid = (port: number) =>
   `node: { name: n1, underlayIP: 10.99.0.1, podCIDR: 10.244.1.0/24 }\nservices:\n  - { name: web, clusterIP: 10.96.0.10, ports: [{ port: ${port} }] }\n`;
@@ -147,6 +147,41 @@ describe("config/file-source", () => {
     assert.match(gone.kind === "rejected" ? gone.problems[0]!.message : "", /ENOENT/);
     await writeFile(file, valid(84));
     assert.equal(portOf(await events.next()), 84);
+  });
+
+  it("a JSON file renamed into place again and again (growing, shrinking, rejected, rewritten unchanged, non-ASCII): each event is what validating its whole text gives, an unchanged rewrite none", async () => {
+    const svc = (k: number, port = 80, ext?: string) => (ext ? { name: `s${k}`, type: "ExternalName", externalName: ext } : { name: `s${k}`, clusterIP: `10.96.0.${10 + k}`, ports: [{ port }] });
+    const json = (services: object[]) => JSON.stringify({ node: { name: "n1", underlayIP: "10.99.0.1", podCIDR: "10.244.1.0/24" }, services }, null, 1);
+    const five = [0, 1, 2, 3, 4].map((k) => svc(k));
+    const texts = [
+      json([svc(0), svc(1), svc(2)]),
+      json(five),                                      // grows past the read buffer
+      json([svc(0, 81), ...five.slice(1)]),            // the first service changed
+      json([svc(0, 81), ...five.slice(1)]),            // the same again: not reported
+      json([svc(0, 81), ...five.slice(1, 4), svc(4, 70000)]),   // rejected
+      json([svc(0), svc(1, 82)]),                      // shrinks
+      json([svc(0), svc(1, 82), svc(2, 0, "café.example")]),    // not ASCII
+      json([svc(0), svc(1, 83), svc(2, 0, "café.example")]),
+      json([svc(0, 81), ...five.slice(1)]),            // ASCII again, a text seen before
+    ];
+    const file = join(dir, "config.json");
+    await writeFile(file, texts[0]!);
+    const { events, first } = await watching(30, file);
+    const want = (text: string) => {
+      const r = loadConfigText(text, "config.json");
+      return JSON.stringify("config" in r ? { kind: "config", config: r.config } : { kind: "rejected", problems: r.problems });
+    };
+    const shown = (e: ConfigEvent) => JSON.stringify(e.kind === "config" ? { kind: e.kind, config: e.config } : { kind: e.kind, problems: e.problems });
+    assert.equal(shown(first), want(texts[0]!));
+    for (let i = 1; i < texts.length; i++) {
+      await writeFile(join(dir, ".config.json.tmp"), texts[i]!);
+      await rename(join(dir, ".config.json.tmp"), file);
+      if (texts[i] === texts[i - 1]) continue;   // the next event must be the next text's
+      assert.equal(shown(await events.next()), want(texts[i]!), `text ${i}`);
+    }
+    assert.match(want(texts[4]!), /"rejected"/, "text 4 is a rejected one");
+    await sleep(200);
+    assert.equal(events.pending, 0, "one event per changed text");
   });
 
   it("refuses to start on a directory that does not exist, naming it and the errno", () => {

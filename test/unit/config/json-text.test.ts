@@ -6,7 +6,7 @@
 // objects and the config carries its change set.
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { loadConfigText, loadConfigTextAsync, ServiceCache, type Config } from "../../../src/config/index.js";
+import { loadConfigBytesAsync, loadConfigText, loadConfigTextAsync, ServiceCache, type Config } from "../../../src/config/index.js";
 import type { ConfigChanges } from "../../../src/config/schema.js";
 
 type Raw = Record<string, unknown> & { services: Array<Record<string, unknown>> };
@@ -27,8 +27,9 @@ function reference(text: string): string {
   const r = loadConfigText(text, "c.json");
   return JSON.stringify("config" in r ? { config: r.config } : { problems: r.problems });
 }
-async function cached(text: string, cache: ServiceCache): Promise<{ shown: string; config?: Config; changes?: ConfigChanges }> {
-  const r = await loadConfigTextAsync(text, "c.json", cache);
+/** The text through the cache: as a string, or as a file's bytes (loadConfigBytesAsync). */
+async function cached(text: string, cache: ServiceCache, asBytes = false): Promise<{ shown: string; config?: Config; changes?: ConfigChanges }> {
+  const r = asBytes ? await loadConfigBytesAsync(Buffer.from(text), "c.json", cache) : await loadConfigTextAsync(text, "c.json", cache);
   if (!("config" in r)) return { shown: JSON.stringify({ problems: r.problems }) };
   return { shown: JSON.stringify({ config: r.config }), config: r.config, ...(r.changes && { changes: r.changes }) };
 }
@@ -87,17 +88,17 @@ function applyEdit(raw: Raw, text: string, e: Edit): { raw: Raw; text: string } 
 }
 
 describe("config: a JSON text re-read where it changed (ServiceCache)", () => {
-  it("gives what validating the whole text gives, for random edits of services, settings, layout and broken JSON (fast-check, seeded)", async () => {
+  for (const asBytes of [false, true]) it(`gives what validating the whole text gives, for random edits of services, settings, layout and broken JSON, handed over as ${asBytes ? "a file's bytes" : "a string"} (fast-check, seeded)`, async () => {
     let incremental = 0, edits = 0;
     await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 40 }), fc.array(edit, { minLength: 1, maxLength: 12 }), async (size, steps) => {
       const cache = new ServiceCache();
       let raw = doc(Array.from({ length: size }, (_, k) => svc(k * 3)));
       let text = JSON.stringify(raw, null, 1);
-      let last = await cached(text, cache);
+      let last = await cached(text, cache, asBytes);
       assert.equal(last.shown, reference(text));
       for (const e of steps) {
         const next = applyEdit(raw, text, e);
-        const got = await cached(next.text, cache), want = reference(next.text);
+        const got = await cached(next.text, cache, asBytes), want = reference(next.text);
         assert.equal(got.shown, want, `after ${JSON.stringify(e)}`);
         edits++;
         if (got.changes) {
@@ -142,5 +143,124 @@ describe("config: a JSON text re-read where it changed (ServiceCache)", () => {
       assert.equal(r.shown, reference(bad), "broken JSON is reported as the full parse reports it");
       assert.match(r.shown, /is not valid JSON/);
     }
+  });
+});
+
+describe("config: a JSON file's bytes re-read where they changed (loadConfigBytesAsync)", () => {
+  /** The bytes through the cache, with whether the cache now keeps them (the bytes path accepted them). */
+  async function fromBytes(text: string, cache: ServiceCache) {
+    const bytes = Buffer.from(text);
+    const r = await loadConfigBytesAsync(bytes, "c.json", cache);
+    const shown = JSON.stringify("config" in r ? { config: r.config } : { problems: r.problems });
+    return { shown, config: "config" in r ? r.config : undefined, changes: "config" in r ? r.changes : undefined, kept: cache.keeps(bytes) };
+  }
+  const names = (ss: readonly { name: string }[] | undefined) => (ss ?? []).map((s) => s.name);
+
+  it("an ASCII file: a service changed, inserted or removed at the very start, in the middle and at the very end of the list is read from the bytes, with only that service in the change set", async () => {
+    const cache = new ServiceCache();
+    let services = Array.from({ length: 300 }, (_, k) => svc(k));
+    let last = await fromBytes(JSON.stringify(doc(services), null, 1), cache);
+    assert.ok(last.config && last.kept, "the first text is accepted and its bytes kept");
+    const steps: Array<{ what: string; edit: (l: typeof services) => void; came: string[]; gone: string[] }> = [
+      { what: "the first changed", edit: (l) => { l[0] = svc(0, 3); }, came: ["svc-0"], gone: ["svc-0"] },
+      { what: "the middle changed", edit: (l) => { l[150] = svc(150, 5); }, came: ["svc-150"], gone: ["svc-150"] },
+      { what: "the last changed", edit: (l) => { l[l.length - 1] = svc(299, 7); }, came: ["svc-299"], gone: ["svc-299"] },
+      { what: "one inserted before the first", edit: (l) => { l.unshift(svc(400)); }, came: ["svc-400"], gone: [] },
+      { what: "one appended after the last", edit: (l) => { l.push(svc(401)); }, came: ["svc-401"], gone: [] },
+      { what: "the first removed", edit: (l) => { l.shift(); }, came: [], gone: ["svc-400"] },
+      { what: "the last removed", edit: (l) => { l.pop(); }, came: [], gone: ["svc-401"] },
+    ];
+    for (const step of steps) {
+      services = services.slice();
+      step.edit(services);
+      const text = JSON.stringify(doc(services), null, 1);
+      const got = await fromBytes(text, cache);
+      assert.equal(got.shown, reference(text), `${step.what}: what the whole text gives`);
+      assert.ok(got.changes && got.kept, `${step.what}: read from the bytes, with a change set`);
+      assert.equal(got.changes.since, last.config, `${step.what}: the change set is relative to the last accepted config`);
+      assert.deepEqual([names(got.changes.came), names(got.changes.gone)], [step.came, step.gone], step.what);
+      last = got;
+    }
+  });
+
+  it("an ASCII file changed outside the services list (a setting, the node) takes the whole text; the next change inside the list is read from the bytes again", async () => {
+    const cache = new ServiceCache();
+    const services = Array.from({ length: 50 }, (_, k) => svc(k));
+    await fromBytes(JSON.stringify(doc(services)), cache);
+    for (const extra of [{ clusterCIDR: "10.244.0.0/16" }, { clusterCIDR: "10.244.0.0/16", mode: "tap" }]) {
+      const text = JSON.stringify(doc(services, extra));
+      const got = await fromBytes(text, cache);
+      assert.equal(got.shown, reference(text));
+      assert.ok(got.config && !got.changes, `${JSON.stringify(extra)}: the full path, no change set`);
+      assert.ok(got.kept, "the full path keeps the ASCII bytes for the next compare");
+    }
+    const nodeText = JSON.stringify({ ...doc(services, { clusterCIDR: "10.244.0.0/16", mode: "tap" }), node: { ...NODE, name: "n2" } });
+    const node = await fromBytes(nodeText, cache);
+    assert.ok(node.config && !node.changes, "the node changed (before the list): the full path");
+    const changed = services.slice();
+    changed[49] = svc(49, 2);
+    const text = JSON.stringify({ ...doc(changed, { clusterCIDR: "10.244.0.0/16", mode: "tap" }), node: { ...NODE, name: "n2" } });
+    const got = await fromBytes(text, cache);
+    assert.equal(got.shown, reference(text));
+    assert.deepEqual(names(got.changes?.came), ["svc-49"], "a change in the list after the full path: read from the bytes");
+  });
+
+  it("a rejected ASCII text is reported as the whole text reports it, and the next change is relative to the last accepted config", async () => {
+    const cache = new ServiceCache();
+    const services = Array.from({ length: 20 }, (_, k) => svc(k));
+    const first = await fromBytes(JSON.stringify(doc(services)), cache);
+    const bad = services.slice();
+    bad[19] = { ...svc(19), ports: [{ port: 70000 }] };
+    const badText = JSON.stringify(doc(bad));
+    const rejected = await fromBytes(badText, cache);
+    assert.equal(rejected.shown, reference(badText));
+    assert.match(rejected.shown, /services\[19\]\.ports\[0\]\.port/);
+    assert.ok(!rejected.kept, "a rejected text's bytes are not kept");
+    const good = services.slice();
+    good[3] = svc(3, 1);
+    const text = JSON.stringify(doc(good));
+    const got = await fromBytes(text, cache);
+    assert.equal(got.shown, reference(text));
+    assert.equal(got.changes?.since, first.config, "the change set is relative to the last accepted config, not the rejected text");
+    assert.deepEqual(names(got.changes?.came), ["svc-3"]);
+  });
+
+  it("a non-ASCII file (an ExternalName of café.example) is decoded whole: what the whole text gives, changes after the é read where they changed; an ASCII file after it is read from the bytes", async () => {
+    const cache = new ServiceCache();
+    const services: Array<Record<string, unknown>> = Array.from({ length: 30 }, (_, k) => svc(k));
+    services[2] = { name: "ext", type: "ExternalName", externalName: "café.example" };
+    const text = JSON.stringify(doc(services), null, 1);
+    assert.notEqual(Buffer.byteLength(text), text.length, "the text has a character of two bytes in UTF-8");
+    const first = await fromBytes(text, cache);
+    assert.equal(first.shown, reference(text));
+    assert.ok(first.config && !first.kept, "accepted, its bytes not kept (offsets in bytes are not characters')");
+    // byte offsets after the é are one more than character offsets: a change there must still hit svc-20
+    const changed = services.slice();
+    changed[20] = svc(20, 4);
+    const next = JSON.stringify(doc(changed), null, 1);
+    const got = await fromBytes(next, cache);
+    assert.equal(got.shown, reference(next));
+    assert.deepEqual([names(got.changes?.came), names(got.changes?.gone)], [["svc-20"], ["svc-20"]], "the text path read only svc-20");
+    const ascii = changed.slice();
+    ascii[2] = { name: "ext", type: "ExternalName", externalName: "cafe.example" };
+    const asciiText = JSON.stringify(doc(ascii), null, 1);
+    const back = await fromBytes(asciiText, cache);
+    assert.equal(back.shown, reference(asciiText));
+    assert.ok(back.config && back.kept, "back to ASCII: the bytes are kept again");
+    const last = ascii.slice();
+    last[25] = svc(25, 6);
+    const lastText = JSON.stringify(doc(last), null, 1);
+    const fromB = await fromBytes(lastText, cache);
+    assert.equal(fromB.shown, reference(lastText));
+    assert.deepEqual(names(fromB.changes?.came), ["svc-25"], "then read from the bytes where they changed");
+  });
+
+  it("an ASCII YAML file is decoded whole and gives what the whole text gives", async () => {
+    const cache = new ServiceCache();
+    const yaml = "node: { name: n1, underlayIP: 10.99.0.1, podCIDR: 10.244.1.0/24 }\nservices:\n  - { name: web, clusterIP: 10.96.0.10, ports: [{ port: 80 }] }\n";
+    const r = await loadConfigBytesAsync(Buffer.from(yaml), "c.yaml", cache);
+    const want = loadConfigText(yaml, "c.yaml");
+    assert.deepEqual(r, want);
+    assert.ok(!cache.json, "no JSON state is kept for YAML");
   });
 });
