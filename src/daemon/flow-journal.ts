@@ -11,38 +11,61 @@
 // Its cost follows what changed (at 100,000 flows the table is ~13 MB, and the event loop that
 // writes it also moves every packet): nothing is written while the engine's count of record changes
 // stays; otherwise the records go from the engine's memory straight to the file, and the service
-// keys are looked up only for entries no flow named before.
-import { close, closeSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+// keys are looked up only for entries no flow named before. Two files take turns, each overwritten
+// in place (a new file and a rename cost twice as much, with 20-35 ms outliers: its pages are fresh
+// and the replaced file's are freed); a file being written is marked incomplete until its last
+// byte is in, so a daemon killed meanwhile leaves the other one, a second older, to restore.
+import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, rmSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Engine } from "../engine/index.js";
 import { CT_FLAGS, CT_REC_SIZE, CT_SERVICE, FlowFlag } from "../engine/abi.js";
 import type { Model, ServiceEntry } from "../model/model.js";
 
+// A journal file, little-endian:
+//   0 u32 magic     MAGIC once complete; 0 while being written
+//   4 u32 version   8 u32 record size (CT_REC_SIZE)
+//  12 u32 the engine clock (s) the records were read at      16 f64 wall clock (ms) then
+//  24 u32 keys     bytes of service keys  28 u32 records: bytes of records
+//  32 u32 turn     the later of the two files has the larger  36 u32 0
+//  40 ...          the keys: a line `[field, key]` (JSON) for each service field the records name
+//                  (the entry's id + 1); then the records, free ones among them (no FlowFlag.USED)
+// The file may be longer (written in place): what follows the records is not the journal's.
 const MAGIC = 0x46505357; // "WSPF"
-/** 2: the table's records as they lie, free ones among them; the service keys as lines. */
+/** 2: two files in turn; the table's records as they lie; the service keys as lines. */
 const VERSION = 2;
-/** magic, version, record size, the engine clock the records were read at (u32 each), wall clock
- *  ms (f64), length of the service keys (u32). Then the keys, a line `[field, key]` (JSON) for
- *  each service field the records hold (the entry's id + 1); then the records. */
-const HEADER = 28;
+const HEADER = 40;
 
-/** Beside the daemon's control socket: one per node. */
-export function journalPath(socketPath: string): string {
-  return join(dirname(socketPath), "flows");
+/** Beside the daemon's control socket, one pair per node: the two files the journal writes in turn. */
+export function journalFiles(socketPath: string): [string, string] {
+  const base = join(dirname(socketPath), "flows");
+  return [base, `${base}.1`];
 }
 
 export interface Restored { restored: number; expired: number; refused: number; ageMs: number }
 
+/** What a file holds: nothing (missing, or its writer was cut off), a journal, or something else. */
+type Found = { kind: "none" } | { kind: "foreign"; bytes: number } | { kind: "journal"; turn: number };
+
+function inspect(head: Buffer, length: number): Found {
+  // the magic is written last: a file without it was cut off (or is empty)
+  if (length < 4 || head.readUInt32LE(0) === 0) return { kind: "none" };
+  if (length < 12 || head.readUInt32LE(0) !== MAGIC || head.readUInt32LE(4) !== VERSION || head.readUInt32LE(8) !== CT_REC_SIZE) return { kind: "foreign", bytes: length };
+  if (length < HEADER || HEADER + head.readUInt32LE(24) + head.readUInt32LE(28) > length) return { kind: "none" };
+  return { kind: "journal", turn: head.readUInt32LE(32) };
+}
+
 export class FlowJournal {
   private timer: NodeJS.Timeout | undefined;
   private readonly names = new ServiceNames();
-  /** What the file holds: the records of this engine at this count of changes. */
+  /** What the last file written holds: the records of this engine at this count of changes. */
   private written: { engine: Engine; changes: number } | undefined;
-  /** The file last written, kept open: the rename that replaces it then does not free its pages
-   *  (~5 ms at 13 MB), the close after it does so on libuv's thread pool. */
-  private held: number | undefined;
+  /** Each file's descriptor (opened at its first write, then kept) and length. */
+  private readonly fds: (number | undefined)[] = [undefined, undefined];
+  private readonly lengths = [0, 0];
+  /** The file to write next and its turn; undefined until the first write reads both. */
+  private next: { file: number; turn: number } | undefined;
 
-  constructor(private readonly path: string, private readonly engine: () => Engine, private readonly model: () => Model,
+  constructor(private readonly files: [string, string], private readonly engine: () => Engine, private readonly model: () => Model,
               private readonly nowSec: () => number, private readonly onError: (err: Error) => void) {}
 
   /** Writes the flows every intervalMs until stop(). */
@@ -55,51 +78,86 @@ export class FlowJournal {
   stop(): void {
     clearInterval(this.timer);
     this.write();
-    if (this.held !== undefined) close(this.held, () => {});
-    this.held = undefined;
+    for (const [i, fd] of this.fds.entries()) {
+      if (fd !== undefined) closeSync(fd);
+      this.fds[i] = undefined;
+    }
   }
 
   /** The flows as the engine has them now, with the keys of their service entries (the next
-   *  process may number its entries differently); written whole, then renamed into place. Nothing
-   *  is written when no record changed since the last write: the file's clock is that of its records. */
+   *  process may number its entries differently), over the older of the two files. Nothing is
+   *  written when no record changed since the last write: the file's clock is that of its records. */
   write(): void {
     const engine = this.engine(), changes = engine.flowChanges();
     if (this.written?.engine === engine && this.written.changes === changes) return;
-    const tmp = `${this.path}.tmp`;
-    let fd: number | undefined;
     try {
-      fd = openSync(tmp, "w");
+      const next = this.next ??= this.first();
+      const fd = this.fds[next.file] ??= openSync(this.files[next.file]!, "w");
       // from here to the last write nothing runs the engine: the views stay valid
       const records = engine.flowRecordViews();
       const keys = this.names.lines(this.model().services, records);
       const header = Buffer.alloc(HEADER);
-      header.writeUInt32LE(MAGIC, 0); header.writeUInt32LE(VERSION, 4); header.writeUInt32LE(CT_REC_SIZE, 8);
+      header.writeUInt32LE(VERSION, 4); header.writeUInt32LE(CT_REC_SIZE, 8);
       header.writeUInt32LE(this.nowSec() >>> 0, 12); header.writeDoubleLE(Date.now(), 16);
-      header.writeUInt32LE(keys.reduce((n, b) => n + b.length, 0), 24);
-      for (const part of [header, ...keys, ...records]) writeAll(fd, part);
-      renameSync(tmp, this.path);
-      const replaced = this.held;
-      this.held = fd;
-      fd = undefined;
-      if (replaced !== undefined) close(replaced, () => {});
+      header.writeUInt32LE(total(keys), 24); header.writeUInt32LE(total(records), 28); header.writeUInt32LE(next.turn, 32);
+      let at = 0;
+      for (const part of [header, ...keys, ...records]) at = writeAt(fd, part, at);
+      if (at < this.lengths[next.file]!) ftruncateSync(fd, at);
+      this.lengths[next.file] = at;
+      header.writeUInt32LE(MAGIC, 0);
+      writeAt(fd, header.subarray(0, 4), 0);
+      this.next = { file: 1 - next.file, turn: next.turn + 1 };
       this.written = { engine, changes };
     } catch (e) {
-      if (fd !== undefined) closeSync(fd);
       this.onError(e as Error);
     }
   }
 
-  /** Puts the flows of the last journal back into the engine (before it reads a packet); a file
-   *  that is not a journal of this layout is set aside with an error, none at all restores nothing. */
+  /** The first write goes over the file that does not hold the newer journal (a daemon before this
+   *  one wrote both), with the next turn. */
+  private first(): { file: number; turn: number } {
+    const turns = this.files.map((path) => {
+      let fd: number | undefined;
+      try {
+        fd = openSync(path, "r");
+        const head = Buffer.alloc(HEADER);
+        readSync(fd, head, 0, HEADER, 0);
+        const found = inspect(head, fstatSync(fd).size);
+        return found.kind === "journal" ? found.turn : -1;
+      } catch {
+        return -1;
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    });
+    const newer = turns[1]! > turns[0]! ? 1 : 0;
+    return { file: 1 - newer, turn: Math.max(turns[0]!, turns[1]!, 0) + 1 };
+  }
+
+  /** Puts the flows of the newer complete journal back into the engine (before it reads a packet);
+   *  a file that is not a journal of this layout is set aside (with an error when it was all there
+   *  was), none at all restores nothing. */
   restore(): Restored | undefined {
-    let bytes: Buffer;
-    try { bytes = readFileSync(this.path); } catch { return undefined; }
-    if (bytes.length < HEADER || bytes.readUInt32LE(0) !== MAGIC || bytes.readUInt32LE(4) !== VERSION || bytes.readUInt32LE(8) !== CT_REC_SIZE) {
-      rmSync(this.path, { force: true });
-      throw new Error(`${this.path} is not a flow journal of this version (${bytes.length} bytes): removed, no flows restored`);
+    let best: Buffer | undefined, bestTurn = -1;
+    const foreign: string[] = [];
+    for (const path of this.files) {
+      let bytes: Buffer;
+      try { bytes = readFileSync(path); } catch { continue; }
+      const found = inspect(bytes, bytes.length);
+      if (found.kind === "foreign") {
+        rmSync(path, { force: true });
+        foreign.push(`${path} (${found.bytes} bytes)`);
+      } else if (found.kind === "journal" && found.turn > bestTurn) {
+        best = bytes; bestTurn = found.turn;
+      }
     }
+    if (!best) {
+      if (foreign.length > 0) throw new Error(`${foreign.join(", ")}: not a flow journal of this version: removed, no flows restored`);
+      return undefined;
+    }
+    const bytes = best;
     const recordedSec = bytes.readUInt32LE(12), ageMs = Math.max(0, Date.now() - bytes.readDoubleLE(16));
-    const keysEnd = HEADER + bytes.readUInt32LE(24);
+    const keysEnd = HEADER + bytes.readUInt32LE(24), recordsEnd = keysEnd + bytes.readUInt32LE(28);
     const old = new Map<number, string>();
     for (const line of bytes.subarray(HEADER, keysEnd).toString().split("\n")) {
       if (line === "") continue;
@@ -107,7 +165,7 @@ export class FlowJournal {
       old.set(field, key);
     }
     const model = this.model();
-    const records = new Uint8Array(bytes.buffer, bytes.byteOffset + keysEnd, bytes.length - keysEnd);
+    const records = new Uint8Array(bytes.buffer, bytes.byteOffset + keysEnd, recordsEnd - keysEnd);
     const counts = this.engine().restoreFlows(records, recordedSec, Math.floor(ageMs / 1000), this.nowSec(), (service) => {
       const key = old.get(service);
       const entry = key === undefined ? undefined : model.services.get(key);
@@ -117,8 +175,12 @@ export class FlowJournal {
   }
 }
 
-function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let at = 0; at < bytes.length;) at += writeSync(fd, bytes, at, bytes.length - at);
+const total = (parts: Uint8Array[]) => parts.reduce((n, b) => n + b.length, 0);
+
+/** Writes all of bytes at position `at` of the file; returns the position after them. */
+function writeAt(fd: number, bytes: Uint8Array, at: number): number {
+  for (let done = 0; done < bytes.length;) done += writeSync(fd, bytes, done, bytes.length - done, at + done);
+  return at + bytes.length;
 }
 
 /** The journal's service keys: a line for each service field (the entry's id + 1) the records named
