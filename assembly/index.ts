@@ -220,6 +220,14 @@ export function ctRecord(i: u32): usize {
   return (load<u8>(r + CT_FLAGS) & FlowFlag.USED) != 0 ? r : 0;
 }
 export function ctFlush(): void { ct.ctClear(); fragClear(); }
+/** Address of record i whether in use or not (its flags byte says), 0 from ctScanEnd() on: with
+ *  ctRun, the host reads the table in place, a run of adjacent records at a time. */
+export function ctRecordAt(i: u32): usize { return i < ct.ctScanEnd() ? ct.rec(i) : 0; }
+export function ctRun(i: u32): u32 { return ct.ctRun(i); }
+/** Records below this were ever in use; none at or past it is. */
+export function ctScanEnd(): u32 { return ct.ctScanEnd(); }
+/** Changes to the flow records so far (create, touch, delete; wraps): unchanged, same records. */
+export function ctChanges(): u32 { return ct.ctChanges(); }
 
 /** Inserts a flow the host describes (wasp replay --conntrack: a capture taken mid-flow meets the
  *  flows the live node had). Its four addresses, 16 bytes each, are staged at stageAddr(): forward

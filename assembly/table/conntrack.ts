@@ -64,6 +64,7 @@ let freeHead: u32 = 0;     // idx + 1 of the first free record below fresh (chai
 let hashKey: u64 = 0;      // per node, from the init seed (see hashTupleKeyed)
 let growRefused = false;   // the last ctGrow found no memory
 let seq: u64 = 0;          // touches so far: CT_SEQ orders flows across classes within a second
+let changes: u32 = 0;      // records created, touched or deleted so far (wraps): the host's "anything new?"
 const HEADS: usize = memory.data(<i32>(CT_CLASS_COUNT * 4), 16);   // per class: idx + 1 of the oldest flow
 const TAILS: usize = memory.data(<i32>(CT_CLASS_COUNT * 4), 16);
 
@@ -95,6 +96,15 @@ export function ctCeiling(): u32 { return ceiling; }
 export function ctUsed(): u32 { return used; }
 /** Records below this were ever used: walks over the table stop here. */
 export function ctScanEnd(): u32 { return fresh; }
+/** Records from idx on that lie next to each other in memory (to the end of idx's chunk), below fresh. */
+export function ctRun(idx: u32): u32 {
+  if (idx >= fresh) return 0;
+  const end = (idx | CHUNK_MASK) + 1;
+  return (end < fresh ? end : fresh) - idx;
+}
+/** Counts every change to a record (create, touch, delete; wraps at 2^32): equal counts, same records
+ *  but for their generation checks and offload marks. */
+export function ctChanges(): u32 { return changes; }
 /** The last ctGrow found no memory (cleared by one that succeeds). */
 export function ctGrowRefused(): bool { return growRefused; }
 
@@ -222,6 +232,7 @@ function listAppend(idx: u32, c: CtClass): void {
 /** Marks the flow seen now, in class c (moves it to the tail of that class's list). */
 export function ctTouch(idx: u32, c: CtClass, now: u32): void {
   const r = rec(idx);
+  changes++;   // the caller may have moved the state or flags even when nothing below does
   // Seen already this second in the same class: the list stays ordered by second-granular
   // lastSeen without moving it, so a busy flow touches only its own record.
   if (load<u32>(r + CT_LAST) == now && <CtClass>load<u8>(r + CT_CLS) == c) return;
@@ -252,6 +263,7 @@ export function ctDelete(idx: u32): void {
   store<u32>(r + CT_NEXT, freeHead);
   freeHead = idx + 1;
   used--;
+  changes++;
   count(C_CT_ENTRIES, <u64>-1);
 }
 
@@ -327,6 +339,7 @@ export function ctCreate(fSrc: usize, fDst: usize, fSport: u32, fDport: u32,
   indexInsert(fwdHash(r), makeRef(idx, CtDir.Original));
   indexInsert(revHash(r), makeRef(idx, CtDir.Reply));
   used++;
+  changes++;
   count(C_CT_ENTRIES);
   return <i32>idx;
 }

@@ -24,7 +24,7 @@ import { VXLAN_OVERHEAD } from "../model/vxlan.js";
 import { ServiceHealthServers } from "./service-health.js";
 import { ServiceFacts } from "./service-facts.js";
 import { Datapath, nowSec } from "./datapath.js";
-import { FlowJournal, journalPath } from "./flow-journal.js";
+import { FlowJournal, journalFiles } from "./flow-journal.js";
 import { PathDropMeter } from "./path-drops.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
 import { cleanupNodeNet, DEVICE, ensureNodeNet, ensureRouting, nodeNetInputs, runIp, sameInputs, TABLE, TUNNEL_TAP, type NodeNetInputs } from "./node-net.js";
@@ -326,7 +326,7 @@ export class Daemon {
   /** Full-wasm mode: the flows the last daemon on this node had are put back before a packet is
    *  read, and this daemon's are written for the next one (src/daemon/flow-journal.ts). */
   private restoreFlows(): void {
-    const journal = new FlowJournal(journalPath(this.opts.socketPath), () => this.engine, () => this.model, nowSec,
+    const journal = new FlowJournal(journalFiles(this.opts.socketPath), () => this.engine, () => this.model, nowSec,
       (err) => this.log.warn({ err: err.message }, "flow journal not written"));
     this.journal = journal;
     try {
@@ -406,7 +406,7 @@ export async function runDaemon(argv: readonly string[]): Promise<void> {
     try {
       const lock = await takeDaemonLock();
       log.info({ removed: cleanupNodeNet() }, "removed the datapath a daemon left on this node");
-      rmSync(journalPath(opts.socketPath), { force: true });
+      for (const file of journalFiles(opts.socketPath)) rmSync(file, { force: true });
       lock.close();
     } catch (e) {
       process.stderr.write(`wasp daemon --cleanup: ${(e as Error).message}\n`);

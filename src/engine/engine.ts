@@ -434,15 +434,24 @@ export class Engine {
   /** Every live flow of the conntrack table, decoded (the table is walked once, in index order). */
   flows(): Generator<FlowRecord> { return flowTable.liveFlows(this.exports); }
 
-  /** The live flows as their raw records (CT_REC_SIZE bytes each, the abi.ts layout) and the
-   *  service entries they name: what the next process on this node restores (restoreFlows). */
-  flowRecords(): { records: Uint8Array; services: Set<number> } { return flowTable.flowRecords(this.exports); }
+  /** The flow table's records as they lie in memory (CT_REC_SIZE bytes each, the abi.ts layout,
+   *  free ones among them): what the next process on this node restores (restoreFlows). Views of
+   *  the engine's memory, valid only until the engine next runs: write them out before anything else. */
+  flowRecordViews(): Uint8Array[] { return flowTable.flowRecordViews(this.exports); }
 
-  /** Puts flows another process recorded (flowRecords, `ageSec` seconds ago on its clock) back
+  /** Changes to the flow records so far (a count that wraps): while it stays, flowRecordViews()
+   *  gives the same records (but for their generation checks and offload marks). */
+  flowChanges(): number { return this.exports.ctChanges(); }
+
+  /** Puts flows another process recorded (flowRecordViews, `ageSec` seconds ago on its clock) back
    *  into the conntrack table, their ages kept: a flow past its timeout is left out, `service`
    *  maps the old process's service entry to this one's (0: none). */
   restoreFlows(records: Uint8Array, recordedSec: number, ageSec: number, nowSec: number, service: (old: number) => number): { restored: number; expired: number; refused: number } {
-    return flowTable.restoreFlows(records, recordedSec, ageSec, nowSec, service, (f) => this.insertFlow(f));
+    // the table grows as they come (as between batches), or a large table would evict most of them
+    return flowTable.restoreFlows(records, recordedSec, ageSec, nowSec, service, (f) => {
+      if (this.exports.grow() === 2) this.noteTables();
+      return this.insertFlow(f);
+    });
   }
 
   /** The early fragments the last process() released after their first fragment (a slot each,

@@ -1,5 +1,5 @@
 // The conntrack table as the host sees it: live flows decoded (FlowRecord), raw records kept across
-// a restart (flowRecords → restoreFlows) and single flows put back (insertFlow). The record layout is
+// a restart (flowRecordViews → restoreFlows) and single flows put back (insertFlow). The record layout is
 // assembly/abi.ts's (CT_*), mirrored in src/engine/abi.ts; Engine's methods of the same names call these.
 import * as abi from "./abi.js";
 import { readAddr16, type Ip } from "../model/addr.js";
@@ -23,6 +23,10 @@ export interface FlowExports {
   ctCount(): number;
   ctCapacity(): number;
   ctRecord(i: number): number;
+  ctRecordAt(i: number): number;
+  ctRun(i: number): number;
+  ctScanEnd(): number;
+  ctChanges(): number;
   ctInsert(fSport: number, fDport: number, rSport: number, rDport: number, proto: number, state: number, cls: number,
     flags: number, service: number, now: number): number;
 }
@@ -49,19 +53,23 @@ export function* liveFlows(ex: FlowExports): Generator<FlowRecord> {
   }
 }
 
-/** The live flows as their raw records (CT_REC_SIZE bytes each) and the service entries they name. */
-export function flowRecords(ex: FlowExports): { records: Uint8Array; services: Set<number> } {
-  const cap = ex.ctCapacity(), mem = new Uint8Array(ex.memory.buffer), v = new DataView(ex.memory.buffer);
-  const out = new Uint8Array(ex.ctCount() * abi.CT_REC_SIZE), services = new Set<number>();
-  let n = 0;
-  for (let i = 0; i < cap && n < out.length; i++) {
-    const r = ex.ctRecord(i);
-    if (r === 0) continue;
-    out.set(mem.subarray(r, r + abi.CT_REC_SIZE), n);
-    services.add(v.getUint32(r + abi.CT_SERVICE, true));
-    n += abi.CT_REC_SIZE;
+/** The table's records where they lie, [0, ctScanEnd()) in index order: views of the engine's
+ *  memory, one per run of adjacent records; a record without FlowFlag.USED is free. Valid only
+ *  until the engine next runs (a batch, a commit or a grow may move the memory): write them out at once. */
+export function flowRecordViews(ex: FlowExports): Uint8Array[] {
+  const end = ex.ctScanEnd(), views: Uint8Array[] = [];
+  let at = 0, len = 0;
+  for (let i = 0; i < end;) {
+    const r = ex.ctRecordAt(i), n = ex.ctRun(i);
+    if (r === at + len) len += n * abi.CT_REC_SIZE;   // this chunk follows the last (one grow's chunks do)
+    else {
+      if (len > 0) views.push(new Uint8Array(ex.memory.buffer, at, len));
+      at = r; len = n * abi.CT_REC_SIZE;
+    }
+    i += n;
   }
-  return { records: out.subarray(0, n), services };
+  if (len > 0) views.push(new Uint8Array(ex.memory.buffer, at, len));
+  return views;
 }
 
 /** Puts one flow into the table through the 64 bytes of addresses at `stage`; false when refused. */
@@ -71,12 +79,14 @@ export function insertFlow(ex: FlowExports, stage: number, f: FlowInsert): boole
   return ex.ctInsert(f.sport, f.dport, f.replySport, f.replyDport, f.proto, f.state, f.cls, f.flags, f.service, f.lastSec >>> 0) >= 0;
 }
 
-/** Puts recorded flows back with their ages (see Engine.restoreFlows); `insert` takes one flow. */
+/** Puts recorded flows back with their ages (see Engine.restoreFlows); `insert` takes one flow.
+ *  Free records (no FlowFlag.USED: flowRecordViews gives them too) are passed over. */
 export function restoreFlows(records: Uint8Array, recordedSec: number, ageSec: number, nowSec: number,
   service: (old: number) => number, insert: (f: FlowInsert) => boolean): { restored: number; expired: number; refused: number } {
   const counts = { restored: 0, expired: 0, refused: 0 };
   const view = new DataView(records.buffer, records.byteOffset, records.byteLength);
   for (let r = 0; r + abi.CT_REC_SIZE <= records.length; r += abi.CT_REC_SIZE) {
+    if ((view.getUint8(r + abi.CT_FLAGS) & abi.FlowFlag.USED) === 0) continue;
     const f = decodeFlow(records, r, 0), cls = view.getUint8(r + abi.CT_CLS);
     const age = recordedSec - f.lastSec + ageSec;
     if (age < 0 || age >= (abi.CT_TIMEOUT_SEC[cls] ?? 0)) { counts.expired++; continue; }
