@@ -28,7 +28,7 @@ export interface ControlContext {
    *  there is no underlay (a single node). */
   tunnelGso(): { device: string } | { off: string } | undefined;
   /** Offload mode: on or off, and why; the kernel's counters of offloaded flows when on. */
-  offload(): { on: boolean; why: string; kernel?: Record<string, { packets: number; bytes: number }> | undefined };
+  offload(): Promise<{ on: boolean; why: string; kernel?: Record<string, { packets: number; bytes: number }> | undefined }>;
   /** Offload mode: the kernel's conntrack entries the engine made (a dump, off the JS thread). */
   kernelFlows?(): Promise<KernelFlow[]>;
   /** The config changes turned down, and the last one. */
@@ -57,14 +57,16 @@ export function makeControlApi(ctx: ControlContext): (req: ControlRequest) => un
   };
 }
 
-function status(ctx: ControlContext): unknown {
+async function status(ctx: ControlContext): Promise<unknown> {
+  // the kernel's counters first (a child process, off the event loop), then the engine's, as of now
+  const offload = await ctx.offload();
   const engine = ctx.engine(), config = ctx.config();
   return {
     pid: process.pid, mode: config.mode, device: ctx.device, ioUring: ctx.ioUring, address: ctx.gateway(), node: config.node.name,
     generation: engine.generation(), uptimeSec: Math.round((Date.now() - ctx.startedMs) / 1000),
     services: ctx.model().services.size, conntrack: { entries: engine.flowCount(), capacity: engine.flowCapacity(), ceiling: engine.flowCeiling() },
     counters: engine.counters(), pathDrops: ctx.pathDrops(), tunnelGso: ctx.tunnelGso(),
-    offload: ctx.offload(),
+    offload,
     // the engine's memory, and whether its tables hold all they were given (a memory ceiling)
     tables: engine.tablesState(),
     ...(cniCalls.socket ? { cni: cniCalls } : {}),

@@ -28,7 +28,7 @@ import { FlowJournal, journalFiles } from "./flow-journal.js";
 import { PathDropMeter } from "./path-drops.js";
 import { makeMetrics, serveMetrics } from "./metrics.js";
 import { cleanupNodeNet, DEVICE, ensureNodeNet, ensureRouting, nodeNetInputs, runIp, sameInputs, TABLE, TUNNEL_TAP, type NodeNetInputs } from "./node-net.js";
-import { ensureOverlay, offloadBlocker, readOffloadCounters } from "./offload-net.js";
+import { ensureOverlay, offloadBlocker, OffloadCounterReader } from "./offload-net.js";
 import { DAEMON_USAGE, parseDaemonArgs, type DaemonOptions } from "./args.js";
 import { startingConfig, usesKube, type StartingConfig } from "./config-sources.js";
 import { ReloadQueue, type ReloadOutcome } from "./reloads.js";
@@ -77,8 +77,9 @@ export class Daemon {
     device: DEVICE, tunnelTap: () => this.underlay?.tunnel?.name, underlayFd: () => this.underlay?.udpFd,
     writeRefused: () => this.datapath?.writeDropped ?? 0,
   });
+  private readonly kernelCounters = new OffloadCounterReader();
   private metrics = makeMetrics(() => this.engine, () => this.pathDrops.drops(),
-    () => (this.offload.on ? readOffloadCounters() : undefined));
+    async () => (this.offload.on ? this.kernelCounters.read() : undefined));
   private readonly reloads = new ReloadQueue((ev) => this.applyConfig(ev));
   metricsPort = 0;
   /** Called once when the datapath cannot go on (the caller stops the daemon). */
@@ -156,7 +157,7 @@ export class Daemon {
         const off = this.datapath?.tunnelOff || (u.tunnel ? "" : u.tunnelOff);
         return off ? { off } : { device: u.tunnel?.name ?? "" };
       },
-      offload: () => (this.offload.on ? { ...this.offload, kernel: readOffloadCounters() } : this.offload),
+      offload: async () => (this.offload.on ? { ...this.offload, kernel: await this.kernelCounters.read() } : this.offload),
       ...(this.ct ? { kernelFlows: () => this.kernelFlows() } : {}),
       rejections: () => this.metrics.rejections(),
     }));

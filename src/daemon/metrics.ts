@@ -24,9 +24,9 @@ export interface Metrics {
 export interface Rejections { count: number; last?: { generation: number; at: string; problems: string[] } }
 
 /** Offload mode: the kernel's counters of the offload table (offload-net.ts), undefined otherwise. */
-export type KernelOffloadCounters = () => Record<"offloaded_in" | "offloaded_out" | "loop_dropped", { packets: number; bytes: number }> | undefined;
+export type KernelOffloadCounters = () => Promise<Record<"offloaded_in" | "offloaded_out" | "loop_dropped", { packets: number; bytes: number }> | undefined>;
 
-export function makeMetrics(engine: () => Engine, pathDrops: () => PathDrops, kernel: KernelOffloadCounters = () => undefined): Metrics {
+export function makeMetrics(engine: () => Engine, pathDrops: () => PathDrops, kernel: KernelOffloadCounters = async () => undefined): Metrics {
   const registry = new Registry();
   new Counter({
     name: "wasp_packets_total", help: "Packets the engine gave each verdict", labelNames: ["verdict"], registers: [registry],
@@ -109,16 +109,16 @@ export function makeMetrics(engine: () => Engine, pathDrops: () => PathDrops, ke
     new Counter({
       name: `wasp_offloaded_${unit}_total`, help: `Offload mode: ${unit} of offloaded flows the kernel carried (in: entering the node, out: sent by the node itself)`,
       labelNames: ["direction"], registers: [registry],
-      collect() {
+      async collect() {
+        const k = await kernel();
         this.reset();
-        const k = kernel();
         if (k) { this.inc({ direction: "in" }, k.offloaded_in[unit]); this.inc({ direction: "out" }, k.offloaded_out[unit]); }
       },
     });
   }
   new Counter({
     name: "wasp_offload_loop_dropped_total", help: "Offload mode: packets written back that the kernel did not translate and would have routed into wasp0 again (the loop guard dropped them)",
-    registers: [registry], collect() { this.reset(); this.inc(kernel()?.loop_dropped.packets ?? 0); },
+    registers: [registry], async collect() { const k = await kernel(); this.reset(); this.inc(k?.loop_dropped.packets ?? 0); },
   });
   new Counter({
     name: "wasp_cni_calls_total", help: "CNI calls the daemon's CNI socket answered, or declined (each decline cost the runtime a Node start-up in wasp-node)",

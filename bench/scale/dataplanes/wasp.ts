@@ -59,8 +59,10 @@ function waspConfig(services: readonly ScaleService[]): unknown {
   };
 }
 
+/** The generation the engine serves, from its counters: status would also wait for the kernel's
+ *  offload counters (an `nft` child process, ~15 ms), which says nothing about the generation. */
 async function generation(c: Ctx): Promise<number> {
-  return (await control(c.t.socketPath, { cmd: "status" })).generation as number;
+  return ((await control(c.t.socketPath, { cmd: "counters" })).named as { generation: number }).generation;
 }
 
 /** Polls the daemon (every millisecond) until it serves a generation after `before`; ms from t0. */

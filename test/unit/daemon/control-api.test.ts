@@ -19,7 +19,7 @@ function context(config: Config): { ctx: ControlContext; engine: Engine } {
   const ctx: ControlContext = {
     engine: () => engine, engineOptions: () => engineOptionsFor(config), model: () => model, config: () => config,
     device: "wasp0", ioUring: false, gateway: () => "10.244.1.1", startedMs: Date.now() - 5000, pathDrops: () => ({ tun_queue_full: 0, tun_rx_dropped: 0, write_refused: 0, underlay_rcvbuf_full: 0, tunnel_tap_dropped: 0 }), tunnelGso: () => undefined,
-    offload: () => ({ on: false, why: "turned off (--offload off)" }),
+    offload: async () => ({ on: false, why: "turned off (--offload off)" }),
   };
   return { ctx, engine };
 }
