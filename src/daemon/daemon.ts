@@ -23,6 +23,7 @@ import { handle as handleCni } from "../cni/index.js";
 import { VXLAN_OVERHEAD } from "../model/vxlan.js";
 import { ServiceHealthServers } from "./service-health.js";
 import { ServiceFacts } from "./service-facts.js";
+import { HeapReclaimer } from "./reclaim.js";
 import { Datapath, nowSec } from "./datapath.js";
 import { FlowJournal, journalFiles } from "./flow-journal.js";
 import { PathDropMeter } from "./path-drops.js";
@@ -78,6 +79,7 @@ export class Daemon {
     writeRefused: () => this.datapath?.writeDropped ?? 0,
   });
   private readonly kernelCounters = new OffloadCounterReader();
+  private readonly reclaimer = new HeapReclaimer();
   private metrics = makeMetrics(() => this.engine, () => this.pathDrops.drops(),
     async () => (this.offload.on ? this.kernelCounters.read() : undefined));
   private readonly reloads = new ReloadQueue((ev) => this.applyConfig(ev));
@@ -321,6 +323,7 @@ export class Daemon {
       generation: this.generation(), upserted: delta.upsertServices.length, deleted: delta.deleteServices.length,
       routes: delta.upsertRoutes.length + delta.deleteRoutes.length, routing, ms: Math.round(seconds * 1e4) / 10,
     }, `reload applied; serving generation ${this.generation()}`);
+    this.reclaimer.afterReload();
     return "applied";
   }
 

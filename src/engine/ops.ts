@@ -145,8 +145,15 @@ function protoNumber(protocol: string): number {
   return n;
 }
 
+/** The 16 bytes an op carries for a model's canonical address text (IPv4-mapped for IPv4). */
+function addrBytes(text: string): Uint8Array {
+  const ip = parseIp(text);
+  if (!ip) throw new TypeError(`"${text}" is not an address; the model keeps canonical address text`);
+  return ip.bytes;
+}
+
 function writeKey(bytes: Uint8Array, dv: DataView, p: number, k: ServiceKey): void {
-  bytes.set(k.addr16, p + 8);
+  bytes.set(addrBytes(k.addr), p + 8);
   dv.setUint16(p + 24, k.port, false);
   dv.setUint8(p + 26, protoNumber(k.protocol));
 }
@@ -171,7 +178,7 @@ function writeService(bytes: Uint8Array, dv: DataView, p: number, e: ServiceEntr
   dv.setUint32(p + 48, e.eligible, true);
   let b = p + OP_SIZE.serviceBase;
   for (const be of e.backends) {
-    bytes.set(be.addr16, b);
+    bytes.set(addrBytes(be.addr), b);
     dv.setUint16(b + 16, be.port, false);
     dv.setUint16(b + 18, be.weight, false);
     b += OP_SIZE.backend;

@@ -23,9 +23,11 @@ export interface Cidr {
 const V4_MAPPED_PREFIX = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] as const;
 
 // A config names the same addresses again and again (validation, build, every reload): parsed ones are
-// kept, and their bytes shared, so they must never be written to. Bounded: cleared when full.
+// kept, and their bytes shared, so they must never be written to. Bounded: cleared when full. The
+// bound keeps the often-named ones (node, gateways, CIDRs) and not every service's: 131,072 entries
+// held 14 MiB of heap at 30,000 services, and parsing 90,000 addresses again takes ~35 ms.
 const parsed = new Map<string, Ip>();
-const PARSED_MAX = 1 << 17;
+const PARSED_MAX = 1 << 12;
 
 /**
  * Parses an IPv4 or IPv6 address (compressed forms and a trailing dotted quad included); undefined if

@@ -140,12 +140,8 @@ function* updateModelSteps(prevConfig: Config | undefined, config: Config, prev:
   };
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
-
 function sameService(a: ServiceEntry, b: ServiceEntry): boolean {
-  return a === b || (a.id === b.id && a.sig === b.sig && sameBytes(a.addr16, b.addr16));
+  return a === b || (a.id === b.id && a.sig === b.sig && a.addr === b.addr);
 }
 
 function sameRoute(a: Route, b: Route): boolean {

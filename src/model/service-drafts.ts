@@ -139,17 +139,17 @@ export function serviceDrafts(s: ServiceConfig, ctx: DraftContext): Draft[] {
       const dropWhenEmpty = eligible === 0 && policy === "Local" && reachable && orderBackends(ofFamily).eligible > 0;
       const list = {
         eligible, dropWhenEmpty,
-        backends: backends.map((b): ModelBackend => ({ addr: b.addr, addr16: b.ip.bytes, port: b.port ?? p.targetPort ?? p.port, weight: 1 })),
+        backends: backends.map((b): ModelBackend => ({ addr: b.addr, port: b.port ?? p.targetPort ?? p.port, weight: 1 })),
       };
       lists.set(listKey, list);
       return list;
     };
-    const add = (addr: string, addr16: Uint8Array, family: Family, port: number, kind: ServiceKind, flags: number, policy: "Cluster" | "Local") => {
+    const add = (addr: string, family: Family, port: number, kind: ServiceKind, flags: number, policy: "Cluster" | "Local") => {
       const key = serviceKey(addr, port, p.protocol);
       if (out.has(key)) return; // the same address listed twice in one service (validation rejects it across services)
       const { backends, eligible, dropWhenEmpty } = backendsFor(family, policy);
       const d = {
-        key, addr, addr16, family, port, protocol: p.protocol,
+        key, addr, family, port, protocol: p.protocol,
         kind, select: ctx.select, maglevSize: ctx.maglevSize,
         flags: flags | (affinity ? ServiceFlag.AFFINITY : 0) | (dropWhenEmpty ? ServiceFlag.DROP_WHEN_EMPTY : 0),
         affinitySec: affinity ? s.affinityTimeoutSec : 0,
@@ -173,7 +173,7 @@ export function serviceDrafts(s: ServiceConfig, ctx: DraftContext): Draft[] {
     };
     const addIp = (text: string, kind: ServiceKind, flags: number, policy: "Cluster" | "Local") => {
       const ip = parseIp(text) as Ip;
-      add(formatIp(ip), ip.bytes, ip.family, p.port, kind, flags, policy);
+      add(formatIp(ip), ip.family, p.port, kind, flags, policy);
     };
     // kube-proxy masquerades traffic from outside the cluster to a ClusterIP (with --cluster-cidr) and to
     // the external kinds under externalTrafficPolicy Cluster; Local keeps the client's source address.
@@ -185,7 +185,7 @@ export function serviceDrafts(s: ServiceConfig, ctx: DraftContext): Draft[] {
     if (p.nodePort !== undefined && s.type !== "ClusterIP") {
       // One entry per family the service has (a dual-stack service serves its NodePort on both).
       for (const family of families) {
-        add(formatIp(ANY[family]), ANY[family].bytes, family, p.nodePort, ServiceKind.NodePort, extFlags | ServiceFlag.ANY_LOCAL_ADDR, external);
+        add(formatIp(ANY[family]), family, p.nodePort, ServiceKind.NodePort, extFlags | ServiceFlag.ANY_LOCAL_ADDR, external);
       }
     }
   }

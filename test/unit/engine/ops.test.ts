@@ -33,6 +33,17 @@ const twoNodes = () => cfg({
 describe("engine/ops", () => {
   // Expected bytes below are written by hand from the "control ops" comment of assembly/abi.ts and the
   // byte order assembly/table/generation.ts reads (ports and weights with ld16: network order).
+  it("encodes a NodePort entry's key address as its family's unspecified address: ::ffff:0.0.0.0 (RFC 4291 2.5.5.2) and ::", () => {
+    const c = cfg({
+      node: { name: "n1", underlayIP: "10.99.0.1", podCIDR: "10.244.1.0/24" }, serviceCIDRv6: "fd00:96::/112",
+      services: [{ name: "np", type: "NodePort", clusterIPs: ["10.96.0.11", "fd00:96::11"], ports: [{ port: 80, nodePort: 30080 }], backends: [{ ip: "10.244.1.10" }, { ip: "fd00:10:244:1::a" }] }],
+    });
+    const m = buildModel(c);
+    const key = (k: string) => hex(encode({ ...EMPTY, upsertServices: [m.services.get(k)!] }, false).subarray(8, 24));
+    assert.equal(key("0.0.0.0:30080/TCP"), "00000000000000000000ffff00000000");
+    assert.equal(key("[::]:30080/TCP"), "00000000000000000000000000000000");
+  });
+
   it("encodes an UpsertRoute as abi.ts lays it out: 40 bytes, ::ffff:10.244.2.0, len 120, Remote, node 1", () => {
     const m = buildModel(twoNodes());
     const bytes = encode({ ...EMPTY, upsertRoutes: [m.routes.get("10.244.2.0/24")!] }, false);
