@@ -38,7 +38,7 @@ import { writeSysctl } from "../io/sysctl.js";
 import { VXLAN_OVERHEAD } from "../model/vxlan.js";
 import { localVtepMac } from "../model/model.js";
 import { ensureOffloadTable, ensureOverlay, NFT_TABLE, removeOffloadTable, removeOverlay, runNft, VXLAN_DEVICE, type NftRunner, type OverlayInputs } from "./offload-net.js";
-import { NODE_PORT_MAX, NODE_PORT_MIN, type Config, type ServiceConfig } from "../config/index.js";
+import { NODE_PORT_MAX, NODE_PORT_MIN, type Config } from "../config/index.js";
 import { ENGINE_MAC, TAP_MAC } from "../engine/options.js";
 import { canonicalCidr, firstAddress, firstAddress6, formatIp, parseIp, type Ip } from "../model/index.js";
 
@@ -106,8 +106,9 @@ export interface NodeNetInputs {
   overlay?: OverlayInputs;
 }
 
-export function nodeNetInputs(config: Config, offload = false, routes: ExternalRoutes = externalRoutes(config.services)): NodeNetInputs {
-  const external = (family: 4 | 6) => routes(family);
+/** What the node's network is made from; `external`: the services' external and LoadBalancer
+ *  addresses (a daemon keeps them per service: service-facts.ts). */
+export function nodeNetInputs(config: Config, offload: boolean, external: ExternalRoutes): NodeNetInputs {
   const addresses = (family: 4 | 6) => config.node.nodeAddresses.filter((a) => parseIp(a)?.family === family);
   const v6 = config.node.podCIDRv6;
   return {
@@ -131,30 +132,6 @@ export function nodeNetInputs(config: Config, offload = false, routes: ExternalR
 
 /** The external and LoadBalancer addresses routed to wasp0, one family's sorted ("a.b.c.d/32"). */
 export type ExternalRoutes = (family: 4 | 6) => string[];
-
-/** ExternalRoutes from a pass over the services (a daemon keeps them per service: service-facts.ts). */
-export function externalRoutes(services: readonly ServiceConfig[]): ExternalRoutes {
-  const claims = new Map<string, number>();
-  for (const sv of services) claimExternal(claims, sv, 1);
-  return (family) => sortedRoutes(claims, family);
-}
-
-/** Counts (by `by`: 1 or -1) the routes a service's external and LoadBalancer addresses claim;
- *  an address two services share stays routed while one of them has it. */
-export function claimExternal(claims: Map<string, number>, sv: ServiceConfig, by: 1 | -1): void {
-  if (sv.ignored || (sv.externalIPs.length === 0 && sv.loadBalancerIPs.length === 0)) return;
-  for (const a of [...sv.externalIPs, ...sv.loadBalancerIPs]) {
-    const ip = parseIp(a);
-    if (!ip) continue;
-    const route = `${formatIp(ip)}/${ip.family === 4 ? 32 : 128}`, n = (claims.get(route) ?? 0) + by;
-    if (n > 0) claims.set(route, n); else claims.delete(route);
-  }
-}
-
-export function sortedRoutes(claims: ReadonlyMap<string, number>, family: 4 | 6): string[] {
-  const suffix = family === 4 ? "/32" : "/128";
-  return [...claims.keys()].filter((r) => r.endsWith(suffix)).sort();
-}
 
 function overlayInputs(config: Config): OverlayInputs {
   return {

@@ -4,11 +4,13 @@
 // each for the routes and the health checks (the API source's services, measured), which was most
 // of the time from the API server's send to the new generation.
 import type { Config, ConfigChanges, ServiceConfig } from "../config/index.js";
-import { serviceChanges } from "../model/index.js";
-import { claimExternal, sortedRoutes, type ExternalRoutes } from "./node-net.js";
+import { formatIp, parseIp, serviceChanges } from "../model/index.js";
+import type { ExternalRoutes } from "./node-net.js";
 import { healthCheckTest, type HealthCheck } from "./service-health.js";
 
 export class ServiceFacts {
+  /** Each routed address ("a.b.c.d/32", "x::y/128") with the number of services that claim it: an
+   *  address two services share stays routed while one of them has it. */
   private readonly claims = new Map<string, number>();
   private routes: Partial<Record<4 | 6, string[]>> = {};
   private readonly checks = new Map<ServiceConfig, HealthCheck>();
@@ -28,7 +30,10 @@ export class ServiceFacts {
     for (const s of moved.came) this.count(s, 1);
   }
 
-  readonly externalRoutes: ExternalRoutes = (family) => (this.routes[family] ??= sortedRoutes(this.claims, family));
+  readonly externalRoutes: ExternalRoutes = (family) => {
+    const suffix = family === 4 ? "/32" : "/128";
+    return (this.routes[family] ??= [...this.claims.keys()].filter((r) => r.endsWith(suffix)).sort());
+  };
 
   healthChecks(): HealthCheck[] {
     return [...this.checks.values()];
@@ -42,8 +47,13 @@ export class ServiceFacts {
   }
 
   private count(s: ServiceConfig, by: 1 | -1): void {
-    if (s.externalIPs.length > 0 || s.loadBalancerIPs.length > 0) {
-      claimExternal(this.claims, s, by);
+    if (!s.ignored && (s.externalIPs.length > 0 || s.loadBalancerIPs.length > 0)) {
+      for (const a of [...s.externalIPs, ...s.loadBalancerIPs]) {
+        const ip = parseIp(a);
+        if (!ip) continue;
+        const route = `${formatIp(ip)}/${ip.family === 4 ? 32 : 128}`, n = (this.claims.get(route) ?? 0) + by;
+        if (n > 0) this.claims.set(route, n); else this.claims.delete(route);
+      }
       this.routes = {};
     }
     const check = by === 1 ? this.checkOf(s) : undefined;

@@ -5,7 +5,6 @@
 // balancer controllers read.
 import { createServer, type Server } from "node:http";
 import type { Config, ServiceConfig } from "../config/index.js";
-import { parseIp, type Ip } from "../model/addr.js";
 import { localEndpointTest } from "../model/service-drafts.js";
 
 export interface HealthCheck {
@@ -18,8 +17,7 @@ export interface HealthCheck {
 /** The health check a service asks this node to serve (undefined: none), with its local ready
  *  endpoints counted; one test per config node. */
 export function healthCheckTest(node: Config["node"]): (s: ServiceConfig) => HealthCheck | undefined {
-  const local = localEndpointTest(node);
-  const isLocal = (b: ServiceConfig["backends"][number]) => local(b, parseIp(b.ip) as Ip); // the schema checked the address
+  const isLocal = localEndpointTest(node);
   return (s) => (s.ignored || s.healthCheckNodePort === undefined || s.externalTrafficPolicy !== "Local" ? undefined : {
     namespace: s.namespace, name: s.name, port: s.healthCheckNodePort,
     // kube-proxy counts the local endpoints that are ready (not the terminating fallback).

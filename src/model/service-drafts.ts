@@ -73,9 +73,8 @@ export function topologyPreference(endpoints: readonly Pick<BackendConfig, "read
 /** An endpoint is on this node when its nodeName says so, and only then, as kube-proxy decides
  *  (pkg/proxy/endpointslicecache.go: IsLocal is nodeName == this node's name): an endpoint without
  *  a nodeName is remote even when its address lies in this node's pod CIDR. The traffic policies
- *  and the health check node ports go by this. The address argument is not consulted; it stays for
- *  the callers that pass it. */
-export function localEndpointTest(node: Config["node"]): (b: Pick<BackendConfig, "nodeName">, ip?: Ip) => boolean {
+ *  and the health check node ports go by this. */
+export function localEndpointTest(node: Config["node"]): (b: Pick<BackendConfig, "nodeName">) => boolean {
   return (b) => b.nodeName === node.name;
 }
 
