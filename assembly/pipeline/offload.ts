@@ -90,7 +90,7 @@ export function bindFlow(idx: u32, slot: usize, resent: bool): bool {
 }
 
 /** After the host put the kernel's answers at offloadResultsAddr(): a packet whose flow the kernel
- *  refused (its NEW not acked with 0) is dropped as OffloadFailed. Returns how many were. */
+ *  refused (an errno answered to its NEW) is dropped as OffloadFailed. Returns how many were. */
 export function offloadFinish(): u32 {
   let failed: u32 = 0;
   for (let i: u32 = 0; i < flows; i++) {

@@ -12,13 +12,15 @@
 //         kernel's nf_nat keeps the source port or picks a unique one, as it does for its own
 //         masquerade), CTA_TIMEOUT, CTA_MARK, CTA_PROTOINFO (TCP state). Flags CREATE | EXCL.
 // DELETE: CTA_TUPLE_ORIG.
-// Every request asks for an ack; its seq is its index + 1 in the batch, so the host maps acks back.
+// No request asks for an ack: the kernel answers only a request it refused (an error message whose
+// seq, the request's index + 1 in the batch, maps it back), so a batch that went in whole costs the
+// host one recv that finds nothing, not one per request.
 import { addrIsV4 } from "../mem";
 import { PROTO_TCP } from "./l4";
 
 export const NLMSG_HDRLEN: u32 = 16;
 export const NFGENMSG_LEN: u32 = 4;
-const NLM_F_REQUEST: u16 = 0x1, NLM_F_ACK: u16 = 0x4, NLM_F_EXCL: u16 = 0x200, NLM_F_CREATE: u16 = 0x400;
+const NLM_F_REQUEST: u16 = 0x1, NLM_F_EXCL: u16 = 0x200, NLM_F_CREATE: u16 = 0x400;
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 export const IPCTNL_MSG_CT_NEW: u16 = 0, IPCTNL_MSG_CT_DELETE: u16 = 2;
 const AF_INET: u8 = 2, AF_INET6: u8 = 10;
@@ -110,7 +112,7 @@ function header(p: usize, msg: u16, flags: u16, seq: u32, v6: bool): void {
   at = p;
   put32(0);                                            // length, set by finish
   put16((NFNL_SUBSYS_CTNETLINK << 8) | msg);
-  put16(NLM_F_REQUEST | NLM_F_ACK | flags);
+  put16(NLM_F_REQUEST | flags);
   put32(seq);
   put32(0);
   store<u8>(at, v6 ? AF_INET6 : AF_INET); store<u8>(at, 0, 1); store<u16>(at, 0, 2); at += 4;

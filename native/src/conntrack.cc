@@ -1,8 +1,9 @@
 // ctnetlink for offload mode: a NETLINK_NETFILTER socket, and a batch of requests the engine wrote
-// (its NEW and DELETE messages for a batch's new flows) sent in ONE sendmsg with every ack read
-// back before the call returns: the kernel handles netlink requests inside sendmsg, so by then the
-// entries exist and the batch's packets can be written back to the TUN. Dumps go through
-// netlinkRequest (netlink.cc), off the JS thread.
+// (its NEW and DELETE messages for a batch's new flows) sent in ONE sendmsg. The kernel handles
+// netlink requests inside sendmsg, so by its return the entries exist (the batch's packets can be
+// written back to the TUN) and every answer is queued: the engine's requests ask for no ack, so a
+// batch that went in whole costs one recv that finds nothing. Dumps go through netlinkRequest
+// (netlink.cc), off the JS thread.
 #include "conntrack.h"
 
 #include <errno.h>
@@ -13,7 +14,6 @@
 
 #include <cstdint>
 #include <string>
-#include <vector>
 
 #include "args.h"
 #include "fd_result.h"
@@ -49,9 +49,10 @@ Napi::Value CtOpen(const Napi::CallbackInfo& info) {
   return FdResult(env, r, stage);
 }
 
-// ctTransact(fd, buffer, offset, length, results: Int32Array) -> requests acked, or -errno when the
-// send failed. The requests carry seq 1..results.length; results[seq - 1] becomes 0 or the errno the
-// kernel answered. A request left without an answer keeps ETIME (62).
+// ctTransact(fd, buffer, offset, length, results: Int32Array) -> answers read, or -errno when the
+// send failed. The requests carry seq 1..results.length; results[seq - 1] becomes the errno the kernel
+// answered, or stays 0: a request that asked for no ack is answered only when refused, one that did
+// (NLM_F_ACK) with 0 too.
 Napi::Value CtTransact(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsNumber() || !info[1].IsArrayBuffer() || !info[2].IsNumber() || !info[3].IsNumber() || !info[4].IsTypedArray()) {
@@ -64,26 +65,26 @@ Napi::Value CtTransact(const Napi::CallbackInfo& info) {
   auto results = info[4].As<Napi::Int32Array>();
   if (off + len > buf.ByteLength() || len < sizeof(nlmsghdr)) return Napi::Number::New(env, -EFAULT);
   const size_t n = results.ElementLength();
-  for (size_t i = 0; i < n; i++) results[i] = ETIME;
+  for (size_t i = 0; i < n; i++) results[i] = 0;
   const uint8_t* msg = static_cast<const uint8_t*>(buf.Data()) + off;
   ssize_t sent;
   do sent = send(fd, msg, len, 0); while (sent < 0 && errno == EINTR);
   if (sent < 0) return Napi::Number::New(env, -errno);
-  // Every ack is queued by now; read until each request has one or nothing more waits.
-  std::vector<uint8_t> in(1 << 16);
-  size_t acked = 0;
-  while (acked < n) {
+  // Every answer is queued by now: read until none is left (the first recv usually finds none).
+  static thread_local uint8_t in[1 << 16];
+  size_t answered = 0;
+  for (;;) {
     ssize_t got;
-    do got = recv(fd, in.data(), in.size(), MSG_DONTWAIT); while (got < 0 && errno == EINTR);
+    do got = recv(fd, in, sizeof in, MSG_DONTWAIT); while (got < 0 && errno == EINTR);
     if (got <= 0) break;
     size_t left = size_t(got);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(in.data()); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+    for (auto* h = reinterpret_cast<nlmsghdr*>(in); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
       if (h->nlmsg_type != NLMSG_ERROR || h->nlmsg_seq == 0 || h->nlmsg_seq > n) continue;
       results[h->nlmsg_seq - 1] = -static_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
-      acked++;
+      answered++;
     }
   }
-  return Napi::Number::New(env, double(acked));
+  return Napi::Number::New(env, double(answered));
 }
 
 }  // namespace

@@ -19,7 +19,8 @@ export class ConntrackSocket {
   }
 
   /** Sends the requests in buffer[offset, offset + length) (seq 1..results.length) in one sendmsg
-   *  and fills results with 0 or each request's errno (ETIME when the kernel did not answer it).
+   *  and fills results with each request's errno, or 0 (the kernel handles them inside sendmsg, so
+   *  a request it did not answer went in: only NLM_F_ACK asks for an answer to success).
    *  Returns how many were answered; throws when the send itself failed. */
   transact(buffer: ArrayBuffer, offset: number, length: number, results: Int32Array): number {
     const n = native().ctTransact(this.fd, buffer, offset, length, results);

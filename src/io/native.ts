@@ -63,7 +63,8 @@ export interface Native {
   /** A NETLINK_NETFILTER socket (ctnetlink) made inside the namespace at netns. */
   ctOpen(netns?: string): OpenResult;
   /** Sends buffer[offset, offset+length) (requests with seq 1..results.length) in one sendmsg and
-   *  puts each request's answer in results (0, or the kernel's errno; ETIME when none came). */
+   *  puts each request's answer in results: the kernel's errno, or 0 (acked, or no answer: a
+   *  request without NLM_F_ACK is answered only when refused). Returns how many were answered. */
   ctTransact(fd: number, buffer: ArrayBuffer, offset: number, length: number, results: Int32Array): number;
 }
 

@@ -47,11 +47,12 @@ function attrs(msg: Uint8Array, from = 20): Map<number, Uint8Array> {
 describe("wire/ctnetlink", () => {
   const tcp: Binding = { src: "10.244.1.5", dst: "10.96.0.10", sport: 40000, dport: 80, proto: 6, backend: "10.244.2.5", bport: 8080, masq: "10.244.1.1", timeout: 120, tcpState: 1 };
 
-  it("NEW for a masqueraded TCP flow: tshark reads ctnetlink NEW (CREATE|EXCL|ACK), the original tuple and its inverse, the timeout; then DELETE with the original tuple", () => {
+  it("NEW for a masqueraded TCP flow: tshark reads ctnetlink NEW (CREATE|EXCL, no ACK asked: only a refusal is answered), the original tuple and its inverse, the timeout; then DELETE with the original tuple", () => {
     const bytes = emit(tcp, true);
     const d = dissect([netlinkRecord(bytes, NETLINK_NETFILTER)], LINKTYPE_NETLINK)[0]!;
     assert.deepEqual(d.all("netlink.hdr_type"), ["0x0100", "0x0102"], "NFNL_SUBSYS_CTNETLINK: IPCTNL_MSG_CT_NEW, then IPCTNL_MSG_CT_DELETE");
-    assert.deepEqual([...new Set(d.all("netlink.hdr_flags"))], ["0x0605", "0x0005"], "NEW: REQUEST|ACK|EXCL|CREATE; DELETE: REQUEST|ACK");
+    assert.deepEqual([...new Set(d.all("netlink.hdr_flags"))], ["0x0601", "0x0001"], "NEW: REQUEST|EXCL|CREATE; DELETE: REQUEST");
+    assert.deepEqual([...new Set(d.all("netlink.hdr_flags.ack"))], ["0"], "neither asks for an ack");
     assert.deepEqual(d.all("netlink.hdr_flags.create"), ["1"], "NEW creates");
     assert.deepEqual(d.all("netlink.hdr_flags.excl"), ["1"], "and never updates an entry that exists");
     assert.deepEqual(d.all("netlink.hdr_seq"), ["1", "2"], "one sequence number per request");
