@@ -20,12 +20,20 @@
 // sent as UDP GSO datagrams and the receiver merges them again. For scale, Linux is also measured
 // with tunnel segmentation offload off on its underlay ports (linux_vxlan_nogso_tcp_gbps: the
 // kernel then segments in software before the veth, as it would for a NIC without the offload).
+// Offload mode (wasp_offload_*: established flows in the kernel, its own vxlan device) is measured in
+// its own turn, and Linux's TCP again right after it, so the two are side by side; linux_vxlan_tcp_gbps
+// is the median of both positions. The offload nodes' kernels track every packet (the table offload
+// mode needs registers conntrack and NAT hooks, as any kube-proxy node's rules do); the Linux nodes
+// track none. linux_vxlan_ct_tcp_gbps is the Linux nodes with that same table applied (offloadRuleset):
+// what conntrack costs Linux's own path, measured in the same turn.
 // Namespaces are the topology's (wasp-t-<pid>-*), removed at the end, also on failure; every
 // process is ended by its PID.
+import { execFileSync } from "node:child_process";
 import { median, round, writeResults } from "../lib/results.js";
 import { procs, spawnTracked, tcpGbps, udpKpps } from "../datapath/datapath.js";
 import { inNs, stop } from "../../test/helpers/netns.js";
 import { LinuxVxlanNode, Topology, waitFor, control, type Pod } from "../../test/helpers/topology.js";
+import { NFT_TABLE, offloadRuleset } from "../../src/daemon/offload-net.js";
 
 const PORT = 5201;
 const A = { name: "node-a", underlayIP: "10.99.0.1", podCIDR: "10.244.1.0/24" };
@@ -33,9 +41,17 @@ const B = { name: "node-b", underlayIP: "10.99.0.3", podCIDR: "10.244.2.0/24" };
 const C = { underlayIP: "10.99.0.4", podCIDR: "10.244.3.0/24" };
 const D = { underlayIP: "10.99.0.5", podCIDR: "10.244.4.0/24" };
 
-type Kind = "wasp" | "wasp_cut" | "wasp_offload" | "linux" | "linux_nogso";
+type Kind = "wasp" | "wasp_cut" | "wasp_offload" | "linux" | "linux_nogso" | "linux_ct";
 type WaspMode = "full" | "cut" | "offload";
 const TUNNEL_GSO = ["tx-udp_tnl-segmentation", "tx-udp_tnl-csum-segmentation"];
+
+/** Offload mode's nftables table on the Linux nodes (conntrack and NAT hooks on every packet), or gone. */
+function offloadTable(nodes: LinuxVxlanNode[], on: boolean): void {
+  for (const n of nodes) {
+    if (on) execFileSync("ip", ["netns", "exec", n.node, "nft", "-f", "-"], { input: offloadRuleset("flannel.1"), stdio: ["pipe", "ignore", "inherit"] });
+    else inNs(n.node, "nft", "delete", "table", "inet", NFT_TABLE);
+  }
+}
 
 function tunnelGso(nodes: LinuxVxlanNode[], on: boolean): void {
   for (const n of nodes) inNs(n.node, "ethtool", "-K", "eth0", ...TUNNEL_GSO.flatMap((f) => [f, on ? "on" : "off"]));
@@ -50,8 +66,8 @@ async function iperfServer(pod: Pod): Promise<void> {
 export async function run(quick: boolean): Promise<Record<string, number>> {
   const reps = quick ? 1 : 3;
   const secs = quick ? 2 : 4;
-  const tcp: Record<Kind, number[]> = { wasp: [], wasp_cut: [], wasp_offload: [], linux: [], linux_nogso: [] };
-  const udp: Record<Kind, number[]> = { wasp: [], wasp_cut: [], wasp_offload: [], linux: [], linux_nogso: [] };
+  const tcp: Record<Kind, number[]> = { wasp: [], wasp_cut: [], wasp_offload: [], linux: [], linux_nogso: [], linux_ct: [] };
+  const udp: Record<Kind, number[]> = { wasp: [], wasp_cut: [], wasp_offload: [], linux: [], linux_nogso: [], linux_ct: [] };
   const ta = new Topology({ nodeIp: A.underlayIP, podCidr: A.podCIDR });
   let tb: Topology | undefined, lc: LinuxVxlanNode | undefined, ld: LinuxVxlanNode | undefined;
   let cleaned = false;
@@ -110,7 +126,7 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
       current = next;
     };
 
-    const client: Record<Kind, [Pod, Pod]> = { wasp: [pa, pb], wasp_cut: [pa, pb], wasp_offload: [pa, pb], linux: [pc, pd], linux_nogso: [pc, pd] };
+    const client: Record<Kind, [Pod, Pod]> = { wasp: [pa, pb], wasp_cut: [pa, pb], wasp_offload: [pa, pb], linux: [pc, pd], linux_nogso: [pc, pd], linux_ct: [pc, pd] };
     for (let i = 0; i < reps; i++) {
       for (const k of ["wasp", "linux", "linux_nogso"] as const) {
         if (k === "linux_nogso") tunnelGso([lc, ld], false);
@@ -125,9 +141,16 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
       tcp.wasp_cut.push(await tcpGbps(pa.ns, secs, pb.ip));
       await restart("offload");
       tcp.wasp_offload.push(await tcpGbps(pa.ns, secs, pb.ip));
+      tcp.linux.push(await tcpGbps(pc.ns, secs, pd.ip));
+      offloadTable([lc, ld], true);
+      try {
+        tcp.linux_ct.push(await tcpGbps(pc.ns, secs, pd.ip));
+      } finally {
+        offloadTable([lc, ld], false);
+      }
       udp.wasp_offload.push(await udpKpps(pa.ns, secs, pb.ip));
       await restart("full");
-      console.log(`rep ${i + 1}: tcp wasp ${tcp.wasp[i]!.toFixed(2)} (cutting ${tcp.wasp_cut[i]!.toFixed(2)}, offload ${tcp.wasp_offload[i]!.toFixed(2)}) linux ${tcp.linux[i]!.toFixed(2)} ` +
+      console.log(`rep ${i + 1}: tcp wasp ${tcp.wasp[i]!.toFixed(2)} (cutting ${tcp.wasp_cut[i]!.toFixed(2)}, offload ${tcp.wasp_offload[i]!.toFixed(2)}) linux ${tcp.linux[2 * i]!.toFixed(2)}, ${tcp.linux[2 * i + 1]!.toFixed(2)} (with conntrack ${tcp.linux_ct[i]!.toFixed(2)}) ` +
         `linux without tunnel GSO ${tcp.linux_nogso[i]!.toFixed(2)} Gbit/s; udp wasp ${udp.wasp[i]!.toFixed(0)} (offload ${udp.wasp_offload[i]!.toFixed(0)}) linux ${udp.linux[i]!.toFixed(0)} kpps`);
     }
     await account(false);
@@ -144,12 +167,15 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
     wasp_cut_tcp_gbps: m(tcp.wasp_cut),
     linux_vxlan_tcp_gbps: m(tcp.linux),
     linux_vxlan_nogso_tcp_gbps: m(tcp.linux_nogso),
+    linux_vxlan_ct_tcp_gbps: m(tcp.linux_ct),
     wasp_udp_kpps: m(udp.wasp, 1),
     linux_vxlan_udp_kpps: m(udp.linux, 1),
     wasp_offload_tcp_gbps: m(tcp.wasp_offload),
     wasp_offload_udp_kpps: m(udp.wasp_offload, 1),
   };
   metrics.wasp_offload_vs_linux_tcp_ratio = round(metrics.wasp_offload_tcp_gbps! / metrics.linux_vxlan_tcp_gbps!, 2);
+  metrics.wasp_offload_vs_linux_ct_tcp_ratio = round(metrics.wasp_offload_tcp_gbps! / metrics.linux_vxlan_ct_tcp_gbps!, 2);
+  metrics.linux_ct_vs_linux_tcp_ratio = round(metrics.linux_vxlan_ct_tcp_gbps! / metrics.linux_vxlan_tcp_gbps!, 2);
   metrics.wasp_offload_vs_linux_udp_ratio = round(metrics.wasp_offload_udp_kpps! / metrics.linux_vxlan_udp_kpps!, 2);
   metrics.wasp_vs_linux_tcp_ratio = round(metrics.wasp_tcp_gbps! / metrics.linux_vxlan_tcp_gbps!, 2);
   metrics.wasp_tunnel_gso_gain_ratio = round(metrics.wasp_tcp_gbps! / metrics.wasp_cut_tcp_gbps!, 2);

@@ -15,6 +15,13 @@ import { changeIndexes, withChangedBackends, type ScaleService } from "./rules.j
 
 const procs = new Set<ChildProcess>();
 
+/** Counts child among the processes stopAll ends (until it exits). */
+export function tracked<T extends ChildProcess>(child: T): T {
+  procs.add(child);
+  child.once("exit", () => procs.delete(child));
+  return child;
+}
+
 /** Ends every process the benchmark still runs (by PID). */
 export async function stopAll(): Promise<void> {
   for (const p of [...procs]) await stop(p, "SIGKILL");
@@ -95,9 +102,18 @@ function cpuSec(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
+/** The machine's busy CPU time (all CPUs, seconds: user + nice + system + irq + softirq + steal)
+ *  and context switches so far, from /proc/stat. */
+function machineCpu(): { busySec: number; switches: number } {
+  const stat = readFileSync("/proc/stat", "utf8");
+  const f = (/^cpu\s+(.*)$/m.exec(stat)?.[1] ?? "").split(/\s+/).map(Number);
+  const busy = f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!;  // user nice system (idle iowait) irq softirq steal
+  return { busySec: busy / 100, switches: Number(/^ctxt\s+(\d+)/m.exec(stat)?.[1] ?? NaN) };
+}
+
 // ── traffic ─────────────────────────────────────────────────────────────────────────────────────
 
-async function connTest(c: Ctx, vip: string): Promise<{ conn_per_s: number; p50: number; p99: number; errors: number }> {
+async function connTest(c: Ctx, vip: string): Promise<{ conn_per_s: number; p50: number; p99: number; errors: number; connections: number }> {
   const p = track(c.client.ns, c.bin, ["connect", vip, String(CONN_PORT), String(c.connSecs), String(WORKERS)]);
   const timer = setTimeout(() => p.child.kill("SIGKILL"), (c.connSecs + 10) * 1000);
   await p.exited;
@@ -105,7 +121,7 @@ async function connTest(c: Ctx, vip: string): Promise<{ conn_per_s: number; p50:
   const j = JSON.parse(p.out().trim().split("\n").pop() ?? "{}") as { conn_per_s?: number; p50_us: number; p99_us: number; errors: number; connections: number };
   if (j.conn_per_s === undefined) throw new Error(`connrate connect: ${p.out()}`);
   if (j.connections === 0) throw new Error(`connrate connect to ${vip}:${CONN_PORT}: no connection succeeded (${j.errors} errors)`);
-  return { conn_per_s: j.conn_per_s, p50: j.p50_us, p99: j.p99_us, errors: j.errors };
+  return { conn_per_s: j.conn_per_s, p50: j.p50_us, p99: j.p99_us, errors: j.errors, connections: j.connections };
 }
 
 async function iperfGbps(c: Ctx, vip: string): Promise<number> {
@@ -143,14 +159,21 @@ async function lostDuring(c: Ctx, vip: string, change: () => Promise<void>): Pro
 }
 
 /** conn_per_s, connect_p50/p99_us (medians of 2 runs, 1 with --quick), tcp_gbps, lost_without_update;
- *  with daemonPid, also how busy that process was while the connections ran. */
+ *  what a connection costs the whole machine while they run (cpu_us_per_conn: busy CPU time of all
+ *  CPUs, client and server included; ctxsw_per_conn: context switches); with daemonPid, also how busy
+ *  that process was. */
 export async function traffic(c: Ctx, vip: string, out: Sample, daemonPid?: number): Promise<void> {
   const conns: number[] = [], p50: number[] = [], p99: number[] = [];
-  const cpu0 = daemonPid ? cpuSec(daemonPid) : 0, t0 = performance.now();
+  const cpu0 = daemonPid ? cpuSec(daemonPid) : 0, t0 = performance.now(), m0 = machineCpu();
+  let opened = 0;
   for (let i = 0; i < (c.quick ? 1 : 2); i++) {
     const r = await connTest(c, vip);
     conns.push(r.conn_per_s); p50.push(r.p50); p99.push(r.p99);
+    opened += r.connections;
   }
+  const m1 = machineCpu();
+  out.cpu_us_per_conn = (1e6 * (m1.busySec - m0.busySec)) / opened;
+  out.ctxsw_per_conn = (m1.switches - m0.switches) / opened;
   // How busy the daemon's one thread was while the connections ran (100 = a whole core).
   if (daemonPid) out.daemon_cpu_pct_connect = (100 * (cpuSec(daemonPid) - cpu0)) / ((performance.now() - t0) / 1000);
   out.conn_per_s = median(conns);

@@ -132,7 +132,7 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
   }
 
   // Medians over repetitions, per dataplane, metric and N.
-  const DIGITS: Record<string, number> = { conn_per_s: 0, connect_p50_us: 1, connect_p99_us: 1, tcp_gbps: 3, lost_during_update: 0, lost_without_update: 0, rss_mib: 1, rss_flows_mib: 1, flows_tracked: 0, kernel_kib: 0, daemon_cpu_pct_connect: 0 };
+  const DIGITS: Record<string, number> = { conn_per_s: 0, connect_p50_us: 1, connect_p99_us: 1, tcp_gbps: 3, lost_during_update: 0, lost_without_update: 0, rss_mib: 1, rss_flows_mib: 1, flows_tracked: 0, kernel_kib: 0, daemon_cpu_pct_connect: 0, cpu_us_per_conn: 1, ctxsw_per_conn: 2 };
   for (const [k, list] of samples) {
     const [dp, n] = k.split("/");
     const keys = new Set(list.flatMap((s) => Object.keys(s)));
@@ -196,7 +196,7 @@ function writeCharts(m: Record<string, number>, Ns: number[]): void {
 function markdownTable(m: Record<string, number>, Ns: number[]): string {
   const cols: Array<[string, string]> = [
     ["load_ms", "load ms"], ["update_ms", "1-service update ms"], ["update_api_ms", "1-service update from the API ms"], ["conn_per_s", "conn/s"], ["connect_p50_us", "connect p50 µs"],
-    ["connect_p99_us", "connect p99 µs"], ["tcp_gbps", "TCP Gbit/s"], ["lost_during_update", "UDP lost in 100-service update"],
+    ["connect_p99_us", "connect p99 µs"], ["cpu_us_per_conn", "machine CPU µs per connection"], ["ctxsw_per_conn", "context switches per connection"], ["tcp_gbps", "TCP Gbit/s"], ["lost_during_update", "UDP lost in 100-service update"],
     ["lost_without_update", "UDP lost, no update"], ["rss_mib", "daemon RSS MiB"], ["rss_flows_mib", "daemon RSS MiB, 100,000 flows"], ["kernel_kib", "kernel KiB"],
   ];
   const fmt = (v: number | undefined) => (v === undefined ? "–" : v.toLocaleString("en-US", { maximumFractionDigits: v < 10 ? 2 : v < 100 ? 1 : 0 }));

@@ -7,16 +7,17 @@
 // service's EndpointSlice changes, timed from the API server's send to the new generation. The
 // daemon's arguments are a parameter, so that a variant of the same daemon is one more entry in
 // bench/scale/dataplanes/index.ts.
-import { renameSync, writeFileSync } from "node:fs";
+import { renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { median } from "../../lib/results.js";
 import { spawnInNs, stop } from "../../../test/helpers/netns.js";
 import { control, NODE_IP, POD_CIDR, waitFor } from "../../../test/helpers/topology.js";
 import { endpointSlice, node, service, startFakeApiProcess } from "../../../test/helpers/fake-apiserver.js";
 import { validateConfig } from "../../../src/config/index.js";
+import { journalFiles } from "../../../src/daemon/flow-journal.js";
 import { buildModel, diffModel } from "../../../src/model/index.js";
 import { CHANGED_BACKENDS, CLUSTER_CIDR, CONN_PORT, SERVICE_CIDR, target, updateIndex, type Ctx, type Dataplane, type Sample } from "../dataplane.js";
-import { rssMib, runTimed, traffic, updates } from "../measure.js";
+import { rssMib, runTimed, tracked, traffic, updates } from "../measure.js";
 import { waspServices, withChangedBackends, type ScaleService } from "../rules.js";
 
 const ROOT = new URL("../../..", import.meta.url).pathname;
@@ -109,8 +110,7 @@ async function runWasp(c: Ctx, services: ScaleService[], n: number, out: Sample,
     if (n > 1) await withFlows(c, services, out, pid);
   } finally {
     await c.t.stopProcess(d.child, "SIGTERM");
-    // a stopped daemon leaves its datapath for the next one: the next dataplane starts from nothing
-    c.t.cleanupNode();
+    await fromNothing(c);
   }
 }
 
@@ -122,6 +122,13 @@ async function withFlows(c: Ctx, services: ScaleService[], out: Sample, pid: num
   await new Promise((res) => setTimeout(res, 1000));
   out.flows_tracked = ((await control(c.t.socketPath, { cmd: "status" })).conntrack as { entries: number }).entries;
   out.rss_flows_mib = rssMib(pid);
+}
+
+/** A stopped daemon leaves its datapath and its flow journal for the next one (a restart keeps
+ *  flows): the next daemon, of any dataplane or repetition, starts from nothing. */
+async function fromNothing(c: Ctx): Promise<void> {
+  await c.t.cleanupNode();
+  for (const f of journalFiles(c.t.socketPath)) rmSync(f, { force: true });
 }
 
 /** The Service and EndpointSlice the API server holds for one scale service. */
@@ -138,6 +145,7 @@ function kubeObjects(s: ScaleService): [Record<string, unknown>, Record<string, 
 async function runWaspApi(c: Ctx, services: ScaleService[], n: number, out: Sample, daemonArgs: string[]): Promise<void> {
   const kcPath = join(c.t.work, "kubeconfig");
   const api = await startFakeApiProcess(c.t.node, "scale-token", kcPath);
+  tracked(api.child);   // an interrupted run ends it, and the daemon below, by PID
   let daemon: ReturnType<typeof spawnInNs> | undefined;
   try {
     await api.apply("Node", node(NODE_NAME, NODE_IP, POD_CIDR));
@@ -145,10 +153,10 @@ async function runWaspApi(c: Ctx, services: ScaleService[], n: number, out: Samp
       await Promise.all(services.slice(i, i + 250).flatMap((s) => kubeObjects(s).map((o, k) => api.apply(k === 0 ? "Service" : "EndpointSlice", o))));
     }
     let log = "";
-    daemon = spawnInNs(c.t.node, process.execPath, [
+    daemon = tracked(spawnInNs(c.t.node, process.execPath, [
       "--import", `file://${TSX}`, join(ROOT, "src/main.ts"), "daemon", "--kubeconfig", kcPath, "--hostname-override", NODE_NAME,
       "--service-cidr", SERVICE_CIDR, "--cluster-cidr", CLUSTER_CIDR, "--socket", c.t.socketPath, "--metrics-port", "0", ...daemonArgs,
-    ]);
+    ]));
     daemon.stdout?.on("data", (b: Buffer) => { log += b.toString(); });
     daemon.stderr?.on("data", (b: Buffer) => { log += b.toString(); });
     const entries = services.reduce((a, s) => a + s.ports.length, 0);
@@ -177,8 +185,7 @@ async function runWaspApi(c: Ctx, services: ScaleService[], n: number, out: Samp
   } finally {
     if (daemon) await stop(daemon);
     await stop(api.child);
-    // a stopped daemon leaves its datapath for the next one: the next dataplane starts from nothing
-    c.t.cleanupNode();
+    await fromNothing(c);
   }
 }
 
