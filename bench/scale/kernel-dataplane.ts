@@ -3,7 +3,7 @@
 // same traffic as every dataplane. bench/scale/dataplanes/iptables.ts, nftables.ts and ipvs.ts say
 // only which commands.
 import { target, type Ctx, type Dataplane } from "./dataplane.js";
-import { boundedStep, kernelKib, traffic, updates, type Command } from "./measure.js";
+import { boundedStep, kernelKib, settle, traffic, updates, type Command } from "./measure.js";
 import type { ScaleService } from "./rules.js";
 
 export interface KernelMode {
@@ -41,6 +41,7 @@ export function kernelDataplane(mode: KernelMode): Dataplane {
         out.load_ms = loadMs;
         out.kernel_kib = kernelKib() - k0;
         mode.connect?.(c);
+        out.settle_ms = await settle();
         await traffic(c, target(services).clusterIP, out);
         await updates(c, services, n, out, async (current, next, key) => {
           const ms = await boundedStep(c, out, key, `${name} ${key} at ${n}`, mode.update(c, current, next));

@@ -4,6 +4,7 @@
 // bench/scale/scale.ts can end them all (by PID) when a run is interrupted.
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { cpus } from "node:os";
 import { median } from "../lib/results.js";
 import { spawnInNs, stop } from "../../test/helpers/netns.js";
 import { waitFor } from "../../test/helpers/topology.js";
@@ -81,6 +82,21 @@ export async function startServer(ns: string, cmd: string, args: string[], ready
   await waitFor(() => p.out().includes(ready) || p.child.exitCode !== null, `${cmd} ${args.join(" ")}`);
   if (p.child.exitCode !== null) throw new Error(`${cmd} ${args.join(" ")} exited: ${p.out()}`);
   return p.child;
+}
+
+/** Waits until the machine is idle again after a load: the daemon collecting the load's garbage,
+ *  or the kernel still freeing what the previous dataplane's removal left (after nftables' stopped
+ *  30,000-service transaction a kworker ran for seconds and the next dataplane's connections paid
+ *  for it), so that the traffic measures the steady state of the dataplane under test. Idle: under
+ *  10% of all CPUs busy in a 250 ms window; at most 30 s. Returns how long it took (ms). */
+export async function settle(): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    const m0 = machineCpu(), w0 = performance.now();
+    await new Promise((r) => setTimeout(r, 250));
+    const busy = (machineCpu().busySec - m0.busySec) / (cpus().length * (performance.now() - w0) / 1000);
+    if (busy < 0.1 || performance.now() - t0 > 30000) return performance.now() - t0;
+  }
 }
 
 /** Kernel memory that rule sets live in (KiB): Slab + VmallocUsed + Percpu, machine-wide. */

@@ -132,7 +132,7 @@ export async function run(quick: boolean): Promise<Record<string, number>> {
   }
 
   // Medians over repetitions, per dataplane, metric and N.
-  const DIGITS: Record<string, number> = { conn_per_s: 0, connect_p50_us: 1, connect_p99_us: 1, tcp_gbps: 3, lost_during_update: 0, lost_without_update: 0, rss_mib: 1, rss_flows_mib: 1, flows_tracked: 0, kernel_kib: 0, daemon_cpu_pct_connect: 0, cpu_us_per_conn: 1, ctxsw_per_conn: 2 };
+  const DIGITS: Record<string, number> = { conn_per_s: 0, connect_p50_us: 1, connect_p99_us: 1, tcp_gbps: 3, lost_during_update: 0, lost_without_update: 0, rss_mib: 1, rss_flows_mib: 1, flows_tracked: 0, kernel_kib: 0, daemon_cpu_pct_connect: 0, cpu_us_per_conn: 1, ctxsw_per_conn: 2, settle_ms: 0 };
   for (const [k, list] of samples) {
     const [dp, n] = k.split("/");
     const keys = new Set(list.flatMap((s) => Object.keys(s)));

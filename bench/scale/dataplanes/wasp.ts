@@ -17,7 +17,7 @@ import { validateConfig } from "../../../src/config/index.js";
 import { journalFiles } from "../../../src/daemon/flow-journal.js";
 import { buildModel, diffModel } from "../../../src/model/index.js";
 import { CHANGED_BACKENDS, CLUSTER_CIDR, CONN_PORT, SERVICE_CIDR, target, updateIndex, type Ctx, type Dataplane, type Sample } from "../dataplane.js";
-import { rssMib, runTimed, tracked, traffic, updates } from "../measure.js";
+import { rssMib, runTimed, settle, tracked, traffic, updates } from "../measure.js";
 import { waspServices, withChangedBackends, type ScaleService } from "../rules.js";
 
 const ROOT = new URL("../../..", import.meta.url).pathname;
@@ -95,6 +95,8 @@ async function runWasp(c: Ctx, services: ScaleService[], n: number, out: Sample,
   try {
     const pid = d.child.pid!;
     out.load_ms = await apply(c, waspConfig(services));
+    // what the load left to do (the daemon collecting its garbage) is timed, then the steady state measured
+    out.settle_ms = await settle();
     out.rss_mib = rssMib(pid);
     await traffic(c, target(services).clusterIP, out, pid);
     let logLines = 0;
