@@ -24,7 +24,7 @@
 // its own turn, and Linux's TCP again right after it, so the two are side by side; linux_vxlan_tcp_gbps
 // is the median of both positions. The offload nodes' kernels track every packet (the table offload
 // mode needs registers conntrack and NAT hooks, as any kube-proxy node's rules do); the Linux nodes
-// track none. linux_vxlan_ct_tcp_gbps is the Linux nodes with that same table applied (offloadRuleset):
+// track none. linux_vxlan_ct_tcp_gbps is the Linux nodes with that same table applied (ensureOffloadTable):
 // what conntrack costs Linux's own path, measured in the same turn.
 // Namespaces are the topology's (wasp-t-<pid>-*), removed at the end, also on failure; every
 // process is ended by its PID.
@@ -33,7 +33,7 @@ import { median, round, writeResults } from "../lib/results.js";
 import { procs, spawnTracked, tcpGbps, udpKpps } from "../datapath/datapath.js";
 import { inNs, stop } from "../../test/helpers/netns.js";
 import { LinuxVxlanNode, Topology, waitFor, control, type Pod } from "../../test/helpers/topology.js";
-import { NFT_TABLE, offloadRuleset } from "../../src/daemon/offload-net.js";
+import { ensureOffloadTable, removeOffloadTable, type NftRunner } from "../../src/daemon/offload-net.js";
 
 const PORT = 5201;
 const A = { name: "node-a", underlayIP: "10.99.0.1", podCIDR: "10.244.1.0/24" };
@@ -45,11 +45,13 @@ type Kind = "wasp" | "wasp_cut" | "wasp_offload" | "linux" | "linux_nogso" | "li
 type WaspMode = "full" | "cut" | "offload";
 const TUNNEL_GSO = ["tx-udp_tnl-segmentation", "tx-udp_tnl-csum-segmentation"];
 
-/** Offload mode's nftables table on the Linux nodes (conntrack and NAT hooks on every packet), or gone. */
+/** Offload mode's nftables table on the Linux nodes (conntrack and NAT hooks on every packet), or gone:
+ *  made and removed as a daemon does it (offload-net.ts), by `nft -f -` in each node's namespace. */
 function offloadTable(nodes: LinuxVxlanNode[], on: boolean): void {
   for (const n of nodes) {
-    if (on) execFileSync("ip", ["netns", "exec", n.node, "nft", "-f", "-"], { input: offloadRuleset("flannel.1"), stdio: ["pipe", "ignore", "inherit"] });
-    else inNs(n.node, "nft", "delete", "table", "inet", NFT_TABLE);
+    const nft: NftRunner = (script) => execFileSync("ip", ["netns", "exec", n.node, "nft", "-f", "-"], { input: script, encoding: "utf8" });
+    if (on) ensureOffloadTable("flannel.1", nft);
+    else if (!removeOffloadTable(nft)) throw new Error(`offload mode's table was not in ${n.node} to remove`);
   }
 }
 

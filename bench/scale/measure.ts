@@ -33,8 +33,7 @@ export interface Timed { ms: number; code: number | null; out: string; timedOut:
 /** Runs cmd in ns with `input` on stdin, bounded by timeoutMs; wall time in ms. */
 export function runTimed(ns: string, cmd: string, args: string[], input: string | undefined, timeoutMs: number): Promise<Timed> {
   return new Promise((resolve) => {
-    const child = spawn("ip", ["netns", "exec", ns, cmd, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-    procs.add(child);
+    const child = tracked(spawn("ip", ["netns", "exec", ns, cmd, ...args], { stdio: ["pipe", "pipe", "pipe"] }));
     let out = "", timedOut = false;
     child.stdout.on("data", (d: Buffer) => { if (out.length < 4000) out += d.toString(); });
     child.stderr.on("data", (d: Buffer) => { if (out.length < 4000) out += d.toString(); });
@@ -42,7 +41,6 @@ export function runTimed(ns: string, cmd: string, args: string[], input: string 
     const timer = setTimeout(() => { timedOut = true; child.kill("SIGKILL"); }, timeoutMs);
     child.once("exit", (code) => {
       clearTimeout(timer);
-      procs.delete(child);
       resolve({ ms: performance.now() - t0, code, out, timedOut });
     });
     child.stdin.on("error", () => { /* the child died early; its exit code says why */ });
@@ -67,12 +65,11 @@ export async function boundedStep(c: Ctx, out: Sample, key: string, what: string
 }
 
 function track(ns: string, cmd: string, args: string[]): { child: ChildProcess; out: () => string; exited: Promise<void> } {
-  const child = spawnInNs(ns, cmd, args);
-  procs.add(child);
+  const child = tracked(spawnInNs(ns, cmd, args));
   let text = "";
   child.stdout?.on("data", (d: Buffer) => { text += d.toString(); });
   child.stderr?.on("data", (d: Buffer) => { text += d.toString(); });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => { procs.delete(child); resolve(); }));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   return { child, out: () => text, exited };
 }
 
